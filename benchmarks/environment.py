@@ -1,0 +1,34 @@
+"""Facts of each asv environment that machine info cannot hold, tracked as series so that
+a change (another CUDA build, fewer threads, slower memory) shows up in the history."""
+
+import torch
+
+from kernelwatch import measure
+
+from .common import device
+
+
+class Environment:
+    version = "1"
+
+    def track_torch_threads(self):
+        return torch.get_num_threads()
+
+    track_torch_threads.unit = "threads"
+
+    def track_cuda_runtime(self):
+        """CUDA version of the torch build (e.g. 12.8); 0 for a CPU-only build."""
+        return float(torch.version.cuda or 0)
+
+    track_cuda_runtime.unit = "version"
+
+    def track_copy_seconds_per_gib(self):
+        """Seconds to copy 1 GiB on the benchmark device (read + write = 2 GiB moved).
+        Recorded as time so asv's lower-is-better regression detection applies; the report
+        turns it into the copy bandwidth that '% of copy bandwidth' refers to."""
+        dev = device()
+        nbytes = (1 << 30) if dev.type == "cuda" else (256 << 20)
+        bandwidth = measure.copy_bandwidth(dev, nbytes)
+        return (2 << 30) / bandwidth
+
+    track_copy_seconds_per_gib.unit = "seconds"

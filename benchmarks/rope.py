@@ -1,0 +1,140 @@
+"""RoPE (q and k of one attention layer): time, compile cost and health, memory, accuracy.
+
+Every (metric x shape x form x dtype x variant) runs in its own asv process, so a compile
+that overruns `timeout` fails that one parameter and nothing else. Combinations that cannot
+run here (a GPU-only variant on a CPU, fp32 on a GPU) are skipped in `setup` with a reason.
+"""
+
+import functools
+
+from kernelwatch import measure, variants
+from kernelwatch.errors import Unavailable
+from kernelwatch.workloads import rope
+
+from .common import device, l2_bytes, sync
+
+
+class _Rope:
+    params = [list(rope.SHAPES), list(rope.FORMS), list(rope.DTYPES), list(rope.VARIANTS)]
+    param_names = ["shape", "form", "dtype", "variant"]
+    # Covers import, input building and a compile. A compile that takes longer is recorded
+    # as failed for its parameter (asv's per-benchmark timeout), never hangs the suite.
+    timeout = 600
+
+    def _build(self, shape, form, dtype, variant, **kw):
+        self.dev = device()
+        self.case = rope.build_case(shape, form, dtype, variant, self.dev, **kw)
+        self.args = self.case.input_sets[0]
+
+
+class RopeTime(_Rope):
+    """Steady-state seconds per call. On a GPU: CUDA events around CUDA-graph replays,
+    rotating through input sets four times the L2 size, so each call reads HBM."""
+
+    version = "1"
+    unit = "seconds"
+
+    def setup(self, shape, form, dtype, variant):
+        self._build(shape, form, dtype, variant, rotate_bytes=4 * l2_bytes(device()))
+        self.case.fn(*self.args)  # compile (warm cache after the first process) and warm up
+        sync(self.dev)
+
+    def track_time(self, shape, form, dtype, variant):
+        opts = {"cuda_graph": True} if self.dev.type == "cuda" else {}
+        return measure.time_callable(self.case.fn, self.case.input_sets, self.dev, **opts).for_asv()
+
+
+class RopeCompile(_Rope):
+    """Compile cost (cold: fresh inductor cache; warm: FX graph cache filled by a child
+    process) and compile health over the timed shape plus one call at half the length."""
+
+    version = "1"
+    unit = "seconds"
+
+    def setup(self, shape, form, dtype, variant):
+        if not variants.is_compiled(variant):
+            raise Unavailable(f"{variant} is not compiled")
+        self._build(shape, form, dtype, variant)
+        self.first_call = functools.partial(self.case.fn, *self.args)
+
+    def track_cold_compile(self, shape, form, dtype, variant):
+        return measure.cold_compile_seconds(self.first_call, self.dev)
+
+    def track_warm_compile(self, shape, form, dtype, variant):
+        prime = functools.partial(rope.prime_compile, shape, form, dtype, variant, self.dev.type)
+        return measure.warm_compile_seconds(self.first_call, prime, self.dev)
+
+    def _health(self):
+        other = rope.other_seq_len_inputs(self.case)
+        calls = [self.first_call, self.first_call, functools.partial(self.case.fn, *other)]
+        return measure.compile_health(self.case.eager_fn.__code__, calls)
+
+    def track_graph_breaks(self, *params):
+        return self._health().graph_breaks
+
+    track_graph_breaks.unit = "count"
+
+    def track_unique_graphs(self, *params):
+        return self._health().unique_graphs
+
+    track_unique_graphs.unit = "count"
+
+    def track_recompiles(self, *params):
+        return self._health().recompiles
+
+    track_recompiles.unit = "count"
+
+
+class RopeMemory(_Rope):
+    """Peak process RSS during one call, inputs included."""
+
+    version = "1"
+    unit = "bytes"
+
+    def setup(self, shape, form, dtype, variant):
+        self._build(shape, form, dtype, variant)
+        self.case.fn(*self.args)
+        sync(self.dev)
+
+    def _peak(self):
+        return measure.peak_memory(lambda: self.case.fn(*self.args), self.dev)
+
+    def track_peak_rss(self, *params):
+        return self._peak().rss
+
+
+class RopeCudaMemory(RopeMemory):
+    """Peak CUDA allocated and reserved bytes during one call, inputs included."""
+
+    version = "1"
+
+    def setup(self, shape, form, dtype, variant):
+        if device().type != "cuda":
+            raise Unavailable("CUDA memory needs a CUDA GPU")
+        super().setup(shape, form, dtype, variant)
+
+    def track_peak_cuda_allocated(self, *params):
+        return self._peak().cuda_allocated
+
+    def track_peak_cuda_reserved(self, *params):
+        return self._peak().cuda_reserved
+
+
+class RopeAccuracy(_Rope):
+    """Error against float64 on fresh random inputs (not the timed ones)."""
+
+    version = "1"
+    unit = "relative"
+
+    def setup(self, shape, form, dtype, variant):
+        self._build(shape, form, dtype, variant)
+        inputs = self.case.fresh_inputs(seed=1234)
+        self.error = measure.accuracy(self.case.fn(*inputs), rope.reference(form, inputs))
+
+    def track_rel_l2_error(self, *params):
+        return self.error.rel_l2
+
+    def track_max_abs_error(self, *params):
+        return self.error.max_abs
+
+    track_max_abs_error.unit = "absolute"

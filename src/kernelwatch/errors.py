@@ -1,0 +1,24 @@
+"""The two ways a request can fail before anything is measured.
+
+`KernelwatchError` is bad user input (an unknown name, a missing tool): the CLI prints its
+message, which names the fix, and exits 2. `Unavailable` means "this combination cannot run
+here" (a GPU-only variant on a CPU, a library that does not import). It subclasses
+NotImplementedError because that is what asv records as skipped rather than failed.
+"""
+
+from collections.abc import Iterable
+
+
+class KernelwatchError(Exception):
+    """Bad input or a missing prerequisite; the message says how to fix it."""
+
+
+class Unavailable(NotImplementedError):
+    """This variant/shape/dtype cannot run on this machine; the message says why."""
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str], where: str = "") -> KernelwatchError:
+    """One message format for every 'no such shape/variant/workload' error."""
+    place = f" for {where}" if where else ""
+    names = ", ".join(valid)
+    return KernelwatchError(f"unknown {kind} {name!r}{place}; valid {kind}s: {names}")

@@ -1,0 +1,375 @@
+"""The one measuring core: time, memory, compile cost and health, accuracy.
+
+Nothing else in kernelwatch times anything. This module knows torch but not asv or HTML:
+results are plain dataclasses; `Samples.for_asv()` is the single place that speaks asv's
+`{"samples": [...], "number": n}` form, which asv turns into median, 99% CI and quartiles.
+
+Why a `track_` returning samples rather than asv's own `time_`: since asv_runner 0.3 a
+class with `setup` times one call per sample with a host clock, so launch and sync overhead
+dominate a 50 us GPU kernel. Here each sample is timed with CUDA events (or a synchronised
+clock) around a calibrated number of calls, optionally replayed from a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kernelwatch.errors import KernelwatchError
+
+# A sample whose coefficient of variation exceeds this is flagged as unstable (pyperf's habit:
+# warn rather than print a noisy number as if it were fine).
+UNSTABLE_CV = 0.10
+
+
+@dataclass
+class Samples:
+    """Per-call seconds, one entry per sample; each sample averaged `calls_per_sample` calls."""
+
+    per_call_seconds: list[float]
+    calls_per_sample: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_call_seconds)
+
+    @property
+    def cv(self) -> float:
+        if len(self.per_call_seconds) < 2:
+            return 0.0
+        return statistics.stdev(self.per_call_seconds) / statistics.fmean(self.per_call_seconds)
+
+    @property
+    def unstable(self) -> bool:
+        return self.cv > UNSTABLE_CV
+
+    def for_asv(self) -> dict:
+        return {"samples": list(self.per_call_seconds), "number": self.calls_per_sample}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _call_all(fn: Callable, input_sets: Sequence[tuple], count: int, start: int = 0) -> None:
+    n = len(input_sets)
+    for i in range(count):
+        fn(*input_sets[(start + i) % n])
+
+
+def time_cpu(
+    fn: Callable,
+    input_sets: Sequence[tuple],
+    *,
+    samples: int = 30,
+    warmup: int = 3,
+    min_sample_seconds: float = 2e-3,
+) -> Samples:
+    """Wall-clock samples of `fn` on the CPU, rotating through `input_sets`.
+
+    The calls per sample are calibrated so each sample lasts at least `min_sample_seconds`,
+    which keeps perf_counter's resolution and the loop's own cost out of the figure.
+    """
+    _call_all(fn, input_sets, warmup)
+    number = 1
+    while True:
+        t0 = time.perf_counter()
+        _call_all(fn, input_sets, number)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_sample_seconds or number >= 1 << 20:
+            break
+        number *= 2 if elapsed <= 0 else max(2, min(10, math.ceil(min_sample_seconds / elapsed)))
+    per_call = []
+    for s in range(samples):
+        t0 = time.perf_counter()
+        _call_all(fn, input_sets, number, start=s * number)
+        per_call.append((time.perf_counter() - t0) / number)
+    return Samples(per_call, number)
+
+
+def _l2_flush_buffer(device: torch.device) -> torch.Tensor:
+    l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 64 << 20)
+    return torch.empty(2 * l2, dtype=torch.uint8, device=device)
+
+
+def time_cuda(
+    fn: Callable,
+    input_sets: Sequence[tuple],
+    *,
+    samples: int = 50,
+    warmup: int = 10,
+    cuda_graph: bool = False,
+    flush_l2: bool = False,
+    min_sample_seconds: float = 1e-3,
+) -> Samples:
+    """CUDA-event samples of `fn`, rotating through `input_sets`.
+
+    - `cuda_graph`: capture the calls once and time replays. For launch-bound kernels this
+      measures the GPU's work rather than Python's dispatch; it needs a capturable `fn`.
+    - `flush_l2`: overwrite a buffer of twice the L2 before every sample, and time a single
+      call, so inputs that would fit in L2 are read from HBM. Rotating through enough input
+      sets (more bytes than the L2) does the same without a per-call flush.
+    """
+    device = torch.device("cuda", torch.cuda.current_device())
+    _call_all(fn, input_sets, warmup)
+    torch.cuda.synchronize(device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    if flush_l2:
+        flush = _l2_flush_buffer(device)
+        per_call = []
+        for s in range(samples):
+            flush.zero_()
+            start.record()
+            fn(*input_sets[s % len(input_sets)])
+            end.record()
+            end.synchronize()
+            per_call.append(start.elapsed_time(end) / 1e3)
+        return Samples(per_call, 1)
+
+    def timed(count: int, offset: int) -> float:
+        start.record()
+        _call_all(fn, input_sets, count, start=offset)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+
+    # Calibrate calls per sample on plain launches, then round to whole rotations so every
+    # sample (and every graph) touches every input set equally often.
+    number = len(input_sets)
+    while timed(number, 0) < min_sample_seconds and number < 1 << 16:
+        number *= 2
+    number = math.ceil(number / len(input_sets)) * len(input_sets)
+
+    if cuda_graph:
+        graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            _call_all(fn, input_sets, len(input_sets))  # warm the side stream's allocator
+        torch.cuda.current_stream(device).wait_stream(stream)
+        with torch.cuda.graph(graph):
+            _call_all(fn, input_sets, number)
+        graph.replay()
+        torch.cuda.synchronize(device)
+        per_call = []
+        for _ in range(samples):
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            per_call.append(start.elapsed_time(end) / 1e3 / number)
+        return Samples(per_call, number)
+
+    return Samples([timed(number, s * number) / number for s in range(samples)], number)
+
+
+def time_callable(
+    fn: Callable, input_sets: Sequence[tuple], device: torch.device, **gpu_options
+) -> Samples:
+    """Time on whichever clock suits the device (see time_cpu / time_cuda)."""
+    if device.type == "cuda":
+        return time_cuda(fn, input_sets, **gpu_options)
+    return time_cpu(fn, input_sets)
+
+
+def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, samples: int = 20) -> float:
+    """Measured device-memory bandwidth in bytes/s: a large copy, counting read plus write.
+
+    This is the ceiling that "% of copy bandwidth" refers to: measured here, not a datasheet.
+    """
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    src.random_(0, 255)
+    dst = torch.empty_like(src)
+    if device.type == "cuda":
+        t = time_cuda(lambda: dst.copy_(src), [()], samples=samples)
+    else:
+        t = time_cpu(lambda: dst.copy_(src), [()], samples=samples)
+    return 2 * nbytes / t.median
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+@dataclass
+class MemoryPeak:
+    """Peak bytes during the measured calls. CUDA fields are 0 on the CPU."""
+
+    cuda_allocated: int
+    cuda_reserved: int
+    rss: int
+
+
+def _reset_rss_peak() -> bool:
+    # Writing 5 to clear_refs resets VmHWM (Linux >= 4.0), so the peak covers only the
+    # region measured and not the import of torch or the building of inputs.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_peak() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_memory(run: Callable[[], object], device: torch.device) -> MemoryPeak:
+    """Peak CUDA allocated/reserved bytes and peak process RSS while `run()` executes.
+
+    Peaks include the live inputs, as a user of the kernel would see them.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    _reset_rss_peak()
+    run()
+    synchronize(device)
+    if device.type == "cuda":
+        return MemoryPeak(
+            torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device),
+            _rss_peak(),
+        )
+    return MemoryPeak(0, 0, _rss_peak())
+
+
+# ----------------------------------------------------------------------------- compile
+
+
+@contextlib.contextmanager
+def inductor_cache(path: str) -> Iterator[str]:
+    """Point inductor's and Triton's on-disk caches at `path` for the duration."""
+    keys = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(path, "triton")
+    try:
+        yield path
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def first_call_seconds(call: Callable[[], object], device: torch.device) -> float:
+    synchronize(device)
+    t0 = time.perf_counter()
+    call()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def cold_compile_seconds(first_call: Callable[[], object], device: torch.device) -> float:
+    """Seconds of the first call of a not-yet-compiled function, with fresh inductor and
+    Triton caches so no earlier run's FX graph or kernel can hide the cost.
+
+    Run it in a fresh process (asv gives each benchmark one): in-process caches survive
+    `torch._dynamo.reset()` and would make a second measurement look warm.
+    """
+    with tempfile.TemporaryDirectory(prefix="kernelwatch-cold-") as d, inductor_cache(d):
+        return first_call_seconds(first_call, device)
+
+
+def warm_compile_seconds(
+    first_call: Callable[[], object], prime: Callable[[], object], device: torch.device
+) -> float:
+    """Seconds of the first call when the on-disk FX graph cache is already warm: what a
+    user sees on the second launch of a job. `prime` runs the same compile in a spawned
+    child process that fills a fresh cache; this process then compiles against it.
+    """
+    with tempfile.TemporaryDirectory(prefix="kernelwatch-warm-") as d, inductor_cache(d):
+        ctx = multiprocessing.get_context("spawn")
+        child = ctx.Process(target=prime)
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise KernelwatchError(f"priming the compile cache failed (exit {child.exitcode})")
+        return first_call_seconds(first_call, device)
+
+
+@dataclass
+class CompileHealth:
+    graph_breaks: int
+    unique_graphs: int
+    recompiles: int
+
+
+def compile_health(code: object, calls: Sequence[Callable[[], object]]) -> CompileHealth:
+    """Dynamo's view of `calls`: graph breaks and unique graphs from its counters (the
+    difference across the calls), and recompiles as extra cache entries on `code`, the
+    code object of the function that was compiled.
+    """
+    from torch._dynamo import eval_frame
+    from torch._dynamo.utils import counters
+
+    breaks_before = sum(counters["graph_break"].values())
+    graphs_before = counters["stats"]["unique_graphs"]
+    for call in calls:
+        call()
+    entries = len(eval_frame._debug_get_cache_entry_list(code))
+    return CompileHealth(
+        graph_breaks=sum(counters["graph_break"].values()) - breaks_before,
+        unique_graphs=counters["stats"]["unique_graphs"] - graphs_before,
+        recompiles=max(entries - 1, 0),
+    )
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+@dataclass
+class Accuracy:
+    """Error of an output against a float64 reference, over all output tensors together."""
+
+    rel_l2: float
+    max_abs: float
+
+    def within(self, rel_l2_tolerance: float) -> bool:
+        return math.isfinite(self.rel_l2) and self.rel_l2 <= rel_l2_tolerance
+
+
+def _flat(out: object) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for o in out for t in _flat(o)]
+
+
+def accuracy(output: object, reference: object) -> Accuracy:
+    outs, refs = _flat(output), _flat(reference)
+    if len(outs) != len(refs):
+        raise ValueError(f"{len(outs)} outputs against {len(refs)} reference tensors")
+    err_sq = ref_sq = 0.0
+    max_abs = 0.0
+    for o, r in zip(outs, refs, strict=True):
+        if o.shape != r.shape:
+            raise ValueError(f"output shape {tuple(o.shape)} != reference {tuple(r.shape)}")
+        diff = o.detach().to("cpu", torch.float64) - r.detach().to("cpu", torch.float64)
+        err_sq += float(diff.square().sum())
+        ref_sq += float(r.detach().to("cpu", torch.float64).square().sum())
+        worst = float(diff.abs().max()) if diff.numel() else 0.0
+        # NaN must never pass: max() would silently keep the old value for a NaN.
+        max_abs = math.inf if math.isnan(worst) else max(max_abs, worst)
+    rel = math.sqrt(err_sq / ref_sq) if ref_sq > 0 else math.sqrt(err_sq)
+    return Accuracy(rel_l2=rel, max_abs=max_abs)

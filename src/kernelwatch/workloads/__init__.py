@@ -1,0 +1,23 @@
+"""The kernels kernelwatch measures, one module each (`workloads/<kernel>.py`).
+
+Each module keeps, in one place: named shapes from real models (`SHAPES`), the variants it
+offers (`VARIANTS`), its dtypes, input builders, the float64 reference, and `bytes_moved`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from kernelwatch.errors import unknown_name
+
+# name -> module path. Import lazily: a workload may need libraries another does not.
+WORKLOADS = {
+    "rope": "kernelwatch.workloads.rope",
+}
+
+
+def get(name: str) -> ModuleType:
+    if name not in WORKLOADS:
+        raise unknown_name("workload", name, WORKLOADS)
+    return importlib.import_module(WORKLOADS[name])

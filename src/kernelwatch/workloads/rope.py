@@ -1,0 +1,228 @@
+"""Rotary position embedding (RoPE) applied to the queries and keys of one attention layer.
+
+Two forms:
+- `rotate-half`: Hugging Face Llama's `apply_rotary_pos_emb`, `x*cos + rotate_half(x)*sin`
+  with cos/sin of shape [B, S, D] from `LlamaRotaryEmbedding` (the two halves of the head
+  dimension are rotated together).
+- `interleaved`: the original Meta/GPT-J form, rotating adjacent pairs (x[2i], x[2i+1]),
+  cos/sin of shape [B, S, D/2].
+
+The minimal traffic is one read and one write of q and k plus one read of cos and sin, so
+the floor is memory bandwidth: `bytes_moved / copy bandwidth`. FLOPs are ~3 per element and
+irrelevant to the floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from kernelwatch import variants
+from kernelwatch.errors import Unavailable, unknown_name
+
+
+@dataclass(frozen=True)
+class RopeShape:
+    batch: int
+    q_heads: int
+    kv_heads: int
+    seq_len: int
+    head_dim: int
+    rope_theta: float
+
+
+# Attention of the real models (config.json of each); batch and sequence as in the RoPE
+# write-up's production runs (Llama-1B batch 4, 3B batch 2, 8B batch 1, sequence 2048).
+SHAPES: dict[str, RopeShape] = {
+    "tiny": RopeShape(batch=1, q_heads=4, kv_heads=2, seq_len=128, head_dim=64, rope_theta=1e4),
+    "llama-3.2-1b": RopeShape(4, 32, 8, 2048, 64, 500000.0),
+    "llama-3.2-3b": RopeShape(2, 24, 8, 2048, 128, 500000.0),
+    "llama-3.1-8b": RopeShape(1, 32, 8, 2048, 128, 500000.0),
+}
+FORMS = ("rotate-half", "interleaved")
+DTYPES = ("float32", "bfloat16", "float16")
+# fp32 on the CPU; the half types on the GPU (a bf16 CPU RoPE measures nothing users run).
+DTYPES_BY_DEVICE = {"cpu": ("float32",), "cuda": ("bfloat16", "float16")}
+VARIANTS = ("eager", *variants.COMPILE_VARIANTS, "te-fused")
+
+# Relative L2 error against float64 that a correct RoPE stays under, per dtype: fp32 lands
+# near 1e-7; half types round each output once (2^-8 / 2^-11 relative) and eager rounds
+# each intermediate too, which stays within a few units of that.
+REL_L2_TOLERANCE = {"float32": 1e-5, "bfloat16": 1.5e-2, "float16": 2e-3}
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rope_rotate_half(q, k, cos, sin):
+    """HF Llama form: cos/sin are [B, S, D], broadcast over heads."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def _rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    pairs = x.unflatten(-1, (-1, 2))
+    even, odd = pairs[..., 0], pairs[..., 1]
+    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
+
+
+def rope_interleaved(q, k, cos, sin):
+    """Interleaved-pairs form: cos/sin are [B, S, D/2], broadcast over heads."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return _rotate_pairs(q, cos, sin), _rotate_pairs(k, cos, sin)
+
+
+EAGER = {"rotate-half": rope_rotate_half, "interleaved": rope_interleaved}
+
+
+def angles(shape: RopeShape, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Rotation angles [S, D/2] in float64, as LlamaRotaryEmbedding computes them."""
+    d = shape.head_dim
+    inv_freq = 1.0 / shape.rope_theta ** (
+        torch.arange(0, d, 2, dtype=torch.float64, device=device) / d
+    )
+    positions = torch.arange(shape.seq_len, dtype=torch.float64, device=device)
+    return torch.outer(positions, inv_freq)
+
+
+def cos_sin(shape: RopeShape, form: str, dtype: torch.dtype, device) -> tuple:
+    theta = angles(shape, device)
+    if form == "rotate-half":
+        theta = torch.cat((theta, theta), dim=-1)
+    theta = theta.expand(shape.batch, *theta.shape)
+    return theta.cos().to(dtype).contiguous(), theta.sin().to(dtype).contiguous()
+
+
+def bytes_moved(shape: RopeShape, form: str, dtype: str) -> int:
+    """The fewest bytes any implementation must move: read+write q and k, read cos and sin."""
+    itemsize = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    s = shape
+    qk = s.batch * (s.q_heads + s.kv_heads) * s.seq_len * s.head_dim
+    table_width = s.head_dim if form == "rotate-half" else s.head_dim // 2
+    tables = 2 * s.batch * s.seq_len * table_width
+    return (2 * qk + tables) * itemsize
+
+
+def make_inputs(shape: RopeShape, form: str, dtype: torch.dtype, device, generator) -> tuple:
+    s = shape
+    q = torch.randn(s.batch, s.q_heads, s.seq_len, s.head_dim, generator=generator,
+                    device=device, dtype=torch.float32).to(dtype)
+    k = torch.randn(s.batch, s.kv_heads, s.seq_len, s.head_dim, generator=generator,
+                    device=device, dtype=torch.float32).to(dtype)
+    cos, sin = cos_sin(shape, form, dtype, device)
+    return q, k, cos, sin
+
+
+def reference(form: str, inputs: tuple) -> tuple:
+    """The float64 reference: the eager form on inputs upcast to float64."""
+    return EAGER[form](*(t.to(torch.float64) for t in inputs))
+
+
+def _te_fused(form: str, shape: RopeShape, device: torch.device) -> Callable:
+    if device.type != "cuda":
+        raise Unavailable("te-fused needs a CUDA GPU (TransformerEngine's fused RoPE kernel)")
+    try:
+        from transformer_engine.pytorch.attention.rope import apply_rotary_pos_emb
+    except ImportError as exc:
+        raise Unavailable(
+            f"te-fused needs transformer_engine, which does not import here ({exc}); "
+            "install it with `pip install kernelwatch[te]` on a machine with nvcc and cuDNN"
+        ) from exc
+    # TE takes angles [S, 1, 1, D] and a tensor laid out "bshd"; q/k are [B, H, S, D], so
+    # transposed views are passed (the fused kernel reads strides) and the result is viewed
+    # back. The angles are built once here, as a model would cache them.
+    theta = angles(shape, device).float()
+    if form == "rotate-half":
+        theta = torch.cat((theta, theta), dim=-1)
+    else:
+        theta = theta.repeat_interleave(2, dim=-1)
+    freqs = theta[:, None, None, :].contiguous()
+    interleaved = form == "interleaved"
+
+    def te_rope(q, k, cos, sin):
+        out = []
+        for t in (q, k):
+            y = apply_rotary_pos_emb(t.transpose(1, 2), freqs, tensor_format="bshd",
+                                     interleaved=interleaved, fused=True)
+            out.append(y.transpose(1, 2))
+        return tuple(out)
+
+    return te_rope
+
+
+@dataclass
+class RopeCase:
+    """Everything one benchmark of one (shape, form, dtype, variant) needs."""
+
+    shape_name: str
+    form: str
+    dtype: str
+    variant: str
+    device: torch.device
+    fn: Callable
+    eager_fn: Callable
+    input_sets: list[tuple]
+    bytes_moved: int
+
+    @property
+    def shape(self) -> RopeShape:
+        return SHAPES[self.shape_name]
+
+    def fresh_inputs(self, seed: int) -> tuple:
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        return make_inputs(self.shape, self.form, getattr(torch, self.dtype), self.device, g)
+
+
+def check_names(shape: str, form: str, dtype: str, variant: str) -> None:
+    """Raise one clear error for any unknown name, listing the valid ones."""
+    for kind, name, valid in (("shape", shape, SHAPES), ("form", form, FORMS),
+                              ("dtype", dtype, DTYPES), ("variant", variant, VARIANTS)):
+        if name not in valid:
+            raise unknown_name(kind, name, valid, where="rope")
+
+
+def build_case(shape: str, form: str, dtype: str, variant: str,
+               device: str | torch.device = "cpu", *, seed: int = 0,
+               rotate_bytes: int = 0) -> RopeCase:
+    """Build inputs and the variant's function. `rotate_bytes`: make enough input sets that
+    together they exceed this many bytes (pass a multiple of the L2 size on a GPU so each
+    call reads from device memory, not cache)."""
+    check_names(shape, form, dtype, variant)
+    device = torch.device(device)
+    if dtype not in DTYPES_BY_DEVICE[device.type]:
+        raise Unavailable(f"rope runs {', '.join(DTYPES_BY_DEVICE[device.type])} on "
+                          f"{device.type}; {dtype} is not measured there")
+    eager_fn = EAGER[form]
+    if variant == "eager":
+        fn = eager_fn
+    elif variant == "te-fused":
+        fn = _te_fused(form, SHAPES[shape], device)
+    else:
+        fn = variants.apply_compile(variant, eager_fn, device)
+    nbytes = bytes_moved(SHAPES[shape], form, dtype)
+    n_sets = max(1, -(-rotate_bytes // nbytes))
+    g = torch.Generator(device=device).manual_seed(seed)
+    torch_dtype = getattr(torch, dtype)
+    sets = [make_inputs(SHAPES[shape], form, torch_dtype, device, g) for _ in range(n_sets)]
+    return RopeCase(shape, form, dtype, variant, device, fn, eager_fn, sets, nbytes)
+
+
+def other_seq_len_inputs(case: RopeCase) -> tuple:
+    """Inputs at half the sequence length: a second shape, to show whether a variant
+    recompiles when the length changes (dynamo's automatic-dynamic behaviour)."""
+    s = case.shape
+    half = RopeShape(s.batch, s.q_heads, s.kv_heads, s.seq_len // 2, s.head_dim, s.rope_theta)
+    g = torch.Generator(device=case.device).manual_seed(1)
+    return make_inputs(half, case.form, getattr(torch, case.dtype), case.device, g)
+
+
+def prime_compile(shape: str, form: str, dtype: str, variant: str, device: str) -> None:
+    """Compile and run once (in a child process) to fill the on-disk compile cache."""
+    case = build_case(shape, form, dtype, variant, device)
+    case.fn(*case.input_sets[0])
+    if case.device.type == "cuda":
+        torch.cuda.synchronize()
