@@ -1,0 +1,294 @@
+"""`kernelwatch`: a thin wrapper over asv (and, later, Docker). It never replaces them:
+every command prints the asv command it runs, and plain `asv run/publish/compare` keep
+working on the repository as-is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from kernelwatch import environment, workloads
+from kernelwatch.errors import KernelwatchError, unknown_name
+
+# Metric families per workload class suffix, as named in benchmarks/<workload>.py.
+METRICS = {
+    "time": "Time",
+    "compile": "Compile",
+    "memory": "Memory",
+    "cuda-memory": "CudaMemory",
+    "accuracy": "Accuracy",
+}
+# --quick: the tiny shape on the CPU dtype, the forms' first, and the metrics that answer
+# "is it right and is it faster" plus one cold compile: minutes on 2 cores, not hours.
+QUICK = {"shape": ["tiny"], "dtype": ["float32"], "form": ["rotate-half"],
+         "variant": ["eager", "compile", "compile-dynamic"],
+         "metric": ["time", "accuracy", "compile"]}
+QUICK_COMPILE_METRICS = ("cold_compile", "recompiles")
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "asv.conf.json").is_file():
+            return d
+    raise KernelwatchError(
+        "no asv.conf.json here or above; run kernelwatch from inside the kernelwatch repository"
+    )
+
+
+def asv_executable() -> str:
+    exe = shutil.which("asv") or str(Path(sys.executable).with_name("asv"))
+    if not Path(exe).exists():
+        raise KernelwatchError("asv is not installed; run `pip install 'kernelwatch[asv]'`")
+    return exe
+
+
+def run_checked(cmd: list[str], cwd: Path) -> None:
+    print("+", shlex.join(cmd), flush=True)
+    rc = subprocess.call(cmd, cwd=cwd)
+    if rc != 0:
+        raise KernelwatchError(f"`{shlex.join(cmd[:3])} ...` exited with status {rc}")
+
+
+# ----------------------------------------------------------------------------- machine
+
+
+def machine_name(arg: str | None) -> str:
+    return arg or os.environ.get("KERNELWATCH_MACHINE") or socket.gethostname()
+
+
+def write_machine_info(name: str, existing: bool) -> dict:
+    """Record this host in asv's machine file. Extra keys (gpu, driver, threads...) flow into
+    every result's params and become filters on the published site. For an `existing`
+    environment the interpreter's torch and CUDA are recorded too, since asv's matrix then
+    names neither."""
+    info = environment.host()
+    entry = {k: info[k] for k in ("arch", "cpu", "num_cpu", "os", "ram")}
+    entry.update({k: v for k, v in info.items() if k not in entry})
+    entry["machine"] = name
+    if existing:
+        facts = environment.torch_facts()
+        entry.update(torch=facts["torch"], cuda=facts["cuda"], threads=facts["threads"])
+    path = Path(os.path.expanduser("~/.asv-machine.json"))
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError as exc:
+        raise KernelwatchError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
+    data[name] = entry
+    data["version"] = 1
+    path.write_text(json.dumps(data, indent=4, sort_keys=True))
+    return entry
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def selection_regex(workload: str, shapes, forms, dtypes, variants, metrics) -> str:
+    """An asv `-b` regex: asv matches it against `name(param0, param1, ...)`."""
+    module = workloads.get(workload)
+    params = {"shape": (shapes, module.SHAPES), "form": (forms, module.FORMS),
+              "dtype": (dtypes, module.DTYPES), "variant": (variants, module.VARIANTS)}
+    for kind, (chosen, valid) in params.items():
+        for name in chosen or ():
+            if name not in valid:
+                raise unknown_name(kind, name, valid, where=workload)
+    for m in metrics or ():
+        if m not in METRICS:
+            raise unknown_name("metric", m, METRICS)
+
+    def alt(chosen):
+        return "(" + "|".join(re.escape(c) for c in chosen) + ")" if chosen else "[^']+"
+
+    classes = alt([METRICS[m] for m in metrics] if metrics else None)
+    prefix = workload.capitalize()
+    return (rf"^{workload}\.{prefix}{classes}\.track_\w+\('{alt(shapes)}', '{alt(forms)}', "
+            rf"'{alt(dtypes)}', '{alt(variants)}'\)$")
+
+
+def quick_regexes(workload: str) -> list[str]:
+    q = QUICK
+    main = selection_regex(workload, q["shape"], q["form"], q["dtype"], q["variant"],
+                           ["time", "accuracy"])
+    compile_ = selection_regex(workload, q["shape"], q["form"], q["dtype"], ["compile"],
+                               ["compile"])
+    compile_ = compile_.replace(r"\.track_\w+", r"\.track_(" + "|".join(QUICK_COMPILE_METRICS)
+                                + ")")
+    return [main, compile_, r"^environment\.Environment\.track_(torch_threads|cuda_runtime)$"]
+
+
+def commit_count(repo: Path, rev_range: str) -> int:
+    out = subprocess.run(["git", "rev-list", "--count", rev_range], cwd=repo,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise KernelwatchError(
+            f"git cannot resolve the range {rev_range!r}: {out.stderr.strip()}. "
+            "Use a range such as HEAD~2..HEAD (the last two commits), or HEAD^! for HEAD alone"
+        )
+    return int(out.stdout.strip())
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    info = environment.capture()
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        width = max(map(len, info))
+        for k, v in sorted(info.items()):
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    names = [args.workload] if args.workload else list(workloads.WORKLOADS)
+    for name in names:
+        mod = workloads.get(name)
+        print(f"{name}")
+        print("  shapes:   " + ", ".join(mod.SHAPES))
+        print("  forms:    " + ", ".join(getattr(mod, "FORMS", ())))
+        print("  dtypes:   " + ", ".join(mod.DTYPES))
+        print("  variants: " + ", ".join(mod.VARIANTS))
+    print("metrics:    " + ", ".join(METRICS))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    repo = find_repo_root()
+    asv = asv_executable()
+    existing = args.existing
+    rev = args.range or ("HEAD^!" if existing else "HEAD~2..HEAD")
+    if existing and rev != "HEAD^!":
+        raise KernelwatchError("--existing benchmarks the working tree's installed code only; "
+                               "it cannot run a commit range (drop the range, or --existing)")
+    if not existing and commit_count(repo, rev) == 0:
+        raise KernelwatchError(f"the range {rev!r} selects no commits; HEAD~2..HEAD selects "
+                               "the last two (a clone needs that many: `git clone` without --depth 1)")
+    if args.quick:
+        regexes = quick_regexes(args.workload)
+    else:
+        regexes = [selection_regex(args.workload, args.shape, args.form, args.dtype,
+                                   args.variant, args.metric)]
+        regexes.append(r"^environment\.")
+    name = machine_name(args.machine)
+    write_machine_info(name, existing)
+    cmd = [asv, "run", "--machine", name, "--record-samples", "--show-stderr"]
+    if existing:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        # asv saves results of an `existing` environment only with a commit to file them under.
+        cmd += ["--python=same", "--set-commit-hash", head]
+    else:
+        cmd.append(rev)
+    if not args.rerun:
+        # Never overwrite a successful result already recorded for a commit and environment.
+        cmd.append("--skip-existing-successful")
+    for r in regexes:
+        cmd += ["-b", r]
+    cmd += args.asv_args
+    if args.dry_run:
+        print(shlex.join(cmd))
+        return 0
+    run_checked(cmd, repo)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from kernelwatch.report import site
+
+    repo = find_repo_root()
+    results = repo / "results"
+    if not any(results.glob("*/*.json")):
+        raise KernelwatchError("no results to publish yet; run `kernelwatch run --quick` first")
+    run_checked([asv_executable(), "publish"], repo)
+    page = site.write(results, repo / "html")
+    print(f"\nPublished. Open {repo / 'html' / 'index.html'} (asv's history)")
+    print(f"and {page} (kernelwatch speedups and regressions).")
+    print(f"To serve it: asv preview   (or: python -m http.server -d {repo / 'html'})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from kernelwatch.report import results as results_mod
+    from kernelwatch.report import site
+
+    repo = find_repo_root()
+    rows = results_mod.load(repo / "results")
+    print(site.text_table(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kernelwatch",
+        description="Benchmark isolated ML kernels (eager, torch.compile, fused) with asv "
+        "across commits and PyTorch versions, and publish the history.",
+        epilog="Each command wraps asv; it prints the asv command it runs. "
+        "Plain asv commands work on the repository too.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("env", help="print what will be recorded about this machine and torch")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.set_defaults(func=cmd_env)
+
+    ls = sub.add_parser("list", help="list workloads, shapes, forms, dtypes, variants, metrics")
+    ls.add_argument("workload", nargs="?", help="one workload (default: all)")
+    ls.set_defaults(func=cmd_list)
+
+    r = sub.add_parser(
+        "run", help="run the benchmarks with asv",
+        description="Run benchmarks with `asv run` over a commit range and the torch matrix of "
+        "asv.conf.json (one virtualenv per torch version), or in this interpreter "
+        "(--existing, e.g. a GPU machine's preinstalled torch). Results go to results/.",
+    )
+    r.add_argument("range", nargs="?",
+                   help="git range (default HEAD~2..HEAD, the last two commits)")
+    r.add_argument("--quick", action="store_true",
+                   help="tiny shape, fp32, eager/compile/compile-dynamic, time+accuracy+one "
+                   "cold compile: a few minutes on 2 CPU cores")
+    r.add_argument("--existing", action="store_true",
+                   help="benchmark with this interpreter's torch (asv --python=same), HEAD only")
+    r.add_argument("--workload", default="rope", help="workload (default rope)")
+    for flag in ("shape", "form", "dtype", "variant", "metric"):
+        r.add_argument(f"--{flag}", action="append", metavar=flag.upper(),
+                       help=f"only this {flag} (repeatable; default all)")
+    r.add_argument("--machine", help="asv machine name (default: $KERNELWATCH_MACHINE or host)")
+    r.add_argument("--rerun", action="store_true",
+                   help="re-measure results that already succeeded (default: keep them)")
+    r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
+    r.add_argument("asv_args", nargs=argparse.REMAINDER,
+                   help="after --: passed to asv run unchanged")
+    r.set_defaults(func=cmd_run)
+
+    pub = sub.add_parser("publish", help="asv publish, plus kernelwatch's speedup pages")
+    pub.set_defaults(func=cmd_publish)
+
+    rep = sub.add_parser("report", help="print speedups vs eager and GB/s from results/")
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "asv_args", None) and args.asv_args[0] == "--":
+        args.asv_args = args.asv_args[1:]
+    try:
+        return args.func(args)
+    except KernelwatchError as exc:
+        print(f"kernelwatch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
