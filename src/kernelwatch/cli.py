@@ -122,7 +122,7 @@ def quick_regexes(workload: str) -> list[str]:
                                ["compile"])
     compile_ = compile_.replace(r"\.track_\w+", r"\.track_(" + "|".join(QUICK_COMPILE_METRICS)
                                 + ")")
-    return [main, compile_, r"^environment\.Environment\.track_(torch_threads|cuda_runtime)$"]
+    return [main, compile_, r"^environment\.Environment\.track_\w+$"]
 
 
 def commit_count(repo: Path, rev_range: str) -> int:
@@ -210,8 +210,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
     results = repo / "results"
     if not any(results.glob("*/*.json")):
         raise KernelwatchError("no results to publish yet; run `kernelwatch run --quick` first")
+    from kernelwatch.report import results as results_mod
+
+    results_mod.load(results)  # a corrupt file stops here, before asv wipes html/
     run_checked([asv_executable(), "publish"], repo)
-    page = site.write(results, repo / "html")
+    page = site.write(results, repo / "html", workloads.bytes_for_benchmark)
     print(f"\nPublished. Open {repo / 'html' / 'index.html'} (asv's history)")
     print(f"and {page} (kernelwatch speedups and regressions).")
     print(f"To serve it: asv preview   (or: python -m http.server -d {repo / 'html'})")
@@ -224,7 +227,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     repo = find_repo_root()
     rows = results_mod.load(repo / "results")
-    print(site.text_table(rows))
+    print(site.text_table(rows, workloads.bytes_for_benchmark))
     return 0
 
 

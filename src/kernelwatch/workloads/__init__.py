@@ -21,3 +21,15 @@ def get(name: str) -> ModuleType:
     if name not in WORKLOADS:
         raise unknown_name("workload", name, WORKLOADS)
     return importlib.import_module(WORKLOADS[name])
+
+
+def bytes_for_benchmark(benchmark: str, params: dict) -> int | None:
+    """Fewest bytes a benchmark's case must move, or None if the workload does not say."""
+    name = benchmark.split(".")[0]
+    if name not in WORKLOADS:
+        return None
+    fn = getattr(get(name), "bytes_for", None)
+    try:
+        return fn(params) if fn else None
+    except KeyError:
+        return None

@@ -226,3 +226,8 @@ def prime_compile(shape: str, form: str, dtype: str, variant: str, device: str) 
     case.fn(*case.input_sets[0])
     if case.device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def bytes_for(params: dict) -> int:
+    """bytes_moved for a benchmark's params dict (used by the report)."""
+    return bytes_moved(SHAPES[params["shape"]], params["form"], params["dtype"])

@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine (see README):
+#   make demo   install, quick benchmark run over the last two commits x two torch
+#               versions, publish the site, print where to open it
+#   make test   install, lint, run the test suite (what .ci/run runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The host side: kernelwatch, asv, and torch for the tests that call kernels directly.
+# torch 2.13.0 is the local CPU wheel; asv installs each matrix torch into its own envs.
+HOST_TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test lint gpu-wheels clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[asv,test]' '$(HOST_TORCH)' numpy
+	touch $@
+
+demo: setup
+	@[ "$$(git rev-list --count HEAD)" -ge 3 ] || { echo "need at least 3 commits (a full clone, not --depth 1)"; exit 2; }
+	time $(BIN)/kernelwatch run --quick HEAD~2..HEAD
+	$(BIN)/kernelwatch report
+	$(BIN)/kernelwatch publish
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest -v -rs --durations=15
+
+# Wheels the GPU device machine lacks (asv and its deps), for Python 3.12 (docs/gpu.md).
+gpu-wheels:
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl \
+	  asv==0.6.6 asv_runner==0.3.2 json5 pympler virtualenv distlib platformdirs python-discovery \
+	  build pyproject_hooks
+
+clean:
+	rm -rf $(VENV) .asv html

@@ -1,0 +1,92 @@
+"""Load asv results into flat rows, through asv's own loader (asv.results)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asv import util as asv_util
+from asv.results import Results, iter_results_paths
+
+from kernelwatch.errors import KernelwatchError
+
+
+@dataclass
+class Row:
+    """One benchmark value: one parameter combination of one benchmark in one result file."""
+
+    machine: str
+    commit: str
+    date: int
+    env_name: str
+    env: dict  # machine info + environment params (torch version, gpu, driver, ...)
+    benchmark: str  # e.g. "rope.RopeTime.track_time"
+    params: dict = field(default_factory=dict)  # {"shape": "tiny", ...}, values unquoted
+    value: float | None = None  # None: failed or skipped
+    samples: list[float] | None = None
+    unit: str = ""
+
+    @property
+    def median(self) -> float | None:
+        if self.samples:
+            return statistics.median(self.samples)
+        return self.value
+
+
+def _unquote(v: str) -> str:
+    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
+
+
+def load(results_dir: Path) -> list[Row]:
+    """All rows of all result files. A file asv cannot read is an error naming the fix;
+    nothing is moved or deleted."""
+    results_dir = Path(results_dir)
+    meta_path = results_dir / "benchmarks.json"
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    except json.JSONDecodeError as exc:
+        raise KernelwatchError(
+            f"{meta_path} is corrupt ({exc}); delete it, asv rewrites it on the next run"
+        ) from exc
+    rows: list[Row] = []
+    bad: list[str] = []
+    for root, filename, machine in iter_results_paths(str(results_dir)):
+        path = Path(root) / filename
+        try:
+            res = Results.load(str(path), machine_name=machine)
+        except (asv_util.UserError, ValueError, KeyError, TypeError) as exc:
+            bad.append(f"{path} ({exc})")
+            continue
+        rows.extend(_rows_of(res, machine, meta))
+    if bad:
+        raise KernelwatchError(
+            "these result files cannot be read: " + "; ".join(bad)
+            + ". Move them out of results/ (keep them if you want to repair them) and run again;"
+            " the other results are untouched"
+        )
+    return rows
+
+
+def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
+    rows = []
+    for key in res.get_all_result_keys():
+        info = meta.get(key, {})
+        names = info.get("param_names", [])
+        params = res.get_result_params(key)
+        values = res.get_result_value(key, params)
+        samples = res.get_result_samples(key, params)
+        combos = list(itertools.product(*params)) if params else [()]
+        if not params:
+            values, samples = [values], [samples]
+        for combo, value, samp in zip(combos, values, samples, strict=True):
+            rows.append(Row(
+                machine=machine, commit=res.commit_hash, date=res.date or 0,
+                env_name=res.env_name, env=dict(res.params), benchmark=key,
+                params={n: _unquote(v) for n, v in zip(names, combo, strict=False)},
+                value=value if isinstance(value, int | float) else None,
+                samples=samp if samp else None, unit=info.get("unit", ""),
+            ))
+    return rows

@@ -1,0 +1,196 @@
+"""kernelwatch's own views, written beside asv's published site (html/kernelwatch/).
+
+asv's site assumes lower is better and shows one series at a time. These views answer the
+questions asv cannot: how much faster than eager is each variant, how close to the memory
+floor is it (GB/s and % of the measured copy bandwidth), and what changed since the
+previous commit. Plain HTML, no scripts, so it opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from kernelwatch.report.results import Row, load
+
+# Same threshold as asv.conf.json's regressions_thresholds.
+CHANGE_THRESHOLD = 0.10
+COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
+TIME_SUFFIX = "Time.track_time"
+BytesLookup = Callable[[str, dict], "int | None"]
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "n/a"
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s:.3g} s"
+
+
+def _env_label(row: Row) -> str:
+    torch = row.env.get("torch", "?")
+    return f"{row.machine} / {row.env_name} / torch {torch}"
+
+
+def latest_commit_rows(rows: list[Row]) -> dict[tuple, list[Row]]:
+    """Rows of the newest commit of each (machine, env)."""
+    by_env: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_env[(r.machine, r.env_name)].append(r)
+    out = {}
+    for key, env_rows in by_env.items():
+        newest = max(env_rows, key=lambda r: r.date).commit
+        out[key] = [r for r in env_rows if r.commit == newest]
+    return out
+
+
+def copy_bandwidth(env_rows: list[Row]) -> float | None:
+    """Bytes/s of the environment's measured copy (read + write of 1 GiB)."""
+    for r in env_rows:
+        if r.benchmark == COPY_KEY and r.median:
+            return (2 << 30) / r.median
+    return None
+
+
+def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[dict]:
+    """One dict per timed case: median time, speedup vs eager of the same case, GB/s, %."""
+    timed = [r for r in env_rows if r.benchmark.endswith(TIME_SUFFIX) and "variant" in r.params]
+    eager: dict[tuple, float] = {}
+    for r in timed:
+        if r.params["variant"] == "eager" and r.median:
+            eager[_case_key(r)] = r.median
+    peak = copy_bandwidth(env_rows)
+    out = []
+    for r in sorted(timed, key=lambda r: (_case_key(r), r.params["variant"])):
+        t = r.median
+        base = eager.get(_case_key(r))
+        nbytes = bytes_moved(r.benchmark, r.params) if bytes_moved else None
+        gbs = nbytes / t / 1e9 if (nbytes and t) else None
+        out.append({
+            "workload": r.benchmark.split(".")[0], **r.params, "seconds": t,
+            "speedup": base / t if (base and t) else None,
+            "gb_per_s": gbs,
+            "pct_copy": 100 * gbs * 1e9 / peak if (gbs and peak) else None,
+        })
+    return out
+
+
+def _case_key(r: Row) -> tuple:
+    return (r.benchmark, *(v for k, v in sorted(r.params.items()) if k != "variant"))
+
+
+def changes(rows: list[Row]) -> list[dict]:
+    """Each series' newest value against the commit before it (by commit date)."""
+    series: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.median is not None:
+            key = (r.machine, r.env_name, r.benchmark, tuple(sorted(r.params.items())))
+            series[key].append(r)
+    out = []
+    for (machine, env_name, bench, params), rs in series.items():
+        rs.sort(key=lambda r: r.date)
+        commits = list(dict.fromkeys(r.commit for r in rs))
+        if len(commits) < 2:
+            continue
+        new = next(r for r in reversed(rs) if r.commit == commits[-1])
+        old = next(r for r in reversed(rs) if r.commit == commits[-2])
+        if not old.median:
+            continue
+        ratio = new.median / old.median
+        out.append({"machine": machine, "env": env_name, "benchmark": bench,
+                    "params": ", ".join(v for _, v in params), "old": old.median,
+                    "new": new.median, "ratio": ratio, "unit": new.unit,
+                    "commits": f"{old.commit[:8]} -> {new.commit[:8]}",
+                    "flag": "worse" if ratio > 1 + CHANGE_THRESHOLD
+                    else "better" if ratio < 1 - CHANGE_THRESHOLD else ""})
+    out.sort(key=lambda c: -abs(c["ratio"] - 1))
+    return out
+
+
+def _cell(v, kind: str = "") -> str:
+    if v is None:
+        return "n/a"
+    if kind == "s":
+        return _fmt_seconds(v)
+    if kind == "x":
+        return f"{v:.2f}x"
+    if kind == "f":
+        return f"{v:.1f}"
+    return str(v)
+
+
+SPEEDUP_COLUMNS = [("shape", ""), ("form", ""), ("dtype", ""), ("variant", ""),
+                   ("seconds", "s"), ("speedup", "x"), ("gb_per_s", "f"), ("pct_copy", "f")]
+SPEEDUP_HEADERS = ["shape", "form", "dtype", "variant", "time (median)", "vs eager",
+                   "GB/s", "% copy BW"]
+
+
+def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
+    """The speedup view as plain text, newest commit of each environment."""
+    lines = []
+    for (_machine, _env_name), env_rows in sorted(latest_commit_rows(rows).items()):
+        peak = copy_bandwidth(env_rows)
+        lines.append(f"== {_env_label(env_rows[0])}  commit {env_rows[0].commit[:8]}"
+                     + (f"  copy {peak / 1e9:.1f} GB/s" if peak else ""))
+        table = [SPEEDUP_HEADERS] + [
+            [_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
+            for d in speedup_rows(env_rows, bytes_moved)
+        ]
+        widths = [max(len(r[i]) for r in table) for i in range(len(SPEEDUP_HEADERS))]
+        for r in table:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        lines.append("")
+    return "\n".join(lines) if lines else "no results yet"
+
+
+def _html_table(headers: list[str], body: list[list[str]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    trs = []
+    for i, row in enumerate(body):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        trs.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
+
+
+def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = None) -> Path:
+    """Write html/kernelwatch/index.html from results/ and return its path."""
+    rows = load(results_dir)
+    parts = ["<h1>kernelwatch</h1>",
+             '<p><a href="../index.html">asv history (all series, per commit)</a></p>',
+             "<h2>Speedup vs eager, newest commit of each environment</h2>",
+             "<p>Time is the median per call. GB/s is the fewest bytes the kernel must move "
+             "over that time; % copy BW compares it with a device-to-device copy measured in "
+             "the same environment.</p>"]
+    for _, env_rows in sorted(latest_commit_rows(rows).items()):
+        r0 = env_rows[0]
+        env_facts = ", ".join(f"{k}={v}" for k, v in sorted(r0.env.items())
+                              if k in ("cpu", "gpu", "driver", "torch", "cuda", "num_cpu"))
+        parts.append(f"<h3>{html.escape(_env_label(r0))} &mdash; commit "
+                     f"<code>{r0.commit[:8]}</code></h3><p class=env>{html.escape(env_facts)}</p>")
+        body = [[_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
+                for d in speedup_rows(env_rows, bytes_moved)]
+        parts.append(_html_table(SPEEDUP_HEADERS, body))
+    ch = changes(rows)
+    parts.append(f"<h2>Change vs previous commit (threshold {CHANGE_THRESHOLD:.0%})</h2>")
+    if ch:
+        body = [[c["machine"], c["env"], c["benchmark"], c["params"], c["commits"],
+                 f"{c['old']:.4g}", f"{c['new']:.4g}", c["unit"], f"{c['ratio']:.3f}", c["flag"]]
+                for c in ch]
+        parts.append(_html_table(
+            ["machine", "env", "benchmark", "params", "commits", "before", "after", "unit",
+             "after/before", "flag"], body, [c["flag"] for c in ch]))
+    else:
+        parts.append("<p>Only one commit measured so far.</p>")
+    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+             "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
+             "tr.worse{background:#fdd}tr.better{background:#dfd}.env{color:#555}")
+    page = (f"<!doctype html><html><head><meta charset=utf-8><title>kernelwatch</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    out = Path(html_dir) / "kernelwatch" / "index.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return out

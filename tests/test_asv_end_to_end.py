@@ -1,0 +1,91 @@
+"""Real asv in a fresh clone: the quick run over the last two commits x the two torch
+versions of asv.conf.json, asv publish and asv compare; and asv's per-benchmark timeout as
+the compile budget. Slow (minutes): the first run builds two torch environments."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kernelwatch.report import results as results_mod
+from kernelwatch.workloads import rope
+
+from .conftest import git, kernelwatch_exe
+
+pytestmark = pytest.mark.slow
+MACHINE = "kernelwatch-test"
+
+
+def run(cmd, cwd, **env):
+    full_env = {**os.environ, "KERNELWATCH_MACHINE": MACHINE, **env}
+    r = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    print(r.stdout[-4000:], r.stderr[-4000:])
+    return r
+
+
+def test_quick_run_publish_and_compare(clone, isolated_home):
+    r = run([kernelwatch_exe(), "run", "--quick", "HEAD~2..HEAD"], clone)
+    assert r.returncode == 0
+    head, parent = git("rev-parse", "HEAD", cwd=clone), git("rev-parse", "HEAD~1", cwd=clone)
+
+    files = [f for f in (clone / "results" / MACHINE).glob("*.json") if f.name != "machine.json"]
+    data = [json.loads(f.read_text()) for f in files]
+    assert {d["params"]["torch"] for d in data} == {"2.13.0", "2.14.1"}
+    assert {d["commit_hash"] for d in data} == {head, parent}
+    assert len(data) == 4
+    for d in data:
+        for key in ("cpu", "num_cpu", "arch", "os", "ram", "gpu", "driver"):
+            assert d["params"].get(key), key
+
+    rows = results_mod.load(clone / "results")
+    by = {(r.commit, r.env["torch"], r.benchmark, tuple(r.params.values())): r for r in rows}
+    for commit in (head, parent):
+        for torch_version in ("2.13.0", "2.14.1"):
+            def value(bench, params=(), c=commit, t=torch_version):
+                return by[(c, t, bench, params)]
+            assert value("environment.Environment.track_torch_threads").value >= 1
+            assert value("environment.Environment.track_cuda_runtime").value is not None
+            assert value("environment.Environment.track_copy_seconds_per_gib").median > 0
+            for variant in ("eager", "compile", "compile-dynamic"):
+                case = ("tiny", "rotate-half", "float32", variant)
+                assert value("rope.RopeTime.track_time", case).median > 0
+                err = value("rope.RopeAccuracy.track_rel_l2_error", case).value
+                assert err <= rope.REL_L2_TOLERANCE["float32"]
+            compile_case = ("tiny", "rotate-half", "float32", "compile")
+            assert value("rope.RopeCompile.track_cold_compile", compile_case).value > 0.5
+            assert value("rope.RopeCompile.track_recompiles", compile_case).value == 1
+
+    r = run([kernelwatch_exe(), "publish"], clone)
+    assert r.returncode == 0
+    assert (clone / "html" / "index.html").exists()
+    page = (clone / "html" / "kernelwatch" / "index.html").read_text()
+    assert "vs eager" in page and "torch 2.13.0" in page and "torch 2.14.1" in page
+    assert "Change vs previous commit" in page
+
+    r = run([sys.executable, "-m", "asv", "compare", "--machine", MACHINE, parent, head], clone)
+    assert r.returncode == 0
+    assert "rope.RopeTime.track_time" in r.stdout and "Change" in r.stdout
+
+
+def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):
+    """A 8 s budget: the eager timing fits, the ~13 s cold compile does not."""
+    regexes = [r"^rope\.RopeTime\.track_time\('tiny', 'rotate-half', 'float32', 'eager'\)$",
+               r"^rope\.RopeCompile\.track_cold_compile\('tiny', 'rotate-half', 'float32', "
+               r"'compile'\)$"]
+    head = git("rev-parse", "HEAD", cwd=clone)
+    cmd = [sys.executable, "-m", "asv", "run", "--machine", MACHINE, "--python=same",
+           "--set-commit-hash", head, "--show-stderr"]
+    for rx in regexes:
+        cmd += ["-b", rx]
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", MACHINE],
+                   cwd=clone, check=True, capture_output=True)
+    r = run(cmd, clone, KERNELWATCH_BENCHMARK_TIMEOUT="8")
+    assert "timed out (timeout 8.0s)" in r.stdout
+    rows = {(r.benchmark, r.params.get("variant")): r
+            for r in results_mod.load(clone / "results") if r.params.get("shape") == "tiny"
+            and r.params.get("form") == "rotate-half" and r.params.get("dtype") == "float32"
+            and r.env_name.startswith("existing")}
+    assert rows[("rope.RopeTime.track_time", "eager")].median > 0
+    assert rows[("rope.RopeCompile.track_cold_compile", "compile")].value is None

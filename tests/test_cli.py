@@ -1,0 +1,68 @@
+"""The kernelwatch command: help, clear errors for bad input, environment capture."""
+
+import json
+import subprocess
+
+from .conftest import REPO, kernelwatch_exe
+
+
+def kw(*args, cwd=REPO, env=None):
+    return subprocess.run([kernelwatch_exe(), *args], cwd=cwd, capture_output=True, text=True,
+                          env=env)
+
+
+def test_help_explains_commands():
+    out = kw("--help").stdout
+    for cmd in ("run", "publish", "env", "list", "report"):
+        assert cmd in out
+    assert "--quick" in kw("run", "--help").stdout
+
+
+def test_unknown_variant_is_one_clear_error():
+    r = kw("run", "--variant", "nope", "--dry-run")
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "kernelwatch: error: unknown variant 'nope' for rope; valid variants: eager, compile, "
+        "compile-dynamic, compile-max-autotune, te-fused"
+    )
+
+
+def test_unknown_shape_and_workload():
+    r = kw("run", "--shape", "llama-70b", "--dry-run")
+    assert r.returncode == 2 and "valid shapes: tiny, llama-3.2-1b" in r.stderr
+    r = kw("run", "--workload", "nope", "--dry-run")
+    assert r.returncode == 2 and "valid workloads: rope" in r.stderr
+
+
+def test_dry_run_selects_the_requested_parameters(isolated_home):
+    r = kw("run", "--shape", "tiny", "--variant", "eager", "--metric", "time", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "HEAD~2..HEAD" in r.stdout and "--skip-existing-successful" in r.stdout
+    assert "Rope(Time)" in r.stdout and "(tiny)" in r.stdout and "(eager)" in r.stdout
+
+
+def test_existing_refuses_a_commit_range():
+    r = kw("run", "--existing", "HEAD~3..HEAD", "--dry-run")
+    assert r.returncode == 2 and "cannot run a commit range" in r.stderr
+
+
+def test_env_records_what_the_brief_asks_for():
+    info = json.loads(kw("env", "--json").stdout)
+    for key in ("torch", "cuda", "driver", "gpu", "cpu", "threads", "num_cpu"):
+        assert info[key], key
+
+
+def test_corrupt_results_file_is_named_and_kept(tmp_path):
+    repo = tmp_path / "repo"
+    machine = repo / "results" / "box"
+    machine.mkdir(parents=True)
+    (repo / "asv.conf.json").write_text((REPO / "asv.conf.json").read_text())
+    (machine / "machine.json").write_text(json.dumps({"machine": "box", "version": 1}))
+    bad = machine / "deadbeef-virtualenv-py3.11.json"
+    bad.write_text('{"version": 2, "results": {')
+    for cmd in ("report", "publish"):
+        r = kw(cmd, cwd=repo)
+        assert r.returncode == 2, r.stdout
+        assert str(bad) in r.stderr and "Move them out of results/" in r.stderr
+    assert bad.read_text() == '{"version": 2, "results": {'
+    assert not (repo / "html").exists()  # publish stopped before asv could wipe anything

@@ -1,0 +1,103 @@
+"""RoPE: every variant agrees with float64 on fresh random inputs; the check itself fails
+on a broken RoPE; the reference agrees with an independent complex-number formulation."""
+
+import pytest
+import torch
+
+from kernelwatch import measure
+from kernelwatch.errors import KernelwatchError, Unavailable
+from kernelwatch.workloads import rope
+
+from .conftest import requires_cuda
+
+CPU_VARIANTS = ["eager", "compile", "compile-dynamic"]
+
+
+def check_case(shape, form, dtype, variant, device, seed):
+    case = rope.build_case(shape, form, dtype, variant, device, seed=seed)
+    inputs = case.fresh_inputs(seed + 1)
+    err = measure.accuracy(case.fn(*inputs), rope.reference(form, inputs))
+    tol = rope.REL_L2_TOLERANCE[dtype]
+    assert err.within(tol), f"{variant} {form} {dtype}: rel L2 {err.rel_l2:.3g} > {tol}"
+    return err
+
+
+@pytest.mark.parametrize("form", rope.FORMS)
+@pytest.mark.parametrize("variant", CPU_VARIANTS)
+def test_cpu_variants_match_float64(form, variant, fresh_seed):
+    check_case("tiny", form, "float32", variant, "cpu", fresh_seed)
+
+
+@requires_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("form", rope.FORMS)
+@pytest.mark.parametrize("variant", [v for v in rope.VARIANTS if v != "te-fused"])
+def test_gpu_variants_match_float64(dtype, form, variant, fresh_seed):
+    check_case("llama-3.1-8b", form, dtype, variant, "cuda", fresh_seed)
+
+
+def _complex_reference(form, q, k, shape):
+    """RoPE as multiplication by e^{i*theta}: independent of rotate_half and pair stacking."""
+    theta = rope.angles(shape)
+    rot = torch.polar(torch.ones_like(theta), theta)  # [S, D/2]
+    out = []
+    for x in (q.double(), k.double()):
+        if form == "interleaved":
+            z = torch.view_as_complex(x.unflatten(-1, (-1, 2)).contiguous())
+            out.append(torch.view_as_real(z * rot).flatten(-2))
+        else:
+            half = x.shape[-1] // 2
+            z = torch.complex(x[..., :half], x[..., half:])
+            y = z * rot
+            out.append(torch.cat((y.real, y.imag), dim=-1))
+    return out
+
+
+@pytest.mark.parametrize("form", rope.FORMS)
+def test_reference_matches_complex_rotation(form, fresh_seed):
+    shape = rope.SHAPES["tiny"]
+    g = torch.Generator().manual_seed(fresh_seed)
+    inputs = rope.make_inputs(shape, form, torch.float64, "cpu", g)
+    got = rope.reference(form, inputs)
+    want = _complex_reference(form, inputs[0], inputs[1], shape)
+    assert measure.accuracy(got, want).rel_l2 < 1e-12
+
+
+def test_broken_rope_fails_the_check(fresh_seed):
+    """The tolerance must catch a real bug: a sign error in sin, or a missing rotation."""
+    shape = rope.SHAPES["tiny"]
+    g = torch.Generator().manual_seed(fresh_seed)
+    q, k, cos, sin = rope.make_inputs(shape, "rotate-half", torch.float32, "cpu", g)
+    ref = rope.reference("rotate-half", (q, k, cos, sin))
+    wrong_sign = rope.rope_rotate_half(q, k, cos, -sin)
+    no_rotation = (q * cos.unsqueeze(1), k * cos.unsqueeze(1))
+    for broken in (wrong_sign, no_rotation):
+        assert not measure.accuracy(broken, ref).within(rope.REL_L2_TOLERANCE["float32"])
+
+
+def test_bytes_moved_counts_q_k_and_tables():
+    s = rope.SHAPES["llama-3.1-8b"]
+    qk = 1 * (32 + 8) * 2048 * 128
+    assert rope.bytes_moved(s, "rotate-half", "bfloat16") == (2 * qk + 2 * 2048 * 128) * 2
+    assert rope.bytes_moved(s, "interleaved", "float32") == (2 * qk + 2 * 2048 * 64) * 4
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(KernelwatchError, match="unknown variant 'nope'.*eager, compile"):
+        rope.build_case("tiny", "rotate-half", "float32", "nope")
+    with pytest.raises(KernelwatchError, match="unknown shape 'llama-9b'.*llama-3.1-8b"):
+        rope.build_case("llama-9b", "rotate-half", "float32", "eager")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
+@pytest.mark.parametrize("variant", ["compile-max-autotune", "te-fused"])
+def test_gpu_only_variants_are_skipped_with_reason_on_cpu(variant):
+    with pytest.raises(Unavailable, match="needs a CUDA GPU"):
+        rope.build_case("tiny", "rotate-half", "float32", variant, "cpu")
+    assert issubclass(Unavailable, NotImplementedError)  # what asv records as skipped
+
+
+def test_half_dtypes_are_not_measured_on_cpu():
+    with pytest.raises(Unavailable, match="float32"):
+        rope.build_case("tiny", "rotate-half", "bfloat16", "eager", "cpu")
