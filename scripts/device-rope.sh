@@ -5,7 +5,9 @@
 set -uo pipefail
 phase=${1:-time}
 out=${OUT:-$PWD/gpu-out}; mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
+rm -rf /tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
+# asv imports the importlib_metadata backport; the standard library's module serves on 3.12.
+python3 -c "import importlib_metadata" 2>/dev/null || echo "from importlib.metadata import *  # noqa" > /tmp/site/importlib_metadata.py
 export PYTHONPATH=/tmp/site:$PWD/src ASV_PYTHONPATH=/tmp/site:$PWD/src PATH=/tmp/site/bin:$PATH
 export KERNELWATCH_MACHINE=${KERNELWATCH_MACHINE:-gpu-$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-')}
 export PYTHONUNBUFFERED=1
@@ -18,24 +20,20 @@ kw() { python3 -m kernelwatch.cli "$@"; }
 kw env
 llama=(--shape llama-3.2-1b --shape llama-3.2-3b --shape llama-3.1-8b)
 if [ "$phase" = time ]; then
-  python3 - <<'PY' || exit 1
-import torch
-from kernelwatch import measure
-from kernelwatch.workloads import rope
-dev = torch.device("cuda")
-bw = measure.copy_bandwidth(dev)
-print(f"smoke: copy {bw/1e9:.0f} GB/s")
-for v in ("eager", "compile"):
-    c = rope.build_case("llama-3.1-8b", "rotate-half", "bfloat16", v, dev, rotate_bytes=200 << 20)
-    c.fn(*c.input_sets[0])
-    t = measure.time_cuda(c.fn, c.input_sets, cuda_graph=True)
-    print(f"smoke: {v} {t.median*1e6:.1f} us {c.bytes_moved/t.median/1e9:.0f} GB/s cv {t.cv:.3f}")
-PY
-  timeout 240 python3 -m pytest -q -x tests/test_rope.py -k gpu 2>&1 | tail -5
-  kw run --existing "${llama[@]}" --dtype bfloat16 --metric time 2>&1 | tee "$out/asv-time.log" | grep -E "^\[|timed out|Error" | tail -40
+  timeout 330 python3 -m kernelwatch.cli run --existing "${llama[@]}" --form rotate-half --dtype bfloat16 \
+    --metric time > "$out/asv-time.log" 2>&1
+  echo "asv exit $?"; grep -E "timed out" "$out/asv-time.log" | head
+  tar -C . -czf "$out/results.tgz" results
+  kw report | tee "$out/report.txt"
+  timeout 150 python3 scripts/device_table.py --forms interleaved rotate-half \
+    --variants eager compile compile-dynamic te-fused 2>&1 | grep -v Warning | tee "$out/table.txt"
 else
-  kw run --existing "${llama[@]}" --dtype float16 --metric time 2>&1 | tee "$out/asv-fp16.log" | grep -E "^\[|timed out" | tail -20
-  kw run --existing --shape llama-3.1-8b --dtype bfloat16 --metric accuracy --metric compile --metric cuda-memory 2>&1 | tee "$out/asv-detail.log" | grep -E "^\[|timed out" | tail -40
+  timeout 230 python3 -m kernelwatch.cli run --existing --shape llama-3.1-8b --form rotate-half \
+    --dtype bfloat16 --metric compile --metric cuda-memory --variant eager --variant compile \
+    --variant compile-dynamic > "$out/asv-detail.log" 2>&1
+  echo "asv exit $?"; grep -E "^\[|timed out" "$out/asv-detail.log" | grep -v "····" | tail -30
+  sed -n '/track_cold_compile/,/track_warm_compile/p;/track_recompiles/,+8p' "$out/asv-detail.log" | grep -E "8b|compile" | head -30
+  tar -C . -czf "$out/results.tgz" results
+  timeout 80 python3 scripts/device_table.py --forms rotate-half --dtypes float16 \
+    --variants eager compile 2>&1 | grep -v Warning | tee "$out/table.txt"
 fi
-tar -C . -czf "$out/results.tgz" results
-kw report | tee "$out/report.txt"

@@ -125,6 +125,23 @@ def quick_regexes(workload: str) -> list[str]:
     return [main, compile_, r"^environment\.Environment\.track_\w+$"]
 
 
+EXISTING_CONFIG = ".asv-existing.conf.json"
+
+
+def existing_config(repo: Path) -> Path:
+    """asv.conf.json with an empty matrix, for --existing runs. asv would otherwise file an
+    `existing` environment's results under the matrix's first torch version, whatever torch
+    the interpreter has; with no matrix, the torch recorded is machine info's, read from the
+    interpreter itself."""
+    from asv import util as asv_util
+
+    conf = asv_util.load_json(str(repo / "asv.conf.json"), js_comments=True)
+    conf["matrix"] = {}
+    path = repo / EXISTING_CONFIG
+    path.write_text(json.dumps(conf, indent=4))
+    return path
+
+
 def commit_count(repo: Path, rev_range: str) -> int:
     out = subprocess.run(["git", "rev-list", "--count", rev_range], cwd=repo,
                          capture_output=True, text=True)
@@ -182,7 +199,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         regexes.append(r"^environment\.")
     name = machine_name(args.machine)
     write_machine_info(name, existing)
-    cmd = [asv, "run", "--machine", name, "--record-samples", "--show-stderr"]
+    cmd = [asv]
+    if existing:
+        cmd += ["--config", str(existing_config(repo))]
+    cmd += ["run", "--machine", name, "--record-samples", "--show-stderr"]
     if existing:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                               text=True, check=True).stdout.strip()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,15 +79,17 @@ def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
         params = res.get_result_params(key)
         values = res.get_result_value(key, params)
         samples = res.get_result_samples(key, params)
+        # asv returns one list entry per parameter combination; [x] for an unparameterised
+        # benchmark. NaN marks a combination that was skipped or not selected in that run.
         combos = list(itertools.product(*params)) if params else [()]
-        if not params:
-            values, samples = [values], [samples]
         for combo, value, samp in zip(combos, values, samples, strict=True):
+            if not isinstance(value, int | float) or math.isnan(value):
+                value, samp = None, None
             rows.append(Row(
                 machine=machine, commit=res.commit_hash, date=res.date or 0,
                 env_name=res.env_name, env=dict(res.params), benchmark=key,
                 params={n: _unquote(v) for n, v in zip(names, combo, strict=False)},
-                value=value if isinstance(value, int | float) else None,
+                value=value,
                 samples=samp if samp else None, unit=info.get("unit", ""),
             ))
     return rows

@@ -58,7 +58,8 @@ def copy_bandwidth(env_rows: list[Row]) -> float | None:
 
 def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[dict]:
     """One dict per timed case: median time, speedup vs eager of the same case, GB/s, %."""
-    timed = [r for r in env_rows if r.benchmark.endswith(TIME_SUFFIX) and "variant" in r.params]
+    timed = [r for r in env_rows if r.benchmark.endswith(TIME_SUFFIX) and "variant" in r.params
+             and r.median is not None]
     eager: dict[tuple, float] = {}
     for r in timed:
         if r.params["variant"] == "eager" and r.median:
