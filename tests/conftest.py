@@ -30,12 +30,11 @@ def git(*args: str, cwd: Path) -> str:
 @pytest.fixture(scope="session")
 def clone(tmp_path_factory) -> Path:
     """A fresh clone of this repository's committed history: what CI and users start from.
-    The asv environments are shared across test runs through a cache folder, because
+    The clone shares the repository's .asv environments (those `make demo` built), because
     building the two torch environments costs minutes and depends on no commit."""
     dest = tmp_path_factory.mktemp("clone") / "kernelwatch"
     subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
-    env_cache = Path(os.environ.get("KERNELWATCH_TEST_ENV_CACHE",
-                                    Path.home() / ".cache" / "kernelwatch-test-asv"))
+    env_cache = Path(os.environ.get("KERNELWATCH_TEST_ENV_CACHE", REPO / ".asv"))
     env_cache.mkdir(parents=True, exist_ok=True)
     (dest / ".asv").symlink_to(env_cache, target_is_directory=True)
     return dest

@@ -219,7 +219,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    run_checked(cmd, repo)
+    print("+", shlex.join(cmd), flush=True)
+    rc = subprocess.call(cmd, cwd=repo)
+    if rc == 2:
+        # asv's own code for "some benchmark failed": the run finished and was saved.
+        print("kernelwatch: some benchmarks failed or timed out (see the messages above); "
+              "those parameters are recorded as failed, every other result is saved",
+              file=sys.stderr)
+        return 1
+    if rc != 0:
+        raise KernelwatchError(f"asv run exited with status {rc}; results of environments "
+                               "that finished are saved in results/")
     return 0
 
 
