@@ -2,6 +2,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,8 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
 
 
 def kernelwatch_exe() -> str:
-    exe = shutil.which("kernelwatch")
+    """The kernelwatch script of the interpreter running the tests (venv not activated)."""
+    sibling = Path(sys.executable).with_name("kernelwatch")
+    exe = str(sibling) if sibling.exists() else shutil.which("kernelwatch")
     assert exe, "kernelwatch is not installed in this environment (pip install -e .)"
     return exe

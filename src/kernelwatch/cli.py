@@ -46,8 +46,10 @@ def find_repo_root(start: Path | None = None) -> Path:
 
 
 def asv_executable() -> str:
-    exe = shutil.which("asv") or str(Path(sys.executable).with_name("asv"))
-    if not Path(exe).exists():
+    # The asv beside this interpreter first: the one installed with kernelwatch.
+    sibling = Path(sys.executable).with_name("asv")
+    exe = str(sibling) if sibling.exists() else shutil.which("asv")
+    if exe is None:
         raise KernelwatchError("asv is not installed; run `pip install 'kernelwatch[asv]'`")
     return exe
 
@@ -189,8 +191,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise KernelwatchError("--existing benchmarks the working tree's installed code only; "
                                "it cannot run a commit range (drop the range, or --existing)")
     if not existing and commit_count(repo, rev) == 0:
-        raise KernelwatchError(f"the range {rev!r} selects no commits; HEAD~2..HEAD selects "
-                               "the last two (a clone needs that many: `git clone` without --depth 1)")
+        raise KernelwatchError(
+            f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
+            "(a clone needs that many: `git clone` without --depth 1)")
     if args.quick:
         regexes = quick_regexes(args.workload)
     else:
