@@ -28,8 +28,10 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# The Docker tests build real images: make sure an engine runs (installs one on bare Debian).
 test: lint
-	$(BIN)/python -m pytest -v -rs --durations=15
+	scripts/ensure-docker.sh
+	$(BIN)/python -m pytest -v -rs --durations=20
 
 # Wheels the GPU device machine lacks (asv and its deps), for Python 3.12 (docs/gpu.md).
 gpu-wheels:

@@ -87,6 +87,7 @@ def write_machine_info(name: str, existing: bool) -> dict:
         raise KernelwatchError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
     data[name] = entry
     data["version"] = 1
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=4, sort_keys=True))
     return entry
 
@@ -127,19 +128,32 @@ def quick_regexes(workload: str) -> list[str]:
     return [main, compile_, r"^environment\.Environment\.track_\w+$"]
 
 
-EXISTING_CONFIG = ".asv-existing.conf.json"
+DERIVED_CONFIG = ".asv-kernelwatch.conf.json"
 
 
-def existing_config(repo: Path) -> Path:
-    """asv.conf.json with an empty matrix, for --existing runs. asv would otherwise file an
-    `existing` environment's results under the matrix's first torch version, whatever torch
-    the interpreter has; with no matrix, the torch recorded is machine info's, read from the
-    interpreter itself."""
+def derived_config(repo: Path, *, existing: bool, torch_versions: list[str] | None,
+                   env_dir: str | None) -> Path | None:
+    """asv.conf.json with kernelwatch's overrides, or None when there are none.
+
+    - existing: an empty matrix. asv would otherwise file an `existing` environment's
+      results under the matrix's first torch version, whatever torch the interpreter has;
+      with no matrix the torch recorded is machine info's, read from the interpreter.
+    - torch_versions: only these torch versions of the matrix (exact versions).
+    - env_dir: where asv keeps its virtualenvs (a container keeps them apart from the host's,
+      whose interpreters it cannot run).
+    """
+    if not (existing or torch_versions or env_dir):
+        return None
     from asv import util as asv_util
 
     conf = asv_util.load_json(str(repo / "asv.conf.json"), js_comments=True)
-    conf["matrix"] = {}
-    path = repo / EXISTING_CONFIG
+    if existing:
+        conf["matrix"] = {}
+    elif torch_versions:
+        conf.setdefault("matrix", {}).setdefault("req", {})["torch"] = list(torch_versions)
+    if env_dir:
+        conf["env_dir"] = env_dir
+    path = repo / DERIVED_CONFIG
     path.write_text(json.dumps(conf, indent=4))
     return path
 
@@ -203,8 +217,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = machine_name(args.machine)
     write_machine_info(name, existing)
     cmd = [asv]
-    if existing:
-        cmd += ["--config", str(existing_config(repo))]
+    config = derived_config(repo, existing=existing, torch_versions=args.torch,
+                            env_dir=os.environ.get("KERNELWATCH_ENV_DIR"))
+    if config:
+        cmd += ["--config", str(config)]
     cmd += ["run", "--machine", name, "--record-samples", "--show-stderr"]
     if existing:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
@@ -264,6 +280,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docker_build(args: argparse.Namespace) -> int:
+    from kernelwatch import containers
+
+    repo = find_repo_root()
+    tag = containers.build(
+        repo, device=args.device, tag=args.tag, base_image=args.base_image,
+        torch_version=args.torch_version, torch_index_url=args.torch_index_url,
+        wheelhouse=Path(args.wheelhouse).resolve() if args.wheelhouse else None,
+        ca_bundles=[Path(p) for p in args.ca_bundle or ()], network=args.network,
+    )
+    print(f"built {tag}; run the suite in it: kernelwatch docker run --tag {tag} -- run --quick")
+    return 0
+
+
+def cmd_docker_run(args: argparse.Namespace) -> int:
+    from kernelwatch import containers
+
+    rest = args.kernelwatch_args
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return containers.run(find_repo_root(), tag=args.tag, gpus=args.gpus,
+                          network=args.network, args=rest or ["run", "--quick"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kernelwatch",
@@ -299,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("shape", "form", "dtype", "variant", "metric"):
         r.add_argument(f"--{flag}", action="append", metavar=flag.upper(),
                        help=f"only this {flag} (repeatable; default all)")
+    r.add_argument("--torch", action="append", metavar="VERSION",
+                   help="only this torch version of asv.conf.json's matrix (repeatable; an "
+                   "exact version, pip flags allowed as in the matrix)")
     r.add_argument("--machine", help="asv machine name (default: $KERNELWATCH_MACHINE or host)")
     r.add_argument("--rerun", action="store_true",
                    help="re-measure results that already succeeded (default: keep them)")
@@ -312,6 +355,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="print speedups vs eager and GB/s from results/")
     rep.set_defaults(func=cmd_report)
+
+    dk = sub.add_parser("docker", help="build and run the CPU/CUDA images (Docker SDK)")
+    dsub = dk.add_subparsers(dest="docker_command", required=True)
+    b = dsub.add_parser(
+        "build", help="build docker/Dockerfile for cpu or cuda",
+        description="Build the kernelwatch image with the classic builder. Works without a "
+        "registry (--base-image from docker/bootstrap-base), behind a TLS-intercepting proxy "
+        "(--ca-bundle) and offline for torch (--wheelhouse with the wheels pip should use).",
+    )
+    b.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    b.add_argument("--tag", help="image tag (default kernelwatch:cpu / kernelwatch:cuda)")
+    b.add_argument("--base-image", help="FROM image (default python:3.11-slim-bookworm)")
+    b.add_argument("--torch-version", help="torch in the image (cpu: 2.13.0, cuda: 2.14.1)")
+    b.add_argument("--torch-index-url",
+                   help="extra index for torch (cpu default: PyTorch's CPU index; '' for none)")
+    b.add_argument("--wheelhouse", help="folder of wheels pip tries first")
+    b.add_argument("--ca-bundle", action="append",
+                   help="extra CA certificates (PEM) to trust (repeatable)")
+    b.add_argument("--network", help="build network, e.g. host where only the host reaches PyPI")
+    b.set_defaults(func=cmd_docker_build)
+    dr = dsub.add_parser(
+        "run", help="run kernelwatch inside the image with this repository mounted",
+        description="Run `kernelwatch ARGS` (default: run --quick) in the image. The repository "
+        "is mounted at /repo and written as your user; results go to results/docker-<tag>/.",
+    )
+    dr.add_argument("--tag", default="kernelwatch:cpu", help="image (default kernelwatch:cpu)")
+    dr.add_argument("--gpus", action="store_true", help="request all GPUs (--gpus all)")
+    dr.add_argument("--network", help="container network, e.g. host")
+    dr.add_argument("kernelwatch_args", nargs=argparse.REMAINDER,
+                    help="after --: the kernelwatch command to run inside")
+    dr.set_defaults(func=cmd_docker_run)
     return p
 
 

@@ -1,0 +1,141 @@
+"""Real Docker: the CPU image built from the registry-free base with the local torch wheel,
+the quick suite inside it over two commits, publishing on the host; the error paths.
+
+Needs a Docker engine: `make test` runs scripts/ensure-docker.sh first, which installs and
+starts one on a bare Debian machine (CI). Slow: minutes.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kernelwatch import containers
+
+from .conftest import REPO, git, kernelwatch_exe
+
+pytestmark = pytest.mark.slow
+TAG = "kernelwatch-test:cpu"
+BASE = "kernelwatch-base:bookworm"
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def sh(cmd, cwd=REPO, env=None, check=False):
+    r = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
+                       text=True)
+    print(r.stdout[-6000:], r.stderr[-6000:])
+    if check:
+        assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+@pytest.fixture(scope="session")
+def engine():
+    r = sh(["docker", "info"])
+    if r.returncode != 0:
+        pytest.fail("no Docker engine: run scripts/ensure-docker.sh (make test does)")
+
+
+@pytest.fixture(scope="session")
+def torch_wheelhouse(tmp_path_factory) -> Path:
+    """The local torch CPU wheel, as an air-gapped runner would bring it."""
+    d = tmp_path_factory.mktemp("wheelhouse")
+    sh([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+        "torch==2.13.0", "-d", str(d)], check=True)
+    assert list(d.glob("torch-2.13.0*.whl"))
+    return d
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine, torch_wheelhouse) -> str:
+    sh([str(REPO / "docker" / "bootstrap-base"), BASE], check=True)
+    t0 = time.monotonic()
+    sh([kernelwatch_exe(), "docker", "build", "--device", "cpu", "--tag", TAG,
+        "--base-image", BASE, "--wheelhouse", str(torch_wheelhouse),
+        "--ca-bundle", str(HOST_CA), "--torch-index-url", "", "--network", "host"], check=True)
+    print(f"cpu image built in {time.monotonic() - t0:.0f} s")
+    return TAG
+
+
+def test_cpu_image_has_torch_asv_and_a_non_root_user(cpu_image):
+    r = sh(["docker", "run", "--rm", cpu_image, "python", "-c",
+            "import os, torch, asv, kernelwatch; print(torch.__version__, os.getuid())"],
+           check=True)
+    version, uid = r.stdout.split()
+    assert version.startswith("2.13.0") and uid == "1000"
+
+
+def test_quick_suite_in_container_over_two_commits(cpu_image, clone):
+    r = sh([kernelwatch_exe(), "docker", "run", "--tag", cpu_image, "--network", "host", "--",
+            "run", "--quick", "--torch", "2.13.0", "HEAD~2..HEAD"], cwd=clone)
+    assert r.returncode == 0
+    machine_dir = clone / "results" / containers.machine_for(cpu_image)
+    files = [f for f in machine_dir.glob("*.json") if f.name != "machine.json"]
+    head, parent = git("rev-parse", "HEAD", cwd=clone), git("rev-parse", "HEAD~1", cwd=clone)
+    data = [json.loads(f.read_text()) for f in files]
+    assert {d["commit_hash"] for d in data} == {head, parent}
+    assert {d["params"]["torch"] for d in data} == {"2.13.0"}
+    for f in files:  # written as the host user, through the mount
+        assert f.stat().st_uid == os.getuid()
+
+    r = sh([kernelwatch_exe(), "publish"], cwd=clone)
+    assert r.returncode == 0
+    page = (clone / "html" / "kernelwatch" / "index.html").read_text()
+    assert containers.machine_for(cpu_image) in page
+
+
+def test_interrupted_container_keeps_written_results(cpu_image, clone):
+    """Re-run the suite and stop it right after it rewrote its first result file: every file
+    written before is still there and whole."""
+    machine_dir = clone / "results" / containers.machine_for(cpu_image)
+    before = {f.name: f.stat().st_mtime for f in machine_dir.glob("*-*.json")}
+    assert len(before) == 2, "needs the quick run's results (test above)"
+    proc = subprocess.Popen(
+        [kernelwatch_exe(), "docker", "run", "--tag", cpu_image, "--network", "host", "--",
+         "run", "--quick", "--torch", "2.13.0", "--rerun", "HEAD~2..HEAD"],
+        cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(f.stat().st_mtime > before[f.name] for f in machine_dir.glob("*-*.json")):
+            break
+        time.sleep(1)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)  # kernelwatch removes (kills) the container on the way out
+    out, _ = proc.communicate(timeout=120)
+    print(out[-3000:])
+    assert "interrupted" in out
+    after = {f.name for f in machine_dir.glob("*-*.json")}
+    assert set(before) <= after
+    for name in after:
+        json.loads((machine_dir / name).read_text())  # whole, readable files
+
+
+def test_failing_build_shows_the_failing_steps_last_lines(engine, torch_wheelhouse):
+    sh([str(REPO / "docker" / "bootstrap-base"), BASE], check=True)
+    r = sh([kernelwatch_exe(), "docker", "build", "--tag", "kernelwatch-test:broken",
+            "--base-image", BASE, "--torch-version", "0.0.0", "--torch-index-url", "",
+            "--wheelhouse", str(torch_wheelhouse), "--ca-bundle", str(HOST_CA),
+            "--network", "host"])
+    assert r.returncode == 2
+    assert "docker build of kernelwatch-test:broken failed" in r.stderr
+    assert "last lines of the failing step" in r.stderr
+    assert "torch==0.0.0" in r.stderr
+
+
+def test_no_engine_is_one_clear_error(tmp_path):
+    r = sh([kernelwatch_exe(), "docker", "build"],
+           env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert r.returncode == 2
+    assert r.stderr.startswith("kernelwatch: error: no Docker engine is reachable")
+    assert "dockerd" in r.stderr
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = Path(sys.executable).with_name("hadolint")
+    r = sh([str(hadolint), str(REPO / "docker" / "Dockerfile")])
+    assert r.returncode == 0, r.stdout
