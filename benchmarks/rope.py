@@ -12,7 +12,7 @@ from kernelwatch import measure, variants
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import rope
 
-from .common import device, l2_bytes, sync
+from .common import device
 
 
 class _Rope:
@@ -37,9 +37,9 @@ class RopeTime(_Rope):
     unit = "seconds"
 
     def setup(self, shape, form, dtype, variant):
-        self._build(shape, form, dtype, variant, rotate_bytes=4 * l2_bytes(device()))
+        self._build(shape, form, dtype, variant, rotate_bytes=4 * measure.l2_cache_bytes(device()))
         self.case.fn(*self.args)  # compile (warm cache after the first process) and warm up
-        sync(self.dev)
+        measure.synchronize(self.dev)
 
     def track_time(self, shape, form, dtype, variant):
         opts = {"cuda_graph": True} if self.dev.type == "cuda" else {}
@@ -96,7 +96,7 @@ class RopeMemory(_Rope):
     def setup(self, shape, form, dtype, variant):
         self._build(shape, form, dtype, variant)
         self.case.fn(*self.args)
-        sync(self.dev)
+        measure.synchronize(self.dev)
 
     def _peak(self):
         return measure.peak_memory(lambda: self.case.fn(*self.args), self.dev)

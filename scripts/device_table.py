@@ -18,7 +18,7 @@ p.add_argument("--dtypes", nargs="+", default=["bfloat16"])
 p.add_argument("--variants", nargs="+", default=list(rope.VARIANTS))
 a = p.parse_args()
 dev = torch.device("cuda")
-l2 = torch.cuda.get_device_properties(dev).L2_cache_size
+l2 = measure.l2_cache_bytes(dev)
 copy = measure.copy_bandwidth(dev)
 print(f"copy bandwidth {copy / 1e9:.0f} GB/s, L2 {l2 >> 20} MiB", flush=True)
 print("shape form dtype variant | rel_l2 ok | median_us cv GB/s %copy", flush=True)

@@ -17,7 +17,7 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
-from kernelwatch.errors import KernelwatchError
+from kernelwatch.errors import KernelwatchError, unknown_name
 
 DEVICES = {
     # device -> (default tag, default torch, default torch index)
@@ -86,8 +86,6 @@ def build(repo: Path, *, device: str, tag: str | None, base_image: str | None,
           ca_bundles: list[Path], network: str | None) -> str:
     """Build the image, streaming docker's output. Returns the tag."""
     if device not in DEVICES:
-        from kernelwatch.errors import unknown_name
-
         raise unknown_name("device", device, DEVICES)
     default_tag, default_torch, default_index = DEVICES[device]
     tag = tag or default_tag

@@ -97,9 +97,15 @@ def time_cpu(
     return Samples(per_call, number)
 
 
+def l2_cache_bytes(device: torch.device) -> int:
+    """The GPU's L2 size (0 on the CPU): input rotation and L2 flushes are sized from it."""
+    if device.type != "cuda":
+        return 0
+    return getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 64 << 20)
+
+
 def _l2_flush_buffer(device: torch.device) -> torch.Tensor:
-    l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 64 << 20)
-    return torch.empty(2 * l2, dtype=torch.uint8, device=device)
+    return torch.empty(2 * l2_cache_bytes(device), dtype=torch.uint8, device=device)
 
 
 def time_cuda(
