@@ -178,9 +178,12 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     ch = changes(rows)
     parts.append(f"<h2>Change vs previous commit (threshold {CHANGE_THRESHOLD:.0%})</h2>")
     if ch:
+        def value(v, unit):
+            return _fmt_seconds(v) if unit == "seconds" else f"{v:.4g}"
+
         body = [[c["machine"], c["env"], c["benchmark"], c["params"], c["commits"],
-                 f"{c['old']:.4g}", f"{c['new']:.4g}", c["unit"], f"{c['ratio']:.3f}", c["flag"]]
-                for c in ch]
+                 value(c["old"], c["unit"]), value(c["new"], c["unit"]), c["unit"],
+                 f"{c['ratio']:.3f}", c["flag"]] for c in ch]
         parts.append(_html_table(
             ["machine", "env", "benchmark", "params", "commits", "before", "after", "unit",
              "after/before", "flag"], body, [c["flag"] for c in ch]))
