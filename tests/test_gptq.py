@@ -1,0 +1,109 @@
+"""GPTQ (workload core, CPU): properties of the algorithm itself, and agreement of the compiled
+variants with the eager reference on fresh random inputs. A broken step must fail the check."""
+
+import functools
+
+import pytest
+import torch
+
+from kernelwatch.errors import KernelwatchError
+from kernelwatch.workloads import gptq
+
+W4 = gptq.SCHEMES["w4-sym-g128"]
+
+
+def layer(seed, rows=64, cols=256):
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(rows, cols, generator=g) * 0.02
+    model = gptq.ActivationModel.make(cols, seed)
+    calib, held_out = model.sample(512, seed + 1), model.sample(256, seed + 2)
+    return weight, gptq.hessian_of(calib), held_out
+
+
+def agreement(result, reference, weight, held_out):
+    """(fraction of identical integer codes, output error / the reference's output error)."""
+    same = float((result.codes == reference.codes).float().mean())
+    err = gptq.relative_output_error(weight, result.dequantized, held_out)
+    ref = gptq.relative_output_error(weight, reference.dequantized, held_out)
+    return same, err / ref
+
+
+def agrees(result, reference, weight, held_out) -> bool:
+    # fp32 reassociation may flip a code that sits on a rounding boundary, nothing more.
+    same, ratio = agreement(result, reference, weight, held_out)
+    return same >= 0.995 and ratio <= 1.01
+
+
+def test_diagonal_hessian_reduces_to_round_to_nearest(fresh_seed):
+    weight, _, _ = layer(fresh_seed)
+    h = torch.diag(torch.rand(256, generator=torch.Generator().manual_seed(fresh_seed)) + 0.5)
+    for actorder in (False, True):  # actorder's permutation must be undone exactly
+        res = gptq.gptq(weight, h, W4, actorder=actorder)
+        assert torch.equal(res.dequantized, gptq.round_to_nearest(weight, W4))
+
+
+def test_gptq_beats_round_to_nearest_on_calibration_statistics(fresh_seed):
+    weight, h, held_out = layer(fresh_seed)
+    res = gptq.gptq(weight, h, W4)
+    rtn = gptq.relative_output_error(weight, gptq.round_to_nearest(weight, W4), held_out)
+    err = gptq.relative_output_error(weight, res.dequantized, held_out)
+    print(f"held-out output error: gptq {err:.4f}, rtn {rtn:.4f}, loss {res.loss:.4g}")
+    assert err < 0.8 * rtn
+    assert not res.used_rtn_fallback
+    assert res.codes.min() >= W4.qmin and res.codes.max() <= W4.qmax
+
+
+def test_dead_columns_are_zeroed(fresh_seed):
+    weight, h, _ = layer(fresh_seed)
+    dead = torch.diag(h) == 0
+    assert dead.any(), "the calibration model has dead columns"
+    res = gptq.gptq(weight, h, W4)
+    assert torch.all(res.dequantized[:, dead] == 0)
+
+
+@pytest.mark.parametrize("variant", ["compile-block", "compile-column"])
+def test_compiled_variants_agree_with_eager(variant, fresh_seed):
+    torch._dynamo.reset()
+    weight, h, held_out = layer(fresh_seed)
+    reference = gptq.gptq(weight, h, W4, blocksize=16)
+    if variant == "compile-block":
+        block_fn = torch.compile(gptq.process_block, dynamic=True)
+    else:
+        block_fn = functools.partial(gptq.process_block,
+                                     step=torch.compile(gptq.column_step, dynamic=True))
+    res = gptq.gptq(weight, h, W4, blocksize=16, block_fn=block_fn)
+    print(variant, agreement(res, reference, weight, held_out))
+    assert agrees(res, reference, weight, held_out)
+
+
+def test_broken_variants_fail_the_agreement_check(fresh_seed):
+    weight, h, held_out = layer(fresh_seed)
+    reference = gptq.gptq(weight, h, W4)
+
+    def step_without_scaling(w1_tail, hinv_row, scale, zero, qmin, qmax):
+        q, deq, err, loss, tail = gptq.column_step(w1_tail, hinv_row, scale, zero, qmin, qmax)
+        return q, deq, err * hinv_row[0], loss, tail  # forgets to divide by Hinv[i, i]
+
+    wrong_damping = gptq.gptq(weight, h, W4, percdamp=0.5)
+    no_scaling = gptq.gptq(weight, h, W4,
+                           block_fn=functools.partial(gptq.process_block,
+                                                      step=step_without_scaling))
+    for broken in (wrong_damping, no_scaling):
+        assert not agrees(broken, reference, weight, held_out)
+
+
+def test_non_positive_definite_hessian_falls_back_and_records_it(fresh_seed):
+    weight, _, _ = layer(fresh_seed)
+    res = gptq.gptq(weight, -torch.eye(256), W4)
+    assert res.used_rtn_fallback
+    assert torch.equal(res.dequantized, gptq.round_to_nearest(weight, W4))
+
+
+def test_shape_not_divisible_by_group_size_is_a_clear_error():
+    with pytest.raises(KernelwatchError, match="200 columns are not divisible by the group size"):
+        gptq.gptq(torch.randn(8, 200), torch.eye(200), W4)
+
+
+def test_unknown_shape_lists_valid_ones():
+    with pytest.raises(KernelwatchError, match="unknown shape 'llama/q'.*qwen2.5-3b/down_proj"):
+        gptq.check_shape("llama/q")
