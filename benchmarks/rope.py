@@ -16,8 +16,8 @@ from .common import device
 
 
 class _Rope:
-    params = [list(rope.SHAPES), list(rope.FORMS), list(rope.DTYPES), list(rope.VARIANTS)]
-    param_names = ["shape", "form", "dtype", "variant"]
+    params = list(rope.PARAMS.values())
+    param_names = list(rope.PARAMS)
     # The compile budget: asv's per-benchmark timeout covers import, input building and a
     # compile. A compile that takes longer is recorded as failed for its parameter, and the
     # suite goes on. Read at discovery, so `KERNELWATCH_BENCHMARK_TIMEOUT=120 asv run` works.

@@ -27,11 +27,8 @@ METRICS = {
     "cuda-memory": "CudaMemory",
     "accuracy": "Accuracy",
 }
-# --quick: the tiny shape on the CPU dtype, the forms' first, and the metrics that answer
-# "is it right and is it faster" plus one cold compile: minutes on 2 cores, not hours.
-QUICK = {"shape": ["tiny"], "dtype": ["float32"], "form": ["rotate-half"],
-         "variant": ["eager", "compile", "compile-dynamic"],
-         "metric": ["time", "accuracy", "compile"]}
+# The asv parameters a user can select by flag; each workload declares which it has (PARAMS).
+PARAM_FLAGS = ("shape", "form", "dtype", "variant")
 QUICK_COMPILE_METRICS = ("cold_compile", "recompiles")
 
 
@@ -95,33 +92,36 @@ def write_machine_info(name: str, existing: bool) -> dict:
 # ----------------------------------------------------------------------------- selection
 
 
-def selection_regex(workload: str, shapes, forms, dtypes, variants, metrics) -> str:
-    """An asv `-b` regex: asv matches it against `name(param0, param1, ...)`."""
+def selection_regex(workload: str, chosen: dict[str, list[str] | None],
+                    metrics: list[str] | None) -> str:
+    """An asv `-b` regex: asv matches it against `name(param0, param1, ...)`, the params in
+    the workload's PARAMS order."""
     module = workloads.get(workload)
-    params = {"shape": (shapes, module.SHAPES), "form": (forms, module.FORMS),
-              "dtype": (dtypes, module.DTYPES), "variant": (variants, module.VARIANTS)}
-    for kind, (chosen, valid) in params.items():
-        for name in chosen or ():
-            if name not in valid:
-                raise unknown_name(kind, name, valid, where=workload)
+    for name, values in chosen.items():
+        if values and name not in module.PARAMS:
+            raise KernelwatchError(f"workload {workload} has no {name} parameter; its "
+                                   f"parameters: {', '.join(module.PARAMS)}")
+    for name, valid in module.PARAMS.items():
+        for value in chosen.get(name) or ():
+            if value not in valid:
+                raise unknown_name(name, value, valid, where=workload)
     for m in metrics or ():
         if m not in METRICS:
             raise unknown_name("metric", m, METRICS)
 
-    def alt(chosen):
-        return "(" + "|".join(re.escape(c) for c in chosen) + ")" if chosen else "[^']+"
+    def alt(values):
+        return "(" + "|".join(re.escape(v) for v in values) + ")" if values else "[^']+"
 
     classes = alt([METRICS[m] for m in metrics] if metrics else None)
-    prefix = workload.capitalize()
-    return (rf"^{workload}\.{prefix}{classes}\.track_\w+\('{alt(shapes)}', '{alt(forms)}', "
-            rf"'{alt(dtypes)}', '{alt(variants)}'\)$")
+    params = ", ".join(f"'{alt(chosen.get(name))}'" for name in module.PARAMS)
+    return rf"^{workload}\.{workload.capitalize()}{classes}\.track_\w+\({params}\)$"
 
 
 def quick_regexes(workload: str) -> list[str]:
-    q = QUICK
-    main = selection_regex(workload, q["shape"], q["form"], q["dtype"], q["variant"],
-                           ["time", "accuracy"])
-    compile_ = selection_regex(workload, q["shape"], q["form"], q["dtype"], ["compile"],
+    module = workloads.get(workload)
+    main = selection_regex(workload, module.QUICK, ["time", "accuracy"])
+    compile_ = selection_regex(workload, {**module.QUICK,
+                                          "variant": [module.QUICK_COMPILE_VARIANT]},
                                ["compile"])
     compile_ = compile_.replace(r"\.track_\w+", r"\.track_(" + "|".join(QUICK_COMPILE_METRICS)
                                 + ")")
@@ -188,10 +188,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in names:
         mod = workloads.get(name)
         print(f"{name}")
-        print("  shapes:   " + ", ".join(mod.SHAPES))
-        print("  forms:    " + ", ".join(getattr(mod, "FORMS", ())))
-        print("  dtypes:   " + ", ".join(mod.DTYPES))
-        print("  variants: " + ", ".join(mod.VARIANTS))
+        for param, values in mod.PARAMS.items():
+            print(f"  {param + 's:':<10}" + ", ".join(values))
     print("metrics:    " + ", ".join(METRICS))
     return 0
 
@@ -211,8 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.quick:
         regexes = quick_regexes(args.workload)
     else:
-        regexes = [selection_regex(args.workload, args.shape, args.form, args.dtype,
-                                   args.variant, args.metric)]
+        chosen = {name: getattr(args, name) for name in PARAM_FLAGS}
+        regexes = [selection_regex(args.workload, chosen, args.metric)]
         regexes.append(r"^environment\.")
     name = machine_name(args.machine)
     write_machine_info(name, existing)
@@ -336,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--existing", action="store_true",
                    help="benchmark with this interpreter's torch (asv --python=same), HEAD only")
     r.add_argument("--workload", default="rope", help="workload (default rope)")
-    for flag in ("shape", "form", "dtype", "variant", "metric"):
+    for flag in (*PARAM_FLAGS, "metric"):
         r.add_argument(f"--{flag}", action="append", metavar=flag.upper(),
                        help=f"only this {flag} (repeatable; default all)")
     r.add_argument("--torch", action="append", metavar="VERSION",

@@ -47,6 +47,15 @@ DTYPES = ("float32", "bfloat16", "float16")
 DTYPES_BY_DEVICE = {"cpu": ("float32",), "cuda": ("bfloat16", "float16")}
 VARIANTS = ("eager", *variants.COMPILE_VARIANTS, "te-fused")
 
+# asv parameters, in order: benchmarks/rope.py declares them from here and the CLI selects by name.
+PARAMS = {"shape": list(SHAPES), "form": list(FORMS), "dtype": list(DTYPES),
+          "variant": list(VARIANTS)}
+# `kernelwatch run --quick`: the CPU-sized case, and the metrics that answer "is it right, is
+# it faster", plus one cold compile and the recompile count of the static variant.
+QUICK = {"shape": ["tiny"], "form": ["rotate-half"], "dtype": ["float32"],
+         "variant": ["eager", "compile", "compile-dynamic"]}
+QUICK_COMPILE_VARIANT = "compile"
+
 # Relative L2 error against float64 that a correct RoPE stays under, per dtype: fp32 lands
 # near 1e-7; half types round each output once (2^-8 / 2^-11 relative) and eager rounds
 # each intermediate too, which stays within a few units of that.
