@@ -107,3 +107,20 @@ def test_shape_not_divisible_by_group_size_is_a_clear_error():
 def test_unknown_shape_lists_valid_ones():
     with pytest.raises(KernelwatchError, match="unknown shape 'llama/q'.*qwen2.5-3b/down_proj"):
         gptq.check_shape("llama/q")
+
+
+@pytest.mark.parametrize("scheme", list(gptq.SCHEMES))
+def test_reference_is_bit_identical_to_llmcompressor(scheme, fresh_seed, monkeypatch):
+    """Upstream's own quantize_weight (its eager path) on the same weight, Hessian and scales."""
+    monkeypatch.setenv("LLMCOMPRESSOR_DISABLE_GPTQ_TRITON", "1")
+    cq = pytest.importorskip("compressed_tensors.quantization",
+                             reason="needs llmcompressor: pip install 'kernelwatch[gptq]'")
+    upstream = pytest.importorskip("llmcompressor.modifiers.gptq.gptq_quantize")
+    s = gptq.SCHEMES[scheme]
+    weight, h, held_out = layer(fresh_seed, rows=64, cols=256)
+    ours = gptq.gptq(weight, h, s)
+    args = cq.QuantizationArgs(num_bits=s.bits, type="int", symmetric=s.symmetric,
+                               strategy="group", group_size=s.group_size)
+    theirs = upstream.quantize_weight(weight[None].clone(), h[None].clone(), ours.scale[None],
+                                      ours.zero[None], None, args, blocksize=128)[0][0]
+    assert torch.equal(theirs, ours.dequantized)

@@ -58,13 +58,15 @@ class Scheme:
     symmetric: bool
     group_size: int
 
+    # compressed-tensors keeps the signed range for asymmetric schemes too (int4: [-8, 7]) and
+    # moves the zero point instead; matching it keeps codes comparable with llm-compressor's.
     @property
     def qmin(self) -> int:
-        return -(1 << (self.bits - 1)) if self.symmetric else 0
+        return -(1 << (self.bits - 1))
 
     @property
     def qmax(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.symmetric else (1 << self.bits) - 1
+        return (1 << (self.bits - 1)) - 1
 
 
 SCHEMES = {
