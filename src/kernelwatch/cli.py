@@ -1,4 +1,4 @@
-"""`kernelwatch`: a thin wrapper over asv (and, later, Docker). It never replaces them:
+"""`kernelwatch`: a thin wrapper over asv and Docker. It never replaces them:
 every command prints the asv command it runs, and plain `asv run/publish/compare` keep
 working on the repository as-is.
 """
