@@ -1,6 +1,8 @@
 """The kernelwatch command: help, clear errors for bad input, environment capture."""
 
 import json
+import re
+import shlex
 import subprocess
 
 from .conftest import REPO, kernelwatch_exe
@@ -66,3 +68,20 @@ def test_corrupt_results_file_is_named_and_kept(tmp_path):
         assert str(bad) in r.stderr and "Move them out of results/" in r.stderr
     assert bad.read_text() == '{"version": 2, "results": {'
     assert not (repo / "html").exists()  # publish stopped before asv could wipe anything
+
+
+def test_selection_follows_each_workloads_parameters():
+    r = kw("run", "--workload", "gptq", "--shape", "tiny/proj", "--scheme", "w4-sym-g128",
+           "--blocksize", "16", "--variant", "eager", "--metric", "time", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    argv = shlex.split(r.stdout.strip().splitlines()[-1])
+    regex = argv[argv.index("-b") + 1]
+    assert re.search(regex, "gptq.GptqTime.track_time('tiny/proj', 'w4-sym-g128', '16', 'eager')")
+    assert not re.search(regex, "gptq.GptqTime.track_time('tiny/proj', 'w4-sym-g128', '128', "
+                                "'eager')")
+    r = kw("run", "--workload", "gptq", "--form", "interleaved", "--dry-run")
+    assert r.returncode == 2
+    assert "workload gptq has no form parameter; its parameters: shape, scheme" in r.stderr
+    r = kw("run", "--workload", "gptq", "--blocksize", "7", "--dry-run")
+    assert r.returncode == 2
+    assert "unknown blocksize '7' for gptq; valid blocksizes: 16, 128" in r.stderr

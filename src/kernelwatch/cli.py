@@ -28,7 +28,7 @@ METRICS = {
     "accuracy": "Accuracy",
 }
 # The asv parameters a user can select by flag; each workload declares which it has (PARAMS).
-PARAM_FLAGS = ("shape", "form", "dtype", "variant")
+PARAM_FLAGS = ("shape", "form", "dtype", "scheme", "blocksize", "variant")
 QUICK_COMPILE_METRICS = ("cold_compile", "recompiles")
 
 

@@ -181,12 +181,15 @@ def time_cuda(
 
 
 def time_callable(
-    fn: Callable, input_sets: Sequence[tuple], device: torch.device, **gpu_options
+    fn: Callable, input_sets: Sequence[tuple], device: torch.device, *,
+    samples: int | None = None, warmup: int | None = None, **gpu_options
 ) -> Samples:
-    """Time on whichever clock suits the device (see time_cpu / time_cuda)."""
+    """Time on whichever clock suits the device (see time_cpu / time_cuda). `samples` and
+    `warmup` apply to both; slow kernels (a whole GPTQ layer) pass fewer."""
+    counts = {k: v for k, v in (("samples", samples), ("warmup", warmup)) if v is not None}
     if device.type == "cuda":
-        return time_cuda(fn, input_sets, **gpu_options)
-    return time_cpu(fn, input_sets)
+        return time_cuda(fn, input_sets, **counts, **gpu_options)
+    return time_cpu(fn, input_sets, **counts)
 
 
 def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, samples: int = 20) -> float:

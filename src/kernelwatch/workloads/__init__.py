@@ -14,6 +14,7 @@ from kernelwatch.errors import unknown_name
 # name -> module path. Import lazily: a workload may need libraries another does not.
 WORKLOADS = {
     "rope": "kernelwatch.workloads.rope",
+    "gptq": "kernelwatch.workloads.gptq",
 }
 
 

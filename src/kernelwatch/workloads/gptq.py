@@ -249,3 +249,101 @@ def check_shape(name: str) -> LayerShape:
     if name not in SHAPES:
         raise unknown_name("shape", name, SHAPES, where="gptq")
     return SHAPES[name]
+
+
+# ----------------------------------------------------------------------------- variants
+
+# `triton` (a fused block kernel, GPU) is not written yet; it joins VARIANTS when it exists.
+VARIANTS = ("eager", "compile-block", "compile-column", "llmcompressor", "llmcompressor-eager")
+BLOCKSIZES = ("16", "128")  # strings: asv params match by repr, and the CLI selects by name
+PARAMS = {"shape": list(SHAPES), "scheme": list(SCHEMES), "blocksize": list(BLOCKSIZES),
+          "variant": list(VARIANTS)}
+QUICK = {"shape": ["tiny/proj"], "scheme": ["w4-sym-g128"], "blocksize": ["16"],
+         "variant": ["eager", "compile-block", "compile-column"]}
+QUICK_COMPILE_VARIANT = "compile-column"
+# A variant whose held-out output error exceeds eager's by more than this is flagged.
+QUALITY_TOLERANCE = 0.01
+CALIBRATION_SAMPLES = 512
+
+
+def _llmcompressor(eager: bool) -> Callable:
+    try:
+        from compressed_tensors.quantization import QuantizationArgs
+        from llmcompressor.modifiers.gptq.gptq_quantize import quantize_weight
+    except ImportError as exc:
+        from kernelwatch.errors import Unavailable
+
+        raise Unavailable(
+            f"llmcompressor does not import here ({exc}); it needs torch >=2.10,<=2.14 and "
+            "transformers >=5.15,<=5.17: pip install 'kernelwatch[gptq]'"
+        ) from exc
+    import os
+
+    def run(weight, hessian, scheme, blocksize, percdamp=0.01):
+        # Read by llm-compressor at call time: "1" forces its eager loop over its Triton kernel.
+        os.environ["LLMCOMPRESSOR_DISABLE_GPTQ_TRITON"] = "1" if eager else "0"
+        args = QuantizationArgs(num_bits=scheme.bits, type="int", symmetric=scheme.symmetric,
+                                strategy="group", group_size=scheme.group_size)
+        scale, zero = group_qparams(weight.float(), scheme)
+        out = quantize_weight(weight[None].clone(), hessian[None].clone(), scale[None],
+                              zero[None], None, args, blocksize=blocksize, percdamp=percdamp)
+        return out[0][0]  # dequantized weight
+
+    return run
+
+
+@dataclass
+class GptqCase:
+    shape_name: str
+    scheme: Scheme
+    blocksize: int
+    variant: str
+    weight: torch.Tensor
+    hessian: torch.Tensor
+    held_out: torch.Tensor
+    quantize: Callable[[], torch.Tensor]  # runs the variant once; returns the dequantized weight
+    compiled_code: object | None  # code object dynamo compiles, for compile health
+
+    def eager_result(self) -> GptqResult:
+        return gptq(self.weight, self.hessian, self.scheme, blocksize=self.blocksize)
+
+
+def build_case(shape: str, scheme: str, blocksize: str, variant: str, device="cpu",
+               seed: int = 0) -> GptqCase:
+    for kind, name, valid in (("shape", shape, SHAPES), ("scheme", scheme, SCHEMES),
+                              ("blocksize", blocksize, BLOCKSIZES),
+                              ("variant", variant, VARIANTS)):
+        if name not in valid:
+            raise unknown_name(kind, name, valid, where="gptq")
+    s, sch, bs = SHAPES[shape], SCHEMES[scheme], int(blocksize)
+    g = torch.Generator(device=device).manual_seed(seed)
+    weight = torch.randn(s.rows, s.cols, generator=g, device=device) * 0.02
+    model = ActivationModel.make(s.cols, seed, device)
+    hessian = hessian_of(model.sample(CALIBRATION_SAMPLES, seed + 1))
+    held_out = model.sample(256, seed + 2)
+    code = None
+    if variant == "compile-block":
+        block_fn = torch.compile(process_block, dynamic=True)
+        code = process_block.__code__
+    elif variant == "compile-column":
+        import functools
+
+        block_fn = functools.partial(process_block,
+                                     step=torch.compile(column_step, dynamic=True))
+        code = column_step.__code__
+    else:
+        block_fn = process_block
+    if variant.startswith("llmcompressor"):
+        upstream = _llmcompressor(eager=variant == "llmcompressor-eager")
+
+        def run():
+            return upstream(weight, hessian, sch, bs)
+    else:
+        def run():
+            return gptq(weight, hessian, sch, blocksize=bs, block_fn=block_fn).dequantized
+    return GptqCase(shape, sch, bs, variant, weight, hessian, held_out, run, code)
+
+
+def prime_compile(shape: str, scheme: str, blocksize: str, variant: str, device: str) -> None:
+    """Compile and run once (in a child process) to fill the on-disk compile cache."""
+    build_case(shape, scheme, blocksize, variant, device).quantize()

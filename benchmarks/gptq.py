@@ -1,0 +1,139 @@
+"""GPTQ of one linear layer: time, compile cost and health, CUDA memory, quality.
+
+Each (metric x shape x scheme x blocksize x variant) runs in its own asv process; the class
+`timeout` is the compile budget (compiling a whole block unrolls its column loop, and upstream
+saw hours at block 128), so an overrun fails that parameter only.
+"""
+
+import functools
+import os
+
+from kernelwatch import measure
+from kernelwatch.errors import Unavailable
+from kernelwatch.workloads import gptq
+
+from .common import device
+
+
+class _Gptq:
+    params = list(gptq.PARAMS.values())
+    param_names = list(gptq.PARAMS)
+    timeout = float(os.environ.get("KERNELWATCH_BENCHMARK_TIMEOUT", "600"))
+
+    def _build(self, shape, scheme, blocksize, variant):
+        self.dev = device()
+        self.case = gptq.build_case(shape, scheme, blocksize, variant, self.dev)
+
+
+class GptqTime(_Gptq):
+    """Seconds to quantize the layer once (a steady-state call, compiled code warm)."""
+
+    version = "1"
+    unit = "seconds"
+
+    def setup(self, *params):
+        self._build(*params)
+        self.case.quantize()
+        measure.synchronize(self.dev)
+
+    def track_time(self, *params):
+        # A whole layer is milliseconds (tiny, CPU) to seconds (Qwen2.5-3B down_proj, eager).
+        return measure.time_callable(lambda: self.case.quantize(), [()], self.dev,
+                                     samples=10, warmup=1).for_asv()
+
+
+class GptqCompile(_Gptq):
+    """Cold compile (fresh inductor cache), warm compile (FX graph cache filled by a child
+    process), and dynamo's health over one layer."""
+
+    version = "1"
+    unit = "seconds"
+
+    def setup(self, shape, scheme, blocksize, variant):
+        if not variant.startswith("compile"):
+            raise Unavailable(f"{variant} is not compiled")
+        self._build(shape, scheme, blocksize, variant)
+        self.params = (shape, scheme, blocksize, variant)
+
+    def track_cold_compile(self, *params):
+        return measure.cold_compile_seconds(self.case.quantize, self.dev)
+
+    def track_warm_compile(self, *params):
+        prime = functools.partial(gptq.prime_compile, *self.params, self.dev.type)
+        return measure.warm_compile_seconds(self.case.quantize, prime, self.dev)
+
+    def _health(self):
+        return measure.compile_health(self.case.compiled_code, [self.case.quantize])
+
+    def track_graph_breaks(self, *params):
+        return self._health().graph_breaks
+
+    track_graph_breaks.unit = "count"
+
+    def track_unique_graphs(self, *params):
+        return self._health().unique_graphs
+
+    track_unique_graphs.unit = "count"
+
+    def track_recompiles(self, *params):
+        return self._health().recompiles
+
+    track_recompiles.unit = "count"
+
+
+class GptqCudaMemory(_Gptq):
+    """Peak CUDA allocated and reserved bytes while quantizing the layer."""
+
+    version = "1"
+    unit = "bytes"
+
+    def setup(self, *params):
+        if device().type != "cuda":
+            raise Unavailable("CUDA memory needs a CUDA GPU")
+        self._build(*params)
+        self.case.quantize()
+
+    def track_peak_cuda_allocated(self, *params):
+        return measure.peak_memory(self.case.quantize, self.dev).cuda_allocated
+
+    def track_peak_cuda_reserved(self, *params):
+        return measure.peak_memory(self.case.quantize, self.dev).cuda_reserved
+
+
+class GptqAccuracy(_Gptq):
+    """Quality on held-out activations, and agreement with the eager reference."""
+
+    version = "1"
+    unit = "relative"
+
+    def setup(self, *params):
+        self._build(*params)
+        self.deq = self.case.quantize()
+        self.ref = self.case.eager_result()
+        c = self.case
+        self.error = gptq.relative_output_error(c.weight, self.deq, c.held_out)
+        self.ref_error = gptq.relative_output_error(c.weight, self.ref.dequantized, c.held_out)
+
+    def track_output_error(self, *params):
+        """||WX - QX|| / ||WX|| on held-out activations."""
+        return self.error
+
+    def track_differing_from_eager(self, *params):
+        """Fraction of dequantized weights that differ from eager's (lower is better)."""
+        return float((self.deq != self.ref.dequantized).float().mean())
+
+    track_differing_from_eager.unit = "fraction"
+
+    def track_worse_than_eager(self, *params):
+        """1 when the output error exceeds eager's by more than the stated tolerance: a
+        variant that got faster by getting worse is flagged, not hidden."""
+        return int(self.error > self.ref_error * (1 + gptq.QUALITY_TOLERANCE))
+
+    track_worse_than_eager.unit = "flag"
+
+    def track_gptq_loss(self, *params):
+        """GPTQ's own loss of the eager reference for this case (the variant's loss is not
+        exposed by every variant; its output error is)."""
+        return self.ref.loss
+
+    track_gptq_loss.unit = "loss"
