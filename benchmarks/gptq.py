@@ -12,7 +12,7 @@ from kernelwatch import measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import gptq
 
-from .common import device
+from .common import _CompileHealth, device
 
 
 class _Gptq:
@@ -42,7 +42,7 @@ class GptqTime(_Gptq):
                                      samples=10, warmup=1).for_asv()
 
 
-class GptqCompile(_Gptq):
+class GptqCompile(_CompileHealth, _Gptq):
     """Cold compile (fresh inductor cache), warm compile (FX graph cache filled by a child
     process), and dynamo's health over one layer."""
 
@@ -64,21 +64,6 @@ class GptqCompile(_Gptq):
 
     def _health(self):
         return measure.compile_health(self.case.compiled_code, [self.case.quantize])
-
-    def track_graph_breaks(self, *params):
-        return self._health().graph_breaks
-
-    track_graph_breaks.unit = "count"
-
-    def track_unique_graphs(self, *params):
-        return self._health().unique_graphs
-
-    track_unique_graphs.unit = "count"
-
-    def track_recompiles(self, *params):
-        return self._health().recompiles
-
-    track_recompiles.unit = "count"
 
 
 class GptqCudaMemory(_Gptq):

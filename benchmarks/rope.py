@@ -12,7 +12,7 @@ from kernelwatch import measure, variants
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import rope
 
-from .common import device
+from .common import _CompileHealth, device
 
 
 class _Rope:
@@ -46,7 +46,7 @@ class RopeTime(_Rope):
         return measure.time_callable(self.case.fn, self.case.input_sets, self.dev, **opts).for_asv()
 
 
-class RopeCompile(_Rope):
+class RopeCompile(_CompileHealth, _Rope):
     """Compile cost (cold: fresh inductor cache; warm: FX graph cache filled by a child
     process) and compile health over the timed shape plus one call at half the length."""
 
@@ -70,21 +70,6 @@ class RopeCompile(_Rope):
         other = rope.other_seq_len_inputs(self.case)
         calls = [self.first_call, self.first_call, functools.partial(self.case.fn, *other)]
         return measure.compile_health(self.case.eager_fn.__code__, calls)
-
-    def track_graph_breaks(self, *params):
-        return self._health().graph_breaks
-
-    track_graph_breaks.unit = "count"
-
-    def track_unique_graphs(self, *params):
-        return self._health().unique_graphs
-
-    track_unique_graphs.unit = "count"
-
-    def track_recompiles(self, *params):
-        return self._health().recompiles
-
-    track_recompiles.unit = "count"
 
 
 class RopeMemory(_Rope):
