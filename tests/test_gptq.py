@@ -106,7 +106,7 @@ def test_shape_not_divisible_by_group_size_is_a_clear_error():
 
 def test_unknown_shape_lists_valid_ones():
     with pytest.raises(KernelwatchError, match="unknown shape 'llama/q'.*qwen2.5-3b/down_proj"):
-        gptq.check_shape("llama/q")
+        gptq.build_case("llama/q", "w4-sym-g128", "16", "eager")
 
 
 @pytest.mark.parametrize("scheme", list(gptq.SCHEMES))

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from kernelwatch import environment, workloads
-from kernelwatch.errors import KernelwatchError, unknown_name
+from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 
 # Metric families per workload class suffix, as named in benchmarks/<workload>.py.
 METRICS = {
@@ -101,10 +101,7 @@ def selection_regex(workload: str, chosen: dict[str, list[str] | None],
         if values and name not in module.PARAMS:
             raise KernelwatchError(f"workload {workload} has no {name} parameter; its "
                                    f"parameters: {', '.join(module.PARAMS)}")
-    for name, valid in module.PARAMS.items():
-        for value in chosen.get(name) or ():
-            if value not in valid:
-                raise unknown_name(name, value, valid, where=workload)
+    check_choices(module.PARAMS, chosen, where=workload)
     for m in metrics or ():
         if m not in METRICS:
             raise unknown_name("metric", m, METRICS)

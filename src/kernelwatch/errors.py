@@ -6,7 +6,7 @@ here" (a GPU-only variant on a CPU, a library that does not import). It subclass
 NotImplementedError because that is what asv records as skipped rather than failed.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 class KernelwatchError(Exception):
@@ -22,3 +22,13 @@ def unknown_name(kind: str, name: str, valid: Iterable[str], where: str = "") ->
     place = f" for {where}" if where else ""
     names = ", ".join(valid)
     return KernelwatchError(f"unknown {kind} {name!r}{place}; valid {kind}s: {names}")
+
+
+def check_choices(params: Mapping[str, Iterable[str]],
+                  chosen: Mapping[str, Iterable[str] | None], where: str) -> None:
+    """Raise `unknown_name` for the first chosen value that is not among its parameter's
+    valid values (checked in `params` order); parameters not chosen are not checked."""
+    for kind, valid in params.items():
+        for value in chosen.get(kind) or ():
+            if value not in valid:
+                raise unknown_name(kind, value, valid, where=where)

@@ -200,10 +200,7 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, samples: int = 2
     src = torch.empty(nbytes, dtype=torch.uint8, device=device)
     src.random_(0, 255)
     dst = torch.empty_like(src)
-    if device.type == "cuda":
-        t = time_cuda(lambda: dst.copy_(src), [()], samples=samples)
-    else:
-        t = time_cpu(lambda: dst.copy_(src), [()], samples=samples)
+    t = time_callable(lambda: dst.copy_(src), [()], device, samples=samples)
     return 2 * nbytes / t.median
 
 

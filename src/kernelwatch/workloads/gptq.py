@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernelwatch.errors import KernelwatchError, unknown_name
+from kernelwatch.errors import KernelwatchError, check_choices
 
 
 @dataclass(frozen=True)
@@ -245,12 +245,6 @@ def relative_output_error(weight: torch.Tensor, quantized: torch.Tensor,
     return float((ref - out).norm() / ref.norm())
 
 
-def check_shape(name: str) -> LayerShape:
-    if name not in SHAPES:
-        raise unknown_name("shape", name, SHAPES, where="gptq")
-    return SHAPES[name]
-
-
 # ----------------------------------------------------------------------------- variants
 
 # `triton` (a fused block kernel, GPU) is not written yet; it joins VARIANTS when it exists.
@@ -310,11 +304,8 @@ class GptqCase:
 
 def build_case(shape: str, scheme: str, blocksize: str, variant: str, device="cpu",
                seed: int = 0) -> GptqCase:
-    for kind, name, valid in (("shape", shape, SHAPES), ("scheme", scheme, SCHEMES),
-                              ("blocksize", blocksize, BLOCKSIZES),
-                              ("variant", variant, VARIANTS)):
-        if name not in valid:
-            raise unknown_name(kind, name, valid, where="gptq")
+    check_choices(PARAMS, {"shape": [shape], "scheme": [scheme], "blocksize": [blocksize],
+                           "variant": [variant]}, where="gptq")
     s, sch, bs = SHAPES[shape], SCHEMES[scheme], int(blocksize)
     g = torch.Generator(device=device).manual_seed(seed)
     weight = torch.randn(s.rows, s.cols, generator=g, device=device) * 0.02

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from kernelwatch import variants
-from kernelwatch.errors import Unavailable, unknown_name
+from kernelwatch.errors import Unavailable, check_choices
 
 
 @dataclass(frozen=True)
@@ -186,21 +186,14 @@ class RopeCase:
         return make_inputs(self.shape, self.form, getattr(torch, self.dtype), self.device, g)
 
 
-def check_names(shape: str, form: str, dtype: str, variant: str) -> None:
-    """Raise one clear error for any unknown name, listing the valid ones."""
-    for kind, name, valid in (("shape", shape, SHAPES), ("form", form, FORMS),
-                              ("dtype", dtype, DTYPES), ("variant", variant, VARIANTS)):
-        if name not in valid:
-            raise unknown_name(kind, name, valid, where="rope")
-
-
 def build_case(shape: str, form: str, dtype: str, variant: str,
                device: str | torch.device = "cpu", *, seed: int = 0,
                rotate_bytes: int = 0) -> RopeCase:
     """Build inputs and the variant's function. `rotate_bytes`: make enough input sets that
     together they exceed this many bytes (pass a multiple of the L2 size on a GPU so each
     call reads from device memory, not cache)."""
-    check_names(shape, form, dtype, variant)
+    check_choices(PARAMS, {"shape": [shape], "form": [form], "dtype": [dtype],
+                           "variant": [variant]}, where="rope")
     device = torch.device(device)
     if dtype not in DTYPES_BY_DEVICE[device.type]:
         raise Unavailable(f"rope runs {', '.join(DTYPES_BY_DEVICE[device.type])} on "
