@@ -7,6 +7,7 @@ starts one on a bare Debian machine (CI). Slow: minutes.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,12 @@ def engine():
     r = sh(["docker", "info"])
     if r.returncode != 0:
         pytest.fail("no Docker engine: run scripts/ensure-docker.sh (make test does)")
+    root = sh(["docker", "info", "-f", "{{.DockerRootDir}}"]).stdout.strip()
+    if os.path.isdir(root):  # a local engine: check its disk before a 2 GB build
+        free_gib = shutil.disk_usage(root).free / 2**30
+        if free_gib < 6:
+            pytest.fail(f"only {free_gib:.1f} GiB free under {root}; the image tests need 6. "
+                        "Free space (`docker image prune`, `docker system df`) and rerun")
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +61,14 @@ def torch_wheelhouse(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cpu_image(engine, torch_wheelhouse) -> str:
     sh([str(REPO / "docker" / "bootstrap-base"), BASE], check=True)
+    previous = sh(["docker", "images", "-q", TAG]).stdout.strip()
     t0 = time.monotonic()
     sh([kernelwatch_exe(), "docker", "build", "--device", "cpu", "--tag", TAG,
         "--base-image", BASE, "--wheelhouse", str(torch_wheelhouse),
         "--ca-bundle", str(HOST_CA), "--torch-index-url", "", "--network", "host"], check=True)
     print(f"cpu image built in {time.monotonic() - t0:.0f} s")
+    if previous and previous != sh(["docker", "images", "-q", TAG]).stdout.strip():
+        sh(["docker", "rmi", previous])  # the last run's image, now untagged: 2 GB each time
     return TAG
 
 
@@ -115,7 +125,23 @@ def test_interrupted_container_keeps_written_results(cpu_image, clone):
         json.loads((machine_dir / name).read_text())  # whole, readable files
 
 
-def test_failing_build_shows_the_failing_steps_last_lines(engine, torch_wheelhouse):
+def _dangling_images() -> set[str]:
+    return set(sh(["docker", "images", "-q", "--filter", "dangling=true"]).stdout.split())
+
+
+@pytest.fixture
+def removes_its_dangling_images(engine):
+    """A failed build leaves its finished steps as untagged images (about 1 GB here); remove
+    the ones this test made, so repeated runs do not fill the engine's disk."""
+    before = _dangling_images()
+    yield
+    new = _dangling_images() - before
+    if new:
+        sh(["docker", "rmi", "-f", *sorted(new)])
+
+
+def test_failing_build_shows_the_failing_steps_last_lines(removes_its_dangling_images,
+                                                          torch_wheelhouse):
     sh([str(REPO / "docker" / "bootstrap-base"), BASE], check=True)
     r = sh([kernelwatch_exe(), "docker", "build", "--tag", "kernelwatch-test:broken",
             "--base-image", BASE, "--torch-version", "0.0.0", "--torch-index-url", "",
@@ -125,6 +151,15 @@ def test_failing_build_shows_the_failing_steps_last_lines(engine, torch_wheelhou
     assert "docker build of kernelwatch-test:broken failed" in r.stderr
     assert "last lines of the failing step" in r.stderr
     assert "torch==0.0.0" in r.stderr
+
+
+def test_full_engine_disk_names_the_fix():
+    # The engine's own words from the CI run whose disk filled up; the message must say what
+    # to do about it rather than end in a traceback.
+    err = containers._build_failed(
+        "kernelwatch:cpu", "Error processing tar file(exit status 1): write /wheelhouse/"
+        "torch.whl: no space left on device", containers.deque())
+    assert "docker image prune" in str(err) and "docker system df" in str(err)
 
 
 def test_no_engine_is_one_clear_error(tmp_path):

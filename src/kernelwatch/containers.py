@@ -94,25 +94,43 @@ def build(repo: Path, *, device: str, tag: str | None, base_image: str | None,
     if base_image:
         args["BASE_IMAGE"] = base_image
     c = client()
+    import docker  # importable: client() checked
+
     tail: deque[str] = deque(maxlen=25)
     with tempfile.TemporaryDirectory(prefix="kernelwatch-build-", dir=_tmp_near(wheelhouse)) as d:
-        assemble_context(repo, Path(d), wheelhouse, ca_bundles)
+        try:
+            assemble_context(repo, Path(d), wheelhouse, ca_bundles)
+        except OSError as exc:
+            raise KernelwatchError(f"cannot assemble the build context in {d}: {exc}; free "
+                                   "space there or set TMPDIR to a roomier disk") from exc
         print(f"docker build -t {tag} " + " ".join(f"--build-arg {k}={v}" for k, v in
                                                    args.items()), flush=True)
-        stream = c.api.build(path=d, tag=tag, buildargs=args, rm=True, forcerm=True,
-                             decode=True, network_mode=network)
-        for chunk in stream:
-            text = chunk.get("stream") or chunk.get("status") or ""
-            if text.strip():
-                print(text, end="" if text.endswith("\n") else "\n", flush=True)
-                tail.extend(text.rstrip("\n").splitlines())
-            if "error" in chunk:
-                last = "\n".join(tail)
-                raise KernelwatchError(
-                    f"docker build of {tag} failed: {chunk['error'].strip()}\n"
-                    f"--- last lines of the failing step ---\n{last}"
-                )
+        try:
+            stream = c.api.build(path=d, tag=tag, buildargs=args, rm=True, forcerm=True,
+                                 decode=True, network_mode=network)
+            for chunk in stream:
+                text = chunk.get("stream") or chunk.get("status") or ""
+                if text.strip():
+                    print(text, end="" if text.endswith("\n") else "\n", flush=True)
+                    tail.extend(text.rstrip("\n").splitlines())
+                if "error" in chunk:
+                    raise _build_failed(tag, chunk["error"].strip(), tail)
+        except docker.errors.APIError as exc:
+            # The engine refused the build itself (no space for the context, a bad base
+            # image name, ...): its explanation, not a traceback.
+            raise _build_failed(tag, str(exc.explanation or exc), tail) from exc
     return tag
+
+
+def _build_failed(tag: str, reason: str, tail: deque[str]) -> KernelwatchError:
+    message = f"docker build of {tag} failed: {reason}"
+    if "no space left on device" in reason:
+        message += ("\nThe Docker engine's disk is full. Free space where it keeps its data "
+                    "(`docker info -f '{{.DockerRootDir}}'`): `docker image prune` removes "
+                    "dangling images, `docker system df` shows what uses the space.")
+    if tail:
+        message += "\n--- last lines of the failing step ---\n" + "\n".join(tail)
+    return KernelwatchError(message)
 
 
 def _tmp_near(wheelhouse: Path | None) -> str | None:
