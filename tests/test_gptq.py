@@ -124,3 +124,59 @@ def test_reference_is_bit_identical_to_llmcompressor(scheme, fresh_seed, monkeyp
     theirs = upstream.quantize_weight(weight[None].clone(), h[None].clone(), ours.scale[None],
                                       ours.zero[None], None, args, blocksize=128)[0][0]
     assert torch.equal(theirs, ours.dequantized)
+
+
+TRITON_CHECK = """
+import json, sys
+import torch
+from kernelwatch.workloads import gptq
+from tests.test_gptq import layer, agreement
+seed, device = int(sys.argv[1]), sys.argv[2]
+out = {}
+for name, scheme in gptq.SCHEMES.items():
+    weight, h, held_out = (t.to(device) for t in layer(seed))
+    reference = gptq.gptq(weight, h, scheme, blocksize=16)
+    fused = gptq.gptq(weight, h, scheme, blocksize=16, block_fn=gptq.triton_block)
+    out[name] = [agreement(fused, reference, weight, held_out),
+                 bool(torch.equal(fused.codes, reference.codes)), fused.loss, reference.loss]
+print(json.dumps(out))
+"""
+
+
+def run_triton_check(seed: int, device: str, env: dict) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    r = subprocess.run([sys.executable, "-c", TRITON_CHECK, str(seed), device], cwd=REPO,
+                       env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+@pytest.mark.skipif(gptq.triton is None, reason="triton is not installed (pip install triton)")
+def test_triton_kernel_is_bit_identical_to_eager_in_the_interpreter(fresh_seed):
+    """The fused kernel's logic, run by Triton's interpreter on the CPU (the env var must be
+    set before the kernel is defined, hence a child process)."""
+    for name, (ratio, identical, loss, ref_loss) in run_triton_check(
+            fresh_seed, "cpu", {"TRITON_INTERPRET": "1"}).items():
+        print(name, ratio, loss, ref_loss)
+        assert identical, name
+        assert loss == pytest.approx(ref_loss, rel=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (device machine)")
+def test_triton_kernel_is_bit_identical_to_eager_on_the_gpu(fresh_seed):
+    for name, (ratio, identical, loss, ref_loss) in run_triton_check(
+            fresh_seed, "cuda", {}).items():
+        print(name, ratio, loss, ref_loss)
+        assert identical, name
+
+
+def test_triton_variant_on_cpu_is_skipped_with_the_reason(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(NotImplementedError, match="CUDA GPU|triton is not installed"):
+        gptq.build_case("tiny/proj", "w4-sym-g128", "16", "triton", "cpu")

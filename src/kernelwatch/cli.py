@@ -23,6 +23,7 @@ from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 METRICS = {
     "time": "Time",
     "compile": "Compile",
+    "first-run": "FirstRun",
     "memory": "Memory",
     "cuda-memory": "CudaMemory",
     "accuracy": "Accuracy",
@@ -116,7 +117,7 @@ def selection_regex(workload: str, chosen: dict[str, list[str] | None],
 
 def quick_regexes(workload: str) -> list[str]:
     module = workloads.get(workload)
-    main = selection_regex(workload, module.QUICK, ["time", "accuracy"])
+    main = selection_regex(workload, module.QUICK, ["time", "accuracy", "first-run"])
     compile_ = selection_regex(workload, {**module.QUICK,
                                           "variant": [module.QUICK_COMPILE_VARIANT]},
                                ["compile"])

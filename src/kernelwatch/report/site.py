@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from kernelwatch.report import gptq as gptq_view
 from kernelwatch.report.results import Row, load
 
 # Same threshold as asv.conf.json's regressions_thresholds.
@@ -58,8 +59,9 @@ def copy_bandwidth(env_rows: list[Row]) -> float | None:
 
 def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[dict]:
     """One dict per timed case: median time, speedup vs eager of the same case, GB/s, %."""
+    # GPTQ has its own, write-up shaped summary (report/gptq.py).
     timed = [r for r in env_rows if r.benchmark.endswith(TIME_SUFFIX) and "variant" in r.params
-             and r.median is not None]
+             and r.median is not None and not r.benchmark.startswith(gptq_view.PREFIX)]
     eager: dict[tuple, float] = {}
     for r in timed:
         if r.params["variant"] == "eager" and r.median:
@@ -141,11 +143,20 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
             [_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
             for d in speedup_rows(env_rows, bytes_moved)
         ]
-        widths = [max(len(r[i]) for r in table) for i in range(len(SPEEDUP_HEADERS))]
-        for r in table:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        if len(table) > 1:
+            lines.extend(_aligned(table))
+        for (model, scheme), summary in sorted(gptq_view.summary(env_rows).items()):
+            lines.append(f"-- GPTQ {model}, {scheme}")
+            lines.extend(_aligned([gptq_view.HEADERS]
+                                  + [gptq_view.cells(r, _fmt_seconds) for r in summary]))
         lines.append("")
     return "\n".join(lines) if lines else "no results yet"
+
+
+def _aligned(table: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in table]
 
 
 def _html_table(headers: list[str], body: list[list[str]], classes: list[str] | None = None) -> str:
@@ -165,7 +176,11 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
              "<h2>Speedup vs eager, newest commit of each environment</h2>",
              "<p>Time is the median per call. GB/s is the fewest bytes the kernel must move "
              "over that time; % copy BW compares it with a device-to-device copy measured in "
-             "the same environment.</p>"]
+             "the same environment. GPTQ: first run is the first quantization in a fresh "
+             "process with fresh compile caches; warm avg and stddev are over the steady "
+             "samples; compile OH is their difference; speedup is against eager at the same "
+             "block size (else at 128); a variant whose output error exceeds eager's by more "
+             "than the stated tolerance is marked WORSE.</p>"]
     for _, env_rows in sorted(latest_commit_rows(rows).items()):
         r0 = env_rows[0]
         env_facts = ", ".join(f"{k}={v}" for k, v in sorted(r0.env.items())
@@ -174,7 +189,14 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
                      f"<code>{r0.commit[:8]}</code></h3><p class=env>{html.escape(env_facts)}</p>")
         body = [[_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
                 for d in speedup_rows(env_rows, bytes_moved)]
-        parts.append(_html_table(SPEEDUP_HEADERS, body))
+        if body:
+            parts.append(_html_table(SPEEDUP_HEADERS, body))
+        for (model, scheme), summary in sorted(gptq_view.summary(env_rows).items()):
+            parts.append(f"<h4>GPTQ {html.escape(model)}, {html.escape(scheme)}: per layer "
+                         "type and per decoder layer</h4>")
+            parts.append(_html_table(
+                gptq_view.HEADERS, [gptq_view.cells(r, _fmt_seconds) for r in summary],
+                ["worse" if r["worse than eager"] else "" for r in summary]))
     ch = changes(rows)
     parts.append(f"<h2>Change vs previous commit (threshold {CHANGE_THRESHOLD:.0%})</h2>")
     if ch:

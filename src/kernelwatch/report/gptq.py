@@ -1,0 +1,140 @@
+"""The GPTQ summary, in the shape of the write-up's table (seeds/gptq-torch-compile-benchmark.md):
+first run, warm average, stddev and CV, compile overhead, speedup, peak memory, graph breaks,
+per layer type, plus the decoder layer (the sum over its linears), and the quality columns
+that keep a fast-but-wrong variant visible.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+
+from kernelwatch.report.results import Row
+
+PREFIX = "gptq."
+TIME = "gptq.GptqTime.track_time"
+FIRST_RUN = "gptq.GptqFirstRun.track_first_run"
+PEAK_CUDA = "gptq.GptqCudaMemory.track_peak_cuda_allocated"
+PEAK_RSS = "gptq.GptqMemory.track_peak_rss"
+GRAPH_BREAKS = "gptq.GptqCompile.track_graph_breaks"
+RECOMPILES = "gptq.GptqCompile.track_recompiles"
+IDENTICAL = "gptq.GptqAccuracy.track_identical_codes"
+OUTPUT_ERROR = "gptq.GptqAccuracy.track_output_error"
+WORSE = "gptq.GptqAccuracy.track_worse_than_eager"
+BASELINE_BLOCKSIZE = "128"  # upstream's default block: eager there is the reference speed
+DECODER_LAYER = "decoder layer (sum)"
+
+HEADERS = ["layer", "variant", "block", "first run", "warm avg", "stddev (CV)", "compile OH",
+           "speedup", "peak mem", "graph breaks", "recompiles", "identical to eager",
+           "output error", "worse than eager"]
+
+
+def _warm(row: Row) -> tuple[float, float | None]:
+    """(mean, stddev) of the recorded samples; (asv's median, None) without samples."""
+    if row.samples and len(row.samples) >= 2:
+        return statistics.fmean(row.samples), statistics.stdev(row.samples)
+    return row.median, None
+
+
+def summary(env_rows: list[Row]) -> dict[tuple[str, str], list[dict]]:
+    """{(model, scheme): rows} for one environment's newest commit. Each row is a dict with
+    the columns of HEADERS (values, not text)."""
+    by_case: dict[tuple, dict[str, Row]] = defaultdict(dict)
+    for r in env_rows:
+        if r.benchmark.startswith(PREFIX) and "shape" in r.params and r.value is not None:
+            p = r.params
+            by_case[(p["shape"], p["scheme"], p["blocksize"], p["variant"])][r.benchmark] = r
+    eager: dict[tuple, dict[str, float]] = {}
+    for (shape, scheme, block, variant), m in by_case.items():
+        if variant == "eager" and TIME in m:
+            eager.setdefault((shape, scheme), {})[block] = _warm(m[TIME])[0]
+
+    tables: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for (shape, scheme, block, variant), m in sorted(by_case.items()):
+        if TIME not in m:
+            continue
+        model, _, layer = shape.partition("/")
+        mean, std = _warm(m[TIME])
+        base = eager.get((shape, scheme), {})
+        base_t = base.get(block, base.get(BASELINE_BLOCKSIZE))
+        first = m[FIRST_RUN].value if FIRST_RUN in m else None
+        peak = m.get(PEAK_CUDA) or m.get(PEAK_RSS)
+        tables[(model, scheme)].append({
+            "layer": layer, "variant": variant, "block": block, "first run": first,
+            "warm avg": mean, "stddev": std, "compile OH": first - mean if first else None,
+            "speedup": base_t / mean if base_t and mean else None,
+            "peak mem": peak.value if peak else None,
+            "graph breaks": _int(m.get(GRAPH_BREAKS)), "recompiles": _int(m.get(RECOMPILES)),
+            "identical to eager": m[IDENTICAL].value if IDENTICAL in m else None,
+            "output error": m[OUTPUT_ERROR].value if OUTPUT_ERROR in m else None,
+            "worse than eager": _int(m.get(WORSE)),
+        })
+    for rows in tables.values():
+        rows.extend(_decoder_layer_rows(rows))
+    return dict(tables)
+
+
+def _int(row: Row | None) -> int | None:
+    return int(row.value) if row is not None else None
+
+
+def _decoder_layer_rows(rows: list[dict]) -> list[dict]:
+    """Per (variant, block): the sum over the model's linears, when every one was measured."""
+    layers = {r["layer"] for r in rows}
+    if len(layers) < 2:
+        return []
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["variant"], r["block"])].append(r)
+    eager = {}
+    for (variant, block), rs in groups.items():
+        if variant == "eager" and len(rs) == len(layers):
+            eager[block] = sum(r["warm avg"] for r in rs)
+    out = []
+    for (variant, block), rs in sorted(groups.items()):
+        if len(rs) != len(layers):
+            continue
+        total = sum(r["warm avg"] for r in rs)
+        firsts = [r["first run"] for r in rs]
+        stds = [r["stddev"] for r in rs]
+        base = eager.get(block, eager.get(BASELINE_BLOCKSIZE))
+        first = sum(firsts) if None not in firsts else None
+        out.append({
+            "layer": DECODER_LAYER, "variant": variant, "block": block, "first run": first,
+            "warm avg": total,
+            # Layers are quantized one after another: variances add.
+            "stddev": math.sqrt(sum(s * s for s in stds)) if None not in stds else None,
+            "compile OH": first - total if first is not None else None,
+            "speedup": base / total if base else None,
+            "peak mem": max((r["peak mem"] for r in rs if r["peak mem"] is not None),
+                            default=None),
+            "graph breaks": _sum_or_none(r["graph breaks"] for r in rs),
+            "recompiles": _sum_or_none(r["recompiles"] for r in rs),
+            "identical to eager": None, "output error": None,
+            "worse than eager": _sum_or_none(r["worse than eager"] for r in rs),
+        })
+    return out
+
+
+def _sum_or_none(values) -> int | None:
+    values = list(values)
+    return None if None in values else sum(values)
+
+
+def cells(row: dict, fmt_seconds) -> list[str]:
+    """One summary row as text cells, in HEADERS order."""
+    def na(v, f):
+        return "n/a" if v is None else f(v)
+
+    std = row["stddev"]
+    cv = f" ({100 * std / row['warm avg']:.1f}%)" if std is not None and row["warm avg"] else ""
+    return [
+        row["layer"], row["variant"], row["block"], na(row["first run"], fmt_seconds),
+        na(row["warm avg"], fmt_seconds), na(std, fmt_seconds) + cv,
+        na(row["compile OH"], fmt_seconds), na(row["speedup"], lambda v: f"{v:.2f}x"),
+        na(row["peak mem"], lambda v: f"{v / 2**30:.2f} GiB"), na(row["graph breaks"], str),
+        na(row["recompiles"], str), na(row["identical to eager"], lambda v: f"{v:.4f}"),
+        na(row["output error"], lambda v: f"{v:.4g}"),
+        na(row["worse than eager"], lambda v: "WORSE" if v else "no"),
+    ]
