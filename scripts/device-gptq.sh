@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# GPTQ on a GPU machine whose torch is preinstalled (asv's `existing` environment).
+# Needs the wheels of `make gpu-wheels` in .whl/ (asv and llm-compressor are not installed there).
+# Usage: scripts/device-gptq.sh table|asv   (results and logs go to $OUT, or ./gpu-out)
+#   table: the GPU tests of the fused kernel, then the per-layer table for Qwen2.5-3B (one process)
+#   asv:   kernelwatch run --existing over q_proj: time, first run (cold), compile health, memory,
+#          and compile-block's first run at growing block sizes under a 120 s budget
+set -uo pipefail
+phase=${1:-table}
+out=${OUT:-$PWD/gpu-out}; mkdir -p "$out"
+rm -rf /tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
+# asv imports the importlib_metadata backport; the standard library's module serves on 3.12.
+python3 -c "import importlib_metadata" 2>/dev/null || echo "from importlib.metadata import *  # noqa" > /tmp/site/importlib_metadata.py
+export PYTHONPATH=/tmp/site:$PWD/src ASV_PYTHONPATH=/tmp/site:$PWD/src PATH=/tmp/site/bin:$PATH
+export KERNELWATCH_MACHINE=${KERNELWATCH_MACHINE:-gpu-$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-')}
+export PYTHONUNBUFFERED=1
+if ! git rev-parse HEAD >/dev/null 2>&1; then
+  git init -q && git add -A && git -c user.name=kw -c user.email=kw@localhost commit -qm "device copy" \
+    && echo "note: made a local commit $(git rev-parse --short HEAD) of the working tree"
+fi
+kw() { python3 -m kernelwatch.cli "$@"; }
+if [ "$phase" = table ]; then
+  kw env | tee "$out/env.txt"
+  python3 -c "from kernelwatch.workloads import gptq; gptq._llmcompressor(False); print('llmcompressor imports')" 2>&1 | tail -2
+  timeout 120 python3 -m pytest -q -rs tests/test_gptq.py -k "gpu or llmcompressor" 2>&1 | tail -6 | tee "$out/pytest.txt"
+  timeout 400 python3 scripts/gptq_device_table.py 2>&1 | grep -v -i warn | tee "$out/table.txt"
+else
+  q=(--workload gptq --shape qwen2.5-3b/q_proj --scheme w4-sym-g128)
+  timeout 300 python3 -m kernelwatch.cli run --existing "${q[@]}" --blocksize 128 \
+    --variant eager --variant compile-column --variant triton --variant llmcompressor \
+    --metric time --metric first-run --metric cuda-memory --metric compile > "$out/asv-main.log" 2>&1
+  echo "asv exit $?"
+  KERNELWATCH_BENCHMARK_TIMEOUT=120 timeout 250 python3 -m kernelwatch.cli run --existing "${q[@]}" \
+    --blocksize 16 --blocksize 32 --variant compile-block --metric first-run > "$out/asv-block.log" 2>&1
+  echo "asv exit $?"; grep -E "timed out|failed" "$out"/asv-*.log | head
+  tar -C . -czf "$out/results.tgz" results
+  kw report | tee "$out/report.txt"
+fi
