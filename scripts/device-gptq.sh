@@ -23,7 +23,7 @@ if [ "$phase" = table ]; then
   kw env | tee "$out/env.txt"
   python3 -c "from kernelwatch.workloads import gptq; gptq._llmcompressor(False); print('llmcompressor imports')" 2>&1 | tail -2
   timeout 120 python3 -m pytest -q -rs tests/test_gptq.py -k "gpu or llmcompressor" 2>&1 | tail -6 | tee "$out/pytest.txt"
-  timeout 400 python3 scripts/gptq_device_table.py 2>&1 | grep -v -i warn | tee "$out/table.txt"
+  timeout 400 python3 scripts/gptq_device_table.py 2>&1 | grep --line-buffered -v -i warn | tee "$out/table.txt"
 else
   q=(--workload gptq --shape qwen2.5-3b/q_proj --scheme w4-sym-g128)
   timeout 300 python3 -m kernelwatch.cli run --existing "${q[@]}" --blocksize 128 \

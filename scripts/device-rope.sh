@@ -26,7 +26,7 @@ if [ "$phase" = time ]; then
   tar -C . -czf "$out/results.tgz" results
   kw report | tee "$out/report.txt"
   timeout 150 python3 scripts/device_table.py --forms interleaved rotate-half \
-    --variants eager compile compile-dynamic te-fused 2>&1 | grep -v Warning | tee "$out/table.txt"
+    --variants eager compile compile-dynamic te-fused 2>&1 | grep --line-buffered -v Warning | tee "$out/table.txt"
 else
   timeout 230 python3 -m kernelwatch.cli run --existing --shape llama-3.1-8b --form rotate-half \
     --dtype bfloat16 --metric compile --metric cuda-memory --variant eager --variant compile \
@@ -35,5 +35,5 @@ else
   sed -n '/track_cold_compile/,/track_warm_compile/p;/track_recompiles/,+8p' "$out/asv-detail.log" | grep -E "8b|compile" | head -30
   tar -C . -czf "$out/results.tgz" results
   timeout 80 python3 scripts/device_table.py --forms rotate-half --dtypes float16 \
-    --variants eager compile 2>&1 | grep -v Warning | tee "$out/table.txt"
+    --variants eager compile 2>&1 | grep --line-buffered -v Warning | tee "$out/table.txt"
 fi
