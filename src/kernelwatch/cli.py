@@ -118,6 +118,9 @@ def selection_regex(workload: str, chosen: dict[str, list[str] | None],
 def quick_regexes(workload: str) -> list[str]:
     module = workloads.get(workload)
     main = selection_regex(workload, module.QUICK, ["time", "accuracy", "first-run"])
+    tracks = getattr(module, "QUICK_TRACKS", None)  # a workload may trim its quick tracks
+    if tracks:
+        main = main.replace(r"\.track_\w+", r"\.track_(" + "|".join(tracks) + ")")
     compile_ = selection_regex(workload, {**module.QUICK,
                                           "variant": [module.QUICK_COMPILE_VARIANT]},
                                ["compile"])
@@ -205,10 +208,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
             "(a clone needs that many: `git clone` without --depth 1)")
     if args.quick:
-        regexes = quick_regexes(args.workload)
+        names = [args.workload] if args.workload else list(workloads.WORKLOADS)
+        regexes = list(dict.fromkeys(r for name in names for r in quick_regexes(name)))
     else:
         chosen = {name: getattr(args, name) for name in PARAM_FLAGS}
-        regexes = [selection_regex(args.workload, chosen, args.metric)]
+        regexes = [selection_regex(args.workload or "rope", chosen, args.metric)]
         regexes.append(r"^environment\.")
     name = machine_name(args.machine)
     write_machine_info(name, existing)
@@ -327,11 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("range", nargs="?",
                    help="git range (default HEAD~2..HEAD, the last two commits)")
     r.add_argument("--quick", action="store_true",
-                   help="tiny shape, fp32, eager/compile/compile-dynamic, time+accuracy+one "
-                   "cold compile: a few minutes on 2 CPU cores")
+                   help="each workload's tiny shape and a few variants (RoPE: eager, compile, "
+                   "compile-dynamic; GPTQ: eager, compile-block at block 16), time, accuracy "
+                   "and one cold compile: a few minutes on 2 CPU cores")
     r.add_argument("--existing", action="store_true",
                    help="benchmark with this interpreter's torch (asv --python=same), HEAD only")
-    r.add_argument("--workload", default="rope", help="workload (default rope)")
+    r.add_argument("--workload", help="workload (default: rope; with --quick, every workload)")
     for flag in (*PARAM_FLAGS, "metric"):
         r.add_argument(f"--{flag}", action="append", metavar=flag.upper(),
                        help=f"only this {flag} (repeatable; default all)")
