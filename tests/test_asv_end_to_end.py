@@ -26,7 +26,9 @@ def run(cmd, cwd, **env):
 
 
 def test_quick_run_publish_and_compare(clone, isolated_home):
-    r = run([kernelwatch_exe(), "run", "--quick", "HEAD~2..HEAD"], clone)
+    # RoPE's quick set over both commits and both torch versions; GPTQ's is the test below
+    # (one commit, one torch) to keep CI's time in bounds.
+    r = run([kernelwatch_exe(), "run", "--quick", "--workload", "rope", "HEAD~2..HEAD"], clone)
     assert r.returncode == 0
     head, parent = git("rev-parse", "HEAD", cwd=clone), git("rev-parse", "HEAD~1", cwd=clone)
 
@@ -67,6 +69,35 @@ def test_quick_run_publish_and_compare(clone, isolated_home):
     r = run([sys.executable, "-m", "asv", "compare", "--machine", MACHINE, parent, head], clone)
     assert r.returncode == 0
     assert "rope.RopeTime.track_time" in r.stdout and "Change" in r.stdout
+
+
+def test_gptq_quick_run_through_asv_and_its_summary(clone, isolated_home):
+    """GPTQ's tiny shape through real asv and torch.compile in a matrix environment: the
+    steady time, the first run (cold compile), agreement with eager, and the write-up shaped
+    summary in `kernelwatch report` and on the published page."""
+    r = run([kernelwatch_exe(), "run", "--quick", "--workload", "gptq", "--torch", "2.13.0",
+             "HEAD^!"], clone)
+    assert r.returncode == 0
+    head = git("rev-parse", "HEAD", cwd=clone)
+    rows = {(r.benchmark, r.params.get("variant")): r for r in results_mod.load(clone / "results")
+            if r.commit == head and r.benchmark.startswith("gptq.")}
+    for variant in ("eager", "compile-block"):
+        assert rows[("gptq.GptqTime.track_time", variant)].median > 0
+        assert rows[("gptq.GptqTime.track_time", variant)].samples
+        assert rows[("gptq.GptqAccuracy.track_identical_codes", variant)].value >= 0.995
+        assert 0 < rows[("gptq.GptqAccuracy.track_output_error", variant)].value < 0.2
+    first = rows[("gptq.GptqFirstRun.track_first_run", "compile-block")].value
+    assert first > 10 * rows[("gptq.GptqTime.track_time", "compile-block")].median  # compiles
+    assert rows[("gptq.GptqCompile.track_recompiles", "compile-block")].value is not None
+
+    r = run([kernelwatch_exe(), "report"], clone)
+    assert r.returncode == 0
+    assert "-- GPTQ tiny, w4-sym-g128" in r.stdout
+    assert "first run" in r.stdout and "compile OH" in r.stdout
+    r = run([kernelwatch_exe(), "publish"], clone)
+    assert r.returncode == 0
+    page = (clone / "html" / "kernelwatch" / "index.html").read_text()
+    assert "GPTQ tiny, w4-sym-g128: per layer type and per decoder layer" in page
 
 
 def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):

@@ -84,4 +84,4 @@ def test_selection_follows_each_workloads_parameters():
     assert "workload gptq has no form parameter; its parameters: shape, scheme" in r.stderr
     r = kw("run", "--workload", "gptq", "--blocksize", "7", "--dry-run")
     assert r.returncode == 2
-    assert "unknown blocksize '7' for gptq; valid blocksizes: 16, 128" in r.stderr
+    assert "unknown blocksize '7' for gptq; valid blocksizes: 16, 32, 64, 128" in r.stderr
