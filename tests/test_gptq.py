@@ -180,3 +180,10 @@ def test_triton_variant_on_cpu_is_skipped_with_the_reason(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(NotImplementedError, match="CUDA GPU|triton is not installed"):
         gptq.build_case("tiny/proj", "w4-sym-g128", "16", "triton", "cpu")
+
+
+def test_llmcompressor_outside_its_torch_pin_is_skipped_with_the_reason():
+    pytest.importorskip("llmcompressor")
+    assert gptq.pin_mismatch("llmcompressor") is None  # this venv installs it within its pin
+    why = gptq.pin_mismatch("llmcompressor", {"torch": "2.14.1"})
+    assert why and "torch 2.14.1 is outside its pin" in why and "<=2.14.0" in why

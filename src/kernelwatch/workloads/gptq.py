@@ -345,6 +345,32 @@ QUALITY_TOLERANCE = 0.01
 CALIBRATION_SAMPLES = 512
 
 
+def pin_mismatch(dist: str, installed: dict[str, str] | None = None) -> str | None:
+    """Why `dist` should not be trusted here, or None: an installed torch or transformers
+    outside the range its metadata declares (pip enforces that at install time only; an
+    environment whose torch was swapped afterwards still imports it)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    problems = []
+    for line in metadata.requires(dist) or ():
+        req = Requirement(line)
+        if req.name not in ("torch", "transformers") or req.marker is not None:
+            continue
+        try:
+            version = (installed or {}).get(req.name) or metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{req.name} is not installed")
+            continue
+        if not req.specifier.contains(version, prereleases=True):
+            problems.append(f"{req.name} {version} is outside its pin {req.specifier}")
+    if problems:
+        return (f"{dist} {metadata.version(dist)} is not for this environment: "
+                + "; ".join(problems))
+    return None
+
+
 def _llmcompressor(eager: bool) -> Callable:
     try:
         from compressed_tensors.quantization import QuantizationArgs
@@ -354,6 +380,9 @@ def _llmcompressor(eager: bool) -> Callable:
             f"llmcompressor does not import here ({exc}); it needs torch >=2.10,<=2.14 and "
             "transformers >=5.15,<=5.17: pip install 'kernelwatch[gptq]'"
         ) from exc
+    problem = pin_mismatch("llmcompressor")
+    if problem:
+        raise Unavailable(problem)
 
     def run(weight, hessian, scheme, blocksize, percdamp=0.01):
         # Read by llm-compressor at call time: "1" forces its eager loop over its Triton kernel.
