@@ -122,3 +122,33 @@ def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):
             and r.env_name.startswith("existing")}
     assert rows[("rope.RopeTime.track_time", "eager")].median > 0
     assert rows[("rope.RopeCompile.track_cold_compile", "compile")].value is None
+
+
+def test_existing_run_saves_each_part_so_a_cut_run_keeps_what_finished(clone, isolated_home):
+    """asv saves a (commit, environment) only at its end; `--existing` runs one asv call per
+    metric family. Stop the run once the first part is saved: that part is kept, whole."""
+    import signal
+    import time
+
+    cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "gptq", "--shape", "tiny/proj",
+           "--scheme", "w4-sym-g128", "--blocksize", "16", "--variant", "eager",
+           "--metric", "time", "--metric", "first-run", "--metric", "accuracy"]
+    proc = subprocess.Popen(cmd, cwd=clone, env={**os.environ, "KERNELWATCH_MACHINE": MACHINE},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "part 2 of" in line:  # part 1 (time) has finished and been saved
+            time.sleep(3)
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    proc.wait(timeout=60)
+    print("".join(seen[-20:]))
+    assert any("part 1 of 4" in line for line in seen)
+    rows = [r for r in results_mod.load(clone / "results") if r.machine == MACHINE
+            and r.env_name.startswith("existing") and r.params.get("shape") == "tiny/proj"
+            and r.params.get("variant") == "eager" and r.params.get("blocksize") == "16"
+            and r.params.get("scheme") == "w4-sym-g128"]
+    by = {r.benchmark: r for r in rows}
+    assert by["gptq.GptqTime.track_time"].median > 0

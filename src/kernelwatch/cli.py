@@ -207,13 +207,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise KernelwatchError(
             f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
             "(a clone needs that many: `git clone` without --depth 1)")
+    workload_names = ([args.workload] if args.workload else list(workloads.WORKLOADS)) \
+        if args.quick else [args.workload or "rope"]
     if args.quick:
-        names = [args.workload] if args.workload else list(workloads.WORKLOADS)
-        regexes = list(dict.fromkeys(r for name in names for r in quick_regexes(name)))
+        regexes = list(dict.fromkeys(r for w in workload_names for r in quick_regexes(w)))
     else:
         chosen = {name: getattr(args, name) for name in PARAM_FLAGS}
-        regexes = [selection_regex(args.workload or "rope", chosen, args.metric)]
+        families = args.metric or (list(METRICS) if existing else None)
+        regexes = [selection_regex(workload_names[0], chosen, families)]
         regexes.append(r"^environment\.")
+    if existing:
+        # asv saves a (commit, environment) result file only when all its benchmarks have run,
+        # and an existing environment is one commit: a run cut short (a GPU lease, a time
+        # limit) would lose everything. One asv call per metric family saves as it goes; asv
+        # merges each call into the same file.
+        chunks = [[r] for r in _split_by_family(regexes, repo)]
+    else:
+        chunks = [regexes]
     name = machine_name(args.machine)
     write_machine_info(name, existing)
     cmd = [asv]
@@ -232,24 +242,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.rerun:
         # Never overwrite a successful result already recorded for a commit and environment.
         cmd.append("--skip-existing-successful")
-    for r in regexes:
-        cmd += ["-b", r]
-    cmd += args.asv_args
-    if args.dry_run:
-        print(shlex.join(cmd))
-        return 0
-    print("+", shlex.join(cmd), flush=True)
-    rc = subprocess.call(cmd, cwd=repo)
-    if rc == 2:
-        # asv's own code for "some benchmark failed": the run finished and was saved.
+    failed = False
+    for i, chunk in enumerate(chunks, 1):
+        full = list(cmd)
+        for r in chunk:
+            full += ["-b", r]
+        full += args.asv_args
+        if args.dry_run:
+            print(shlex.join(full))
+            continue
+        if len(chunks) > 1:
+            print(f"kernelwatch: part {i} of {len(chunks)} (saved when it ends)", flush=True)
+        print("+", shlex.join(full), flush=True)
+        rc = subprocess.call(full, cwd=repo)
+        if rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
+            failed = True
+        elif rc != 0:
+            raise KernelwatchError(f"asv run exited with status {rc}; results of environments "
+                                   "(and parts) that finished are saved in results/")
+    if failed:
         print("kernelwatch: some benchmarks failed or timed out (see the messages above); "
               "those parameters are recorded as failed, every other result is saved",
               file=sys.stderr)
         return 1
-    if rc != 0:
-        raise KernelwatchError(f"asv run exited with status {rc}; results of environments "
-                               "that finished are saved in results/")
     return 0
+
+
+def _split_by_family(regexes: list[str], repo: Path) -> list[str]:
+    r"""Each regex of the form `^w\.W(A|B)\.track_...` split into one per class (A, B), keeping
+    only classes that benchmarks/w.py defines (asv exits 1 when a regex selects nothing)."""
+    out = []
+    for r in regexes:
+        m = re.match(r"^\^(\w+)\\\.(\w+?)\(([\w|]+)\)(\\\..*)$", r)
+        if m is None:
+            out.append(r)
+            continue
+        workload, prefix, families, rest = m.groups()
+        source = (repo / "benchmarks" / f"{workload}.py").read_text()
+        out.extend(f"^{workload}\\.{prefix}({family}){rest}" for family in families.split("|")
+                   if re.search(rf"^class {prefix}{family}\b", source, re.M))
+    return out
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
