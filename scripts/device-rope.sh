@@ -4,19 +4,7 @@
 # Usage: scripts/device-rope.sh [time|detail]   (results and logs go to $OUT, or ./gpu-out)
 set -uo pipefail
 phase=${1:-time}
-out=${OUT:-$PWD/gpu-out}; mkdir -p "$out"
-rm -rf /tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
-# asv imports the importlib_metadata backport; the standard library's module serves on 3.12.
-python3 -c "import importlib_metadata" 2>/dev/null || echo "from importlib.metadata import *  # noqa" > /tmp/site/importlib_metadata.py
-export PYTHONPATH=/tmp/site:$PWD/src ASV_PYTHONPATH=/tmp/site:$PWD/src PATH=/tmp/site/bin:$PATH
-export KERNELWATCH_MACHINE=${KERNELWATCH_MACHINE:-gpu-$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-')}
-export PYTHONUNBUFFERED=1
-# The working tree arrives without .git on some machines: asv needs a commit to file under.
-if ! git rev-parse HEAD >/dev/null 2>&1; then
-  git init -q && git add -A && git -c user.name=kw -c user.email=kw@localhost commit -qm "device copy" \
-    && echo "note: made a local commit $(git rev-parse --short HEAD) of the working tree"
-fi
-kw() { python3 -m kernelwatch.cli "$@"; }
+source "$(dirname "$0")/device-env.sh"
 kw env
 llama=(--shape llama-3.2-1b --shape llama-3.2-3b --shape llama-3.1-8b)
 if [ "$phase" = time ]; then
