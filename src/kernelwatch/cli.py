@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "compile-dynamic; GPTQ: eager, compile-block at block 16), time, accuracy "
                    "and one cold compile: a few minutes on 2 CPU cores")
     r.add_argument("--existing", action="store_true",
-                   help="benchmark with this interpreter's torch (asv --python=same), HEAD only")
+                   help="benchmark with this interpreter's torch (asv --python=same), HEAD "
+                   "only; one asv call per metric family, each saved when it ends")
     r.add_argument("--workload", help="workload (default: rope; with --quick, every workload)")
     for flag in (*PARAM_FLAGS, "metric"):
         r.add_argument(f"--{flag}", action="append", metavar=flag.upper(),
