@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections import deque
@@ -169,6 +170,8 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
     print(f"docker run {tag} kernelwatch {' '.join(args)}  (results: results/{machine}/)",
           flush=True)
     container = c.containers.run(tag, **kwargs)
+    # A CI job that is cancelled gets SIGTERM, not Ctrl-C: stop the container on both.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         for line in container.logs(stream=True, follow=True):
             print(line.decode(errors="replace"), end="", flush=True)
@@ -178,7 +181,12 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
               f"under results/{machine}/ are kept", flush=True)
         return 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         container.remove(force=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _prepare_volume(c, volume: str, tag: str) -> None:
