@@ -124,6 +124,25 @@ def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):
     assert rows[("rope.RopeCompile.track_cold_compile", "compile")].value is None
 
 
+def test_gptq_compile_over_budget_is_a_recorded_failure_with_the_budget(clone, isolated_home):
+    """GPTQ's compile-block at block 128 unrolls 128 columns: its first run cannot compile in
+    an 8 s budget. That parameter is recorded as failed with the budget in the message; the
+    eager time beside it is kept; kernelwatch says so and exits 1, not hanging."""
+    cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "gptq", "--shape", "tiny/proj",
+           "--scheme", "w4-sym-g128", "--blocksize", "128", "--variant", "eager",
+           "--variant", "compile-block", "--metric", "time", "--metric", "first-run"]
+    r = run(cmd, clone, KERNELWATCH_BENCHMARK_TIMEOUT="8")
+    assert r.returncode == 1
+    assert "timed out (timeout 8.0s)" in r.stdout
+    assert "some benchmarks failed or timed out" in r.stderr
+    rows = {(r.benchmark, r.params["variant"]): r for r in results_mod.load(clone / "results")
+            if r.env_name.startswith("existing") and r.params.get("shape") == "tiny/proj"
+            and r.params.get("blocksize") == "128" and r.params.get("scheme") == "w4-sym-g128"}
+    assert rows[("gptq.GptqTime.track_time", "eager")].median > 0
+    assert rows[("gptq.GptqFirstRun.track_first_run", "eager")].value > 0
+    assert rows[("gptq.GptqFirstRun.track_first_run", "compile-block")].value is None
+
+
 def test_existing_run_saves_each_part_so_a_cut_run_keeps_what_finished(clone, isolated_home):
     """asv saves a (commit, environment) only at its end; `--existing` runs one asv call per
     metric family. Stop the run once the first part is saved: that part is kept, whole."""
