@@ -135,6 +135,7 @@ def test_gptq_compile_over_budget_is_a_recorded_failure_with_the_budget(clone, i
     assert r.returncode == 1
     assert "timed out (timeout 8.0s)" in r.stdout
     assert "some benchmarks failed or timed out" in r.stderr
+    assert "raise KERNELWATCH_BENCHMARK_TIMEOUT" in r.stderr  # the fix, named
     rows = {(r.benchmark, r.params["variant"]): r for r in results_mod.load(clone / "results")
             if r.env_name.startswith("existing") and r.params.get("shape") == "tiny/proj"
             and r.params.get("blocksize") == "128" and r.params.get("scheme") == "w4-sym-g128"}

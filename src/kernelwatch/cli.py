@@ -243,6 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Never overwrite a successful result already recorded for a commit and environment.
         cmd.append("--skip-existing-successful")
     failed = False
+    causes: set[str] = set()
     for i, chunk in enumerate(chunks, 1):
         full = list(cmd)
         for r in chunk:
@@ -254,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if len(chunks) > 1:
             print(f"kernelwatch: part {i} of {len(chunks)} (saved when it ends)", flush=True)
         print("+", shlex.join(full), flush=True)
-        rc = subprocess.call(full, cwd=repo)
+        rc = _run_streaming(full, repo, causes)
         if rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
             failed = True
         elif rc != 0:
@@ -264,8 +265,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("kernelwatch: some benchmarks failed or timed out (see the messages above); "
               "those parameters are recorded as failed, every other result is saved",
               file=sys.stderr)
+        for cause in causes:
+            print(f"kernelwatch: {FAILURE_FIXES[cause]}", file=sys.stderr)
         return 1
     return 0
+
+
+# What a benchmark's failure output says -> what to do about it.
+FAILURE_PATTERNS = {
+    "timeout": re.compile(r"timed out \(timeout ([\d.]+)s\)"),
+    "oom": re.compile(r"OutOfMemoryError|CUDA out of memory|can't allocate memory|\bMemoryError\b"),
+}
+FAILURE_FIXES = {
+    "timeout": "over the benchmark time budget (compile included): raise "
+               "KERNELWATCH_BENCHMARK_TIMEOUT (seconds), or select a smaller shape or block",
+    "oom": "out of memory: select a smaller shape (--shape), or run on a device with more "
+           "memory",
+}
+
+
+def _run_streaming(cmd: list[str], cwd: Path, causes: set[str]) -> int:
+    """Run asv, passing its output through line by line, and note the failure causes it
+    reports, so the summary can name the fix."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", bufsize=1)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            causes.update(c for c, pattern in FAILURE_PATTERNS.items() if pattern.search(line))
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.wait()  # asv got the same Ctrl-C; it keeps what it saved
+        raise KernelwatchError("interrupted; result files already written under results/ "
+                               "are kept") from None
 
 
 def _split_by_family(regexes: list[str], repo: Path) -> list[str]:
