@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from kernelwatch import environment, workloads
@@ -94,9 +95,9 @@ def write_machine_info(name: str, existing: bool) -> dict:
 
 
 def selection_regex(workload: str, chosen: dict[str, list[str] | None],
-                    metrics: list[str] | None) -> str:
+                    metrics: list[str] | None, tracks: Sequence[str] | None = None) -> str:
     """An asv `-b` regex: asv matches it against `name(param0, param1, ...)`, the params in
-    the workload's PARAMS order."""
+    the workload's PARAMS order. `tracks` narrows the classes' track_ methods by name."""
     module = workloads.get(workload)
     for name, values in chosen.items():
         if values and name not in module.PARAMS:
@@ -111,22 +112,35 @@ def selection_regex(workload: str, chosen: dict[str, list[str] | None],
         return "(" + "|".join(re.escape(v) for v in values) + ")" if values else "[^']+"
 
     classes = alt([METRICS[m] for m in metrics] if metrics else None)
+    track = "(" + "|".join(tracks) + ")" if tracks else r"\w+"
     params = ", ".join(f"'{alt(chosen.get(name))}'" for name in module.PARAMS)
-    return rf"^{workload}\.{workload.capitalize()}{classes}\.track_\w+\({params}\)$"
+    return rf"^{workload}\.{workload.capitalize()}{classes}\.track_{track}\({params}\)$"
 
 
-def quick_regexes(workload: str) -> list[str]:
+# (workload, chosen params, metric families, track names or None): what one regex selects.
+Selection = tuple[str, dict, list[str] | None, Sequence[str] | None]
+ENVIRONMENT_REGEX = r"^environment\.Environment\.track_\w+$"
+
+
+def quick_selections(workload: str) -> list[Selection]:
+    """The quick set: the workload's QUICK case for time, accuracy and first run (narrowed to
+    QUICK_TRACKS where a workload declares them), and one compile variant's cold compile and
+    recompiles."""
     module = workloads.get(workload)
-    main = selection_regex(workload, module.QUICK, ["time", "accuracy", "first-run"])
-    tracks = getattr(module, "QUICK_TRACKS", None)  # a workload may trim its quick tracks
-    if tracks:
-        main = main.replace(r"\.track_\w+", r"\.track_(" + "|".join(tracks) + ")")
-    compile_ = selection_regex(workload, {**module.QUICK,
-                                          "variant": [module.QUICK_COMPILE_VARIANT]},
-                               ["compile"])
-    compile_ = compile_.replace(r"\.track_\w+", r"\.track_(" + "|".join(QUICK_COMPILE_METRICS)
-                                + ")")
-    return [main, compile_, r"^environment\.Environment\.track_\w+$"]
+    return [
+        (workload, module.QUICK, ["time", "accuracy", "first-run"],
+         getattr(module, "QUICK_TRACKS", None)),
+        (workload, {**module.QUICK, "variant": [module.QUICK_COMPILE_VARIANT]}, ["compile"],
+         QUICK_COMPILE_METRICS),
+    ]
+
+
+def defined_families(repo: Path, workload: str, families: list[str]) -> list[str]:
+    """The metric families whose class benchmarks/<workload>.py defines (asv exits 1 when a
+    regex selects nothing, so a per-family call must not name a missing class)."""
+    source = (repo / "benchmarks" / f"{workload}.py").read_text()
+    prefix = workload.capitalize()
+    return [f for f in families if re.search(rf"^class {prefix}{METRICS[f]}\b", source, re.M)]
 
 
 DERIVED_CONFIG = ".asv-kernelwatch.conf.json"
@@ -207,23 +221,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise KernelwatchError(
             f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
             "(a clone needs that many: `git clone` without --depth 1)")
-    workload_names = ([args.workload] if args.workload else list(workloads.WORKLOADS)) \
-        if args.quick else [args.workload or "rope"]
     if args.quick:
-        regexes = list(dict.fromkeys(r for w in workload_names for r in quick_regexes(w)))
+        names = [args.workload] if args.workload else list(workloads.WORKLOADS)
+        selections = [sel for w in names for sel in quick_selections(w)]
     else:
         chosen = {name: getattr(args, name) for name in PARAM_FLAGS}
-        families = args.metric or (list(METRICS) if existing else None)
-        regexes = [selection_regex(workload_names[0], chosen, families)]
-        regexes.append(r"^environment\.")
+        selections = [(args.workload or "rope", chosen, args.metric, None)]
     if existing:
         # asv saves a (commit, environment) result file only when all its benchmarks have run,
         # and an existing environment is one commit: a run cut short (a GPU lease, a time
         # limit) would lose everything. One asv call per metric family saves as it goes; asv
         # merges each call into the same file.
-        chunks = [[r] for r in _split_by_family(regexes, repo)]
+        chunks = [[selection_regex(w, chosen, [family], tracks)]
+                  for w, chosen, families, tracks in selections
+                  for family in defined_families(repo, w, families or list(METRICS))]
+        chunks.append([ENVIRONMENT_REGEX])
     else:
-        chunks = [regexes]
+        chunks = [[selection_regex(*sel) for sel in selections] + [ENVIRONMENT_REGEX]]
     name = machine_name(args.machine)
     write_machine_info(name, existing)
     cmd = [asv]
@@ -299,22 +313,6 @@ def _run_streaming(cmd: list[str], cwd: Path, causes: set[str]) -> int:
         proc.wait()  # asv got the same Ctrl-C; it keeps what it saved
         raise KernelwatchError("interrupted; result files already written under results/ "
                                "are kept") from None
-
-
-def _split_by_family(regexes: list[str], repo: Path) -> list[str]:
-    r"""Each regex of the form `^w\.W(A|B)\.track_...` split into one per class (A, B), keeping
-    only classes that benchmarks/w.py defines (asv exits 1 when a regex selects nothing)."""
-    out = []
-    for r in regexes:
-        m = re.match(r"^\^(\w+)\\\.(\w+?)\(([\w|]+)\)(\\\..*)$", r)
-        if m is None:
-            out.append(r)
-            continue
-        workload, prefix, families, rest = m.groups()
-        source = (repo / "benchmarks" / f"{workload}.py").read_text()
-        out.extend(f"^{workload}\\.{prefix}({family}){rest}" for family in families.split("|")
-                   if re.search(rf"^class {prefix}{family}\b", source, re.M))
-    return out
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
