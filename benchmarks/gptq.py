@@ -121,28 +121,23 @@ class GptqAccuracy(_Gptq):
 
     def setup(self, *params):
         self._build(*params)
-        self.deq = self.case.quantize()
         self.ref = self.case.eager_result()
-        c = self.case
-        self.error = gptq.relative_output_error(c.weight, self.deq, c.held_out)
-        self.ref_error = gptq.relative_output_error(c.weight, self.ref.dequantized, c.held_out)
+        self.quality = self.case.quality(self.case.quantize(), self.ref)
 
     def track_output_error(self, *params):
         """||WX - QX|| / ||WX|| on held-out activations."""
-        return self.error
+        return self.quality.output_error
 
     def track_identical_codes(self, *params):
-        """Fraction of quantized integers identical to eager's. Every variant dequantizes
-        with the same per-group scale and zero point, (q - zero) * scale with scale > 0, so
-        equal dequantized weights are equal integers and vice versa."""
-        return float((self.deq == self.ref.dequantized).float().mean())
+        """Fraction of quantized integers identical to eager's."""
+        return self.quality.identical_codes
 
     track_identical_codes.unit = "fraction"
 
     def track_worse_than_eager(self, *params):
         """1 when the output error exceeds eager's by more than the stated tolerance: a
         variant that got faster by getting worse is flagged, not hidden."""
-        return int(self.error > self.ref_error * (1 + gptq.QUALITY_TOLERANCE))
+        return int(self.quality.worse_than_eager)
 
     track_worse_than_eager.unit = "flag"
 

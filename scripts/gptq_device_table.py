@@ -35,8 +35,8 @@ cache = tempfile.mkdtemp(prefix="kernelwatch-table-cache-")
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold: nothing compiled before this run
 os.environ["TRITON_CACHE_DIR"] = os.path.join(cache, "triton")
 dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-facts = environment.torch_facts()
-print(f"{facts.get('gpu', dev)} | torch {facts['torch']} | {a.model} {a.scheme}", flush=True)
+print(f"{environment.host().get('gpu', dev)} | torch {environment.torch_facts()['torch']} | "
+      f"{a.model} {a.scheme}", flush=True)
 shapes = [s for s in gptq.SHAPES if s.startswith(a.model + "/")]
 print("variant block layer | first_call_s steady_ms cv | peak_alloc_GiB | identical out_err "
       "eager_err", flush=True)
@@ -56,20 +56,16 @@ for spec in a.variants:
         first = measure.first_call_seconds(case.quantize, dev)
         t = measure.time_callable(case.quantize, [()], dev, samples=a.samples, warmup=0)
         peak = measure.peak_memory(case.quantize, dev)
-        deq = case.quantize()
-        ref = case.eager_result()
-        identical = float((deq == ref.dequantized).float().mean())
-        err = gptq.relative_output_error(case.weight, deq, case.held_out)
-        ref_err = gptq.relative_output_error(case.weight, ref.dequantized, case.held_out)
-        worse = err > ref_err * (1 + gptq.QUALITY_TOLERANCE)
-        bad += worse
+        q = case.quality(case.quantize(), case.eager_result())
+        bad += q.worse_than_eager
         mean = statistics.fmean(t.per_call_seconds)
         steady.setdefault((variant, block), {})[layer] = mean
         firsts.setdefault((variant, block), {})[layer] = first
         print(f"{variant} {block} {layer} | {first:.2f} {mean * 1e3:.2f} {t.cv:.3f} | "
-              f"{(peak.cuda_allocated or 0) / 2**30:.2f} | {identical:.4f} {err:.5f} "
-              f"{ref_err:.5f}{' WORSE' if worse else ''}", flush=True)
-        del case, deq, ref
+              f"{(peak.cuda_allocated or 0) / 2**30:.2f} | {q.identical_codes:.4f} "
+              f"{q.output_error:.5f} {q.eager_output_error:.5f}"
+              f"{' WORSE' if q.worse_than_eager else ''}", flush=True)
+        del case
 
 print("\nper layer: speedup vs eager at block 128 (steady)", flush=True)
 eager = steady.get(("eager", "128"), {})

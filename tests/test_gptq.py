@@ -187,3 +187,15 @@ def test_llmcompressor_outside_its_torch_pin_is_skipped_with_the_reason():
     assert gptq.pin_mismatch("llmcompressor") is None  # this venv installs it within its pin
     why = gptq.pin_mismatch("llmcompressor", {"torch": "2.14.1"})
     assert why and "torch 2.14.1 is outside its pin" in why and "<=2.14.0" in why
+
+
+def test_quality_flags_a_variant_worse_than_eager(fresh_seed):
+    """The flag the report shows: off for eager itself, on for round-to-nearest (what a
+    variant that silently skipped the error feedback would produce)."""
+    case = gptq.build_case("tiny/proj", "w4-sym-g128", "16", "eager", seed=fresh_seed)
+    eager = case.eager_result()
+    same = case.quality(eager.dequantized, eager)
+    assert same.identical_codes == 1.0 and not same.worse_than_eager
+    rtn = case.quality(gptq.round_to_nearest(case.weight, case.scheme), eager)
+    print(rtn)
+    assert rtn.worse_than_eager and rtn.identical_codes < 0.99

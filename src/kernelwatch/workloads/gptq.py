@@ -412,6 +412,29 @@ class GptqCase:
     def eager_result(self) -> GptqResult:
         return gptq(self.weight, self.hessian, self.scheme, blocksize=self.blocksize)
 
+    def quality(self, dequantized: torch.Tensor, eager: GptqResult) -> Quality:
+        """A variant's output against the eager reference, on the held-out activations."""
+        return Quality(
+            # Every variant dequantizes with the same per-group scale and zero point,
+            # (q - zero) * scale with scale > 0: equal weights are equal integer codes.
+            identical_codes=float((dequantized == eager.dequantized).float().mean()),
+            output_error=relative_output_error(self.weight, dequantized, self.held_out),
+            eager_output_error=relative_output_error(self.weight, eager.dequantized,
+                                                     self.held_out),
+        )
+
+
+@dataclass(frozen=True)
+class Quality:
+    identical_codes: float  # fraction of integer codes identical to eager's
+    output_error: float  # ||WX - QX|| / ||WX|| on held-out activations
+    eager_output_error: float
+
+    @property
+    def worse_than_eager(self) -> bool:
+        """Worse beyond the stated tolerance: flagged, never hidden."""
+        return self.output_error > self.eager_output_error * (1 + QUALITY_TOLERANCE)
+
 
 def build_case(shape: str, scheme: str, blocksize: str, variant: str, device="cpu",
                seed: int = 0) -> GptqCase:
