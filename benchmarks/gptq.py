@@ -24,6 +24,12 @@ class _Gptq:
         self.dev = device()
         self.case = gptq.build_case(shape, scheme, blocksize, variant, self.dev)
 
+    def _build_warm(self, *params):
+        """Build, then quantize once: compiles (warm cache after the first process)."""
+        self._build(*params)
+        self.case.quantize()
+        measure.synchronize(self.dev)
+
 
 class GptqTime(_Gptq):
     """Seconds to quantize the layer once (a steady-state call, compiled code warm)."""
@@ -32,13 +38,11 @@ class GptqTime(_Gptq):
     unit = "seconds"
 
     def setup(self, *params):
-        self._build(*params)
-        self.case.quantize()
-        measure.synchronize(self.dev)
+        self._build_warm(*params)
 
     def track_time(self, *params):
         # A whole layer is milliseconds (tiny, CPU) to seconds (Qwen2.5-3B down_proj, eager).
-        return measure.time_callable(lambda: self.case.quantize(), [()], self.dev,
+        return measure.time_callable(self.case.quantize, [()], self.dev,
                                      samples=10, warmup=1).for_asv()
 
 
@@ -69,10 +73,9 @@ class GptqCompile(_CompileHealth, _Gptq):
         if not variant.startswith("compile"):
             raise Unavailable(f"{variant} is not compiled by torch.compile")
         self._build(shape, scheme, blocksize, variant)
-        self.params = (shape, scheme, blocksize, variant)
 
     def track_warm_compile(self, *params):
-        prime = functools.partial(gptq.prime_compile, *self.params, self.dev.type)
+        prime = functools.partial(gptq.prime_compile, *params, self.dev.type)
         return measure.warm_compile_seconds(self.case.quantize, prime, self.dev)
 
     def _health(self):
@@ -86,9 +89,7 @@ class GptqMemory(_Gptq):
     unit = "bytes"
 
     def setup(self, *params):
-        self._build(*params)
-        self.case.quantize()
-        measure.synchronize(self.dev)
+        self._build_warm(*params)
 
     def track_peak_rss(self, *params):
         return measure.peak_memory(self.case.quantize, self.dev).rss
@@ -103,8 +104,7 @@ class GptqCudaMemory(_Gptq):
     def setup(self, *params):
         if device().type != "cuda":
             raise Unavailable("CUDA memory needs a CUDA GPU")
-        self._build(*params)
-        self.case.quantize()
+        self._build_warm(*params)
 
     def track_peak_cuda_allocated(self, *params):
         return measure.peak_memory(self.case.quantize, self.dev).cuda_allocated

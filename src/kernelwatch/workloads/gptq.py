@@ -20,6 +20,7 @@ columns, so the block costs one launch instead of about ten kernels per column.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -377,8 +378,8 @@ def _llmcompressor(eager: bool) -> Callable:
         from llmcompressor.modifiers.gptq.gptq_quantize import quantize_weight
     except ImportError as exc:
         raise Unavailable(
-            f"llmcompressor does not import here ({exc}); it needs torch >=2.10,<=2.14 and "
-            "transformers >=5.15,<=5.17: pip install 'kernelwatch[gptq]'"
+            f"llmcompressor does not import here ({exc}); it needs torch >=2.10,<=2.14.0 "
+            "and transformers >=5.15,<=5.17: pip install 'kernelwatch[gptq]'"
         ) from exc
     problem = pin_mismatch("llmcompressor")
     if problem:
@@ -451,8 +452,6 @@ def build_case(shape: str, scheme: str, blocksize: str, variant: str, device="cp
         block_fn = torch.compile(process_block, dynamic=True)
         code = process_block.__code__
     elif variant == "compile-column":
-        import functools
-
         block_fn = functools.partial(process_block,
                                      step=torch.compile(column_step, dynamic=True))
         code = column_step.__code__
