@@ -27,9 +27,15 @@ def run(cmd, cwd, **env):
 
 def test_quick_run_publish_and_compare(clone, isolated_home):
     # RoPE's quick set over both commits and both torch versions; GPTQ's is the test below
-    # (one commit, one torch) to keep CI's time in bounds.
-    r = run([kernelwatch_exe(), "run", "--quick", "--workload", "rope", "HEAD~2..HEAD"], clone)
+    # (one commit, one torch) to keep CI's time in bounds. HEAD first, then both commits:
+    # the second run measures only the parent (HEAD's results are recorded), in its own call.
+    quick = [kernelwatch_exe(), "run", "--quick", "--workload", "rope"]
+    assert run([*quick, "HEAD~1..HEAD"], clone).returncode == 0
+    r = run([*quick, "HEAD~2..HEAD"], clone)
     assert r.returncode == 0
+    assert "part 1 of 2" in r.stdout and "HASHFILE:" in r.stdout
+    assert "selected results already recorded at" in r.stdout  # HEAD's, kept
+    assert "nothing left to measure there" in r.stdout
     head, parent = git("rev-parse", "HEAD", cwd=clone), git("rev-parse", "HEAD~1", cwd=clone)
 
     files = [f for f in (clone / "results" / MACHINE).glob("*.json") if f.name != "machine.json"]
@@ -142,6 +148,9 @@ def test_gptq_compile_over_budget_is_a_recorded_failure_with_the_budget(clone, i
     assert rows[("gptq.GptqTime.track_time", "eager")].median > 0
     assert rows[("gptq.GptqFirstRun.track_first_run", "eager")].value > 0
     assert rows[("gptq.GptqFirstRun.track_first_run", "compile-block")].value is None
+    report = run([kernelwatch_exe(), "report"], clone).stdout
+    assert any(line.split()[:4] == ["proj", "compile-block", "128", "failed"]
+               for line in report.splitlines()), "the summary shows the failed first run"
 
 
 def test_existing_run_saves_each_part_so_a_cut_run_keeps_what_finished(clone, isolated_home):
@@ -172,3 +181,45 @@ def test_existing_run_saves_each_part_so_a_cut_run_keeps_what_finished(clone, is
             and r.params.get("scheme") == "w4-sym-g128"]
     by = {r.benchmark: r for r in rows}
     assert by["gptq.GptqTime.track_time"].median > 0
+
+
+def test_a_second_run_on_a_commit_measures_only_what_is_missing(clone, isolated_home):
+    """asv's --skip-existing-successful would skip a whole benchmark once any of its
+    parameters is recorded (the rest are stored as NaN). kernelwatch leaves out only the
+    recorded combinations: a second run adds the compile variant, keeps eager's samples as
+    they were, and a third run of both measures nothing."""
+    from kernelwatch import recorded
+
+    sel = [kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--shape", "tiny",
+           "--form", "rotate-half", "--dtype", "float32", "--metric", "time"]
+
+    def rows():
+        return {r.params["variant"]: r for r in results_mod.load(clone / "results")
+                if r.machine == MACHINE and r.env_name.startswith("existing")
+                and r.benchmark == "rope.RopeTime.track_time" and r.params["shape"] == "tiny"
+                and r.params["form"] == "rotate-half" and r.params["dtype"] == "float32"
+                and r.value is not None}
+
+    assert run([*sel, "--variant", "eager"], clone).returncode == 0
+    eager = rows()["eager"]
+    assert "compile" not in rows()
+    r = run([*sel, "--variant", "compile", "--variant", "eager"], clone)
+    assert r.returncode == 0
+    assert "selected results already recorded are kept" in r.stdout
+    after = rows()
+    assert after["compile"].median > 0
+    assert after["eager"].samples == eager.samples  # kept, not measured again
+    r = run([*sel, "--variant", "compile", "--variant", "eager"], clone)
+    assert r.returncode == 0
+    assert "nothing left to measure there" in r.stdout
+    assert rows()["eager"].samples == eager.samples
+
+    # Planning over a commit with nothing recorded: a call of its own, nothing left out.
+    head = git("rev-parse", "HEAD", cwd=clone)
+    regex = (r"^rope\.RopeTime\.track_\w+\('tiny', 'rotate-half', 'float32', "
+             r"'(eager|compile)'\)$")
+    calls = recorded.plan(clone / "results", MACHINE, [head, "0" * 40], [eager.env_name],
+                          [regex])
+    by_commit = {tuple(c.commits): c for c in calls}
+    assert by_commit[(head,)].kept == 2 and by_commit[(head,)].regexes != [regex]
+    assert by_commit[("0" * 40,)].kept == 0 and by_commit[("0" * 40,)].regexes == [regex]

@@ -39,7 +39,9 @@ def test_unknown_shape_and_workload():
 def test_dry_run_selects_the_requested_parameters(isolated_home):
     r = kw("run", "--shape", "tiny", "--variant", "eager", "--metric", "time", "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert "HEAD~2..HEAD" in r.stdout and "--skip-existing-successful" in r.stdout
+    # kernelwatch leaves recorded results out itself (recorded.py), per parameter combination;
+    # asv's own skip flag works per benchmark and would skip unrecorded combinations.
+    assert "HEAD~2..HEAD" in r.stdout and "--skip-existing-successful" not in r.stdout
     assert "Rope(Time)" in r.stdout and "(tiny)" in r.stdout and "(eager)" in r.stdout
 
 

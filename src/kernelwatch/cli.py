@@ -14,10 +14,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from kernelwatch import environment, workloads
+from kernelwatch import environment, recorded, workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 
 # Metric families per workload class suffix, as named in benchmarks/<workload>.py.
@@ -240,37 +241,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         chunks = [[selection_regex(*sel) for sel in selections] + [ENVIRONMENT_REGEX]]
     name = machine_name(args.machine)
     write_machine_info(name, existing)
-    cmd = [asv]
     config = derived_config(repo, existing=existing, torch_versions=args.torch,
                             env_dir=os.environ.get("KERNELWATCH_ENV_DIR"))
+    base = [asv]
     if config:
-        cmd += ["--config", str(config)]
-    cmd += ["run", "--machine", name, "--record-samples", "--show-stderr"]
+        base += ["--config", str(config)]
+    base += ["run", "--machine", name, "--record-samples", "--show-stderr"]
     if existing:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        # This interpreter, named explicitly (asv's --python=same is the interpreter asv's
+        # script runs under), so that kernelwatch knows the environment's result file.
+        python = sys.executable
+        commits = [git_output(repo, "rev-parse", "HEAD")]
         # asv saves results of an `existing` environment only with a commit to file them under.
-        cmd += ["--python=same", "--set-commit-hash", head]
+        base += ["-E", f"existing:{python}", "--set-commit-hash", commits[0]]
     else:
-        cmd.append(rev)
-    if not args.rerun:
-        # Never overwrite a successful result already recorded for a commit and environment.
-        cmd.append("--skip-existing-successful")
+        python = None
+        commits = git_output(repo, "rev-list", "--first-parent", rev, "--").split()
+    envs = environment_names(config or repo / "asv.conf.json", python)
+    calls = [call for chunk in chunks
+             for call in (recorded.plan(repo / "results", name, commits, envs, chunk)
+                          if not args.rerun else [recorded.Call(commits, envs, chunk)])]
     failed = False
     causes: set[str] = set()
-    for i, chunk in enumerate(chunks, 1):
-        full = list(cmd)
-        for r in chunk:
+    for i, call in enumerate(calls, 1):
+        full = list(base)
+        if not existing:
+            full.append(rev if call.commits == commits else hashfile(call.commits))
+        if call.envs != envs and not existing:
+            for env in call.envs:
+                full += ["-E", env]
+        for r in call.regexes:
             full += ["-b", r]
         full += args.asv_args
         if args.dry_run:
             print(shlex.join(full))
             continue
-        if len(chunks) > 1:
-            print(f"kernelwatch: part {i} of {len(chunks)} (saved when it ends)", flush=True)
+        if len(calls) > 1:
+            print(f"kernelwatch: part {i} of {len(calls)} (saved when it ends)", flush=True)
+        if call.kept:
+            where = ("" if call.commits == commits and call.envs == envs else
+                     f" at {', '.join(c[:8] for c in call.commits)} in {', '.join(call.envs)}")
+            print(f"kernelwatch: {call.kept} selected results already recorded{where} are "
+                  "kept, not measured again (--rerun measures them again)", flush=True)
         print("+", shlex.join(full), flush=True)
-        rc = _run_streaming(full, repo, causes)
-        if rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
+        seen: set[str] = set()
+        rc = _run_streaming(full, repo, seen)
+        causes |= seen - {"none-selected"}
+        if rc in (0, 1) and "none-selected" in seen:  # asv exits 1 on it in some modes
+            if not call.kept:
+                raise KernelwatchError("the selection matches no benchmark; "
+                                       "`kernelwatch list` shows what exists")
+            print("kernelwatch: nothing left to measure there; every selected result is "
+                  "recorded", flush=True)
+        elif rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
             failed = True
         elif rc != 0:
             raise KernelwatchError(f"asv run exited with status {rc}; results of environments "
@@ -289,6 +312,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 FAILURE_PATTERNS = {
     "timeout": re.compile(r"timed out \(timeout ([\d.]+)s\)"),
     "oom": re.compile(r"OutOfMemoryError|CUDA out of memory|can't allocate memory|\bMemoryError\b"),
+    "none-selected": re.compile(r"No benchmarks selected"),  # not a failure: see cmd_run
 }
 FAILURE_FIXES = {
     "timeout": "over the benchmark time budget (compile included): raise "
@@ -313,6 +337,30 @@ def _run_streaming(cmd: list[str], cwd: Path, causes: set[str]) -> int:
         proc.wait()  # asv got the same Ctrl-C; it keeps what it saved
         raise KernelwatchError("interrupted; result files already written under results/ "
                                "are kept") from None
+
+
+def git_output(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def environment_names(config: Path, existing_python: str | None) -> list[str]:
+    """The names asv gives this run's environments (its result files are named after them),
+    from asv itself."""
+    from asv import environment as asv_environment
+    from asv.config import Config
+
+    conf = Config.load(str(config))
+    spec = [f"existing:{existing_python}"] if existing_python else None
+    return [env.name for env in asv_environment.get_environments(conf, spec, verbose=False)]
+
+
+def hashfile(commits: list[str]) -> str:
+    """asv's way to name a set of commits that no git range spells."""
+    fd, path = tempfile.mkstemp(prefix="kernelwatch-commits-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(commits) + "\n")
+    return f"HASHFILE:{path}"
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -398,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "compile-dynamic; GPTQ: eager, compile-block at block 16), time, accuracy "
                    "and one cold compile: a few minutes on 2 CPU cores")
     r.add_argument("--existing", action="store_true",
-                   help="benchmark with this interpreter's torch (asv --python=same), HEAD "
+                   help="benchmark with this interpreter's torch (asv -E existing:PYTHON), HEAD "
                    "only; one asv call per metric family, each saved when it ends")
     r.add_argument("--workload", help="workload (default: rope; with --quick, every workload)")
     for flag in (*PARAM_FLAGS, "metric"):
@@ -409,7 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "exact version, pip flags allowed as in the matrix)")
     r.add_argument("--machine", help="asv machine name (default: $KERNELWATCH_MACHINE or host)")
     r.add_argument("--rerun", action="store_true",
-                   help="re-measure results that already succeeded (default: keep them)")
+                   help="measure again what is already recorded, replacing it (default: each "
+                   "commit and environment measures only the selected results not yet "
+                   "recorded; failed ones are tried again)")
     r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
     r.add_argument("asv_args", nargs=argparse.REMAINDER,
                    help="after --: passed to asv run unchanged")
