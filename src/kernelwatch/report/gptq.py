@@ -37,46 +37,61 @@ def _warm(row: Row) -> tuple[float, float | None]:
     return row.median, None
 
 
+FAILED = "failed"  # a measurement recorded as failed (timed out, out of memory, error)
+
+
+def _num(v: object) -> bool:
+    return isinstance(v, int | float)
+
+
 def summary(env_rows: list[Row]) -> dict[tuple[str, str], list[dict]]:
     """{(model, scheme): rows} for one environment's newest commit. Each row is a dict with
-    the columns of HEADERS (values, not text)."""
+    the columns of HEADERS: a number, FAILED where the measurement failed (a compile over its
+    budget), or None where it was not measured. A case with any measurement has a row."""
     by_case: dict[tuple, dict[str, Row]] = defaultdict(dict)
     for r in env_rows:
-        if r.benchmark.startswith(PREFIX) and "shape" in r.params and r.value is not None:
+        if r.benchmark.startswith(PREFIX) and "shape" in r.params and (
+                r.value is not None or r.failed):
             p = r.params
             by_case[(p["shape"], p["scheme"], p["blocksize"], p["variant"])][r.benchmark] = r
     eager: dict[tuple, dict[str, float]] = {}
     for (shape, scheme, block, variant), m in by_case.items():
-        if variant == "eager" and TIME in m:
+        if variant == "eager" and TIME in m and m[TIME].value is not None:
             eager.setdefault((shape, scheme), {})[block] = _warm(m[TIME])[0]
 
+    def value(m: dict[str, Row], key: str) -> float | str | None:
+        if key not in m:
+            return None
+        return FAILED if m[key].value is None else m[key].value
+
     tables: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for (shape, scheme, block, variant), m in sorted(by_case.items()):
-        if TIME not in m:
-            continue
+    for (shape, scheme, block, variant), m in sorted(
+            by_case.items(), key=lambda kv: (*kv[0][:2], int(kv[0][2]), kv[0][3])):
         model, _, layer = shape.partition("/")
-        mean, std = _warm(m[TIME])
+        mean, std = _warm(m[TIME]) if value(m, TIME) not in (None, FAILED) else (
+            value(m, TIME), None)
         base = eager.get((shape, scheme), {})
         base_t = base.get(block, base.get(BASELINE_BLOCKSIZE))
-        first = m[FIRST_RUN].value if FIRST_RUN in m else None
-        peak = m.get(PEAK_CUDA) or m.get(PEAK_RSS)
+        first = value(m, FIRST_RUN)
+        peak = value(m, PEAK_CUDA) if PEAK_CUDA in m else value(m, PEAK_RSS)
         tables[(model, scheme)].append({
             "layer": layer, "variant": variant, "block": block, "first run": first,
-            "warm avg": mean, "stddev": std, "compile OH": first - mean if first else None,
-            "speedup": base_t / mean if base_t and mean else None,
-            "peak mem": peak.value if peak else None,
-            "graph breaks": _int(m.get(GRAPH_BREAKS)), "recompiles": _int(m.get(RECOMPILES)),
-            "identical to eager": m[IDENTICAL].value if IDENTICAL in m else None,
-            "output error": m[OUTPUT_ERROR].value if OUTPUT_ERROR in m else None,
-            "worse than eager": _int(m.get(WORSE)),
+            "warm avg": mean, "stddev": std,
+            "compile OH": first - mean if _num(first) and _num(mean) else None,
+            "speedup": base_t / mean if base_t and _num(mean) and mean else None,
+            "peak mem": peak,
+            "graph breaks": _int(value(m, GRAPH_BREAKS)),
+            "recompiles": _int(value(m, RECOMPILES)),
+            "identical to eager": value(m, IDENTICAL), "output error": value(m, OUTPUT_ERROR),
+            "worse than eager": _int(value(m, WORSE)),
         })
     for rows in tables.values():
         rows.extend(_decoder_layer_rows(rows))
     return dict(tables)
 
 
-def _int(row: Row | None) -> int | None:
-    return int(row.value) if row is not None else None
+def _int(v: float | str | None) -> int | str | None:
+    return int(v) if _num(v) else v
 
 
 def _decoder_layer_rows(rows: list[dict]) -> list[dict]:
@@ -86,7 +101,8 @@ def _decoder_layer_rows(rows: list[dict]) -> list[dict]:
         return []
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        groups[(r["variant"], r["block"])].append(r)
+        if _num(r["warm avg"]):
+            groups[(r["variant"], r["block"])].append(r)
     eager = {}
     for (variant, block), rs in groups.items():
         if variant == "eager" and len(rs) == len(layers):
@@ -96,7 +112,7 @@ def _decoder_layer_rows(rows: list[dict]) -> list[dict]:
         if len(rs) != len(layers):
             continue
         total = sum(r["warm avg"] for r in rs)
-        firsts = [r["first run"] for r in rs]
+        firsts = [r["first run"] if _num(r["first run"]) else None for r in rs]
         stds = [r["stddev"] for r in rs]
         base = eager.get(block, eager.get(BASELINE_BLOCKSIZE))
         first = sum(firsts) if None not in firsts else None
@@ -107,8 +123,7 @@ def _decoder_layer_rows(rows: list[dict]) -> list[dict]:
             "stddev": math.sqrt(sum(s * s for s in stds)) if None not in stds else None,
             "compile OH": first - total if first is not None else None,
             "speedup": base / total if base else None,
-            "peak mem": max((r["peak mem"] for r in rs if r["peak mem"] is not None),
-                            default=None),
+            "peak mem": max((r["peak mem"] for r in rs if _num(r["peak mem"])), default=None),
             "graph breaks": _sum_or_none(r["graph breaks"] for r in rs),
             "recompiles": _sum_or_none(r["recompiles"] for r in rs),
             "identical to eager": None, "output error": None,
@@ -119,16 +134,17 @@ def _decoder_layer_rows(rows: list[dict]) -> list[dict]:
 
 def _sum_or_none(values) -> int | None:
     values = list(values)
-    return None if None in values else sum(values)
+    return sum(values) if all(_num(v) for v in values) else None
 
 
 def cells(row: dict, fmt_seconds) -> list[str]:
     """One summary row as text cells, in HEADERS order."""
     def na(v, f):
-        return "n/a" if v is None else f(v)
+        return "n/a" if v is None else FAILED if v == FAILED else f(v)
 
     std = row["stddev"]
-    cv = f" ({100 * std / row['warm avg']:.1f}%)" if std is not None and row["warm avg"] else ""
+    cv = f" ({100 * std / row['warm avg']:.1f}%)" if std is not None and _num(row["warm avg"]) \
+        and row["warm avg"] else ""
     return [
         row["layer"], row["variant"], row["block"], na(row["first run"], fmt_seconds),
         na(row["warm avg"], fmt_seconds), na(std, fmt_seconds) + cv,

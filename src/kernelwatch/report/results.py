@@ -26,9 +26,10 @@ class Row:
     env: dict  # machine info + environment params (torch version, gpu, driver, ...)
     benchmark: str  # e.g. "rope.RopeTime.track_time"
     params: dict = field(default_factory=dict)  # {"shape": "tiny", ...}, values unquoted
-    value: float | None = None  # None: failed or skipped
+    value: float | None = None  # None: failed, or not run
     samples: list[float] | None = None
     unit: str = ""
+    failed: bool = False  # asv recorded a failure (error, timeout): its value is None
 
     @property
     def median(self) -> float | None:
@@ -83,6 +84,7 @@ def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
         # benchmark. NaN marks a combination that was skipped or not selected in that run.
         combos = list(itertools.product(*params)) if params else [()]
         for combo, value, samp in zip(combos, values, samples, strict=True):
+            failed = value is None  # asv's mark of a failure; NaN: not run
             if not isinstance(value, int | float) or math.isnan(value):
                 value, samp = None, None
             rows.append(Row(
@@ -90,6 +92,6 @@ def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
                 env_name=res.env_name, env=dict(res.params), benchmark=key,
                 params={n: _unquote(v) for n, v in zip(names, combo, strict=False)},
                 value=value,
-                samples=samp if samp else None, unit=info.get("unit", ""),
+                samples=samp if samp else None, unit=info.get("unit", ""), failed=failed,
             ))
     return rows
