@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -266,7 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for i, call in enumerate(calls, 1):
         full = list(base)
         if not existing:
-            full.append(rev if call.commits == commits else hashfile(call.commits))
+            full.append(rev if call.commits == commits else hashfile(repo, i, call.commits))
         if call.envs != envs and not existing:
             for env in call.envs:
                 full += ["-E", env]
@@ -355,11 +354,11 @@ def environment_names(config: Path, existing_python: str | None) -> list[str]:
     return [env.name for env in asv_environment.get_environments(conf, spec, verbose=False)]
 
 
-def hashfile(commits: list[str]) -> str:
-    """asv's way to name a set of commits that no git range spells."""
-    fd, path = tempfile.mkstemp(prefix="kernelwatch-commits-", suffix=".txt")
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(commits) + "\n")
+def hashfile(repo: Path, part: int, commits: list[str]) -> str:
+    """asv's way to name a set of commits that no git range spells: a file beside the derived
+    config (git-ignored), rewritten by the next run."""
+    path = repo / f".asv-kernelwatch-commits-{part}.txt"
+    path.write_text("\n".join(commits) + "\n")
     return f"HASHFILE:{path}"
 
 
