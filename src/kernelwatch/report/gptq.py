@@ -62,14 +62,14 @@ def summary(env_rows: list[Row]) -> dict[tuple[str, str], list[dict]]:
     def value(m: dict[str, Row], key: str) -> float | str | None:
         if key not in m:
             return None
-        return FAILED if m[key].value is None else m[key].value
+        return FAILED if m[key].failed else m[key].value
 
     tables: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for (shape, scheme, block, variant), m in sorted(
             by_case.items(), key=lambda kv: (*kv[0][:2], int(kv[0][2]), kv[0][3])):
         model, _, layer = shape.partition("/")
-        mean, std = _warm(m[TIME]) if value(m, TIME) not in (None, FAILED) else (
-            value(m, TIME), None)
+        time = value(m, TIME)
+        mean, std = _warm(m[TIME]) if _num(time) else (time, None)
         base = eager.get((shape, scheme), {})
         base_t = base.get(block, base.get(BASELINE_BLOCKSIZE))
         first = value(m, FIRST_RUN)
