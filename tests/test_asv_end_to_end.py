@@ -219,7 +219,7 @@ def test_a_second_run_on_a_commit_measures_only_what_is_missing(clone, isolated_
     regex = (r"^rope\.RopeTime\.track_\w+\('tiny', 'rotate-half', 'float32', "
              r"'(eager|compile)'\)$")
     calls = recorded.plan(clone / "results", MACHINE, [head, "0" * 40], [eager.env_name],
-                          [regex])
+                          [[regex]])
     by_commit = {tuple(c.commits): c for c in calls}
     assert by_commit[(head,)].kept == 2 and by_commit[(head,)].regexes != [regex]
     assert by_commit[("0" * 40,)].kept == 0 and by_commit[("0" * 40,)].regexes == [regex]

@@ -72,6 +72,27 @@ def test_corrupt_results_file_is_named_and_kept(tmp_path):
     assert not (repo / "html").exists()  # publish stopped before asv could wipe anything
 
 
+def test_run_stops_at_a_corrupt_result_file_of_a_commit_it_would_measure(tmp_path,
+                                                                          isolated_home):
+    """`run` reads what is recorded before it plans asv's calls: a file it cannot read is the
+    same one message as for report and publish, and stays as it was."""
+    from kernelwatch import cli
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    env = cli.environment_names(repo / "asv.conf.json", None)[0]
+    (repo / "results" / "box").mkdir(parents=True)
+    (repo / "results" / "benchmarks.json").write_text(json.dumps({"version": 2}))
+    bad = repo / "results" / "box" / f"{head[:8]}-{env}.json"
+    bad.write_text('{"version": 2, "results": {')
+    r = kw("run", "--machine", "box", "--dry-run", "HEAD^!", cwd=repo)
+    assert r.returncode == 2, r.stdout
+    assert str(bad) in r.stderr and "Move them out of results/" in r.stderr
+    assert bad.read_text() == '{"version": 2, "results": {'
+
+
 def test_selection_follows_each_workloads_parameters():
     r = kw("run", "--workload", "gptq", "--shape", "tiny/proj", "--scheme", "w4-sym-g128",
            "--blocksize", "16", "--variant", "eager", "--metric", "time", "--dry-run")

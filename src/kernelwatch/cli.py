@@ -173,15 +173,17 @@ def derived_config(repo: Path, *, existing: bool, torch_versions: list[str] | No
     return path
 
 
-def commit_count(repo: Path, rev_range: str) -> int:
-    out = subprocess.run(["git", "rev-list", "--count", rev_range], cwd=repo,
+def commits_in(repo: Path, rev_range: str) -> list[str]:
+    """The commits asv runs for a range: `git rev-list --first-parent`, as asv's git plugin
+    does, so kernelwatch plans the same commits asv will run."""
+    out = subprocess.run(["git", "rev-list", "--first-parent", rev_range, "--"], cwd=repo,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise KernelwatchError(
             f"git cannot resolve the range {rev_range!r}: {out.stderr.strip()}. "
             "Use a range such as HEAD~2..HEAD (the last two commits), or HEAD^! for HEAD alone"
         )
-    return int(out.stdout.strip())
+    return out.stdout.split()
 
 
 # ----------------------------------------------------------------------------- commands
@@ -217,7 +219,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if existing and rev != "HEAD^!":
         raise KernelwatchError("--existing benchmarks the working tree's installed code only; "
                                "it cannot run a commit range (drop the range, or --existing)")
-    if not existing and commit_count(repo, rev) == 0:
+    commits = [git_output(repo, "rev-parse", "HEAD")] if existing else commits_in(repo, rev)
+    if not commits:
         raise KernelwatchError(
             f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
             "(a clone needs that many: `git clone` without --depth 1)")
@@ -246,20 +249,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config:
         base += ["--config", str(config)]
     base += ["run", "--machine", name, "--record-samples", "--show-stderr"]
+    # This interpreter, named explicitly (asv's --python=same is the interpreter asv's script
+    # runs under), so that kernelwatch knows the environment's result file.
+    python = sys.executable if existing else None
     if existing:
-        # This interpreter, named explicitly (asv's --python=same is the interpreter asv's
-        # script runs under), so that kernelwatch knows the environment's result file.
-        python = sys.executable
-        commits = [git_output(repo, "rev-parse", "HEAD")]
         # asv saves results of an `existing` environment only with a commit to file them under.
         base += ["-E", f"existing:{python}", "--set-commit-hash", commits[0]]
-    else:
-        python = None
-        commits = git_output(repo, "rev-list", "--first-parent", rev, "--").split()
     envs = environment_names(config or repo / "asv.conf.json", python)
-    calls = [call for chunk in chunks
-             for call in (recorded.plan(repo / "results", name, commits, envs, chunk)
-                          if not args.rerun else [recorded.Call(commits, envs, chunk)])]
+    calls = (recorded.plan(repo / "results", name, commits, envs, chunks) if not args.rerun
+             else [recorded.Call(commits, envs, chunk) for chunk in chunks])
     failed = False
     causes: set[str] = set()
     for i, call in enumerate(calls, 1):
@@ -285,7 +283,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("+", shlex.join(full), flush=True)
         seen: set[str] = set()
         rc = _run_streaming(full, repo, seen)
-        causes |= seen - {"none-selected"}
+        causes |= seen & FAILURE_FIXES.keys()
         if rc in (0, 1) and "none-selected" in seen:  # asv exits 1 on it in some modes
             if not call.kept:
                 raise KernelwatchError("the selection matches no benchmark; "
@@ -307,11 +305,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-# What a benchmark's failure output says -> what to do about it.
-FAILURE_PATTERNS = {
+# What asv's output reports: benchmark failures (each with its fix in FAILURE_FIXES), and a
+# call whose regexes selected nothing (see cmd_run).
+ASV_OUTPUT_PATTERNS = {
     "timeout": re.compile(r"timed out \(timeout ([\d.]+)s\)"),
     "oom": re.compile(r"OutOfMemoryError|CUDA out of memory|can't allocate memory|\bMemoryError\b"),
-    "none-selected": re.compile(r"No benchmarks selected"),  # not a failure: see cmd_run
+    "none-selected": re.compile(r"No benchmarks selected"),
 }
 FAILURE_FIXES = {
     "timeout": "over the benchmark time budget (compile included): raise "
@@ -321,16 +320,16 @@ FAILURE_FIXES = {
 }
 
 
-def _run_streaming(cmd: list[str], cwd: Path, causes: set[str]) -> int:
-    """Run asv, passing its output through line by line, and note the failure causes it
-    reports, so the summary can name the fix."""
+def _run_streaming(cmd: list[str], cwd: Path, seen: set[str]) -> int:
+    """Run asv, passing its output through line by line, and note in `seen` what its output
+    reports (ASV_OUTPUT_PATTERNS), so the summary can name the fix."""
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", bufsize=1)
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
             print(line, end="", flush=True)
-            causes.update(c for c, pattern in FAILURE_PATTERNS.items() if pattern.search(line))
+            seen.update(k for k, pattern in ASV_OUTPUT_PATTERNS.items() if pattern.search(line))
         return proc.wait()
     except KeyboardInterrupt:
         proc.wait()  # asv got the same Ctrl-C; it keeps what it saved

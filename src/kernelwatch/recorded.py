@@ -27,6 +27,8 @@ from pathlib import Path
 
 from asv import results as asv_results
 
+from kernelwatch.report.results import UNREADABLE, unreadable
+
 
 def selectable_names(benchmarks: dict, regexes: Sequence[str]) -> set[str]:
     """The names asv matches `-b` against (`name(param0, param1, ...)` for a parametrized
@@ -55,7 +57,10 @@ def recorded_names(results_dir: Path, machine: str, commit: str, env_name: str,
     path = results_dir / asv_results.get_filename(machine, commit, env_name)
     if not path.is_file():
         return set()
-    res = asv_results.Results.load(str(path))
+    try:
+        res = asv_results.Results.load(str(path))
+    except UNREADABLE as exc:
+        raise unreadable([f"{path} ({exc})"]) from exc
     done = set()
     for key in res.get_result_keys(benchmarks):
         params = benchmarks[key].get("params") or []
@@ -92,24 +97,29 @@ class Call:
 
 
 def plan(results_dir: Path, machine: str, commits: Sequence[str], envs: Sequence[str],
-         regexes: Sequence[str]) -> list[Call]:
-    """The asv calls that measure what `regexes` select and is not yet recorded, for every
-    commit x environment. A call whose regexes select nothing at all makes asv say "No
-    benchmarks selected": everything there is recorded."""
+         chunks: Sequence[Sequence[str]]) -> list[Call]:
+    """The asv calls that measure what each chunk of regexes selects and is not yet recorded,
+    for every commit x environment, chunk after chunk. A call whose regexes select nothing at
+    all makes asv say "No benchmarks selected": everything there is recorded."""
     path = results_dir / "benchmarks.json"
     try:
         benchmarks = json.loads(path.read_text()) if path.is_file() else {}
     except json.JSONDecodeError:
         benchmarks = {}  # asv rewrites it at discovery; nothing known to be recorded then
-    selected = selectable_names(benchmarks, regexes)
-    groups: dict[tuple[str, frozenset[str]], list[str]] = defaultdict(list)
-    for env in envs:
-        for commit in commits:
-            done = recorded_names(results_dir, machine, commit, env, benchmarks) & selected
-            groups[(env, frozenset(done))].append(commit)
-    merged: dict[tuple[frozenset[str], tuple[str, ...]], list[str]] = defaultdict(list)
-    for (env, done), group_commits in groups.items():
-        merged[(done, tuple(group_commits))].append(env)
-    return [Call(list(group_commits), group_envs, [excluding(rx, done) for rx in regexes],
-                 len(done))
-            for (done, group_commits), group_envs in merged.items()]
+    recorded = {(env, commit): recorded_names(results_dir, machine, commit, env, benchmarks)
+                for env in envs for commit in commits} if benchmarks else {}
+    calls = []
+    for regexes in chunks:
+        selected = selectable_names(benchmarks, regexes)
+        groups: dict[tuple[str, frozenset[str]], list[str]] = defaultdict(list)
+        for env in envs:
+            for commit in commits:
+                done = recorded.get((env, commit), set()) & selected
+                groups[(env, frozenset(done))].append(commit)
+        merged: dict[tuple[frozenset[str], tuple[str, ...]], list[str]] = defaultdict(list)
+        for (env, done), group_commits in groups.items():
+            merged[(done, tuple(group_commits))].append(env)
+        calls += [Call(list(group_commits), group_envs,
+                       [excluding(rx, done) for rx in regexes], len(done))
+                  for (done, group_commits), group_envs in merged.items()]
+    return calls

@@ -59,17 +59,27 @@ def load(results_dir: Path) -> list[Row]:
         path = Path(root) / filename
         try:
             res = Results.load(str(path), machine_name=machine)
-        except (asv_util.UserError, ValueError, KeyError, TypeError) as exc:
+        except UNREADABLE as exc:
             bad.append(f"{path} ({exc})")
             continue
         rows.extend(_rows_of(res, machine, meta))
     if bad:
-        raise KernelwatchError(
-            "these result files cannot be read: " + "; ".join(bad)
-            + ". Move them out of results/ (keep them if you want to repair them) and run again;"
-            " the other results are untouched"
-        )
+        raise unreadable(bad)
     return rows
+
+
+# What asv's Results.load raises for a file it cannot read (truncated, not JSON, wrong shape).
+UNREADABLE = (asv_util.UserError, ValueError, KeyError, TypeError)
+
+
+def unreadable(bad: list[str]) -> KernelwatchError:
+    """The one message for result files that cannot be read ("path (why)" each): the fix,
+    and that nothing else is touched."""
+    return KernelwatchError(
+        "these result files cannot be read: " + "; ".join(bad)
+        + ". Move them out of results/ (keep them if you want to repair them) and run again;"
+        " the other results are untouched"
+    )
 
 
 def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
