@@ -33,7 +33,7 @@ def test_unknown_shape_and_workload():
     r = kw("run", "--shape", "llama-70b", "--dry-run")
     assert r.returncode == 2 and "valid shapes: tiny, llama-3.2-1b" in r.stderr
     r = kw("run", "--workload", "nope", "--dry-run")
-    assert r.returncode == 2 and "valid workloads: rope" in r.stderr
+    assert r.returncode == 2 and "valid workloads: " in r.stderr and "rope" in r.stderr
 
 
 def test_dry_run_selects_the_requested_parameters(isolated_home):
@@ -42,7 +42,7 @@ def test_dry_run_selects_the_requested_parameters(isolated_home):
     # kernelwatch leaves recorded results out itself (recorded.py), per parameter combination;
     # asv's own skip flag works per benchmark and would skip unrecorded combinations.
     assert "HEAD~2..HEAD" in r.stdout and "--skip-existing-successful" not in r.stdout
-    assert "Rope(Time)" in r.stdout and "(tiny)" in r.stdout and "(eager)" in r.stdout
+    assert "(RopeTime)" in r.stdout and "(tiny)" in r.stdout and "(eager)" in r.stdout
 
 
 def test_existing_refuses_a_commit_range():

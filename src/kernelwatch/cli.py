@@ -20,17 +20,8 @@ from pathlib import Path
 from kernelwatch import environment, recorded, workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 
-# Metric families per workload class suffix, as named in benchmarks/<workload>.py.
-METRICS = {
-    "time": "Time",
-    "compile": "Compile",
-    "first-run": "FirstRun",
-    "memory": "Memory",
-    "cuda-memory": "CudaMemory",
-    "accuracy": "Accuracy",
-}
-# The asv parameters a user can select by flag; each workload declares which it has (PARAMS).
-PARAM_FLAGS = ("shape", "form", "dtype", "scheme", "blocksize", "variant")
+# Flags kept from before `--param`: each is `--param NAME=VALUE` for the parameter it names.
+PARAM_ALIASES = ("shape", "form", "dtype", "scheme", "blocksize", "variant")
 QUICK_COMPILE_METRICS = ("cold_compile", "recompiles")
 
 
@@ -94,6 +85,13 @@ def write_machine_info(name: str, existing: bool) -> dict:
 # ----------------------------------------------------------------------------- selection
 
 
+def check_metrics(workload: str, metrics: Sequence[str] | None) -> None:
+    families = workloads.get(workload).BENCHMARKS
+    for m in metrics or ():
+        if m not in families:
+            raise unknown_name("metric", m, families, where=workload)
+
+
 def selection_regex(workload: str, chosen: dict[str, list[str] | None],
                     metrics: list[str] | None, tracks: Sequence[str] | None = None) -> str:
     """An asv `-b` regex: asv matches it against `name(param0, param1, ...)`, the params in
@@ -104,17 +102,15 @@ def selection_regex(workload: str, chosen: dict[str, list[str] | None],
             raise KernelwatchError(f"workload {workload} has no {name} parameter; its "
                                    f"parameters: {', '.join(module.PARAMS)}")
     check_choices(module.PARAMS, chosen, where=workload)
-    for m in metrics or ():
-        if m not in METRICS:
-            raise unknown_name("metric", m, METRICS)
+    check_metrics(workload, metrics)
 
     def alt(values):
         return "(" + "|".join(re.escape(v) for v in values) + ")" if values else "[^']+"
 
-    classes = alt([METRICS[m] for m in metrics] if metrics else None)
+    classes = alt([module.BENCHMARKS[m] for m in metrics or module.BENCHMARKS])
     track = "(" + "|".join(tracks) + ")" if tracks else r"\w+"
     params = ", ".join(f"'{alt(chosen.get(name))}'" for name in module.PARAMS)
-    return rf"^{workload}\.{workload.capitalize()}{classes}\.track_{track}\({params}\)$"
+    return rf"^{workload}\.{classes}\.track_{track}\({params}\)$"
 
 
 # (workload, chosen params, metric families, track names or None): what one regex selects.
@@ -123,24 +119,43 @@ ENVIRONMENT_REGEX = r"^environment\.Environment\.track_\w+$"
 
 
 def quick_selections(workload: str) -> list[Selection]:
-    """The quick set: the workload's QUICK case for time, accuracy and first run (narrowed to
-    QUICK_TRACKS where a workload declares them), and one compile variant's cold compile and
-    recompiles."""
+    """The quick set: the workload's QUICK case for its quick metric families (narrowed to
+    QUICK_TRACKS where a workload declares them), and, where it names one, one compile
+    variant's cold compile and recompiles."""
     module = workloads.get(workload)
-    return [
-        (workload, module.QUICK, ["time", "accuracy", "first-run"],
-         getattr(module, "QUICK_TRACKS", None)),
-        (workload, {**module.QUICK, "variant": [module.QUICK_COMPILE_VARIANT]}, ["compile"],
-         QUICK_COMPILE_METRICS),
-    ]
+    selections: list[Selection] = [
+        (workload, module.QUICK, workloads.quick_metrics(module),
+         getattr(module, "QUICK_TRACKS", None))]
+    compile_variant = getattr(module, "QUICK_COMPILE_VARIANT", None)
+    if compile_variant and "compile" in module.BENCHMARKS:
+        selections.append((workload, {**module.QUICK, "variant": [compile_variant]},
+                           ["compile"], QUICK_COMPILE_METRICS))
+    return selections
 
 
-def defined_families(repo: Path, workload: str, families: list[str]) -> list[str]:
-    """The metric families whose class benchmarks/<workload>.py defines (asv exits 1 when a
-    regex selects nothing, so a per-family call must not name a missing class)."""
-    source = (repo / "benchmarks" / f"{workload}.py").read_text()
-    prefix = workload.capitalize()
-    return [f for f in families if re.search(rf"^class {prefix}{METRICS[f]}\b", source, re.M)]
+def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[str] | None]
+                 ) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """`--param NAME=VALUE` (repeatable) and the alias flags, as (asv parameter choices,
+    environment variables for the workload's SETTINGS)."""
+    module = workloads.get(workload)
+    settings = getattr(module, "SETTINGS", {})
+    chosen: dict[str, list[str]] = {k: list(v) for k, v in aliases.items() if v}
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise KernelwatchError(f"--param takes NAME=VALUE, not {pair!r} "
+                                   f"(e.g. --param variant=eager); `kernelwatch list "
+                                   f"{workload}` shows the names")
+        if name in settings:
+            env[settings[name]] = value
+        elif name in module.PARAMS:
+            chosen.setdefault(name, []).append(value)
+        else:
+            raise KernelwatchError(
+                f"workload {workload} has no {name} parameter; its parameters: "
+                f"{', '.join([*module.PARAMS, *settings])}")
+    return chosen, env
 
 
 DERIVED_CONFIG = ".asv-kernelwatch.conf.json"
@@ -205,9 +220,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in names:
         mod = workloads.get(name)
         print(f"{name}")
+        width = max(map(len, [*mod.PARAMS, *getattr(mod, "SETTINGS", {}), "metrics", "quick"]))
         for param, values in mod.PARAMS.items():
-            print(f"  {param + 's:':<10}" + ", ".join(values))
-    print("metrics:    " + ", ".join(METRICS))
+            print(f"  {param + ':':<{width + 2}}" + ", ".join(values))
+        for setting, var in getattr(mod, "SETTINGS", {}).items():
+            print(f"  {setting + ':':<{width + 2}}--param {setting}=VALUE (or ${var})")
+        families = ", ".join(f"{f} ({c})" for f, c in mod.BENCHMARKS.items())
+        print(f"  {'metrics:':<{width + 2}}{families}")
+        quick = "; ".join(f"{k}={','.join(v)}" for k, v in mod.QUICK.items())
+        print(f"  {'quick:':<{width + 2}}{quick}")
+    print("\nSelect with --param NAME=VALUE (repeatable), --metric FAMILY, --track NAME.")
     return 0
 
 
@@ -224,12 +246,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise KernelwatchError(
             f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
             "(a clone needs that many: `git clone` without --depth 1)")
+    settings_env: dict[str, str] = {}
     if args.quick:
         names = [args.workload] if args.workload else list(workloads.WORKLOADS)
         selections = [sel for w in names for sel in quick_selections(w)]
     else:
-        chosen = {name: getattr(args, name) for name in PARAM_FLAGS}
-        selections = [(args.workload or "rope", chosen, args.metric, None)]
+        workload = args.workload or "rope"
+        chosen, settings_env = parse_params(
+            workload, args.param or (), {name: getattr(args, name) for name in PARAM_ALIASES})
+        selections = [(workload, chosen, args.metric, args.track)]
     if existing:
         # asv saves a (commit, environment) result file only when all its benchmarks have run,
         # and an existing environment is one commit: a run cut short (a GPU lease, a time
@@ -237,7 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # merges each call into the same file.
         chunks = [[selection_regex(w, chosen, [family], tracks)]
                   for w, chosen, families, tracks in selections
-                  for family in defined_families(repo, w, families or list(METRICS))]
+                  for family in families or list(workloads.get(w).BENCHMARKS)]
         chunks.append([ENVIRONMENT_REGEX])
     else:
         chunks = [[selection_regex(*sel) for sel in selections] + [ENVIRONMENT_REGEX]]
@@ -282,7 +307,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                   "kept, not measured again (--rerun measures them again)", flush=True)
         print("+", shlex.join(full), flush=True)
         seen: set[str] = set()
-        rc = _run_streaming(full, repo, seen)
+        rc = _run_streaming(full, repo, seen, settings_env)
         causes |= seen & FAILURE_FIXES.keys()
         if rc in (0, 1) and "none-selected" in seen:  # asv exits 1 on it in some modes
             if not call.kept:
@@ -320,11 +345,14 @@ FAILURE_FIXES = {
 }
 
 
-def _run_streaming(cmd: list[str], cwd: Path, seen: set[str]) -> int:
+def _run_streaming(cmd: list[str], cwd: Path, seen: set[str],
+                   extra_env: dict[str, str] | None = None) -> int:
     """Run asv, passing its output through line by line, and note in `seen` what its output
-    reports (ASV_OUTPUT_PATTERNS), so the summary can name the fix."""
+    reports (ASV_OUTPUT_PATTERNS), so the summary can name the fix. `extra_env` reaches the
+    benchmark processes (a workload's SETTINGS)."""
+    env = {**os.environ, **extra_env} if extra_env else None
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", bufsize=1)
+                            text=True, errors="replace", bufsize=1, env=env)
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
@@ -427,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON")
     e.set_defaults(func=cmd_env)
 
-    ls = sub.add_parser("list", help="list workloads, shapes, forms, dtypes, variants, metrics")
+    ls = sub.add_parser("list", help="list workloads: their parameters, metrics, quick case")
     ls.add_argument("workload", nargs="?", help="one workload (default: all)")
     ls.set_defaults(func=cmd_list)
 
@@ -447,9 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="benchmark with this interpreter's torch (asv -E existing:PYTHON), HEAD "
                    "only; one asv call per metric family, each saved when it ends")
     r.add_argument("--workload", help="workload (default: rope; with --quick, every workload)")
-    for flag in (*PARAM_FLAGS, "metric"):
+    r.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="only this value of the workload's parameter NAME (repeatable; "
+                   "default all values). `kernelwatch list WORKLOAD` shows the names, e.g. "
+                   "--param variant=eager --param size=gpt2")
+    for flag in PARAM_ALIASES:
         r.add_argument(f"--{flag}", action="append", metavar=flag.upper(),
-                       help=f"only this {flag} (repeatable; default all)")
+                       help=f"same as --param {flag}={flag.upper()}")
+    r.add_argument("--metric", action="append", metavar="FAMILY",
+                   help="only this metric family, e.g. time, accuracy (repeatable; default "
+                   "all; `kernelwatch list` shows each workload's)")
+    r.add_argument("--track", action="append", metavar="NAME",
+                   help="only the track_ methods of this name, e.g. decode_time (repeatable)")
     r.add_argument("--torch", action="append", metavar="VERSION",
                    help="only this torch version of asv.conf.json's matrix (repeatable; an "
                    "exact version, pip flags allowed as in the matrix)")

@@ -1,2 +1,37 @@
 """Reads asv results and writes kernelwatch's views: speedup vs eager, GB/s and % of the
-measured copy bandwidth, and change vs the previous commit. Knows asv's files, not torch."""
+measured copy bandwidth, and change vs the previous commit. Knows asv's files, not torch.
+
+A workload with a summary table of its own adds `report/<workload>.py` and nothing else: it
+is found by its name and declares
+- `PREFIX`: the benchmark prefix it summarises ("gptq."), which the generic speedup table
+  then leaves to it;
+- `tables(env_rows, fmt_seconds)`: a list of `Table`s for one environment's newest commit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from types import ModuleType
+
+# Modules here that are the report's own machinery, not a workload's view.
+_MACHINERY = {"results", "site"}
+
+
+@dataclass
+class Table:
+    """One summary table: a title, headers, rows of text cells, and a CSS class per row
+    ("worse" marks a row the reader must not miss)."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    row_classes: list[str] = field(default_factory=list)
+
+
+def views() -> list[ModuleType]:
+    """Every workload's own view module (report/<workload>.py), sorted by name."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__)
+                   if m.name not in _MACHINERY and not m.name.startswith("_"))
+    return [importlib.import_module(f"{__name__}.{n}") for n in names]

@@ -10,6 +10,7 @@ import math
 import statistics
 from collections import defaultdict
 
+from kernelwatch.report import Table
 from kernelwatch.report.results import Row
 
 PREFIX = "gptq."
@@ -154,3 +155,11 @@ def cells(row: dict, fmt_seconds) -> list[str]:
         na(row["output error"], lambda v: f"{v:.4g}"),
         na(row["worse than eager"], lambda v: "WORSE" if v else "no"),
     ]
+
+
+def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
+    """The summary of each (model, scheme) measured in this environment's newest commit."""
+    return [Table(f"GPTQ {model}, {scheme}: per layer type and per decoder layer", HEADERS,
+                  [cells(r, fmt_seconds) for r in rows],
+                  ["worse" if r["worse than eager"] else "" for r in rows])
+            for (model, scheme), rows in sorted(summary(env_rows).items())]

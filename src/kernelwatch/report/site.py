@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch.report import gptq as gptq_view
+from kernelwatch.report import views
 from kernelwatch.report.results import Row, load
 
 # Same threshold as asv.conf.json's regressions_thresholds.
@@ -59,9 +59,10 @@ def copy_bandwidth(env_rows: list[Row]) -> float | None:
 
 def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[dict]:
     """One dict per timed case: median time, speedup vs eager of the same case, GB/s, %."""
-    # GPTQ has its own, write-up shaped summary (report/gptq.py).
+    # A workload with a summary of its own (report/<workload>.py) is left to it.
+    own = tuple(v.PREFIX for v in views())
     timed = [r for r in env_rows if r.benchmark.endswith(TIME_SUFFIX) and "variant" in r.params
-             and r.median is not None and not r.benchmark.startswith(gptq_view.PREFIX)]
+             and r.median is not None and not r.benchmark.startswith(own)]
     eager: dict[tuple, float] = {}
     for r in timed:
         if r.params["variant"] == "eager" and r.median:
@@ -145,10 +146,10 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
         ]
         if len(table) > 1:
             lines.extend(_aligned(table))
-        for (model, scheme), summary in sorted(gptq_view.summary(env_rows).items()):
-            lines.append(f"-- GPTQ {model}, {scheme}")
-            lines.extend(_aligned([gptq_view.HEADERS]
-                                  + [gptq_view.cells(r, _fmt_seconds) for r in summary]))
+        for view in views():
+            for table in view.tables(env_rows, _fmt_seconds):
+                lines.append(f"-- {table.title}")
+                lines.extend(_aligned([table.headers] + table.rows))
         lines.append("")
     return "\n".join(lines) if lines else "no results yet"
 
@@ -191,12 +192,10 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
                 for d in speedup_rows(env_rows, bytes_moved)]
         if body:
             parts.append(_html_table(SPEEDUP_HEADERS, body))
-        for (model, scheme), summary in sorted(gptq_view.summary(env_rows).items()):
-            parts.append(f"<h4>GPTQ {html.escape(model)}, {html.escape(scheme)}: per layer "
-                         "type and per decoder layer</h4>")
-            parts.append(_html_table(
-                gptq_view.HEADERS, [gptq_view.cells(r, _fmt_seconds) for r in summary],
-                ["worse" if r["worse than eager"] else "" for r in summary]))
+        for view in views():
+            for table in view.tables(env_rows, _fmt_seconds):
+                parts.append(f"<h4>{html.escape(table.title)}</h4>")
+                parts.append(_html_table(table.headers, table.rows, table.row_classes))
     ch = changes(rows)
     parts.append(f"<h2>Change vs previous commit (threshold {CHANGE_THRESHOLD:.0%})</h2>")
     if ch:

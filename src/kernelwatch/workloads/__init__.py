@@ -1,27 +1,56 @@
 """The kernels kernelwatch measures, one module each (`workloads/<kernel>.py`).
 
-Each module keeps, in one place: named shapes from real models (`SHAPES`), the variants it
-offers (`VARIANTS`), its dtypes, input builders, the float64 reference, and `bytes_moved`.
+Adding a workload is two files: `workloads/<name>.py` and `benchmarks/<name>.py` (and
+`report/<name>.py` only if it has a summary table of its own). Nothing else names it: this
+package finds its modules by listing itself, and the CLI and the report read what each one
+declares.
+
+What a workload module declares:
+- `PARAMS`: {parameter name: valid values}, in the order of its asv `params`; the CLI
+  selects by these names (`--param NAME=VALUE`).
+- `BENCHMARKS`: {metric family: asv class name in benchmarks/<name>.py}, e.g.
+  {"time": "RopeTime"}; `--metric FAMILY` selects a class by family.
+- `QUICK`: the parameter values of `kernelwatch run --quick`; optionally `QUICK_METRICS`
+  (families, default time, accuracy and first-run), `QUICK_TRACKS` (track_ names) and
+  `QUICK_COMPILE_VARIANT` (one compiled variant whose cold compile the quick run records).
+- optionally `SETTINGS`: {name: environment variable} for choices that are not asv params
+  (a local checkpoint directory): `--param NAME=VALUE` sets the variable for the run.
+- optionally `bytes_for(params)`: the fewest bytes a case must move (GB/s in the report).
+Modules whose names start with `_` are helpers, not workloads.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from types import ModuleType
 
 from kernelwatch.errors import unknown_name
 
-# name -> module path. Import lazily: a workload may need libraries another does not.
-WORKLOADS = {
-    "rope": "kernelwatch.workloads.rope",
-    "gptq": "kernelwatch.workloads.gptq",
-}
+DEFAULT_QUICK_METRICS = ("time", "accuracy", "first-run")
+
+
+def _discover() -> dict[str, str]:
+    # Listing the package finds the modules without importing them: a workload may need
+    # libraries another does not, so each is imported only when it is used.
+    return {m.name: f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__)
+            if not m.name.startswith("_")}
+
+
+# name -> module path, sorted so listings are stable.
+WORKLOADS = dict(sorted(_discover().items()))
 
 
 def get(name: str) -> ModuleType:
     if name not in WORKLOADS:
         raise unknown_name("workload", name, WORKLOADS)
     return importlib.import_module(WORKLOADS[name])
+
+
+def quick_metrics(module: ModuleType) -> list[str]:
+    """The metric families of the quick run that this workload defines."""
+    wanted = getattr(module, "QUICK_METRICS", DEFAULT_QUICK_METRICS)
+    return [f for f in wanted if f in module.BENCHMARKS]
 
 
 def bytes_for_benchmark(benchmark: str, params: dict) -> int | None:

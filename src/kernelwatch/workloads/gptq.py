@@ -341,6 +341,10 @@ QUICK = {"shape": ["tiny/proj"], "scheme": ["w4-sym-g128"], "blocksize": ["16"],
          "variant": ["eager", "compile-block"]}
 QUICK_TRACKS = ("time", "first_run", "identical_codes", "output_error")
 QUICK_COMPILE_VARIANT = "compile-block"
+# Metric family -> asv class in benchmarks/gptq.py (`kernelwatch run --metric FAMILY`).
+BENCHMARKS = {"time": "GptqTime", "first-run": "GptqFirstRun", "compile": "GptqCompile",
+              "memory": "GptqMemory", "cuda-memory": "GptqCudaMemory",
+              "accuracy": "GptqAccuracy"}
 # A variant whose held-out output error exceeds eager's by more than this is flagged.
 QUALITY_TOLERANCE = 0.01
 CALIBRATION_SAMPLES = 512

@@ -55,6 +55,9 @@ PARAMS = {"shape": list(SHAPES), "form": list(FORMS), "dtype": list(DTYPES),
 QUICK = {"shape": ["tiny"], "form": ["rotate-half"], "dtype": ["float32"],
          "variant": ["eager", "compile", "compile-dynamic"]}
 QUICK_COMPILE_VARIANT = "compile"
+# Metric family -> asv class in benchmarks/rope.py (`kernelwatch run --metric FAMILY`).
+BENCHMARKS = {"time": "RopeTime", "compile": "RopeCompile", "memory": "RopeMemory",
+              "cuda-memory": "RopeCudaMemory", "accuracy": "RopeAccuracy"}
 
 # Relative L2 error against float64 that a correct RoPE stays under, per dtype: fp32 lands
 # near 1e-7; half types round each output once (2^-8 / 2^-11 relative) and eager rounds
