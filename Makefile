@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[asv,test,gptq]' '$(HOST_TORCH)' numpy
+	$(BIN)/python -m pip install -q -e '.[asv,test,gptq,gpt2]' '$(HOST_TORCH)' numpy
 	touch $@
 
 demo: setup

@@ -1,4 +1,4 @@
-# Sourced by scripts/device-*.sh: make a GPU machine with a preinstalled torch ready for
+# Sourced by scripts/device-run.sh: make a GPU machine with a preinstalled torch ready for
 # kernelwatch. Installs the wheels of `make gpu-wheels` (.whl/) into /tmp/site, sets the paths
 # for this shell and asv's benchmark processes, names the asv machine after the GPU, gives a
 # working tree without .git a commit for asv to file results under, and sets $out.

@@ -155,6 +155,8 @@ def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[st
             raise KernelwatchError(
                 f"workload {workload} has no {name} parameter; its parameters: "
                 f"{', '.join([*module.PARAMS, *settings])}")
+    if env and hasattr(module, "validate_settings"):
+        module.validate_settings(env, chosen)
     return chosen, env
 
 

@@ -379,3 +379,133 @@ def accuracy(output: object, reference: object) -> Accuracy:
         max_abs = math.inf if math.isnan(worst) else max(max_abs, worst)
     rel = math.sqrt(err_sq / ref_sq) if ref_sq > 0 else math.sqrt(err_sq)
     return Accuracy(rel_l2=rel, max_abs=max_abs)
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+@dataclass
+class TokenTimes:
+    """Seconds from the start of one generate call to the arrival of each new token."""
+
+    arrivals: list[float]
+
+    @property
+    def ttft(self) -> float:
+        """Time to first token: the prompt's prefill plus the first sampling step."""
+        return self.arrivals[0]
+
+    @property
+    def total(self) -> float:
+        return self.arrivals[-1]
+
+    @property
+    def decode_intervals(self) -> list[float]:
+        """Seconds per new token after the first: the decode steps."""
+        return [b - a for a, b in zip(self.arrivals, self.arrivals[1:], strict=False)]
+
+
+class TokenClock:
+    """Handed to a generation loop, which calls `tick()` as each new token is ready on the
+    host (after the device produced it: a streamer's `.cpu()` has synchronised)."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self.arrivals: list[float] = []
+
+    def tick(self) -> None:
+        self.arrivals.append(time.perf_counter() - self._start)
+
+
+def time_generations(generate: Callable[[Callable[[], None]], object], *,
+                     min_repeats: int = 2, max_repeats: int = 5,
+                     budget_seconds: float = 30.0) -> list[TokenTimes]:
+    """Time whole generations: `generate(on_token)` runs one and calls `on_token()` per new
+    token. Repeats at least `min_repeats` times, and more (up to `max_repeats`) while the
+    time spent stays under `budget_seconds`, so a 1.5B model on one core still finishes and
+    a small one gets a spread. Warm the generator up before calling this."""
+    runs: list[TokenTimes] = []
+    spent = 0.0
+    while len(runs) < min_repeats or (len(runs) < max_repeats and spent < budget_seconds):
+        clock = TokenClock()
+        generate(clock.tick)
+        if not clock.arrivals:
+            raise ValueError("the generation reported no tokens")
+        runs.append(TokenTimes(clock.arrivals))
+        spent += clock.arrivals[-1]
+    return runs
+
+
+@dataclass
+class ProcessUsage:
+    """RSS bytes and CPU use (percent of one core, psutil's convention: 200 = two cores
+    busy) of this process, sampled while something ran."""
+
+    rss: list[int]
+    cpu_percent: list[float]
+
+    @staticmethod
+    def _p90(values: Sequence[float]) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
+
+    @property
+    def peak_rss(self) -> int:
+        return max(self.rss)
+
+    @property
+    def p90_rss(self) -> float:
+        return self._p90(self.rss)
+
+    @property
+    def peak_cpu(self) -> float:
+        return max(self.cpu_percent)
+
+    @property
+    def p90_cpu(self) -> float:
+        return self._p90(self.cpu_percent)
+
+
+def sample_process(run: Callable[[], object], interval: float = 0.1) -> ProcessUsage:
+    """Sample this process's RSS and CPU use every `interval` seconds while `run()` executes
+    (psutil, from a thread; 0.1 s because CPU times tick at 10 ms). A last sample is taken
+    when it returns, so even a short run has one."""
+    import threading
+
+    import psutil
+
+    proc = psutil.Process()
+    proc.cpu_percent(None)  # the first call only starts psutil's interval
+    rss: list[int] = []
+    cpu: list[float] = []
+    done = threading.Event()
+
+    def sampler() -> None:
+        while not done.wait(interval):
+            rss.append(proc.memory_info().rss)
+            cpu.append(proc.cpu_percent(None))
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    try:
+        run()
+    finally:
+        done.set()
+        thread.join()
+    rss.append(proc.memory_info().rss)
+    cpu.append(proc.cpu_percent(None))
+    return ProcessUsage(rss, cpu)
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc's malloc_trim), so
+    RSS sampled afterwards shows what is live, not what building a variant once needed
+    (an fp32 model converted and quantized leaves its freed fp32 pages mapped otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
