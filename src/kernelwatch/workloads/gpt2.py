@@ -179,7 +179,10 @@ def load_model(size: str, dtype: torch.dtype, device: torch.device):
     from transformers import GPT2LMHeadModel
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never a download
-    model = GPT2LMHeadModel.from_pretrained(model_dir(size), dtype=dtype)
+    # On a GPU the weights go straight to it (converted there): GPT-2 XL's 6 GB through
+    # host memory took most of a benchmark process's time.
+    placement = {"device_map": str(device)} if device.type == "cuda" else {}
+    model = GPT2LMHeadModel.from_pretrained(model_dir(size), dtype=dtype, **placement)
     return model.to(device).eval()
 
 
@@ -205,7 +208,9 @@ def conv1d_to_linear(model: nn.Module) -> int:
                 linear = nn.Linear(n_in, n_out, device="meta")
                 linear.weight = nn.Parameter(child.weight.detach().t().contiguous(),
                                              requires_grad=False)
-                linear.bias = nn.Parameter(child.bias.detach(), requires_grad=False)
+                # A copy, not a view of the checkpoint's mapped file: a quantized layer keeps
+                # its bias, and one live view keeps every page of the file resident.
+                linear.bias = nn.Parameter(child.bias.detach().clone(), requires_grad=False)
                 setattr(parent, name, linear)
                 count += 1
     return count
@@ -252,6 +257,20 @@ class DecoderWithCache(nn.Module):
 
 
 # ----------------------------------------------------------------------------- variants
+
+
+def _own_weights(model: nn.Module) -> None:
+    """Copy the weights a quantization left in float (LayerNorms, an unquantized embedding)
+    out of the checkpoint file. `from_pretrained` maps the safetensors file, and while any
+    one of its tensors lives, every page of the file read during quantization stays
+    resident: GPT-2 small's int8 process showed the whole fp32 file in its RSS."""
+    for module in model.modules():
+        for name, p in module._parameters.items():
+            if p is not None and type(p) is nn.Parameter:
+                module._parameters[name] = nn.Parameter(p.detach().clone(), requires_grad=False)
+        for name, b in module._buffers.items():
+            if b is not None and type(b) is torch.Tensor:
+                module._buffers[name] = b.clone()
 
 
 def _quantized_count(model: nn.Module) -> int:
@@ -502,8 +521,10 @@ def build_generator(size: str, variant: str, device: torch.device, threads: int)
     kwargs: dict = {}
     if variant in ("int8-dynamic", "int8-dynamic-as-seed"):
         _torch_ao_dynamic(model, convert=variant == "int8-dynamic")
+        _own_weights(model)
     elif variant.startswith("torchao-"):
         _torchao(model, variant)
+        _own_weights(model)
     elif variant == "compile":
         from transformers import CompileConfig
 
