@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from kernelwatch.report import results as results_mod
-from kernelwatch.workloads import rope
+from kernelwatch.workloads import gpt2, rope
 
 from .conftest import git, kernelwatch_exe
 
@@ -106,6 +106,40 @@ def test_gptq_quick_run_through_asv_and_its_summary(clone, isolated_home):
     assert r.returncode == 0
     page = (clone / "html" / "kernelwatch" / "index.html").read_text()
     assert "GPTQ tiny, w4-sym-g128: per layer type and per decoder layer" in page
+
+
+def test_gpt2_every_variant_through_asv_and_its_table(clone, isolated_home):
+    """GPT-2 small through real asv in a matrix environment (torch 2.13.0, its pinned
+    transformers / onnxruntime / torchao), every variant, 16 new tokens: the decode step,
+    the model on disk and token agreement with fp32; then the write-up shaped table."""
+    r = run([kernelwatch_exe(), "run", "--workload", "gpt2", "--param", "size=gpt2",
+             "--param", "prompt_tokens=10", "--param", "new_tokens=16", "--param", "threads=1",
+             "--metric", "time", "--metric", "size", "--metric", "accuracy",
+             "--track", "decode_time", "--track", "size_on_disk", "--track", "token_match",
+             "--torch", "2.13.0", "HEAD^!"], clone)
+    assert r.returncode == 0
+    head = git("rev-parse", "HEAD", cwd=clone)
+    case = {"size": "gpt2", "prompt_tokens": "10", "new_tokens": "16", "threads": "1"}
+    rows = {(r.benchmark.rsplit(".", 1)[1], r.params["variant"]): r
+            for r in results_mod.load(clone / "results") if r.commit == head
+            and r.benchmark.startswith("gpt2.") and case.items() <= r.params.items()}
+    cpu_variants = [v for v in gpt2.VARIANTS if v != "bf16"]
+    for variant in cpu_variants:
+        assert rows[("track_decode_time", variant)].median > 0, variant
+        assert rows[("track_size_on_disk", variant)].value > 0, variant
+    bf16 = rows[("track_decode_time", "bf16")]
+    assert bf16.value is None and not bf16.failed  # skipped with its reason, not failed
+    size = {v: rows[("track_size_on_disk", v)].value for v in cpu_variants}
+    assert size["int8-dynamic"] / size["fp32"] <= 0.34
+    assert size["onnx-int8"] / size["fp32"] <= 0.34
+    assert size["int8-dynamic-as-seed"] > size["fp32"]  # the write-up's "barely shrinks"
+    for variant in ("fp32", "onnx-fp32", "compile"):
+        assert rows[("track_token_match", variant)].value == 1.0, variant
+
+    r = run([kernelwatch_exe(), "report"], clone)
+    assert r.returncode == 0
+    assert "-- GPT-2 gpt2: prompt 10 tokens, 16 new tokens, 1 thread" in r.stdout
+    assert "tok/s (IQR)" in r.stdout and "int8-dynamic-as-seed" in r.stdout
 
 
 def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):

@@ -85,7 +85,9 @@ def test_run_stops_at_a_corrupt_result_file_of_a_commit_it_would_measure(tmp_pat
     env = cli.environment_names(repo / "asv.conf.json", None)[0]
     (repo / "results" / "box").mkdir(parents=True)
     (repo / "results" / "benchmarks.json").write_text(json.dumps({"version": 2}))
-    bad = repo / "results" / "box" / f"{head[:8]}-{env}.json"
+    from asv.results import get_filename
+
+    bad = repo / "results" / get_filename("box", head, env)  # asv hashes a long env name
     bad.write_text('{"version": 2, "results": {')
     r = kw("run", "--machine", "box", "--dry-run", "HEAD^!", cwd=repo)
     assert r.returncode == 2, r.stdout
@@ -108,3 +110,73 @@ def test_selection_follows_each_workloads_parameters():
     r = kw("run", "--workload", "gptq", "--blocksize", "7", "--dry-run")
     assert r.returncode == 2
     assert "unknown blocksize '7' for gptq; valid blocksizes: 16, 32, 64, 128" in r.stderr
+
+
+TOY_WORKLOAD = '''"""A throwaway workload: proof that adding one is two files."""
+PARAMS = {"size": ["one", "two"], "variant": ["eager", "compile"]}
+BENCHMARKS = {"time": "ToyTime", "accuracy": "ToyAccuracy"}
+QUICK = {"size": ["one"], "variant": ["eager"]}
+'''
+TOY_BENCHMARKS = '''from kernelwatch.workloads import toy
+
+
+class ToyTime:
+    params = list(toy.PARAMS.values())
+    param_names = list(toy.PARAMS)
+    version = "1"
+
+    def track_time(self, size, variant):
+        return 1.0
+'''
+
+
+def test_a_new_workload_is_two_files_and_the_cli_selects_it(tmp_path, isolated_home):
+    """A workload module and a benchmark file in a clone, nothing else edited: `list` shows
+    its parameters and `run --dry-run` selects it, by --param and in --quick."""
+    import os
+    import sys
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    (repo / "src" / "kernelwatch" / "workloads" / "toy.py").write_text(TOY_WORKLOAD)
+    (repo / "benchmarks" / "toy.py").write_text(TOY_BENCHMARKS)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
+                            text=True, check=True).stdout.split("\n")
+    assert sorted(filter(None, status)) == ["?? benchmarks/toy.py",
+                                            "?? src/kernelwatch/workloads/toy.py"]
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+
+    def clone_kw(*args):
+        return subprocess.run([sys.executable, "-m", "kernelwatch.cli", *args], cwd=repo,
+                              env=env, capture_output=True, text=True)
+
+    r = clone_kw("list", "toy")
+    assert r.returncode == 0, r.stderr
+    assert "size:" in r.stdout and "one, two" in r.stdout and "time (ToyTime)" in r.stdout
+    r = clone_kw("run", "--workload", "toy", "--param", "size=two", "--metric", "time",
+                 "--dry-run")
+    assert r.returncode == 0, r.stderr
+    argv = shlex.split(r.stdout.strip().splitlines()[-1])
+    regex = argv[argv.index("-b") + 1]
+    assert re.search(regex, "toy.ToyTime.track_time('two', 'eager')")
+    assert not re.search(regex, "toy.ToyTime.track_time('one', 'eager')")
+    r = clone_kw("run", "--quick", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "toy\\.(ToyTime|ToyAccuracy)" in r.stdout
+    r = clone_kw("run", "--workload", "toy", "--param", "size=three", "--dry-run")
+    assert r.returncode == 2 and "unknown size 'three' for toy; valid sizes: one, two" in r.stderr
+    # The repository's own listing does not know it: nothing leaked outside the clone.
+    assert "toy" not in kw("list").stdout
+
+
+def test_param_flag_and_gpt2_listing():
+    out = kw("list", "gpt2").stdout
+    for name in ("size:", "prompt_tokens:", "new_tokens:", "threads:", "variant:",
+                 "checkpoint:", "onnx-int8", "int8-dynamic-as-seed", "gpt2-xl"):
+        assert name in out, name
+    r = kw("run", "--workload", "gpt2", "--param", "size", "--dry-run")
+    assert r.returncode == 2 and "--param takes NAME=VALUE" in r.stderr
+    r = kw("run", "--workload", "gpt2", "--param", "shape=tiny", "--dry-run")
+    assert r.returncode == 2 and "workload gpt2 has no shape parameter" in r.stderr
+    r = kw("run", "--workload", "gpt2", "--metric", "compile", "--dry-run")
+    assert r.returncode == 2 and "unknown metric 'compile' for gpt2" in r.stderr

@@ -72,3 +72,39 @@ def test_warm_compile_is_cheaper_than_cold():
                                         prime, cpu)
     print(f"cold {cold:.2f} s, warm {warm:.2f} s")
     assert warm < cold / 2
+
+
+def test_time_generations_records_every_token_and_repeats_within_budget():
+    import time
+
+    def generate(on_token, n=5, step=0.002):
+        for _ in range(n):
+            time.sleep(step)
+            on_token()
+
+    runs = measure.time_generations(generate, min_repeats=2, max_repeats=4, budget_seconds=10)
+    assert len(runs) == 4  # well under the budget: the most repeats
+    for r in runs:
+        assert len(r.arrivals) == 5 and len(r.decode_intervals) == 4
+        assert r.ttft >= 0.002 and r.total >= 5 * 0.002
+        assert all(t >= 0.0015 for t in r.decode_intervals)
+    slow = measure.time_generations(functools.partial(generate, step=0.02), min_repeats=2,
+                                    max_repeats=9, budget_seconds=0.05)
+    assert len(slow) == 2  # over the budget after the minimum: stops there
+
+
+def test_sample_process_sees_rss_grow_and_a_busy_core():
+    def busy():
+        block = bytearray(200 << 20)  # 200 MiB, touched
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        end = __import__("time").perf_counter() + 0.5
+        while __import__("time").perf_counter() < end:
+            pass
+        return block
+
+    usage = measure.sample_process(busy, interval=0.05)
+    assert len(usage.rss) >= 5
+    assert usage.peak_rss - min(usage.rss) >= 150 << 20 or usage.peak_rss >= 200 << 20
+    assert usage.peak_cpu >= 50  # one core mostly busy (100 = a whole core)
+    assert usage.p90_rss <= usage.peak_rss and usage.p90_cpu <= usage.peak_cpu

@@ -38,15 +38,22 @@ def _env_label(row: Row) -> str:
 
 
 def latest_commit_rows(rows: list[Row]) -> dict[tuple, list[Row]]:
-    """Rows of the newest commit of each (machine, env)."""
-    by_env: dict[tuple, list[Row]] = defaultdict(list)
-    for r in rows:
-        by_env[(r.machine, r.env_name)].append(r)
-    out = {}
-    for key, env_rows in by_env.items():
-        newest = max(env_rows, key=lambda r: r.date).commit
-        out[key] = [r for r in env_rows if r.commit == newest]
-    return out
+    """The newest measurement of every series (benchmark and parameters) of each (machine,
+    env): a run that measured only some cases at a newer commit does not hide the others.
+    Rows a run did not measure (asv stores them as NaN) are not measurements."""
+    by_env: dict[tuple, dict[tuple, Row]] = defaultdict(dict)
+    for r in sorted(rows, key=lambda r: r.date):
+        if r.value is None and not r.failed:
+            continue
+        by_env[(r.machine, r.env_name)][(r.benchmark, tuple(sorted(r.params.items())))] = r
+    return {key: list(series.values()) for key, series in by_env.items()}
+
+
+def _commits(env_rows: list[Row]) -> str:
+    """The commits a view's rows come from, newest first."""
+    newest_first = sorted(env_rows, key=lambda r: -r.date)
+    commits = list(dict.fromkeys(r.commit[:8] for r in newest_first))
+    return ("commit " if len(commits) == 1 else "commits ") + ", ".join(commits)
 
 
 def copy_bandwidth(env_rows: list[Row]) -> float | None:
@@ -134,11 +141,12 @@ SPEEDUP_HEADERS = ["shape", "form", "dtype", "variant", "time (median)", "vs eag
 
 
 def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
-    """The speedup view as plain text, newest commit of each environment."""
+    """The speedup view as plain text: the newest measurement of each case, per
+    environment."""
     lines = []
     for (_machine, _env_name), env_rows in sorted(latest_commit_rows(rows).items()):
         peak = copy_bandwidth(env_rows)
-        lines.append(f"== {_env_label(env_rows[0])}  commit {env_rows[0].commit[:8]}"
+        lines.append(f"== {_env_label(env_rows[0])}  {_commits(env_rows)}"
                      + (f"  copy {peak / 1e9:.1f} GB/s" if peak else ""))
         table = [SPEEDUP_HEADERS] + [
             [_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
@@ -174,7 +182,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     rows = load(results_dir)
     parts = ["<h1>kernelwatch</h1>",
              '<p><a href="../index.html">asv history (all series, per commit)</a></p>',
-             "<h2>Speedup vs eager, newest commit of each environment</h2>",
+             "<h2>Speedup vs eager: the newest measurement of each case, per environment</h2>",
              "<p>Time is the median per call. GB/s is the fewest bytes the kernel must move "
              "over that time; % copy BW compares it with a device-to-device copy measured in "
              "the same environment. GPTQ: first run is the first quantization in a fresh "
@@ -186,8 +194,9 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
         r0 = env_rows[0]
         env_facts = ", ".join(f"{k}={v}" for k, v in sorted(r0.env.items())
                               if k in ("cpu", "gpu", "driver", "torch", "cuda", "num_cpu"))
-        parts.append(f"<h3>{html.escape(_env_label(r0))} &mdash; commit "
-                     f"<code>{r0.commit[:8]}</code></h3><p class=env>{html.escape(env_facts)}</p>")
+        parts.append(f"<h3>{html.escape(_env_label(r0))} &mdash; "
+                     f"<code>{_commits(env_rows)}</code></h3>"
+                     f"<p class=env>{html.escape(env_facts)}</p>")
         body = [[_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
                 for d in speedup_rows(env_rows, bytes_moved)]
         if body:
