@@ -70,6 +70,7 @@ def write_machine_info(name: str, existing: bool) -> dict:
     if existing:
         facts = environment.torch_facts()
         entry.update(torch=facts["torch"], cuda=facts["cuda"], threads=facts["threads"])
+        entry.update(environment.library_versions())
     path = Path(os.path.expanduser("~/.asv-machine.json"))
     try:
         data = json.loads(path.read_text()) if path.exists() else {}

@@ -82,12 +82,31 @@ def torch_facts() -> dict[str, str]:
         "threads": str(torch.get_num_threads()),
         "python": platform.python_version(),
     }
+    info.update(library_versions())
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info["cuda_device"] = props.name
         info["sm_count"] = str(props.multi_processor_count)
         info["capability"] = f"{props.major}.{props.minor}"
     return info
+
+
+# Libraries a workload's variants run on, recorded beside torch: an onnxruntime or torchao
+# upgrade can move a number as much as a torch one.
+LIBRARIES = ("transformers", "onnxruntime", "onnx", "torchao", "triton", "llmcompressor")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of LIBRARIES ("none" where absent), read without importing them."""
+    from importlib import metadata
+
+    out = {}
+    for dist in LIBRARIES:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "none"
+    return out
 
 
 def capture() -> dict[str, str]:
