@@ -2,6 +2,8 @@
 #   make demo   install, quick benchmark run over the last two commits x two torch
 #               versions, publish the site, print where to open it
 #   make test   install, lint, run the test suite (what .ci/run runs)
+# bash, for its `time` keyword: a minimal Debian has no /usr/bin/time.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

@@ -45,6 +45,15 @@ def test_dry_run_selects_the_requested_parameters(isolated_home):
     assert "(RopeTime)" in r.stdout and "(tiny)" in r.stdout and "(eager)" in r.stdout
 
 
+def test_options_may_follow_the_range_and_asv_args_follow_a_double_dash(isolated_home):
+    r = kw("run", "HEAD~1..HEAD", "--workload", "gptq", "--variant", "eager", "--dry-run",
+           "--", "--show-stderr", "--durations", "3")
+    assert r.returncode == 0, r.stderr
+    argv = shlex.split(r.stdout.strip().splitlines()[-1])
+    assert "HEAD~1..HEAD" in argv and argv[-3:] == ["--show-stderr", "--durations", "3"]
+    assert any(a.startswith("^gptq\\.") and "(eager)" in a for a in argv)
+
+
 def test_existing_refuses_a_commit_range():
     r = kw("run", "--existing", "HEAD~3..HEAD", "--dry-run")
     assert r.returncode == 2 and "cannot run a commit range" in r.stderr
@@ -180,3 +189,45 @@ def test_param_flag_and_gpt2_listing():
     assert r.returncode == 2 and "workload gpt2 has no shape parameter" in r.stderr
     r = kw("run", "--workload", "gpt2", "--metric", "compile", "--dry-run")
     assert r.returncode == 2 and "unknown metric 'compile' for gpt2" in r.stderr
+
+
+ASV_OUTPUT = """\
+· Creating environments
+· Discovering benchmarks
+·· Installing 9fe3bb1d <main> into virtualenv-py3.11-torch2.13.0
+· Running 3 total benchmarks (1 commits * 1 environments * 3 benchmarks)
+[ 0.00%] · For kernelwatch commit 9fe3bb1d <main>:
+[ 0.00%] ·· Benchmarking virtualenv-py3.11-torch2.13.0
+[33.33%] ··· ...nment.Environment.track_copy_seconds_per_gib             67.2ms
+[66.67%] ··· gptq.GptqFirstRun.track_first_run                      1/2 failed
+[66.67%] ··· ========= ==========
+              variant
+[66.67%] ···· For parameters: 'tiny/proj', 'w4-sym-g128', '128', 'compile-block'
+              W1130 torch/utils/_pytree.py:630] an Enum subclass ... will be an error in a future
+              asv: benchmark timed out (timeout 8.0s)
+[100.00%] ··· rope.RopeTime.track_time                                  ok
+"""
+
+
+def test_progress_keeps_asv_output_in_the_log_and_shows_steps_and_failures(tmp_path):
+    """Without -v, a run shows asv's steps, a line per tenth of the way (not a terminal) and
+    its failures with their parameters; benchmark stderr noise stays in the log."""
+    import io
+
+    from kernelwatch.progress import AsvProgress
+
+    log_file = tmp_path / "run.log"
+    out = io.StringIO()
+    with log_file.open("w") as log:
+        progress = AsvProgress(log, "asv", out)
+        for line in ASV_OUTPUT.splitlines(keepends=True):
+            progress.feed(line)
+        progress.close()
+    shown = out.getvalue()
+    print(shown)
+    assert log_file.read_text() == ASV_OUTPUT
+    assert "asv: Installing 9fe3bb1d" in shown and "asv: Running 3 total" in shown
+    assert "1/2 failed" in shown and "timed out (timeout 8.0s)" in shown
+    assert "For parameters: 'tiny/proj', 'w4-sym-g128', '128', 'compile-block'" in shown
+    assert "_pytree" not in shown and "=====" not in shown
+    assert "asv: 100% (3 of 3 benchmarks" in shown and "asv: done, 3 of 3 benchmarks" in shown

@@ -6,6 +6,7 @@ working on the repository as-is.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -14,11 +15,13 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from kernelwatch import environment, recorded, workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
+from kernelwatch.progress import AsvProgress, log_path
 
 # Flags kept from before `--param`: each is `--param NAME=VALUE` for the parameter it names.
 PARAM_ALIASES = ("shape", "form", "dtype", "scheme", "blocksize", "variant")
@@ -164,8 +167,9 @@ def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[st
 DERIVED_CONFIG = ".asv-kernelwatch.conf.json"
 
 
-def derived_config(repo: Path, *, existing: bool, torch_versions: list[str] | None,
-                   env_dir: str | None) -> Path | None:
+def derived_config(repo: Path, *, existing: bool = False,
+                   torch_versions: list[str] | None = None, env_dir: str | None = None,
+                   branch: str | None = None) -> Path | None:
     """asv.conf.json with kernelwatch's overrides, or None when there are none.
 
     - existing: an empty matrix. asv would otherwise file an `existing` environment's
@@ -174,8 +178,10 @@ def derived_config(repo: Path, *, existing: bool, torch_versions: list[str] | No
     - torch_versions: only these torch versions of the matrix (exact versions).
     - env_dir: where asv keeps its virtualenvs (a container keeps them apart from the host's,
       whose interpreters it cannot run).
+    - branch: the branch asv follows (`run` with no range, `publish`'s graphs), where the
+      configured one does not exist in this clone (see history_branch).
     """
-    if not (existing or torch_versions or env_dir):
+    if not (existing or torch_versions or env_dir or branch):
         return None
     from asv import util as asv_util
 
@@ -186,9 +192,44 @@ def derived_config(repo: Path, *, existing: bool, torch_versions: list[str] | No
         conf.setdefault("matrix", {}).setdefault("req", {})["torch"] = list(torch_versions)
     if env_dir:
         conf["env_dir"] = env_dir
+    if branch:
+        conf["branches"] = [branch]
     path = repo / DERIVED_CONFIG
     path.write_text(json.dumps(conf, indent=4))
     return path
+
+
+def history_branch(repo: Path, asked: str | None) -> str | None:
+    """The branch to give asv in place of asv.conf.json's, or None to keep the config's.
+
+    asv follows the configured branches (this repository's: main) and stops with "Unknown
+    branch main in configuration" in a clone whose branch has another name. The user's
+    --branch wins; otherwise, when a configured branch is missing, the checked-out one."""
+    def exists(name: str) -> bool:
+        return subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+                              cwd=repo, capture_output=True).returncode == 0
+
+    if asked:
+        if not exists(asked):
+            raise KernelwatchError(f"--branch {asked}: no such branch in this repository; "
+                                   "`git branch` lists them")
+        return asked
+    from asv import util as asv_util
+
+    configured = asv_util.load_json(str(repo / "asv.conf.json"),
+                                    js_comments=True).get("branches", ["master"])
+    if all(exists(b) for b in configured):
+        return None
+    current = subprocess.run(["git", "symbolic-ref", "--short", "-q", "HEAD"], cwd=repo,
+                             capture_output=True, text=True).stdout.strip()
+    if not current:
+        raise KernelwatchError(
+            f"asv.conf.json follows branch {', '.join(configured)}, which this clone lacks, "
+            "and HEAD is detached: check out a branch, or name one with --branch")
+    print(f"kernelwatch: asv.conf.json follows {', '.join(configured)}, which this clone "
+          f"lacks; following the checked-out branch {current} (--branch to choose)",
+          flush=True)
+    return current
 
 
 def commits_in(repo: Path, rev_range: str) -> list[str]:
@@ -236,7 +277,40 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_LOCK = ".kernelwatch-run.lock"
+
+
+@contextlib.contextmanager
+def results_lock(repo: Path) -> Iterator[None]:
+    """One `kernelwatch run` at a time per checkout. asv writes a (commit, environment)
+    result file whole at the end of its run, so two runs sharing one would each write what
+    they measured and the last writer would drop the other's results; the derived config is
+    shared too. A second run waits here, saying so."""
+    import filelock
+
+    lock = filelock.FileLock(str(repo / RUN_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        print(f"kernelwatch: another kernelwatch run is using this checkout ({repo}); waiting "
+              "for it to finish (Ctrl-C to stop)", flush=True)
+        try:
+            lock.acquire()
+        except KeyboardInterrupt:
+            raise KernelwatchError("interrupted while waiting for the other run; "
+                                   "nothing was run") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    with results_lock(find_repo_root()):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     repo = find_repo_root()
     asv = asv_executable()
     existing = args.existing
@@ -272,7 +346,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = machine_name(args.machine)
     write_machine_info(name, existing)
     config = derived_config(repo, existing=existing, torch_versions=args.torch,
-                            env_dir=os.environ.get("KERNELWATCH_ENV_DIR"))
+                            env_dir=os.environ.get("KERNELWATCH_ENV_DIR"),
+                            branch=history_branch(repo, args.branch))
     base = [asv]
     if config:
         base += ["--config", str(config)]
@@ -286,6 +361,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     envs = environment_names(config or repo / "asv.conf.json", python)
     calls = (recorded.plan(repo / "results", name, commits, envs, chunks) if not args.rerun
              else [recorded.Call(commits, envs, chunk) for chunk in chunks])
+    with contextlib.ExitStack() as stack:
+        log = None
+        if not (args.verbose or args.dry_run):
+            path = log_path(repo)
+            # Line-buffered, so `tail -f` follows it.
+            log = stack.enter_context(path.open("a", encoding="utf-8", buffering=1))
+            print(f"kernelwatch: asv's full output goes to {path} (-v shows it here)",
+                  flush=True)
+        failed, causes = _run_calls(args, repo, base, rev, commits, envs, calls, existing,
+                                    settings_env, log)
+        if log is not None:
+            print(f"kernelwatch: asv's full output is in {path}", flush=True)
+    if failed:
+        print("kernelwatch: some benchmarks failed or timed out (see the messages above); "
+              "those parameters are recorded as failed, every other result is saved",
+              file=sys.stderr)
+        for cause in causes:
+            print(f"kernelwatch: {FAILURE_FIXES[cause]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_calls(args: argparse.Namespace, repo: Path, base: list[str], rev: str,
+               commits: list[str], envs: list[str], calls: list[recorded.Call],
+               existing: bool, settings_env: dict[str, str], log: TextIO | None
+               ) -> tuple[bool, set[str]]:
+    """One asv run per planned call; (whether some benchmark failed, the causes seen)."""
     failed = False
     causes: set[str] = set()
     for i, call in enumerate(calls, 1):
@@ -309,9 +411,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"kernelwatch: {call.kept} selected results already recorded{where} are "
                   "kept, not measured again (--rerun measures them again)", flush=True)
         print("+", shlex.join(full), flush=True)
-        seen: set[str] = set()
-        rc = _run_streaming(full, repo, seen, settings_env)
-        causes |= seen & FAILURE_FIXES.keys()
+        seen: dict[str, str] = {}
+        progress = None
+        if log is not None:
+            progress = AsvProgress(log, f"part {i}/{len(calls)}" if len(calls) > 1 else "asv")
+        rc = _run_streaming(full, repo, seen, settings_env, progress)
+        causes |= seen.keys() & FAILURE_FIXES.keys()
+        if rc != 0 and "env-failed" in seen:
+            raise KernelwatchError(environment_failure(seen, repo, log))
         if rc in (0, 1) and "none-selected" in seen:  # asv exits 1 on it in some modes
             if not call.kept:
                 raise KernelwatchError("the selection matches no benchmark; "
@@ -321,16 +428,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
             failed = True
         elif rc != 0:
-            raise KernelwatchError(f"asv run exited with status {rc}; results of environments "
-                                   "(and parts) that finished are saved in results/")
-    if failed:
-        print("kernelwatch: some benchmarks failed or timed out (see the messages above); "
-              "those parameters are recorded as failed, every other result is saved",
-              file=sys.stderr)
-        for cause in causes:
-            print(f"kernelwatch: {FAILURE_FIXES[cause]}", file=sys.stderr)
-        return 1
-    return 0
+            where = f" (its output: {log.name})" if log is not None else ""
+            raise KernelwatchError(f"asv run exited with status {rc}{where}; results of "
+                                   "environments (and parts) that finished are saved in "
+                                   "results/")
+    return failed, causes
 
 
 # What asv's output reports: benchmark failures (each with its fix in FAILURE_FIXES), and a
@@ -339,6 +441,14 @@ ASV_OUTPUT_PATTERNS = {
     "timeout": re.compile(r"timed out \(timeout ([\d.]+)s\)"),
     "oom": re.compile(r"OutOfMemoryError|CUDA out of memory|can't allocate memory|\bMemoryError\b"),
     "none-selected": re.compile(r"No benchmarks selected"),
+    # asv could not build an environment: pip failed on one requirement of the matrix
+    # (`--torch 9.9.9`). asv prints the pip command, pip's own ERROR lines, and, where the
+    # index answered, the versions it has.
+    "env-failed": re.compile(r"Failure creating environment for (\S+)"),
+    "pip-failed": re.compile(r"pip install -v --upgrade (\S+?)'? (?:returned non-zero|"
+                             r"\(exit status)"),
+    "pip-error": re.compile(r"^\s*ERROR: (.+)"),
+    "pip-versions": re.compile(r"\(from versions: ([^)]*)\)"),
 }
 FAILURE_FIXES = {
     "timeout": "over the benchmark time budget (compile included): raise "
@@ -348,24 +458,64 @@ FAILURE_FIXES = {
 }
 
 
-def _run_streaming(cmd: list[str], cwd: Path, seen: set[str],
-                   extra_env: dict[str, str] | None = None) -> int:
-    """Run asv, passing its output through line by line, and note in `seen` what its output
-    reports (ASV_OUTPUT_PATTERNS), so the summary can name the fix. `extra_env` reaches the
-    benchmark processes (a workload's SETTINGS)."""
+def environment_failure(seen: dict[str, str], repo: Path, log: TextIO | None) -> str:
+    """One message for an environment asv could not build, naming the requirement pip
+    failed on and the matrix's versions of it (`--torch 9.9.9`)."""
+    from asv import util as asv_util
+
+    def group(key: str) -> str | None:
+        m = ASV_OUTPUT_PATTERNS[key].search(seen[key]) if key in seen else None
+        return m.group(1).strip() if m else None
+
+    requirement = group("pip-failed")
+    if requirement is None:
+        what = f"asv could not create the environment {group('env-failed')}"
+    else:
+        what = f"pip cannot install {requirement}"
+        if group("pip-error"):
+            what += f" (pip: {group('pip-error')})"
+        if group("pip-versions"):
+            what += f"; the versions pip finds: {group('pip-versions')}"
+    name = re.split(r"[=<>!~ ]", requirement or "torch", maxsplit=1)[0]
+    matrix = asv_util.load_json(str(repo / "asv.conf.json"), js_comments=True).get(
+        "matrix", {}).get("req", {})
+    pinned = ", ".join(v for v in matrix.get(name, []) if v) or "no version"
+    where = f" asv's whole output: {log.name}." if log is not None else ""
+    return (f"{what}. asv.conf.json's matrix has {name} {pinned}: choose one of those (e.g. "
+            f"--torch {pinned.split(', ')[0]}), or add the version to the matrix (README: "
+            f"Adding torch versions).{where}")
+
+
+def _run_streaming(cmd: list[str], cwd: Path, seen: dict[str, str],
+                   extra_env: dict[str, str] | None = None,
+                   progress: AsvProgress | None = None) -> int:
+    """Run asv and note in `seen` what its output reports (ASV_OUTPUT_PATTERNS), so the
+    summary can name the fix. Its output goes to `progress` (a bar and the failures, the
+    whole in a log file), or line by line to stdout when there is none (-v). `extra_env`
+    reaches the benchmark processes (a workload's SETTINGS)."""
     env = {**os.environ, **extra_env} if extra_env else None
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", bufsize=1, env=env)
     assert proc.stdout is not None
+    rc = None
     try:
         for line in proc.stdout:
-            print(line, end="", flush=True)
-            seen.update(k for k, pattern in ASV_OUTPUT_PATTERNS.items() if pattern.search(line))
-        return proc.wait()
+            if progress is None:
+                print(line, end="", flush=True)
+            else:
+                progress.feed(line)
+            for key, pattern in ASV_OUTPUT_PATTERNS.items():
+                if key not in seen and pattern.search(line):
+                    seen[key] = line
+        rc = proc.wait()
+        return rc
     except KeyboardInterrupt:
         proc.wait()  # asv got the same Ctrl-C; it keeps what it saved
         raise KernelwatchError("interrupted; result files already written under results/ "
                                "are kept") from None
+    finally:
+        if progress is not None:
+            progress.close(finished=rc in (0, 2))  # 2: asv ran all, some benchmarks failed
 
 
 def git_output(repo: Path, *args: str) -> str:
@@ -402,7 +552,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from kernelwatch.report import results as results_mod
 
     results_mod.load(results)  # a corrupt file stops here, before asv wipes html/
-    run_checked([asv_executable(), "publish"], repo)
+    config = derived_config(repo, branch=history_branch(repo, args.branch))
+    run_checked([asv_executable(), *(["--config", str(config)] if config else []), "publish"],
+                repo)
     page = site.write(results, repo / "html", workloads.bytes_for_benchmark)
     print(f"\nPublished. Open {repo / 'html' / 'index.html'} (asv's history)")
     print(f"and {page} (kernelwatch speedups and regressions).")
@@ -466,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run the benchmarks with asv",
         description="Run benchmarks with `asv run` over a commit range and the torch matrix of "
         "asv.conf.json (one virtualenv per torch version), or in this interpreter "
-        "(--existing, e.g. a GPU machine's preinstalled torch). Results go to results/.",
+        "(--existing, e.g. a GPU machine's preinstalled torch). Results go to results/. "
+        "Arguments after `--` go to `asv run` unchanged.",
     )
     r.add_argument("range", nargs="?",
                    help="git range (default HEAD~2..HEAD, the last two commits)")
@@ -494,16 +647,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this torch version of asv.conf.json's matrix (repeatable; an "
                    "exact version, pip flags allowed as in the matrix)")
     r.add_argument("--machine", help="asv machine name (default: $KERNELWATCH_MACHINE or host)")
+    r.add_argument("--branch", help="the branch asv follows (default: asv.conf.json's, or the "
+                   "checked-out branch where that one does not exist)")
     r.add_argument("--rerun", action="store_true",
                    help="measure again what is already recorded, replacing it (default: each "
                    "commit and environment measures only the selected results not yet "
                    "recorded; failed ones are tried again)")
     r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
-    r.add_argument("asv_args", nargs=argparse.REMAINDER,
-                   help="after --: passed to asv run unchanged")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="stream asv's whole output (default: a progress bar and the failures; "
+                   "the whole output goes to a log file under .asv/logs whose path is printed)")
     r.set_defaults(func=cmd_run)
 
     pub = sub.add_parser("publish", help="asv publish, plus kernelwatch's speedup pages")
+    pub.add_argument("--branch", help="the branch whose commits the graphs show (default: "
+                     "asv.conf.json's, or the checked-out branch where that one does not exist)")
     pub.set_defaults(func=cmd_publish)
 
     rep = sub.add_parser("report", help="print speedups vs eager and GB/s from results/")
@@ -542,10 +700,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def split_asv_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`kernelwatch run ... -- ASV ARGS`: what follows `--` goes to asv unchanged, and
+    kernelwatch's own options may stand anywhere before it (after the range too)."""
+    if argv[:1] == ["run"] and "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "asv_args", None) and args.asv_args[0] == "--":
-        args.asv_args = args.asv_args[1:]
+    own, asv_args = split_asv_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(own)
+    args.asv_args = asv_args
     try:
         return args.func(args)
     except KernelwatchError as exc:

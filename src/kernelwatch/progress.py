@@ -1,0 +1,122 @@
+"""What a user sees of a long asv run: one progress bar and the lines that matter, with
+asv's full output in a log file.
+
+asv prints a line per benchmark (`[ 37.50%] ··· rope.RopeTime.track_time  ok`) and grids of
+parameters; a quick run over two commits and two torch versions is some 24,000 lines, which
+scroll the summary away. kernelwatch shows asv's own percentage as a bar (tqdm), the current
+benchmark or environment step, and passes through only failures. `-v` streams everything.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+# `[ 37.50%] ··· rope.RopeTime.track_time   ok`: a benchmark asv has finished (three dots;
+# asv shortens a long name to `...nment.Environment.track_copy_seconds_per_gib`).
+RESULT_LINE = re.compile(r"^\[\s*([\d.]+)%\] ··· ((?:\.\.\.)?[\w.]*\w)\s{2,}\S")
+PERCENT = re.compile(r"^\[\s*([\d.]+)%\]")
+# `· Running 16 total benchmarks (1 commits * 1 environments * 16 benchmarks)`
+TOTAL = re.compile(r"^· Running (\d+) total benchmarks")
+# asv's environment steps, which take minutes the first time (a torch wheel to install).
+STEP_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·{1,2} ((Creating|Installing|Building|"
+                       r"Benchmarking|Discovering|Running|For|Uninstalling) .*)")
+# What is passed through even without -v: asv's failed results (`··· name   failed`,
+# `1/2 failed`), its timeout and out-of-memory messages.
+# A benchmark's own stderr (full of warnings) and asv's tracebacks stay in the log;
+# kernelwatch names the log in its own message when asv fails.
+SHOWN = re.compile(r"^\[\s*[\d.]+%\] ··· \S+\s.*\bfailed\b|timed out \(timeout|"
+                   r"OutOfMemoryError|out of memory")
+PARAMETERS_LINE = re.compile(r"^\[\s*[\d.]+%\] ···· For parameters: ")
+MAX_SHOWN = 40  # lines passed through per asv call; the rest are in the log
+
+
+class AsvProgress:
+    """Consumes asv's output lines: writes each to `log`, and shows a bar on a terminal
+    (a line per tenth of the way elsewhere, so CI logs stay short)."""
+
+    def __init__(self, log: TextIO, label: str, out: TextIO | None = None) -> None:
+        from tqdm import tqdm
+
+        self.log = log
+        self.out = out or sys.stdout
+        self.label = label
+        self.tty = self.out.isatty()
+        self.started = time.monotonic()
+        self.done = 0
+        self.total = 0
+        self.percent = 0.0
+        self.shown = 0
+        self.next_tenth = 10
+        self.parameters = ""  # asv's latest `For parameters: ...`, named before a failure
+        self.bar = tqdm(total=100, desc=label, file=self.out, disable=not self.tty,
+                        bar_format="{desc} |{bar:20}| {n:.0f}% {elapsed} {postfix}",
+                        leave=True, dynamic_ncols=True)
+
+    def _say(self, text: str) -> None:
+        if self.tty:
+            self.bar.write(text, file=self.out)
+        else:
+            print(text, file=self.out, flush=True)
+
+    def feed(self, line: str) -> None:
+        self.log.write(line)
+        text = line.rstrip("\n")
+        m = PERCENT.match(text)
+        if m:
+            self.percent = float(m.group(1))
+        total = TOTAL.match(text)
+        if total:
+            self.total = int(total.group(1))
+        result = RESULT_LINE.match(text)
+        step = STEP_LINE.match(text)
+        if result:
+            self.done += 1
+            self._current(result.group(2))
+        elif step:
+            self._current(step.group(1)[:60])
+            if not self.tty:  # a few per environment: what a CI log needs to follow along
+                print(f"{self.label}: {step.group(1)[:120]}", file=self.out, flush=True)
+        if PARAMETERS_LINE.match(text):
+            self.parameters = text
+        if SHOWN.search(text) and self.shown < MAX_SHOWN:
+            self.shown += 1
+            if self.parameters and not RESULT_LINE.match(text):
+                self._say(self.parameters)
+                self.parameters = ""
+            self._say(text if self.shown < MAX_SHOWN else
+                      f"{text}\n(more in {self.log.name})")
+        self.bar.n = self.percent
+        self.bar.refresh()
+        if not self.tty and self.percent >= self.next_tenth:
+            self.next_tenth = (int(self.percent) // 10 + 1) * 10
+            print(f"{self.label}: {self.percent:.0f}% ({self.counts()}, "
+                  f"{self._elapsed()})", file=self.out, flush=True)
+
+    def counts(self) -> str:
+        total = self.total or (round(self.done * 100 / self.percent) if self.percent else 0)
+        return f"{self.done} of {total} benchmarks" if total else f"{self.done} benchmarks"
+
+    def _current(self, what: str) -> None:
+        self.bar.set_postfix_str(f"{self.counts()} · {what}", refresh=False)
+
+    def _elapsed(self) -> str:
+        s = int(time.monotonic() - self.started)
+        return f"{s // 60}:{s % 60:02d}"
+
+    def close(self, finished: bool = True) -> None:
+        self.bar.close()
+        self.log.flush()
+        how = "done" if finished else "stopped"
+        print(f"{self.label}: {how}, {self.counts()} in {self._elapsed()}", file=self.out,
+              flush=True)
+
+
+def log_path(repo: Path) -> Path:
+    """A new log file for one `kernelwatch run`, beside asv's environments (git-ignored)."""
+    folder = repo / ".asv" / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / time.strftime("run-%Y%m%d-%H%M%S.log")
