@@ -41,7 +41,7 @@ gpu-wheels:
 	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 	  --platform manylinux2014_x86_64 -d .whl \
 	  asv==0.6.6 asv_runner==0.3.2 json5 pympler virtualenv distlib platformdirs python-discovery \
-	  build pyproject_hooks
+	  build pyproject_hooks tqdm filelock
 	# llm-compressor's GPTQ (its Triton path is the `llmcompressor` variant on CUDA) and what
 	# importing it needs beyond the device's own packages; versions as the host venv resolves.
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \

@@ -8,6 +8,8 @@ import torch
 from kernelwatch import measure
 from kernelwatch.workloads import rope
 
+from .conftest import requires_cuda
+
 
 def test_time_cpu_returns_asv_samples():
     x = torch.randn(256, 256)
@@ -108,3 +110,49 @@ def test_sample_process_sees_rss_grow_and_a_busy_core():
     assert usage.peak_rss - min(usage.rss) >= 150 << 20 or usage.peak_rss >= 200 << 20
     assert usage.peak_cpu >= 50  # one core mostly busy (100 = a whole core)
     assert usage.p90_rss <= usage.peak_rss and usage.p90_cpu <= usage.peak_cpu
+
+
+def test_caller_time_equals_device_time_for_a_cpu_kernel():
+    """On the CPU there is no device clock apart from the caller's: two measurements of the
+    same RoPE agree within noise."""
+    case = rope.build_case("tiny", "rotate-half", "float32", "eager", torch.device("cpu"))
+    device = measure.time_callable(case.fn, case.input_sets, torch.device("cpu"), samples=15)
+    caller = measure.time_caller(case.fn, case.input_sets, torch.device("cpu"), samples=15)
+    assert 0.75 < caller.median / device.median < 1.33, (caller.median, device.median)
+
+
+def test_every_timed_benchmark_reports_the_callers_time_beside_the_device_time():
+    """Walk the suite: every Time class with a device time (track_time) also has
+    track_caller_time, so no workload's page shows only the CUDA-graph figure."""
+    import importlib
+    import inspect
+    import pkgutil
+    import sys
+
+    from .conftest import REPO
+
+    sys.path.insert(0, str(REPO))
+    try:
+        import benchmarks
+
+        timed = []
+        for info in pkgutil.iter_modules(benchmarks.__path__):
+            module = importlib.import_module(f"benchmarks.{info.name}")
+            for name, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ == module.__name__ and hasattr(cls, "track_time"):
+                    timed.append(name)
+                    assert hasattr(cls, "track_caller_time"), name
+        assert {"RopeTime", "GptqTime"} <= set(timed)
+    finally:
+        sys.path.remove(str(REPO))
+
+
+@requires_cuda
+def test_caller_time_on_a_gpu_includes_the_host_cost_cuda_graphs_hide():
+    """A tiny kernel: CUDA-graph replay measures the GPU's few microseconds, the caller's
+    loop pays dispatch on top, so the caller's time is the larger."""
+    x = torch.randn(1024, device="cuda")
+    fn = torch.add
+    device = measure.time_cuda(fn, [(x, x)], cuda_graph=True, samples=10)
+    caller = measure.time_caller(fn, [(x, x)], torch.device("cuda"), samples=10)
+    assert caller.median > device.median

@@ -515,7 +515,8 @@ def _run_streaming(cmd: list[str], cwd: Path, seen: dict[str, str],
                                "are kept") from None
     finally:
         if progress is not None:
-            progress.close(finished=rc in (0, 2))  # 2: asv ran all, some benchmarks failed
+            # 2: asv ran everything, some benchmarks failed; "none-selected": nothing to run.
+            progress.close(finished=rc in (0, 2) or "none-selected" in seen)
 
 
 def git_output(repo: Path, *args: str) -> str:

@@ -192,6 +192,38 @@ def time_callable(
     return time_cpu(fn, input_sets, **counts)
 
 
+def time_caller(
+    fn: Callable, input_sets: Sequence[tuple], device: torch.device, *,
+    samples: int = 30, warmup: int = 10, min_sample_seconds: float = 2e-3,
+) -> Samples:
+    """Seconds per call as a Python caller pays them: back-to-back calls from a loop, no
+    CUDA graph, one synchronize at the end of each sample, on the host's clock, rotating
+    through `input_sets` as `time_callable` does.
+
+    `time_callable` on a GPU replays CUDA graphs (where asked) and reads CUDA events: the
+    kernel's own cost. A model calling the kernel pays dispatch, guards and the compiled
+    wrapper on top; when those outlast the kernel, the GPU waits for the host and this is
+    the figure the caller sees. On the CPU there is no difference: both are `time_cpu`.
+    """
+    if device.type != "cuda":
+        return time_cpu(fn, input_sets, samples=samples, warmup=warmup,
+                        min_sample_seconds=min_sample_seconds)
+    _call_all(fn, input_sets, warmup)
+
+    def timed(count: int, offset: int) -> float:
+        torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        _call_all(fn, input_sets, count, start=offset)
+        torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+
+    number = len(input_sets)
+    while timed(number, 0) < min_sample_seconds and number < 1 << 16:
+        number *= 2
+    number = math.ceil(number / len(input_sets)) * len(input_sets)
+    return Samples([timed(number, s * number) / number for s in range(samples)], number)
+
+
 def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, samples: int = 20) -> float:
     """Measured device-memory bandwidth in bytes/s: a large copy, counting read plus write.
 

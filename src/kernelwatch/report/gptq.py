@@ -1,5 +1,6 @@
 """The GPTQ summary, in the shape of the write-up's table (seeds/gptq-torch-compile-benchmark.md):
-first run, warm average, stddev and CV, compile overhead, speedup, peak memory, graph breaks,
+first run, warm average, stddev and CV, the caller's time per call (host clock, beside the
+warm average's CUDA events), compile overhead, speedup, peak memory, graph breaks,
 per layer type, plus the decoder layer (the sum over its linears), and the quality columns
 that keep a fast-but-wrong variant visible.
 """
@@ -15,6 +16,7 @@ from kernelwatch.report.results import Row
 
 PREFIX = "gptq."
 TIME = "gptq.GptqTime.track_time"
+CALLER = "gptq.GptqTime.track_caller_time"
 FIRST_RUN = "gptq.GptqFirstRun.track_first_run"
 PEAK_CUDA = "gptq.GptqCudaMemory.track_peak_cuda_allocated"
 PEAK_RSS = "gptq.GptqMemory.track_peak_rss"
@@ -26,7 +28,8 @@ WORSE = "gptq.GptqAccuracy.track_worse_than_eager"
 BASELINE_BLOCKSIZE = "128"  # upstream's default block: eager there is the reference speed
 DECODER_LAYER = "decoder layer (sum)"
 
-HEADERS = ["layer", "variant", "block", "first run", "warm avg", "stddev (CV)", "compile OH",
+HEADERS = ["layer", "variant", "block", "first run", "warm avg", "stddev (CV)", "caller",
+           "compile OH",
            "speedup", "peak mem", "graph breaks", "recompiles", "identical to eager",
            "output error", "worse than eager"]
 
@@ -77,7 +80,7 @@ def summary(env_rows: list[Row]) -> dict[tuple[str, str], list[dict]]:
         peak = value(m, PEAK_CUDA) if PEAK_CUDA in m else value(m, PEAK_RSS)
         tables[(model, scheme)].append({
             "layer": layer, "variant": variant, "block": block, "first run": first,
-            "warm avg": mean, "stddev": std,
+            "warm avg": mean, "stddev": std, "caller": value(m, CALLER),
             "compile OH": first - mean if _num(first) and _num(mean) else None,
             "speedup": base_t / mean if base_t and _num(mean) and mean else None,
             "peak mem": peak,
@@ -120,6 +123,7 @@ def _decoder_layer_rows(rows: list[dict]) -> list[dict]:
         out.append({
             "layer": DECODER_LAYER, "variant": variant, "block": block, "first run": first,
             "warm avg": total,
+            "caller": _sum_or_none(r["caller"] for r in rs),
             # Layers are quantized one after another: variances add.
             "stddev": math.sqrt(sum(s * s for s in stds)) if None not in stds else None,
             "compile OH": first - total if first is not None else None,
@@ -149,7 +153,8 @@ def cells(row: dict, fmt_seconds) -> list[str]:
     return [
         row["layer"], row["variant"], row["block"], na(row["first run"], fmt_seconds),
         na(row["warm avg"], fmt_seconds), na(std, fmt_seconds) + cv,
-        na(row["compile OH"], fmt_seconds), na(row["speedup"], lambda v: f"{v:.2f}x"),
+        na(row["caller"], fmt_seconds), na(row["compile OH"], fmt_seconds),
+        na(row["speedup"], lambda v: f"{v:.2f}x"),
         na(row["peak mem"], lambda v: f"{v / 2**30:.2f} GiB"), na(row["graph breaks"], str),
         na(row["recompiles"], str), na(row["identical to eager"], lambda v: f"{v:.4f}"),
         na(row["output error"], lambda v: f"{v:.4g}"),

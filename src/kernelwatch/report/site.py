@@ -20,6 +20,8 @@ from kernelwatch.report.results import Row, load
 CHANGE_THRESHOLD = 0.10
 COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
 TIME_SUFFIX = "Time.track_time"
+# Beside each Time class's track_time (device time), what a Python caller pays per call.
+CALLER_SUFFIX = "track_caller_time"
 BytesLookup = Callable[[str, dict], "int | None"]
 
 
@@ -65,15 +67,22 @@ def copy_bandwidth(env_rows: list[Row]) -> float | None:
 
 
 def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[dict]:
-    """One dict per timed case: median time, speedup vs eager of the same case, GB/s, %."""
+    """One dict per timed case: median device time and speedup vs eager of the same case, GB/s
+    and % of copy bandwidth; and what a Python caller pays (CALLER_SUFFIX), its speedup and
+    the host overhead per call (caller minus device). On a CPU the two times are one."""
     # A workload with a summary of its own (report/<workload>.py) is left to it.
     own = tuple(v.PREFIX for v in views())
     timed = [r for r in env_rows if r.benchmark.endswith(TIME_SUFFIX) and "variant" in r.params
              and r.median is not None and not r.benchmark.startswith(own)]
+    on_cpu = bool(env_rows) and env_rows[0].env.get("gpu", "none") == "none"
+    caller = {(r.benchmark.removesuffix(CALLER_SUFFIX), _params_key(r)): r.median
+              for r in env_rows if r.benchmark.endswith(CALLER_SUFFIX) and r.median}
     eager: dict[tuple, float] = {}
+    eager_caller: dict[tuple, float] = {}
     for r in timed:
         if r.params["variant"] == "eager" and r.median:
             eager[_case_key(r)] = r.median
+            eager_caller[_case_key(r)] = _caller_of(r, caller, on_cpu)
     peak = copy_bandwidth(env_rows)
     out = []
     for r in sorted(timed, key=lambda r: (_case_key(r), r.params["variant"])):
@@ -81,13 +90,28 @@ def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[d
         base = eager.get(_case_key(r))
         nbytes = bytes_moved(r.benchmark, r.params) if bytes_moved else None
         gbs = nbytes / t / 1e9 if (nbytes and t) else None
+        called = _caller_of(r, caller, on_cpu)
+        base_called = eager_caller.get(_case_key(r))
         out.append({
             "workload": r.benchmark.split(".")[0], **r.params, "seconds": t,
             "speedup": base / t if (base and t) else None,
             "gb_per_s": gbs,
             "pct_copy": 100 * gbs * 1e9 / peak if (gbs and peak) else None,
+            "caller_seconds": called,
+            "caller_speedup": base_called / called if (base_called and called) else None,
+            "host_overhead": called - t if (called and t) else None,
         })
     return out
+
+
+def _params_key(r: Row) -> tuple:
+    return tuple(sorted(r.params.items()))
+
+
+def _caller_of(r: Row, caller: dict[tuple, float], on_cpu: bool) -> float | None:
+    """The caller's time beside a device time: measured, or on a CPU the time itself."""
+    measured = caller.get((r.benchmark.removesuffix(TIME_SUFFIX.split(".")[1]), _params_key(r)))
+    return measured or (r.median if on_cpu else None)
 
 
 def _case_key(r: Row) -> tuple:
@@ -135,9 +159,10 @@ def _cell(v, kind: str = "") -> str:
 
 
 SPEEDUP_COLUMNS = [("shape", ""), ("form", ""), ("dtype", ""), ("variant", ""),
-                   ("seconds", "s"), ("speedup", "x"), ("gb_per_s", "f"), ("pct_copy", "f")]
-SPEEDUP_HEADERS = ["shape", "form", "dtype", "variant", "time (median)", "vs eager",
-                   "GB/s", "% copy BW"]
+                   ("seconds", "s"), ("speedup", "x"), ("gb_per_s", "f"), ("pct_copy", "f"),
+                   ("caller_seconds", "s"), ("caller_speedup", "x"), ("host_overhead", "s")]
+SPEEDUP_HEADERS = ["shape", "form", "dtype", "variant", "device time", "vs eager",
+                   "GB/s", "% copy BW", "caller time", "caller vs eager", "host/call"]
 
 
 def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
@@ -183,11 +208,16 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     parts = ["<h1>kernelwatch</h1>",
              '<p><a href="../index.html">asv history (all series, per commit)</a></p>',
              "<h2>Speedup vs eager: the newest measurement of each case, per environment</h2>",
-             "<p>Time is the median per call. GB/s is the fewest bytes the kernel must move "
-             "over that time; % copy BW compares it with a device-to-device copy measured in "
-             "the same environment. GPTQ: first run is the first quantization in a fresh "
-             "process with fresh compile caches; warm avg and stddev are over the steady "
-             "samples; compile OH is their difference; speedup is against eager at the same "
+             "<p>Device time is the median per call of the kernel's own work (on a GPU, CUDA "
+             "events around CUDA-graph replays); caller time is what a Python loop calling it "
+             "pays per call (no graph, host clock, one synchronize per sample), and host/call "
+             "their difference: dispatch, guards and the compiled wrapper. On a CPU the two "
+             "are one. GB/s is the fewest bytes the kernel must move "
+             "over the device time; % copy BW compares it with a device-to-device copy "
+             "measured in the same environment. GPTQ: first run is the first quantization "
+             "in a fresh process with fresh compile caches; warm avg and stddev are over the "
+             "steady samples, caller is the same call on the host clock; compile OH is "
+             "first run minus warm avg; speedup is against eager at the same "
              "block size (else at 128); a variant whose output error exceeds eager's by more "
              "than the stated tolerance is marked WORSE.</p>"]
     for _, env_rows in sorted(latest_commit_rows(rows).items()):
