@@ -308,3 +308,30 @@ def test_a_torch_version_pip_cannot_install_is_one_message(tmp_path, isolated_ho
     assert "matrix has torch 2.13.0, 2.14.1" in error and "--torch 2.13.0" in error
     assert "Traceback" not in r.stdout + r.stderr
     assert not list((repo / "results").glob(f"{MACHINE}/*-*.json"))
+
+
+def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clone,
+                                                                             isolated_home):
+    """Three real runs of one commit under three machine names: two plain, one with the
+    test-only 20% slowdown. `kernelwatch compare` prints markdown and exits 0 for the first
+    pair (GPTQ's tiny layer, about 10 ms a call), 1 against the slowed run."""
+    cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "gptq", "--shape", "tiny/proj",
+           "--scheme", "w4-sym-g128", "--blocksize", "16", "--variant", "eager",
+           "--metric", "time"]
+    for machine, slowdown in (("aa-base", "0"), ("aa-same", "0"), ("aa-slow", "0.2")):
+        r = run([*cmd, "--machine", machine], clone, KERNELWATCH_INJECT_SLOWDOWN=slowdown)
+        assert r.returncode == 0, r.stderr
+    same = run([kernelwatch_exe(), "compare", "HEAD", "HEAD", "--base-machine", "aa-base",
+                "--machine", "aa-same"], clone)
+    assert same.returncode == 0, same.stdout
+    assert "| before | after | ratio |" in same.stdout
+    assert "`gptq.GptqTime.track_time` (tiny/proj, w4-sym-g128, 16, eager)" in same.stdout
+    slow = run([kernelwatch_exe(), "compare", "HEAD", "HEAD", "--base-machine", "aa-base",
+                "--machine", "aa-slow"], clone)
+    assert slow.returncode == 1
+    first = slow.stdout.split("|---|---|---|---|---|---|\n")[1].splitlines()[0]
+    assert first.startswith("| + |") and "gptq.GptqTime.track_" in first
+    assert "worse beyond 1.10x" in slow.stderr
+    missing = run([kernelwatch_exe(), "compare", "HEAD~1", "HEAD", "--machine", "aa-base"],
+                  clone)
+    assert missing.returncode == 2 and "no results for commit" in missing.stderr

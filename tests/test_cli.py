@@ -15,7 +15,7 @@ def kw(*args, cwd=REPO, env=None):
 
 def test_help_explains_commands():
     out = kw("--help").stdout
-    for cmd in ("run", "publish", "env", "list", "report"):
+    for cmd in ("run", "publish", "env", "list", "report", "compare"):
         assert cmd in out
     assert "--quick" in kw("run", "--help").stdout
 

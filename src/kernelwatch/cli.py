@@ -573,6 +573,44 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kernelwatch.report import compare
+    from kernelwatch.report import results as results_mod
+
+    repo = find_repo_root()
+    head_machine = machine_name(args.machine)
+    base_machine = args.base_machine or head_machine
+    base = (base_machine, _resolve_commit(repo, args.base))
+    head = (head_machine, _resolve_commit(repo, args.head))
+    rows = results_mod.load(repo / "results")
+    for machine, commit in (base, head):
+        if not any(r.machine == machine and r.commit == commit for r in rows):
+            machines = sorted({r.machine for r in rows if r.commit == commit})
+            raise KernelwatchError(
+                f"no results for commit {commit[:8]} on machine {machine!r}"
+                + (f" (it has results on: {', '.join(machines)}; --machine / "
+                   "--base-machine choose)" if machines else
+                   f"; measure it first: kernelwatch run {commit[:8]}^!"))
+    comparisons = compare.compare(rows, base, head, factor=args.factor)
+    if not comparisons:
+        raise KernelwatchError("the two have no series in common; run the same selection "
+                               "at both")
+    print(compare.markdown(comparisons, base, head, args.factor))
+    worse = [c for c in comparisons if c.mark in ("+", "x")]
+    if worse:
+        print(f"\nkernelwatch: {len(worse)} series worse beyond {args.factor:.2f}x "
+              "(exit status 1)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _resolve_commit(repo: Path, name: str) -> str:
+    try:
+        return git_output(repo, "rev-parse", "--verify", f"{name}^{{commit}}")
+    except subprocess.CalledProcessError:
+        raise KernelwatchError(f"git cannot resolve {name!r} to a commit") from None
+
+
 def cmd_docker_build(args: argparse.Namespace) -> int:
     from kernelwatch import containers
 
@@ -667,6 +705,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="print speedups vs eager and GB/s from results/")
     rep.set_defaults(func=cmd_report)
+
+    cmp = sub.add_parser(
+        "compare", help="markdown of what changed between two commits; exit 1 on a regression",
+        description="Compare every series recorded at BASE and at HEAD (same machine by "
+        "default) and print a markdown table for a pull request or a CI summary, significant "
+        "changes first. A change counts when asv's test on the recorded samples finds it "
+        "significant and the medians differ by more than --factor. Exits 1 when a time or "
+        "memory series got worse, or a benchmark newly fails.")
+    cmp.add_argument("base", help="the commit before (e.g. main, HEAD~1)")
+    cmp.add_argument("head", help="the commit after (e.g. HEAD)")
+    cmp.add_argument("--factor", type=float, default=1.10,
+                     help="smallest ratio of medians that counts (default 1.10)")
+    cmp.add_argument("--machine", help="asv machine of HEAD's results (default: "
+                     "$KERNELWATCH_MACHINE or host)")
+    cmp.add_argument("--base-machine", help="asv machine of BASE's results (default: "
+                     "--machine); two machine names of one commit compare two runs of it")
+    cmp.set_defaults(func=cmd_compare)
 
     dk = sub.add_parser("docker", help="build and run the CPU/CUDA images (Docker SDK)")
     dsub = dk.add_subparsers(dest="docker_command", required=True)

@@ -67,6 +67,28 @@ def _call_all(fn: Callable, input_sets: Sequence[tuple], count: int, start: int 
         fn(*input_sets[(start + i) % n])
 
 
+# Test-only: a slowdown of known size, for checking that a regression check catches it
+# (`kernelwatch compare`, the fidelity runs). Each timed CPU call is followed by busy work
+# lasting this fraction of the call's own time. Never set it for real measurements.
+INJECT_SLOWDOWN_ENV = "KERNELWATCH_INJECT_SLOWDOWN"
+
+
+def _with_injected_slowdown(fn: Callable) -> Callable:
+    fraction = float(os.environ.get(INJECT_SLOWDOWN_ENV) or 0)
+    if fraction <= 0:
+        return fn
+
+    def slowed(*args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        until = time.perf_counter() + fraction * (time.perf_counter() - t0)
+        while time.perf_counter() < until:
+            pass
+        return out
+
+    return slowed
+
+
 def time_cpu(
     fn: Callable,
     input_sets: Sequence[tuple],
@@ -80,6 +102,7 @@ def time_cpu(
     The calls per sample are calibrated so each sample lasts at least `min_sample_seconds`,
     which keeps perf_counter's resolution and the loop's own cost out of the figure.
     """
+    fn = _with_injected_slowdown(fn)
     _call_all(fn, input_sets, warmup)
     number = 1
     while True:

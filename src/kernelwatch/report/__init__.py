@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 # Modules here that are the report's own machinery, not a workload's view.
-_MACHINERY = {"results", "site"}
+_MACHINERY = {"compare", "results", "site"}
 
 
 @dataclass

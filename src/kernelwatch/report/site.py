@@ -13,7 +13,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from kernelwatch import detect
 from kernelwatch.report import views
+from kernelwatch.report.compare import FLAGGED_UNITS
 from kernelwatch.report.results import Row, load
 
 # Same threshold as asv.conf.json's regressions_thresholds.
@@ -119,7 +121,8 @@ def _case_key(r: Row) -> tuple:
 
 
 def changes(rows: list[Row]) -> list[dict]:
-    """Each series' newest value against the commit before it (by commit date)."""
+    """Each series' newest value against the commit before it (by commit date), flagged by
+    kernelwatch.detect: significant on the samples and beyond the threshold."""
     series: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
         if r.median is not None:
@@ -136,12 +139,13 @@ def changes(rows: list[Row]) -> list[dict]:
         if not old.median:
             continue
         ratio = new.median / old.median
+        change = detect.compare(old.samples or [old.median], new.samples or [new.median],
+                                factor=1 + CHANGE_THRESHOLD)
         out.append({"machine": machine, "env": env_name, "benchmark": bench,
                     "params": ", ".join(v for _, v in params), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,
                     "commits": f"{old.commit[:8]} -> {new.commit[:8]}",
-                    "flag": "worse" if ratio > 1 + CHANGE_THRESHOLD
-                    else "better" if ratio < 1 - CHANGE_THRESHOLD else ""})
+                    "flag": change.flag if new.unit in FLAGGED_UNITS else ""})
     out.sort(key=lambda c: -abs(c["ratio"] - 1))
     return out
 
@@ -236,7 +240,8 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
                 parts.append(f"<h4>{html.escape(table.title)}</h4>")
                 parts.append(_html_table(table.headers, table.rows, table.row_classes))
     ch = changes(rows)
-    parts.append(f"<h2>Change vs previous commit (threshold {CHANGE_THRESHOLD:.0%})</h2>")
+    parts.append(f"<h2>Change vs previous commit (flagged: significant on the samples and "
+                 f"beyond {CHANGE_THRESHOLD:.0%})</h2>")
     if ch:
         def value(v, unit):
             return _fmt_seconds(v) if unit == "seconds" else f"{v:.4g}"

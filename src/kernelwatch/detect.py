@@ -1,0 +1,60 @@
+"""Is a change between two measurements real? The one place that decides.
+
+A change is flagged when it is both statistically significant and large enough to matter:
+- significant: asv's own test on the recorded samples (`asv._stats.is_different`: a
+  Mann-Whitney U test at p < 0.002 where the samples allow it, else non-overlapping 99%
+  confidence intervals from `asv_runner.statistics.compute_stats`), so kernelwatch and
+  `asv compare` agree on what counts as different;
+- large: the ratio of medians beyond `factor` (default 1.10, asv.conf.json's
+  regressions_threshold), because runs on a shared machine move by a few percent between
+  processes, which within-run samples cannot see.
+A value recorded once (first run, cold compile) has no samples to test: it is shown, never
+flagged. How often this flags pure noise, and the smallest change it catches, are measured by
+the measurement-truth work; its figures belong beside these defaults.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+DEFAULT_FACTOR = 1.10
+P_THRESHOLD = 0.002
+
+
+@dataclass(frozen=True)
+class Change:
+    """`after` against `before` for one series; lower is better (seconds, bytes)."""
+
+    before: float
+    after: float
+    significant: bool
+    flag: str  # "worse", "better" or ""
+
+    @property
+    def ratio(self) -> float:
+        if not self.before:
+            return 1.0 if not self.after else float("inf")
+        return self.after / self.before
+
+
+def compare(before: list[float], after: list[float], *, factor: float = DEFAULT_FACTOR,
+            p_threshold: float = P_THRESHOLD) -> Change:
+    """Compare two sample sets (one value each is allowed: never significant)."""
+    from asv import _stats
+    from asv_runner.statistics import compute_stats
+
+    b, a = statistics.median(before), statistics.median(after)
+    significant = False
+    if len(before) >= 2 and len(after) >= 2:
+        stats_b = compute_stats(before, 1)[1]
+        stats_a = compute_stats(after, 1)[1]
+        significant = bool(_stats.is_different(before, after, stats_b, stats_a,
+                                               p_threshold=p_threshold))
+    flag = ""
+    if significant and b > 0:
+        if a > b * factor:
+            flag = "worse"
+        elif a < b / factor:
+            flag = "better"
+    return Change(b, a, significant, flag)

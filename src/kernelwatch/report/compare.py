@@ -1,0 +1,97 @@
+"""`kernelwatch compare BASE HEAD`: every series measured at both commits, as markdown for a
+pull-request comment or a CI step summary, significant changes first. The marks are
+`asv compare`'s: `+` worse, `-` better, `x` failed at HEAD only, blank otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kernelwatch import detect
+from kernelwatch.report.results import Row
+
+# Lower is better for these units, so a ratio above the factor is a regression. Other
+# series (token match, counts) are listed, never flagged; so are the machine's own facts
+# (environment.*: copy bandwidth, threads), which describe the machine, not the code.
+FLAGGED_UNITS = ("seconds", "bytes")
+MACHINE_FACTS = "environment."
+MARKS = {"worse": "+", "better": "-", "failed": "x", "": " "}
+
+
+@dataclass
+class Comparison:
+    env: str
+    benchmark: str
+    params: str
+    unit: str
+    before: float | None
+    after: float | None
+    change: detect.Change | None
+    mark: str
+
+    @property
+    def ratio(self) -> float | None:
+        return self.change.ratio if self.change else None
+
+
+def _series(rows: list[Row], machine: str, commit: str) -> dict[tuple, Row]:
+    return {(r.env_name, r.benchmark, tuple(r.params.items())): r for r in rows
+            if r.machine == machine and r.commit.startswith(commit)
+            and (r.value is not None or r.failed)}
+
+
+def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
+            factor: float = detect.DEFAULT_FACTOR) -> list[Comparison]:
+    """Series recorded at `base` and `head`, each a (machine, full commit hash)."""
+    before, after = _series(rows, *base), _series(rows, *head)
+    out = []
+    for key in sorted(before.keys() & after.keys()):
+        b, a = before[key], after[key]
+        env, bench, params = key
+        change = None
+        if a.failed and not b.failed:
+            mark = "x"
+        elif a.median is None or b.median is None:
+            mark = " "
+        else:
+            change = detect.compare(b.samples or [b.median], a.samples or [a.median],
+                                    factor=factor)
+            flagged = a.unit in FLAGGED_UNITS and not bench.startswith(MACHINE_FACTS)
+            mark = MARKS[change.flag] if flagged else " "
+        out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
+                              b.median, a.median, change, mark))
+    order = {"+": 0, "x": 1, "-": 2, " ": 3}
+    out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(MACHINE_FACTS),
+                            -abs((c.ratio or 1) - 1)))
+    return out
+
+
+def _value(v: float | None, unit: str) -> str:
+    if v is None:
+        return "failed"
+    if unit == "seconds":
+        for name, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+            if v >= scale:
+                return f"{v / scale:.3g} {name}"
+    return f"{v:.4g}"
+
+
+def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[str, str],
+             factor: float) -> str:
+    worse = sum(c.mark in "+x" and c.mark != " " for c in comparisons)
+    better = sum(c.mark == "-" for c in comparisons)
+    lines = [f"### kernelwatch: {head[1][:8]} ({head[0]}) against {base[1][:8]} ({base[0]})",
+             "",
+             f"{worse} worse, {better} better, {len(comparisons) - worse - better} unchanged "
+             f"of {len(comparisons)} series (a change counts when asv's test on the samples "
+             f"finds it significant and the medians differ by more than {factor:.2f}x; `+` "
+             "worse, `-` better, `x` newly failing).",
+             "",
+             "| | before | after | ratio | benchmark (parameters) | environment |",
+             "|---|---|---|---|---|---|"]
+    for c in comparisons:
+        ratio = f"{c.ratio:.2f}" if c.ratio is not None else "n/a"
+        lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit)} | "
+                     f"{_value(c.after, c.unit)} | {ratio} | `{c.benchmark}` ({c.params}) | "
+                     f"{c.env} |")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""The regression check on synthetic samples: what it flags, what it ignores, how often it
+cries wolf on pure noise; and the test-only slowdown hook it is checked against."""
+
+import random
+
+import torch
+
+from kernelwatch import detect, measure
+
+
+def noisy(rng: random.Random, median: float, cv: float, n: int = 30) -> list[float]:
+    # Timing noise is one-sided and skewed (interruptions only add): log-normal.
+    return [median * rng.lognormvariate(0, cv) for _ in range(n)]
+
+
+def test_a_clear_step_is_flagged_worse_and_its_reverse_better():
+    rng = random.Random(1)
+    before, after = noisy(rng, 1e-3, 0.03), noisy(rng, 1.25e-3, 0.03)
+    change = detect.compare(before, after)
+    assert change.significant and change.flag == "worse" and 1.2 < change.ratio < 1.3
+    assert detect.compare(after, before).flag == "better"
+
+
+def test_a_significant_change_below_the_factor_is_not_flagged():
+    rng = random.Random(2)
+    before, after = noisy(rng, 1e-3, 0.005), noisy(rng, 1.04e-3, 0.005)
+    change = detect.compare(before, after)
+    assert change.significant and change.flag == ""
+
+
+def test_false_alarms_on_pure_noise_stay_within_the_stated_level():
+    """Two sample sets of one distribution (CV 10%, noisier than any benchmark we keep)
+    a thousand times: asv's test is at p < 0.002, and the factor removes the rest."""
+    rng = random.Random(3)
+    alarms = sum(detect.compare(noisy(rng, 1e-3, 0.10), noisy(rng, 1e-3, 0.10)).flag != ""
+                 for _ in range(1000))
+    assert alarms <= 2  # 0.2% of 1000
+
+
+def test_a_single_value_is_never_flagged():
+    assert detect.compare([1.0], [3.0]).flag == ""
+
+
+def test_injected_slowdown_adds_its_fraction_of_the_calls_time(monkeypatch):
+    # One thread: the hook's busy loop must not compete with torch's other threads here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.randn(192, 192)
+        base = measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median
+        monkeypatch.setenv(measure.INJECT_SLOWDOWN_ENV, "0.5")
+        slowed = measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median
+    finally:
+        torch.set_num_threads(threads)
+    assert 1.3 < slowed / base < 1.8, slowed / base
