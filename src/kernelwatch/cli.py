@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -164,7 +165,9 @@ def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[st
     return chosen, env
 
 
-DERIVED_CONFIG = ".asv-kernelwatch.conf.json"
+# Named after its content, so runs with different overrides (another --torch, a dry run
+# beside a running run) never rewrite a config that an asv call of another run still reads.
+DERIVED_CONFIG = ".asv-kernelwatch-{digest}.conf.json"
 
 
 def derived_config(repo: Path, *, existing: bool = False,
@@ -194,8 +197,12 @@ def derived_config(repo: Path, *, existing: bool = False,
         conf["env_dir"] = env_dir
     if branch:
         conf["branches"] = [branch]
-    path = repo / DERIVED_CONFIG
-    path.write_text(json.dumps(conf, indent=4))
+    text = json.dumps(conf, indent=4)
+    path = repo / DERIVED_CONFIG.format(digest=hashlib.sha1(text.encode()).hexdigest()[:10])
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
     return path
 
 
@@ -306,6 +313,8 @@ def results_lock(repo: Path) -> Iterator[None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:  # runs nothing, writes no result: no need to wait for another run
+        return _run(args)
     with results_lock(find_repo_root()):
         return _run(args)
 
@@ -393,7 +402,7 @@ def _run_calls(args: argparse.Namespace, repo: Path, base: list[str], rev: str,
     for i, call in enumerate(calls, 1):
         full = list(base)
         if not existing:
-            full.append(rev if call.commits == commits else hashfile(repo, i, call.commits))
+            full.append(rev if call.commits == commits else hashfile(repo, call.commits))
         if call.envs != envs and not existing:
             for env in call.envs:
                 full += ["-E", env]
@@ -535,11 +544,13 @@ def environment_names(config: Path, existing_python: str | None) -> list[str]:
     return [env.name for env in asv_environment.get_environments(conf, spec, verbose=False)]
 
 
-def hashfile(repo: Path, part: int, commits: list[str]) -> str:
+def hashfile(repo: Path, commits: list[str]) -> str:
     """asv's way to name a set of commits that no git range spells: a file beside the derived
-    config (git-ignored), rewritten by the next run."""
-    path = repo / f".asv-kernelwatch-commits-{part}.txt"
-    path.write_text("\n".join(commits) + "\n")
+    config (git-ignored), named after its content like the config."""
+    text = "\n".join(commits) + "\n"
+    path = repo / f".asv-kernelwatch-commits-{hashlib.sha1(text.encode()).hexdigest()[:10]}.txt"
+    if not path.exists():
+        path.write_text(text)
     return f"HASHFILE:{path}"
 
 
