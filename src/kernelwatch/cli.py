@@ -607,7 +607,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise KernelwatchError("the two have no series in common; run the same selection "
                                "at both")
     print(compare.markdown(comparisons, base, head, args.factor))
-    worse = [c for c in comparisons if c.mark in ("+", "x")]
+    worse = [c for c in comparisons if c.mark in compare.WORSE_MARKS]
     if worse:
         print(f"\nkernelwatch: {len(worse)} series worse beyond {args.factor:.2f}x "
               "(exit status 1)", file=sys.stderr)
@@ -722,7 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare every series recorded at BASE and at HEAD (same machine by "
         "default) and print a markdown table for a pull request or a CI summary, significant "
         "changes first. A change counts when asv's test on the recorded samples finds it "
-        "significant and the medians differ by more than --factor. Exits 1 when a time or "
+        "significant and the medians differ by more than --factor; a benchmark whose "
+        "`version` changed in between is shown as not comparable. Exits 1 when a time or "
         "memory series got worse, or a benchmark newly fails.")
     cmp.add_argument("base", help="the commit before (e.g. main, HEAD~1)")
     cmp.add_argument("head", help="the commit after (e.g. HEAD)")

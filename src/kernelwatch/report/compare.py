@@ -1,6 +1,7 @@
 """`kernelwatch compare BASE HEAD`: every series measured at both commits, as markdown for a
 pull-request comment or a CI step summary, significant changes first. The marks are
-`asv compare`'s: `+` worse, `-` better, `x` failed at HEAD only, blank otherwise.
+`asv compare`'s: `+` worse, `-` better, `!` newly failing, `*` no longer failing, `x` not
+comparable (the benchmark's `version` changed between the two), blank otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from kernelwatch.report.results import Row
 # (environment.*: copy bandwidth, threads), which describe the machine, not the code.
 FLAGGED_UNITS = ("seconds", "bytes")
 MACHINE_FACTS = "environment."
-MARKS = {"worse": "+", "better": "-", "failed": "x", "": " "}
+MARKS = {"worse": "+", "better": "-", "": " "}
+WORSE_MARKS = ("+", "!")
 
 
 @dataclass
@@ -49,8 +51,12 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         b, a = before[key], after[key]
         env, bench, params = key
         change = None
-        if a.failed and not b.failed:
-            mark = "x"
+        if a.version and b.version and a.version != b.version:
+            mark = "x"  # measured by different benchmark code: never compared
+        elif a.failed and not b.failed:
+            mark = "!"
+        elif b.failed and not a.failed:
+            mark = "*"
         elif a.median is None or b.median is None:
             mark = " "
         else:
@@ -60,7 +66,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             mark = MARKS[change.flag] if flagged else " "
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark))
-    order = {"+": 0, "x": 1, "-": 2, " ": 3}
+    order = {"+": 0, "!": 1, "-": 2, "*": 3, "x": 4, " ": 5}
     out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
     return out
@@ -78,19 +84,22 @@ def _value(v: float | None, unit: str) -> str:
 
 def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[str, str],
              factor: float) -> str:
-    worse = sum(c.mark in "+x" and c.mark != " " for c in comparisons)
-    better = sum(c.mark == "-" for c in comparisons)
+    worse = sum(c.mark in WORSE_MARKS for c in comparisons)
+    better = sum(c.mark in ("-", "*") for c in comparisons)
+    incomparable = sum(c.mark == "x" for c in comparisons)
     lines = [f"### kernelwatch: {head[1][:8]} ({head[0]}) against {base[1][:8]} ({base[0]})",
              "",
-             f"{worse} worse, {better} better, {len(comparisons) - worse - better} unchanged "
-             f"of {len(comparisons)} series (a change counts when asv's test on the samples "
+             f"{worse} worse, {better} better, {incomparable} not comparable, "
+             f"{len(comparisons) - worse - better - incomparable} unchanged of "
+             f"{len(comparisons)} series (a change counts when asv's test on the samples "
              f"finds it significant and the medians differ by more than {factor:.2f}x; `+` "
-             "worse, `-` better, `x` newly failing).",
+             "worse, `-` better, `!` newly failing, `*` fixed, `x` not comparable: the "
+             "benchmark's version changed).",
              "",
              "| | before | after | ratio | benchmark (parameters) | environment |",
              "|---|---|---|---|---|---|"]
     for c in comparisons:
-        ratio = f"{c.ratio:.2f}" if c.ratio is not None else "n/a"
+        ratio = f"{c.ratio:.2f}" if c.ratio is not None and c.mark != "x" else "n/a"
         lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit)} | "
                      f"{_value(c.after, c.unit)} | {ratio} | `{c.benchmark}` ({c.params}) | "
                      f"{c.env} |")

@@ -30,6 +30,7 @@ class Row:
     samples: list[float] | None = None
     unit: str = ""
     failed: bool = False  # asv recorded a failure (error, timeout): its value is None
+    version: str | None = None  # the benchmark's `version` (hash) when this was measured
 
     @property
     def median(self) -> float | None:
@@ -103,5 +104,6 @@ def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
                 params={n: _unquote(v) for n, v in zip(names, combo, strict=False)},
                 value=value,
                 samples=samp if samp else None, unit=info.get("unit", ""), failed=failed,
+                version=res.benchmark_version.get(key),
             ))
     return rows

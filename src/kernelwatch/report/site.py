@@ -141,11 +141,14 @@ def changes(rows: list[Row]) -> list[dict]:
         ratio = new.median / old.median
         change = detect.compare(old.samples or [old.median], new.samples or [new.median],
                                 factor=1 + CHANGE_THRESHOLD)
+        if old.version and new.version and old.version != new.version:
+            flag = "not comparable"  # the benchmark's code changed: never mixed
+        else:
+            flag = change.flag if new.unit in FLAGGED_UNITS else ""
         out.append({"machine": machine, "env": env_name, "benchmark": bench,
                     "params": ", ".join(v for _, v in params), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,
-                    "commits": f"{old.commit[:8]} -> {new.commit[:8]}",
-                    "flag": change.flag if new.unit in FLAGGED_UNITS else ""})
+                    "commits": f"{old.commit[:8]} -> {new.commit[:8]}", "flag": flag})
     out.sort(key=lambda c: -abs(c["ratio"] - 1))
     return out
 
