@@ -706,7 +706,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="stream asv's whole output (default: a progress bar and the failures; "
-                   "the whole output goes to a log file under .asv/logs whose path is printed)")
+                   "the whole output goes to a log file under .kernelwatch/logs, whose path "
+                   "is printed)")
     r.set_defaults(func=cmd_run)
 
     pub = sub.add_parser("publish", help="asv publish, plus kernelwatch's speedup pages")

@@ -116,7 +116,9 @@ class AsvProgress:
 
 
 def log_path(repo: Path) -> Path:
-    """A new log file for one `kernelwatch run`, beside asv's environments (git-ignored)."""
-    folder = repo / ".asv" / "logs"
+    """A new log file for one `kernelwatch run`, in the checkout's `.kernelwatch/logs`
+    (git-ignored). Not under `.asv`, which may be a link to environments built elsewhere
+    (a container sees the host's link dangling)."""
+    folder = repo / ".kernelwatch" / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / time.strftime("run-%Y%m%d-%H%M%S.log")
