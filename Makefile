@@ -17,8 +17,9 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[asv,test,gptq,gpt2]' '$(HOST_TORCH)' numpy
+	@echo "installing kernelwatch, asv and torch into $(VENV) (a few minutes the first time)"
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e '.[asv,test,gptq,gpt2]' '$(HOST_TORCH)' numpy
 	touch $@
 
 demo: setup
