@@ -54,6 +54,13 @@ def test_options_may_follow_the_range_and_asv_args_follow_a_double_dash(isolated
     assert any(a.startswith("^gptq\\.") and "(eager)" in a for a in argv)
 
 
+def test_an_unknown_branch_is_one_clear_error(isolated_home):
+    r = kw("run", "--branch", "no-such-branch", "--workload", "rope", "--dry-run")
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("kernelwatch: error: --branch no-such-branch: no such branch in "
+                                "this repository; `git branch` lists them")
+
+
 def test_existing_refuses_a_commit_range():
     r = kw("run", "--existing", "HEAD~3..HEAD", "--dry-run")
     assert r.returncode == 2 and "cannot run a commit range" in r.stderr

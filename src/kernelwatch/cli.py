@@ -186,9 +186,7 @@ def derived_config(repo: Path, *, existing: bool = False,
     """
     if not (existing or torch_versions or env_dir or branch):
         return None
-    from asv import util as asv_util
-
-    conf = asv_util.load_json(str(repo / "asv.conf.json"), js_comments=True)
+    conf = asv_config(repo)
     if existing:
         conf["matrix"] = {}
     elif torch_versions:
@@ -206,26 +204,33 @@ def derived_config(repo: Path, *, existing: bool = False,
     return path
 
 
+def asv_config(repo: Path) -> dict:
+    """asv.conf.json as asv reads it (comments allowed)."""
+    from asv import util as asv_util
+
+    return asv_util.load_json(str(repo / "asv.conf.json"), js_comments=True)
+
+
+def commit_of(repo: Path, name: str) -> str | None:
+    """The full hash git gives `name` (a branch, tag or revision), or None."""
+    out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+                         cwd=repo, capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def history_branch(repo: Path, asked: str | None) -> str | None:
     """The branch to give asv in place of asv.conf.json's, or None to keep the config's.
 
     asv follows the configured branches (this repository's: main) and stops with "Unknown
     branch main in configuration" in a clone whose branch has another name. The user's
     --branch wins; otherwise, when a configured branch is missing, the checked-out one."""
-    def exists(name: str) -> bool:
-        return subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
-                              cwd=repo, capture_output=True).returncode == 0
-
     if asked:
-        if not exists(asked):
+        if commit_of(repo, asked) is None:
             raise KernelwatchError(f"--branch {asked}: no such branch in this repository; "
                                    "`git branch` lists them")
         return asked
-    from asv import util as asv_util
-
-    configured = asv_util.load_json(str(repo / "asv.conf.json"),
-                                    js_comments=True).get("branches", ["master"])
-    if all(exists(b) for b in configured):
+    configured = asv_config(repo).get("branches", ["master"])
+    if all(commit_of(repo, b) for b in configured):
         return None
     current = subprocess.run(["git", "symbolic-ref", "--short", "-q", "HEAD"], cwd=repo,
                              capture_output=True, text=True).stdout.strip()
@@ -470,8 +475,6 @@ FAILURE_FIXES = {
 def environment_failure(seen: dict[str, str], repo: Path, log: TextIO | None) -> str:
     """One message for an environment asv could not build, naming the requirement pip
     failed on and the matrix's versions of it (`--torch 9.9.9`)."""
-    from asv import util as asv_util
-
     def group(key: str) -> str | None:
         m = ASV_OUTPUT_PATTERNS[key].search(seen[key]) if key in seen else None
         return m.group(1).strip() if m else None
@@ -486,8 +489,7 @@ def environment_failure(seen: dict[str, str], repo: Path, log: TextIO | None) ->
         if group("pip-versions"):
             what += f"; the versions pip finds: {group('pip-versions')}"
     name = re.split(r"[=<>!~ ]", requirement or "torch", maxsplit=1)[0]
-    matrix = asv_util.load_json(str(repo / "asv.conf.json"), js_comments=True).get(
-        "matrix", {}).get("req", {})
+    matrix = asv_config(repo).get("matrix", {}).get("req", {})
     pinned = ", ".join(v for v in matrix.get(name, []) if v) or "no version"
     where = f" asv's whole output: {log.name}." if log is not None else ""
     return (f"{what}. asv.conf.json's matrix has {name} {pinned}: choose one of those (e.g. "
@@ -616,10 +618,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _resolve_commit(repo: Path, name: str) -> str:
-    try:
-        return git_output(repo, "rev-parse", "--verify", f"{name}^{{commit}}")
-    except subprocess.CalledProcessError:
-        raise KernelwatchError(f"git cannot resolve {name!r} to a commit") from None
+    commit = commit_of(repo, name)
+    if commit is None:
+        raise KernelwatchError(f"git cannot resolve {name!r} to a commit")
+    return commit
 
 
 def cmd_docker_build(args: argparse.Namespace) -> int:

@@ -19,6 +19,9 @@ import statistics
 from dataclasses import dataclass
 
 DEFAULT_FACTOR = 1.10
+# Units where lower is better, so a ratio above the factor is a regression. Other series
+# (token match, counts) are shown, never flagged.
+FLAGGED_UNITS = ("seconds", "bytes")
 P_THRESHOLD = 0.002
 
 

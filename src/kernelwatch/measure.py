@@ -131,6 +131,17 @@ def _l2_flush_buffer(device: torch.device) -> torch.Tensor:
     return torch.empty(2 * l2_cache_bytes(device), dtype=torch.uint8, device=device)
 
 
+def _calls_per_sample(timed: Callable[[int, int], float], n_sets: int,
+                      min_sample_seconds: float) -> int:
+    """Calls per sample so a sample lasts at least `min_sample_seconds` (`timed(count,
+    offset)` returns the seconds of `count` calls), rounded to whole rotations so every
+    sample (and every graph) touches every input set equally often."""
+    number = n_sets
+    while timed(number, 0) < min_sample_seconds and number < 1 << 16:
+        number *= 2
+    return math.ceil(number / n_sets) * n_sets
+
+
 def time_cuda(
     fn: Callable,
     input_sets: Sequence[tuple],
@@ -173,12 +184,8 @@ def time_cuda(
         end.synchronize()
         return start.elapsed_time(end) / 1e3
 
-    # Calibrate calls per sample on plain launches, then round to whole rotations so every
-    # sample (and every graph) touches every input set equally often.
-    number = len(input_sets)
-    while timed(number, 0) < min_sample_seconds and number < 1 << 16:
-        number *= 2
-    number = math.ceil(number / len(input_sets)) * len(input_sets)
+    # Calibrated on plain launches.
+    number = _calls_per_sample(timed, len(input_sets), min_sample_seconds)
 
     if cuda_graph:
         graph = torch.cuda.CUDAGraph()
@@ -240,10 +247,7 @@ def time_caller(
         torch.cuda.synchronize(device)
         return time.perf_counter() - t0
 
-    number = len(input_sets)
-    while timed(number, 0) < min_sample_seconds and number < 1 << 16:
-        number *= 2
-    number = math.ceil(number / len(input_sets)) * len(input_sets)
+    number = _calls_per_sample(timed, len(input_sets), min_sample_seconds)
     return Samples([timed(number, s * number) / number for s in range(samples)], number)
 
 

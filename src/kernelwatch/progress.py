@@ -84,7 +84,7 @@ class AsvProgress:
             self.parameters = text
         if SHOWN.search(text) and self.shown < MAX_SHOWN:
             self.shown += 1
-            if self.parameters and not RESULT_LINE.match(text):
+            if self.parameters and not result:
                 self._say(self.parameters)
                 self.parameters = ""
             self._say(text if self.shown < MAX_SHOWN else

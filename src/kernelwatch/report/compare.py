@@ -10,11 +10,10 @@ from dataclasses import dataclass
 
 from kernelwatch import detect
 from kernelwatch.report.results import Row
+from kernelwatch.report.site import fmt_value
 
-# Lower is better for these units, so a ratio above the factor is a regression. Other
-# series (token match, counts) are listed, never flagged; so are the machine's own facts
+# Only detect.FLAGGED_UNITS series are flagged; never the machine's own facts
 # (environment.*: copy bandwidth, threads), which describe the machine, not the code.
-FLAGGED_UNITS = ("seconds", "bytes")
 MACHINE_FACTS = "environment."
 MARKS = {"worse": "+", "better": "-", "": " "}
 WORSE_MARKS = ("+", "!")
@@ -38,7 +37,7 @@ class Comparison:
 
 def _series(rows: list[Row], machine: str, commit: str) -> dict[tuple, Row]:
     return {(r.env_name, r.benchmark, tuple(r.params.items())): r for r in rows
-            if r.machine == machine and r.commit.startswith(commit)
+            if r.machine == machine and r.commit == commit
             and (r.value is not None or r.failed)}
 
 
@@ -62,7 +61,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         else:
             change = detect.compare(b.samples or [b.median], a.samples or [a.median],
                                     factor=factor)
-            flagged = a.unit in FLAGGED_UNITS and not bench.startswith(MACHINE_FACTS)
+            flagged = a.unit in detect.FLAGGED_UNITS and not bench.startswith(MACHINE_FACTS)
             mark = MARKS[change.flag] if flagged else " "
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark))
@@ -75,11 +74,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
 def _value(v: float | None, unit: str) -> str:
     if v is None:
         return "failed"
-    if unit == "seconds":
-        for name, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-            if v >= scale:
-                return f"{v / scale:.3g} {name}"
-    return f"{v:.4g}"
+    return fmt_value(v, unit)
 
 
 def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[str, str],

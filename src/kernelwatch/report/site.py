@@ -15,7 +15,6 @@ from pathlib import Path
 
 from kernelwatch import detect
 from kernelwatch.report import views
-from kernelwatch.report.compare import FLAGGED_UNITS
 from kernelwatch.report.results import Row, load
 
 # Same threshold as asv.conf.json's regressions_thresholds.
@@ -23,7 +22,7 @@ CHANGE_THRESHOLD = 0.10
 COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
 TIME_SUFFIX = "Time.track_time"
 # Beside each Time class's track_time (device time), what a Python caller pays per call.
-CALLER_SUFFIX = "track_caller_time"
+CALLER_SUFFIX = "Time.track_caller_time"
 BytesLookup = Callable[[str, dict], "int | None"]
 
 
@@ -34,6 +33,11 @@ def _fmt_seconds(s: float | None) -> str:
         if s >= scale:
             return f"{s / scale:.3g} {unit}"
     return f"{s:.3g} s"
+
+
+def fmt_value(v: float, unit: str) -> str:
+    """A recorded value for a reader: seconds in s/ms/us/ns, anything else as a number."""
+    return _fmt_seconds(v) if unit == "seconds" else f"{v:.4g}"
 
 
 def _env_label(row: Row) -> str:
@@ -77,7 +81,7 @@ def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[d
     timed = [r for r in env_rows if r.benchmark.endswith(TIME_SUFFIX) and "variant" in r.params
              and r.median is not None and not r.benchmark.startswith(own)]
     on_cpu = bool(env_rows) and env_rows[0].env.get("gpu", "none") == "none"
-    caller = {(r.benchmark.removesuffix(CALLER_SUFFIX), _params_key(r)): r.median
+    caller = {(r.benchmark, _params_key(r)): r.median
               for r in env_rows if r.benchmark.endswith(CALLER_SUFFIX) and r.median}
     eager: dict[tuple, float] = {}
     eager_caller: dict[tuple, float] = {}
@@ -112,7 +116,8 @@ def _params_key(r: Row) -> tuple:
 
 def _caller_of(r: Row, caller: dict[tuple, float], on_cpu: bool) -> float | None:
     """The caller's time beside a device time: measured, or on a CPU the time itself."""
-    measured = caller.get((r.benchmark.removesuffix(TIME_SUFFIX.split(".")[1]), _params_key(r)))
+    name = r.benchmark.removesuffix(TIME_SUFFIX) + CALLER_SUFFIX
+    measured = caller.get((name, _params_key(r)))
     return measured or (r.median if on_cpu else None)
 
 
@@ -139,12 +144,13 @@ def changes(rows: list[Row]) -> list[dict]:
         if not old.median:
             continue
         ratio = new.median / old.median
-        change = detect.compare(old.samples or [old.median], new.samples or [new.median],
-                                factor=1 + CHANGE_THRESHOLD)
         if old.version and new.version and old.version != new.version:
             flag = "not comparable"  # the benchmark's code changed: never mixed
+        elif new.unit in detect.FLAGGED_UNITS:
+            flag = detect.compare(old.samples or [old.median], new.samples or [new.median],
+                                  factor=1 + CHANGE_THRESHOLD).flag
         else:
-            flag = change.flag if new.unit in FLAGGED_UNITS else ""
+            flag = ""
         out.append({"machine": machine, "env": env_name, "benchmark": bench,
                     "params": ", ".join(v for _, v in params), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,
@@ -246,11 +252,8 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     parts.append(f"<h2>Change vs previous commit (flagged: significant on the samples and "
                  f"beyond {CHANGE_THRESHOLD:.0%})</h2>")
     if ch:
-        def value(v, unit):
-            return _fmt_seconds(v) if unit == "seconds" else f"{v:.4g}"
-
         body = [[c["machine"], c["env"], c["benchmark"], c["params"], c["commits"],
-                 value(c["old"], c["unit"]), value(c["new"], c["unit"]), c["unit"],
+                 fmt_value(c["old"], c["unit"]), fmt_value(c["new"], c["unit"]), c["unit"],
                  f"{c['ratio']:.3f}", c["flag"]] for c in ch]
         parts.append(_html_table(
             ["machine", "env", "benchmark", "params", "commits", "before", "after", "unit",
