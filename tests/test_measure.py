@@ -173,3 +173,25 @@ def test_caller_time_on_a_gpu_includes_the_host_cost_cuda_graphs_hide():
     device = measure.time_cuda(fn, [(x, x)], cuda_graph=True, samples=10)
     caller = measure.time_caller(fn, [(x, x)], torch.device("cuda"), samples=10)
     assert caller.median > device.median
+
+
+@requires_cuda
+def test_an_injected_slowdown_on_a_gpu_adds_its_fraction_to_device_and_caller_time(
+        monkeypatch):
+    """The fidelity runs' GPU hook: a spin kernel worth 20% of each sample, on CUDA-graph
+    replay, on plain launches and on the caller's clock alike."""
+    x = torch.randn(1 << 24, device="cuda")  # 64 MiB: a copy of ~50 us, HBM-bound
+
+    def copy(a):
+        return a.clone()
+
+    def each():
+        return (measure.time_cuda(copy, [(x,)], cuda_graph=True, samples=20).median,
+                measure.time_cuda(copy, [(x,)], samples=20).median,
+                measure.time_caller(copy, [(x,)], torch.device("cuda"), samples=20).median)
+
+    base = each()
+    monkeypatch.setenv(measure.INJECT_SLOWDOWN_ENV, "0.2")
+    slowed = each()
+    for b, s in zip(base, slowed, strict=True):
+        assert 1.12 < s / b < 1.3, (base, slowed)

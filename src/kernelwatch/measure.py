@@ -68,13 +68,23 @@ def _call_all(fn: Callable, input_sets: Sequence[tuple], count: int, start: int 
 
 
 # Test-only: a slowdown of known size, for checking that a regression check catches it
-# (`kernelwatch compare`, the fidelity runs). Each timed CPU call is followed by busy work
-# lasting this fraction of the call's own time. Never set it for real measurements.
+# (`kernelwatch compare`, `kernelwatch fidelity`). Never set it for real measurements.
+# - CPU (time_cpu): each timed call is followed by busy work lasting this fraction of the
+#   call's own time.
+# - GPU (time_cuda, time_caller): each sample ends with a GPU spin kernel lasting this
+#   fraction of the sample's uninjected time, so device time and caller time both grow.
+# - Generation (TokenClock): each token waits this fraction of its own interval.
 INJECT_SLOWDOWN_ENV = "KERNELWATCH_INJECT_SLOWDOWN"
 
 
+def injected_slowdown() -> float:
+    """The test-only slowdown fraction now in force (0 for real measurements). Read at
+    every measurement, so one process can measure with and without it."""
+    return float(os.environ.get(INJECT_SLOWDOWN_ENV) or 0)
+
+
 def _with_injected_slowdown(fn: Callable) -> Callable:
-    fraction = float(os.environ.get(INJECT_SLOWDOWN_ENV) or 0)
+    fraction = injected_slowdown()
     if fraction <= 0:
         return fn
 
@@ -87,6 +97,39 @@ def _with_injected_slowdown(fn: Callable) -> Callable:
         return out
 
     return slowed
+
+
+_gpu_spin_cycles_per_second: dict[int, float] = {}
+
+
+def _gpu_spin(device: torch.device, seconds: float) -> Callable[[], None]:
+    """A launch of `torch.cuda._sleep` lasting about `seconds` on the GPU: the injected
+    slowdown's GPU work. Its rate (cycles per second) is measured once per device."""
+    index = device.index or 0
+    if index not in _gpu_spin_cycles_per_second:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(1_000_000)  # load the kernel
+        rates = []
+        for cycles in (10_000_000, 20_000_000):
+            start.record()
+            torch.cuda._sleep(cycles)
+            end.record()
+            end.synchronize()
+            rates.append(cycles / (start.elapsed_time(end) / 1e3))
+        _gpu_spin_cycles_per_second[index] = statistics.median(rates)
+    cycles = max(1, int(seconds * _gpu_spin_cycles_per_second[index]))
+    return lambda: torch.cuda._sleep(cycles)
+
+
+def _injected_gpu_work(sample_seconds: Callable[[], float], device: torch.device
+                       ) -> Callable[[], None] | None:
+    """None for real measurements; else the spin launch to end each sample with, sized from
+    the median of five uninjected samples (`sample_seconds()` times one)."""
+    fraction = injected_slowdown()
+    if fraction <= 0:
+        return None
+    base = statistics.median(sample_seconds() for _ in range(5))
+    return _gpu_spin(device, fraction * base)
 
 
 def time_cpu(
@@ -177,9 +220,13 @@ def time_cuda(
             per_call.append(start.elapsed_time(end) / 1e3)
         return Samples(per_call, 1)
 
+    extra: Callable[[], None] | None = None  # the test-only injected slowdown
+
     def timed(count: int, offset: int) -> float:
         start.record()
         _call_all(fn, input_sets, count, start=offset)
+        if extra:
+            extra()
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1e3
@@ -198,15 +245,20 @@ def time_cuda(
             _call_all(fn, input_sets, number)
         graph.replay()
         torch.cuda.synchronize(device)
-        per_call = []
-        for _ in range(samples):
+
+        def replayed() -> float:
             start.record()
             graph.replay()
+            if extra:
+                extra()
             end.record()
             end.synchronize()
-            per_call.append(start.elapsed_time(end) / 1e3 / number)
-        return Samples(per_call, number)
+            return start.elapsed_time(end) / 1e3
 
+        extra = _injected_gpu_work(replayed, device)
+        return Samples([replayed() / number for _ in range(samples)], number)
+
+    extra = _injected_gpu_work(lambda: timed(number, 0), device)
     return Samples([timed(number, s * number) / number for s in range(samples)], number)
 
 
@@ -240,14 +292,19 @@ def time_caller(
                         min_sample_seconds=min_sample_seconds)
     _call_all(fn, input_sets, warmup)
 
+    extra: Callable[[], None] | None = None  # the test-only injected slowdown
+
     def timed(count: int, offset: int) -> float:
         torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         _call_all(fn, input_sets, count, start=offset)
+        if extra:
+            extra()
         torch.cuda.synchronize(device)
         return time.perf_counter() - t0
 
     number = _calls_per_sample(timed, len(input_sets), min_sample_seconds)
+    extra = _injected_gpu_work(lambda: timed(number, 0), device)
     return Samples([timed(number, s * number) / number for s in range(samples)], number)
 
 
@@ -471,9 +528,17 @@ class TokenClock:
     def __init__(self) -> None:
         self._start = time.perf_counter()
         self.arrivals: list[float] = []
+        self._slowdown = injected_slowdown()  # test-only; 0 for real measurements
 
     def tick(self) -> None:
-        self.arrivals.append(time.perf_counter() - self._start)
+        now = time.perf_counter() - self._start
+        if self._slowdown > 0:
+            last = self.arrivals[-1] if self.arrivals else 0.0
+            until = time.perf_counter() + self._slowdown * (now - last)
+            while time.perf_counter() < until:
+                pass
+            now = time.perf_counter() - self._start
+        self.arrivals.append(now)
 
 
 def time_generations(generate: Callable[[Callable[[], None]], object], *,
