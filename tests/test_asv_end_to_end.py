@@ -330,9 +330,19 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
     slow = run([kernelwatch_exe(), "compare", "HEAD", "HEAD", "--base-machine", "aa-base",
                 "--machine", "aa-slow"], clone)
     assert slow.returncode == 1
-    first = slow.stdout.split("|---|---|---|---|---|---|\n")[1].splitlines()[0]
+    first = slow.stdout.split("|---|---|---|---|---|---|---|\n")[1].splitlines()[0]
     assert first.startswith("| + |") and "gptq.GptqTime.track_" in first
-    assert "worse beyond 1.10x" in slow.stderr
+    assert "| 1.10 |" in first and "worse beyond their threshold" in slow.stderr
+    # With a fidelity run filed for the machine, that series is judged at its own threshold.
+    fid = run([kernelwatch_exe(), "fidelity", "--machine", "aa-slow", "--workload", "gptq",
+               "--param", "variant=eager", "--runs", "3", "--slowdowns", "0.2"], clone)
+    assert fid.returncode == 0, fid.stderr
+    own = run([kernelwatch_exe(), "compare", "HEAD", "HEAD", "--base-machine", "aa-base",
+               "--machine", "aa-slow"], clone)
+    line = next(ln for ln in own.stdout.splitlines()
+                if "`gptq.GptqTime.track_time` (tiny/proj, w4-sym-g128, 16, eager)" in ln)
+    assert own.returncode == 1 and line.startswith("| + |") and "| 1.10 |" not in line
+    assert "own threshold from `kernelwatch fidelity` where measured (1 series" in own.stdout
     missing = run([kernelwatch_exe(), "compare", "HEAD~1", "HEAD", "--machine", "aa-base"],
                   clone)
     assert missing.returncode == 2 and "no results for commit" in missing.stderr

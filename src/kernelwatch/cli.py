@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import environment, recorded, workloads
+from kernelwatch import detect, environment, recorded, workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 from kernelwatch.progress import AsvProgress, log_path
 
@@ -569,11 +569,24 @@ def cmd_publish(args: argparse.Namespace) -> int:
     config = derived_config(repo, branch=history_branch(repo, args.branch))
     run_checked([asv_executable(), *(["--config", str(config)] if config else []), "publish"],
                 repo)
-    page = site.write(results, repo / "html", workloads.bytes_for_benchmark)
+    page = site.write(results, repo / "html", workloads.bytes_for_benchmark,
+                      **fidelity_for_site(repo))
     print(f"\nPublished. Open {repo / 'html' / 'index.html'} (asv's history)")
     print(f"and {page} (kernelwatch speedups and regressions).")
     print(f"To serve it: asv preview   (or: python -m http.server -d {repo / 'html'})")
     return 0
+
+
+def fidelity_for_site(repo: Path) -> dict:
+    """The newest `kernelwatch fidelity` figures per machine, as site.write takes them."""
+    from kernelwatch import fidelity
+
+    tables, thresholds = {}, {}
+    for machine, (env, analyses, skipped) in fidelity.latest_analyses(repo).items():
+        headers, body = fidelity.table(analyses, skipped)
+        tables[machine] = (env, headers, body, fidelity.NOTE)
+        thresholds[machine] = {a.key: a.threshold for a in analyses if a.threshold}
+    return {"fidelity": tables, "thresholds": thresholds}
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -604,16 +617,74 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 + (f" (it has results on: {', '.join(machines)}; --machine / "
                    "--base-machine choose)" if machines else
                    f"; measure it first: kernelwatch run {commit[:8]}^!"))
-    comparisons = compare.compare(rows, base, head, factor=args.factor)
+    # An explicit --factor is used for every series; without it, each series measured by
+    # `kernelwatch fidelity` on this machine uses its own threshold, the rest 1.10.
+    from kernelwatch import fidelity
+
+    factor = args.factor or detect.DEFAULT_FACTOR
+    thresholds = None if args.factor else fidelity.thresholds(repo).get(head_machine)
+    comparisons = compare.compare(rows, base, head, factor=factor, thresholds=thresholds)
     if not comparisons:
         raise KernelwatchError("the two have no series in common; run the same selection "
                                "at both")
-    print(compare.markdown(comparisons, base, head, args.factor))
+    print(compare.markdown(comparisons, base, head, factor, thresholds))
     worse = [c for c in comparisons if c.mark in compare.WORSE_MARKS]
     if worse:
-        print(f"\nkernelwatch: {len(worse)} series worse beyond {args.factor:.2f}x "
+        print(f"\nkernelwatch: {len(worse)} series worse beyond their threshold "
               "(exit status 1)", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    from kernelwatch import environment, fidelity
+
+    repo = find_repo_root()
+    machine = machine_name(args.machine)
+    if args.show:
+        latest = fidelity.load_latest(repo).get(machine)
+        if not latest:
+            raise KernelwatchError(f"no fidelity runs for machine {machine!r} in "
+                                   f"{fidelity.fidelity_dir(repo)}; run `kernelwatch fidelity`")
+        measured = [m for m, _ in latest.values()]
+    else:
+        try:
+            slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
+        except ValueError:
+            raise KernelwatchError(f"--slowdowns takes fractions like 0.02,0.05, not "
+                                   f"{args.slowdowns!r}") from None
+        if args.runs < 2 or any(not 0 < x < 10 for x in slowdowns):
+            raise KernelwatchError("--runs needs at least 2 (21 gives 20 pairs), and each "
+                                   "slowdown is a fraction above 0 (0.05 = 5%)")
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        names = args.workload or [w for w in workloads.WORKLOADS
+                                  if "time" in workloads.get(w).BENCHMARKS]
+        plan = []
+        for name in names:
+            chosen, env = parse_params(name, args.param or [], {})
+            check_choices(workloads.get(name).PARAMS, chosen, where=name)
+            os.environ.update(env)
+            plan += fidelity.targets(repo, name, chosen, args.track, on_gpu)
+        print(f"kernelwatch fidelity: {len(plan)} series x {args.runs} processes (a case's "
+              f"series share one), each measured as it is and with "
+              f"{', '.join(f'{100 * x:g}%' for x in slowdowns)} injected; machine {machine}")
+        measured = []
+        path, env = fidelity.new_path(repo, machine), environment.capture()
+        groups = fidelity.cases(plan)
+        for i, case in enumerate(groups, 1):
+            tracks = ", ".join(t.track.removeprefix("track_") for t in case)
+            print(f"[{i}/{len(groups)}] {case[0].key} ({tracks})", flush=True)
+            measured += fidelity.measure_case(repo, case, args.runs, slowdowns,
+                                              timeout=args.timeout,
+                                              progress=lambda line: print(line, flush=True))
+            fidelity.save(path, machine, measured, env)
+        print(f"samples saved to {path}")
+    done = [m for m in measured if not m.skipped]
+    print()
+    print(fidelity.markdown([fidelity.analyse(m) for m in done],
+                            [m for m in measured if m.skipped]))
     return 0
 
 
@@ -730,13 +801,46 @@ def build_parser() -> argparse.ArgumentParser:
         "memory series got worse, or a benchmark newly fails.")
     cmp.add_argument("base", help="the commit before (e.g. main, HEAD~1)")
     cmp.add_argument("head", help="the commit after (e.g. HEAD)")
-    cmp.add_argument("--factor", type=float, default=1.10,
-                     help="smallest ratio of medians that counts (default 1.10)")
+    cmp.add_argument("--factor", type=float,
+                     help="smallest ratio of medians that counts, for every series (default: "
+                     "each series' threshold from `kernelwatch fidelity` on this machine, "
+                     "else 1.10)")
     cmp.add_argument("--machine", help="asv machine of HEAD's results (default: "
                      "$KERNELWATCH_MACHINE or host)")
     cmp.add_argument("--base-machine", help="asv machine of BASE's results (default: "
                      "--machine); two machine names of one commit compare two runs of it")
     cmp.set_defaults(func=cmd_compare)
+
+    fid = sub.add_parser(
+        "fidelity", help="measure each timed benchmark's noise, false alarms and the "
+        "smallest slowdown its regression check catches",
+        description="Run each timed benchmark's asv class in --runs fresh processes (as asv "
+        "does), each measuring it as it is and with test-only slowdowns injected into the "
+        "measuring core. Neighbouring processes are compared with the regression check "
+        "(asv's significance test and a factor): A/A pairs give the false-alarm rate at each "
+        "factor, A/B pairs the share of each slowdown caught. Prints a table per series; "
+        "saves the raw samples under .kernelwatch/fidelity/ (a new file per run); "
+        "`kernelwatch compare` and the site then use each series' threshold. Run it on a "
+        "quiet machine: other work moves the figures. Default: every workload's quick case "
+        "(plus caller time on a GPU); on 2 CPU cores about 30 min.")
+    fid.add_argument("--workload", action="append",
+                     help="only this workload (repeatable; default all)")
+    fid.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="this value of the workload's parameter (repeatable; default the "
+                     "quick case)")
+    fid.add_argument("--track", action="append", metavar="NAME",
+                     help="this timed track, e.g. time, caller_time (default: the quick ones)")
+    fid.add_argument("--runs", type=int, default=21,
+                     help="fresh processes per series (default 21: 20 neighbouring pairs)")
+    fid.add_argument("--slowdowns", default="0.02,0.05,0.10",
+                     help="injected slowdowns, fractions (default 0.02,0.05,0.10)")
+    fid.add_argument("--timeout", type=float, default=600,
+                     help="seconds one process may take (default 600)")
+    fid.add_argument("--machine", help="machine name the figures are filed under (default: "
+                     "$KERNELWATCH_MACHINE or host)")
+    fid.add_argument("--show", action="store_true",
+                     help="print the table from the newest saved runs; measure nothing")
+    fid.set_defaults(func=cmd_fidelity)
 
     dk = sub.add_parser("docker", help="build and run the CPU/CUDA images (Docker SDK)")
     dsub = dk.add_subparsers(dest="docker_command", required=True)

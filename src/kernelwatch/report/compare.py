@@ -41,14 +41,24 @@ def _series(rows: list[Row], machine: str, commit: str) -> dict[tuple, Row]:
             and (r.value is not None or r.failed)}
 
 
+def series_key(benchmark: str, params: str) -> str:
+    """`workload.Class.track_x(value, value, ...)`: how `kernelwatch fidelity` names a
+    series, so its per-series thresholds apply here."""
+    return f"{benchmark}({params})"
+
+
 def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
-            factor: float = detect.DEFAULT_FACTOR) -> list[Comparison]:
-    """Series recorded at `base` and `head`, each a (machine, full commit hash)."""
+            factor: float = detect.DEFAULT_FACTOR,
+            thresholds: dict[str, float] | None = None) -> list[Comparison]:
+    """Series recorded at `base` and `head`, each a (machine, full commit hash). A series
+    with a threshold in `thresholds` (series key -> factor, from `kernelwatch fidelity` on
+    the head's machine) is judged at it; the others at `factor`."""
     before, after = _series(rows, *base), _series(rows, *head)
     out = []
     for key in sorted(before.keys() & after.keys()):
         b, a = before[key], after[key]
         env, bench, params = key
+        values = ", ".join(v for _, v in params)
         change = None
         if a.version and b.version and a.version != b.version:
             mark = "x"  # measured by different benchmark code: never compared
@@ -59,11 +69,12 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         elif a.median is None or b.median is None:
             mark = " "
         else:
-            change = detect.compare(b.samples or [b.median], a.samples or [a.median],
-                                    factor=factor)
+            change = detect.compare(
+                b.samples or [b.median], a.samples or [a.median],
+                factor=(thresholds or {}).get(series_key(bench, values), factor))
             flagged = a.unit in detect.FLAGGED_UNITS and not bench.startswith(MACHINE_FACTS)
             mark = MARKS[change.flag] if flagged else " "
-        out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
+        out.append(Comparison(env, bench, values, a.unit,
                               b.median, a.median, change, mark))
     order = {"+": 0, "!": 1, "-": 2, "*": 3, "x": 4, " ": 5}
     out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(MACHINE_FACTS),
@@ -78,8 +89,9 @@ def _value(v: float | None, unit: str) -> str:
 
 
 def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[str, str],
-             factor: float) -> str:
+             factor: float, thresholds: dict[str, float] | None = None) -> str:
     worse = sum(c.mark in WORSE_MARKS for c in comparisons)
+    own = sum(series_key(c.benchmark, c.params) in (thresholds or {}) for c in comparisons)
     better = sum(c.mark in ("-", "*") for c in comparisons)
     incomparable = sum(c.mark == "x" for c in comparisons)
     lines = [f"### kernelwatch: {head[1][:8]} ({head[0]}) against {base[1][:8]} ({base[0]})",
@@ -87,15 +99,18 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
              f"{worse} worse, {better} better, {incomparable} not comparable, "
              f"{len(comparisons) - worse - better - incomparable} unchanged of "
              f"{len(comparisons)} series (a change counts when asv's test on the samples "
-             f"finds it significant and the medians differ by more than {factor:.2f}x; `+` "
+             f"finds it significant and the medians differ by more than {factor:.2f}x"
+             + (f", or by the series' own threshold from `kernelwatch fidelity` where "
+                f"measured ({own} series, column `threshold`)" if own else "") + "; `+` "
              "worse, `-` better, `!` newly failing, `*` fixed, `x` not comparable: the "
              "benchmark's version changed).",
              "",
-             "| | before | after | ratio | benchmark (parameters) | environment |",
-             "|---|---|---|---|---|---|"]
+             "| | before | after | ratio | threshold | benchmark (parameters) | environment |",
+             "|---|---|---|---|---|---|---|"]
     for c in comparisons:
         ratio = f"{c.ratio:.2f}" if c.ratio is not None and c.mark != "x" else "n/a"
+        threshold = (thresholds or {}).get(series_key(c.benchmark, c.params), factor)
         lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit)} | "
-                     f"{_value(c.after, c.unit)} | {ratio} | `{c.benchmark}` ({c.params}) | "
-                     f"{c.env} |")
+                     f"{_value(c.after, c.unit)} | {ratio} | {threshold:.2f} | "
+                     f"`{c.benchmark}` ({c.params}) | {c.env} |")
     return "\n".join(lines)

@@ -125,9 +125,12 @@ def _case_key(r: Row) -> tuple:
     return (r.benchmark, *(v for k, v in sorted(r.params.items()) if k != "variant"))
 
 
-def changes(rows: list[Row]) -> list[dict]:
+def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = None
+            ) -> list[dict]:
     """Each series' newest value against the commit before it (by commit date), flagged by
-    kernelwatch.detect: significant on the samples and beyond the threshold."""
+    kernelwatch.detect: significant on the samples and beyond the threshold, which is the
+    series' own from `kernelwatch fidelity` on its machine (machine -> series key ->
+    factor) where measured, else asv.conf.json's 10%."""
     series: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
         if r.median is not None:
@@ -147,8 +150,10 @@ def changes(rows: list[Row]) -> list[dict]:
         if old.version and new.version and old.version != new.version:
             flag = "not comparable"  # the benchmark's code changed: never mixed
         elif new.unit in detect.FLAGGED_UNITS:
+            key = f"{bench}({', '.join(v for _, v in new.params.items())})"
+            factor = (thresholds or {}).get(machine, {}).get(key, 1 + CHANGE_THRESHOLD)
             flag = detect.compare(old.samples or [old.median], new.samples or [new.median],
-                                  factor=1 + CHANGE_THRESHOLD).flag
+                                  factor=factor).flag
         else:
             flag = ""
         out.append({"machine": machine, "env": env_name, "benchmark": bench,
@@ -215,11 +220,20 @@ def _html_table(headers: list[str], body: list[list[str]], classes: list[str] | 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
 
 
-def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = None) -> Path:
-    """Write html/kernelwatch/index.html from results/ and return its path."""
+# machine -> (environment facts, table headers, table rows, note): `kernelwatch fidelity`.
+FidelityTables = dict[str, tuple[dict, list[str], list[list[str]], str]]
+
+
+def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = None, *,
+          fidelity: FidelityTables | None = None,
+          thresholds: dict[str, dict[str, float]] | None = None) -> Path:
+    """Write html/kernelwatch/index.html (and fidelity.html) from results/ and return the
+    index's path."""
     rows = load(results_dir)
     parts = ["<h1>kernelwatch</h1>",
-             '<p><a href="../index.html">asv history (all series, per commit)</a></p>',
+             '<p><a href="../index.html">asv history (all series, per commit)</a> &middot; '
+             '<a href="fidelity.html">fidelity: noise floor and false alarms per '
+             "benchmark</a></p>",
              "<h2>Speedup vs eager: the newest measurement of each case, per environment</h2>",
              "<p>Device time is the median per call of the kernel's own work (on a GPU, CUDA "
              "events around CUDA-graph replays); caller time is what a Python loop calling it "
@@ -248,9 +262,10 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
             for table in view.tables(env_rows, _fmt_seconds):
                 parts.append(f"<h4>{html.escape(table.title)}</h4>")
                 parts.append(_html_table(table.headers, table.rows, table.row_classes))
-    ch = changes(rows)
+    ch = changes(rows, thresholds)
     parts.append(f"<h2>Change vs previous commit (flagged: significant on the samples and "
-                 f"beyond {CHANGE_THRESHOLD:.0%})</h2>")
+                 f"beyond the series' threshold from the fidelity page, else "
+                 f"{CHANGE_THRESHOLD:.0%})</h2>")
     if ch:
         body = [[c["machine"], c["env"], c["benchmark"], c["params"], c["commits"],
                  fmt_value(c["old"], c["unit"]), fmt_value(c["new"], c["unit"]), c["unit"],
@@ -260,12 +275,36 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
              "after/before", "flag"], body, [c["flag"] for c in ch]))
     else:
         parts.append("<p>Only one commit measured so far.</p>")
+    out = Path(html_dir) / "kernelwatch" / "index.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(_page("kernelwatch", parts))
+    (out.parent / "fidelity.html").write_text(_page("kernelwatch: fidelity",
+                                                    _fidelity_parts(fidelity or {})))
+    return out
+
+
+def _page(title: str, parts: list[str]) -> str:
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
              "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
              "tr.worse{background:#fdd}tr.better{background:#dfd}.env{color:#555}")
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>kernelwatch</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
-    out = Path(html_dir) / "kernelwatch" / "index.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
-    return out
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}"
+            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def _fidelity_parts(fidelity: FidelityTables) -> list[str]:
+    parts = ["<h1>kernelwatch: how far each benchmark can be trusted</h1>",
+             '<p><a href="index.html">speedups and changes</a></p>',
+             "<p>Per machine and timed series, from <code>kernelwatch fidelity</code>: the "
+             "same commit measured in fresh processes (A/A) and with a known slowdown "
+             "injected into the measuring core (A/B). The threshold is what the change "
+             "table and <code>kernelwatch compare</code> use for that series; "
+             "asv's fixed 1.10 is beside it.</p>"]
+    if not fidelity:
+        parts.append("<p>No fidelity runs yet: <code>kernelwatch fidelity</code>.</p>")
+    for machine, (env, headers, body, note) in sorted(fidelity.items()):
+        facts = ", ".join(f"{k}={v}" for k, v in sorted(env.items())
+                          if k in ("cpu", "gpu", "driver", "torch", "cuda", "num_cpu",
+                                   "threads"))
+        parts += [f"<h2>{html.escape(machine)}</h2><p class=env>{html.escape(facts)}</p>",
+                  _html_table(headers, body), f"<p>{html.escape(note)}</p>"]
+    return parts

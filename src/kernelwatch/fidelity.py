@@ -1,0 +1,379 @@
+"""How far to trust a timed benchmark on this machine: its noise, its false alarms, and the
+smallest slowdown its regression check catches.
+
+A history is only as good as its noise floor. For each timed benchmark, `kernelwatch
+fidelity` runs the benchmark's own asv class (setup, then the track method, as asv does) in
+R fresh processes, because most of the noise between two commits is between processes
+(allocation, frequency, placement), which samples inside one process cannot see. Each
+process measures the benchmark once as it is (A) and once per injected slowdown (B: the
+measuring core's test-only hook adds work worth x% of the kernel's own time), in a shuffled
+order. Then, for neighbouring processes i and i+1:
+
+- A/A: `detect.compare(A_i, A_i+1)` at each candidate factor: every flag is a false alarm;
+- A/B: `detect.compare(A_i, B_i+1)`: a "worse" flag is a catch.
+
+So each figure compares two processes, as two commits would be compared. The smallest
+factor with no A/A alarm is the benchmark's threshold on this machine; the smallest injected
+slowdown caught in at least 95% of pairs at that factor is its smallest detected change.
+asv's own check is the same test at its fixed factor (1.10 in asv.conf.json), shown beside.
+The thresholds are chosen on the same runs they are judged on; more runs make them honest.
+
+Runner, statistics and output are apart: `measure_target` runs processes, `analyse` turns
+samples into figures, `markdown` and the site print them. Raw samples are saved, so a new
+analysis never needs a new run. Files are never overwritten: one per run, newest wins.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kernelwatch import detect, workloads
+from kernelwatch.errors import KernelwatchError, unknown_name
+
+# Candidate factors, smallest first: the threshold is the first with no A/A alarm.
+FACTORS = (1.01, 1.02, 1.03, 1.05, 1.10, 1.20, 1.50)
+ASV_FACTOR = 1.10  # asv.conf.json's regressions_thresholds and asv compare's default
+CAUGHT_RATE = 0.95
+DEFAULT_SLOWDOWNS = (0.02, 0.05, 0.10)
+RESULT_MARK = "KERNELWATCH-FIDELITY "  # the child's result line, apart from its other output
+
+
+@dataclass(frozen=True)
+class Target:
+    """One timed series: an asv benchmark (workload.Class.track_name) at one parameter set."""
+
+    workload: str
+    cls: str
+    track: str
+    params: tuple[str, ...]
+
+    @property
+    def benchmark(self) -> str:
+        return f"{self.workload}.{self.cls}.{self.track}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.benchmark}({', '.join(self.params)})"
+
+
+def timed_tracks(repo: Path, workload: str) -> list[str]:
+    """The track_ methods of a workload's time class that return timing samples (unit
+    seconds), e.g. track_time and track_caller_time."""
+    module = workloads.get(workload)
+    cls = _benchmark_class(repo, workload, module.BENCHMARKS["time"])
+    return [name for name in dir(cls) if name.startswith("track_")
+            and getattr(getattr(cls, name), "unit", getattr(cls, "unit", "")) == "seconds"]
+
+
+def targets(repo: Path, workload: str, chosen: dict[str, list[str] | None],
+            tracks: Sequence[str] | None, on_gpu: bool) -> list[Target]:
+    """The series to check: the chosen parameter values (the quick case where none are
+    chosen) of the workload's time class; its quick tracks, plus caller time on a GPU."""
+    import itertools
+
+    module = workloads.get(workload)
+    available = timed_tracks(repo, workload)
+    if tracks:
+        names = [t if t.startswith("track_") else f"track_{t}" for t in tracks]
+        for name in names:
+            if name not in available:
+                raise unknown_name("timed track", name.removeprefix("track_"),
+                                   [t.removeprefix("track_") for t in available], workload)
+    else:
+        quick = getattr(module, "QUICK_TRACKS", ("time",))
+        names = [t for t in available if t.removeprefix("track_") in quick]
+        if on_gpu and "track_caller_time" in available and "track_caller_time" not in names:
+            names.append("track_caller_time")
+    values = [chosen.get(p) or module.QUICK[p] for p in module.PARAMS]
+    return [Target(workload, module.BENCHMARKS["time"], name, tuple(combo))
+            for combo in itertools.product(*values) for name in names]
+
+
+def _benchmark_class(repo: Path | str, workload: str, cls: str) -> type:
+    """The asv class, imported from the repository's benchmarks/ as asv imports it."""
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    return getattr(importlib.import_module(f"benchmarks.{workload}"), cls)
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+def child_main(spec: dict) -> dict:
+    """In a fresh process: the benchmark's setup, then each of its track methods once per
+    slowdown (0 = as it is), in a shuffled order, as asv would call them. Returns samples per
+    track and slowdown, or the reason the benchmark skips here."""
+    from kernelwatch import measure
+
+    cls = _benchmark_class(spec["repo"], spec["workload"], spec["cls"])
+    params = spec["params"]
+    bench = cls()
+    try:
+        bench.setup(*params)
+    except NotImplementedError as e:  # asv's "skipped": Unavailable
+        return {"skipped": str(e) or type(e).__name__}
+    order = [(track, x) for track in spec["tracks"] for x in spec["fractions"]]
+    random.Random(spec["seed"]).shuffle(order)
+    samples: dict[str, dict[str, list[float]]] = {track: {} for track in spec["tracks"]}
+    for track, fraction in order:
+        os.environ[measure.INJECT_SLOWDOWN_ENV] = repr(fraction)
+        samples[track][repr(fraction)] = getattr(bench, track)(*params)["samples"]
+    os.environ.pop(measure.INJECT_SLOWDOWN_ENV, None)
+    if hasattr(bench, "teardown"):
+        bench.teardown(*params)
+    return {"samples": samples}
+
+
+@dataclass
+class Measured:
+    target: Target
+    runs: list[dict[str, list[float]]] = field(default_factory=list)  # per process: {x: samples}
+    skipped: str = ""
+    seconds: float = 0.0
+
+
+def measure_case(repo: Path, case: Sequence[Target], runs: int, slowdowns: Sequence[float],
+                 *, timeout: float, progress: Callable[[str], None] = print) -> list[Measured]:
+    """`runs` fresh processes of one case (one class at one parameter set), each measuring
+    all of the case's tracks (see the module's docstring)."""
+    first = case[0]
+    results = [Measured(t) for t in case]
+    t0 = time.perf_counter()
+    for i in range(runs):
+        spec = {"repo": str(repo), "workload": first.workload, "cls": first.cls,
+                "tracks": [t.track for t in case], "params": list(first.params),
+                "fractions": [0.0, *slowdowns], "seed": i}
+        try:
+            proc = subprocess.run([sys.executable, "-m", "kernelwatch.fidelity", json.dumps(spec)],
+                                  cwd=repo, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise KernelwatchError(
+                f"{first.key}: one run took over {timeout:.0f} s; raise --timeout or pick "
+                "a smaller case") from None
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_MARK)), None)
+        if proc.returncode != 0 or line is None:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise KernelwatchError(f"{first.key}: run {i + 1} failed (exit "
+                                   f"{proc.returncode}):\n{tail}")
+        out = json.loads(line[len(RESULT_MARK):])
+        if "skipped" in out:
+            for m in results:
+                m.skipped = out["skipped"]
+            progress(f"  skipped: {out['skipped']}")
+            break
+        for m in results:
+            m.runs.append(out["samples"][m.target.track])
+        if (i + 1) % 5 == 0 or i + 1 == runs:
+            progress(f"  {i + 1}/{runs} runs, {time.perf_counter() - t0:.0f} s")
+    for m in results:
+        m.seconds = time.perf_counter() - t0
+    return results
+
+
+def cases(targets: Sequence[Target]) -> list[list[Target]]:
+    """Targets grouped by class and parameters: one process measures a case's tracks."""
+    grouped: dict[tuple, list[Target]] = {}
+    for t in targets:
+        grouped.setdefault((t.workload, t.cls, t.params), []).append(t)
+    return list(grouped.values())
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class Analysis:
+    key: str
+    runs: int
+    median_seconds: float
+    run_cv: float  # CV of the per-process medians: what two commits differ by with no change
+    sample_cv: float  # median CV of the samples inside one process
+    aa_alarms: dict[str, int]  # factor -> flagged A/A pairs (of runs - 1)
+    caught: dict[str, dict[str, int]]  # slowdown -> factor -> pairs flagged worse
+    achieved: dict[str, float]  # slowdown -> median in-process B/A ratio, minus 1
+    threshold: float | None  # smallest factor with no A/A alarm
+    smallest_caught: float | None  # smallest slowdown caught >= 95% at the threshold
+    asv_aa_alarms: int
+    asv_smallest_caught: float | None
+
+    @property
+    def pairs(self) -> int:
+        return self.runs - 1
+
+
+def _smallest_caught(caught: dict[str, dict[str, int]], factor: float, pairs: int
+                     ) -> float | None:
+    hits = [float(x) for x, by_factor in caught.items()
+            if pairs and by_factor[f"{factor:.2f}"] >= CAUGHT_RATE * pairs]
+    return min(hits) if hits else None
+
+
+def analyse(measured: Measured, factors: Sequence[float] = FACTORS) -> Analysis:
+    """Figures from saved samples: no measuring happens here."""
+    runs = measured.runs
+    if len(runs) < 2:
+        raise KernelwatchError(f"{measured.target.key}: needs at least 2 runs, has {len(runs)}")
+    a = [r["0.0"] for r in runs]
+    medians = [statistics.median(s) for s in a]
+    slowdowns = [x for x in runs[0] if x != "0.0"]
+    aa = {f"{f:.2f}": sum(detect.compare(a[i], a[i + 1], factor=f).flag != ""
+                          for i in range(len(a) - 1)) for f in factors}
+    caught = {x: {f"{f:.2f}": sum(detect.compare(a[i], runs[i + 1][x], factor=f).flag == "worse"
+                                  for i in range(len(a) - 1)) for f in factors}
+              for x in slowdowns}
+    achieved = {x: statistics.median(statistics.median(r[x]) / statistics.median(r["0.0"])
+                                     for r in runs) - 1 for x in slowdowns}
+    run_cv = statistics.stdev(medians) / statistics.fmean(medians)
+    # No alarm seen in these pairs is not enough: 0 of 20 still allows a rate of ~14%. The
+    # factor must also clear three standard deviations of the ratio of two runs' medians.
+    threshold = next((f for f in factors if aa[f"{f:.2f}"] == 0
+                      and f - 1 >= 3 * math.sqrt(2) * run_cv), None)
+    pairs = len(a) - 1
+    return Analysis(
+        key=measured.target.key, runs=len(runs), median_seconds=statistics.median(medians),
+        run_cv=run_cv,
+        sample_cv=statistics.median(statistics.stdev(s) / statistics.fmean(s) if len(s) > 1
+                                    else 0.0 for s in a),
+        aa_alarms=aa, caught=caught, achieved=achieved, threshold=threshold,
+        smallest_caught=_smallest_caught(caught, threshold, pairs) if threshold else None,
+        asv_aa_alarms=aa.get(f"{ASV_FACTOR:.2f}", 0),
+        asv_smallest_caught=_smallest_caught(caught, ASV_FACTOR, pairs)
+        if f"{ASV_FACTOR:.2f}" in aa else None,
+    )
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def fidelity_dir(repo: Path) -> Path:
+    return repo / ".kernelwatch" / "fidelity"
+
+
+def new_path(repo: Path, machine: str) -> Path:
+    """A file name no earlier run used: runs are never overwritten."""
+    out = fidelity_dir(repo)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = out / f"{machine}-{stamp}.json", 1
+    while path.exists():
+        n += 1
+        path = out / f"{machine}-{stamp}-{n}.json"
+    return path
+
+
+def save(path: Path, machine: str, measured: Sequence[Measured], env: dict) -> None:
+    """The raw samples and the environment. Called after each case, so a run that is cut
+    short keeps the cases it finished."""
+    data = {"machine": machine, "date": time.time(), "environment": env,
+            "targets": [{**asdict(m.target), "runs": m.runs, "skipped": m.skipped,
+                         "seconds": m.seconds} for m in measured]}
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(data, indent=1))
+    partial.replace(path)
+
+
+def load_latest(repo: Path) -> dict[str, dict[str, tuple[Measured, dict]]]:
+    """machine -> target key -> (the newest measurement of it, that file's environment).
+    A file that does not parse is named and skipped: fidelity files only inform."""
+    latest: dict[str, dict[str, tuple[float, Measured, dict]]] = {}
+    for path in sorted(fidelity_dir(repo).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            for t in data["targets"]:
+                target = Target(t["workload"], t["cls"], t["track"], tuple(t["params"]))
+                m = Measured(target, t["runs"], t["skipped"], t["seconds"])
+                seen = latest.setdefault(data["machine"], {})
+                if target.key not in seen or seen[target.key][0] <= data["date"]:
+                    seen[target.key] = (data["date"], m, data.get("environment", {}))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"kernelwatch: skipping unreadable fidelity file {path}: {e}", file=sys.stderr)
+    return {machine: {k: (m, env) for k, (_, m, env) in by_key.items()}
+            for machine, by_key in latest.items()}
+
+
+def latest_analyses(repo: Path) -> dict[str, tuple[dict, list[Analysis], list[Measured]]]:
+    """machine -> (environment, figures of each series' newest run, series that skipped)."""
+    out = {}
+    for machine, latest in load_latest(repo).items():
+        measured = [m for m, _ in latest.values()]
+        analyses = [analyse(m) for m in measured if not m.skipped and len(m.runs) >= 2]
+        env = next(iter(latest.values()))[1]
+        out[machine] = (env, analyses, [m for m in measured if m.skipped])
+    return out
+
+
+def thresholds(repo: Path) -> dict[str, dict[str, float]]:
+    """machine -> series key -> the factor its regression check uses on that machine, for
+    the series the newest fidelity runs gave one."""
+    return {machine: {a.key: a.threshold for a in analyses if a.threshold}
+            for machine, (_, analyses, _) in latest_analyses(repo).items()}
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _pct(x: float | None) -> str:
+    return "none" if x is None else f"{100 * x:.0f}%"
+
+
+def _seconds(s: float) -> str:
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+NOTE = ("Each pair is two fresh processes. run CV: spread of the per-process medians; "
+        "sample CV: inside one process. threshold: the smallest factor with no A/A alarm "
+        "and at least 3 x sqrt(2) x run CV above 1; caught: A/B pairs flagged worse at that "
+        f"threshold; smallest caught: the smallest slowdown caught in at least "
+        f"{CAUGHT_RATE:.0%} of pairs. injected -> achieved: the slowdown as measured inside "
+        "one process.")
+
+
+def table(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()
+          ) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows: noise; alarms and catches at the threshold; asv's 1.10 beside."""
+    slowdowns = sorted({x for a in analyses for x in a.caught}, key=float)
+    head = ["series", "median", "run CV", "sample CV", "threshold", "A/A alarms",
+            *[f"{_pct(float(x))} caught" for x in slowdowns], "smallest caught",
+            "asv 1.10: A/A alarms", "asv 1.10: smallest caught", "injected -> achieved"]
+    rows = []
+    for a in analyses:
+        t = f"{a.threshold:.2f}" if a.threshold else None
+        worst = f"{FACTORS[-1]:.2f}"
+        rows.append([
+            a.key, _seconds(a.median_seconds), f"{100 * a.run_cv:.2f}%",
+            f"{100 * a.sample_cv:.2f}%", t or f"> {worst}",
+            f"{a.aa_alarms[t or worst]}/{a.pairs}",
+            *[f"{a.caught[x][t]}/{a.pairs}" if t and x in a.caught else "-"
+              for x in slowdowns],
+            _pct(a.smallest_caught), f"{a.asv_aa_alarms}/{a.pairs}",
+            _pct(a.asv_smallest_caught),
+            ", ".join(f"{_pct(float(x))}->{100 * v:.1f}%" for x, v in a.achieved.items())])
+    rows += [[m.target.key, f"skipped: {m.skipped}", *[""] * (len(head) - 2)] for m in skipped]
+    return head, rows
+
+
+def markdown(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()) -> str:
+    if not analyses and not skipped:
+        return "no fidelity runs yet"
+    head, rows = table(analyses, skipped)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join([*lines, "", NOTE])
+
+
+if __name__ == "__main__":
+    print(RESULT_MARK + json.dumps(child_main(json.loads(sys.argv[1]))), flush=True)
