@@ -1,11 +1,26 @@
 """Fixtures shared by the benchmark files. Benchmark files declare; kernelwatch measures."""
 
+import os
+
 import torch
+
+# CPU kernels run on this many threads (KERNELWATCH_CPU_THREADS, default 1). Measured by
+# `kernelwatch fidelity` on a 2-core machine: with torch's default (2 threads), compiled
+# RoPE's median moved 15% between processes (compile-dynamic 12%); on 1 thread, 2.6% and
+# 0.9% (docs/measurement.md). A history needs the stable figure; GPT-2 sets its own.
+CPU_THREADS_ENV = "KERNELWATCH_CPU_THREADS"
 
 
 def device() -> torch.device:
     """The device benchmarks run on: the first CUDA GPU if torch sees one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pin_cpu_threads(dev: torch.device) -> None:
+    """On the CPU, use the pinned thread count (see CPU_THREADS_ENV); on a GPU, leave torch
+    as it is. The count is recorded: environment.Environment.track_torch_threads."""
+    if dev.type == "cpu":
+        torch.set_num_threads(int(os.environ.get(CPU_THREADS_ENV) or 1))
 
 
 class _CompileHealth:

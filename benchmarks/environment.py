@@ -5,13 +5,16 @@ import torch
 
 from kernelwatch import measure
 
-from .common import device
+from .common import device, pin_cpu_threads
 
 
 class Environment:
     version = "1"
 
     def track_torch_threads(self):
+        """The threads a CPU kernel runs on (pinned: benchmarks/common.py); on a GPU
+        machine, torch's default."""
+        pin_cpu_threads(device())
         return torch.get_num_threads()
 
     track_torch_threads.unit = "threads"

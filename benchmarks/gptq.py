@@ -12,7 +12,7 @@ from kernelwatch import measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import gptq
 
-from .common import _CompileHealth, device
+from .common import _CompileHealth, device, pin_cpu_threads
 
 
 class _Gptq:
@@ -22,6 +22,7 @@ class _Gptq:
 
     def _build(self, shape, scheme, blocksize, variant):
         self.dev = device()
+        pin_cpu_threads(self.dev)
         self.case = gptq.build_case(shape, scheme, blocksize, variant, self.dev)
 
     def _build_warm(self, *params):
@@ -32,9 +33,10 @@ class _Gptq:
 
 
 class GptqTime(_Gptq):
-    """Seconds to quantize the layer once (a steady-state call, compiled code warm)."""
+    """Seconds to quantize the layer once (a steady-state call, compiled code warm).
+    Version 2: CPU kernels on one pinned thread (benchmarks/common.py)."""
 
-    version = "1"
+    version = "2"
     unit = "seconds"
 
     def setup(self, *params):
@@ -56,9 +58,10 @@ class GptqFirstRun(_Gptq):
     """The write-up's "first run": seconds of the first quantization in a fresh process, with
     fresh inductor and Triton caches. For compiled variants that is the cold compile plus one
     quantization; for `triton` its JIT; for eager just the first call. The report subtracts
-    the steady time (GptqTime) to show the compile overhead."""
+    the steady time (GptqTime) to show the compile overhead. Version 2: one pinned CPU
+    thread."""
 
-    version = "1"
+    version = "2"
     unit = "seconds"
 
     def setup(self, *params):

@@ -12,7 +12,7 @@ from kernelwatch import measure, variants
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import rope
 
-from .common import _CompileHealth, device
+from .common import _CompileHealth, device, pin_cpu_threads
 
 
 class _Rope:
@@ -25,6 +25,7 @@ class _Rope:
 
     def _build(self, shape, form, dtype, variant, **kw):
         self.dev = device()
+        pin_cpu_threads(self.dev)
         self.case = rope.build_case(shape, form, dtype, variant, self.dev, **kw)
         self.args = self.case.input_sets[0]
 
@@ -32,9 +33,10 @@ class _Rope:
 class RopeTime(_Rope):
     """Steady-state seconds per call. track_time is the kernel's own (device) time: on a GPU,
     CUDA events around CUDA-graph replays, rotating through input sets four times the L2
-    size, so each call reads HBM. track_caller_time is what a Python caller pays."""
+    size, so each call reads HBM. track_caller_time is what a Python caller pays.
+    Version 2: CPU kernels on one pinned thread (benchmarks/common.py)."""
 
-    version = "1"
+    version = "2"
     unit = "seconds"
 
     def setup(self, shape, form, dtype, variant):
