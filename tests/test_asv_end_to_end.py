@@ -346,3 +346,16 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
     missing = run([kernelwatch_exe(), "compare", "HEAD~1", "HEAD", "--machine", "aa-base"],
                   clone)
     assert missing.returncode == 2 and "no results for commit" in missing.stderr
+
+
+def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
+    """`--processes 2`: asv measures the benchmark again in a second process and appends its
+    samples (docs/measurement.md: the noise between commits is mostly between processes)."""
+    r = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
+             "variant=eager", "--metric", "time", "--track", "time", "--processes", "2",
+             "--machine", "two-procs"], clone)
+    assert r.returncode == 0, r.stderr
+    assert "process 2 of 2 for each benchmark just measured" in r.stdout
+    rows = [x for x in results_mod.load(clone / "results") if x.machine == "two-procs"
+            and x.benchmark == "rope.RopeTime.track_time" and x.samples]
+    assert len(rows) == 1 and len(rows[0].samples) == 60  # 30 samples from each process

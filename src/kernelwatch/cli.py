@@ -328,6 +328,8 @@ def _run(args: argparse.Namespace) -> int:
     repo = find_repo_root()
     asv = asv_executable()
     existing = args.existing
+    if args.processes < 1:
+        raise KernelwatchError("--processes takes a count of 1 or more (3 pools three)")
     rev = args.range or ("HEAD^!" if existing else "HEAD~2..HEAD")
     if existing and rev != "HEAD^!":
         raise KernelwatchError("--existing benchmarks the working tree's installed code only; "
@@ -383,8 +385,20 @@ def _run(args: argparse.Namespace) -> int:
             log = stack.enter_context(path.open("a", encoding="utf-8", buffering=1))
             print(f"kernelwatch: asv's full output goes to {path} (-v shows it here)",
                   flush=True)
-        failed, causes = _run_calls(args, repo, base, rev, commits, envs, calls, existing,
-                                    settings_env, log)
+        failed, causes, measured = _run_calls(args, repo, base, rev, commits, envs, calls,
+                                              existing, settings_env, log)
+        # More processes per benchmark: asv measures each again in a fresh process and
+        # appends the samples, so a result pools --processes processes (docs/measurement.md:
+        # most of the noise between two commits is between processes).
+        for round_ in range(2, args.processes + 1):
+            if not measured or args.dry_run and round_ > 2:
+                break
+            print(f"kernelwatch: process {round_} of {args.processes} for each benchmark just "
+                  "measured (samples appended)", flush=True)
+            more_failed, more_causes, _ = _run_calls(
+                args, repo, base, rev, commits, envs, measured, existing, settings_env, log,
+                extra=["--append-samples"])
+            failed, causes = failed or more_failed, causes | more_causes
         if log is not None:
             print(f"kernelwatch: asv's full output is in {path}", flush=True)
     if failed:
@@ -399,11 +413,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_calls(args: argparse.Namespace, repo: Path, base: list[str], rev: str,
                commits: list[str], envs: list[str], calls: list[recorded.Call],
-               existing: bool, settings_env: dict[str, str], log: TextIO | None
-               ) -> tuple[bool, set[str]]:
-    """One asv run per planned call; (whether some benchmark failed, the causes seen)."""
+               existing: bool, settings_env: dict[str, str], log: TextIO | None,
+               extra: Sequence[str] = ()) -> tuple[bool, set[str], list[recorded.Call]]:
+    """One asv run per planned call; (whether some benchmark failed, the causes seen, the
+    calls that measured something)."""
     failed = False
     causes: set[str] = set()
+    measured: list[recorded.Call] = []
     for i, call in enumerate(calls, 1):
         full = list(base)
         if not existing:
@@ -413,9 +429,10 @@ def _run_calls(args: argparse.Namespace, repo: Path, base: list[str], rev: str,
                 full += ["-E", env]
         for r in call.regexes:
             full += ["-b", r]
-        full += args.asv_args
+        full += [*args.asv_args, *extra]
         if args.dry_run:
             print(shlex.join(full))
+            measured.append(call)
             continue
         if len(calls) > 1:
             print(f"kernelwatch: part {i} of {len(calls)} (saved when it ends)", flush=True)
@@ -439,14 +456,16 @@ def _run_calls(args: argparse.Namespace, repo: Path, base: list[str], rev: str,
                                        "`kernelwatch list` shows what exists")
             print("kernelwatch: nothing left to measure there; every selected result is "
                   "recorded", flush=True)
-        elif rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
+            continue
+        measured.append(call)
+        if rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
             failed = True
         elif rc != 0:
             where = f" (its output: {log.name})" if log is not None else ""
             raise KernelwatchError(f"asv run exited with status {rc}{where}; results of "
                                    "environments (and parts) that finished are saved in "
                                    "results/")
-    return failed, causes
+    return failed, causes, measured
 
 
 # What asv's output reports: benchmark failures (each with its fix in FAILURE_FIXES), and a
@@ -682,9 +701,34 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             fidelity.save(path, machine, measured, env)
         print(f"samples saved to {path}")
     done = [m for m in measured if not m.skipped]
+    if args.pool < 1 or any(len(m.runs) < 2 * args.pool for m in done):
+        raise KernelwatchError(f"--pool {args.pool} needs at least {2 * args.pool} runs per "
+                               "series (and at least 1)")
     print()
-    print(fidelity.markdown([fidelity.analyse(m) for m in done],
+    print(fidelity.markdown([fidelity.analyse(m, pool=args.pool) for m in done],
                             [m for m in measured if m.skipped]))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from kernelwatch import history
+
+    repo = find_repo_root()
+    results = repo / "results"
+    if args.history_command == "pull":
+        report = history.pull(results, args.remote, args.branch)
+        print(f"kernelwatch history: {len(report.added)} result files added from "
+              f"{args.remote} {args.branch}, {len(report.kept)} already here")
+    else:
+        machines = sorted({p.parent.name for p in results.glob("*/*.json")})
+        report = history.push(results, args.remote, args.branch,
+                              message=f"results from {', '.join(machines)}")
+        print(f"kernelwatch history: {len(report.added)} result files added to {args.remote} "
+              f"{args.branch}, {len(report.kept)} already there"
+              + (f", {', '.join(report.merged)} merged" if report.merged else ""))
+    for rel in report.conflicts:
+        print(f"kernelwatch history: {rel} differs between here and the branch; both kept "
+              "as they are (a result file is never replaced)", file=sys.stderr)
     return 0
 
 
@@ -776,6 +820,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure again what is already recorded, replacing it (default: each "
                    "commit and environment measures only the selected results not yet "
                    "recorded; failed ones are tried again)")
+    r.add_argument("--processes", type=int, default=1, metavar="K",
+                   help="measure each benchmark in K fresh processes, samples pooled (asv "
+                   "--append-samples): K=3 halves the noise between commits on a shared "
+                   "machine (docs/measurement.md); default 1")
     r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="stream asv's whole output (default: a progress bar and the failures; "
@@ -840,7 +888,24 @@ def build_parser() -> argparse.ArgumentParser:
                      "$KERNELWATCH_MACHINE or host)")
     fid.add_argument("--show", action="store_true",
                      help="print the table from the newest saved runs; measure nothing")
+    fid.add_argument("--pool", type=int, default=1, metavar="K",
+                     help="judge pairs of K-process sets, samples pooled: what `kernelwatch "
+                     "run --processes K` records (default 1; thresholds for compare and the "
+                     "site are always for 1)")
     fid.set_defaults(func=cmd_fidelity)
+
+    hist = sub.add_parser(
+        "history", help="pull or push results/ from or to the shared results branch",
+        description="Results from many runners (GPU kinds, CI jobs) accumulate on one git "
+        "branch. `pull` adds the branch's result files to results/; `push` adds results/' "
+        "new files to the branch, retrying when another runner landed first. Neither "
+        "ever replaces a result file that exists.")
+    hist.add_argument("history_command", choices=["pull", "push"])
+    hist.add_argument("--remote", default="origin",
+                      help="git remote name or URL (default origin)")
+    hist.add_argument("--branch", default="kernelwatch-results",
+                      help="the results branch (default kernelwatch-results)")
+    hist.set_defaults(func=cmd_history)
 
     dk = sub.add_parser("docker", help="build and run the CPU/CUDA images (Docker SDK)")
     dsub = dk.add_subparsers(dest="docker_command", required=True)

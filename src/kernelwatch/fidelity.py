@@ -195,7 +195,8 @@ def cases(targets: Sequence[Target]) -> list[list[Target]]:
 @dataclass
 class Analysis:
     key: str
-    runs: int
+    runs: int  # pairs + 1
+    pool: int  # processes per side of a pair
     median_seconds: float
     run_cv: float  # CV of the per-process medians: what two commits differ by with no change
     sample_cv: float  # median CV of the samples inside one process
@@ -219,36 +220,54 @@ def _smallest_caught(caught: dict[str, dict[str, int]], factor: float, pairs: in
     return min(hits) if hits else None
 
 
-def analyse(measured: Measured, factors: Sequence[float] = FACTORS) -> Analysis:
-    """Figures from saved samples: no measuring happens here."""
-    runs = measured.runs
-    if len(runs) < 2:
-        raise KernelwatchError(f"{measured.target.key}: needs at least 2 runs, has {len(runs)}")
+def pooled(runs: list[dict[str, list[float]]], k: int) -> list[dict[str, list[float]]]:
+    """Each window of `k` neighbouring processes as one run with their samples pooled: what
+    a commit measured in `k` processes records (`kernelwatch run --processes k`, asv's
+    --append-samples). Windows i and i+k share no process, so pair i compares two disjoint
+    sets of processes."""
+    if k <= 1:
+        return runs
+    return [{x: [v for r in runs[i:i + k] for v in r[x]] for x in runs[0]}
+            for i in range(len(runs) - k + 1)]
+
+
+def analyse(measured: Measured, factors: Sequence[float] = FACTORS, pool: int = 1
+            ) -> Analysis:
+    """Figures from saved samples: no measuring happens here. With `pool` > 1 each side of
+    a pair pools `pool` neighbouring processes (windows that share no process)."""
+    if len(measured.runs) < 2 * pool:
+        raise KernelwatchError(f"{measured.target.key}: needs at least {2 * pool} runs to "
+                               f"pool {pool}, has {len(measured.runs)}")
+    runs = pooled(measured.runs, pool)
+    step = pool  # a window is compared with the next window that shares no process
     a = [r["0.0"] for r in runs]
     medians = [statistics.median(s) for s in a]
     slowdowns = [x for x in runs[0] if x != "0.0"]
-    aa = {f"{f:.2f}": sum(detect.compare(a[i], a[i + 1], factor=f).flag != ""
-                          for i in range(len(a) - 1)) for f in factors}
-    caught = {x: {f"{f:.2f}": sum(detect.compare(a[i], runs[i + 1][x], factor=f).flag == "worse"
-                                  for i in range(len(a) - 1)) for f in factors}
+    pairs = range(len(a) - step)
+    aa = {f"{f:.2f}": sum(detect.compare(a[i], a[i + step], factor=f).flag != ""
+                          for i in pairs) for f in factors}
+    caught = {x: {f"{f:.2f}": sum(detect.compare(a[i], runs[i + step][x],
+                                                 factor=f).flag == "worse" for i in pairs)
+                  for f in factors}
               for x in slowdowns}
     achieved = {x: statistics.median(statistics.median(r[x]) / statistics.median(r["0.0"])
-                                     for r in runs) - 1 for x in slowdowns}
+                                     for r in measured.runs) - 1 for x in slowdowns}
     run_cv = statistics.stdev(medians) / statistics.fmean(medians)
     # No alarm seen in these pairs is not enough: 0 of 20 still allows a rate of ~14%. The
     # factor must also clear three standard deviations of the ratio of two runs' medians.
     threshold = next((f for f in factors if aa[f"{f:.2f}"] == 0
                       and f - 1 >= 3 * math.sqrt(2) * run_cv), None)
-    pairs = len(a) - 1
+    n_pairs = len(a) - step
     return Analysis(
-        key=measured.target.key, runs=len(runs), median_seconds=statistics.median(medians),
+        key=measured.target.key, runs=n_pairs + 1, pool=pool,
+        median_seconds=statistics.median(medians),
         run_cv=run_cv,
         sample_cv=statistics.median(statistics.stdev(s) / statistics.fmean(s) if len(s) > 1
                                     else 0.0 for s in a),
         aa_alarms=aa, caught=caught, achieved=achieved, threshold=threshold,
-        smallest_caught=_smallest_caught(caught, threshold, pairs) if threshold else None,
+        smallest_caught=_smallest_caught(caught, threshold, n_pairs) if threshold else None,
         asv_aa_alarms=aa.get(f"{ASV_FACTOR:.2f}", 0),
-        asv_smallest_caught=_smallest_caught(caught, ASV_FACTOR, pairs)
+        asv_smallest_caught=_smallest_caught(caught, ASV_FACTOR, n_pairs)
         if f"{ASV_FACTOR:.2f}" in aa else None,
     )
 
@@ -334,7 +353,9 @@ def _seconds(s: float) -> str:
     return f"{s / 1e-9:.3g} ns"
 
 
-NOTE = ("Each pair is two fresh processes. run CV: spread of the per-process medians; "
+NOTE = ("Each pair compares two disjoint sets of fresh processes (processes: how many per "
+        "side, their samples pooled as `kernelwatch run --processes` records them). run CV: "
+        "spread of the medians of one side; "
         "sample CV: inside one process. threshold: the smallest factor with no A/A alarm "
         "and at least 3 x sqrt(2) x run CV above 1; caught: A/B pairs flagged worse at that "
         f"threshold; smallest caught: the smallest slowdown caught in at least "
@@ -346,7 +367,7 @@ def table(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()
           ) -> tuple[list[str], list[list[str]]]:
     """Headers and rows: noise; alarms and catches at the threshold; asv's 1.10 beside."""
     slowdowns = sorted({x for a in analyses for x in a.caught}, key=float)
-    head = ["series", "median", "run CV", "sample CV", "threshold", "A/A alarms",
+    head = ["series", "processes", "median", "run CV", "sample CV", "threshold", "A/A alarms",
             *[f"{_pct(float(x))} caught" for x in slowdowns], "smallest caught",
             "asv 1.10: A/A alarms", "asv 1.10: smallest caught", "injected -> achieved"]
     rows = []
@@ -354,7 +375,7 @@ def table(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()
         t = f"{a.threshold:.2f}" if a.threshold else None
         worst = f"{FACTORS[-1]:.2f}"
         rows.append([
-            a.key, _seconds(a.median_seconds), f"{100 * a.run_cv:.2f}%",
+            a.key, str(a.pool), _seconds(a.median_seconds), f"{100 * a.run_cv:.2f}%",
             f"{100 * a.sample_cv:.2f}%", t or f"> {worst}",
             f"{a.aa_alarms[t or worst]}/{a.pairs}",
             *[f"{a.caught[x][t]}/{a.pairs}" if t and x in a.caught else "-"
