@@ -1,0 +1,129 @@
+"""One history from many runners: asv result files accumulate on a git branch.
+
+Why a branch: every runner already has git and a token that may push to its repository; a
+branch keeps the history beside the code it measures, with an audit trail (one commit per
+run), and `kernelwatch history pull` on any clone rebuilds results/ for `asv publish`.
+
+The rules that keep concurrent runners from losing each other's work:
+- a push only adds files: a result file already on the branch is never replaced (asv names
+  them `<machine>/<commit>-<environment>.json`, so two runners never write the same name
+  unless they measured the same thing on the same machine);
+- `benchmarks.json` (asv's list of benchmarks, not a result) is merged key by key;
+- a rejected push (someone landed first) fetches the branch again, re-adds, and retries.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kernelwatch.errors import KernelwatchError
+
+DEFAULT_BRANCH = "kernelwatch-results"
+MERGED = ("benchmarks.json",)  # asv metadata merged key by key; every other file is added
+
+
+@dataclass
+class Merge:
+    added: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # present and identical
+    conflicts: list[str] = field(default_factory=list)  # present and different: theirs kept
+    merged: list[str] = field(default_factory=list)
+
+
+def _git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise KernelwatchError(f"git {' '.join(args)} failed: {r.stderr.strip()[-500:]}")
+    return r
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and ".git" not in p.relative_to(root).parts)
+
+
+def merge_into(src: Path, dest: Path) -> Merge:
+    """Add `src`'s result files to `dest` without replacing any file already there."""
+    report = Merge()
+    for rel in _files(src):
+        a, b = src / rel, dest / rel
+        if not b.exists():
+            b.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(a, b)
+            report.added.append(rel)
+        elif filecmp.cmp(a, b, shallow=False):
+            report.kept.append(rel)
+        elif rel in MERGED:
+            ours, theirs = json.loads(a.read_text()), json.loads(b.read_text())
+            merged = {**theirs, **ours}
+            if merged != theirs:
+                b.write_text(json.dumps(merged, indent=4, sort_keys=True))
+                report.merged.append(rel)
+            else:
+                report.kept.append(rel)
+        else:
+            report.conflicts.append(rel)
+    return report
+
+
+def _fetch(work: Path, remote: str, branch: str) -> bool:
+    """Check out the branch's newest state in `work`; False when it does not exist yet."""
+    r = _git("fetch", "-q", "--depth", "1", remote, f"+refs/heads/{branch}:refs/remotes/store/"
+             f"{branch}", cwd=work, check=False)
+    if r.returncode == 0:
+        _git("checkout", "-q", "-f", "-B", "work", f"refs/remotes/store/{branch}", cwd=work)
+        _git("clean", "-q", "-fdx", cwd=work)
+        return True
+    if "couldn't find remote ref" in r.stderr or "not our ref" in r.stderr:
+        return False
+    raise KernelwatchError(f"cannot fetch {branch} from {remote}: {r.stderr.strip()[-500:]}")
+
+
+def pull(results: Path, remote: str, branch: str = DEFAULT_BRANCH) -> Merge:
+    """Add the branch's result files to `results` (local files are never replaced)."""
+    with tempfile.TemporaryDirectory(prefix="kernelwatch-history-") as d:
+        work = Path(d)
+        _git("init", "-q", cwd=work)
+        if not _fetch(work, remote, branch):
+            return Merge()
+        results.mkdir(parents=True, exist_ok=True)
+        return merge_into(work, results)
+
+
+def push(results: Path, remote: str, branch: str = DEFAULT_BRANCH, *, message: str,
+         retries: int = 8) -> Merge:
+    """Land `results`' new files on the branch: add, commit, push; on a rejected push fetch
+    again and retry (with a random back-off, so racing runners spread out)."""
+    if not any(results.glob("*/*.json")):
+        raise KernelwatchError(f"no result files under {results} to push; run first")
+    with tempfile.TemporaryDirectory(prefix="kernelwatch-history-") as d:
+        work = Path(d)
+        _git("init", "-q", cwd=work)
+        for attempt in range(1, retries + 1):
+            if not _fetch(work, remote, branch):
+                _git("checkout", "-q", "--orphan", "work", cwd=work, check=False)
+                _git("rm", "-rfq", "--ignore-unmatch", ".", cwd=work)
+            report = merge_into(results, work)
+            if not (report.added or report.merged):
+                return report
+            _git("add", "-A", cwd=work)
+            _git("-c", "user.name=kernelwatch", "-c", "user.email=kernelwatch@localhost",
+                 "commit", "-q", "-m", message, cwd=work)
+            r = _git("push", "-q", remote, f"HEAD:refs/heads/{branch}", cwd=work, check=False)
+            if r.returncode == 0:
+                return report
+            if attempt == retries:
+                raise KernelwatchError(
+                    f"could not push to {branch} after {retries} tries (last: "
+                    f"{r.stderr.strip()[-300:]}); your results are still in {results}: "
+                    "run `kernelwatch history push` again")
+            time.sleep(random.uniform(0.2, 1.0) * attempt)
+    raise AssertionError("unreachable")
