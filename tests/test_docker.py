@@ -7,7 +7,6 @@ starts one on a bare Debian machine (CI). Slow: minutes.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,58 +18,9 @@ import pytest
 
 from kernelwatch import containers
 
-from .conftest import REPO, git, kernelwatch_exe
+from .conftest import BASE, HOST_CA, REPO, git, kernelwatch_exe, sh
 
 pytestmark = pytest.mark.slow
-TAG = "kernelwatch-test:cpu"
-BASE = "kernelwatch-base:bookworm"
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-
-
-def sh(cmd, cwd=REPO, env=None, check=False):
-    r = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
-                       text=True)
-    print(r.stdout[-6000:], r.stderr[-6000:])
-    if check:
-        assert r.returncode == 0, r.stderr[-2000:]
-    return r
-
-
-@pytest.fixture(scope="session")
-def engine():
-    r = sh(["docker", "info"])
-    if r.returncode != 0:
-        pytest.fail("no Docker engine: run scripts/ensure-docker.sh (make test does)")
-    root = sh(["docker", "info", "-f", "{{.DockerRootDir}}"]).stdout.strip()
-    if os.path.isdir(root):  # a local engine: check its disk before a 2 GB build
-        free_gib = shutil.disk_usage(root).free / 2**30
-        if free_gib < 6:
-            pytest.fail(f"only {free_gib:.1f} GiB free under {root}; the image tests need 6. "
-                        "Free space (`docker image prune`, `docker system df`) and rerun")
-
-
-@pytest.fixture(scope="session")
-def torch_wheelhouse(tmp_path_factory) -> Path:
-    """The local torch CPU wheel, as an air-gapped runner would bring it."""
-    d = tmp_path_factory.mktemp("wheelhouse")
-    sh([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-        "torch==2.13.0", "-d", str(d)], check=True)
-    assert list(d.glob("torch-2.13.0*.whl"))
-    return d
-
-
-@pytest.fixture(scope="session")
-def cpu_image(engine, torch_wheelhouse) -> str:
-    sh([str(REPO / "docker" / "bootstrap-base"), BASE], check=True)
-    previous = sh(["docker", "images", "-q", TAG]).stdout.strip()
-    t0 = time.monotonic()
-    sh([kernelwatch_exe(), "docker", "build", "--device", "cpu", "--tag", TAG,
-        "--base-image", BASE, "--wheelhouse", str(torch_wheelhouse),
-        "--ca-bundle", str(HOST_CA), "--torch-index-url", "", "--network", "host"], check=True)
-    print(f"cpu image built in {time.monotonic() - t0:.0f} s")
-    if previous and previous != sh(["docker", "images", "-q", TAG]).stdout.strip():
-        sh(["docker", "rmi", previous])  # the last run's image, now untagged: 2 GB each time
-    return TAG
 
 
 def test_cpu_image_has_torch_asv_and_a_non_root_user(cpu_image):

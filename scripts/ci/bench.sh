@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# What the GitHub workflows run on a benchmark runner; runnable by hand on any machine.
+#
+# Usage: scripts/ci/bench.sh push|nightly|pr
+#   push     measure the commits KW_BEFORE..KW_AFTER (the pushed ones; KW_AFTER^! when
+#            KW_BEFORE is empty or all zeros) and add the results to the results branch
+#   nightly  measure HEAD across asv.conf.json's torch matrix, add to the results branch
+#   pr       measure KW_BASE and KW_HEAD, write `kernelwatch compare` markdown to KW_SUMMARY;
+#            exits 1 on a significant regression. Its results are not pushed (not on main).
+# Settings (environment):
+#   KW_MACHINE      asv machine name results are filed under (required: e.g. gpu-h100; an
+#                   image rebuild must not start a new history)
+#   KW_RUNNER       docker (default): in the image; host: this machine's kernelwatch
+#   KW_DEVICE       cuda (default) or cpu: which image; KW_IMAGE overrides the tag, which
+#                   otherwise names the hash of docker/ and pyproject.toml, so an unchanged
+#                   image is reused and a changed one is built
+#   KW_BUILD_ARGS   extra `kernelwatch docker build` flags (CA bundle, wheelhouse, network)
+#   KW_NETWORK      the container's network for the run (e.g. host, where only the host
+#                   reaches the package index)
+#   KW_RUN_ARGS     selection for `kernelwatch run` (default --quick)
+#   KW_REMOTE, KW_RESULTS_BRANCH  where the history lives (origin, kernelwatch-results)
+#   KW_SUMMARY      pr: the markdown file (default $GITHUB_STEP_SUMMARY, else compare.md)
+set -euo pipefail
+mode=${1:?usage: scripts/ci/bench.sh push|nightly|pr}
+cd "$(dirname "$0")/../.."
+: "${KW_MACHINE:?set KW_MACHINE, the machine name results are filed under (e.g. gpu-h100)}"
+runner=${KW_RUNNER:-docker}
+device=${KW_DEVICE:-cuda}
+remote=${KW_REMOTE:-origin}
+branch=${KW_RESULTS_BRANCH:-kernelwatch-results}
+read -r -a run_args <<< "${KW_RUN_ARGS:---quick}"
+read -r -a build_args <<< "${KW_BUILD_ARGS:-}"
+kw() { if command -v kernelwatch >/dev/null; then kernelwatch "$@"; else .venv/bin/kernelwatch "$@"; fi; }
+
+image() {
+  local hash
+  hash=$(git ls-files -s docker pyproject.toml | sha1sum | cut -c1-12)
+  tag=${KW_IMAGE:-kernelwatch:$device-$hash}
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    echo "bench: reusing image $tag"
+  else
+    echo "bench: building image $tag"
+    kw docker build --device "$device" --tag "$tag" "${build_args[@]}"
+  fi
+}
+
+measure() {  # measure REVISION-RANGE [extra run flags]
+  local range=$1; shift
+  if [ "$runner" = docker ]; then
+    local opts=(); [ "$device" = cuda ] && opts+=(--gpus)
+    [ -n "${KW_NETWORK:-}" ] && opts+=(--network "$KW_NETWORK")
+    kw docker run --tag "$tag" "${opts[@]}" -- run --machine "$KW_MACHINE" "${run_args[@]}" "$@" "$range"
+  else
+    kw run --machine "$KW_MACHINE" "${run_args[@]}" "$@" "$range"
+  fi
+}
+
+[ "$runner" = docker ] && image
+kw history pull --remote "$remote" --branch "$branch"
+case "$mode" in
+  push)
+    after=${KW_AFTER:-$(git rev-parse HEAD)}
+    before=${KW_BEFORE:-}
+    if [ -z "$before" ] || [ -z "${before//0/}" ] || ! git cat-file -e "$before^{commit}" 2>/dev/null; then
+      range="$after^!"
+    else
+      range="$before..$after"
+    fi
+    measure "$range"
+    kw history push --remote "$remote" --branch "$branch"
+    ;;
+  nightly)
+    measure "HEAD^!"
+    kw history push --remote "$remote" --branch "$branch"
+    ;;
+  pr)
+    : "${KW_BASE:?set KW_BASE (the base commit)}" "${KW_HEAD:?set KW_HEAD (the head commit)}"
+    summary=${KW_SUMMARY:-${GITHUB_STEP_SUMMARY:-compare.md}}
+    measure "$KW_BASE^!"
+    measure "$KW_HEAD^!"
+    rc=0
+    kw compare "$KW_BASE" "$KW_HEAD" --machine "$KW_MACHINE" > compare.md || rc=$?
+    [ "$summary" != compare.md ] && cat compare.md >> "$summary"
+    cat compare.md
+    exit "$rc"
+    ;;
+  *) echo "bench: unknown mode $mode (push, nightly or pr)" >&2; exit 2 ;;
+esac

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# What publish.yml runs: install, take the merged history from the results branch, publish
+# the site into html/. Usage: scripts/ci/publish.sh (KW_REMOTE, KW_RESULTS_BRANCH as in
+# bench.sh).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+make setup
+.venv/bin/kernelwatch history pull --remote "${KW_REMOTE:-origin}" \
+  --branch "${KW_RESULTS_BRANCH:-kernelwatch-results}"
+.venv/bin/kernelwatch publish

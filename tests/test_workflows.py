@@ -1,0 +1,205 @@
+"""The GitHub workflows: linted by actionlint and zizmor; the PR job's `if:` evaluated on real
+event payloads (a fork never reaches a GPU runner); hygiene every job must keep; and the
+commands the workflows call, run here: the results branch with concurrent writers, and the
+push, nightly and PR paths of scripts/ci/bench.sh."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO, git, kernelwatch_exe
+from .github_expressions import evaluate
+
+WORKFLOWS = REPO / ".github" / "workflows"
+BIN = Path(sys.executable).parent
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def all_jobs():
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            yield path.name, name, job
+
+
+def test_actionlint_and_zizmor_report_nothing():
+    lint = subprocess.run([str(BIN / "actionlint"), "-no-color"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    audit = subprocess.run([str(BIN / "zizmor"), "--offline", str(WORKFLOWS)], cwd=REPO,
+                           capture_output=True, text=True)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "No findings to report" in audit.stdout + audit.stderr
+
+
+def event(name: str, *, head_repo: str = "kw/kernelwatch", labels=("benchmark",)) -> dict:
+    payload = {"pull_request": {"number": 7, "labels": [{"name": n} for n in labels],
+                                "head": {"sha": "b" * 40, "repo": {"full_name": head_repo}},
+                                "base": {"sha": "a" * 40, "repo": {"full_name": "kw/kernelwatch"}}}}
+    return {"github": {"event_name": name, "repository": "kw/kernelwatch",
+                       "event": payload if name == "pull_request" else {}}}
+
+
+def runs(job: dict, contexts: dict) -> bool:
+    return bool(evaluate(job.get("if", "true"), contexts))
+
+
+def test_the_pr_job_runs_a_labelled_same_repository_pr_and_refuses_a_fork():
+    jobs = load("gpu-bench.yml")["jobs"]
+    pr = jobs["pr"]
+    assert runs(pr, event("pull_request"))
+    assert not runs(pr, event("pull_request", head_repo="stranger/kernelwatch"))
+    assert not runs(pr, event("pull_request", head_repo="KW/kernelwatch-fork"))
+    assert not runs(pr, event("pull_request", labels=()))
+    assert not runs(pr, event("pull_request", labels=("benchmarks-later",)))
+    assert not runs(pr, event("push"))
+    # No other GPU job runs for a pull request at all, fork or not.
+    for name in ("push", "nightly"):
+        assert not runs(jobs[name], event("pull_request"))
+        assert not runs(jobs[name], event("pull_request", head_repo="stranger/kernelwatch"))
+    assert runs(jobs["push"], event("push")) and runs(jobs["nightly"], event("schedule"))
+    # And the PR's code gets no write token: read-only, and no credentials left in .git.
+    assert pr["permissions"] == {"contents": "read"}
+    checkout = next(s for s in pr["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["persist-credentials"] is False
+
+
+def test_every_workflow_keeps_the_hygiene_rules():
+    for path in WORKFLOWS.glob("*.yml"):
+        data = yaml.safe_load(path.read_text())
+        triggers = data.get(True, data.get("on"))  # YAML 1.1 reads `on` as true
+        assert "pull_request_target" not in triggers, path.name
+        assert data.get("permissions") == {}, f"{path.name}: no default permissions"
+    for wf, name, job in all_jobs():
+        where = f"{wf}:{name}"
+        assert "permissions" in job, f"{where}: least privilege is per job"
+        if "uses" in job:  # a called workflow: its own jobs carry the timeouts
+            continue
+        assert "timeout-minutes" in job, where
+        for step in job["steps"]:
+            uses = step.get("uses")
+            if uses:
+                assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", uses), f"{where}: {uses}"
+            # Event fields reach scripts through env:, never expanded into the shell.
+            assert "${{" not in step.get("run", ""), f"{where}: expression inside run:"
+        if "self-hosted" in json.dumps(job.get("runs-on")):
+            assert "concurrency" in job, f"{where}: one benchmark at a time per runner kind"
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def sh(cmd, cwd, **env):
+    r = subprocess.run(cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True)
+    print(r.stdout[-4000:], r.stderr[-4000:])
+    return r
+
+
+def branch_files(bare: Path, branch: str = "kernelwatch-results") -> list[str]:
+    out = git("ls-tree", "-r", "--name-only", branch, cwd=bare)
+    return sorted(out.splitlines())
+
+
+def fake_results(root: Path, machine: str, commits: list[str], bench: str) -> set[str]:
+    """asv-shaped files: what `history` moves does not depend on what they measured."""
+    d = root / "results" / machine
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
+    names = {f"{machine}/machine.json"}
+    for c in commits:
+        (d / f"{c[:8]}-env.json").write_text(json.dumps({"commit_hash": c, "m": machine}))
+        names.add(f"{machine}/{c[:8]}-env.json")
+    (root / "results" / "benchmarks.json").write_text(json.dumps({"version": 2, bench: {}}))
+    return names
+
+
+def test_results_branch_takes_concurrent_writers_and_loses_nothing(tmp_path):
+    """Four runners (two GPU kinds, two runs each) push at once to one bare repository: every
+    file lands; a file already recorded is never replaced; pull rebuilds the union."""
+    bare = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    writers, expected = [], set()
+    for i, machine in enumerate(["gpu-h100", "gpu-h100", "gpu-l4", "gpu-l4"]):
+        w = tmp_path / f"runner{i}"
+        subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(w)],
+                       check=True)
+        commits = [f"{i}{k}" * 20 for k in range(3)]
+        expected |= fake_results(w, machine, commits, f"bench{i}")
+        writers.append(w)
+    push = [kernelwatch_exe(), "history", "push", "--remote", str(bare)]
+    with ThreadPoolExecutor(len(writers)) as pool:
+        results = list(pool.map(lambda w: sh(push, w), writers))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    landed = branch_files(bare)
+    assert set(landed) == expected | {"benchmarks.json"}
+    assert len(landed) == len(expected) + 1  # counted: 4 x 3 results + 2 machine files + 1
+    merged = json.loads(git("show", "kernelwatch-results:benchmarks.json", cwd=bare))
+    assert {f"bench{i}" for i in range(4)} <= set(merged)
+
+    # A second push adds nothing; a different file under a recorded name is not replaced.
+    again = sh(push, writers[0])
+    assert again.returncode == 0 and "0 result files added" in again.stdout
+    clash = writers[0] / "results" / "gpu-h100" / "00000000-env.json"
+    before = git("show", f"kernelwatch-results:gpu-h100/{clash.name}", cwd=bare)
+    clash.write_text('{"rewritten": true}')
+    r = sh(push, writers[0])
+    assert r.returncode == 0 and "differs between here and the branch" in r.stderr
+    assert git("show", f"kernelwatch-results:gpu-h100/{clash.name}", cwd=bare) == before
+
+    fresh = tmp_path / "reader"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(fresh)],
+                   check=True)
+    pulled = sh([kernelwatch_exe(), "history", "pull", "--remote", str(bare)], fresh)
+    assert pulled.returncode == 0
+    got = {str(p.relative_to(fresh / "results")) for p in (fresh / "results").rglob("*.json")}
+    assert got == set(landed)
+
+
+@pytest.mark.slow
+def test_push_nightly_and_pr_paths_run_end_to_end(clone, cpu_image, isolated_home, tmp_path):
+    """scripts/ci/bench.sh as the workflows call it, on this CPU: push (in the reused image),
+    nightly (the torch matrix, on the host) and pr (base vs head, markdown summary). The
+    selections match what the asv end-to-end tests record under the same machine names, so
+    what is already recorded is not measured twice (as on a runner); the push path measures
+    one new series in the container."""
+    bare = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    bench = str(clone / "scripts" / "ci" / "bench.sh")
+    common = {"KW_REMOTE": str(bare), "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+    push = sh([bench, "push"], clone, **common, KW_RUNNER="docker", KW_DEVICE="cpu",
+              KW_IMAGE=cpu_image, KW_NETWORK="host", KW_MACHINE="ci-docker-cpu",
+              KW_BEFORE="0" * 40,
+              KW_BUILD_ARGS="", KW_RUN_ARGS="--workload rope --param shape=tiny "
+              "--param variant=eager --metric time --track time --torch 2.13.0")
+    assert push.returncode == 0, push.stderr
+    assert f"reusing image {cpu_image}" in push.stdout
+    head = git("rev-parse", "HEAD", cwd=clone)
+    pushed = [f for f in branch_files(bare) if f.startswith("ci-docker-cpu/")]
+    assert f"ci-docker-cpu/{head[:8]}-" in " ".join(pushed)
+
+    nightly = sh([bench, "nightly"], clone, **common, KW_RUNNER="host",
+                 KW_MACHINE="kernelwatch-test", KW_RUN_ARGS="--quick --workload rope")
+    assert nightly.returncode == 0, nightly.stderr
+    recorded = [f for f in branch_files(bare) if f.startswith(f"kernelwatch-test/{head[:8]}")]
+    assert len(recorded) == 2  # HEAD in both torch environments of the matrix
+    local = {str(p.relative_to(clone / "results")) for p in (clone / "results").rglob("*.json")
+             if p.parent.name in ("ci-docker-cpu", "kernelwatch-test")}
+    assert local <= set(branch_files(bare))  # nothing measured here is missing there
+
+    summary = tmp_path / "summary.md"
+    pr = sh([bench, "pr"], clone, **common, KW_RUNNER="host", KW_MACHINE="kernelwatch-test",
+            KW_RUN_ARGS="--quick --workload rope", KW_SUMMARY=str(summary),
+            KW_BASE=git("rev-parse", "HEAD~1", cwd=clone), KW_HEAD=head)
+    text = summary.read_text()
+    assert "### kernelwatch:" in text and "| before | after | ratio |" in text
+    assert pr.returncode in (0, 1) and (pr.returncode == 1) == ("\n| + |" in text)
