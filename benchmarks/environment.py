@@ -19,6 +19,14 @@ class Environment:
 
     track_torch_threads.unit = "threads"
 
+    def track_cpu_affinity(self):
+        """CPUs this process may run on (a container's cpuset or `taskset` narrows it)."""
+        import os
+
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+
+    track_cpu_affinity.unit = "cpus"
+
     def track_cuda_runtime(self):
         """CUDA version of the torch build (e.g. 12.8); 0 for a CPU-only build."""
         return float(torch.version.cuda or 0)

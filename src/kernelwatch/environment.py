@@ -80,6 +80,8 @@ def torch_facts() -> dict[str, str]:
         "torch_build": torch.__version__,
         "cuda": torch.version.cuda or "none",
         "threads": str(torch.get_num_threads()),
+        "cpu_affinity": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                            else 0),
         "python": platform.python_version(),
     }
     info.update(library_versions())
