@@ -180,7 +180,8 @@ def test_push_nightly_and_pr_paths_run_end_to_end(clone, cpu_image, isolated_hom
               KW_IMAGE=cpu_image, KW_NETWORK="host", KW_MACHINE="ci-docker-cpu",
               KW_BEFORE="0" * 40,
               KW_BUILD_ARGS="", KW_RUN_ARGS="--workload rope --param shape=tiny "
-              "--param variant=eager --metric time --track time --torch 2.13.0")
+              "--param form=rotate-half --param dtype=float32 --param variant=eager "
+              "--metric time --track time --torch 2.13.0")
     assert push.returncode == 0, push.stderr
     assert f"reusing image {cpu_image}" in push.stdout
     head = git("rev-parse", "HEAD", cwd=clone)
