@@ -84,7 +84,9 @@ def _fetch(work: Path, remote: str, branch: str) -> bool:
         return True
     if "couldn't find remote ref" in r.stderr or "not our ref" in r.stderr:
         return False
-    raise KernelwatchError(f"cannot fetch {branch} from {remote}: {r.stderr.strip()[-500:]}")
+    git_says = " ".join(r.stderr.split())[-400:]
+    raise KernelwatchError(f"cannot fetch {branch} from {remote!r} (--remote takes a git remote "
+                           f"name or URL this machine can reach); git says: {git_says}")
 
 
 def pull(results: Path, remote: str, branch: str = DEFAULT_BRANCH) -> Merge:
