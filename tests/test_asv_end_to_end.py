@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kernelwatch.report import offline
 from kernelwatch.report import results as results_mod
 from kernelwatch.workloads import gpt2, rope
 
@@ -69,6 +70,7 @@ def test_quick_run_publish_and_compare(clone, isolated_home):
     r = run([kernelwatch_exe(), "publish"], clone)
     assert r.returncode == 0
     assert (clone / "html" / "index.html").exists()
+    assert offline.external_loads(clone / "html") == []  # works with no network
     page = (clone / "html" / "kernelwatch" / "index.html").read_text()
     assert "vs eager" in page and "torch 2.13.0" in page and "torch 2.14.1" in page
     assert "Change vs previous commit" in page

@@ -590,6 +590,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 repo)
     page = site.write(results, repo / "html", workloads.bytes_for_benchmark,
                       **fidelity_for_site(repo))
+    from kernelwatch.report import offline
+
+    for left in offline.make_offline(repo / "html"):
+        print(f"kernelwatch: warning: {left} still loads from the network (asv's pages "
+              "changed: add it to scripts/vendor-asv-assets.py and kernelwatch.report."
+              "offline.CDN)", file=sys.stderr)
     print(f"\nPublished. Open {repo / 'html' / 'index.html'} (asv's history)")
     print(f"and {page} (kernelwatch speedups and regressions).")
     print(f"To serve it: asv preview   (or: python -m http.server -d {repo / 'html'})")
