@@ -71,6 +71,21 @@ def test_quick_run_publish_and_compare(clone, isolated_home):
     assert r.returncode == 0
     assert (clone / "html" / "index.html").exists()
     assert offline.external_loads(clone / "html") == []  # works with no network
+
+    # A truncated result file stops publish with its name; --skip-corrupt publishes the rest
+    # and leaves the file exactly as it was.
+    bad = clone / "results" / MACHINE / "0123abcd-truncated.json"
+    bad.write_text('{"version": 2, "results": {')
+    try:
+        stopped = run([kernelwatch_exe(), "publish"], clone)
+        assert stopped.returncode == 2 and str(bad) in stopped.stderr
+        assert "--skip-corrupt" in stopped.stderr
+        rest = run([kernelwatch_exe(), "publish", "--skip-corrupt"], clone)
+        assert rest.returncode == 0 and "left out of the site (unreadable" in rest.stderr
+        assert str(bad) in rest.stderr and bad.read_text() == '{"version": 2, "results": {'
+        assert "torch 2.14.1" in (clone / "html" / "kernelwatch" / "index.html").read_text()
+    finally:
+        bad.unlink()
     page = (clone / "html" / "kernelwatch" / "index.html").read_text()
     assert "vs eager" in page and "torch 2.13.0" in page and "torch 2.14.1" in page
     assert "Change vs previous commit" in page

@@ -172,7 +172,8 @@ DERIVED_CONFIG = ".asv-kernelwatch-{digest}.conf.json"
 
 def derived_config(repo: Path, *, existing: bool = False,
                    torch_versions: list[str] | None = None, env_dir: str | None = None,
-                   branch: str | None = None) -> Path | None:
+                   branch: str | None = None, results_dir: str | None = None
+                   ) -> Path | None:
     """asv.conf.json with kernelwatch's overrides, or None when there are none.
 
     - existing: an empty matrix. asv would otherwise file an `existing` environment's
@@ -183,8 +184,9 @@ def derived_config(repo: Path, *, existing: bool = False,
       whose interpreters it cannot run).
     - branch: the branch asv follows (`run` with no range, `publish`'s graphs), where the
       configured one does not exist in this clone (see history_branch).
+    - results_dir: where asv reads results (publish --skip-corrupt: a readable copy).
     """
-    if not (existing or torch_versions or env_dir or branch):
+    if not (existing or torch_versions or env_dir or branch or results_dir):
         return None
     conf = asv_config(repo)
     if existing:
@@ -195,6 +197,8 @@ def derived_config(repo: Path, *, existing: bool = False,
         conf["env_dir"] = env_dir
     if branch:
         conf["branches"] = [branch]
+    if results_dir:
+        conf["results_dir"] = results_dir
     text = json.dumps(conf, indent=4)
     path = repo / DERIVED_CONFIG.format(digest=hashlib.sha1(text.encode()).hexdigest()[:10])
     if not path.exists():
@@ -584,8 +588,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise KernelwatchError("no results to publish yet; run `kernelwatch run --quick` first")
     from kernelwatch.report import results as results_mod
 
+    if args.skip_corrupt:
+        # Publish from a copy of the readable files; results/ itself is never modified.
+        readable = repo / ".kernelwatch" / "publish-results"
+        for skipped in results_mod.readable_copy(results, readable):
+            print(f"kernelwatch: left out of the site (unreadable, kept as it is in "
+                  f"results/): {skipped}", file=sys.stderr)
+        results = readable
     results_mod.load(results)  # a corrupt file stops here, before asv wipes html/
-    config = derived_config(repo, branch=history_branch(repo, args.branch))
+    config = derived_config(repo, branch=history_branch(repo, args.branch),
+                            results_dir=str(results) if args.skip_corrupt else None)
     run_checked([asv_executable(), *(["--config", str(config)] if config else []), "publish"],
                 repo)
     page = site.write(results, repo / "html", workloads.bytes_for_benchmark,
@@ -840,6 +852,10 @@ def build_parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("publish", help="asv publish, plus kernelwatch's speedup pages")
     pub.add_argument("--branch", help="the branch whose commits the graphs show (default: "
                      "asv.conf.json's, or the checked-out branch where that one does not exist)")
+    pub.add_argument("--skip-corrupt", action="store_true",
+                     help="publish every readable result and name the unreadable ones "
+                     "(default: an unreadable file stops the publish); results/ is never "
+                     "modified")
     pub.set_defaults(func=cmd_publish)
 
     rep = sub.add_parser("report", help="print speedups vs eager and GB/s from results/")

@@ -15,9 +15,6 @@ import pkgutil
 from dataclasses import dataclass, field
 from types import ModuleType
 
-# Modules here that are the report's own machinery, not a workload's view.
-_MACHINERY = {"compare", "results", "site"}
-
 
 @dataclass
 class Table:
@@ -31,7 +28,9 @@ class Table:
 
 
 def views() -> list[ModuleType]:
-    """Every workload's own view module (report/<workload>.py), sorted by name."""
-    names = sorted(m.name for m in pkgutil.iter_modules(__path__)
-                   if m.name not in _MACHINERY and not m.name.startswith("_"))
+    """Every workload's own view module (report/<workload>.py: a module named after a
+    workload; the others here are the report's machinery), sorted by name."""
+    from kernelwatch.workloads import WORKLOADS  # lists the package; imports no workload
+
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name in WORKLOADS)
     return [importlib.import_module(f"{__name__}.{n}") for n in names]

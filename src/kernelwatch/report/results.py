@@ -79,8 +79,33 @@ def unreadable(bad: list[str]) -> KernelwatchError:
     return KernelwatchError(
         "these result files cannot be read: " + "; ".join(bad)
         + ". Move them out of results/ (keep them if you want to repair them) and run again;"
-        " the other results are untouched"
+        " the other results are untouched (`kernelwatch publish --skip-corrupt` publishes"
+        " the rest without moving anything)"
     )
+
+
+def readable_copy(results_dir: Path, dest: Path) -> list[str]:
+    """Copy every result file asv can read (with machine.json and benchmarks.json) from
+    `results_dir` to a fresh `dest`; return "path (why)" for each one left out. Nothing in
+    `results_dir` is touched."""
+    import shutil
+
+    results_dir, dest = Path(results_dir), Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    skipped = []
+    for path in sorted(results_dir.rglob("*.json")):
+        rel = path.relative_to(results_dir)
+        if len(rel.parts) == 2 and rel.name != "machine.json":
+            try:
+                Results.load(str(path), machine_name=rel.parts[0])
+            except UNREADABLE as exc:
+                skipped.append(f"{path} ({exc})")
+                continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest / rel)
+    return skipped
 
 
 def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
