@@ -601,7 +601,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     run_checked([asv_executable(), *(["--config", str(config)] if config else []), "publish"],
                 repo)
     page = site.write(results, repo / "html", workloads.bytes_for_benchmark,
-                      **fidelity_for_site(repo))
+                      baseline_for=workloads.baseline_variant, **fidelity_for_site(repo))
     from kernelwatch.report import offline
 
     for left in offline.make_offline(repo / "html"):

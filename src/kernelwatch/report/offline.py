@@ -9,6 +9,8 @@ html/vendor/ and points asv's pages at them. kernelwatch's own pages load nothin
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import shutil
 from pathlib import Path
@@ -46,15 +48,32 @@ def external_loads(html_dir: Path) -> list[str]:
             for url in EXTERNAL_LOAD.findall(page.read_text(errors="replace"))]
 
 
+TAG = re.compile(r"<(?:script|link)\b[^>]*>", re.IGNORECASE)
+
+
+def _sri(path: Path) -> str:
+    """A subresource-integrity value: asv's tags pin each file by hash, and the vendored
+    file (flot unminified, stupidtable 1.1.3) is not byte for byte the CDN's."""
+    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+
+
+def _local_tag(match: re.Match) -> str:
+    tag = match.group(0)
+    for url, local in CDN.items():
+        if url in tag:
+            tag = tag.replace(url, f"vendor/{local}")
+            return re.sub(r'integrity="[^"]*"', f'integrity="{_sri(VENDOR / local)}"', tag)
+    return tag
+
+
 def make_offline(html_dir: Path) -> list[str]:
-    """Vendor asv's CDN files into `html_dir`/vendor and rewrite its pages to use them.
-    Returns what still loads from the network (empty unless asv changed its pages)."""
+    """Vendor asv's CDN files into `html_dir`/vendor and rewrite its pages to use them (with
+    each file's own integrity hash). Returns what still loads from the network (empty
+    unless asv changed its pages)."""
     shutil.copytree(VENDOR, html_dir / "vendor", dirs_exist_ok=True)
     for page in html_dir.glob("*.html"):
         text = page.read_text()
-        new = text
-        for url, local in CDN.items():
-            new = new.replace(url, f"vendor/{local}")
+        new = TAG.sub(_local_tag, text)
         if new != text:
             page.write_text(new)
     return external_loads(html_dir)

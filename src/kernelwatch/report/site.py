@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kernelwatch import detect
-from kernelwatch.report import views
+from kernelwatch.report import speedups, views
 from kernelwatch.report.results import Row, load
 
 # Same threshold as asv.conf.json's regressions_thresholds.
@@ -226,12 +226,14 @@ FidelityTables = dict[str, tuple[dict, list[str], list[list[str]], str]]
 
 def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = None, *,
           fidelity: FidelityTables | None = None,
-          thresholds: dict[str, dict[str, float]] | None = None) -> Path:
-    """Write html/kernelwatch/index.html (and fidelity.html) from results/ and return the
-    index's path."""
+          thresholds: dict[str, dict[str, float]] | None = None,
+          baseline_for: speedups.BaselineLookup | None = None) -> Path:
+    """Write html/kernelwatch/index.html, fidelity.html and (given `baseline_for`)
+    speedups.html from results/; return the index's path."""
     rows = load(results_dir)
     parts = ["<h1>kernelwatch</h1>",
              '<p><a href="../index.html">asv history (all series, per commit)</a> &middot; '
+             '<a href="speedups.html">speedups over commits (charts)</a> &middot; '
              '<a href="fidelity.html">fidelity: noise floor and false alarms per '
              "benchmark</a></p>",
              "<h2>Speedup vs eager: the newest measurement of each case, per environment</h2>",
@@ -280,6 +282,8 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     out.write_text(_page("kernelwatch", parts))
     (out.parent / "fidelity.html").write_text(_page("kernelwatch: fidelity",
                                                     _fidelity_parts(fidelity or {})))
+    if baseline_for:
+        speedups.write(rows, out.parent, baseline_for, _fmt_seconds, _page)
     return out
 
 

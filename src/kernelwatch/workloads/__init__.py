@@ -63,3 +63,12 @@ def bytes_for_benchmark(benchmark: str, params: dict) -> int | None:
         return fn(params) if fn else None
     except KeyError:
         return None
+
+
+def baseline_variant(workload: str, device_type: str) -> str:
+    """The variant a workload's speedups are against: its `BASELINE` (a name, or a
+    {device type: name} dict), else eager."""
+    if workload not in WORKLOADS:
+        return "eager"
+    baseline = getattr(get(workload), "BASELINE", "eager")
+    return baseline.get(device_type, "eager") if isinstance(baseline, dict) else baseline
