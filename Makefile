@@ -34,6 +34,7 @@ lint: setup
 # The Docker tests build real images: make sure an engine runs (installs one on bare Debian).
 test: lint
 	scripts/ensure-docker.sh
+	scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -v -rs --durations=20
 
 # Wheels the GPU device machine lacks (asv and its deps), for Python 3.12 (docs/gpu.md).

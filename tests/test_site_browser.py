@@ -1,0 +1,78 @@
+"""The published site in a real browser with no network: Debian's chromium (`make test`
+installs it: scripts/ensure-chromium.sh), run in a network namespace of its own (`unshare
+-n`), so no request can leave the machine and a page that needed one would not draw.
+
+Real results: RoPE's tiny eager and compile timed at HEAD~1, then at HEAD with the test-only
+50% slowdown injected, under a machine of their own; then `kernelwatch publish`."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from kernelwatch.report import offline
+
+from .conftest import kernelwatch_exe
+
+pytestmark = pytest.mark.slow
+MACHINE = "browser-test"
+
+
+def dom(url: str) -> str:
+    """The page's DOM after its scripts ran (10 s of virtual time), with no network."""
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.fail("no chromium: run scripts/ensure-chromium.sh (make test does)")
+    isolate = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
+    r = subprocess.run([*isolate, chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--no-first-run", "--disable-background-networking",
+                        "--allow-file-access-from-files", "--virtual-time-budget=10000",
+                        "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def site(clone, tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")  # asv's machine file, apart from the user's
+    env = {**os.environ, "HOME": str(home), "KERNELWATCH_MACHINE": MACHINE}
+    case = ["--workload", "rope", "--param", "shape=tiny", "--param", "form=rotate-half",
+            "--param", "dtype=float32", "--param", "variant=eager", "--param", "variant=compile",
+            "--metric", "time", "--track", "time", "--torch", "2.13.0"]
+    for rev, slowdown in (("HEAD~1^!", "0"), ("HEAD^!", "0.5")):
+        r = subprocess.run([kernelwatch_exe(), "run", *case, rev], cwd=clone, text=True,
+                           capture_output=True,
+                           env={**env, "KERNELWATCH_INJECT_SLOWDOWN": slowdown})
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = subprocess.run([kernelwatch_exe(), "publish"], cwd=clone, text=True,
+                       capture_output=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return clone / "html"
+
+
+def test_nothing_on_the_site_loads_from_the_network(site):
+    assert offline.external_loads(site) == []
+
+
+def test_the_speedup_chart_draws_its_points(site):
+    page = dom((site / "kernelwatch" / "speedups.html").as_uri())
+    section = page.split(f"<h2>{MACHINE}</h2>")[1]
+    assert 'class="scatterlayer' in section  # plotly drew the figure
+    assert len(re.findall(r'class="point"', section)) >= 2  # compile vs eager, two commits
+
+
+def test_the_change_table_lists_the_injected_regression(site):
+    page = dom((site / "kernelwatch" / "index.html").as_uri())
+    worse = [row for row in re.findall(r'<tr class="worse">(.*?)</tr>', page)
+             if MACHINE in row and "rope.RopeTime.track_time" in row]
+    assert {"tiny, rotate-half, float32, eager", "tiny, rotate-half, float32, compile"} <= {
+        re.findall(r"<td>(.*?)</td>", row)[3] for row in worse}
+
+
+def test_asvs_graph_page_renders_its_plot(site):
+    page = dom((site / "index.html").as_uri() + f"#rope.RopeTime.track_time?machine={MACHINE}"
+               "&p-shape=tiny&p-form=rotate-half&p-dtype=float32")
+    assert "failed to load" not in page  # asv's page for a missing script
+    assert "flot-base" in page and 'class="legendLabel"' in page  # flot drew the series
