@@ -68,7 +68,7 @@ def test_the_change_table_lists_the_injected_regression(site):
     worse = [row for row in re.findall(r'<tr class="worse">(.*?)</tr>', page)
              if MACHINE in row and "rope.RopeTime.track_time" in row]
     assert {"tiny, rotate-half, float32, eager", "tiny, rotate-half, float32, compile"} <= {
-        re.findall(r"<td>(.*?)</td>", row)[3] for row in worse}
+        re.findall(r"<td>(.*?)</td>", row)[3] for row in worse}  # params, in their order
 
 
 def test_asvs_graph_page_renders_its_plot(site):

@@ -596,12 +596,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
                   f"results/): {skipped}", file=sys.stderr)
         results = readable
     results_mod.load(results)  # a corrupt file stops here, before asv wipes html/
-    config = derived_config(repo, branch=history_branch(repo, args.branch),
+    branch = history_branch(repo, args.branch)
+    config = derived_config(repo, branch=branch,
                             results_dir=str(results) if args.skip_corrupt else None)
     run_checked([asv_executable(), *(["--config", str(config)] if config else []), "publish"],
                 repo)
+    # The change table orders commits as the branch does (dates tie within a second).
+    history = commits_in(repo, branch or asv_config(repo).get("branches", ["HEAD"])[0])
     page = site.write(results, repo / "html", workloads.bytes_for_benchmark,
-                      baseline_for=workloads.baseline_variant, **fidelity_for_site(repo))
+                      baseline_for=workloads.baseline_variant,
+                      commit_order={c: len(history) - i for i, c in enumerate(history)},
+                      **fidelity_for_site(repo))
     from kernelwatch.report import offline
 
     for left in offline.make_offline(repo / "html"):

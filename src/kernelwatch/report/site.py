@@ -125,20 +125,23 @@ def _case_key(r: Row) -> tuple:
     return (r.benchmark, *(v for k, v in sorted(r.params.items()) if k != "variant"))
 
 
-def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = None
-            ) -> list[dict]:
-    """Each series' newest value against the commit before it (by commit date), flagged by
+def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = None,
+            commit_order: dict[str, int] | None = None) -> list[dict]:
+    """Each series' newest value against the commit before it, flagged by
     kernelwatch.detect: significant on the samples and beyond the threshold, which is the
     series' own from `kernelwatch fidelity` on its machine (machine -> series key ->
-    factor) where measured, else asv.conf.json's 10%."""
+    factor) where measured, else asv.conf.json's 10%. Commits are ordered by
+    `commit_order` (hash -> position in the branch's history, oldest 0) where given: commit
+    dates have one-second resolution and can tie; else by date."""
+    order = commit_order or {}
     series: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
         if r.median is not None:
             key = (r.machine, r.env_name, r.benchmark, tuple(sorted(r.params.items())))
             series[key].append(r)
     out = []
-    for (machine, env_name, bench, params), rs in series.items():
-        rs.sort(key=lambda r: r.date)
+    for (machine, env_name, bench, _params), rs in series.items():
+        rs.sort(key=lambda r: (order.get(r.commit, -1), r.date))
         commits = list(dict.fromkeys(r.commit for r in rs))
         if len(commits) < 2:
             continue
@@ -157,7 +160,7 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         else:
             flag = ""
         out.append({"machine": machine, "env": env_name, "benchmark": bench,
-                    "params": ", ".join(v for _, v in params), "old": old.median,
+                    "params": ", ".join(new.params.values()), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,
                     "commits": f"{old.commit[:8]} -> {new.commit[:8]}", "flag": flag})
     out.sort(key=lambda c: -abs(c["ratio"] - 1))
@@ -227,7 +230,8 @@ FidelityTables = dict[str, tuple[dict, list[str], list[list[str]], str]]
 def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = None, *,
           fidelity: FidelityTables | None = None,
           thresholds: dict[str, dict[str, float]] | None = None,
-          baseline_for: speedups.BaselineLookup | None = None) -> Path:
+          baseline_for: speedups.BaselineLookup | None = None,
+          commit_order: dict[str, int] | None = None) -> Path:
     """Write html/kernelwatch/index.html, fidelity.html and (given `baseline_for`)
     speedups.html from results/; return the index's path."""
     rows = load(results_dir)
@@ -264,7 +268,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
             for table in view.tables(env_rows, _fmt_seconds):
                 parts.append(f"<h4>{html.escape(table.title)}</h4>")
                 parts.append(_html_table(table.headers, table.rows, table.row_classes))
-    ch = changes(rows, thresholds)
+    ch = changes(rows, thresholds, commit_order)
     parts.append(f"<h2>Change vs previous commit (flagged: significant on the samples and "
                  f"beyond the series' threshold from the fidelity page, else "
                  f"{CHANGE_THRESHOLD:.0%})</h2>")
