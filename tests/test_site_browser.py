@@ -72,7 +72,6 @@ def test_the_change_table_lists_the_injected_regression(site):
 
 
 def test_asvs_graph_page_renders_its_plot(site):
-    page = dom((site / "index.html").as_uri() + f"#rope.RopeTime.track_time?machine={MACHINE}"
-               "&p-shape=tiny&p-form=rotate-half&p-dtype=float32")
+    page = dom((site / "index.html").as_uri() + f"#rope.RopeTime.track_time?machine={MACHINE}")
     assert "failed to load" not in page  # asv's page for a missing script
     assert "flot-base" in page and 'class="legendLabel"' in page  # flot drew the series
