@@ -8,5 +8,6 @@ if command -v chromium >/dev/null && command -v unshare >/dev/null; then
 fi
 echo "chromium: installing chromium (Debian)"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq && apt-get install -y -qq chromium util-linux >/dev/null
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"  # a hosted CI runner's user has sudo
+$sudo apt-get update -qq && $sudo apt-get install -y -qq chromium util-linux >/dev/null
 echo "chromium: $(chromium --version 2>/dev/null | head -1)"

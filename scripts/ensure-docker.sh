@@ -8,7 +8,8 @@ fi
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
   echo "docker engine: installing docker.io and debootstrap"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq docker.io debootstrap >/dev/null
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"  # a hosted CI runner's user has sudo
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq docker.io debootstrap >/dev/null
 fi
 echo "docker engine: starting dockerd (log: /tmp/kernelwatch-dockerd.log)"
 nohup dockerd > /tmp/kernelwatch-dockerd.log 2>&1 &
