@@ -89,6 +89,9 @@ def test_quick_run_publish_and_compare(clone, isolated_home):
     page = (clone / "html" / "kernelwatch" / "index.html").read_text()
     assert "vs eager" in page and "torch 2.13.0" in page and "torch 2.14.1" in page
     assert "Change vs previous commit" in page
+    versions = (clone / "html" / "kernelwatch" / "torch.html").read_text()
+    assert "<th>torch 2.13.0</th><th>torch 2.14.1</th><th>2.14.1 / 2.13.0</th>" in versions
+    assert "rope.RopeTime.track_time</td><td>tiny, rotate-half, float32, compile" in versions
 
     r = run([sys.executable, "-m", "asv", "compare", "--machine", MACHINE, parent, head], clone)
     assert r.returncode == 0
