@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kernelwatch import detect
-from kernelwatch.report import speedups, torch_versions, views
+from kernelwatch.report import break_even, speedups, torch_versions, views
 from kernelwatch.report.results import Row, load
 
 # Same threshold as asv.conf.json's regressions_thresholds.
@@ -239,6 +239,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
              '<p><a href="../index.html">asv history (all series, per commit)</a> &middot; '
              '<a href="speedups.html">speedups over commits (charts)</a> &middot; '
              '<a href="torch.html">torch versions side by side</a> &middot; '
+             '<a href="break-even.html">break-even of compiling and quantizing</a> &middot; '
              '<a href="fidelity.html">fidelity: noise floor and false alarms per '
              "benchmark</a></p>",
              "<h2>Speedup vs eager: the newest measurement of each case, per environment</h2>",
@@ -289,6 +290,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
                                                     _fidelity_parts(fidelity or {})))
     if baseline_for:
         speedups.write(rows, out.parent, baseline_for, _fmt_seconds, _page)
+        break_even.write(rows, out.parent, baseline_for, _fmt_seconds, _page)
     torch_versions.write(rows, out.parent, _fmt_seconds, _page)
     return out
 

@@ -1,0 +1,122 @@
+"""The break-even page: after how many calls a compiled or quantized variant has paid back
+its one-time cost, per case, per environment, on the device's clock and on the caller's.
+
+    one-time cost = the variant's first run - the baseline's first run (`track_first_run`:
+                    a fresh process with fresh compile caches), or its cold compile
+                    (`track_cold_compile`) where the workload records no first run;
+    saving per call = baseline time - variant time (the workload's primary timed track;
+                    and the caller's time where recorded);
+    break-even = cost / saving, "never" where the variant is not faster.
+
+Reported, never asserted: a figure for a reader deciding whether compiling pays for the
+number of calls (tokens, layers, images) their job makes."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+
+from kernelwatch.report.results import Row
+from kernelwatch.report.speedups import PRIMARY_TRACKS, BaselineLookup
+
+ONE_TIME = ("track_first_run", "track_cold_compile")
+
+
+def _case(r: Row) -> tuple:
+    return tuple((k, v) for k, v in r.params.items() if k != "variant")
+
+
+def _device(r: Row) -> str:
+    return "cpu" if r.env.get("gpu", "none") == "none" else "cuda"
+
+
+def rows_of(rows: list[Row], baseline_for: BaselineLookup) -> list[dict]:
+    """One dict per (machine, environment, workload case, variant) with a one-time cost."""
+    latest: dict[tuple, Row] = {}
+    for r in sorted(rows, key=lambda r: r.date):
+        if r.median is not None and "variant" in r.params:
+            latest[(r.machine, r.env_name, r.benchmark, tuple(r.params.items()))] = r
+
+    def find(machine, env, workload, tracks, case, variant) -> Row | None:
+        for (m, e, bench, _params), r in latest.items():
+            if (m, e) == (machine, env) and bench.split(".")[0] == workload \
+                    and bench.rsplit(".", 1)[-1] in tracks and _case(r) == case \
+                    and r.params["variant"] == variant:
+                return r
+        return None
+
+    out = []
+    for (machine, env, bench, _), r in sorted(latest.items()):
+        track = bench.rsplit(".", 1)[-1]
+        if track not in ONE_TIME:
+            continue
+        workload, case, variant = bench.split(".")[0], _case(r), r.params["variant"]
+        baseline = baseline_for(workload, _device(r))
+        if variant == baseline:
+            continue
+        if track == "track_cold_compile" and find(machine, env, workload, ("track_first_run",),
+                                                  case, variant):
+            continue  # the first run is the fuller one-time cost
+        base_first = find(machine, env, workload, (track,), case, baseline)
+        cost = r.median - (base_first.median if base_first and track == "track_first_run"
+                           else 0.0)
+        timed = find(machine, env, workload, PRIMARY_TRACKS, case, variant)
+        base_timed = find(machine, env, workload, PRIMARY_TRACKS, case, baseline)
+        caller = find(machine, env, workload, ("track_caller_time",), case, variant)
+        base_caller = find(machine, env, workload, ("track_caller_time",), case, baseline)
+        if not (timed and base_timed):
+            continue
+        row = {"machine": machine, "env": r.env.get("torch", env), "workload": workload,
+               "case": ", ".join(v for _, v in case), "variant": variant,
+               "baseline": baseline, "cost": cost, "cost_of": track.removeprefix("track_"),
+               "saving": base_timed.median - timed.median}
+        row["calls"] = cost / row["saving"] if row["saving"] > 0 else None
+        if caller and base_caller:
+            row["caller_saving"] = base_caller.median - caller.median
+            row["caller_calls"] = (cost / row["caller_saving"] if row["caller_saving"] > 0
+                                   else None)
+        out.append(row)
+    return out
+
+
+def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,
+          fmt_seconds: Callable[[float], str], page: Callable[[str, list[str]], str]) -> Path:
+    found = rows_of(rows, baseline_for)
+    parts = ["<h1>Break-even: when compiling or quantizing pays</h1>",
+             '<p><a href="index.html">speedups and changes</a> &middot; '
+             '<a href="speedups.html">speedups over commits</a> &middot; '
+             '<a href="../index.html">asv history</a></p>',
+             "<p>One-time cost: the variant's first run minus the baseline's (a fresh "
+             "process, fresh compile caches), or its cold compile. Saving: baseline time "
+             "minus variant time per call (device time; and what a Python caller pays, "
+             "where recorded). Break-even: cost / saving, in calls of the benchmark (a "
+             "kernel call, a GPTQ layer, a generated token). Reported, never asserted.</p>"]
+    if not found:
+        parts.append("<p>No variant has both a one-time cost and a steady time recorded "
+                     "beside its baseline yet.</p>")
+    head = ["machine", "torch", "workload", "case", "variant", "one-time cost", "of",
+            "saving / call", "break-even (calls)", "caller saving / call",
+            "break-even, caller (calls)"]
+
+    def calls(v):
+        if v is None:
+            return "never"
+        return "at once (no extra cost)" if v <= 0 else f"{v:,.0f}"
+
+    body = []
+    for f in found:
+        cells = [f["machine"], f["env"], f["workload"], f["case"],
+                 f"{f['variant']} vs {f['baseline']}", fmt_seconds(f["cost"]), f["cost_of"],
+                 fmt_seconds(f["saving"]) if f["saving"] > 0 else "none",
+                 calls(f["calls"]),
+                 fmt_seconds(f["caller_saving"]) if f.get("caller_saving", 0) > 0 else
+                 ("none" if "caller_saving" in f else "n/a"),
+                 calls(f["caller_calls"]) if "caller_calls" in f else "n/a"]
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    if body:
+        parts.append("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
+                     + f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    path = out_dir / "break-even.html"
+    path.write_text(page("kernelwatch: break-even", parts))
+    return path
