@@ -362,7 +362,7 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
     assert "| 1.10 |" in first and "worse beyond their threshold" in slow.stderr
     # With a fidelity run filed for the machine, that series is judged at its own threshold.
     fid = run([kernelwatch_exe(), "fidelity", "--machine", "aa-slow", "--workload", "gptq",
-               "--param", "variant=eager", "--runs", "3", "--slowdowns", "0.2"], clone)
+               "--param", "variant=eager", "--runs", "2", "--slowdowns", "0.2"], clone)
     assert fid.returncode == 0, fid.stderr
     own = run([kernelwatch_exe(), "compare", "HEAD", "HEAD", "--base-machine", "aa-base",
                "--machine", "aa-slow"], clone)

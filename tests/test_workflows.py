@@ -191,7 +191,8 @@ def test_push_nightly_and_pr_paths_run_end_to_end(clone, cpu_image, isolated_hom
     nightly = sh([bench, "nightly"], clone, **common, KW_RUNNER="host",
                  KW_MACHINE="kernelwatch-test", KW_RUN_ARGS="--quick --workload rope")
     assert nightly.returncode == 0, nightly.stderr
-    recorded = [f for f in branch_files(bare) if f.startswith(f"kernelwatch-test/{head[:8]}")]
+    recorded = [f for f in branch_files(bare) if f.startswith(f"kernelwatch-test/{head[:8]}")
+                and "-existing-" not in f]  # other tests' --existing runs share the name
     assert len(recorded) == 2  # HEAD in both torch environments of the matrix
     local = {str(p.relative_to(clone / "results")) for p in (clone / "results").rglob("*.json")
              if p.parent.name in ("ci-docker-cpu", "kernelwatch-test")}
