@@ -61,7 +61,11 @@ def test_interrupted_container_keeps_written_results(cpu_image, clone):
     assert len(before) == 2, "needs the quick run's results (test above)"
     proc = subprocess.Popen(
         [kernelwatch_exe(), "docker", "run", "--tag", cpu_image, "--network", "host", "--",
-         "run", "--quick", "--workload", "rope", "--torch", "2.13.0", "--rerun", "HEAD~2..HEAD"],
+         # The quick case's timings only: the first commit's file is rewritten within
+         # about 30 s, while the second commit still runs.
+         "run", "--workload", "rope", "--param", "shape=tiny", "--param", "form=rotate-half",
+         "--param", "dtype=float32", "--metric", "time", "--torch", "2.13.0", "--rerun",
+         "HEAD~2..HEAD"],
         cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # Drain its output as it comes: a full pipe would block kernelwatch mid-print.
     # SIGTERM, as a cancelled CI job sends. (SIGINT is ignored by processes that a
