@@ -10,6 +10,7 @@ is found by its name and declares
 
 from __future__ import annotations
 
+import html
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -34,3 +35,15 @@ def views() -> list[ModuleType]:
 
     names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name in WORKLOADS)
     return [importlib.import_module(f"{__name__}.{n}") for n in names]
+
+
+def html_table(headers: list[str], body: list[list[str]], classes: list[str] | None = None
+               ) -> str:
+    """One HTML table of text cells (escaped); `classes` gives each row a CSS class
+    ("worse", "better") or none."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    trs = []
+    for i, row in enumerate(body):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        trs.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"

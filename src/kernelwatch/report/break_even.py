@@ -13,10 +13,10 @@ number of calls (tokens, layers, images) their job makes."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from pathlib import Path
 
+from kernelwatch.report import html_table
 from kernelwatch.report.results import Row
 from kernelwatch.report.speedups import PRIMARY_TRACKS, BaselineLookup
 
@@ -113,10 +113,9 @@ def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,
                  fmt_seconds(f["caller_saving"]) if f.get("caller_saving", 0) > 0 else
                  ("none" if "caller_saving" in f else "n/a"),
                  calls(f["caller_calls"]) if "caller_calls" in f else "n/a"]
-        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        body.append(cells)
     if body:
-        parts.append("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
-                     + f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
+        parts.append(html_table(head, body))
     path = out_dir / "break-even.html"
     path.write_text(page("kernelwatch: break-even", parts))
     return path

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kernelwatch import detect
-from kernelwatch.report import break_even, speedups, torch_versions, views
+from kernelwatch.report import break_even, html_table, speedups, torch_versions, views
 from kernelwatch.report.results import Row, load
 
 # Same threshold as asv.conf.json's regressions_thresholds.
@@ -214,15 +214,6 @@ def _aligned(table: list[list[str]]) -> list[str]:
             for r in table]
 
 
-def _html_table(headers: list[str], body: list[list[str]], classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    trs = []
-    for i, row in enumerate(body):
-        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        trs.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
-
-
 # machine -> (environment facts, table headers, table rows, note): `kernelwatch fidelity`.
 FidelityTables = dict[str, tuple[dict, list[str], list[list[str]], str]]
 
@@ -265,11 +256,11 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
         body = [[_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
                 for d in speedup_rows(env_rows, bytes_moved)]
         if body:
-            parts.append(_html_table(SPEEDUP_HEADERS, body))
+            parts.append(html_table(SPEEDUP_HEADERS, body))
         for view in views():
             for table in view.tables(env_rows, _fmt_seconds):
                 parts.append(f"<h4>{html.escape(table.title)}</h4>")
-                parts.append(_html_table(table.headers, table.rows, table.row_classes))
+                parts.append(html_table(table.headers, table.rows, table.row_classes))
     ch = changes(rows, thresholds, commit_order)
     parts.append(f"<h2>Change vs previous commit (flagged: significant on the samples and "
                  f"beyond the series' threshold from the fidelity page, else "
@@ -278,7 +269,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
         body = [[c["machine"], c["env"], c["benchmark"], c["params"], c["commits"],
                  fmt_value(c["old"], c["unit"]), fmt_value(c["new"], c["unit"]), c["unit"],
                  f"{c['ratio']:.3f}", c["flag"]] for c in ch]
-        parts.append(_html_table(
+        parts.append(html_table(
             ["machine", "env", "benchmark", "params", "commits", "before", "after", "unit",
              "after/before", "flag"], body, [c["flag"] for c in ch]))
     else:
@@ -318,5 +309,5 @@ def _fidelity_parts(fidelity: FidelityTables) -> list[str]:
                           if k in ("cpu", "gpu", "driver", "torch", "cuda", "num_cpu",
                                    "threads"))
         parts += [f"<h2>{html.escape(machine)}</h2><p class=env>{html.escape(facts)}</p>",
-                  _html_table(headers, body), f"<p>{html.escape(note)}</p>"]
+                  html_table(headers, body), f"<p>{html.escape(note)}</p>"]
     return parts

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernelwatch.report import html_table
 from kernelwatch.report.results import Row
 
 # The time a workload's speedup is of: its device time (or, for generation, the decode step).
@@ -84,14 +85,10 @@ def _title(s: Series) -> str:
 
 
 def _table(s: Series, fmt_seconds: Callable[[float], str]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("variant", "torch", "newest commit", "time",
-                                              f"speedup vs {s.baseline}"))
-    body = []
-    for (variant, torch), pts in s.lines.items():
-        commit, _, speedup, median = pts[-1]
-        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in (
-            variant, torch, commit[:8], fmt_seconds(median), f"{speedup:.2f}x")) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    body = [[variant, torch, pts[-1][0][:8], fmt_seconds(pts[-1][3]), f"{pts[-1][2]:.2f}x"]
+            for (variant, torch), pts in s.lines.items()]
+    return html_table(["variant", "torch", "newest commit", "time",
+                       f"speedup vs {s.baseline}"], body)
 
 
 def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,

@@ -12,6 +12,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from kernelwatch import detect
+from kernelwatch.report import html_table
 from kernelwatch.report.results import Row
 
 
@@ -73,17 +74,12 @@ def write(rows: list[Row], out_dir: Path, fmt_seconds: Callable[[float], str],
     for machine, (commit, versions, table) in sorted(found.items()):
         head = ["benchmark", "parameters", *[f"torch {v}" for v in versions],
                 f"{versions[-1]} / {versions[0]}"]
-        body = []
-        for t in sorted(table, key=lambda t: -abs(t["ratio"] - 1)):
-            cells = [t["benchmark"], t["params"],
-                     *[fmt_seconds(t["medians"][v]) if v in t["medians"] else "n/a"
-                       for v in versions], f"{t['ratio']:.2f}"]
-            cls = f' class="{t["flag"]}"' if t["flag"] else ""
-            body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
-                        + "</tr>")
+        ordered = sorted(table, key=lambda t: -abs(t["ratio"] - 1))
+        body = [[t["benchmark"], t["params"],
+                 *[fmt_seconds(t["medians"][v]) if v in t["medians"] else "n/a"
+                   for v in versions], f"{t['ratio']:.2f}"] for t in ordered]
         parts += [f"<h2>{html.escape(machine)} &mdash; commit <code>{commit[:8]}</code></h2>",
-                  "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-                  + f"</tr></thead><tbody>{''.join(body)}</tbody></table>"]
+                  html_table(head, body, [t["flag"] for t in ordered])]
     path = out_dir / "torch.html"
     path.write_text(page("kernelwatch: torch versions", parts))
     return path
