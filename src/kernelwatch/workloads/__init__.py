@@ -16,6 +16,8 @@ What a workload module declares:
 - optionally `SETTINGS`: {name: environment variable} for choices that are not asv params
   (a local checkpoint directory): `--param NAME=VALUE` sets the variable for the run.
 - optionally `bytes_for(params)`: the fewest bytes a case must move (GB/s in the report).
+- optionally `BASELINE`: the variant speedups and break-even are against (a name, or
+  {"cpu": ..., "cuda": ...}); default eager.
 Modules whose names start with `_` are helpers, not workloads.
 """
 
