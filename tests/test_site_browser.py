@@ -69,6 +69,9 @@ def test_the_change_table_lists_the_injected_regression(site):
              if MACHINE in row and "rope.RopeTime.track_time" in row]
     assert {"tiny, rotate-half, float32, eager", "tiny, rotate-half, float32, compile"} <= {
         re.findall(r"<td>(.*?)</td>", row)[3] for row in worse}  # params, in their order
+    # Each row links to the series' graph on asv's site.
+    assert all(f'href="../index.html#rope.RopeTime.track_time?machine={MACHINE}"' in row
+               for row in worse)
 
 
 def test_asvs_graph_page_renders_its_plot(site):

@@ -37,13 +37,18 @@ def views() -> list[ModuleType]:
     return [importlib.import_module(f"{__name__}.{n}") for n in names]
 
 
-def html_table(headers: list[str], body: list[list[str]], classes: list[str] | None = None
-               ) -> str:
-    """One HTML table of text cells (escaped); `classes` gives each row a CSS class
-    ("worse", "better") or none."""
+def html_table(headers: list[str], body: list[list[str | tuple[str, str]]],
+               classes: list[str] | None = None) -> str:
+    """One HTML table of text cells (escaped); a (text, href) cell is a link. `classes`
+    gives each row a CSS class ("worse", "better") or none."""
+    def cell(c: str | tuple[str, str]) -> str:
+        if isinstance(c, tuple):
+            return f'<a href="{html.escape(c[1])}">{html.escape(c[0])}</a>'
+        return html.escape(c)
+
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     trs = []
     for i, row in enumerate(body):
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        trs.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        trs.append(f"<tr{cls}>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"

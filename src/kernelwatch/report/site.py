@@ -266,7 +266,10 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
                  f"beyond the series' threshold from the fidelity page, else "
                  f"{CHANGE_THRESHOLD:.0%})</h2>")
     if ch:
-        body = [[c["machine"], c["env"], c["benchmark"], c["params"], c["commits"],
+        # Each series links to its graph on asv's site (the machine selected there).
+        body = [[c["machine"], c["env"],
+                 (c["benchmark"], f"../index.html#{c['benchmark']}?machine={c['machine']}"),
+                 c["params"], c["commits"],
                  fmt_value(c["old"], c["unit"]), fmt_value(c["new"], c["unit"]), c["unit"],
                  f"{c['ratio']:.3f}", c["flag"]] for c in ch]
         parts.append(html_table(
