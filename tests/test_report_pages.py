@@ -32,3 +32,19 @@ def test_torch_versions_side_by_side_with_the_ratio():
     commit, versions, table = torch_versions.side_by_side(rows)["m"]
     assert versions == ["2.13.0", "2.14.1"]
     assert abs(table[0]["ratio"] - 2.0) < 0.01 and table[0]["flag"] == "worse"
+
+
+def test_the_change_table_follows_the_branch_order_where_dates_tie():
+    """Two commits in one second: the branch's order, not the date, says which is newer."""
+    from kernelwatch.report import site
+
+    def timed(commit, median):
+        r = row("w.WTime.track_time", "eager", None, commit=commit,
+                samples=[median * (1 + i / 1000) for i in range(20)])
+        return r
+
+    rows = [timed("a" * 40, 1e-3), timed("b" * 40, 2e-3)]
+    (change,) = site.changes(rows, commit_order={"a" * 40: 2, "b" * 40: 1})  # a is newer
+    assert change["commits"] == "bbbbbbbb -> aaaaaaaa" and change["flag"] == "better"
+    (change,) = site.changes(rows, commit_order={"a" * 40: 1, "b" * 40: 2})
+    assert change["commits"] == "aaaaaaaa -> bbbbbbbb" and change["flag"] == "worse"

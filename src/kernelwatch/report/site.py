@@ -162,8 +162,12 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         out.append({"machine": machine, "env": env_name, "benchmark": bench,
                     "params": ", ".join(new.params.values()), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,
-                    "commits": f"{old.commit[:8]} -> {new.commit[:8]}", "flag": flag})
-    out.sort(key=lambda c: -abs(c["ratio"] - 1))
+                    "commits": f"{old.commit[:8]} -> {new.commit[:8]}", "flag": flag,
+                    "_newest": (order.get(new.commit, -1), new.date)})
+    # Newest change first; within a commit, flagged rows, then the largest ratio.
+    out.sort(key=lambda c: (c["_newest"], bool(c["flag"]), abs(c["ratio"] - 1)), reverse=True)
+    for c in out:
+        del c["_newest"]
     return out
 
 
@@ -262,8 +266,8 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
                 parts.append(f"<h4>{html.escape(table.title)}</h4>")
                 parts.append(html_table(table.headers, table.rows, table.row_classes))
     ch = changes(rows, thresholds, commit_order)
-    parts.append(f"<h2>Change vs previous commit (flagged: significant on the samples and "
-                 f"beyond the series' threshold from the fidelity page, else "
+    parts.append(f"<h2>Change vs previous commit, newest first (flagged: significant on the "
+                 f"samples and beyond the series' threshold from the fidelity page, else "
                  f"{CHANGE_THRESHOLD:.0%})</h2>")
     if ch:
         # Each series links to its graph on asv's site (the machine selected there).
