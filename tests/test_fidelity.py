@@ -4,14 +4,12 @@ run (RoPE's tiny eager kernel, three fresh processes) through the command, its s
 
 import json
 import random
-import subprocess
 
 import pytest
 
-from kernelwatch import fidelity
-from kernelwatch.report import compare
+from kernelwatch import detect, fidelity
 
-from .conftest import kernelwatch_exe
+from .conftest import kernelwatch_exe, sh
 from .test_detect import noisy
 
 TARGET = fidelity.Target("w", "WTime", "track_time", ("tiny", "eager"))
@@ -56,19 +54,13 @@ def test_the_table_names_each_series_threshold_and_its_catches():
     assert "| w.WTime.track_time(tiny, eager) |" in text
     assert f"| {a.threshold:.2f} | 0/20 |" in text and "| 5% |" in text
     assert "skipped: needs a CUDA GPU" in text
-    assert compare.series_key("w.WTime.track_time", "tiny, eager") == TARGET.key
-
-
-def run(cmd, cwd):
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    print(r.stdout[-3000:], r.stderr[-3000:])
-    return r
+    assert detect.series_key("w.WTime.track_time", ["tiny", "eager"]) == TARGET.key
 
 
 @pytest.mark.slow
 def test_fidelity_measures_in_fresh_processes_saves_the_samples_and_publishes(clone):
     fid = [kernelwatch_exe(), "fidelity", "--machine", "fid-test"]
-    r = run([*fid, "--workload", "rope", "--param", "variant=eager", "--runs", "3",
+    r = sh([*fid, "--workload", "rope", "--param", "variant=eager", "--runs", "3",
              "--slowdowns", "0.3"], clone)
     assert r.returncode == 0, r.stderr
     key = "rope.RopeTime.track_time(tiny, rotate-half, float32, eager)"
@@ -82,7 +74,7 @@ def test_fidelity_measures_in_fresh_processes_saves_the_samples_and_publishes(cl
     a = fidelity.analyse(fidelity.load_latest(clone)["fid-test"][key][0])
     assert 0.2 < a.achieved["0.3"] < 0.45  # the injected 30%, measured in-process
 
-    shown = run([*fid, "--show"], clone)
+    shown = sh([*fid, "--show"], clone)
     assert shown.returncode == 0 and f"| {key} |" in shown.stdout
 
     from kernelwatch.cli import fidelity_for_site
@@ -96,6 +88,9 @@ def test_fidelity_measures_in_fresh_processes_saves_the_samples_and_publishes(cl
 
     for bad, message in ((["--workload", "nope"], "unknown workload 'nope'"),
                          (["--workload", "rope", "--track", "nope"], "unknown timed track"),
-                         (["--runs", "1"], "--runs needs at least 2")):
-        r = run([*fid, *bad], clone)
+                         (["--runs", "1"], "--runs needs at least 2"),
+                         (["--pool", "3", "--runs", "4"], "--pool 3 needs at least 6 runs"),
+                         (["--pool", "0"], "--pool takes a count of 1 or more"),
+                         (["--show", "--pool", "2"], "--pool 2 needs at least 4 runs")):
+        r = sh([*fid, *bad], clone)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr

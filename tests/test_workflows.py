@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, git, kernelwatch_exe
+from .conftest import REPO, git, kernelwatch_exe, sh
 from .github_expressions import evaluate
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -98,12 +98,6 @@ def test_every_workflow_keeps_the_hygiene_rules():
 # ----------------------------------------------------------------------------- commands
 
 
-def sh(cmd, cwd, **env):
-    r = subprocess.run(cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True)
-    print(r.stdout[-4000:], r.stderr[-4000:])
-    return r
-
-
 def branch_files(bare: Path, branch: str = "kernelwatch-results") -> list[str]:
     out = git("ls-tree", "-r", "--name-only", branch, cwd=bare)
     return sorted(out.splitlines())
@@ -176,20 +170,20 @@ def test_push_nightly_and_pr_paths_run_end_to_end(clone, cpu_image, isolated_hom
     bench = str(clone / "scripts" / "ci" / "bench.sh")
     common = {"KW_REMOTE": str(bare), "PATH": f"{BIN}:{os.environ['PATH']}"}
 
-    push = sh([bench, "push"], clone, **common, KW_RUNNER="docker", KW_DEVICE="cpu",
+    push = sh([bench, "push"], clone, dict(common, KW_RUNNER="docker", KW_DEVICE="cpu",
               KW_IMAGE=cpu_image, KW_NETWORK="host", KW_MACHINE="ci-docker-cpu",
               KW_BEFORE="0" * 40,
               KW_BUILD_ARGS="", KW_RUN_ARGS="--workload rope --param shape=tiny "
               "--param form=rotate-half --param dtype=float32 --param variant=eager "
-              "--metric time --track time --torch 2.13.0")
+              "--metric time --track time --torch 2.13.0"))
     assert push.returncode == 0, push.stderr
     assert f"reusing image {cpu_image}" in push.stdout
     head = git("rev-parse", "HEAD", cwd=clone)
     pushed = [f for f in branch_files(bare) if f.startswith("ci-docker-cpu/")]
     assert f"ci-docker-cpu/{head[:8]}-" in " ".join(pushed)
 
-    nightly = sh([bench, "nightly"], clone, **common, KW_RUNNER="host",
-                 KW_MACHINE="kernelwatch-test", KW_RUN_ARGS="--quick --workload rope")
+    nightly = sh([bench, "nightly"], clone, dict(common, KW_RUNNER="host",
+                 KW_MACHINE="kernelwatch-test", KW_RUN_ARGS="--quick --workload rope"))
     assert nightly.returncode == 0, nightly.stderr
     recorded = [f for f in branch_files(bare) if f.startswith(f"kernelwatch-test/{head[:8]}")
                 and "-existing-" not in f]  # other tests' --existing runs share the name
@@ -199,9 +193,9 @@ def test_push_nightly_and_pr_paths_run_end_to_end(clone, cpu_image, isolated_hom
     assert local <= set(branch_files(bare))  # nothing measured here is missing there
 
     summary = tmp_path / "summary.md"
-    pr = sh([bench, "pr"], clone, **common, KW_RUNNER="host", KW_MACHINE="kernelwatch-test",
+    pr = sh([bench, "pr"], clone, dict(common, KW_RUNNER="host", KW_MACHINE="kernelwatch-test",
             KW_RUN_ARGS="--quick --workload rope", KW_SUMMARY=str(summary),
-            KW_BASE=git("rev-parse", "HEAD~1", cwd=clone), KW_HEAD=head)
+            KW_BASE=git("rev-parse", "HEAD~1", cwd=clone), KW_HEAD=head))
     text = summary.read_text()
     assert "### kernelwatch:" in text and "| before | after | ratio |" in text
     assert pr.returncode in (0, 1) and (pr.returncode == 1) == ("\n| + |" in text)

@@ -395,7 +395,7 @@ def _run(args: argparse.Namespace) -> int:
         # appends the samples, so a result pools --processes processes (docs/measurement.md:
         # most of the noise between two commits is between processes).
         for round_ in range(2, args.processes + 1):
-            if not measured or args.dry_run and round_ > 2:
+            if not measured or (args.dry_run and round_ > 2):
                 break
             print(f"kernelwatch: process {round_} of {args.processes} for each benchmark just "
                   "measured (samples appended)", flush=True)
@@ -627,7 +627,7 @@ def fidelity_for_site(repo: Path) -> dict:
     for machine, (env, analyses, skipped) in fidelity.latest_analyses(repo).items():
         headers, body = fidelity.table(analyses, skipped)
         tables[machine] = (env, headers, body, fidelity.NOTE)
-        thresholds[machine] = {a.key: a.threshold for a in analyses if a.threshold}
+        thresholds[machine] = fidelity.series_thresholds(analyses)
     return {"fidelity": tables, "thresholds": thresholds}
 
 
@@ -679,10 +679,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
-    from kernelwatch import environment, fidelity
+    from kernelwatch import fidelity
 
     repo = find_repo_root()
     machine = machine_name(args.machine)
+    # Checked before measuring: a run takes many minutes.
+    if args.pool < 1:
+        raise KernelwatchError("--pool takes a count of 1 or more (3 pools three processes)")
+    if not args.show and args.pool > 1 and args.runs < 2 * args.pool:
+        raise KernelwatchError(f"--pool {args.pool} needs at least {2 * args.pool} runs per "
+                               "series; raise --runs")
     if args.show:
         latest = fidelity.load_latest(repo).get(machine)
         if not latest:
@@ -724,9 +730,9 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             fidelity.save(path, machine, measured, env)
         print(f"samples saved to {path}")
     done = [m for m in measured if not m.skipped]
-    if args.pool < 1 or any(len(m.runs) < 2 * args.pool for m in done):
+    if any(len(m.runs) < 2 * args.pool for m in done):
         raise KernelwatchError(f"--pool {args.pool} needs at least {2 * args.pool} runs per "
-                               "series (and at least 1)")
+                               "series; the saved runs have fewer")
     print()
     print(fidelity.markdown([fidelity.analyse(m, pool=args.pool) for m in done],
                             [m for m in measured if m.skipped]))

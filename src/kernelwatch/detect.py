@@ -16,6 +16,7 @@ the measurement-truth work; its figures belong beside these defaults.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_FACTOR = 1.10
@@ -23,6 +24,13 @@ DEFAULT_FACTOR = 1.10
 # (token match, counts) are shown, never flagged.
 FLAGGED_UNITS = ("seconds", "bytes")
 P_THRESHOLD = 0.002
+
+
+def series_key(benchmark: str, values: Sequence[str]) -> str:
+    """`workload.Class.track_x(value, value, ...)`, the parameter values in their declared
+    order: how a series is named wherever a per-series threshold is kept or looked up
+    (`kernelwatch fidelity`, `kernelwatch compare`, the site's change table)."""
+    return f"{benchmark}({', '.join(values)})"
 
 
 @dataclass(frozen=True)

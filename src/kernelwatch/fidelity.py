@@ -26,6 +26,7 @@ analysis never needs a new run. Files are never overwritten: one per run, newest
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import math
 import os
@@ -43,9 +44,8 @@ from kernelwatch.errors import KernelwatchError, unknown_name
 
 # Candidate factors, smallest first: the threshold is the first with no A/A alarm.
 FACTORS = (1.01, 1.02, 1.03, 1.05, 1.10, 1.20, 1.50)
-ASV_FACTOR = 1.10  # asv.conf.json's regressions_thresholds and asv compare's default
+ASV_FACTOR = detect.DEFAULT_FACTOR  # asv.conf.json's regressions_thresholds, asv compare's
 CAUGHT_RATE = 0.95
-DEFAULT_SLOWDOWNS = (0.02, 0.05, 0.10)
 RESULT_MARK = "KERNELWATCH-FIDELITY "  # the child's result line, apart from its other output
 
 
@@ -64,7 +64,7 @@ class Target:
 
     @property
     def key(self) -> str:
-        return f"{self.benchmark}({', '.join(self.params)})"
+        return detect.series_key(self.benchmark, self.params)
 
 
 def timed_tracks(repo: Path, workload: str) -> list[str]:
@@ -80,8 +80,6 @@ def targets(repo: Path, workload: str, chosen: dict[str, list[str] | None],
             tracks: Sequence[str] | None, on_gpu: bool) -> list[Target]:
     """The series to check: the chosen parameter values (the quick case where none are
     chosen) of the workload's time class; its quick tracks, plus caller time on a GPU."""
-    import itertools
-
     module = workloads.get(workload)
     available = timed_tracks(repo, workload)
     if tracks:
@@ -195,7 +193,7 @@ def cases(targets: Sequence[Target]) -> list[list[Target]]:
 @dataclass
 class Analysis:
     key: str
-    runs: int  # pairs + 1
+    pairs: int  # compared pairs of process sets
     pool: int  # processes per side of a pair
     median_seconds: float
     run_cv: float  # CV of the per-process medians: what two commits differ by with no change
@@ -207,10 +205,6 @@ class Analysis:
     smallest_caught: float | None  # smallest slowdown caught >= 95% at the threshold
     asv_aa_alarms: int
     asv_smallest_caught: float | None
-
-    @property
-    def pairs(self) -> int:
-        return self.runs - 1
 
 
 def _smallest_caught(caught: dict[str, dict[str, int]], factor: float, pairs: int
@@ -243,11 +237,12 @@ def analyse(measured: Measured, factors: Sequence[float] = FACTORS, pool: int = 
     a = [r["0.0"] for r in runs]
     medians = [statistics.median(s) for s in a]
     slowdowns = [x for x in runs[0] if x != "0.0"]
-    pairs = range(len(a) - step)
+    n_pairs = len(a) - step
     aa = {f"{f:.2f}": sum(detect.compare(a[i], a[i + step], factor=f).flag != ""
-                          for i in pairs) for f in factors}
+                          for i in range(n_pairs)) for f in factors}
     caught = {x: {f"{f:.2f}": sum(detect.compare(a[i], runs[i + step][x],
-                                                 factor=f).flag == "worse" for i in pairs)
+                                                 factor=f).flag == "worse"
+                                  for i in range(n_pairs))
                   for f in factors}
               for x in slowdowns}
     achieved = {x: statistics.median(statistics.median(r[x]) / statistics.median(r["0.0"])
@@ -257,9 +252,8 @@ def analyse(measured: Measured, factors: Sequence[float] = FACTORS, pool: int = 
     # factor must also clear three standard deviations of the ratio of two runs' medians.
     threshold = next((f for f in factors if aa[f"{f:.2f}"] == 0
                       and f - 1 >= 3 * math.sqrt(2) * run_cv), None)
-    n_pairs = len(a) - step
     return Analysis(
-        key=measured.target.key, runs=n_pairs + 1, pool=pool,
+        key=measured.target.key, pairs=n_pairs, pool=pool,
         median_seconds=statistics.median(medians),
         run_cv=run_cv,
         sample_cv=statistics.median(statistics.stdev(s) / statistics.fmean(s) if len(s) > 1
@@ -332,10 +326,14 @@ def latest_analyses(repo: Path) -> dict[str, tuple[dict, list[Analysis], list[Me
     return out
 
 
+def series_thresholds(analyses: Sequence[Analysis]) -> dict[str, float]:
+    """series key -> the factor its regression check uses, for the series given one."""
+    return {a.key: a.threshold for a in analyses if a.threshold}
+
+
 def thresholds(repo: Path) -> dict[str, dict[str, float]]:
-    """machine -> series key -> the factor its regression check uses on that machine, for
-    the series the newest fidelity runs gave one."""
-    return {machine: {a.key: a.threshold for a in analyses if a.threshold}
+    """machine -> series_thresholds of the newest fidelity runs on that machine."""
+    return {machine: series_thresholds(analyses)
             for machine, (_, analyses, _) in latest_analyses(repo).items()}
 
 
@@ -344,13 +342,6 @@ def thresholds(repo: Path) -> dict[str, dict[str, float]]:
 
 def _pct(x: float | None) -> str:
     return "none" if x is None else f"{100 * x:.0f}%"
-
-
-def _seconds(s: float) -> str:
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
 
 
 NOTE = ("Each pair compares two disjoint sets of fresh processes (processes: how many per "
@@ -366,6 +357,8 @@ NOTE = ("Each pair compares two disjoint sets of fresh processes (processes: how
 def table(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()
           ) -> tuple[list[str], list[list[str]]]:
     """Headers and rows: noise; alarms and catches at the threshold; asv's 1.10 beside."""
+    from kernelwatch.report.site import fmt_seconds  # the report's formatter, for the parent
+
     slowdowns = sorted({x for a in analyses for x in a.caught}, key=float)
     head = ["series", "processes", "median", "run CV", "sample CV", "threshold", "A/A alarms",
             *[f"{_pct(float(x))} caught" for x in slowdowns], "smallest caught",
@@ -375,7 +368,7 @@ def table(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()
         t = f"{a.threshold:.2f}" if a.threshold else None
         worst = f"{FACTORS[-1]:.2f}"
         rows.append([
-            a.key, str(a.pool), _seconds(a.median_seconds), f"{100 * a.run_cv:.2f}%",
+            a.key, str(a.pool), fmt_seconds(a.median_seconds), f"{100 * a.run_cv:.2f}%",
             f"{100 * a.sample_cv:.2f}%", t or f"> {worst}",
             f"{a.aa_alarms[t or worst]}/{a.pairs}",
             *[f"{a.caught[x][t]}/{a.pairs}" if t and x in a.caught else "-"

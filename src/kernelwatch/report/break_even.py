@@ -23,48 +23,36 @@ from kernelwatch.report.speedups import PRIMARY_TRACKS, BaselineLookup
 ONE_TIME = ("track_first_run", "track_cold_compile")
 
 
-def _case(r: Row) -> tuple:
-    return tuple((k, v) for k, v in r.params.items() if k != "variant")
-
-
-def _device(r: Row) -> str:
-    return "cpu" if r.env.get("gpu", "none") == "none" else "cuda"
-
-
 def rows_of(rows: list[Row], baseline_for: BaselineLookup) -> list[dict]:
     """One dict per (machine, environment, workload case, variant) with a one-time cost."""
+    # The newest value of each series, keyed so each lookup below is one dict access.
     latest: dict[tuple, Row] = {}
     for r in sorted(rows, key=lambda r: r.date):
         if r.median is not None and "variant" in r.params:
-            latest[(r.machine, r.env_name, r.benchmark, tuple(r.params.items()))] = r
+            workload, track = r.benchmark.split(".")[0], r.benchmark.rsplit(".", 1)[-1]
+            latest[(r.machine, r.env_name, workload, track, r.case, r.params["variant"])] = r
 
-    def find(machine, env, workload, tracks, case, variant) -> Row | None:
-        for (m, e, bench, _params), r in latest.items():
-            if (m, e) == (machine, env) and bench.split(".")[0] == workload \
-                    and bench.rsplit(".", 1)[-1] in tracks and _case(r) == case \
-                    and r.params["variant"] == variant:
-                return r
-        return None
+    def find(r: Row, tracks: tuple[str, ...], variant: str) -> Row | None:
+        workload = r.benchmark.split(".")[0]
+        return next((latest[k] for track in tracks
+                     if (k := (r.machine, r.env_name, workload, track, r.case, variant))
+                     in latest), None)
 
     out = []
-    for (machine, env, bench, _), r in sorted(latest.items()):
-        track = bench.rsplit(".", 1)[-1]
+    for (machine, env, workload, track, case, variant), r in sorted(latest.items()):
         if track not in ONE_TIME:
             continue
-        workload, case, variant = bench.split(".")[0], _case(r), r.params["variant"]
-        baseline = baseline_for(workload, _device(r))
+        baseline = baseline_for(workload, r.device_type)
         if variant == baseline:
             continue
-        if track == "track_cold_compile" and find(machine, env, workload, ("track_first_run",),
-                                                  case, variant):
+        if track == "track_cold_compile" and find(r, ("track_first_run",), variant):
             continue  # the first run is the fuller one-time cost
-        base_first = find(machine, env, workload, (track,), case, baseline)
+        base_first = find(r, (track,), baseline)
         cost = r.median - (base_first.median if base_first and track == "track_first_run"
                            else 0.0)
-        timed = find(machine, env, workload, PRIMARY_TRACKS, case, variant)
-        base_timed = find(machine, env, workload, PRIMARY_TRACKS, case, baseline)
-        caller = find(machine, env, workload, ("track_caller_time",), case, variant)
-        base_caller = find(machine, env, workload, ("track_caller_time",), case, baseline)
+        timed, base_timed = find(r, PRIMARY_TRACKS, variant), find(r, PRIMARY_TRACKS, baseline)
+        caller = find(r, ("track_caller_time",), variant)
+        base_caller = find(r, ("track_caller_time",), baseline)
         if not (timed and base_timed):
             continue
         row = {"machine": machine, "env": r.env.get("torch", env), "workload": workload,

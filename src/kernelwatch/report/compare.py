@@ -29,6 +29,7 @@ class Comparison:
     after: float | None
     change: detect.Change | None
     mark: str
+    series: str  # detect.series_key: what per-series thresholds are keyed by
 
     @property
     def ratio(self) -> float | None:
@@ -39,12 +40,6 @@ def _series(rows: list[Row], machine: str, commit: str) -> dict[tuple, Row]:
     return {(r.env_name, r.benchmark, tuple(r.params.items())): r for r in rows
             if r.machine == machine and r.commit == commit
             and (r.value is not None or r.failed)}
-
-
-def series_key(benchmark: str, params: str) -> str:
-    """`workload.Class.track_x(value, value, ...)`: how `kernelwatch fidelity` names a
-    series, so its per-series thresholds apply here."""
-    return f"{benchmark}({params})"
 
 
 def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
@@ -58,7 +53,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
     for key in sorted(before.keys() & after.keys()):
         b, a = before[key], after[key]
         env, bench, params = key
-        values = ", ".join(v for _, v in params)
+        key_of_series = detect.series_key(bench, [v for _, v in params])
         change = None
         if a.version and b.version and a.version != b.version:
             mark = "x"  # measured by different benchmark code: never compared
@@ -71,11 +66,11 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         else:
             change = detect.compare(
                 b.samples or [b.median], a.samples or [a.median],
-                factor=(thresholds or {}).get(series_key(bench, values), factor))
+                factor=(thresholds or {}).get(key_of_series, factor))
             flagged = a.unit in detect.FLAGGED_UNITS and not bench.startswith(MACHINE_FACTS)
             mark = MARKS[change.flag] if flagged else " "
-        out.append(Comparison(env, bench, values, a.unit,
-                              b.median, a.median, change, mark))
+        out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
+                              b.median, a.median, change, mark, key_of_series))
     order = {"+": 0, "!": 1, "-": 2, "*": 3, "x": 4, " ": 5}
     out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
@@ -91,7 +86,7 @@ def _value(v: float | None, unit: str) -> str:
 def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[str, str],
              factor: float, thresholds: dict[str, float] | None = None) -> str:
     worse = sum(c.mark in WORSE_MARKS for c in comparisons)
-    own = sum(series_key(c.benchmark, c.params) in (thresholds or {}) for c in comparisons)
+    own = sum(c.series in (thresholds or {}) for c in comparisons)
     better = sum(c.mark in ("-", "*") for c in comparisons)
     incomparable = sum(c.mark == "x" for c in comparisons)
     lines = [f"### kernelwatch: {head[1][:8]} ({head[0]}) against {base[1][:8]} ({base[0]})",
@@ -109,7 +104,7 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
              "|---|---|---|---|---|---|---|"]
     for c in comparisons:
         ratio = f"{c.ratio:.2f}" if c.ratio is not None and c.mark != "x" else "n/a"
-        threshold = (thresholds or {}).get(series_key(c.benchmark, c.params), factor)
+        threshold = (thresholds or {}).get(c.series, factor)
         lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit)} | "
                      f"{_value(c.after, c.unit)} | {ratio} | {threshold:.2f} | "
                      f"`{c.benchmark}` ({c.params}) | {c.env} |")

@@ -33,6 +33,17 @@ class Row:
     version: str | None = None  # the benchmark's `version` (hash) when this was measured
 
     @property
+    def device_type(self) -> str:
+        """"cuda" where the machine recorded a GPU, else "cpu"."""
+        return "cpu" if self.env.get("gpu", "none") == "none" else "cuda"
+
+    @property
+    def case(self) -> tuple[tuple[str, str], ...]:
+        """The parameters other than `variant`, in their declared order: what the variants
+        of one case share."""
+        return tuple((k, v) for k, v in self.params.items() if k != "variant")
+
+    @property
     def median(self) -> float | None:
         if self.samples:
             return statistics.median(self.samples)

@@ -17,8 +17,6 @@ from kernelwatch import detect
 from kernelwatch.report import break_even, html_table, speedups, torch_versions, views
 from kernelwatch.report.results import Row, load
 
-# Same threshold as asv.conf.json's regressions_thresholds.
-CHANGE_THRESHOLD = 0.10
 COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
 TIME_SUFFIX = "Time.track_time"
 # Beside each Time class's track_time (device time), what a Python caller pays per call.
@@ -26,7 +24,7 @@ CALLER_SUFFIX = "Time.track_caller_time"
 BytesLookup = Callable[[str, dict], "int | None"]
 
 
-def _fmt_seconds(s: float | None) -> str:
+def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "n/a"
     for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
@@ -37,7 +35,7 @@ def _fmt_seconds(s: float | None) -> str:
 
 def fmt_value(v: float, unit: str) -> str:
     """A recorded value for a reader: seconds in s/ms/us/ns, anything else as a number."""
-    return _fmt_seconds(v) if unit == "seconds" else f"{v:.4g}"
+    return fmt_seconds(v) if unit == "seconds" else f"{v:.4g}"
 
 
 def _env_label(row: Row) -> str:
@@ -80,7 +78,7 @@ def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[d
     own = tuple(v.PREFIX for v in views())
     timed = [r for r in env_rows if r.benchmark.endswith(TIME_SUFFIX) and "variant" in r.params
              and r.median is not None and not r.benchmark.startswith(own)]
-    on_cpu = bool(env_rows) and env_rows[0].env.get("gpu", "none") == "none"
+    on_cpu = bool(env_rows) and env_rows[0].device_type == "cpu"
     caller = {(r.benchmark, _params_key(r)): r.median
               for r in env_rows if r.benchmark.endswith(CALLER_SUFFIX) and r.median}
     eager: dict[tuple, float] = {}
@@ -153,8 +151,8 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         if old.version and new.version and old.version != new.version:
             flag = "not comparable"  # the benchmark's code changed: never mixed
         elif new.unit in detect.FLAGGED_UNITS:
-            key = f"{bench}({', '.join(v for _, v in new.params.items())})"
-            factor = (thresholds or {}).get(machine, {}).get(key, 1 + CHANGE_THRESHOLD)
+            key = detect.series_key(bench, list(new.params.values()))
+            factor = (thresholds or {}).get(machine, {}).get(key, detect.DEFAULT_FACTOR)
             flag = detect.compare(old.samples or [old.median], new.samples or [new.median],
                                   factor=factor).flag
         else:
@@ -175,7 +173,7 @@ def _cell(v, kind: str = "") -> str:
     if v is None:
         return "n/a"
     if kind == "s":
-        return _fmt_seconds(v)
+        return fmt_seconds(v)
     if kind == "x":
         return f"{v:.2f}x"
     if kind == "f":
@@ -205,7 +203,7 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
         if len(table) > 1:
             lines.extend(_aligned(table))
         for view in views():
-            for table in view.tables(env_rows, _fmt_seconds):
+            for table in view.tables(env_rows, fmt_seconds):
                 lines.append(f"-- {table.title}")
                 lines.extend(_aligned([table.headers] + table.rows))
         lines.append("")
@@ -262,13 +260,13 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
         if body:
             parts.append(html_table(SPEEDUP_HEADERS, body))
         for view in views():
-            for table in view.tables(env_rows, _fmt_seconds):
+            for table in view.tables(env_rows, fmt_seconds):
                 parts.append(f"<h4>{html.escape(table.title)}</h4>")
                 parts.append(html_table(table.headers, table.rows, table.row_classes))
     ch = changes(rows, thresholds, commit_order)
     parts.append(f"<h2>Change vs previous commit, newest first (flagged: significant on the "
                  f"samples and beyond the series' threshold from the fidelity page, else "
-                 f"{CHANGE_THRESHOLD:.0%})</h2>")
+                 f"{detect.DEFAULT_FACTOR - 1:.0%})</h2>")
     if ch:
         # Each series links to its graph on asv's site (the machine selected there).
         body = [[c["machine"], c["env"],
@@ -287,9 +285,9 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     (out.parent / "fidelity.html").write_text(_page("kernelwatch: fidelity",
                                                     _fidelity_parts(fidelity or {})))
     if baseline_for:
-        speedups.write(rows, out.parent, baseline_for, _fmt_seconds, _page)
-        break_even.write(rows, out.parent, baseline_for, _fmt_seconds, _page)
-    torch_versions.write(rows, out.parent, _fmt_seconds, _page)
+        speedups.write(rows, out.parent, baseline_for, fmt_seconds, _page)
+        break_even.write(rows, out.parent, baseline_for, fmt_seconds, _page)
+    torch_versions.write(rows, out.parent, fmt_seconds, _page)
     return out
 
 

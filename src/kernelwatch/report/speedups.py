@@ -33,21 +33,16 @@ class Series:
     lines: dict[tuple[str, str], list[tuple[str, int, float, float]]]
 
 
-def _device(row: Row) -> str:
-    return "cpu" if row.env.get("gpu", "none") == "none" else "cuda"
-
-
 def series(rows: list[Row], baseline_for: BaselineLookup) -> list[Series]:
     """Speedup over commits of each timed case (workload primary track) per machine."""
     timed = [r for r in rows if r.benchmark.rsplit(".", 1)[-1] in PRIMARY_TRACKS
              and "variant" in r.params and r.median]
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for r in timed:
-        case = tuple((k, v) for k, v in r.params.items() if k != "variant")
-        groups[(r.machine, r.benchmark, case)].append(r)
+        groups[(r.machine, r.benchmark, r.case)].append(r)
     out = []
     for (machine, bench, case), rs in sorted(groups.items()):
-        baseline = baseline_for(bench.split(".")[0], _device(rs[0]))
+        baseline = baseline_for(bench.split(".")[0], rs[0].device_type)
         base = {(r.env_name, r.commit): r.median for r in rs
                 if r.params["variant"] == baseline}
         lines: dict[tuple[str, str], list] = defaultdict(list)
