@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing kernelwatch, asv and torch into $(VENV) (a few minutes the first time)"
 	$(BIN)/python -m pip install -qq --upgrade pip
-	$(BIN)/python -m pip install -qq -e '.[asv,test,gptq,gpt2]' '$(HOST_TORCH)' numpy
+	$(BIN)/python -m pip install -qq -e '.[asv,test,gptq,gpt2,vae]' '$(HOST_TORCH)' numpy
 	touch $@
 
 demo: setup

@@ -12,7 +12,7 @@ import pytest
 
 from kernelwatch.report import offline
 from kernelwatch.report import results as results_mod
-from kernelwatch.workloads import gpt2, rope
+from kernelwatch.workloads import gpt2, rope, vae
 
 from .conftest import REPO, git, kernelwatch_exe
 
@@ -168,6 +168,31 @@ def test_gpt2_every_variant_through_asv_and_its_table(clone, isolated_home):
     assert r.returncode == 0
     assert "-- GPT-2 gpt2: prompt 10 tokens, 16 new tokens, 1 thread" in r.stdout
     assert "tok/s (IQR)" in r.stdout and "int8-dynamic-as-seed" in r.stdout
+
+
+def test_vae_tiny_every_cpu_variant_through_asv_and_its_table(clone, isolated_home):
+    """The tiny ViT VAE, encoder and decoder, every CPU variant's time per batch through real
+    asv in a matrix environment (torch 2.13.0 and its pinned torchao and scikit-image); then
+    the write-up shaped table. Quality and first run per variant are in test_vae.py."""
+    cpu_variants = [v for v in vae.VARIANTS if v not in vae.GPU_ONLY]
+    chosen = [f for v in cpu_variants for f in ("--param", f"variant={v}")]
+    r = run([kernelwatch_exe(), "run", "--workload", "vae", "--metric", "time", "--track",
+             "time", "--param", "config=tiny", "--param", "batch=1", *chosen, "--torch",
+             "2.13.0", "HEAD^!"], clone)
+    assert r.returncode == 0
+    head = git("rev-parse", "HEAD", cwd=clone)
+    times = {(r.params["part"], r.params["variant"]): r
+             for r in results_mod.load(clone / "results") if r.commit == head
+             and r.benchmark == "vae.VaeTime.track_time" and r.params["config"] == "tiny"}
+    for part in vae.PARTS:
+        for variant in cpu_variants:
+            assert times[(part, variant)].median > 0, (part, variant)
+            assert times[(part, variant)].samples
+    r = run([kernelwatch_exe(), "report"], clone)
+    assert r.returncode == 0
+    assert "-- ViT VAE tiny decoder, batch 1" in r.stdout
+    assert "-- ViT VAE tiny encoder, batch 1" in r.stdout
+    assert "write-up expects" in r.stdout and "int8-dynamic-compile" in r.stdout
 
 
 def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):

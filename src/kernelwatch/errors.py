@@ -21,7 +21,8 @@ def unknown_name(kind: str, name: str, valid: Iterable[str], where: str = "") ->
     """One message format for every 'no such shape/variant/workload' error."""
     place = f" for {where}" if where else ""
     names = ", ".join(valid)
-    plural = kind if kind.endswith("s") else f"{kind}s"
+    plural = (kind if kind.endswith("s") else f"{kind}es" if kind.endswith(("ch", "sh", "x"))
+              else f"{kind}s")
     return KernelwatchError(f"unknown {kind} {name!r}{place}; valid {plural}: {names}")
 
 

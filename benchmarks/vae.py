@@ -1,0 +1,151 @@
+"""ViT VAE encoder and decoder (ViTok-v2 style): time per batch, first run, compile cost and
+health, memory, and reconstruction quality against eager.
+
+Every (metric x config x part x batch x variant) runs in its own asv process, so a compile
+that overruns `timeout`, or a batch that runs out of memory, fails that one parameter only.
+Variants that cannot run here (FP8 without an FP8 GPU, CUDA graphs on a CPU) are skipped in
+`setup` with the reason.
+"""
+
+import functools
+import os
+
+from kernelwatch import measure
+from kernelwatch.errors import Unavailable
+from kernelwatch.workloads import vae
+
+from .common import _CompileHealth, device, pin_cpu_threads
+
+
+class _Vae:
+    params = list(vae.PARAMS.values())
+    param_names = list(vae.PARAMS)
+    # Import, model, photographs and a compile of up to 40 blocks (5B decoder) per process.
+    timeout = float(os.environ.get("KERNELWATCH_BENCHMARK_TIMEOUT", "600"))
+
+    def _build(self, config, part, batch, variant, **kw):
+        self.dev = device()
+        pin_cpu_threads(self.dev)
+        self.case = vae.build_case(config, part, batch, variant, self.dev, **kw)
+
+
+class VaeTime(_Vae):
+    """Seconds per batch. track_time is the device's own time: on a GPU, CUDA events around
+    CUDA-graph replays (around plain calls for compile-reduce-overhead, which replays its
+    own graphs); track_caller_time is what a Python caller pays per call (host clock, no
+    graph, one synchronize per sample). ms/image and images/s are derived in the report."""
+
+    version = "1"
+    unit = "seconds"
+
+    def setup(self, *params):
+        self._build(*params)
+        self.case.run()  # compile (warm cache after the first process) and warm up
+        measure.synchronize(self.dev)
+
+    def track_time(self, *params):
+        graph = self.dev.type == "cuda" and self.case.variant != "compile-reduce-overhead"
+        opts = {"cuda_graph": True} if graph else {}
+        return measure.time_callable(self.case.run, [()], self.dev, samples=20,
+                                     warmup=3, **opts).for_asv()
+
+    def track_caller_time(self, *params):
+        return measure.time_caller(self.case.run, [()], self.dev, samples=20,
+                                   warmup=3).for_asv()
+
+
+class VaeFirstRun(_Vae):
+    """Seconds of the variant's one-time work plus its first call, in a fresh process with
+    fresh compile caches: quantizing, compiling, and the first batch. The report turns it
+    (minus eager's first call) into break-even samples."""
+
+    version = "1"
+    unit = "seconds"
+
+    def setup(self, *params):
+        self._build(*params, apply=False)
+
+    def track_first_run(self, *params):
+        return measure.cold_compile_seconds(self.case.first_run, self.dev)
+
+
+class VaeCompile(_CompileHealth, _Vae):
+    """Compile cost (cold: fresh inductor cache; warm: FX graph cache filled by a child
+    process) and compile health (graph breaks, graphs, recompiles) over two calls."""
+
+    version = "1"
+    unit = "seconds"
+
+    def setup(self, config, part, batch, variant):
+        if variant not in vae.COMPILE_KWARGS and not variant.endswith("-compile"):
+            raise Unavailable(f"{variant} is not compiled")
+        self._build(config, part, batch, variant)
+
+    def track_cold_compile(self, *params):
+        return measure.cold_compile_seconds(self.case.run, self.dev)
+
+    def track_warm_compile(self, *params):
+        prime = functools.partial(vae.prime_compile, *params, self.dev.type)
+        return measure.warm_compile_seconds(self.case.run, prime, self.dev)
+
+    def _health(self):
+        forward = type(self.case.module).forward.__code__
+        return measure.compile_health(forward, [self.case.run, self.case.run])
+
+
+class VaeMemory(_Vae):
+    """Peak process RSS during one batch, model and inputs included."""
+
+    version = "1"
+    unit = "bytes"
+
+    def setup(self, *params):
+        self._build(*params)
+        self.case.run()
+        measure.synchronize(self.dev)
+
+    def _peak(self):
+        return measure.peak_memory(self.case.run, self.dev)
+
+    def track_peak_rss(self, *params):
+        return self._peak().rss
+
+
+class VaeCudaMemory(VaeMemory):
+    """Peak CUDA allocated and reserved bytes during one batch, model and inputs included."""
+
+    version = "1"
+
+    def setup(self, *params):
+        if device().type != "cuda":
+            raise Unavailable("CUDA memory needs a CUDA GPU")
+        super().setup(*params)
+
+    def track_peak_cuda_allocated(self, *params):
+        return self._peak().cuda_allocated
+
+    def track_peak_cuda_reserved(self, *params):
+        return self._peak().cuda_reserved
+
+
+class VaeQuality(_Vae):
+    """The variant's reconstruction against eager's on fresh photographs (not the timed
+    ones): SSIM (1 = identical) and PSNR in dB."""
+
+    version = "1"
+    unit = "ratio"
+
+    def setup(self, config, part, batch, variant):
+        self._build(config, part, batch, variant, image_offset=vae.FRESH_IMAGE_OFFSET,
+                    apply=False)
+        reference = self.case.eager_reconstruction(self.case.inputs)
+        self.case.apply_variant()
+        self.quality = vae.quality(self.case.reconstruction(self.case.run()), reference)
+
+    def track_ssim(self, *params):
+        return self.quality.ssim
+
+    def track_psnr(self, *params):
+        return self.quality.psnr
+
+    track_psnr.unit = "dB"

@@ -1,0 +1,135 @@
+"""The ViT VAE table, in the shape of the write-up's test plan (seeds/vitok-compile-int8-
+research.md): per part, config and batch, each variant's ms/image, images/s, peak memory,
+SSIM and PSNR against eager, compile (one-time) seconds, break-even samples and speedup,
+beside the write-up's expectation. Device time and what a Python caller pays are both shown:
+at batch 1 and 8 the caller's time is the one a user sees (the GPU waits for the host).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from kernelwatch.report import Table
+from kernelwatch.report.results import Row
+
+PREFIX = "vae."
+# asv track -> the table's name for it.
+TRACKS = {"track_time": "time", "track_caller_time": "caller_time",
+          "track_first_run": "first_run", "track_cold_compile": "cold_compile",
+          "track_peak_cuda_allocated": "peak_cuda", "track_peak_rss": "peak_rss",
+          "track_ssim": "ssim", "track_psnr": "psnr"}
+# The write-up's "Expected Speedup" per kind of variant (its executive summary).
+EXPECTED = {"compile": "1.2-1.5x", "int8": "1.0-1.25x", "fp8": "1.3-1.6x (H100+)",
+            "torch-ao": "CPU only"}
+EXPECTED_BREAK_EVEN = "~1200 (compile)"
+# The issue's quality aims: SSIM vs eager at least this, per kind of variant. A row below
+# its gate is marked (and coloured), never dropped.
+SSIM_GATE = {"compile": 0.99, "int8": 0.98, "fp8": 0.98, "torch-ao": 0.98}
+
+HEADERS = ["variant", "ms/image", "ms/image (caller)", "images/s (caller)", "speedup",
+           "speedup (caller)", "write-up expects", "peak MB", "SSIM", "PSNR dB",
+           "one-time s", "break-even images"]
+
+Metrics = dict[str, float | str]  # short name (TRACKS' values) -> value, or "failed"
+
+
+def kind(variant: str) -> str | None:
+    """compile, int8, fp8 or torch-ao (None for eager): what the write-up groups it with."""
+    for key in ("fp8", "int8", "torch-ao"):
+        if variant.startswith(key):
+            return key
+    return "compile" if "compile" in variant else None
+
+
+def expected(variant: str) -> str:
+    return EXPECTED.get(kind(variant) or "", "")
+
+
+def _num(v) -> bool:
+    return isinstance(v, float | int) and not isinstance(v, bool)
+
+
+def rows_for(batch: int, by_variant: dict[str, Metrics]) -> list[dict]:
+    """One dict per variant of one (config, part, batch), eager first."""
+    eager = by_variant.get("eager", {})
+    out = []
+    for variant in sorted(by_variant, key=lambda v: (v != "eager", v)):
+        m = by_variant[variant]
+        row: dict = {"variant": variant, "failed": "failed" in m.values()}
+        for clock in ("time", "caller_time"):
+            t, base = m.get(clock), eager.get(clock)
+            row[clock] = t / batch if _num(t) else t
+            row[f"speedup_{clock}"] = base / t if _num(t) and _num(base) and t else None
+        caller = m.get("caller_time")
+        row["images_per_s"] = batch / caller if _num(caller) and caller else None
+        row["peak"] = m.get("peak_cuda", m.get("peak_rss"))
+        row["ssim"], row["psnr"] = m.get("ssim"), m.get("psnr")
+        gate = SSIM_GATE.get(kind(variant) or "")
+        row["below_gate"] = gate if gate and _num(row["ssim"]) and row["ssim"] < gate else None
+        # One-time cost: the first run over eager's first run (the fuller cost: quantizing,
+        # compiling, first-call setup), else the cold compile alone.
+        first, base_first = m.get("first_run"), eager.get("first_run")
+        cost = (first - base_first if _num(first) and _num(base_first)
+                else m.get("cold_compile"))
+        row["cost"] = cost if variant != "eager" else None
+        row["break_even"] = None
+        if variant != "eager" and _num(cost):
+            t_var = m.get("caller_time", m.get("time"))
+            t_base = eager.get("caller_time", eager.get("time"))
+            if _num(t_var) and _num(t_base):
+                saving = (t_base - t_var) / batch
+                row["break_even"] = max(cost, 0.0) / saving if saving > 0 else "never"
+        out.append(row)
+    return out
+
+
+def cells(row: dict) -> list[str]:
+    def f(v, fmt):
+        return "n/a" if v is None else v if isinstance(v, str) else fmt(v)
+
+    ms = lambda v: f"{v * 1e3:.3g}"  # noqa: E731
+    x = lambda v: f"{v:.2f}x"  # noqa: E731
+    return [row["variant"], f(row["time"], ms), f(row["caller_time"], ms),
+            f(row["images_per_s"], lambda v: f"{v:.4g}"), f(row["speedup_time"], x),
+            f(row["speedup_caller_time"], x), expected(row["variant"]),
+            f(row["peak"], lambda v: f"{v / 1e6:.0f}"), f(row["ssim"], lambda v: f"{v:.4f}") + (
+                f" (below {row['below_gate']})" if row["below_gate"] else ""),
+            f(row["psnr"], lambda v: f"{v:.1f}"), f(row["cost"], lambda v: f"{v:.3g}"),
+            f(row["break_even"], lambda v: f"{v:.0f}")]
+
+
+def summary(env_rows: list[Row]) -> dict[tuple, dict[str, Metrics]]:
+    """{(config, part, batch): {variant: metrics}} from one environment's asv rows."""
+    out: dict[tuple, dict[str, Metrics]] = defaultdict(lambda: defaultdict(dict))
+    for r in env_rows:
+        track = r.benchmark.rsplit(".", 1)[-1]
+        if not r.benchmark.startswith(PREFIX) or track not in TRACKS:
+            continue
+        if r.failed:
+            value: float | str | None = "failed"
+        else:
+            value = r.median if r.median is not None else r.value
+        if value is None:
+            continue
+        p = r.params
+        out[(p["config"], p["part"], p["batch"])][p["variant"]][TRACKS[track]] = value
+    return out
+
+
+def make_tables(cases: dict[tuple, dict[str, Metrics]]) -> list[Table]:
+    tables = []
+    for (config, part, batch), by_variant in sorted(
+            cases.items(), key=lambda kv: (kv[0][0], kv[0][1], int(kv[0][2]))):
+        rows = rows_for(int(batch), by_variant)
+        tables.append(Table(
+            f"ViT VAE {config} {part}, batch {batch}: ms/image from device time and from "
+            "the caller's; speedup vs eager; SSIM/PSNR of the reconstruction vs eager's; "
+            f"break-even = one-time s / caller time saved per image (write-up: "
+            f"{EXPECTED_BREAK_EVEN})",
+            HEADERS, [cells(r) for r in rows],
+            ["worse" if r["failed"] or r["below_gate"] else "" for r in rows]))
+    return tables
+
+
+def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
+    return make_tables(summary(env_rows))
