@@ -32,8 +32,9 @@ class _Vae:
 class VaeTime(_Vae):
     """Seconds per batch. track_time is the device's own time: on a GPU, CUDA events around
     CUDA-graph replays (around plain calls for compile-reduce-overhead, which replays its
-    own graphs); track_caller_time is what a Python caller pays per call (host clock, no
-    graph, one synchronize per sample). ms/image and images/s are derived in the report."""
+    own graphs, and for torchao's eager quantized variants); track_caller_time is what a
+    Python caller pays per call (host clock, no graph, one synchronize per sample).
+    ms/image and images/s are derived in the report."""
 
     version = "1"
     unit = "seconds"
@@ -44,7 +45,7 @@ class VaeTime(_Vae):
         measure.synchronize(self.dev)
 
     def track_time(self, *params):
-        graph = self.dev.type == "cuda" and self.case.variant != "compile-reduce-overhead"
+        graph = self.dev.type == "cuda" and vae.device_time_uses_graph(self.case.variant)
         opts = {"cuda_graph": True} if graph else {}
         return measure.time_callable(self.case.run, [()], self.dev, samples=20,
                                      warmup=3, **opts).for_asv()

@@ -380,6 +380,16 @@ def quantize(module: nn.Module, scheme: str) -> None:
     quantize_(module, config)
 
 
+def device_time_uses_graph(variant: str) -> bool:
+    """Whether device time replays the calls from a CUDA graph. Not for reduce-overhead
+    (it replays its own graphs, which cannot nest in a capture), nor for torchao's quantized
+    tensors run eagerly (their dispatch is not known to be capturable): those are timed with
+    CUDA events around plain calls, so their device time includes any launch gaps."""
+    if variant == "compile-reduce-overhead":
+        return False
+    return variant not in QUANTIZED
+
+
 def transform(module: nn.Module, variant: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The variant of `module` (quantized in place where the variant says), as a callable
     without autograd. Compiled variants compile on their first call."""

@@ -1,0 +1,157 @@
+"""The ViT VAE table on a GPU within a lease's minutes: one child process per variant.
+
+Through asv, every (metric x batch x variant) is its own process and compiles the model
+again: for the 350M decoder at three batches and ten variants that is hours of compiling.
+Here one child per variant builds the case per batch and measures, with kernelwatch's own
+measuring core and the same case code the asv classes use, what asv would record: device
+time (CUDA-graph replay, or plain calls where the variant cannot be captured) and caller
+time, peak CUDA memory, SSIM/PSNR against eager on fresh photographs, and the first run
+(one-time work plus the first batch; the first batch of a child gets fresh compile caches,
+so its figure is a cold compile). The table is report/vae.py's. Results are written after
+each batch, so a child cut at its deadline keeps what it finished.
+
+Usage (on the device, with torchao from .whl): python3 scripts/vae_gpu_table.py
+  --config 350M-f16x64 --part decoder --batches 32,8,1 --variants eager,compile,...
+  [--repeat eager,compile-reduce-overhead] [--deadline 540] [--out DIR]
+--repeat measures those variants' batches 1 and 8 a second time in fresh children (host-bound
+cases move between runs: the spread is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from kernelwatch import measure
+from kernelwatch.errors import KernelwatchError, Unavailable
+from kernelwatch.report import vae as vae_report
+from kernelwatch.workloads import vae
+
+
+def one_variant(config: str, part: str, variant: str, batches: list[str], out: Path) -> None:
+    dev = torch.device("cuda")
+    results: dict[str, dict] = {}
+    for i, batch in enumerate(batches):
+        m: dict = {}
+        results[batch] = m
+        try:
+            case = vae.build_case(config, part, batch, variant, dev,
+                                  image_offset=vae.FRESH_IMAGE_OFFSET, apply=False)
+            reference = case.eager_reconstruction(case.inputs)
+            torch.cuda.synchronize()
+            first = (measure.cold_compile_seconds if i == 0 else measure.first_call_seconds)
+            outputs: list = []
+            m["first_run"] = first(lambda c=case, o=outputs: o.append(c.first_run()), dev)
+            q = vae.quality(case.reconstruction(outputs.pop()), reference)
+            m["ssim"], m["psnr"] = q.ssim, q.psnr
+            graph = vae.device_time_uses_graph(variant)
+            m["time"] = measure.time_callable(case.run, [()], dev, samples=20, warmup=3,
+                                              cuda_graph=graph).median
+            m["graph"] = graph
+            m["caller_time"] = measure.time_caller(case.run, [()], dev, samples=20,
+                                                   warmup=3).median
+            m["peak_cuda"] = measure.peak_memory(case.run, dev).cuda_allocated
+        except Unavailable as exc:
+            m["skipped"] = str(exc)
+        except (KernelwatchError, RuntimeError) as exc:
+            m["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        print(f"  {part} {variant} batch {batch}: "
+              + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in m.items()), flush=True)
+        out.write_text(json.dumps(results))
+        del case
+        torch.cuda.empty_cache()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="350M-f16x64", choices=list(vae.CONFIGS))
+    ap.add_argument("--part", default="decoder", choices=vae.PARTS)
+    ap.add_argument("--batches", default="32,8,1")
+    ap.add_argument("--variants", default=",".join(v for v in vae.VARIANTS
+                                                   if v not in vae.CPU_ONLY))
+    ap.add_argument("--repeat", default="", help="variants whose batches 1 and 8 run twice")
+    ap.add_argument("--deadline", type=float, default=540, help="seconds for everything")
+    ap.add_argument("--out", default=os.environ.get("OUT", "vae-gpu-out"))
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # a child: this variant only
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    batches = args.batches.split(",")
+    if args.one:
+        one_variant(args.config, args.part, args.one, batches, Path(args.out) / "part.json")
+        return
+
+    start = time.monotonic()
+    jobs = [(v, batches, "") for v in args.variants.split(",")]
+    jobs += [(v, [b for b in batches if b in ("1", "8")], "-run2")
+             for v in args.repeat.split(",") if v]
+    for variant, job_batches, tag in jobs:
+        left = args.deadline - (time.monotonic() - start)
+        if left < 30:
+            print(f"{variant}{tag}: not measured, the deadline is near", flush=True)
+            continue
+        work = out / f"{args.part}-{variant}{tag}"
+        work.mkdir(exist_ok=True)
+        t0 = time.monotonic()
+        try:
+            subprocess.run([sys.executable, __file__, "--one", variant, "--config",
+                            args.config, "--part", args.part, "--batches",
+                            ",".join(job_batches), "--out", str(work)], timeout=left - 10,
+                           check=False)
+        except subprocess.TimeoutExpired:
+            print(f"{variant}{tag}: cut at the deadline; kept what it finished", flush=True)
+        print(f"{variant}{tag}: {time.monotonic() - t0:.0f} s", flush=True)
+
+    cases: dict[tuple, dict[str, dict]] = {}
+    second: dict[tuple, dict] = {}
+    notes: list[str] = []
+    for part_file in sorted(out.glob(f"{args.part}-*/part.json")):
+        name = part_file.parent.name.removeprefix(f"{args.part}-")
+        variant, run2 = name.removesuffix("-run2"), name.endswith("-run2")
+        for batch, m in json.loads(part_file.read_text()).items():
+            if run2:
+                second[(batch, variant)] = m
+                continue
+            metrics = {k: v for k, v in m.items() if k in vae_report.TRACKS.values()}
+            if "error" in m or "skipped" in m:
+                notes.append(f"- batch {batch} {variant}: {m.get('error') or m['skipped']}")
+            if "error" in m:
+                metrics = {"time": "failed"}
+            if metrics:
+                cases.setdefault((args.config, args.part, batch), {})[variant] = metrics
+    lines = [f"ViT VAE on {torch.cuda.get_device_name()} (torch {torch.__version__})"]
+    for table in vae_report.make_tables(cases):
+        lines += ["", table.title, "| " + " | ".join(table.headers) + " |",
+                  "|" + "---|" * len(table.headers)]
+        lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    if notes:
+        lines += ["", "Not measured:", *notes]
+    if second:
+        lines += ["", "Host-bound cases, two runs (caller ms/image: first run / second run; "
+                  "device ms/image likewise)"]
+        for (batch, variant), m in sorted(second.items()):
+            first = cases.get((args.config, args.part, batch), {}).get(variant, {})
+            b = int(batch)
+
+            def ms(v, b=b):
+                return f"{v / b * 1e3:.3g}" if isinstance(v, float) else "n/a"
+
+            lines.append(f"- batch {batch} {variant}: caller {ms(first.get('caller_time'))} / "
+                         f"{ms(m.get('caller_time'))}; device {ms(first.get('time'))} / "
+                         f"{ms(m.get('time'))}")
+    text = "\n".join(lines)
+    print(text)
+    (out / f"table-{args.part}.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
