@@ -13,6 +13,7 @@ each batch, so a child cut at its deadline keeps what it finished.
 Usage (on the device, with torchao from .whl): python3 scripts/vae_gpu_table.py
   --config 350M-f16x64 --part decoder --batches 32,8,1 --variants eager,compile,...
   [--repeat eager,compile-reduce-overhead] [--deadline 540] [--out DIR]
+A variant written `fp8-compile@32+8` is measured at those batches only.
 --repeat measures those variants' batches 1 and 8 a second time in fresh children (host-bound
 cases move between runs: the spread is printed).
 """
@@ -91,7 +92,9 @@ def main() -> None:
         return
 
     start = time.monotonic()
-    jobs = [(v, batches, "") for v in args.variants.split(",")]
+    # "variant@32+8" measures that variant at those batches only.
+    jobs = [(v.split("@")[0], v.split("@")[1].split("+") if "@" in v else batches, "")
+            for v in args.variants.split(",")]
     jobs += [(v, [b for b in batches if b in ("1", "8")], "-run2")
              for v in args.repeat.split(",") if v]
     for variant, job_batches, tag in jobs:
