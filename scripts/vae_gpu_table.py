@@ -83,10 +83,16 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=540, help="seconds for everything")
     ap.add_argument("--out", default=os.environ.get("OUT", "vae-gpu-out"))
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a child: this variant only
+    ap.add_argument("--table-only", metavar="MACHINE",
+                    help="measure nothing: print the tables of the results under --out "
+                         "(named PART-VARIANT[-run2]/part.json), headed with MACHINE")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     batches = args.batches.split(",")
+    if args.table_only:
+        print(table_text(out, args.config, args.part, args.table_only))
+        return
     if args.one:
         one_variant(args.config, args.part, args.one, batches, Path(args.out) / "part.json")
         return
@@ -114,11 +120,19 @@ def main() -> None:
             print(f"{variant}{tag}: cut at the deadline; kept what it finished", flush=True)
         print(f"{variant}{tag}: {time.monotonic() - t0:.0f} s", flush=True)
 
+    text = table_text(out, args.config, args.part,
+                      f"{torch.cuda.get_device_name()} (torch {torch.__version__})")
+    print(text)
+    (out / f"table-{args.part}.md").write_text(text + "\n")
+
+
+def table_text(out: Path, config: str, part: str, machine: str) -> str:
+    """The markdown tables of every child's results under `out` for one part."""
     cases: dict[tuple, dict[str, dict]] = {}
     second: dict[tuple, dict] = {}
     notes: list[str] = []
-    for part_file in sorted(out.glob(f"{args.part}-*/part.json")):
-        name = part_file.parent.name.removeprefix(f"{args.part}-")
+    for part_file in sorted(out.glob(f"{part}-*/part.json")):
+        name = part_file.parent.name.removeprefix(f"{part}-")
         variant, run2 = name.removesuffix("-run2"), name.endswith("-run2")
         for batch, m in json.loads(part_file.read_text()).items():
             if run2:
@@ -130,8 +144,8 @@ def main() -> None:
             if "error" in m:
                 metrics = {"time": "failed"}
             if metrics:
-                cases.setdefault((args.config, args.part, batch), {})[variant] = metrics
-    lines = [f"ViT VAE on {torch.cuda.get_device_name()} (torch {torch.__version__})"]
+                cases.setdefault((config, part, batch), {})[variant] = metrics
+    lines = [f"ViT VAE {config} {part} on {machine}"]
     for table in vae_report.make_tables(cases):
         lines += ["", table.title, "| " + " | ".join(table.headers) + " |",
                   "|" + "---|" * len(table.headers)]
@@ -142,7 +156,7 @@ def main() -> None:
         lines += ["", "Host-bound cases, two runs (caller ms/image: first run / second run; "
                   "device ms/image likewise)"]
         for (batch, variant), m in sorted(second.items()):
-            first = cases.get((args.config, args.part, batch), {}).get(variant, {})
+            first = cases.get((config, part, batch), {}).get(variant, {})
             b = int(batch)
 
             def ms(v, b=b):
@@ -151,9 +165,7 @@ def main() -> None:
             lines.append(f"- batch {batch} {variant}: caller {ms(first.get('caller_time'))} / "
                          f"{ms(m.get('caller_time'))}; device {ms(first.get('time'))} / "
                          f"{ms(m.get('time'))}")
-    text = "\n".join(lines)
-    print(text)
-    (out / f"table-{args.part}.md").write_text(text + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
