@@ -43,3 +43,18 @@ class Environment:
         return (2 << 30) / bandwidth
 
     track_copy_seconds_per_gib.unit = "seconds"
+
+    def track_matmul_seconds_per_tflop(self):
+        """Seconds per TFLOP of a large square matmul on the benchmark device (bf16 8192^3
+        on a GPU, fp32 1024^3 on the pinned CPU threads): the measured compute ceiling that
+        the roofline's "% of matmul peak" refers to. Time, so lower is better as asv wants."""
+        dev = device()
+        pin_cpu_threads(dev)
+        n, dtype = (8192, torch.bfloat16) if dev.type == "cuda" else (1024, torch.float32)
+        a = torch.randn(n, n, device=dev, dtype=dtype)
+        b = torch.randn(n, n, device=dev, dtype=dtype)
+        out = torch.empty_like(a)
+        t = measure.time_callable(lambda: torch.mm(a, b, out=out), [()], dev, samples=10)
+        return t.median / (2 * n ** 3 / 1e12)
+
+    track_matmul_seconds_per_tflop.unit = "seconds"

@@ -88,7 +88,12 @@ def test_quick_run_publish_and_compare(clone, isolated_home):
         bad.unlink()
     page = (clone / "html" / "kernelwatch" / "index.html").read_text()
     assert "vs eager" in page and "torch 2.13.0" in page and "torch 2.14.1" in page
-    assert "Change vs previous commit" in page
+    assert 'href="regressions.html">Regressions</a>:' in page
+    regressions = (clone / "html" / "kernelwatch" / "regressions.html").read_text()
+    assert "change vs previous commit" in regressions
+    assert "asv's detected steps" in regressions
+    roofline = (clone / "html" / "kernelwatch" / "roofline.html").read_text()
+    assert "rope.RopeTime.track_time" in roofline and "% of copy BW" in roofline
     versions = (clone / "html" / "kernelwatch" / "torch.html").read_text()
     assert "<th>torch 2.13.0</th><th>torch 2.14.1</th><th>2.14.1 / 2.13.0</th>" in versions
     assert "rope.RopeTime.track_time</td><td>tiny, rotate-half, float32, compile" in versions
@@ -125,7 +130,7 @@ def test_gptq_quick_run_through_asv_and_its_summary(clone, isolated_home):
     assert "first run" in r.stdout and "compile OH" in r.stdout
     r = run([kernelwatch_exe(), "publish"], clone)
     assert r.returncode == 0
-    page = (clone / "html" / "kernelwatch" / "index.html").read_text()
+    page = (clone / "html" / "kernelwatch" / "writeups.html").read_text()
     assert "GPTQ tiny, w4-sym-g128: per layer type and per decoder layer" in page
 
 

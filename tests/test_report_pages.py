@@ -48,3 +48,51 @@ def test_the_change_table_follows_the_branch_order_where_dates_tie():
     assert change["commits"] == "bbbbbbbb -> aaaaaaaa" and change["flag"] == "better"
     (change,) = site.changes(rows, commit_order={"a" * 40: 1, "b" * 40: 2})
     assert change["commits"] == "aaaaaaaa -> bbbbbbbb" and change["flag"] == "worse"
+
+
+def test_roofline_against_the_environments_measured_ceilings():
+    from kernelwatch.report import roofline
+
+    env = [row("environment.Environment.track_copy_seconds_per_gib", "", 2 / 1000),  # 1 TB/s
+           row("environment.Environment.track_matmul_seconds_per_tflop", "", 1 / 100),
+           row("w.WTime.track_time", "eager", 1e-3)]  # 100 TFLOP/s peak
+    env[0].params = env[1].params = {}
+    (r,) = roofline.rows_of(env, lambda b, p: 500 * 2 ** 20,  # 0.52 GB in 1 ms: 52%
+                            lambda b, p: 10 ** 10)  # 10 TFLOP/s: 10% of peak
+    assert abs(r["gb_per_s"] - 524.288) < 1e-6 and abs(r["pct_copy"] - 48.83) < 0.01
+    assert abs(r["tflops"] - 10.0) < 1e-9 and abs(r["pct_peak"] - 10.0) < 1e-9
+    assert r["bound"] == "memory" and abs(r["over_floor"] - 1 / 0.48828125) < 1e-6
+
+
+def test_a_speedup_bought_by_failing_the_quality_gate_is_marked_not_dropped():
+    from kernelwatch.report import speedups
+
+    rows = [row("w.WTime.track_time", "eager", 2e-3), row("w.WTime.track_time", "fast", 1e-3),
+            row("w.WAccuracy.track_error", "fast", 0.5)]
+
+    def gate(bench, params, value):
+        return "error 0.5 > 0.1" if bench.endswith("track_error") and value > 0.1 else None
+
+    (s,) = speedups.series(rows, lambda w, d: "eager", gate)
+    ((_, _, speedup, _, failed),) = s.lines[("fast", "2.13.0")]
+    assert speedup == 2.0 and failed == "error 0.5 > 0.1"
+    table = speedups._table(s, str)
+    assert 'class="worse"' in table and "FAILED: error 0.5 &gt; 0.1" in table
+    assert "(failed quality gate)" in speedups._figure_html(s, "f")
+
+
+def test_asvs_own_steps_are_read_from_its_feed(tmp_path):
+    from kernelwatch.report import regressions
+
+    (tmp_path / "regressions.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        "<entry><title>50.00% rope.RopeTime.track_time</title>"
+        '<link href="index.html#rope.RopeTime.track_time?commits=abc"/>'
+        "<updated>2026-11-30T10:00:00Z</updated><content type=\"html\">&lt;a href=&quot;x"
+        "&quot;&gt;50.00% regression&lt;/a&gt; on 2026-11-30</content></entry>"
+        "<entry><title>older</title><link href=\"index.html#o\"/>"
+        "<updated>2026-11-01T10:00:00Z</updated><content>x</content></entry></feed>")
+    steps = regressions.asv_steps(tmp_path)
+    assert [s["title"] for s in steps] == ["50.00% rope.RopeTime.track_time", "older"]
+    assert steps[0]["href"] == "index.html#rope.RopeTime.track_time?commits=abc"
+    assert steps[0]["summary"] == "50.00% regression on 2026-11-30"

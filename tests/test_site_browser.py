@@ -63,8 +63,8 @@ def test_the_speedup_chart_draws_its_points(site):
     assert len(re.findall(r'class="point"', section)) >= 2  # compile vs eager, two commits
 
 
-def test_the_change_table_lists_the_injected_regression(site):
-    page = dom((site / "kernelwatch" / "index.html").as_uri())
+def test_the_regressions_page_lists_the_injected_regression(site):
+    page = dom((site / "kernelwatch" / "regressions.html").as_uri())
     worse = [row for row in re.findall(r'<tr class="worse">(.*?)</tr>', page)
              if MACHINE in row and "rope.RopeTime.track_time" in row]
     assert {"tiny, rotate-half, float32, eager", "tiny, rotate-half, float32, compile"} <= {
@@ -72,6 +72,9 @@ def test_the_change_table_lists_the_injected_regression(site):
     # Each row links to the series' graph on asv's site.
     assert all(f'href="../index.html#rope.RopeTime.track_time?machine={MACHINE}"' in row
                for row in worse)
+    # asv's own step detection, read from its feed, lists the same series beside it.
+    steps = page.split("asv's detected steps")[1]
+    assert "rope.RopeTime.track_time" in steps and 'href="../index.html#rope.RopeTime' in steps
 
 
 def test_asvs_graph_page_renders_its_plot(site):

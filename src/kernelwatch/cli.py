@@ -605,6 +605,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     history = commits_in(repo, branch or asv_config(repo).get("branches", ["HEAD"])[0])
     page = site.write(results, repo / "html", workloads.bytes_for_benchmark,
                       baseline_for=workloads.baseline_variant,
+                      flops=workloads.flops_for_benchmark, gate=workloads.gate_failure,
                       commit_order={c: len(history) - i for i, c in enumerate(history)},
                       **fidelity_for_site(repo))
     from kernelwatch.report import offline
@@ -614,7 +615,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
               "changed: add it to scripts/vendor-asv-assets.py and kernelwatch.report."
               "offline.CDN)", file=sys.stderr)
     print(f"\nPublished. Open {repo / 'html' / 'index.html'} (asv's history)")
-    print(f"and {page} (kernelwatch speedups and regressions).")
+    print(f"and {page} (kernelwatch: speedups, regressions, roofline, write-up tables).")
     print(f"To serve it: asv preview   (or: python -m http.server -d {repo / 'html'})")
     return 0
 

@@ -14,7 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kernelwatch import detect
-from kernelwatch.report import break_even, html_table, speedups, torch_versions, views
+from kernelwatch.report import (
+    break_even,
+    html_table,
+    regressions,
+    roofline,
+    speedups,
+    torch_versions,
+    views,
+)
 from kernelwatch.report.results import Row, load
 
 COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
@@ -220,21 +228,44 @@ def _aligned(table: list[list[str]]) -> list[str]:
 FidelityTables = dict[str, tuple[dict, list[str], list[list[str]], str]]
 
 
+NAV = ('<p><a href="../index.html">asv history (all series, per commit)</a> &middot; '
+       '<a href="speedups.html">speedups over commits (charts)</a> &middot; '
+       '<a href="regressions.html">regressions</a> &middot; '
+       '<a href="torch.html">torch versions side by side</a> &middot; '
+       '<a href="roofline.html">roofline</a> &middot; '
+       '<a href="break-even.html">break-even of compiling and quantizing</a> &middot; '
+       '<a href="writeups.html">write-up tables</a> &middot; '
+       '<a href="fidelity.html">fidelity: noise floor and false alarms per benchmark</a></p>')
+
+
+def _env_heading(env_rows: list[Row]) -> str:
+    r0 = env_rows[0]
+    env_facts = ", ".join(f"{k}={v}" for k, v in sorted(r0.env.items())
+                          if k in ("cpu", "gpu", "driver", "torch", "cuda", "num_cpu"))
+    return (f"<h3>{html.escape(_env_label(r0))} &mdash; <code>{_commits(env_rows)}</code></h3>"
+            f"<p class=env>{html.escape(env_facts)}</p>")
+
+
 def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = None, *,
           fidelity: FidelityTables | None = None,
           thresholds: dict[str, dict[str, float]] | None = None,
           baseline_for: speedups.BaselineLookup | None = None,
-          commit_order: dict[str, int] | None = None) -> Path:
-    """Write html/kernelwatch/index.html, fidelity.html and (given `baseline_for`)
-    speedups.html from results/; return the index's path."""
+          commit_order: dict[str, int] | None = None,
+          flops: BytesLookup | None = None,
+          gate: speedups.GateLookup | None = None) -> Path:
+    """Write html/kernelwatch/: index.html (speedup vs eager per environment, and a count of
+    flagged changes), regressions.html, writeups.html, roofline.html, torch.html,
+    fidelity.html and (given `baseline_for`) speedups.html and break-even.html, from
+    results/; return the index's path. asv's own site must already be in `html_dir`
+    (regressions.html reads its regressions.xml)."""
     rows = load(results_dir)
-    parts = ["<h1>kernelwatch</h1>",
-             '<p><a href="../index.html">asv history (all series, per commit)</a> &middot; '
-             '<a href="speedups.html">speedups over commits (charts)</a> &middot; '
-             '<a href="torch.html">torch versions side by side</a> &middot; '
-             '<a href="break-even.html">break-even of compiling and quantizing</a> &middot; '
-             '<a href="fidelity.html">fidelity: noise floor and false alarms per '
-             "benchmark</a></p>",
+    out_dir = Path(html_dir) / "kernelwatch"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ch = changes(rows, thresholds, commit_order)
+    flagged = sum(c["flag"] == "worse" for c in ch)
+    parts = ["<h1>kernelwatch</h1>", NAV,
+             f'<p><a href="regressions.html">Regressions</a>: {flagged} of {len(ch)} '
+             "series got significantly worse in their newest commit.</p>",
              "<h2>Speedup vs eager: the newest measurement of each case, per environment</h2>",
              "<p>Device time is the median per call of the kernel's own work (on a GPU, CUDA "
              "events around CUDA-graph replays); caller time is what a Python loop calling it "
@@ -242,52 +273,46 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
              "their difference: dispatch, guards and the compiled wrapper. On a CPU the two "
              "are one. GB/s is the fewest bytes the kernel must move "
              "over the device time; % copy BW compares it with a device-to-device copy "
-             "measured in the same environment. GPTQ: first run is the first quantization "
-             "in a fresh process with fresh compile caches; warm avg and stddev are over the "
-             "steady samples, caller is the same call on the host clock; compile OH is "
-             "first run minus warm avg; speedup is against eager at the same "
-             "block size (else at 128); a variant whose output error exceeds eager's by more "
-             "than the stated tolerance is marked WORSE.</p>"]
-    for _, env_rows in sorted(latest_commit_rows(rows).items()):
-        r0 = env_rows[0]
-        env_facts = ", ".join(f"{k}={v}" for k, v in sorted(r0.env.items())
-                              if k in ("cpu", "gpu", "driver", "torch", "cuda", "num_cpu"))
-        parts.append(f"<h3>{html.escape(_env_label(r0))} &mdash; "
-                     f"<code>{_commits(env_rows)}</code></h3>"
-                     f"<p class=env>{html.escape(env_facts)}</p>")
+             "measured in the same environment. Workloads with a write-up of their own "
+             '(GPTQ, GPT-2, ViT VAE) are on the <a href="writeups.html">write-up tables</a> '
+             "page.</p>"]
+    writeups = ["<h1>Write-up tables</h1>", NAV,
+                "<p>Each workload's summary in the shape of the write-up it grew from "
+                "(seeds/), for each environment's newest commit. GPTQ: first run is the first "
+                "quantization in a fresh process with fresh compile caches; warm avg and "
+                "stddev are over the steady samples, caller is the same call on the host "
+                "clock; compile OH is first run minus warm avg; speedup is against eager at "
+                "the same block size (else at 128); a variant whose output error exceeds "
+                "eager's by more than the stated tolerance is marked WORSE. A row in red "
+                "failed, or failed its quality gate.</p>"]
+    env_groups = latest_commit_rows(rows)
+    for _, env_rows in sorted(env_groups.items()):
+        heading = _env_heading(env_rows)
         body = [[_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
                 for d in speedup_rows(env_rows, bytes_moved)]
         if body:
-            parts.append(html_table(SPEEDUP_HEADERS, body))
-        for view in views():
-            for table in view.tables(env_rows, fmt_seconds):
-                parts.append(f"<h4>{html.escape(table.title)}</h4>")
-                parts.append(html_table(table.headers, table.rows, table.row_classes))
-    ch = changes(rows, thresholds, commit_order)
-    parts.append(f"<h2>Change vs previous commit, newest first (flagged: significant on the "
-                 f"samples and beyond the series' threshold from the fidelity page, else "
-                 f"{detect.DEFAULT_FACTOR - 1:.0%})</h2>")
-    if ch:
-        # Each series links to its graph on asv's site (the machine selected there).
-        body = [[c["machine"], c["env"],
-                 (c["benchmark"], f"../index.html#{c['benchmark']}?machine={c['machine']}"),
-                 c["params"], c["commits"],
-                 fmt_value(c["old"], c["unit"]), fmt_value(c["new"], c["unit"]), c["unit"],
-                 f"{c['ratio']:.3f}", c["flag"]] for c in ch]
-        parts.append(html_table(
-            ["machine", "env", "benchmark", "params", "commits", "before", "after", "unit",
-             "after/before", "flag"], body, [c["flag"] for c in ch]))
-    else:
-        parts.append("<p>Only one commit measured so far.</p>")
-    out = Path(html_dir) / "kernelwatch" / "index.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
+            parts += [heading, html_table(SPEEDUP_HEADERS, body)]
+        tables = [t for view in views() for t in view.tables(env_rows, fmt_seconds)]
+        if tables:
+            writeups.append(heading)
+        for table in tables:
+            writeups.append(f"<h4>{html.escape(table.title)}</h4>")
+            writeups.append(html_table(table.headers, table.rows, table.row_classes))
+    out = out_dir / "index.html"
     out.write_text(_page("kernelwatch", parts))
-    (out.parent / "fidelity.html").write_text(_page("kernelwatch: fidelity",
-                                                    _fidelity_parts(fidelity or {})))
+    (out_dir / "writeups.html").write_text(_page("kernelwatch: write-up tables", writeups))
+    regressions.write(Path(html_dir), ch,
+                      "kernelwatch: change vs previous commit, newest first (flagged: "
+                      "significant on the samples and beyond the series' threshold from the "
+                      f"fidelity page, else {detect.DEFAULT_FACTOR - 1:.0%})", fmt_value, _page)
+    roofline.write(env_groups, out_dir, bytes_moved or (lambda b, p: None),
+                   flops or (lambda b, p: None), fmt_seconds, _env_label, _page)
+    (out_dir / "fidelity.html").write_text(_page("kernelwatch: fidelity",
+                                                 _fidelity_parts(fidelity or {})))
     if baseline_for:
-        speedups.write(rows, out.parent, baseline_for, fmt_seconds, _page)
-        break_even.write(rows, out.parent, baseline_for, fmt_seconds, _page)
-    torch_versions.write(rows, out.parent, fmt_seconds, _page)
+        speedups.write(rows, out_dir, baseline_for, fmt_seconds, _page, gate)
+        break_even.write(rows, out_dir, baseline_for, fmt_seconds, _page)
+    torch_versions.write(rows, out_dir, fmt_seconds, _page)
     return out
 
 

@@ -21,6 +21,8 @@ from kernelwatch.report.results import Row
 PRIMARY_TRACKS = ("track_time", "track_decode_time")
 # (workload, "cpu" or "cuda") -> the variant the others are measured against.
 BaselineLookup = Callable[[str, str], str]
+# (benchmark, params, value) -> why a quality/accuracy result fails its gate, or None.
+GateLookup = Callable[[str, dict, float], str | None]
 
 
 @dataclass
@@ -29,12 +31,30 @@ class Series:
     benchmark: str
     case: tuple[tuple[str, str], ...]  # the parameters other than variant
     baseline: str
-    # (variant, torch) -> [(commit, date, speedup, variant's median)], oldest first
-    lines: dict[tuple[str, str], list[tuple[str, int, float, float]]]
+    # (variant, torch) -> [(commit, date, speedup, variant's median, failed gate or "")],
+    # oldest first
+    lines: dict[tuple[str, str], list[tuple[str, int, float, float, str]]]
 
 
-def series(rows: list[Row], baseline_for: BaselineLookup) -> list[Series]:
-    """Speedup over commits of each timed case (workload primary track) per machine."""
+def gate_failures(rows: list[Row], gate: GateLookup | None) -> dict[tuple, str]:
+    """{(machine, env, commit, workload, params): reason} for every quality or accuracy
+    result that fails its workload's gate."""
+    out: dict[tuple, str] = {}
+    for r in rows:
+        if gate and r.value is not None and "variant" in r.params:
+            reason = gate(r.benchmark, r.params, r.value)
+            if reason:
+                key = (r.machine, r.env_name, r.commit, r.benchmark.split(".")[0],
+                       tuple(sorted(r.params.items())))
+                out[key] = reason
+    return out
+
+
+def series(rows: list[Row], baseline_for: BaselineLookup,
+           gate: GateLookup | None = None) -> list[Series]:
+    """Speedup over commits of each timed case (workload primary track) per machine; each
+    point carries the reason its variant failed a quality gate at that commit, if it did."""
+    failures = gate_failures(rows, gate)
     timed = [r for r in rows if r.benchmark.rsplit(".", 1)[-1] in PRIMARY_TRACKS
              and "variant" in r.params and r.median]
     groups: dict[tuple, list[Row]] = defaultdict(list)
@@ -50,8 +70,10 @@ def series(rows: list[Row], baseline_for: BaselineLookup) -> list[Series]:
             b = base.get((r.env_name, r.commit))
             if b and r.params["variant"] != baseline:
                 torch = r.env.get("torch", "?")
+                failed = failures.get((r.machine, r.env_name, r.commit, bench.split(".")[0],
+                                       tuple(sorted(r.params.items()))), "")
                 lines[(r.params["variant"], torch)].append((r.commit, r.date, b / r.median,
-                                                            r.median))
+                                                            r.median, failed))
         if lines:
             out.append(Series(machine, bench, case, baseline, dict(sorted(lines.items()))))
     return out
@@ -61,11 +83,20 @@ def _figure_html(s: Series, div_id: str) -> str:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    commits = sorted({(d, c) for pts in s.lines.values() for c, d, _, _ in pts})
+    commits = sorted({(p[1], p[0]) for pts in s.lines.values() for p in pts})
     order = [c[:8] for _, c in commits]
     for (variant, torch), pts in s.lines.items():
-        fig.add_trace(go.Scatter(x=[c[:8] for c, _, _, _ in pts], y=[x for _, _, x, _ in pts],
-                                 mode="lines+markers", name=f"{variant} · torch {torch}"))
+        # A point whose variant failed its quality gate is a red cross, and the line's name
+        # says so: a speedup bought with wrong output is shown, not hidden.
+        marked = any(p[4] for p in pts)
+        fig.add_trace(go.Scatter(
+            x=[p[0][:8] for p in pts], y=[p[2] for p in pts], mode="lines+markers",
+            name=f"{variant} · torch {torch}" + (" (failed quality gate)" if marked else ""),
+            text=[p[4] or "" for p in pts],
+            marker={"symbol": ["x" if p[4] else "circle" for p in pts],
+                    "size": [12 if p[4] else 6 for p in pts],
+                    "line": {"color": ["red" if p[4] else "rgba(0,0,0,0)" for p in pts],
+                             "width": 2}}))
     fig.add_hline(y=1.0, line_dash="dot", line_color="gray")
     fig.update_layout(height=320, margin={"l": 50, "r": 20, "t": 30, "b": 40},
                       yaxis_title=f"speedup vs {s.baseline}", xaxis_title="commit",
@@ -80,18 +111,21 @@ def _title(s: Series) -> str:
 
 
 def _table(s: Series, fmt_seconds: Callable[[float], str]) -> str:
-    body = [[variant, torch, pts[-1][0][:8], fmt_seconds(pts[-1][3]), f"{pts[-1][2]:.2f}x"]
+    body = [[variant, torch, pts[-1][0][:8], fmt_seconds(pts[-1][3]), f"{pts[-1][2]:.2f}x",
+             f"FAILED: {pts[-1][4]}" if pts[-1][4] else "passed or not gated"]
             for (variant, torch), pts in s.lines.items()]
+    classes = ["worse" if pts[-1][4] else "" for pts in s.lines.values()]
     return html_table(["variant", "torch", "newest commit", "time",
-                       f"speedup vs {s.baseline}"], body)
+                       f"speedup vs {s.baseline}", "quality gate"], body, classes)
 
 
 def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,
-          fmt_seconds: Callable[[float], str], page: Callable[[str, list[str]], str]) -> Path:
+          fmt_seconds: Callable[[float], str], page: Callable[[str, list[str]], str],
+          gate: GateLookup | None = None) -> Path:
     """html/kernelwatch/speedups.html (and plotly.min.js beside it)."""
     from plotly.offline import get_plotlyjs
 
-    all_series = series(rows, baseline_for)
+    all_series = series(rows, baseline_for, gate)
     parts = ["<h1>Speedups over commits</h1>",
              '<p><a href="index.html">speedups and changes</a> &middot; '
              '<a href="fidelity.html">fidelity</a> &middot; <a href="../index.html">asv '
@@ -99,7 +133,11 @@ def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,
              "<p>Each variant's time against its workload's baseline variant (eager; GPT-2: "
              "fp32 on a CPU, bf16 on a GPU) in the same environment and commit: device time "
              "for kernels, the decode step for generation. One line per variant and torch "
-             "version; the table is the newest commit of each line.</p>"]
+             "version; the table is the newest commit of each line. A variant whose output "
+             "failed its workload's quality or accuracy gate at a commit (RoPE: error vs "
+             "float64 over its dtype's tolerance; GPTQ: worse than eager; ViT VAE: SSIM vs "
+             "eager under 0.99 compiled, 0.98 quantized) is drawn as a red cross there and "
+             "its row is marked.</p>"]
     if not all_series:
         parts.append("<p>No variant has a baseline measured beside it yet.</p>")
     machine = None

@@ -11,6 +11,7 @@ from collections import defaultdict
 
 from kernelwatch.report import Table
 from kernelwatch.report.results import Row
+from kernelwatch.workloads import vae
 
 PREFIX = "vae."
 # asv track -> the table's name for it.
@@ -22,9 +23,9 @@ TRACKS = {"track_time": "time", "track_caller_time": "caller_time",
 EXPECTED = {"compile": "1.2-1.5x", "int8": "1.0-1.25x", "fp8": "1.3-1.6x (H100+)",
             "torch-ao": "CPU only"}
 EXPECTED_BREAK_EVEN = "~1200 (compile)"
-# The issue's quality aims: SSIM vs eager at least this, per kind of variant. A row below
-# its gate is marked (and coloured), never dropped.
-SSIM_GATE = {"compile": 0.99, "int8": 0.98, "fp8": 0.98, "torch-ao": 0.98}
+# The issue's quality aims (workloads/vae.py's gate): a row below its gate is marked (and
+# coloured), never dropped.
+SSIM_GATE = vae.SSIM_GATE
 
 HEADERS = ["variant", "ms/image", "ms/image (caller)", "images/s (caller)", "speedup",
            "speedup (caller)", "write-up expects", "peak MB", "SSIM", "PSNR dB",
@@ -33,12 +34,7 @@ HEADERS = ["variant", "ms/image", "ms/image (caller)", "images/s (caller)", "spe
 Metrics = dict[str, float | str]  # short name (TRACKS' values) -> value, or "failed"
 
 
-def kind(variant: str) -> str | None:
-    """compile, int8, fp8 or torch-ao (None for eager): what the write-up groups it with."""
-    for key in ("fp8", "int8", "torch-ao"):
-        if variant.startswith(key):
-            return key
-    return "compile" if "compile" in variant else None
+kind = vae.variant_kind
 
 
 def expected(variant: str) -> str:

@@ -16,6 +16,9 @@ What a workload module declares:
 - optionally `SETTINGS`: {name: environment variable} for choices that are not asv params
   (a local checkpoint directory): `--param NAME=VALUE` sets the variable for the run.
 - optionally `bytes_for(params)`: the fewest bytes a case must move (GB/s in the report).
+- optionally `flops_for(params)`: the matmul FLOPs of one call (TFLOP/s on the roofline).
+- optionally `quality_gate(track, params, value)`: the reason a quality or accuracy result
+  fails the workload's gate (None if it passes); the speedup charts mark such variants.
 - optionally `BASELINE`: the variant speedups and break-even are against (a name, or
   {"cpu": ..., "cuda": ...}); default eager.
 Modules whose names start with `_` are helpers, not workloads.
@@ -65,6 +68,26 @@ def bytes_for_benchmark(benchmark: str, params: dict) -> int | None:
         return fn(params) if fn else None
     except KeyError:
         return None
+
+
+def _hook(benchmark: str, hook: str):
+    name = benchmark.split(".")[0]
+    return getattr(get(name), hook, None) if name in WORKLOADS else None
+
+
+def flops_for_benchmark(benchmark: str, params: dict) -> int | None:
+    """Matmul FLOPs of one call of a benchmark's case, or None if the workload does not say."""
+    fn = _hook(benchmark, "flops_for")
+    try:
+        return fn(params) if fn else None
+    except KeyError:
+        return None
+
+
+def gate_failure(benchmark: str, params: dict, value: float) -> str | None:
+    """Why a quality/accuracy result fails its workload's gate, or None (passes, or no gate)."""
+    fn = _hook(benchmark, "quality_gate")
+    return fn(benchmark.rsplit(".", 1)[-1], params, value) if fn else None
 
 
 def baseline_variant(workload: str, device_type: str) -> str:

@@ -333,6 +333,13 @@ VARIANTS = ("eager", "compile-block", "compile-column", "triton", "llmcompressor
 # sizes between let a run find the largest block that compiles within its budget.
 # Strings: asv params match by repr, and the CLI selects by name.
 BLOCKSIZES = ("16", "32", "64", "128")
+def quality_gate(track: str, params: dict, value: float) -> str | None:
+    """The report's gate: output error no worse than eager's beyond the stated tolerance."""
+    if track == "track_worse_than_eager" and value:
+        return "output error worse than eager's"
+    return None
+
+
 PARAMS = {"shape": list(SHAPES), "scheme": list(SCHEMES), "blocksize": list(BLOCKSIZES),
           "variant": list(VARIANTS)}
 # The quick run: eager against upstream's proposal (the whole block compiled), at a block

@@ -67,6 +67,14 @@ BENCHMARKS = {"time": "RopeTime", "compile": "RopeCompile", "memory": "RopeMemor
 REL_L2_TOLERANCE = {"float32": 1e-5, "bfloat16": 1.5e-2, "float16": 2e-3}
 
 
+def quality_gate(track: str, params: dict, value: float) -> str | None:
+    """The report's gate: relative L2 error against float64 within the dtype's tolerance."""
+    tolerance = REL_L2_TOLERANCE.get(params.get("dtype", ""))
+    if track == "track_rel_l2_error" and tolerance is not None and value > tolerance:
+        return f"rel. L2 error {value:.2g} > {tolerance:g}"
+    return None
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)

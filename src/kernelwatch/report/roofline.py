@@ -1,0 +1,99 @@
+"""The roofline page: how close each timed kernel is to the machine, from its device time.
+
+    GB/s      = the fewest bytes the case must move (workload `bytes_for`) / device time;
+    TFLOP/s   = its matmul FLOPs (workload `flops_for`) / device time;
+    % of peak = against the same environment's measured ceilings: a device copy
+                (environment.track_copy_seconds_per_gib) and a large matmul
+                (environment.track_matmul_seconds_per_tflop), not a datasheet;
+    floor     = the larger of bytes / copy bandwidth and FLOPs / matmul peak; time / floor
+                says how far above it the kernel runs, and "bound" which ceiling is nearer.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+
+from kernelwatch.report import html_table
+from kernelwatch.report.results import Row
+
+COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
+MATMUL_KEY = "environment.Environment.track_matmul_seconds_per_tflop"
+# Work lookups: (benchmark, params) -> bytes or FLOPs of one call, or None.
+WorkLookup = Callable[[str, dict], int | None]
+HEADERS = ["benchmark", "case", "device time", "GB/s", "% of copy BW", "TFLOP/s",
+           "% of matmul peak", "bound", "time / floor"]
+
+
+def ceilings(env_rows: list[Row]) -> tuple[float | None, float | None]:
+    """(copy bytes/s, matmul FLOP/s) measured in this environment, where recorded."""
+    copy = next((r.median for r in env_rows if r.benchmark == COPY_KEY and r.median), None)
+    mm = next((r.median for r in env_rows if r.benchmark == MATMUL_KEY and r.median), None)
+    return ((2 << 30) / copy if copy else None), (1e12 / mm if mm else None)
+
+
+def rows_of(env_rows: list[Row], bytes_for: WorkLookup, flops_for: WorkLookup) -> list[dict]:
+    """One dict per timed case (track_time) whose workload says its bytes or FLOPs."""
+    bandwidth, peak = ceilings(env_rows)
+    out = []
+    for r in sorted(env_rows, key=lambda r: (r.benchmark, tuple(r.params.values()))):
+        if not r.benchmark.endswith(".track_time") or not r.median or "variant" not in r.params:
+            continue
+        nbytes, flops = bytes_for(r.benchmark, r.params), flops_for(r.benchmark, r.params)
+        if not (nbytes or flops):
+            continue
+        t = r.median
+        row = {"benchmark": r.benchmark, "case": ", ".join(r.params.values()), "seconds": t,
+               "gb_per_s": nbytes / t / 1e9 if nbytes else None,
+               "tflops": flops / t / 1e12 if flops else None}
+        row["pct_copy"] = 100 * nbytes / t / bandwidth if nbytes and bandwidth else None
+        row["pct_peak"] = 100 * flops / t / peak if flops and peak else None
+        floors = {"memory": nbytes / bandwidth if nbytes and bandwidth else 0.0,
+                  "compute": flops / peak if flops and peak else 0.0}
+        bound = max(floors, key=floors.get)
+        row["bound"] = bound if floors[bound] else None
+        row["over_floor"] = t / floors[bound] if floors[bound] else None
+        out.append(row)
+    return out
+
+
+def cells(row: dict, fmt_seconds: Callable[[float], str]) -> list[str]:
+    def f(v, fmt):
+        return "n/a" if v is None else fmt(v)
+
+    return [row["benchmark"], row["case"], fmt_seconds(row["seconds"]),
+            f(row["gb_per_s"], lambda v: f"{v:.3g}"), f(row["pct_copy"], lambda v: f"{v:.0f}%"),
+            f(row["tflops"], lambda v: f"{v:.3g}"), f(row["pct_peak"], lambda v: f"{v:.0f}%"),
+            row["bound"] or "n/a", f(row["over_floor"], lambda v: f"{v:.2f}x")]
+
+
+def write(env_groups: dict[tuple, list[Row]], out_dir: Path, bytes_for: WorkLookup,
+          flops_for: WorkLookup, fmt_seconds: Callable[[float], str],
+          env_label: Callable[[Row], str], page: Callable[[str, list[str]], str]) -> Path:
+    """html/kernelwatch/roofline.html: one table per environment's newest commit."""
+    parts = ["<h1>Roofline: how close each kernel is to the machine</h1>",
+             '<p><a href="index.html">speedups and changes</a> &middot; '
+             '<a href="../index.html">asv history</a></p>',
+             "<p>From the device time (on a GPU: CUDA-graph replay). GB/s: the fewest bytes "
+             "the case must move over its time; TFLOP/s: its matmul FLOPs over its time; "
+             "each against the same environment's measured ceilings (a device copy, a large "
+             "matmul: bf16 on a GPU, fp32 on the pinned CPU threads), not a datasheet. "
+             "Floor: the larger of bytes / copy bandwidth and FLOPs / matmul peak.</p>"]
+    any_rows = False
+    for _, env_rows in sorted(env_groups.items()):
+        rows = rows_of(env_rows, bytes_for, flops_for)
+        if not rows:
+            continue
+        any_rows = True
+        bandwidth, peak = ceilings(env_rows)
+        facts = (f"copy {bandwidth / 1e9:.3g} GB/s" if bandwidth else "copy not measured") + (
+            f", matmul {peak / 1e12:.3g} TFLOP/s" if peak else ", matmul not measured")
+        parts.append(f"<h2>{html.escape(env_label(env_rows[0]))} "
+                     f"({env_rows[0].device_type})</h2><p class=env>{html.escape(facts)}</p>")
+        parts.append(html_table(HEADERS, [cells(r, fmt_seconds) for r in rows]))
+    if not any_rows:
+        parts.append("<p>No timed result whose workload states its bytes or FLOPs yet.</p>")
+    path = out_dir / "roofline.html"
+    path.write_text(page("kernelwatch: roofline", parts))
+    return path
