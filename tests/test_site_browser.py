@@ -3,7 +3,8 @@ installs it: scripts/ensure-chromium.sh), run in a network namespace of its own 
 -n`), so no request can leave the machine and a page that needed one would not draw.
 
 Real results: RoPE's tiny eager and compile timed at HEAD~1, then at HEAD with the test-only
-50% slowdown injected, under a machine of their own; then `kernelwatch publish`."""
+20% slowdown injected, under a machine of their own; then `kernelwatch publish`, and
+`kernelwatch compare` of the two commits."""
 
 import os
 import re
@@ -41,7 +42,7 @@ def site(clone, tmp_path_factory):
     case = ["--workload", "rope", "--param", "shape=tiny", "--param", "form=rotate-half",
             "--param", "dtype=float32", "--param", "variant=eager", "--param", "variant=compile",
             "--metric", "time", "--track", "time", "--torch", "2.13.0"]
-    for rev, slowdown in (("HEAD~1^!", "0"), ("HEAD^!", "0.5")):
+    for rev, slowdown in (("HEAD~1^!", "0"), ("HEAD^!", "0.2")):
         r = subprocess.run([kernelwatch_exe(), "run", *case, rev], cwd=clone, text=True,
                            capture_output=True,
                            env={**env, "KERNELWATCH_INJECT_SLOWDOWN": slowdown})
@@ -67,8 +68,11 @@ def test_the_regressions_page_lists_the_injected_regression(site):
     page = dom((site / "kernelwatch" / "regressions.html").as_uri())
     worse = [row for row in re.findall(r'<tr class="worse">(.*?)</tr>', page)
              if MACHINE in row and "rope.RopeTime.track_time" in row]
-    assert {"tiny, rotate-half, float32, eager", "tiny, rotate-half, float32, compile"} <= {
+    # Compiled RoPE's run-to-run spread is under 2% on one thread (docs/measurement.md), so
+    # 20% is flagged; eager's is larger, and its row is listed, flagged or not.
+    assert "tiny, rotate-half, float32, compile" in {
         re.findall(r"<td>(.*?)</td>", row)[3] for row in worse}  # params, in their order
+    assert "tiny, rotate-half, float32, eager" in page
     # Each row links to the series' graph on asv's site.
     assert all(f'href="../index.html#rope.RopeTime.track_time?machine={MACHINE}"' in row
                for row in worse)
@@ -81,3 +85,15 @@ def test_asvs_graph_page_renders_its_plot(site):
     page = dom((site / "index.html").as_uri() + f"#rope.RopeTime.track_time?machine={MACHINE}")
     assert "failed to load" not in page  # asv's page for a missing script
     assert "flot-base" in page and 'class="legendLabel"' in page  # flot drew the series
+
+
+def test_compare_of_the_two_commits_prints_the_table_and_fails_on_the_slowdown(site):
+    clone = site.parent
+    env = {**os.environ, "KERNELWATCH_MACHINE": MACHINE}
+    r = subprocess.run([kernelwatch_exe(), "compare", "HEAD~1", "HEAD", "--machine", MACHINE],
+                       cwd=clone, text=True, capture_output=True, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "| before | after | ratio |" in r.stdout
+    line = next(ln for ln in r.stdout.splitlines()
+                if "`rope.RopeTime.track_time` (tiny, rotate-half, float32, compile)" in ln)
+    assert line.startswith("| + |")
