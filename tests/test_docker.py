@@ -32,11 +32,14 @@ def test_cpu_image_has_torch_asv_and_a_non_root_user(cpu_image):
 
 
 def test_quick_suite_in_container_over_two_commits(cpu_image, clone):
-    # RoPE's quick set: the container mechanics are the same for every workload, and GPTQ's
-    # quick set through asv is tested on the host (test_asv_end_to_end).
+    # RoPE's tiny case, its time only: the container mechanics (mounts, the host user's
+    # files, the machine name, the matrix environment built inside) are the same for every
+    # workload and metric, and every quick set runs through asv on the host
+    # (test_asv_end_to_end); each process more costs CI seconds here.
     r = sh([kernelwatch_exe(), "docker", "run", "--tag", cpu_image, "--network", "host", "--",
-            "run", "--quick", "--workload", "rope", "--torch", "2.13.0", "HEAD~2..HEAD"],
-           cwd=clone)
+            "run", "--workload", "rope", "--param", "shape=tiny", "--param", "form=rotate-half",
+            "--param", "dtype=float32", "--metric", "time", "--track", "time",
+            "--torch", "2.13.0", "HEAD~2..HEAD"], cwd=clone)
     assert r.returncode == 0
     machine_dir = clone / "results" / containers.machine_for(cpu_image)
     files = [f for f in machine_dir.glob("*.json") if f.name != "machine.json"]
