@@ -42,6 +42,7 @@ def one_variant(config: str, part: str, variant: str, batches: list[str], out: P
     for i, batch in enumerate(batches):
         m: dict = {}
         results[batch] = m
+        case = None  # a case that fails to build leaves nothing to free
         try:
             case = vae.build_case(config, part, batch, variant, dev,
                                   image_offset=vae.FRESH_IMAGE_OFFSET, apply=False)
@@ -67,7 +68,7 @@ def one_variant(config: str, part: str, variant: str, batches: list[str], out: P
               + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in m.items()), flush=True)
         out.write_text(json.dumps(results))
-        del case
+        del case  # the model and its graphs, before the next batch builds its own
         torch.cuda.empty_cache()
 
 
