@@ -28,6 +28,19 @@ class Table:
     row_classes: list[str] = field(default_factory=list)
 
 
+# The environment's measured copy: seconds per GiB copied (read + write = 2 GiB moved).
+COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
+
+
+def copy_bandwidth(env_rows: list) -> float | None:
+    """Bytes/s of the environment's measured copy, where its rows recorded one: the ceiling
+    "% of copy bandwidth" and the roofline refer to."""
+    for r in env_rows:
+        if r.benchmark == COPY_KEY and r.median:
+            return (2 << 30) / r.median
+    return None
+
+
 def views() -> list[ModuleType]:
     """Every workload's own view module (report/<workload>.py: a module named after a
     workload; the others here are the report's machinery), sorted by name."""

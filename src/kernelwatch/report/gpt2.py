@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from kernelwatch.report import Table
+from kernelwatch.report import Table, copy_bandwidth
 from kernelwatch.report.results import Row
 
 PREFIX = "gpt2."
@@ -25,7 +25,6 @@ PEAK_CPU = "gpt2.Gpt2Memory.track_peak_cpu"
 P90_CPU = "gpt2.Gpt2Memory.track_p90_cpu"
 TOKEN_MATCH = "gpt2.Gpt2Accuracy.track_token_match"
 MAX_LOGIT = "gpt2.Gpt2Accuracy.track_max_logit_diff"
-COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
 BASELINES = ("fp32", "bf16")
 
 HEADERS = ["variant", "size MB", "tok/s (IQR)", "speedup", "% of BW bound", "total s",
@@ -60,8 +59,7 @@ def summary(env_rows: list[Row]) -> dict[tuple, list[dict]]:
             p = r.params
             key = (p["size"], p["prompt_tokens"], p["new_tokens"], p["threads"])
             by_case[key][p["variant"]][r.benchmark] = r
-    copy = next((r.median for r in env_rows if r.benchmark == COPY_KEY and r.median), None)
-    copy_bw = (2 << 30) / copy if copy else None
+    copy_bw = copy_bandwidth(env_rows)
     out: dict[tuple, list[dict]] = {}
     for key, variants in sorted(by_case.items()):
         base = next((variants[b] for b in BASELINES if b in variants), {})

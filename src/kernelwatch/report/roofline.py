@@ -15,10 +15,9 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch.report import html_table
+from kernelwatch.report import copy_bandwidth, html_table
 from kernelwatch.report.results import Row
 
-COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
 MATMUL_KEY = "environment.Environment.track_matmul_seconds_per_tflop"
 # Work lookups: (benchmark, params) -> bytes or FLOPs of one call, or None.
 WorkLookup = Callable[[str, dict], int | None]
@@ -28,9 +27,8 @@ HEADERS = ["benchmark", "case", "device time", "GB/s", "% of copy BW", "TFLOP/s"
 
 def ceilings(env_rows: list[Row]) -> tuple[float | None, float | None]:
     """(copy bytes/s, matmul FLOP/s) measured in this environment, where recorded."""
-    copy = next((r.median for r in env_rows if r.benchmark == COPY_KEY and r.median), None)
     mm = next((r.median for r in env_rows if r.benchmark == MATMUL_KEY and r.median), None)
-    return ((2 << 30) / copy if copy else None), (1e12 / mm if mm else None)
+    return copy_bandwidth(env_rows), (1e12 / mm if mm else None)
 
 
 def rows_of(env_rows: list[Row], bytes_for: WorkLookup, flops_for: WorkLookup) -> list[dict]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from kernelwatch import detect
 from kernelwatch.report import (
     break_even,
+    copy_bandwidth,
     html_table,
     regressions,
     roofline,
@@ -25,7 +26,6 @@ from kernelwatch.report import (
 )
 from kernelwatch.report.results import Row, load
 
-COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
 TIME_SUFFIX = "Time.track_time"
 # Beside each Time class's track_time (device time), what a Python caller pays per call.
 CALLER_SUFFIX = "Time.track_caller_time"
@@ -68,14 +68,6 @@ def _commits(env_rows: list[Row]) -> str:
     newest_first = sorted(env_rows, key=lambda r: -r.date)
     commits = list(dict.fromkeys(r.commit[:8] for r in newest_first))
     return ("commit " if len(commits) == 1 else "commits ") + ", ".join(commits)
-
-
-def copy_bandwidth(env_rows: list[Row]) -> float | None:
-    """Bytes/s of the environment's measured copy (read + write of 1 GiB)."""
-    for r in env_rows:
-        if r.benchmark == COPY_KEY and r.median:
-            return (2 << 30) / r.median
-    return None
 
 
 def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[dict]:
