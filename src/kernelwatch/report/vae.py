@@ -23,9 +23,6 @@ TRACKS = {"track_time": "time", "track_caller_time": "caller_time",
 EXPECTED = {"compile": "1.2-1.5x", "int8": "1.0-1.25x", "fp8": "1.3-1.6x (H100+)",
             "torch-ao": "CPU only"}
 EXPECTED_BREAK_EVEN = "~1200 (compile)"
-# The issue's quality aims (workloads/vae.py's gate): a row below its gate is marked (and
-# coloured), never dropped.
-SSIM_GATE = vae.SSIM_GATE
 
 HEADERS = ["variant", "ms/image", "ms/image (caller)", "images/s (caller)", "speedup",
            "speedup (caller)", "write-up expects", "peak MB", "SSIM", "PSNR dB",
@@ -34,11 +31,8 @@ HEADERS = ["variant", "ms/image", "ms/image (caller)", "images/s (caller)", "spe
 Metrics = dict[str, float | str]  # short name (TRACKS' values) -> value, or "failed"
 
 
-kind = vae.variant_kind
-
-
 def expected(variant: str) -> str:
-    return EXPECTED.get(kind(variant) or "", "")
+    return EXPECTED.get(vae.variant_kind(variant) or "", "")
 
 
 def _num(v) -> bool:
@@ -60,8 +54,9 @@ def rows_for(batch: int, by_variant: dict[str, Metrics]) -> list[dict]:
         row["images_per_s"] = batch / caller if _num(caller) and caller else None
         row["peak"] = m.get("peak_cuda", m.get("peak_rss"))
         row["ssim"], row["psnr"] = m.get("ssim"), m.get("psnr")
-        gate = SSIM_GATE.get(kind(variant) or "")
-        row["below_gate"] = gate if gate and _num(row["ssim"]) and row["ssim"] < gate else None
+        # The workload's quality gate: a row below it is marked (and coloured), never dropped.
+        row["below_gate"] = (vae.ssim_below_gate(variant, row["ssim"]) if _num(row["ssim"])
+                             else None)
         # One-time cost: the first run over eager's first run (the fuller cost: quantizing,
         # compiling, first-call setup), else the cold compile alone.
         first, base_first = m.get("first_run"), eager.get("first_run")
@@ -73,8 +68,8 @@ def rows_for(batch: int, by_variant: dict[str, Metrics]) -> list[dict]:
             t_var = m.get("caller_time", m.get("time"))
             t_base = eager.get("caller_time", eager.get("time"))
             if _num(t_var) and _num(t_base):
-                saving = (t_base - t_var) / batch
-                row["break_even"] = max(cost, 0.0) / saving if saving > 0 else "never"
+                images = vae.break_even_samples(max(cost, 0.0), t_base, t_var, batch)
+                row["break_even"] = "never" if images is None else images
         out.append(row)
     return out
 

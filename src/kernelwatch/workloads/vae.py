@@ -546,11 +546,15 @@ def variant_kind(variant: str) -> str | None:
     return "compile" if "compile" in variant else None
 
 
+def ssim_below_gate(variant: str, ssim: float) -> float | None:
+    """The variant's SSIM gate when `ssim` falls under it, else None (passes, or eager)."""
+    gate = SSIM_GATE.get(variant_kind(variant) or "")
+    return gate if gate and ssim < gate else None
+
+
 def quality_gate(track: str, params: dict, value: float) -> str | None:
-    gate = SSIM_GATE.get(variant_kind(params.get("variant", "")) or "")
-    if track == "track_ssim" and gate and value < gate:
-        return f"SSIM {value:.4f} < {gate}"
-    return None
+    gate = ssim_below_gate(params.get("variant", ""), value) if track == "track_ssim" else None
+    return f"SSIM {value:.4f} < {gate}" if gate else None
 
 
 def flops_for(params: dict) -> int | None:
