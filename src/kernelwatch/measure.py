@@ -458,6 +458,39 @@ def compile_health(code: object, calls: Sequence[Callable[[], object]]) -> Compi
     )
 
 
+def region_share(run: Callable[[], object], whole_label: str, region_label: str,
+                 device: torch.device, *, calls: int = 5, warmup: int = 2) -> float:
+    """The share of a call's time spent inside a region, from torch.profiler: `run` marks
+    the whole call and the region with `torch.profiler.record_function(label)` ranges (the
+    region may be entered several times per call). On a GPU the ranges' device time (the
+    kernels they launched), on the CPU their host time. The write-up's "tensor ops %"."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(warmup):
+        run()
+    synchronize(device)
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            run()
+        synchronize(device)
+    events = {e.key: e for e in prof.key_averages()}
+    missing = [label for label in (whole_label, region_label) if label not in events]
+    if missing:
+        raise KernelwatchError(f"the profiler saw no range named {', '.join(missing)}: the "
+                               "call must mark them with torch.profiler.record_function")
+
+    def total(label: str) -> float:
+        e = events[label]
+        if cuda:
+            return float(getattr(e, "device_time_total", None) or e.cuda_time_total)
+        return float(e.cpu_time_total)
+
+    whole = total(whole_label)
+    return total(region_label) / whole if whole else math.nan
+
+
 # ----------------------------------------------------------------------------- accuracy
 
 

@@ -1,0 +1,202 @@
+"""One Llama decoder layer: eager, surgical and full compilation, forward and forward+backward,
+torch or TransformerEngine linears: time, the compiled region's share, compile cost and
+health, memory, and error against eager and against float64.
+
+Every (metric x shape x seq_len x backend x pass x strategy) runs in its own asv process, so
+a compile that overruns `timeout`, or a layer that runs out of memory, fails that one
+parameter only. What cannot run here (TE without transformer_engine, CUDA graphs on a CPU)
+is skipped in `setup` with the reason.
+"""
+
+import functools
+import os
+
+from kernelwatch import measure
+from kernelwatch.errors import Unavailable
+from kernelwatch.workloads import llama_layer
+
+from .common import _CompileHealth, device, pin_cpu_threads
+
+
+class _Layer:
+    params = list(llama_layer.PARAMS.values())
+    param_names = list(llama_layer.PARAMS)
+    timeout = float(os.environ.get("KERNELWATCH_BENCHMARK_TIMEOUT", "600"))
+
+    def _build(self, *params, **kw):
+        self.dev = device()
+        pin_cpu_threads(self.dev)
+        self.case = llama_layer.build_case(*params, self.dev, **kw)
+
+
+class LayerTime(_Layer):
+    """Seconds per call of the pass. track_time is the device's own time: on a GPU, CUDA
+    events around CUDA-graph replays for the torch backend's forward (around plain calls
+    otherwise: llama_layer.device_time_uses_graph); track_caller_time is what a Python
+    caller pays per call (host clock, no graph, one synchronize per sample)."""
+
+    version = "1"
+    unit = "seconds"
+
+    def setup(self, *params):
+        self._build(*params)
+        self.case.run()  # compile (warm cache after the first process) and warm up
+        measure.synchronize(self.dev)
+
+    def track_time(self, shape, seq_len, backend, pass_, strategy):
+        graph = self.dev.type == "cuda" and llama_layer.device_time_uses_graph(
+            backend, pass_, strategy)
+        opts = {"cuda_graph": True} if graph else {}
+        return measure.time_callable(self.case.run, [()], self.dev, samples=20, warmup=3,
+                                     **opts).for_asv()
+
+    def track_caller_time(self, *params):
+        return measure.time_caller(self.case.run, [()], self.dev, samples=20,
+                                   warmup=3).for_asv()
+
+
+class LayerCompiledShare(_Layer):
+    """The share of the layer's forward time spent in what the surgical strategy compiles
+    (RoPE and the head reshapes), from torch.profiler ranges: the write-up's "tensor ops %".
+    Under eager it says how much surgical compilation could at best save; under surgical,
+    what is left of it."""
+
+    version = "1"
+    unit = "ratio"
+
+    def setup(self, shape, seq_len, backend, pass_, strategy):
+        if strategy not in ("eager", "surgical"):
+            raise Unavailable(f"{strategy} compiles the whole layer (its share is 1)")
+        if pass_ != "forward":
+            raise Unavailable("the share is of the forward pass (the backward of the region "
+                              "runs in autograd's engine, outside its profiler range)")
+        self._build(shape, seq_len, backend, pass_, strategy, label_regions=True)
+
+    def track_compiled_share(self, *params):
+        return measure.region_share(self.case.run, llama_layer.LAYER_LABEL,
+                                    llama_layer.SURGICAL_LABEL, self.dev)
+
+
+class LayerCompile(_CompileHealth, _Layer):
+    """Compile cost (cold: fresh inductor cache; warm: FX graph cache filled by a child
+    process) and compile health over two calls at the timed length and one at half of it:
+    a recompile there is the dynamic-shape behaviour a changing sequence length meets."""
+
+    version = "1"
+    unit = "seconds"
+
+    def setup(self, *params):
+        if params[-1] == "eager":
+            raise Unavailable("eager is not compiled")
+        self._build(*params)
+
+    def track_cold_compile(self, *params):
+        return measure.cold_compile_seconds(self.case.run, self.dev)
+
+    def track_warm_compile(self, *params):
+        prime = functools.partial(llama_layer.prime_compile, *params, self.dev.type)
+        return measure.warm_compile_seconds(self.case.run, prime, self.dev)
+
+    def _health(self):
+        half = self.case.fresh_inputs(seed=1, seq_len=self.case.seq_len // 2)
+        calls = [self.case.run, self.case.run, functools.partial(self.case.call, *half)]
+        return measure.compile_health(llama_layer.compiled_code(self.case), calls)
+
+
+class LayerMemory(_Layer):
+    """Peak process RSS during one call, weights and inputs included."""
+
+    version = "1"
+    unit = "bytes"
+
+    def setup(self, *params):
+        self._build(*params)
+        self.case.run()
+        measure.synchronize(self.dev)
+
+    def _peak(self):
+        return measure.peak_memory(self.case.run, self.dev)
+
+    def track_peak_rss(self, *params):
+        return self._peak().rss
+
+
+class LayerCudaMemory(LayerMemory):
+    """Peak CUDA allocated and reserved bytes during one call, weights and inputs included."""
+
+    version = "1"
+
+    def setup(self, *params):
+        if device().type != "cuda":
+            raise Unavailable("CUDA memory needs a CUDA GPU")
+        super().setup(*params)
+
+    def track_peak_cuda_allocated(self, *params):
+        return self._peak().cuda_allocated
+
+    def track_peak_cuda_reserved(self, *params):
+        return self._peak().cuda_reserved
+
+
+class LayerAccuracy(_Layer):
+    """The output on fresh inputs (not the timed ones) against the eager layer of the same
+    backend (what compiling changes: the write-up's "max diff") and against the torch layer
+    in float64 (what bf16, FP8 and compiling change together)."""
+
+    version = "1"
+    unit = "relative"
+
+    def setup(self, *params):
+        self._build(*params)
+        inputs = self.case.fresh_inputs(seed=1234)
+        out = _first(self.case.call(*inputs))
+        self.vs_eager = measure.accuracy(out, _first(llama_layer.eager_of(self.case).call(
+            *inputs)))
+        self.vs_float64 = measure.accuracy(out, _first(llama_layer.float64_reference(
+            self.case, inputs)))
+
+    def track_rel_l2_vs_eager(self, *params):
+        return self.vs_eager.rel_l2
+
+    def track_max_abs_vs_eager(self, *params):
+        return self.vs_eager.max_abs
+
+    track_max_abs_vs_eager.unit = "absolute"
+
+    def track_rel_l2_vs_float64(self, *params):
+        return self.vs_float64.rel_l2
+
+    def track_max_abs_vs_float64(self, *params):
+        return self.vs_float64.max_abs
+
+    track_max_abs_vs_float64.unit = "absolute"
+
+
+class LayerGradAccuracy(_Layer):
+    """The gradients (input and every weight, together) on fresh inputs against eager's and
+    against float64's."""
+
+    version = "1"
+    unit = "relative"
+
+    def setup(self, *params):
+        if params[3] != "forward-backward":
+            raise Unavailable("gradients need pass=forward-backward")
+        self._build(*params)
+        inputs = self.case.fresh_inputs(seed=1234)
+        grads = self.case.call(*inputs)[1:]
+        self.vs_eager = measure.accuracy(grads, llama_layer.eager_of(self.case).call(
+            *inputs)[1:])
+        self.vs_float64 = measure.accuracy(grads, llama_layer.float64_reference(
+            self.case, inputs)[1:])
+
+    def track_grad_rel_l2_vs_eager(self, *params):
+        return self.vs_eager.rel_l2
+
+    def track_grad_rel_l2_vs_float64(self, *params):
+        return self.vs_float64.rel_l2
+
+
+def _first(output):
+    """The layer's output from a call's result (forward+backward returns grads too)."""
+    return output[0] if isinstance(output, tuple) else output

@@ -1,0 +1,500 @@
+"""One Llama decoder layer: eager against surgical and full compilation, forward and backward,
+with torch linears or TransformerEngine's fused ones.
+
+The write-up this grew from (seeds/te-surgical-rope-compile.md) compiled only RoPE and the
+head reshapes ("surgical"), kept TE's FP8 linears eager, and reported 1.18x / 1.14x / 1.09x
+on layers shaped like Llama 1B / 3B / 8B, with an unexplained max difference of 0.58 against
+eager, no backward pass and one sequence length. This workload measures every strategy on
+the same layer, both passes, and the error of each against eager and against float64, so the
+0.58 can be pinned on compilation or on FP8.
+
+The layer, as Hugging Face's LlamaDecoderLayer computes it (gpt-fast's habit: plain PyTorch,
+transformations applied from outside): RMSNorm; one fused QKV projection (bias-free); the
+head reshapes; RoPE in the rotate-half form on q and k (the RoPE workload's
+`rope_rotate_half`); causal SDPA with grouped-query attention (`enable_gqa`, as HF passes it
+when there is no padding mask); the merge of heads and the output projection; a residual;
+RMSNorm; a SwiGLU MLP whose gate and up projections are one fused Linear (TE's LayerNormMLP
+lays its fc1 out the same way); a residual.
+
+Parameters:
+- `backend`: `torch` (nn.Linear in the model dtype) or `te` (TransformerEngine's
+  `LayerNormLinear` for norm+QKV, `Linear` for the output projection, `LayerNormMLP` for
+  norm+MLP, under FP8 autocast on GPUs of compute capability >= 8.9), where
+  `transformer_engine` imports;
+- `variant` (the compile strategy): `eager`; `surgical` (torch.compile of RoPE and the
+  reshapes only, everything else eager); `full` (the whole layer); `full-reduce-overhead`
+  (the whole layer replayed from CUDA graphs; GPU only);
+- `pass`: `forward` (inference: no autograd) or `forward-backward` (the gradients of the
+  input and of every weight for a fixed upstream gradient);
+- `seq_len`: a parameter so that a compiled layer's behaviour when the length changes shows
+  (its recompiles are recorded with a call at half the length).
+
+Weights are random (seeded, normal with HF's initializer range 0.02), or read from a
+safetensors file of this layer's tensors named in $KERNELWATCH_LLAMA_LAYER_CHECKPOINT.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from kernelwatch import variants
+from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads.rope import rope_rotate_half
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    rope_theta: float
+    batch: int  # the write-up's batch for this model
+    rms_eps: float = 1e-5
+
+    @property
+    def qkv_width(self) -> int:
+        return (self.heads + 2 * self.kv_heads) * self.head_dim
+
+
+# Per-layer dimensions from each model's config.json; batch as in the write-up's production
+# runs (1B batch 4, 3B batch 2, 8B batch 1). `tiny` is sized for CPU tests.
+SHAPES: dict[str, LayerShape] = {
+    "tiny": LayerShape(hidden=64, heads=4, kv_heads=2, head_dim=16, intermediate=176,
+                       rope_theta=1e4, batch=1),
+    "llama-3.2-1b": LayerShape(2048, 32, 8, 64, 8192, 500000.0, 4),
+    "llama-3.2-3b": LayerShape(3072, 24, 8, 128, 8192, 500000.0, 2),
+    "llama-3.1-8b": LayerShape(4096, 32, 8, 128, 14336, 500000.0, 1),
+}
+SEQ_LENS = ("128", "512", "2048")
+BACKENDS = ("torch", "te")
+PASSES = ("forward", "forward-backward")
+STRATEGIES = ("eager", "surgical", "full", "full-reduce-overhead")
+GPU_ONLY = {"full-reduce-overhead": "reduce-overhead replays CUDA graphs; on a CPU it is full"}
+# The surgical strategy's compile mode: shape-specialised, as the timed shape is fixed.
+SURGICAL_COMPILE = variants.COMPILE_VARIANTS["compile"]
+FULL_COMPILE: dict[str, dict] = {
+    "full": variants.COMPILE_VARIANTS["compile"],
+    "full-reduce-overhead": {"dynamic": False, "mode": "reduce-overhead"},
+}
+FP8_MIN_CAPABILITY = (8, 9)
+
+PARAMS = {"shape": list(SHAPES), "seq_len": list(SEQ_LENS), "backend": list(BACKENDS),
+          "pass": list(PASSES), "variant": list(STRATEGIES)}
+# `kernelwatch run --quick`: does compiling the tiny layer pay, surgically or whole, forward.
+QUICK = {"shape": ["tiny"], "seq_len": ["128"], "backend": ["torch"], "pass": ["forward"],
+         "variant": ["eager", "surgical", "full"]}
+QUICK_METRICS = ("time",)
+QUICK_TRACKS = ("time",)
+# Metric family -> asv class in benchmarks/llama_layer.py.
+BENCHMARKS = {"time": "LayerTime", "compiled-share": "LayerCompiledShare",
+              "compile": "LayerCompile", "memory": "LayerMemory",
+              "cuda-memory": "LayerCudaMemory", "accuracy": "LayerAccuracy",
+              "grad-accuracy": "LayerGradAccuracy"}
+CHECKPOINT_ENV = "KERNELWATCH_LLAMA_LAYER_CHECKPOINT"
+SETTINGS = {"checkpoint": CHECKPOINT_ENV}
+
+SEED = 0
+INIT_STD = 0.02  # HF Llama's initializer_range
+# The write-up's figures (H100 PCIe, torch 2.8 NGC, TE FP8 linears, surgical, forward):
+# speedup over eager and its "tensor ops %" (the share of layer time surgical compiles).
+WRITEUP = {"llama-3.2-1b": (1.184, 0.142), "llama-3.2-3b": (1.145, 0.100),
+           "llama-3.1-8b": (1.094, 0.077)}
+# The quality gate: a strategy's output against eager's, relative L2. A correct compile of
+# a bf16 layer reorders sums and fuses roundings: about 1e-3 to 1e-2; fp32 stays near 1e-6.
+REL_L2_VS_EAGER_GATE = 0.02
+# Labels of the surgical region for the profiler (measure.region_share).
+LAYER_LABEL = "kernelwatch.layer"
+SURGICAL_LABEL = "kernelwatch.surgical_region"
+
+
+def quality_gate(track: str, params: dict, value: float) -> str | None:
+    """The report's gate: the output of a strategy within 2% (relative L2) of eager's."""
+    if track == "track_rel_l2_vs_eager" and not value <= REL_L2_VS_EAGER_GATE:
+        return f"rel. L2 vs eager {value:.2g} > {REL_L2_VS_EAGER_GATE:g}"
+    return None
+
+
+# ----------------------------------------------------------------------------- the layer
+
+
+def split_heads(qkv: torch.Tensor, heads: int, kv_heads: int, head_dim: int) -> tuple:
+    """[B, S, (H + 2 KV) D] -> q [B, H, S, D], k and v [B, KV, S, D]."""
+    b, s, _ = qkv.shape
+    q, k, v = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
+    return (q.view(b, s, heads, head_dim).transpose(1, 2),
+            k.view(b, s, kv_heads, head_dim).transpose(1, 2),
+            v.view(b, s, kv_heads, head_dim).transpose(1, 2))
+
+
+def merge_heads(attn: torch.Tensor) -> torch.Tensor:
+    """[B, H, S, D] -> [B, S, H D]."""
+    b, h, s, d = attn.shape
+    return attn.transpose(1, 2).reshape(b, s, h * d)
+
+
+@dataclass
+class TensorOps:
+    """The layer's tensor operations between its linears: what the surgical strategy
+    compiles (the write-up's "tensor ops")."""
+
+    split_heads: Callable = split_heads
+    rope: Callable = rope_rotate_half
+    merge_heads: Callable = merge_heads
+
+
+class RMSNorm(nn.Module):
+    """HF LlamaRMSNorm: normalise in float32, scale in the input's dtype."""
+
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+class TorchProjections(nn.Module):
+    """Norm+QKV, output projection and norm+SwiGLU MLP from torch modules."""
+
+    def __init__(self, s: LayerShape):
+        super().__init__()
+        self.input_norm = RMSNorm(s.hidden, s.rms_eps)
+        self.qkv = nn.Linear(s.hidden, s.qkv_width, bias=False)
+        self.o_proj = nn.Linear(s.heads * s.head_dim, s.hidden, bias=False)
+        self.post_norm = RMSNorm(s.hidden, s.rms_eps)
+        self.gate_up = nn.Linear(s.hidden, 2 * s.intermediate, bias=False)
+        self.down = nn.Linear(s.intermediate, s.hidden, bias=False)
+
+    def norm_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        return self.qkv(self.input_norm(x))
+
+    def out(self, attn: torch.Tensor) -> torch.Tensor:
+        return self.o_proj(attn)
+
+    def norm_mlp(self, h: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(self.post_norm(h)).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, shape: LayerShape, projections: nn.Module, ops: TensorOps | None = None):
+        super().__init__()
+        self.shape = shape
+        self.proj = projections
+        self.ops = ops or TensorOps()
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        s = self.shape
+        q, k, v = self.ops.split_heads(self.proj.norm_qkv(x), s.heads, s.kv_heads, s.head_dim)
+        q, k = self.ops.rope(q, k, cos, sin)
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                              enable_gqa=s.heads != s.kv_heads)
+        h = x + self.proj.out(self.ops.merge_heads(attn))
+        return h + self.proj.norm_mlp(h)
+
+
+# Tensor names of a layer's weights: the torch projections' state_dict keys. A checkpoint
+# holds these (a converted HF layer: qkv = cat(q, k, v), gate_up = cat(gate, up)).
+def weight_names(shape: str) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in TorchProjections(SHAPES[shape]).state_dict().items()}
+
+
+def _random_weights(shape: LayerShape) -> dict[str, torch.Tensor]:
+    proj = TorchProjections(shape)
+    g = torch.Generator().manual_seed(SEED)
+    out = {}
+    for name, t in proj.state_dict().items():
+        out[name] = (torch.ones_like(t) if name.endswith("norm.weight")
+                     else torch.randn(t.shape, generator=g) * INIT_STD)
+    return out
+
+
+def load_weights(shape: str) -> dict[str, torch.Tensor]:
+    """The layer's weights in float32 on the CPU: the checkpoint's if one is named, else
+    seeded random ones."""
+    path = os.environ.get(CHECKPOINT_ENV)
+    if not path:
+        return _random_weights(SHAPES[shape])
+    if not Path(path).is_file():
+        raise KernelwatchError(f"{CHECKPOINT_ENV}={path}: no such file; name a safetensors "
+                               "file of one layer's tensors, or unset it for random weights")
+    from safetensors.torch import load_file
+
+    tensors = load_file(path)
+    for name, want in weight_names(shape).items():
+        got = tuple(tensors[name].shape) if name in tensors else None
+        if got != want:
+            raise KernelwatchError(
+                f"{path} does not hold llama_layer {shape}'s weights: {name} is "
+                f"{'missing' if got is None else got}, the layer needs {want}")
+    return {k: tensors[k].float() for k in weight_names(shape)}
+
+
+def torch_layer(shape: str, weights: dict[str, torch.Tensor], dtype: torch.dtype,
+                device: torch.device) -> LlamaLayer:
+    proj = TorchProjections(SHAPES[shape])
+    proj.load_state_dict(weights)
+    return LlamaLayer(SHAPES[shape], proj).to(device=device, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- TransformerEngine
+
+
+def _te():
+    try:
+        import transformer_engine.pytorch as te
+    except ImportError as exc:
+        raise Unavailable(
+            f"the te backend needs transformer_engine, which does not import here ({exc}); "
+            "build the CUDA image with --build-arg WITH_TE=1 (docs/llama_layer.md)") from exc
+    return te
+
+
+def fp8_available(device: torch.device) -> bool:
+    return (device.type == "cuda"
+            and torch.cuda.get_device_capability(device) >= FP8_MIN_CAPABILITY)
+
+
+class TeProjections(nn.Module):
+    """The same projections from TransformerEngine's fused modules, run under FP8 autocast
+    (delayed scaling, TE's default recipe) where the GPU has FP8."""
+
+    def __init__(self, s: LayerShape, weights: dict[str, torch.Tensor], dtype: torch.dtype,
+                 device: torch.device):
+        super().__init__()
+        te = _te()
+        common = {"bias": False, "params_dtype": dtype, "device": device}
+        self.norm_qkv_ = te.LayerNormLinear(s.hidden, s.qkv_width, eps=s.rms_eps,
+                                            normalization="RMSNorm", **common)
+        self.o_proj = te.Linear(s.heads * s.head_dim, s.hidden, **common)
+        self.norm_mlp_ = te.LayerNormMLP(s.hidden, s.intermediate, eps=s.rms_eps,
+                                         normalization="RMSNorm", activation="swiglu",
+                                         **common)
+        with torch.no_grad():
+            for param, name in ((self.norm_qkv_.layer_norm_weight, "input_norm.weight"),
+                                (self.norm_qkv_.weight, "qkv.weight"),
+                                (self.o_proj.weight, "o_proj.weight"),
+                                (self.norm_mlp_.layer_norm_weight, "post_norm.weight"),
+                                (self.norm_mlp_.fc1_weight, "gate_up.weight"),
+                                (self.norm_mlp_.fc2_weight, "down.weight")):
+                param.copy_(weights[name])
+        self.fp8 = fp8_available(device)
+        self._autocast = getattr(te, "fp8_autocast", None) or te.autocast
+
+    def _under_fp8(self, fn: Callable, x: torch.Tensor) -> torch.Tensor:
+        if not self.fp8:
+            return fn(x)
+        with self._autocast(enabled=True):
+            return fn(x)
+
+    def norm_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        return self._under_fp8(self.norm_qkv_, x)
+
+    def out(self, attn: torch.Tensor) -> torch.Tensor:
+        return self._under_fp8(self.o_proj, attn)
+
+    def norm_mlp(self, h: torch.Tensor) -> torch.Tensor:
+        return self._under_fp8(self.norm_mlp_, h)
+
+
+# ----------------------------------------------------------------------------- a case
+
+
+def model_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def rope_tables(shape: LayerShape, seq_len: int, dtype: torch.dtype,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [B, S, D] as LlamaRotaryEmbedding makes them (angles in float64)."""
+    d = shape.head_dim
+    inv_freq = 1.0 / shape.rope_theta ** (
+        torch.arange(0, d, 2, dtype=torch.float64, device=device) / d)
+    theta = torch.outer(torch.arange(seq_len, dtype=torch.float64, device=device), inv_freq)
+    theta = torch.cat((theta, theta), dim=-1).expand(shape.batch, seq_len, d)
+    return theta.cos().to(dtype).contiguous(), theta.sin().to(dtype).contiguous()
+
+
+def make_inputs(shape: LayerShape, seq_len: int, dtype: torch.dtype, device: torch.device,
+                seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hidden states, cos, sin, upstream gradient) for one call."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(shape.batch, seq_len, shape.hidden, generator=g)
+    grad = torch.randn(shape.batch, seq_len, shape.hidden, generator=g)
+    cos, sin = rope_tables(shape, seq_len, dtype, device)
+    return x.to(device, dtype), cos, sin, grad.to(device, dtype)
+
+
+def check_available(backend: str, strategy: str, device: torch.device) -> None:
+    """Unavailable (asv: skipped) with the reason when the combination cannot run here."""
+    if device.type != "cuda" and strategy in GPU_ONLY:
+        raise Unavailable(f"{strategy} needs a CUDA GPU: {GPU_ONLY[strategy]}")
+    if backend == "te":
+        if device.type != "cuda":
+            raise Unavailable("the te backend needs a CUDA GPU (TransformerEngine's kernels)")
+        _te()
+
+
+def _labelled(fn: Callable, label: str) -> Callable:
+    def run(*args):
+        with torch.profiler.record_function(label):
+            return fn(*args)
+
+    return run
+
+
+def surgical_ops(label: bool = False) -> TensorOps:
+    """RoPE and the reshapes compiled, each on its own (the write-up's pattern); `label`
+    marks each call for the profiler (the share of layer time they take)."""
+    ops = [torch.compile(f, **SURGICAL_COMPILE) for f in (split_heads, rope_rotate_half,
+                                                          merge_heads)]
+    if label:
+        ops = [_labelled(f, SURGICAL_LABEL) for f in ops]
+    return TensorOps(*ops)
+
+
+def eager_ops(label: bool = False) -> TensorOps:
+    ops = [split_heads, rope_rotate_half, merge_heads]
+    if label:
+        ops = [_labelled(f, SURGICAL_LABEL) for f in ops]
+    return TensorOps(*ops)
+
+
+@dataclass
+class LayerCase:
+    """Everything one benchmark of one (shape, seq_len, backend, pass, strategy) needs."""
+
+    shape_name: str
+    seq_len: int
+    backend: str
+    pass_: str
+    strategy: str
+    device: torch.device
+    layer: LlamaLayer  # the module the strategy runs (eager ops or surgical ones)
+    fn: Callable  # the layer as the strategy calls it (compiled for full*)
+    inputs: tuple
+
+    @property
+    def shape(self) -> LayerShape:
+        return SHAPES[self.shape_name]
+
+    def call(self, x, cos, sin, grad) -> object:
+        """One call of the pass: the output, or (output, input grad, weight grads)."""
+        if self.pass_ == "forward":
+            with torch.no_grad():
+                return self.fn(x, cos, sin)
+        x = x.detach().requires_grad_(True)
+        out = self.fn(x, cos, sin)
+        weights = [p for p in self.layer.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(out, [x, *weights], grad)
+        return out.detach(), *grads
+
+    def run(self) -> object:
+        return self.call(*self.inputs)
+
+    def fresh_inputs(self, seed: int, seq_len: int | None = None) -> tuple:
+        return make_inputs(self.shape, seq_len or self.seq_len, model_dtype(self.device),
+                           self.device, seed)
+
+
+def build_layer(shape: str, backend: str, dtype: torch.dtype, device: torch.device,
+                ops: TensorOps, weights: dict[str, torch.Tensor] | None = None) -> LlamaLayer:
+    weights = weights if weights is not None else load_weights(shape)
+    if backend == "te":
+        layer = LlamaLayer(SHAPES[shape], TeProjections(SHAPES[shape], weights, dtype, device))
+    else:
+        layer = torch_layer(shape, weights, dtype, device)
+    layer.ops = ops
+    return layer
+
+
+def build_case(shape: str, seq_len: str, backend: str, pass_: str, strategy: str,
+               device: str | torch.device = "cpu", *, label_regions: bool = False,
+               seed: int = 0) -> LayerCase:
+    """The layer of `backend` with the strategy applied (compiles on first call).
+    `label_regions`: mark the layer and the surgical region for the profiler."""
+    check_choices(PARAMS, {"shape": [shape], "seq_len": [seq_len], "backend": [backend],
+                           "pass": [pass_], "variant": [strategy]}, where="llama_layer")
+    device = torch.device(device)
+    check_available(backend, strategy, device)
+    ops = surgical_ops(label_regions) if strategy == "surgical" else eager_ops(label_regions)
+    layer = build_layer(shape, backend, model_dtype(device), device, ops)
+    fn: Callable = layer
+    if strategy in FULL_COMPILE:
+        fn = torch.compile(layer, **FULL_COMPILE[strategy])
+    if label_regions:
+        fn = _labelled(fn, LAYER_LABEL)
+    inputs = make_inputs(SHAPES[shape], int(seq_len), model_dtype(device), device, seed)
+    return LayerCase(shape, int(seq_len), backend, pass_, strategy, device, layer, fn, inputs)
+
+
+def eager_of(case: LayerCase) -> LayerCase:
+    """The eager layer of the same backend and pass, weights and dtype: what each strategy's
+    error "vs eager" is measured against."""
+    return build_case(case.shape_name, str(case.seq_len), case.backend, case.pass_, "eager",
+                      case.device)
+
+
+def float64_reference(case: LayerCase, inputs: tuple) -> object:
+    """The pass on the torch layer in float64 (same weights, inputs upcast): the reference
+    for "error vs float64". For the te backend too: TE has no float64, and the question is
+    how far FP8 and bf16 land from exact arithmetic."""
+    ref = build_case(case.shape_name, str(case.seq_len), "torch", case.pass_, "eager",
+                     case.device)
+    ref.layer.to(torch.float64)
+    return ref.call(*(t.detach().to(torch.float64) for t in inputs))
+
+
+def device_time_uses_graph(backend: str, pass_: str, strategy: str) -> bool:
+    """Whether device time replays the calls from a CUDA graph: the torch backend's forward
+    only. Not reduce-overhead (it replays its own graphs, which cannot nest in a capture),
+    not autograd (the backward's capture is not known to be safe for every strategy), not
+    TE (FP8 autocast keeps host-side scaling state): those are timed with CUDA events
+    around plain calls, so their device time includes any launch gaps."""
+    return backend == "torch" and pass_ == "forward" and strategy != "full-reduce-overhead"
+
+
+def prime_compile(shape: str, seq_len: str, backend: str, pass_: str, strategy: str,
+                  device_type: str) -> None:
+    """Compile and run once (in a child process) to fill the on-disk compile cache."""
+    case = build_case(shape, seq_len, backend, pass_, strategy, device_type)
+    case.run()
+    if case.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def compiled_code(case: LayerCase) -> object:
+    """The code object dynamo caches entries on: the layer's forward for full strategies,
+    RoPE's for surgical (the compiled function that sees the sequence length)."""
+    if case.strategy == "surgical":
+        return rope_rotate_half.__code__
+    return LlamaLayer.forward.__code__
+
+
+def flops_for(params: dict) -> int:
+    """Matmul FLOPs of one call: the projections (2 per multiply-add) plus causal attention
+    (QK^T and PV over the lower triangle); forward+backward counts three times forward."""
+    s, n = SHAPES[params["shape"]], int(params["seq_len"])
+    tokens = s.batch * n
+    linear = 2 * tokens * (s.hidden * s.qkv_width + s.heads * s.head_dim * s.hidden
+                           + s.hidden * 2 * s.intermediate + s.intermediate * s.hidden)
+    attention = 2 * 2 * s.batch * s.heads * s.head_dim * n * (n + 1) // 2
+    forward = linear + attention
+    return forward * (3 if params["pass"] == "forward-backward" else 1)
+
+
+def parameter_count(shape: str) -> int:
+    return sum(t.numel() for t in _random_weights(SHAPES[shape]).values())
