@@ -12,7 +12,7 @@ import pytest
 
 from kernelwatch.report import offline
 from kernelwatch.report import results as results_mod
-from kernelwatch.workloads import gpt2, rope, vae
+from kernelwatch.workloads import gpt2, llama_layer, rope, vae
 
 from .conftest import REPO, git, kernelwatch_exe
 
@@ -202,6 +202,31 @@ def test_vae_tiny_every_cpu_variant_through_asv_and_its_table(clone, isolated_ho
     assert "-- ViT VAE tiny decoder, batch 1" in r.stdout
     assert "-- ViT VAE tiny encoder, batch 1" in r.stdout
     assert "write-up expects" in r.stdout and "int8-dynamic-compile" in r.stdout
+
+
+def test_llama_layer_tiny_every_strategy_both_passes_through_asv(clone, isolated_home):
+    """The tiny Llama layer through real asv in a matrix environment (torch 2.13.0): every
+    strategy, forward and forward+backward, time per call; reduce-overhead is recorded as
+    skipped on the CPU with its reason; then the write-up shaped table. Errors per strategy
+    are in test_llama_layer.py."""
+    r = run([kernelwatch_exe(), "run", "--workload", "llama_layer", "--metric", "time",
+             "--track", "time", "--param", "shape=tiny", "--param", "seq_len=128",
+             "--param", "backend=torch", "--torch", "2.13.0", "HEAD^!"], clone)
+    assert r.returncode == 0
+    head = git("rev-parse", "HEAD", cwd=clone)
+    rows = {(r.params["pass"], r.params["variant"]): r
+            for r in results_mod.load(clone / "results") if r.commit == head
+            and r.benchmark == "llama_layer.LayerTime.track_time"}
+    for pass_ in llama_layer.PASSES:
+        for strategy in ("eager", "surgical", "full"):
+            assert rows[(pass_, strategy)].median > 0, (pass_, strategy)
+        assert rows[(pass_, "full-reduce-overhead")].value is None
+    log = Path(r.stdout.split("asv's full output is in ")[-1].split()[0]).read_text()
+    assert "full-reduce-overhead needs a CUDA GPU" in log
+    r = run([kernelwatch_exe(), "report"], clone)
+    assert r.returncode == 0
+    for pass_ in llama_layer.PASSES:
+        assert f"-- Llama layer tiny (batch 1, sequence 128), torch linears, {pass_}" in r.stdout
 
 
 def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):

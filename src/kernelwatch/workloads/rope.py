@@ -45,7 +45,7 @@ FORMS = ("rotate-half", "interleaved")
 DTYPES = ("float32", "bfloat16", "float16")
 # fp32 on the CPU; the half types on the GPU (a bf16 CPU RoPE measures nothing users run).
 DTYPES_BY_DEVICE = {"cpu": ("float32",), "cuda": ("bfloat16", "float16")}
-VARIANTS = ("eager", *variants.COMPILE_VARIANTS, "te-fused")
+VARIANTS = ("eager", *variants.COMPILE_VARIANTS, "te-fused", "liger")
 
 # asv parameters, in order: benchmarks/rope.py declares them from here and the CLI selects by name.
 PARAMS = {"shape": list(SHAPES), "form": list(FORMS), "dtype": list(DTYPES),
@@ -177,6 +177,26 @@ def _te_fused(form: str, shape: RopeShape, device: torch.device) -> Callable:
     return te_rope
 
 
+def _liger(form: str, device: torch.device) -> Callable:
+    if device.type != "cuda":
+        raise Unavailable("liger needs a CUDA GPU (Liger Kernel's RoPE is a Triton kernel)")
+    if form != "rotate-half":
+        raise Unavailable("liger implements the rotate-half form only (HF Llama's layout)")
+    try:
+        from liger_kernel.ops.rope import LigerRopeFunction
+    except ImportError as exc:
+        raise Unavailable(f"liger needs liger-kernel, which does not import here ({exc}); "
+                          "pip install liger-kernel") from exc
+
+    # Liger rotates q and k in place and returns them: one read and one write of each, the
+    # floor's traffic. Repeated timed calls keep rotating the same buffers, which costs the
+    # same; the accuracy benchmark computes its reference before the call.
+    def liger_rope(q, k, cos, sin):
+        return LigerRopeFunction.apply(q, k, cos, sin)
+
+    return liger_rope
+
+
 @dataclass
 class RopeCase:
     """Everything one benchmark of one (shape, form, dtype, variant) needs."""
@@ -217,6 +237,8 @@ def build_case(shape: str, form: str, dtype: str, variant: str,
         fn = eager_fn
     elif variant == "te-fused":
         fn = _te_fused(form, SHAPES[shape], device)
+    elif variant == "liger":
+        fn = _liger(form, device)
     else:
         fn = variants.apply_compile(variant, eager_fn, device)
     nbytes = bytes_moved(SHAPES[shape], form, dtype)
