@@ -238,3 +238,13 @@ def test_progress_keeps_asv_output_in_the_log_and_shows_steps_and_failures(tmp_p
     assert "For parameters: 'tiny/proj', 'w4-sym-g128', '128', 'compile-block'" in shown
     assert "_pytree" not in shown and "=====" not in shown
     assert "asv: 100% (3 of 3 benchmarks" in shown and "asv: done, 3 of 3 benchmarks" in shown
+
+
+def test_docker_build_with_te_names_what_it_needs():
+    """TransformerEngine compiles from source: a CPU image or the default python base is
+    refused before any engine is asked, with the fix."""
+    r = kw("docker", "build", "--with-te")
+    assert r.returncode == 2 and "--with-te needs --device cuda" in r.stderr
+    r = kw("docker", "build", "--with-te", "--device", "cuda")
+    assert r.returncode == 2 and "--with-te needs --base-image" in r.stderr
+    assert "docs/llama_layer.md" in r.stderr

@@ -778,6 +778,7 @@ def cmd_docker_build(args: argparse.Namespace) -> int:
         torch_version=args.torch_version, torch_index_url=args.torch_index_url,
         wheelhouse=Path(args.wheelhouse).resolve() if args.wheelhouse else None,
         ca_bundles=[Path(p) for p in args.ca_bundle or ()], network=args.network,
+        with_te=args.with_te,
     )
     print(f"built {tag}; run the suite in it: kernelwatch docker run --tag {tag} -- run --quick")
     return 0
@@ -959,6 +960,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--ca-bundle", action="append",
                    help="extra CA certificates (PEM) to trust (repeatable)")
     b.add_argument("--network", help="build network, e.g. host where only the host reaches PyPI")
+    b.add_argument("--with-te", action="store_true",
+                   help="also build TransformerEngine (cuda only; needs --base-image with nvcc, "
+                   "cuDNN and Python 3.11; tens of minutes): llama_layer's te backend")
     b.set_defaults(func=cmd_docker_build)
     dr = dsub.add_parser(
         "run", help="run kernelwatch inside the image with this repository mounted",

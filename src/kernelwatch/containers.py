@@ -84,16 +84,27 @@ def assemble_context(repo: Path, dest: Path, wheelhouse: Path | None,
 
 def build(repo: Path, *, device: str, tag: str | None, base_image: str | None,
           torch_version: str | None, torch_index_url: str | None, wheelhouse: Path | None,
-          ca_bundles: list[Path], network: str | None) -> str:
-    """Build the image, streaming docker's output. Returns the tag."""
+          ca_bundles: list[Path], network: str | None, with_te: bool = False) -> str:
+    """Build the image, streaming docker's output. Returns the tag. `with_te`: also compile
+    TransformerEngine (CUDA only; the base image must carry nvcc and cuDNN)."""
     if device not in DEVICES:
         raise unknown_name("device", device, DEVICES)
+    if with_te and device != "cuda":
+        raise KernelwatchError("--with-te needs --device cuda: TransformerEngine runs on NVIDIA "
+                               "GPUs only")
+    if with_te and not base_image:
+        raise KernelwatchError(
+            "--with-te needs --base-image: TransformerEngine's PyTorch extension compiles from "
+            "source with nvcc and cuDNN, which the default python image lacks; name a CUDA "
+            "devel image with cuDNN and Python 3.11 (docs/llama_layer.md)")
     default_tag, default_torch, default_index = DEVICES[device]
     tag = tag or default_tag
     args = {"DEVICE": device, "TORCH_VERSION": torch_version or default_torch,
             "TORCH_INDEX_URL": default_index if torch_index_url is None else torch_index_url}
     if base_image:
         args["BASE_IMAGE"] = base_image
+    if with_te:
+        args["WITH_TE"] = "1"
     c = client()
     import docker  # importable: client() checked
 
