@@ -96,3 +96,25 @@ def test_asvs_own_steps_are_read_from_its_feed(tmp_path):
     assert [s["title"] for s in steps] == ["50.00% rope.RopeTime.track_time", "older"]
     assert steps[0]["href"] == "index.html#rope.RopeTime.track_time?commits=abc"
     assert steps[0]["summary"] == "50.00% regression on 2026-11-30"
+
+
+def test_rope_table_puts_the_best_variant_first_with_its_share_of_copy_bandwidth():
+    from kernelwatch.report import COPY_KEY
+    from kernelwatch.report import rope as rope_report
+    from kernelwatch.workloads import rope
+
+    case = {"shape": "llama-3.1-8b", "form": "rotate-half", "dtype": "bfloat16"}
+    nbytes = rope.bytes_for(case)
+    copy = Row(machine="m", commit="a" * 40, date=1, env_name="e", env={}, benchmark=COPY_KEY,
+               value=(2 << 30) / 4e12)  # a 4 TB/s copy
+    rows = [copy] + [
+        Row(machine="m", commit="a" * 40, date=1, env_name="e", env={},
+            benchmark="rope.RopeTime.track_time", params={**case, "variant": v},
+            value=nbytes / gbps / 1e9)
+        for v, gbps in (("eager", 400), ("liger", 3700), ("compile", 3000))]
+    (table,) = rope_report.tables(rows, lambda s: f"{s * 1e6:.1f} us")
+    assert [r[0] for r in table.rows] == ["liger", "compile", "eager"]
+    assert table.title.startswith("RoPE llama-3.1-8b rotate-half bfloat16: best variant liger, "
+                                  "92% of copy bandwidth")
+    assert table.rows[0][4] == "92.5%" and table.rows[0][2] == "9.25x"
+    assert table.row_classes == ["best", "", ""]

@@ -266,8 +266,8 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
              "are one. GB/s is the fewest bytes the kernel must move "
              "over the device time; % copy BW compares it with a device-to-device copy "
              "measured in the same environment. Workloads with a write-up of their own "
-             '(GPTQ, GPT-2, ViT VAE) are on the <a href="writeups.html">write-up tables</a> '
-             "page.</p>"]
+             "(GPTQ, GPT-2, Llama layer, RoPE, ViT VAE) are on the "
+             '<a href="writeups.html">write-up tables</a> page.</p>']
     writeups = ["<h1>Write-up tables</h1>", NAV,
                 "<p>Each workload's summary in the shape of the write-up it grew from "
                 "(seeds/), for each environment's newest commit. GPTQ: first run is the first "
@@ -311,7 +311,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
 def _page(title: str, parts: list[str]) -> str:
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
              "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
-             "tr.worse{background:#fdd}tr.better{background:#dfd}.env{color:#555}")
+             "tr.worse{background:#fdd}tr.better{background:#dfd}tr.best{font-weight:bold}.env{color:#555}")
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}"
             f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
 

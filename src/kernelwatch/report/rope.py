@@ -1,0 +1,62 @@
+"""The RoPE table: per shape, form and dtype, every variant's device time, achieved GB/s and
+share of the environment's measured copy bandwidth (RoPE's floor: it must read and write q
+and k once), best first, so the best kernel per shape is the first row. The write-up
+(seeds/te-surgical-rope-compile.md) reported compiled RoPE at 2.79x eager; the issue's aim for
+the best variant on an H100 is 90% of copy bandwidth.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from kernelwatch.report import Table, copy_bandwidth
+from kernelwatch.report.results import Row
+from kernelwatch.workloads import rope
+
+PREFIX = "rope.RopeTime.track_time"
+AIM_OF_COPY = 0.90
+HEADERS = ["variant", "time", "vs eager", "GB/s", "% of copy BW", "caller time"]
+
+
+def best_rows(env_rows: list[Row]) -> dict[tuple, list[dict]]:
+    """{(shape, form, dtype): [row per variant, fastest first]} from one environment."""
+    bandwidth = copy_bandwidth(env_rows)
+    caller = {(tuple(r.params.values())): r.median for r in env_rows
+              if r.benchmark == "rope.RopeTime.track_caller_time" and r.median}
+    cases: dict[tuple, list[dict]] = defaultdict(list)
+    for r in env_rows:
+        if r.benchmark != PREFIX or not r.median:
+            continue
+        p = r.params
+        nbytes = rope.bytes_for(p)
+        cases[(p["shape"], p["form"], p["dtype"])].append({
+            "variant": p["variant"], "time": r.median, "gbps": nbytes / r.median / 1e9,
+            "of_copy": nbytes / r.median / bandwidth if bandwidth else None,
+            "caller": caller.get(tuple(p.values()))})
+    for rows in cases.values():
+        rows.sort(key=lambda row: row["time"])
+        eager = next((row["time"] for row in rows if row["variant"] == "eager"), None)
+        for row in rows:
+            row["speedup"] = eager / row["time"] if eager else None
+    return cases
+
+
+def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
+    out = []
+    for (shape, form, dtype), rows in sorted(best_rows(env_rows).items()):
+        best = rows[0]
+        share = (f", {best['of_copy']:.0%} of copy bandwidth (aim on a GPU: "
+                 f"{AIM_OF_COPY:.0%})" if best["of_copy"] is not None else "")
+
+        def f(v, fmt):
+            return "n/a" if v is None else fmt(v)
+
+        out.append(Table(
+            f"RoPE {shape} {form} {dtype}: best variant {best['variant']}{share}; device time, "
+            "fastest first",
+            HEADERS,
+            [[row["variant"], fmt_seconds(row["time"]), f(row["speedup"], lambda v: f"{v:.2f}x"),
+              f"{row['gbps']:.1f}", f(row["of_copy"], lambda v: f"{v:.1%}"),
+              f(row["caller"], fmt_seconds)] for row in rows],
+            ["best"] + [""] * (len(rows) - 1)))
+    return out
