@@ -4,6 +4,9 @@ import os
 
 import torch
 
+from kernelwatch import measure
+from kernelwatch.errors import Unavailable
+
 # CPU kernels run on this many threads (KERNELWATCH_CPU_THREADS, default 1). Measured by
 # `kernelwatch fidelity` on a 2-core machine: with torch's default (2 threads), compiled
 # RoPE's median moved 15% between processes (compile-dynamic 12%); on 1 thread, 2.6% and
@@ -42,3 +45,36 @@ class _CompileHealth:
         return self._health().recompiles
 
     track_recompiles.unit = "count"
+
+
+class _PeakMemory:
+    """Peak process RSS during one `self.case.run()`, model and inputs included, for a
+    workload class whose `_build(*params)` sets `self.case` and `self.dev`."""
+
+    unit = "bytes"
+
+    def setup(self, *params):
+        self._build(*params)
+        self.case.run()  # compile and warm up outside the peak
+        measure.synchronize(self.dev)
+
+    def _peak(self):
+        return measure.peak_memory(self.case.run, self.dev)
+
+    def track_peak_rss(self, *params):
+        return self._peak().rss
+
+
+class _PeakCudaMemory(_PeakMemory):
+    """Peak CUDA allocated and reserved bytes during one `self.case.run()`."""
+
+    def setup(self, *params):
+        if device().type != "cuda":
+            raise Unavailable("CUDA memory needs a CUDA GPU")
+        super().setup(*params)
+
+    def track_peak_cuda_allocated(self, *params):
+        return self._peak().cuda_allocated
+
+    def track_peak_cuda_reserved(self, *params):
+        return self._peak().cuda_reserved

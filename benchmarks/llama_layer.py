@@ -15,7 +15,7 @@ from kernelwatch import measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import llama_layer
 
-from .common import _CompileHealth, device, pin_cpu_threads
+from .common import _CompileHealth, _PeakCudaMemory, _PeakMemory, device, pin_cpu_threads
 
 
 class _Layer:
@@ -103,39 +103,16 @@ class LayerCompile(_CompileHealth, _Layer):
         return measure.compile_health(llama_layer.compiled_code(self.case), calls)
 
 
-class LayerMemory(_Layer):
+class LayerMemory(_PeakMemory, _Layer):
     """Peak process RSS during one call, weights and inputs included."""
 
     version = "1"
-    unit = "bytes"
-
-    def setup(self, *params):
-        self._build(*params)
-        self.case.run()
-        measure.synchronize(self.dev)
-
-    def _peak(self):
-        return measure.peak_memory(self.case.run, self.dev)
-
-    def track_peak_rss(self, *params):
-        return self._peak().rss
 
 
-class LayerCudaMemory(LayerMemory):
+class LayerCudaMemory(_PeakCudaMemory, _Layer):
     """Peak CUDA allocated and reserved bytes during one call, weights and inputs included."""
 
     version = "1"
-
-    def setup(self, *params):
-        if device().type != "cuda":
-            raise Unavailable("CUDA memory needs a CUDA GPU")
-        super().setup(*params)
-
-    def track_peak_cuda_allocated(self, *params):
-        return self._peak().cuda_allocated
-
-    def track_peak_cuda_reserved(self, *params):
-        return self._peak().cuda_reserved
 
 
 class LayerAccuracy(_Layer):

@@ -14,7 +14,7 @@ from kernelwatch import measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import vae
 
-from .common import _CompileHealth, device, pin_cpu_threads
+from .common import _CompileHealth, _PeakCudaMemory, _PeakMemory, device, pin_cpu_threads
 
 
 class _Vae:
@@ -94,39 +94,16 @@ class VaeCompile(_CompileHealth, _Vae):
         return measure.compile_health(forward, [self.case.run, self.case.run])
 
 
-class VaeMemory(_Vae):
+class VaeMemory(_PeakMemory, _Vae):
     """Peak process RSS during one batch, model and inputs included."""
 
     version = "1"
-    unit = "bytes"
-
-    def setup(self, *params):
-        self._build(*params)
-        self.case.run()
-        measure.synchronize(self.dev)
-
-    def _peak(self):
-        return measure.peak_memory(self.case.run, self.dev)
-
-    def track_peak_rss(self, *params):
-        return self._peak().rss
 
 
-class VaeCudaMemory(VaeMemory):
+class VaeCudaMemory(_PeakCudaMemory, _Vae):
     """Peak CUDA allocated and reserved bytes during one batch, model and inputs included."""
 
     version = "1"
-
-    def setup(self, *params):
-        if device().type != "cuda":
-            raise Unavailable("CUDA memory needs a CUDA GPU")
-        super().setup(*params)
-
-    def track_peak_cuda_allocated(self, *params):
-        return self._peak().cuda_allocated
-
-    def track_peak_cuda_reserved(self, *params):
-        return self._peak().cuda_reserved
 
 
 class VaeQuality(_Vae):

@@ -20,6 +20,15 @@ def fresh_seed() -> int:
     return seed
 
 
+@pytest.fixture
+def one_cpu_thread():
+    """torch on one thread for the test, as the benchmarks pin it (benchmarks/common.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                    reason="needs a CUDA GPU (run on the device machine)")
 

@@ -13,17 +13,11 @@ from kernelwatch.workloads import llama_layer
 
 from .conftest import requires_cuda
 
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 CPU_STRATEGIES = [s for s in llama_layer.STRATEGIES if s not in llama_layer.GPU_ONLY]
 # fp32 on the CPU: a compiled layer reorders sums, nothing more.
 CPU_REL_L2_VS_EAGER = 1e-5
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_the_layer_is_hugging_faces_llama_decoder_layer():

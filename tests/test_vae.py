@@ -13,15 +13,9 @@ from kernelwatch.workloads import vae
 
 from .conftest import requires_cuda
 
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 FRESH = vae.FRESH_IMAGE_OFFSET
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_shapes_of_the_tiny_and_real_configs():

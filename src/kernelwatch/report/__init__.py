@@ -3,8 +3,9 @@ measured copy bandwidth, and change vs the previous commit. Knows asv's files, n
 
 A workload with a summary table of its own adds `report/<workload>.py` and nothing else: it
 is found by its name and declares
-- `PREFIX`: the benchmark prefix it summarises ("gptq."), which the generic speedup table
-  then leaves to it;
+- `PREFIX` (optional): the benchmark prefix it summarises ("gptq."), which the generic
+  speedup table then leaves to it (RoPE's view declares none: its table adds to the generic
+  one);
 - `tables(env_rows, fmt_seconds)`: a list of `Table`s for one environment's newest commit.
 """
 
@@ -39,6 +40,24 @@ def copy_bandwidth(env_rows: list) -> float | None:
         if r.benchmark == COPY_KEY and r.median:
             return (2 << 30) / r.median
     return None
+
+
+def case_metrics(env_rows: list, prefix: str, tracks: dict[str, str],
+                 case_params: tuple[str, ...]) -> dict[tuple, dict[str, dict]]:
+    """{(values of case_params): {variant: {short name: median, or "failed"}}} of one
+    environment's rows of a workload (`prefix`), for the tracks in `tracks` (asv track ->
+    short name): what a workload's summary table is built from."""
+    out: dict[tuple, dict[str, dict]] = {}
+    for r in env_rows:
+        track = r.benchmark.rsplit(".", 1)[-1]
+        if not r.benchmark.startswith(prefix) or track not in tracks:
+            continue
+        value = "failed" if r.failed else (r.median if r.median is not None else r.value)
+        if value is None:
+            continue
+        case = tuple(r.params[k] for k in case_params)
+        out.setdefault(case, {}).setdefault(r.params["variant"], {})[tracks[track]] = value
+    return out
 
 
 def views() -> list[ModuleType]:

@@ -7,9 +7,7 @@ the write-up's surgical figures.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
-from kernelwatch.report import Table
+from kernelwatch.report import Table, case_metrics
 from kernelwatch.report.results import Row
 from kernelwatch.workloads import llama_layer
 
@@ -78,18 +76,7 @@ def cells(row: dict) -> list[str]:
 
 def summary(env_rows: list[Row]) -> dict[tuple, dict[str, Metrics]]:
     """{(shape, seq_len, backend, pass): {strategy: metrics}} from one environment's rows."""
-    out: dict[tuple, dict[str, Metrics]] = defaultdict(lambda: defaultdict(dict))
-    for r in env_rows:
-        track = r.benchmark.rsplit(".", 1)[-1]
-        if not r.benchmark.startswith(PREFIX) or track not in TRACKS:
-            continue
-        value = "failed" if r.failed else (r.median if r.median is not None else r.value)
-        if value is None:
-            continue
-        p = r.params
-        out[(p["shape"], p["seq_len"], p["backend"], p["pass"])][p["variant"]][
-            TRACKS[track]] = value
-    return out
+    return case_metrics(env_rows, PREFIX, TRACKS, ("shape", "seq_len", "backend", "pass"))
 
 
 def make_tables(cases: dict[tuple, dict[str, Metrics]]) -> list[Table]:

@@ -75,7 +75,7 @@ def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[d
     and % of copy bandwidth; and what a Python caller pays (CALLER_SUFFIX), its speedup and
     the host overhead per call (caller minus device). On a CPU the two times are one."""
     # A workload with a summary of its own (report/<workload>.py) is left to it.
-    own = tuple(v.PREFIX for v in views())
+    own = tuple(v.PREFIX for v in views() if getattr(v, "PREFIX", None))
     timed = [r for r in env_rows if r.benchmark.endswith(TIME_SUFFIX) and "variant" in r.params
              and r.median is not None and not r.benchmark.startswith(own)]
     on_cpu = bool(env_rows) and env_rows[0].device_type == "cpu"

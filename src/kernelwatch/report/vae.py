@@ -7,9 +7,7 @@ at batch 1 and 8 the caller's time is the one a user sees (the GPU waits for the
 
 from __future__ import annotations
 
-from collections import defaultdict
-
-from kernelwatch.report import Table
+from kernelwatch.report import Table, case_metrics
 from kernelwatch.report.results import Row
 from kernelwatch.workloads import vae
 
@@ -91,20 +89,7 @@ def cells(row: dict) -> list[str]:
 
 def summary(env_rows: list[Row]) -> dict[tuple, dict[str, Metrics]]:
     """{(config, part, batch): {variant: metrics}} from one environment's asv rows."""
-    out: dict[tuple, dict[str, Metrics]] = defaultdict(lambda: defaultdict(dict))
-    for r in env_rows:
-        track = r.benchmark.rsplit(".", 1)[-1]
-        if not r.benchmark.startswith(PREFIX) or track not in TRACKS:
-            continue
-        if r.failed:
-            value: float | str | None = "failed"
-        else:
-            value = r.median if r.median is not None else r.value
-        if value is None:
-            continue
-        p = r.params
-        out[(p["config"], p["part"], p["batch"])][p["variant"]][TRACKS[track]] = value
-    return out
+    return case_metrics(env_rows, PREFIX, TRACKS, ("config", "part", "batch"))
 
 
 def make_tables(cases: dict[tuple, dict[str, Metrics]]) -> list[Table]:
