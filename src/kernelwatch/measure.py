@@ -475,20 +475,21 @@ def region_share(run: Callable[[], object], whole_label: str, region_label: str,
         for _ in range(calls):
             run()
         synchronize(device)
-    events = {e.key: e for e in prof.key_averages()}
-    missing = [label for label in (whole_label, region_label) if label not in events]
+    # The host-side ranges only: on a GPU the profiler also records each range as a device
+    # annotation of the same name, whose length is wall time on the GPU, idle gaps included.
+    # A host range's device_time_total sums the kernels launched inside it, nested ops too.
+    totals = {whole_label: 0.0, region_label: 0.0}
+    seen = set()
+    for e in prof.events():
+        if e.name in totals and e.device_type == torch.autograd.DeviceType.CPU:
+            seen.add(e.name)
+            totals[e.name] += float(e.device_time_total if cuda else e.cpu_time_total)
+    missing = [label for label in totals if label not in seen]
     if missing:
         raise KernelwatchError(f"the profiler saw no range named {', '.join(missing)}: the "
                                "call must mark them with torch.profiler.record_function")
-
-    def total(label: str) -> float:
-        e = events[label]
-        if cuda:
-            return float(getattr(e, "device_time_total", None) or e.cuda_time_total)
-        return float(e.cpu_time_total)
-
-    whole = total(whole_label)
-    return total(region_label) / whole if whole else math.nan
+    whole = totals[whole_label]
+    return totals[region_label] / whole if whole else math.nan
 
 
 # ----------------------------------------------------------------------------- accuracy
