@@ -55,10 +55,11 @@ gpu-wheels:
 	  llmcompressor==0.14.0.1 compressed-tensors==0.19.0 loguru==0.7.3 datasets==5.2.0 \
 	  dill==0.4.1 multiprocess==0.70.19 pydantic==2.14.3 pydantic-core==2.50.4 \
 	  annotated-types==0.8.0 typing-inspection==0.4.5
-	# GPT-2's torchao variants (the device has transformers, onnxruntime and psutil).
+	# torchao (GPT-2's and the VAE's quantized variants) and Liger Kernel (RoPE's `liger`);
+	# the device has transformers, onnxruntime, psutil and triton.
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-	  --platform manylinux2014_x86_64 -d .whl torchao==0.18.0
+	  --platform manylinux2014_x86_64 -d .whl torchao==0.18.0 liger-kernel==0.8.5
 
 clean:
 	rm -rf $(VENV) .asv html
