@@ -193,8 +193,12 @@ def test_push_nightly_and_pr_paths_run_end_to_end(clone, cpu_image, isolated_hom
     assert local <= set(branch_files(bare))  # nothing measured here is missing there
 
     summary = tmp_path / "summary.md"
+    # RoPE's tiny time under torch 2.13.0: both commits are recorded by the quick-run test
+    # when the whole suite runs, so the pr path's compare is what this costs.
     pr = sh([bench, "pr"], clone, dict(common, KW_RUNNER="host", KW_MACHINE="kernelwatch-test",
-            KW_RUN_ARGS="--quick --workload rope", KW_SUMMARY=str(summary),
+            KW_RUN_ARGS="--workload rope --param shape=tiny --param form=rotate-half "
+            "--param dtype=float32 --param variant=eager --param variant=compile "
+            "--metric time --track time --torch 2.13.0", KW_SUMMARY=str(summary),
             KW_BASE=git("rev-parse", "HEAD~1", cwd=clone), KW_HEAD=head))
     text = summary.read_text()
     assert "### kernelwatch:" in text and "| before | after | ratio |" in text
