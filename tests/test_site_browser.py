@@ -3,7 +3,7 @@ installs it: scripts/ensure-chromium.sh), run in a network namespace of its own 
 -n`), so no request can leave the machine and a page that needed one would not draw.
 
 Real results: RoPE's tiny eager and compile timed at HEAD~1, then at HEAD with the test-only
-20% slowdown injected, under a machine of their own; then `kernelwatch publish`, and
+slowdown injected (the time doubled), under a machine of their own; then `kernelwatch publish`, and
 `kernelwatch compare` of the two commits."""
 
 import os
@@ -42,7 +42,11 @@ def site(clone, tmp_path_factory):
     case = ["--workload", "rope", "--param", "shape=tiny", "--param", "form=rotate-half",
             "--param", "dtype=float32", "--param", "variant=eager", "--param", "variant=compile",
             "--metric", "time", "--track", "time", "--torch", "2.13.0"]
-    for rev, slowdown in (("HEAD~1^!", "0"), ("HEAD^!", "0.2")):
+    # Doubled, not +20%: the pages are under test here, not the detector's sensitivity
+    # (docs/measurement.md has that). On CI's shared machine a burst once slowed 17 of 30
+    # back-to-back samples of compiled tiny RoPE from 44 to 75 us at HEAD~1, so its median
+    # read 66.6 us and a 20% slower HEAD (53 us) looked faster.
+    for rev, slowdown in (("HEAD~1^!", "0"), ("HEAD^!", "1.0")):
         r = subprocess.run([kernelwatch_exe(), "run", *case, rev], cwd=clone, text=True,
                            capture_output=True,
                            env={**env, "KERNELWATCH_INJECT_SLOWDOWN": slowdown})
@@ -69,8 +73,7 @@ def test_the_regressions_page_lists_the_injected_regression(site):
     ours, steps = page.split("asv's detected steps")
     worse = [row for row in re.findall(r'<tr class="worse">(.*?)</tr>', ours)
              if MACHINE in row and "rope.RopeTime.track_time" in row]
-    # Compiled RoPE's run-to-run spread is under 2% on one thread (docs/measurement.md), so
-    # 20% is flagged; eager's is larger, and its row is listed, flagged or not.
+    # A doubled time is flagged for compiled RoPE; eager's row is listed, flagged or not.
     assert "tiny, rotate-half, float32, compile" in {
         re.findall(r"<td>(.*?)</td>", row)[3] for row in worse}  # params, in their order
     assert "tiny, rotate-half, float32, eager" in ours
