@@ -1,5 +1,6 @@
 """Fixtures shared by the benchmark files. Benchmark files declare; kernelwatch measures."""
 
+import functools
 import os
 
 import torch
@@ -45,6 +46,22 @@ class _CompileHealth:
         return self._health().recompiles
 
     track_recompiles.unit = "count"
+
+
+class _CompileCost(_CompileHealth):
+    """Cold compile (fresh inductor cache) and warm compile (FX graph cache filled by a child
+    process) of `self.case.run`, plus dynamo's health, for a workload class that sets
+    `prime_compile = staticmethod(workload.prime_compile)`: the function that compiles the
+    same case in the child, called with the asv params and the device type."""
+
+    unit = "seconds"
+
+    def track_cold_compile(self, *params):
+        return measure.cold_compile_seconds(self.case.run, self.dev)
+
+    def track_warm_compile(self, *params):
+        prime = functools.partial(self.prime_compile, *params, self.dev.type)
+        return measure.warm_compile_seconds(self.case.run, prime, self.dev)
 
 
 class _PeakMemory:

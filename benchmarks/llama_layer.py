@@ -15,7 +15,7 @@ from kernelwatch import measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import llama_layer
 
-from .common import _CompileHealth, _PeakCudaMemory, _PeakMemory, device, pin_cpu_threads
+from .common import _CompileCost, _PeakCudaMemory, _PeakMemory, device, pin_cpu_threads
 
 
 class _Layer:
@@ -77,25 +77,18 @@ class LayerCompiledShare(_Layer):
                                     llama_layer.SURGICAL_LABEL, self.dev)
 
 
-class LayerCompile(_CompileHealth, _Layer):
+class LayerCompile(_CompileCost, _Layer):
     """Compile cost (cold: fresh inductor cache; warm: FX graph cache filled by a child
     process) and compile health over two calls at the timed length and one at half of it:
     a recompile there is the dynamic-shape behaviour a changing sequence length meets."""
 
     version = "1"
-    unit = "seconds"
+    prime_compile = staticmethod(llama_layer.prime_compile)
 
     def setup(self, *params):
         if params[-1] == "eager":
             raise Unavailable("eager is not compiled")
         self._build(*params)
-
-    def track_cold_compile(self, *params):
-        return measure.cold_compile_seconds(self.case.run, self.dev)
-
-    def track_warm_compile(self, *params):
-        prime = functools.partial(llama_layer.prime_compile, *params, self.dev.type)
-        return measure.warm_compile_seconds(self.case.run, prime, self.dev)
 
     def _health(self):
         half = self.case.fresh_inputs(seed=1, seq_len=self.case.seq_len // 2)

@@ -7,14 +7,13 @@ Variants that cannot run here (FP8 without an FP8 GPU, CUDA graphs on a CPU) are
 `setup` with the reason.
 """
 
-import functools
 import os
 
 from kernelwatch import measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import vae
 
-from .common import _CompileHealth, _PeakCudaMemory, _PeakMemory, device, pin_cpu_threads
+from .common import _CompileCost, _PeakCudaMemory, _PeakMemory, device, pin_cpu_threads
 
 
 class _Vae:
@@ -70,24 +69,17 @@ class VaeFirstRun(_Vae):
         return measure.cold_compile_seconds(self.case.first_run, self.dev)
 
 
-class VaeCompile(_CompileHealth, _Vae):
+class VaeCompile(_CompileCost, _Vae):
     """Compile cost (cold: fresh inductor cache; warm: FX graph cache filled by a child
     process) and compile health (graph breaks, graphs, recompiles) over two calls."""
 
     version = "1"
-    unit = "seconds"
+    prime_compile = staticmethod(vae.prime_compile)
 
     def setup(self, config, part, batch, variant):
         if variant not in vae.COMPILE_KWARGS and not variant.endswith("-compile"):
             raise Unavailable(f"{variant} is not compiled")
         self._build(config, part, batch, variant)
-
-    def track_cold_compile(self, *params):
-        return measure.cold_compile_seconds(self.case.run, self.dev)
-
-    def track_warm_compile(self, *params):
-        prime = functools.partial(vae.prime_compile, *params, self.dev.type)
-        return measure.warm_compile_seconds(self.case.run, prime, self.dev)
 
     def _health(self):
         forward = type(self.case.module).forward.__code__
