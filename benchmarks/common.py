@@ -64,16 +64,44 @@ class _CompileCost(_CompileHealth):
         return measure.warm_compile_seconds(self.case.run, prime, self.dev)
 
 
-class _PeakMemory:
-    """Peak process RSS during one `self.case.run()`, model and inputs included, for a
-    workload class whose `_build(*params)` sets `self.case` and `self.dev`."""
-
-    unit = "bytes"
+class _WarmCase:
+    """Setup for a workload class whose `_build(*params)` sets `self.case` (with `run()`)
+    and `self.dev`: build, then one call, so compiling (from a warm cache after the first
+    process) and warm-up stay outside what is measured."""
 
     def setup(self, *params):
         self._build(*params)
-        self.case.run()  # compile and warm up outside the peak
+        self.case.run()
         measure.synchronize(self.dev)
+
+
+class _CallTime(_WarmCase):
+    """Seconds per `self.case.run()`. track_time is the device's own time: on a GPU, CUDA
+    events around CUDA-graph replays where `_graph_replay(*params)` allows, around plain
+    calls otherwise; track_caller_time is what a Python caller pays per call (host clock,
+    no graph, one synchronize per sample). 20 samples after 3 warm-up calls: a call of a
+    model or a layer lasts milliseconds."""
+
+    unit = "seconds"
+
+    def _graph_replay(self, *params) -> bool:
+        return False
+
+    def track_time(self, *params):
+        graph = self.dev.type == "cuda" and self._graph_replay(*params)
+        opts = {"cuda_graph": True} if graph else {}
+        return measure.time_callable(self.case.run, [()], self.dev, samples=20, warmup=3,
+                                     **opts).for_asv()
+
+    def track_caller_time(self, *params):
+        return measure.time_caller(self.case.run, [()], self.dev, samples=20,
+                                   warmup=3).for_asv()
+
+
+class _PeakMemory(_WarmCase):
+    """Peak process RSS during one `self.case.run()`, model and inputs included."""
+
+    unit = "bytes"
 
     def _peak(self):
         return measure.peak_memory(self.case.run, self.dev)

@@ -15,7 +15,14 @@ from kernelwatch import measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import llama_layer
 
-from .common import _CompileCost, _PeakCudaMemory, _PeakMemory, device, pin_cpu_threads
+from .common import (
+    _CallTime,
+    _CompileCost,
+    _PeakCudaMemory,
+    _PeakMemory,
+    device,
+    pin_cpu_threads,
+)
 
 
 class _Layer:
@@ -29,30 +36,15 @@ class _Layer:
         self.case = llama_layer.build_case(*params, self.dev, **kw)
 
 
-class LayerTime(_Layer):
-    """Seconds per call of the pass. track_time is the device's own time: on a GPU, CUDA
-    events around CUDA-graph replays for the torch backend's forward (around plain calls
-    otherwise: llama_layer.device_time_uses_graph); track_caller_time is what a Python
-    caller pays per call (host clock, no graph, one synchronize per sample)."""
+class LayerTime(_CallTime, _Layer):
+    """Seconds per call of the pass, device time and caller time (common._CallTime). Device
+    time replays CUDA graphs for the torch backend's forward only; autograd,
+    reduce-overhead and TE are timed around plain calls (llama_layer.device_time_uses_graph)."""
 
     version = "1"
-    unit = "seconds"
 
-    def setup(self, *params):
-        self._build(*params)
-        self.case.run()  # compile (warm cache after the first process) and warm up
-        measure.synchronize(self.dev)
-
-    def track_time(self, shape, seq_len, backend, pass_, strategy):
-        graph = self.dev.type == "cuda" and llama_layer.device_time_uses_graph(
-            backend, pass_, strategy)
-        opts = {"cuda_graph": True} if graph else {}
-        return measure.time_callable(self.case.run, [()], self.dev, samples=20, warmup=3,
-                                     **opts).for_asv()
-
-    def track_caller_time(self, *params):
-        return measure.time_caller(self.case.run, [()], self.dev, samples=20,
-                                   warmup=3).for_asv()
+    def _graph_replay(self, shape, seq_len, backend, pass_, strategy):
+        return llama_layer.device_time_uses_graph(backend, pass_, strategy)
 
 
 class LayerCompiledShare(_Layer):

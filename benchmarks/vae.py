@@ -13,7 +13,14 @@ from kernelwatch import measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import vae
 
-from .common import _CompileCost, _PeakCudaMemory, _PeakMemory, device, pin_cpu_threads
+from .common import (
+    _CallTime,
+    _CompileCost,
+    _PeakCudaMemory,
+    _PeakMemory,
+    device,
+    pin_cpu_threads,
+)
 
 
 class _Vae:
@@ -28,30 +35,16 @@ class _Vae:
         self.case = vae.build_case(config, part, batch, variant, self.dev, **kw)
 
 
-class VaeTime(_Vae):
-    """Seconds per batch. track_time is the device's own time: on a GPU, CUDA events around
-    CUDA-graph replays (around plain calls for compile-reduce-overhead, which replays its
-    own graphs, and for torchao's eager quantized variants); track_caller_time is what a
-    Python caller pays per call (host clock, no graph, one synchronize per sample).
-    ms/image and images/s are derived in the report."""
+class VaeTime(_CallTime, _Vae):
+    """Seconds per batch, device time and caller time (common._CallTime). Device time
+    replays CUDA graphs except for compile-reduce-overhead, which replays its own graphs,
+    and torchao's eager quantized variants (vae.device_time_uses_graph). ms/image and
+    images/s are derived in the report."""
 
     version = "1"
-    unit = "seconds"
 
-    def setup(self, *params):
-        self._build(*params)
-        self.case.run()  # compile (warm cache after the first process) and warm up
-        measure.synchronize(self.dev)
-
-    def track_time(self, *params):
-        graph = self.dev.type == "cuda" and vae.device_time_uses_graph(self.case.variant)
-        opts = {"cuda_graph": True} if graph else {}
-        return measure.time_callable(self.case.run, [()], self.dev, samples=20,
-                                     warmup=3, **opts).for_asv()
-
-    def track_caller_time(self, *params):
-        return measure.time_caller(self.case.run, [()], self.dev, samples=20,
-                                   warmup=3).for_asv()
+    def _graph_replay(self, *params):
+        return vae.device_time_uses_graph(self.case.variant)
 
 
 class VaeFirstRun(_Vae):
