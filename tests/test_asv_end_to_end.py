@@ -444,8 +444,11 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
     cells = [c.strip() for c in line.split("|")]
     assert cells[5] == f"{threshold:.2f}"  # the series' own, from the fidelity run
     # Three noisy processes can set a threshold above the injected 20% (CI once: 1.50), and
-    # then that series is rightly not flagged: the mark follows the series' own threshold.
-    assert line.startswith("| + |") == (float(cells[4]) > threshold)
+    # then that series is rightly not flagged: a mark needs the series' own threshold passed.
+    if line.startswith("| + |"):
+        assert float(cells[4]) > threshold
+    else:
+        assert line.startswith("|  |") and threshold > 1.10
     assert (own.returncode == 1) == ("\n| + |" in own.stdout)
     assert "own threshold from `kernelwatch fidelity` where measured (1 series" in own.stdout
     missing = run([kernelwatch_exe(), "compare", "HEAD~1", "HEAD", "--machine", "aa-base"],
