@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from kernelwatch import variants
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
-from kernelwatch.workloads.rope import rope_rotate_half
+from kernelwatch.workloads.rope import RopeShape, cos_sin, rope_rotate_half
 
 
 @dataclass(frozen=True)
@@ -319,14 +319,12 @@ def model_dtype(device: torch.device) -> torch.dtype:
 
 def rope_tables(shape: LayerShape, seq_len: int, dtype: torch.dtype,
                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin [B, S, D] as LlamaRotaryEmbedding makes them (angles in float64)."""
-    d = shape.head_dim
-    inv_freq = 1.0 / shape.rope_theta ** (
-        torch.arange(0, d, 2, dtype=torch.float64, device=device) / d)
-    theta = torch.outer(torch.arange(seq_len, dtype=torch.float64, device=device), inv_freq)
-    theta = torch.cat((theta, theta), dim=-1).expand(shape.batch, seq_len, d)
-    return theta.cos().to(dtype).contiguous(), theta.sin().to(dtype).contiguous()
-
+    """cos and sin [B, S, D] as LlamaRotaryEmbedding makes them: the RoPE workload's
+    rotate-half tables for this layer's attention."""
+    attention = RopeShape(batch=shape.batch, q_heads=shape.heads, kv_heads=shape.kv_heads,
+                          seq_len=seq_len, head_dim=shape.head_dim,
+                          rope_theta=shape.rope_theta)
+    return cos_sin(attention, "rotate-half", dtype, device)
 
 def make_inputs(shape: LayerShape, seq_len: int, dtype: torch.dtype, device: torch.device,
                 seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
