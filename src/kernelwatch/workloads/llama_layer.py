@@ -354,18 +354,13 @@ def _labelled(fn: Callable, label: str) -> Callable:
     return run
 
 
-def surgical_ops(label: bool = False) -> TensorOps:
-    """RoPE and the reshapes compiled, each on its own (the write-up's pattern); `label`
-    marks each call for the profiler (the share of layer time they take)."""
-    ops = [torch.compile(f, **SURGICAL_COMPILE) for f in (split_heads, rope_rotate_half,
-                                                          merge_heads)]
-    if label:
-        ops = [_labelled(f, SURGICAL_LABEL) for f in ops]
-    return TensorOps(*ops)
-
-
-def eager_ops(label: bool = False) -> TensorOps:
+def tensor_ops(compiled: bool, label: bool = False) -> TensorOps:
+    """The layer's tensor ops: eager, or (surgical) RoPE and the reshapes compiled, each on
+    its own as the write-up did; `label` marks each call for the profiler (the share of
+    layer time they take)."""
     ops = [split_heads, rope_rotate_half, merge_heads]
+    if compiled:
+        ops = [torch.compile(f, **SURGICAL_COMPILE) for f in ops]
     if label:
         ops = [_labelled(f, SURGICAL_LABEL) for f in ops]
     return TensorOps(*ops)
@@ -428,7 +423,7 @@ def build_case(shape: str, seq_len: str, backend: str, pass_: str, strategy: str
                            "pass": [pass_], "variant": [strategy]}, where="llama_layer")
     device = torch.device(device)
     check_available(backend, strategy, device)
-    ops = surgical_ops(label_regions) if strategy == "surgical" else eager_ops(label_regions)
+    ops = tensor_ops(strategy == "surgical", label_regions)
     layer = build_layer(shape, backend, model_dtype(device), device, ops)
     fn: Callable = layer
     if strategy in FULL_COMPILE:
