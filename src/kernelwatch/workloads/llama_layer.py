@@ -404,8 +404,9 @@ class LayerCase:
 
 
 def build_layer(shape: str, backend: str, dtype: torch.dtype, device: torch.device,
-                ops: TensorOps, weights: dict[str, torch.Tensor] | None = None) -> LlamaLayer:
-    weights = weights if weights is not None else load_weights(shape)
+                ops: TensorOps) -> LlamaLayer:
+    """The layer of `backend` with this shape's weights (load_weights) and `ops`."""
+    weights = load_weights(shape)
     if backend == "te":
         layer = LlamaLayer(SHAPES[shape], TeProjections(SHAPES[shape], weights, dtype, device))
     else:
