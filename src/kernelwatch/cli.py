@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,19 +21,29 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import detect, environment, recorded, workloads
+from kernelwatch import detect, environment, recorded, result_files, settings, workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 from kernelwatch.progress import AsvProgress, log_path
+from kernelwatch.snapshot import Snapshot, free_bytes
 
 # Flags kept from before `--param`: each is `--param NAME=VALUE` for the parameter it names.
 PARAM_ALIASES = ("shape", "form", "dtype", "scheme", "blocksize", "variant")
 QUICK_COMPILE_METRICS = ("cold_compile", "recompiles")
 
 
-def find_repo_root(start: Path | None = None) -> Path:
+def find_repo_root(start: Path | None = None, *, needs_git: bool = True) -> Path:
+    """The checkout: the nearest directory at or above `start` holding asv.conf.json. With
+    `needs_git`, it must be a git repository with a commit, since asv files every result
+    under one."""
     here = (start or Path.cwd()).resolve()
     for d in (here, *here.parents):
         if (d / "asv.conf.json").is_file():
+            if needs_git and commit_of(d, "HEAD") is None:
+                raise KernelwatchError(
+                    f"{d} is not a git repository with a commit (or git is not installed): "
+                    "asv files every result under the commit it measured. Run kernelwatch in "
+                    "a clone (`git clone URL`), or make this copy one: `git init && git add -A "
+                    "&& git commit -m snapshot`")
             return d
     raise KernelwatchError(
         "no asv.conf.json here or above; run kernelwatch from inside the kernelwatch repository"
@@ -58,8 +69,23 @@ def run_checked(cmd: list[str], cwd: Path) -> None:
 # ----------------------------------------------------------------------------- machine
 
 
-def machine_name(arg: str | None) -> str:
-    return arg or os.environ.get("KERNELWATCH_MACHINE") or socket.gethostname()
+def machine_name(arg: str | None, flag: str = "--machine") -> str:
+    """The asv machine results are filed under: the flag, else $KERNELWATCH_MACHINE, else
+    the host name. A plain name, never a path: it becomes a directory under results/."""
+    if arg:
+        where = flag
+    elif os.environ.get("KERNELWATCH_MACHINE"):
+        arg, where = os.environ["KERNELWATCH_MACHINE"], "KERNELWATCH_MACHINE"
+    else:
+        arg, where = socket.gethostname(), "this host's name"
+    try:
+        return result_files.check_machine_name(arg, where)
+    except result_files.Refused as exc:
+        raise KernelwatchError(f"{exc}; name another with --machine") from None
+
+
+# asv's machine file; "~" is expanded when it is used (tests move HOME).
+MACHINE_FILE = Path("~/.asv-machine.json")
 
 
 def write_machine_info(name: str, existing: bool) -> dict:
@@ -75,7 +101,7 @@ def write_machine_info(name: str, existing: bool) -> dict:
         facts = environment.torch_facts()
         entry.update(torch=facts["torch"], cuda=facts["cuda"], threads=facts["threads"])
         entry.update(environment.library_versions())
-    path = Path(os.path.expanduser("~/.asv-machine.json"))
+    path = MACHINE_FILE.expanduser()
     try:
         data = json.loads(path.read_text()) if path.exists() else {}
     except json.JSONDecodeError as exc:
@@ -138,6 +164,41 @@ def quick_selections(workload: str) -> list[Selection]:
     return selections
 
 
+def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
+                 metrics: Sequence[str] | None, tracks: Sequence[str] | None
+                 ) -> list[Selection]:
+    """The quick set narrowed by --param, --metric and --track: each chosen value must be in
+    the quick case (else one message: drop --quick to reach it), and what is left selects
+    at least one benchmark."""
+    out: list[Selection] = []
+    for workload, quick, families, quick_tracks in selections:
+        params = dict(quick)
+        for name, values in chosen.items():
+            allowed = quick.get(name)
+            if allowed is None:
+                continue
+            extra = [v for v in values if v not in allowed]
+            if extra:
+                raise KernelwatchError(
+                    f"--quick runs {workload} at {name}={','.join(allowed)}; {name}="
+                    f"{','.join(extra)} is outside it: drop --quick to select any value "
+                    f"(`kernelwatch list {workload}`)")
+            params[name] = [v for v in allowed if v in values]
+        if metrics:
+            families = [f for f in families or [] if f in metrics]
+        if tracks:
+            quick_tracks = [t for t in quick_tracks or tracks if t in tracks]
+        if families and quick_tracks != []:
+            out.append((workload, params, families, quick_tracks))
+    asked = {f for f in metrics or ()} | {t for t in tracks or ()}
+    if asked and not out:
+        offered = sorted({f for _, _, fs, _ in selections for f in fs or ()})
+        raise KernelwatchError(
+            f"--quick measures the metric families {', '.join(offered)}; "
+            f"{', '.join(sorted(asked))} selects none of them: drop --quick to measure it")
+    return out
+
+
 def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[str] | None]
                  ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """`--param NAME=VALUE` (repeatable) and the alias flags, as (asv parameter choices,
@@ -172,8 +233,8 @@ DERIVED_CONFIG = ".asv-kernelwatch-{digest}.conf.json"
 
 def derived_config(repo: Path, *, existing: bool = False,
                    torch_versions: list[str] | None = None, env_dir: str | None = None,
-                   branch: str | None = None, results_dir: str | None = None
-                   ) -> Path | None:
+                   branch: str | None = None, results_dir: str | None = None,
+                   html_dir: str | None = None) -> Path | None:
     """asv.conf.json with kernelwatch's overrides, or None when there are none.
 
     - existing: an empty matrix. asv would otherwise file an `existing` environment's
@@ -184,9 +245,10 @@ def derived_config(repo: Path, *, existing: bool = False,
       whose interpreters it cannot run).
     - branch: the branch asv follows (`run` with no range, `publish`'s graphs), where the
       configured one does not exist in this clone (see history_branch).
-    - results_dir: where asv reads results (publish --skip-corrupt: a readable copy).
+    - results_dir: where asv reads results (publish: a checked copy).
+    - html_dir: where asv writes the site (publish builds it beside the old one).
     """
-    if not (existing or torch_versions or env_dir or branch or results_dir):
+    if not (existing or torch_versions or env_dir or branch or results_dir or html_dir):
         return None
     conf = asv_config(repo)
     if existing:
@@ -199,6 +261,8 @@ def derived_config(repo: Path, *, existing: bool = False,
         conf["branches"] = [branch]
     if results_dir:
         conf["results_dir"] = results_dir
+    if html_dir:
+        conf["html_dir"] = html_dir
     text = json.dumps(conf, indent=4)
     path = repo / DERIVED_CONFIG.format(digest=hashlib.sha1(text.encode()).hexdigest()[:10])
     if not path.exists():
@@ -216,9 +280,13 @@ def asv_config(repo: Path) -> dict:
 
 
 def commit_of(repo: Path, name: str) -> str | None:
-    """The full hash git gives `name` (a branch, tag or revision), or None."""
-    out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
-                         cwd=repo, capture_output=True, text=True)
+    """The full hash git gives `name` (a branch, tag or revision), or None (also where
+    `repo` is no git repository, or git is missing)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+                             cwd=repo, capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
     return out.stdout.strip() if out.returncode == 0 else None
 
 
@@ -346,7 +414,17 @@ def _run(args: argparse.Namespace) -> int:
     settings_env: dict[str, str] = {}
     if args.quick:
         names = [args.workload] if args.workload else list(workloads.WORKLOADS)
-        selections = [sel for w in names for sel in quick_selections(w)]
+        aliases = {name: getattr(args, name) for name in PARAM_ALIASES}
+        if (args.param or any(aliases.values())) and not args.workload:
+            raise KernelwatchError("--quick with --param narrows one workload's quick case: "
+                                   "add --workload W (`kernelwatch list W` shows its quick "
+                                   "case)")
+        chosen: dict[str, list[str]] = {}
+        if args.workload:
+            chosen, settings_env = parse_params(args.workload, args.param or (), aliases)
+            check_choices(workloads.get(args.workload).PARAMS, chosen, where=args.workload)
+        selections = narrow_quick([sel for w in names for sel in quick_selections(w)],
+                                  chosen, args.metric, args.track)
     else:
         workload = args.workload or "rope"
         chosen, settings_env = parse_params(
@@ -364,6 +442,32 @@ def _run(args: argparse.Namespace) -> int:
     else:
         chunks = [[selection_regex(*sel) for sel in selections] + [ENVIRONMENT_REGEX]]
     name = machine_name(args.machine)
+    snap = None if args.dry_run else Snapshot.take(repo / "results", name,
+                                                 MACHINE_FILE.expanduser())
+    try:
+        return _run_planned(args, repo, asv, rev, commits, name, existing, chunks,
+                            settings_env)
+    except DiskFull:
+        assert snap is not None
+        lines = snap.repair(measured=bool(snap.changed_results()))
+        raise KernelwatchError(
+            f"the disk holding results/ is full ({free_bytes(repo / 'results') // 2**20} MiB "
+            f"free): free at least {max(64, 4 * snap.bytes_kept() // 2**20)} MiB there and "
+            "run again. Recorded files were kept: " + ("; ".join(lines) or "none was touched")
+        ) from None
+    finally:
+        if snap is not None:
+            for line in snap.repair(measured=bool(snap.changed_results())):
+                print(f"kernelwatch: {line}", file=sys.stderr)
+
+
+class DiskFull(KernelwatchError):
+    """asv stopped on a full disk; the caller restores what it left and names the room."""
+
+
+def _run_planned(args: argparse.Namespace, repo: Path, asv: str, rev: str, commits: list[str],
+                 name: str, existing: bool, chunks: list[list[str]],
+                 settings_env: dict[str, str]) -> int:
     write_machine_info(name, existing)
     config = derived_config(repo, existing=existing, torch_versions=args.torch,
                             env_dir=os.environ.get("KERNELWATCH_ENV_DIR"),
@@ -452,6 +556,8 @@ def _run_calls(args: argparse.Namespace, repo: Path, base: list[str], rev: str,
             progress = AsvProgress(log, f"part {i}/{len(calls)}" if len(calls) > 1 else "asv")
         rc = _run_streaming(full, repo, seen, settings_env, progress)
         causes |= seen.keys() & FAILURE_FIXES.keys()
+        if rc != 0 and "disk-full" in seen:
+            raise DiskFull(seen["disk-full"])
         if rc != 0 and "env-failed" in seen:
             raise KernelwatchError(environment_failure(seen, repo, log))
         if rc in (0, 1) and "none-selected" in seen:  # asv exits 1 on it in some modes
@@ -478,6 +584,7 @@ ASV_OUTPUT_PATTERNS = {
     "timeout": re.compile(r"timed out \(timeout ([\d.]+)s\)"),
     "oom": re.compile(r"OutOfMemoryError|CUDA out of memory|can't allocate memory|\bMemoryError\b"),
     "none-selected": re.compile(r"No benchmarks selected"),
+    "disk-full": re.compile(r"No space left on device|\[Errno 28\]|Disk quota exceeded"),
     # asv could not build an environment: pip failed on one requirement of the matrix
     # (`--torch 9.9.9`). asv prints the pip command, pip's own ERROR lines, and, where the
     # index answered, the versions it has.
@@ -528,8 +635,11 @@ def _run_streaming(cmd: list[str], cwd: Path, seen: dict[str, str],
     whole in a log file), or line by line to stdout when there is none (-v). `extra_env`
     reaches the benchmark processes (a workload's SETTINGS)."""
     env = {**os.environ, **extra_env} if extra_env else None
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", bufsize=1, env=env)
+    # Through the reaper: no benchmark process outlives kernelwatch, SIGKILL included.
+    guarded = [sys.executable, "-m", "kernelwatch.reaper", str(os.getpid()), "--", *cmd]
+    proc = subprocess.Popen(guarded, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                            env=env)
     assert proc.stdout is not None
     rc = None
     try:
@@ -547,6 +657,12 @@ def _run_streaming(cmd: list[str], cwd: Path, seen: dict[str, str],
         proc.wait()  # asv got the same Ctrl-C; it keeps what it saved
         raise KernelwatchError("interrupted; result files already written under results/ "
                                "are kept") from None
+    except Terminated:
+        proc.terminate()  # the reaper ends asv and every benchmark process
+        proc.wait()
+        raise KernelwatchError("terminated (SIGTERM): asv and its benchmark processes were "
+                               "stopped; result files already written under results/ are "
+                               "kept") from None
     finally:
         if progress is not None:
             # 2: asv ran everything, some benchmarks failed; "none-selected": nothing to run.
@@ -580,44 +696,66 @@ def hashfile(repo: Path, commits: list[str]) -> str:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from kernelwatch.report import site
+    from kernelwatch.report import offline, site
 
     repo = find_repo_root()
     results = repo / "results"
     if not any(results.glob("*/*.json")):
         raise KernelwatchError("no results to publish yet; run `kernelwatch run --quick` first")
-    from kernelwatch.report import results as results_mod
-
-    if args.skip_corrupt:
-        # Publish from a copy of the readable files; results/ itself is never modified.
-        readable = repo / ".kernelwatch" / "publish-results"
-        for skipped in results_mod.readable_copy(results, readable):
-            print(f"kernelwatch: left out of the site (unreadable, kept as it is in "
-                  f"results/): {skipped}", file=sys.stderr)
-        results = readable
-    results_mod.load(results)  # a corrupt file stops here, before asv wipes html/
+    # The site is built from a checked copy (results/ is never modified): a file that is not
+    # what asv writes, or holds a name asv could not have written, never reaches a page.
+    checked = repo / ".kernelwatch" / "publish-results"
+    refused = result_files.checked_copy(results, checked)
+    if refused and not args.skip_corrupt:
+        raise KernelwatchError(
+            "these files under results/ cannot be published: " + "; ".join(refused)
+            + ". Move them out of results/ (keep them if you want to repair them) and run "
+            "again, or `kernelwatch publish --skip-corrupt` to publish the rest; the site "
+            "was not touched")
+    for line in refused:
+        print(f"kernelwatch: left out of the site (kept as it is in results/): {line}",
+              file=sys.stderr)
+    html_dir = repo / asv_config(repo).get("html_dir", "html")
+    # Built beside, moved into place only when whole: a failing publish leaves the last site.
+    building = repo / ".kernelwatch" / "site-building"
+    if building.exists():
+        shutil.rmtree(building)
     branch = history_branch(repo, args.branch)
-    config = derived_config(repo, branch=branch,
-                            results_dir=str(results) if args.skip_corrupt else None)
-    run_checked([asv_executable(), *(["--config", str(config)] if config else []), "publish"],
-                repo)
+    config = derived_config(repo, branch=branch, results_dir=str(checked),
+                            html_dir=str(building))
+    run_checked([asv_executable(), "--config", str(config), "publish"], repo)
     # The change table orders commits as the branch does (dates tie within a second).
     history = commits_in(repo, branch or asv_config(repo).get("branches", ["HEAD"])[0])
-    page = site.write(results, repo / "html", workloads.bytes_for_benchmark,
-                      baseline_for=workloads.baseline_variant,
-                      flops=workloads.flops_for_benchmark, gate=workloads.gate_failure,
-                      commit_order={c: len(history) - i for i, c in enumerate(history)},
-                      **fidelity_for_site(repo))
-    from kernelwatch.report import offline
-
-    for left in offline.make_offline(repo / "html"):
+    site.write(checked, building, workloads.bytes_for_benchmark,
+               baseline_for=workloads.baseline_variant,
+               flops=workloads.flops_for_benchmark, gate=workloads.gate_failure,
+               commit_order={c: len(history) - i for i, c in enumerate(history)},
+               **fidelity_for_site(repo))
+    for left in offline.make_offline(building):
         print(f"kernelwatch: warning: {left} still loads from the network (asv's pages "
               "changed: add it to scripts/vendor-asv-assets.py and kernelwatch.report."
               "offline.CDN)", file=sys.stderr)
-    print(f"\nPublished. Open {repo / 'html' / 'index.html'} (asv's history)")
+    replace_dir(building, html_dir)
+    page = html_dir / "kernelwatch" / "index.html"
+    print(f"\nPublished. Open {html_dir / 'index.html'} (asv's history)")
     print(f"and {page} (kernelwatch: speedups, regressions, roofline, write-up tables).")
-    print(f"To serve it: asv preview   (or: python -m http.server -d {repo / 'html'})")
+    print(f"To serve it: asv preview   (or: python -m http.server -d {html_dir})")
     return 0
+
+
+def replace_dir(new: Path, dest: Path) -> None:
+    """Put the finished directory `new` where `dest` is, and the old one away."""
+    old = new.with_name(new.name + "-old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except OSError:  # another filesystem: copy
+        shutil.copytree(new, dest)
+        shutil.rmtree(new)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def fidelity_for_site(repo: Path) -> dict:
@@ -636,7 +774,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from kernelwatch.report import results as results_mod
     from kernelwatch.report import site
 
-    repo = find_repo_root()
+    repo = find_repo_root(needs_git=False)
     rows = results_mod.load(repo / "results")
     print(site.text_table(rows, workloads.bytes_for_benchmark))
     return 0
@@ -648,7 +786,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     repo = find_repo_root()
     head_machine = machine_name(args.machine)
-    base_machine = args.base_machine or head_machine
+    base_machine = (machine_name(args.base_machine, "--base-machine") if args.base_machine
+                    else head_machine)
     base = (base_machine, _resolve_commit(repo, args.base))
     head = (head_machine, _resolve_commit(repo, args.head))
     rows = results_mod.load(repo / "results")
@@ -682,7 +821,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_fidelity(args: argparse.Namespace) -> int:
     from kernelwatch import fidelity
 
-    repo = find_repo_root()
+    repo = find_repo_root(needs_git=False)
     machine = machine_name(args.machine)
     # Checked before measuring: a run takes many minutes.
     if args.pool < 1:
@@ -745,13 +884,14 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     repo = find_repo_root()
     results = repo / "results"
+    remote = history.remote_url(repo, args.remote)
     if args.history_command == "pull":
-        report = history.pull(results, args.remote, args.branch)
+        report = history.pull(results, remote, args.branch)
         print(f"kernelwatch history: {len(report.added)} result files added from "
               f"{args.remote} {args.branch}, {len(report.kept)} already here")
     else:
         machines = sorted({p.parent.name for p in results.glob("*/*.json")})
-        report = history.push(results, args.remote, args.branch,
+        report = history.push(results, remote, args.branch,
                               message=f"results from {', '.join(machines)}")
         print(f"kernelwatch history: {len(report.added)} result files added to {args.remote} "
               f"{args.branch}, {len(report.kept)} already there"
@@ -987,14 +1127,28 @@ def split_asv_args(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a cancelled CI job, a runner's time limit): unwound like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     own, asv_args = split_asv_args(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(own)
     args.asv_args = asv_args
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        settings.check()
         return args.func(args)
     except KernelwatchError as exc:
         print(f"kernelwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("kernelwatch: error: terminated (SIGTERM); result files already written "
+              "under results/ are kept", file=sys.stderr)
         return 2
 
 

@@ -10,6 +10,11 @@ The rules that keep concurrent runners from losing each other's work:
   unless they measured the same thing on the same machine);
 - `benchmarks.json` (asv's list of benchmarks, not a result) is merged key by key;
 - a rejected push (someone landed first) fetches the branch again, re-adds, and retries.
+
+The branch is data written by every runner that may push, so it is checked as such: pull
+and push move regular files in asv's layout only, each with the shape asv writes
+(kernelwatch.result_files); anything else (a link, a file outside the layout, a name asv
+could not have written) is refused with its path before a single file is written.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import filecmp
 import json
 import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kernelwatch import result_files
 from kernelwatch.errors import KernelwatchError
 
 DEFAULT_BRANCH = "kernelwatch-results"
@@ -45,17 +52,29 @@ def _git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProce
     return r
 
 
-def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.is_file() and ".git" not in p.relative_to(root).parts)
+def refuse_unless_clean(root: Path, what: str) -> None:
+    """Stop, naming every entry of `root` that is not a result file in asv's layout and
+    shape; nothing has been written when this raises."""
+    problems = result_files.check_tree(root)
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more"
+                                            if len(problems) > 10 else "")
+        raise KernelwatchError(
+            f"{what} holds files that are not asv results, so nothing was copied: {shown}. "
+            "The results branch is data: only benchmarks.json, <machine>/machine.json and "
+            "<machine>/<commit>-<environment>.json, as regular files, belong there "
+            "(docs/security.md)")
 
 
 def merge_into(src: Path, dest: Path) -> Merge:
-    """Add `src`'s result files to `dest` without replacing any file already there."""
+    """Add `src`'s result files to `dest` without replacing any file already there. `src`
+    must have passed refuse_unless_clean; nothing is written through a link in `dest`."""
     report = Merge()
-    for rel in _files(src):
+    for rel in result_files.files_under(src):
         a, b = src / rel, dest / rel
-        if not b.exists():
+        if b.is_symlink() or any(p.is_symlink() for p in b.parents if dest in p.parents):
+            report.conflicts.append(rel)  # never written through a link
+        elif not b.exists():
             b.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(a, b)
             report.added.append(rel)
@@ -89,6 +108,18 @@ def _fetch(work: Path, remote: str, branch: str) -> bool:
                            f"name or URL this machine can reach); git says: {git_says}")
 
 
+def remote_url(repo: Path, remote: str) -> str:
+    """The URL git fetches for `remote` in `repo`: a configured remote's URL (a relative
+    path made absolute, since the fetch runs elsewhere), else `remote` itself (a URL or a
+    path)."""
+    r = _git("remote", "get-url", remote, cwd=repo, check=False)
+    url = r.stdout.strip() if r.returncode == 0 else remote
+    if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):  # a local path
+        path = Path(url).expanduser()
+        url = str(path if path.is_absolute() else (repo / path).resolve())
+    return url
+
+
 def pull(results: Path, remote: str, branch: str = DEFAULT_BRANCH) -> Merge:
     """Add the branch's result files to `results` (local files are never replaced)."""
     with tempfile.TemporaryDirectory(prefix="kernelwatch-history-") as d:
@@ -96,6 +127,7 @@ def pull(results: Path, remote: str, branch: str = DEFAULT_BRANCH) -> Merge:
         _git("init", "-q", cwd=work)
         if not _fetch(work, remote, branch):
             return Merge()
+        refuse_unless_clean(work, f"the branch {branch} of {remote}")
         results.mkdir(parents=True, exist_ok=True)
         return merge_into(work, results)
 
@@ -106,6 +138,7 @@ def push(results: Path, remote: str, branch: str = DEFAULT_BRANCH, *, message: s
     again and retry (with a random back-off, so racing runners spread out)."""
     if not any(results.glob("*/*.json")):
         raise KernelwatchError(f"no result files under {results} to push; run first")
+    refuse_unless_clean(results, str(results))
     with tempfile.TemporaryDirectory(prefix="kernelwatch-history-") as d:
         work = Path(d)
         _git("init", "-q", cwd=work)
@@ -113,6 +146,7 @@ def push(results: Path, remote: str, branch: str = DEFAULT_BRANCH, *, message: s
             if not _fetch(work, remote, branch):
                 _git("checkout", "-q", "--orphan", "work", cwd=work, check=False)
                 _git("rm", "-rfq", "--ignore-unmatch", ".", cwd=work)
+            refuse_unless_clean(work, f"the branch {branch} of {remote}")
             report = merge_into(results, work)
             if not (report.added or report.merged):
                 return report

@@ -59,7 +59,7 @@ def write(html_dir: Path, ch: list[dict], heading: str,
              '<p><a href="index.html">speedups</a> &middot; <a href="../index.html#/'
              'regressions">asv\'s regressions page</a> &middot; <a href="../index.html">asv '
              "history</a></p>",
-             f"<h2>{heading}</h2>"]
+             f"<h2>{html.escape(heading)}</h2>"]
     parts.append(change_table(ch, fmt_value) if ch
                  else "<p>Only one commit measured so far.</p>")
     parts.append("<h2>asv's detected steps, newest first (asv publish: step detection over "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from pathlib import Path
 from asv import util as asv_util
 from asv.results import Results, iter_results_paths
 
+from kernelwatch import result_files
 from kernelwatch.errors import KernelwatchError
 
 
@@ -60,17 +60,22 @@ def load(results_dir: Path) -> list[Row]:
     results_dir = Path(results_dir)
     meta_path = results_dir / "benchmarks.json"
     try:
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    except json.JSONDecodeError as exc:
+        meta = (result_files.check_file(results_dir, "benchmarks.json")
+                if meta_path.exists() else {})
+    except result_files.Refused as exc:
         raise KernelwatchError(
-            f"{meta_path} is corrupt ({exc}); delete it, asv rewrites it on the next run"
-        ) from exc
+            f"{meta_path} cannot be read ({exc}); delete it, asv rewrites it on the next run"
+        ) from None
     rows: list[Row] = []
     bad: list[str] = []
     for root, filename, machine in iter_results_paths(str(results_dir)):
         path = Path(root) / filename
         try:
+            result_files.check_file(results_dir, path.relative_to(results_dir).as_posix())
             res = Results.load(str(path), machine_name=machine)
+        except result_files.Refused as exc:
+            bad.append(f"{path} ({str(exc).split(': ', 1)[-1]})")
+            continue
         except UNREADABLE as exc:
             bad.append(f"{path} ({exc})")
             continue
@@ -93,30 +98,6 @@ def unreadable(bad: list[str]) -> KernelwatchError:
         " the other results are untouched (`kernelwatch publish --skip-corrupt` publishes"
         " the rest without moving anything)"
     )
-
-
-def readable_copy(results_dir: Path, dest: Path) -> list[str]:
-    """Copy every result file asv can read (with machine.json and benchmarks.json) from
-    `results_dir` to a fresh `dest`; return "path (why)" for each one left out. Nothing in
-    `results_dir` is touched."""
-    import shutil
-
-    results_dir, dest = Path(results_dir), Path(dest)
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    skipped = []
-    for path in sorted(results_dir.rglob("*.json")):
-        rel = path.relative_to(results_dir)
-        if len(rel.parts) == 2 and rel.name != "machine.json":
-            try:
-                Results.load(str(path), machine_name=rel.parts[0])
-            except UNREADABLE as exc:
-                skipped.append(f"{path} ({exc})")
-                continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, dest / rel)
-    return skipped
 
 
 def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:

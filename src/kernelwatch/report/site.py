@@ -234,7 +234,8 @@ def _env_heading(env_rows: list[Row]) -> str:
     r0 = env_rows[0]
     env_facts = ", ".join(f"{k}={v}" for k, v in sorted(r0.env.items())
                           if k in ("cpu", "gpu", "driver", "torch", "cuda", "num_cpu"))
-    return (f"<h3>{html.escape(_env_label(r0))} &mdash; <code>{_commits(env_rows)}</code></h3>"
+    return (f"<h3>{html.escape(_env_label(r0))} &mdash; "
+            f"<code>{html.escape(_commits(env_rows))}</code></h3>"
             f"<p class=env>{html.escape(env_facts)}</p>")
 
 

@@ -1,0 +1,260 @@
+"""What a results directory may hold, checked before anything is copied, pushed or rendered.
+
+A results directory travels between machines (`kernelwatch history` pushes and pulls it
+through a shared git branch), so its files are data from other runners, not code: a runner
+that may push could put anything there. asv's own pages build HTML by concatenating the
+names they read (benchmark names, parameter values, machine and environment names), so a
+name that asv itself could never have written is refused before it reaches them.
+
+The layout asv writes, and nothing else:
+- `benchmarks.json`: asv's list of benchmarks;
+- `<machine>/machine.json`: the machine's facts;
+- `<machine>/<commit[:8]>-<environment>.json`: one commit measured in one environment.
+Each is a regular file (never a link) whose content has the shape asv 0.6 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+# A machine name is a plain name: it becomes a directory under results/.
+MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RESULT_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.json")
+COMMIT = re.compile(r"[0-9a-f]{7,40}")
+# A dotted Python name, as asv names benchmarks ("rope.RopeTime.track_time").
+DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Text that asv's pages may put into HTML as it is: no markup, quote or control character.
+PLAIN_TEXT = re.compile(r"[^<>&\"'`\\\x00-\x1f\x7f]*")
+# A parameter value as asv records it: repr() of a plain value, e.g. 'tiny' or 128.
+PARAM_VALUE = re.compile(r"'[^<>&\"'`\\\x00-\x1f\x7f]*'|[^<>&\"'`\\\x00-\x1f\x7f]*")
+# The columns asv 0.6 writes for each benchmark of a result file, in its order.
+RESULT_COLUMNS = ("result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+                  "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number",
+                  "stats_repeat", "samples", "profile")
+
+
+class Refused(ValueError):
+    """A file the results directory must not hold; the message says which and why."""
+
+
+def check_machine_name(name: str, where: str = "machine name") -> str:
+    """`name` if it is a plain name (letters, digits, '-', '_', '.'), else a Refused whose
+    message says what a machine name may be."""
+    if not MACHINE_NAME.fullmatch(name or "") or name in (".", ".."):
+        raise Refused(f"{where} {name!r} is not a plain name: use letters, digits, '-', '_' "
+                      "and '.' (at most 128, not starting with '.' or '-'); it names a "
+                      "directory under results/, never a path")
+    return name
+
+
+def kind_of(rel: str) -> str:
+    """'benchmarks', 'machine' or 'result' for a path the layout allows, else Refused."""
+    parts = PurePosixPath(rel).parts
+    if parts == ("benchmarks.json",):
+        return "benchmarks"
+    if len(parts) == 2 and MACHINE_NAME.fullmatch(parts[0]) and parts[0] not in (".", ".."):
+        if parts[1] == "machine.json":
+            return "machine"
+        if RESULT_FILE.fullmatch(parts[1]):
+            return "result"
+    raise Refused(f"{rel}: not a file asv writes (benchmarks.json, <machine>/machine.json, "
+                  "<machine>/<commit>-<environment>.json)")
+
+
+def check_file(root: Path, rel: str) -> dict:
+    """The parsed content of `root/rel` if it is a regular file in asv's layout with the shape
+    asv writes, else Refused naming the path and the first problem."""
+    path = Path(root) / rel
+    kind = kind_of(rel)
+    if path.is_symlink() or not path.is_file():
+        raise Refused(f"{rel}: not a regular file (a link or something else); result "
+                      "files are plain files")
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused(f"{rel}: not valid JSON ({exc})") from None
+    try:
+        if kind == "benchmarks":
+            _check_benchmarks(data)
+        elif kind == "machine":
+            _check_machine(data, PurePosixPath(rel).parts[0])
+        else:
+            _check_result(data, PurePosixPath(rel).parts[0])
+    except Refused as exc:
+        raise Refused(f"{rel}: {exc}") from None
+    return data
+
+
+def files_under(root: Path) -> Iterable[str]:
+    """Every entry below `root` that is not a directory (links included, never followed), as
+    a relative POSIX path; `.git` is left out."""
+    root = Path(root)
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if ".git" in rel.parts or (p.is_dir() and not p.is_symlink()):
+            continue
+        yield rel.as_posix()
+
+
+def check_tree(root: Path) -> list[str]:
+    """'path: why' for every entry of `root` that the layout or the schema refuses."""
+    problems = []
+    for rel in files_under(root):
+        try:
+            check_file(root, rel)
+        except Refused as exc:
+            problems.append(str(exc))
+    return problems
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise Refused(what)
+
+
+def _plain(value: object, what: str, pattern: re.Pattern = PLAIN_TEXT) -> None:
+    _require(isinstance(value, str) and bool(pattern.fullmatch(value)),
+             f"{what} {value!r} is not plain text")
+
+
+def _number_or_none(value: object) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool)
+                             and not (isinstance(value, float) and math.isinf(value)))
+
+
+def _check_str_map(data: object, what: str) -> None:
+    _require(isinstance(data, dict), f"{what} is not an object")
+    for k, v in data.items():
+        _plain(k, f"{what} key")
+        if v is not None:
+            _plain(v if isinstance(v, str) else str(v), f"{what}[{k}]")
+            _require(isinstance(v, str | int | float), f"{what}[{k}] is not a string")
+
+
+def _check_machine(data: object, machine: str) -> None:
+    _require(isinstance(data, dict), "not an object")
+    _require(data.get("version") == 1, "version is not 1")
+    _require(data.get("machine") == machine,
+             f"machine {data.get('machine')!r} is not its directory's name {machine!r}")
+    _check_str_map({k: v for k, v in data.items() if k != "version"}, "machine info")
+
+
+def _check_param_lists(params: object, what: str) -> int:
+    """The number of combinations of a benchmark's parameter lists."""
+    _require(isinstance(params, list), f"{what} is not a list")
+    count = 1
+    for values in params:
+        _require(isinstance(values, list), f"{what} has a parameter that is not a list")
+        for v in values:
+            _plain(v, f"{what} value", PARAM_VALUE)
+        count *= len(values)
+    return count
+
+
+def _check_result(data: object, machine: str) -> None:
+    _require(isinstance(data, dict), "not an object")
+    _require(data.get("version") == 2, "version is not 2 (asv 0.6's results)")
+    commit = data.get("commit_hash")
+    _require(isinstance(commit, str) and bool(COMMIT.fullmatch(commit)),
+             f"commit_hash {commit!r} is not a git hash")
+    _plain(data.get("env_name"), "env_name")
+    _require(isinstance(data.get("date"), int) and not isinstance(data.get("date"), bool)
+             and data["date"] >= 0, f"date {data.get('date')!r} is not a time in ms")
+    _plain(data.get("python"), "python")
+    _check_str_map(data.get("params"), "params")
+    _require(data["params"].get("machine") == machine,
+             f"params.machine {data['params'].get('machine')!r} is not {machine!r}")
+    _check_str_map(data.get("requirements"), "requirements")
+    _check_str_map(data.get("env_vars", {}), "env_vars")
+    columns = data.get("result_columns")
+    _require(isinstance(columns, list) and tuple(columns) == RESULT_COLUMNS,
+             "result_columns is not asv's list")
+    durations = data.get("durations", {})
+    _require(isinstance(durations, dict)
+             and all(isinstance(k, str) and _number_or_none(v) for k, v in durations.items()),
+             "durations is not a map of seconds")
+    results = data.get("results")
+    _require(isinstance(results, dict), "results is not an object")
+    for name, row in results.items():
+        _plain(name, "benchmark name", DOTTED_NAME)
+        _check_result_row(name, row)
+
+
+def _check_result_row(name: str, row: object) -> None:
+    _require(isinstance(row, list) and len(row) <= len(RESULT_COLUMNS),
+             f"{name}: not a list of asv's columns")
+    cols = dict(zip(RESULT_COLUMNS, row, strict=False))
+    combos = _check_param_lists(cols.get("params") or [], f"{name} params")
+    result = cols.get("result")
+    if result is not None:
+        _require(isinstance(result, list) and len(result) == combos
+                 and all(_number_or_none(v) for v in result),
+                 f"{name}: result is not one number (or null) per parameter combination")
+    version = cols.get("version")
+    if version is not None:
+        _plain(version, f"{name} version")
+    for key in ("started_at", "duration"):
+        _require(_number_or_none(cols.get(key)), f"{name}: {key} is not a number")
+    for key in RESULT_COLUMNS:
+        if key.startswith("stats_") and cols.get(key) is not None:
+            _require(isinstance(cols[key], list) and len(cols[key]) == combos
+                     and all(_number_or_none(v) for v in cols[key]),
+                     f"{name}: {key} is not one number per parameter combination")
+    samples = cols.get("samples")
+    if samples is not None:
+        _require(isinstance(samples, list) and len(samples) == combos
+                 and all(s is None or (isinstance(s, list) and all(_number_or_none(x)
+                                                                  for x in s))
+                         for s in samples),
+                 f"{name}: samples is not a list of numbers per parameter combination")
+    _require(cols.get("profile") is None or isinstance(cols.get("profile"), str),
+             f"{name}: profile is not text")
+
+
+BENCHMARK_TEXT_FIELDS = ("name", "pretty_name", "unit", "type", "version", "pretty_source")
+
+
+def _check_benchmarks(data: object) -> None:
+    _require(isinstance(data, dict), "not an object")
+    _require(data.get("version") == 2, "version is not 2 (asv 0.6's benchmarks.json)")
+    for key, bench in data.items():
+        if key == "version":
+            continue
+        _plain(key, "benchmark name", DOTTED_NAME)
+        _require(isinstance(bench, dict), f"{key}: not an object")
+        _require(bench.get("name", key) == key, f"{key}: its name is {bench.get('name')!r}")
+        for field in ("name", "pretty_name", "unit", "type", "version"):
+            if bench.get(field) is not None:
+                _plain(bench[field], f"{key} {field}")
+        for p in bench.get("param_names") or []:
+            _plain(p, f"{key} parameter name", IDENTIFIER)
+        _check_param_lists(bench.get("params") or [], f"{key} params")
+
+
+def checked_copy(root: Path, dest: Path) -> list[str]:
+    """Copy every file of `root` that passes check_file into a fresh `dest`; return 'path:
+    why' for each one left out. Nothing in `root` is touched."""
+    import shutil
+
+    root, dest = Path(root), Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    refused = []
+    for rel in files_under(root):
+        try:
+            check_file(root, rel)
+        except Refused as exc:
+            refused.append(str(exc))
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / rel, dest / rel)
+    return refused
