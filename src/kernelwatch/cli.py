@@ -616,15 +616,33 @@ def environment_failure(seen: dict[str, str], repo: Path, log: TextIO | None) ->
         what = f"pip cannot install {requirement}"
         if group("pip-error"):
             what += f" (pip: {group('pip-error')})"
-        if group("pip-versions"):
-            what += f"; the versions pip finds: {group('pip-versions')}"
     name = re.split(r"[=<>!~ ]", requirement or "torch", maxsplit=1)[0]
+    if requirement is not None:
+        found = group("pip-versions") or index_versions(name)
+        what += (f"; the versions pip finds: {found}" if found else
+                 "; pip's index lists no version of it here")
     matrix = asv_config(repo).get("matrix", {}).get("req", {})
     pinned = ", ".join(v for v in matrix.get(name, []) if v) or "no version"
     where = f" asv's whole output: {log.name}." if log is not None else ""
     return (f"{what}. asv.conf.json's matrix has {name} {pinned}: choose one of those (e.g. "
             f"--torch {pinned.split(', ')[0]}), or add the version to the matrix (README: "
             f"Adding torch versions).{where}")
+
+
+def index_versions(name: str, newest: int = 12) -> str | None:
+    """The newest versions of `name` that pip's configured index offers (`pip index
+    versions`), for a message; None where pip cannot say."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", name],
+                             capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"Available versions: (.+)", out.stdout)
+    if not m:
+        return None
+    versions = [v.strip() for v in m.group(1).split(",")]
+    more = f" (and {len(versions) - newest} older)" if len(versions) > newest else ""
+    return ", ".join(versions[:newest]) + more
 
 
 def _run_streaming(cmd: list[str], cwd: Path, seen: dict[str, str],
