@@ -60,6 +60,38 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+def write_asv_results(root: Path, machine: str, commits: list[str], bench: str,
+                      env: str = "env") -> set[str]:
+    """Files in the shape asv writes (a machine file, one result file per commit, the
+    benchmark list) under root/results: for commands whose behaviour does not depend on
+    what was measured. Returns their paths relative to results/."""
+    import json
+
+    d = root / "results" / machine
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
+    names = {f"{machine}/machine.json"}
+    for i, c in enumerate(commits):
+        data = {"commit_hash": c, "env_name": env, "date": 1_700_000_000_000 + i,
+                "params": {"machine": machine, "python": "3.11"}, "python": "3.11",
+                "requirements": {}, "env_vars": {},
+                "result_columns": ["result", "params", "version", "started_at", "duration",
+                                   "stats_ci_99_a", "stats_ci_99_b", "stats_q_25",
+                                   "stats_q_75", "stats_number", "stats_repeat", "samples",
+                                   "profile"],
+                "results": {f"{bench}.Case.track_time": [[1e-3], [], "1", 0, 1.0]},
+                "durations": {}, "version": 2}
+        (d / f"{c[:8]}-{env}.json").write_text(json.dumps(data))
+        names.add(f"{machine}/{c[:8]}-{env}.json")
+    bench_file = root / "results" / "benchmarks.json"
+    listed = json.loads(bench_file.read_text()) if bench_file.exists() else {"version": 2}
+    listed[f"{bench}.Case.track_time"] = {"name": f"{bench}.Case.track_time", "params": [],
+                                          "param_names": [], "type": "track",
+                                          "unit": "seconds", "version": "1"}
+    bench_file.write_text(json.dumps(listed))
+    return names
+
+
 def kernelwatch_exe() -> str:
     """The kernelwatch script of the interpreter running the tests (venv not activated)."""
     sibling = Path(sys.executable).with_name("kernelwatch")

@@ -34,14 +34,17 @@ def marked(marker: str) -> list[int]:
     return pids
 
 
-def in_other_group(pids: list[int]) -> list[int]:
-    mine = os.getpgrp()
+def benchmark_processes(pids: list[int]) -> list[int]:
+    """asv's benchmark processes among `pids`: `asv/benchmark.py run`, each in a process
+    group of its own (not discovery, which ends by itself)."""
     out = []
     for pid in pids:
         try:
-            if os.getpgid(pid) != mine:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if (any(a.endswith(b"benchmark.py") for a in argv) and b"run" in argv
+                    and os.getpgid(pid) != os.getpgrp()):
                 out.append(pid)
-        except ProcessLookupError:
+        except (OSError, ProcessLookupError):
             pass
     return out
 
@@ -59,7 +62,7 @@ def test_no_benchmark_process_outlives_a_stopped_run(sig, clone, isolated_home, 
         proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=o, stderr=e)
     try:
         deadline = time.monotonic() + 180
-        while not in_other_group(marked(marker)):
+        while not benchmark_processes(marked(marker)):
             assert proc.poll() is None, f"the run ended first: {err.read_text()[-2000:]}"
             assert time.monotonic() < deadline, "no benchmark process appeared in 180 s"
             time.sleep(0.2)

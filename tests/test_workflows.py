@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, git, kernelwatch_exe, sh
+from .conftest import REPO, git, kernelwatch_exe, sh, write_asv_results
 from .github_expressions import evaluate
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -103,19 +103,6 @@ def branch_files(bare: Path, branch: str = "kernelwatch-results") -> list[str]:
     return sorted(out.splitlines())
 
 
-def fake_results(root: Path, machine: str, commits: list[str], bench: str) -> set[str]:
-    """asv-shaped files: what `history` moves does not depend on what they measured."""
-    d = root / "results" / machine
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
-    names = {f"{machine}/machine.json"}
-    for c in commits:
-        (d / f"{c[:8]}-env.json").write_text(json.dumps({"commit_hash": c, "m": machine}))
-        names.add(f"{machine}/{c[:8]}-env.json")
-    (root / "results" / "benchmarks.json").write_text(json.dumps({"version": 2, bench: {}}))
-    return names
-
-
 def test_results_branch_takes_concurrent_writers_and_loses_nothing(tmp_path):
     """Four runners (two GPU kinds, two runs each) push at once to one bare repository: every
     file lands; a file already recorded is never replaced; pull rebuilds the union."""
@@ -127,7 +114,7 @@ def test_results_branch_takes_concurrent_writers_and_loses_nothing(tmp_path):
         subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(w)],
                        check=True)
         commits = [f"{i}{k}" * 20 for k in range(3)]
-        expected |= fake_results(w, machine, commits, f"bench{i}")
+        expected |= write_asv_results(w, machine, commits, f"bench{i}")
         writers.append(w)
     push = [kernelwatch_exe(), "history", "push", "--remote", str(bare)]
     with ThreadPoolExecutor(len(writers)) as pool:
@@ -137,14 +124,16 @@ def test_results_branch_takes_concurrent_writers_and_loses_nothing(tmp_path):
     assert set(landed) == expected | {"benchmarks.json"}
     assert len(landed) == len(expected) + 1  # counted: 4 x 3 results + 2 machine files + 1
     merged = json.loads(git("show", "kernelwatch-results:benchmarks.json", cwd=bare))
-    assert {f"bench{i}" for i in range(4)} <= set(merged)
+    assert {f"bench{i}.Case.track_time" for i in range(4)} <= set(merged)
 
     # A second push adds nothing; a different file under a recorded name is not replaced.
     again = sh(push, writers[0])
     assert again.returncode == 0 and "0 result files added" in again.stdout
     clash = writers[0] / "results" / "gpu-h100" / "00000000-env.json"
     before = git("show", f"kernelwatch-results:gpu-h100/{clash.name}", cwd=bare)
-    clash.write_text('{"rewritten": true}')
+    data = json.loads(clash.read_text())
+    data["date"] += 1
+    clash.write_text(json.dumps(data))
     r = sh(push, writers[0])
     assert r.returncode == 0 and "differs between here and the branch" in r.stderr
     assert git("show", f"kernelwatch-results:gpu-h100/{clash.name}", cwd=bare) == before
