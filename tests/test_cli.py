@@ -1,6 +1,7 @@
 """The kernelwatch command: help, clear errors for bad input, environment capture."""
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -77,6 +78,9 @@ def test_corrupt_results_file_is_named_and_kept(tmp_path):
     machine = repo / "results" / "box"
     machine.mkdir(parents=True)
     (repo / "asv.conf.json").write_text((REPO / "asv.conf.json").read_text())
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q",
+                    "--allow-empty", "-m", "x"], cwd=repo, check=True)
     (machine / "machine.json").write_text(json.dumps({"machine": "box", "version": 1}))
     bad = machine / "deadbeef-virtualenv-py3.11.json"
     bad.write_text('{"version": 2, "results": {')
@@ -248,3 +252,68 @@ def test_docker_build_with_te_names_what_it_needs():
     r = kw("docker", "build", "--with-te", "--device", "cuda")
     assert r.returncode == 2 and "--with-te needs --base-image" in r.stderr
     assert "docs/llama_layer.md" in r.stderr
+
+
+def test_a_machine_name_is_a_plain_name_never_a_path(tmp_path, isolated_home):
+    for flag in (["--machine", "../../evil"], ["--machine", "/tmp/evil"]):
+        r = kw("run", "--existing", *flag, "--workload", "rope", "--shape", "tiny",
+               "--variant", "eager", "--metric", "time")
+        assert r.returncode == 2
+        assert f"--machine {flag[1]!r} is not a plain name" in r.stderr
+    env = {**os.environ, "KERNELWATCH_MACHINE": str(tmp_path / "abs")}
+    r = kw("run", "--existing", "--workload", "rope", "--dry-run", env=env)
+    assert r.returncode == 2 and "KERNELWATCH_MACHINE=" in r.stderr and "plain name" in r.stderr
+    r = kw("compare", "HEAD~1", "HEAD", "--base-machine", "../x")
+    assert r.returncode == 2 and "--base-machine '../x' is not a plain name" in r.stderr
+    assert not (tmp_path / "abs").exists() and not (REPO.parent.parent / "evil").exists()
+
+
+def test_every_setting_is_checked_before_anything_starts(isolated_home):
+    """A bad value used to reach every benchmark process, fail them all, and -5 was written
+    into benchmarks.json; now it is one message and nothing runs."""
+    before = sorted(p.name for p in REPO.glob(".asv-kernelwatch*"))
+    cases = {"KERNELWATCH_CPU_THREADS": ["abc", "0"],
+             "KERNELWATCH_BENCHMARK_TIMEOUT": ["abc", "-5", "nan"],
+             "KERNELWATCH_INJECT_SLOWDOWN": ["lots"]}
+    for name, values in cases.items():
+        for value in values:
+            r = kw("run", "--existing", "--workload", "rope", "--dry-run",
+                   env={**os.environ, name: value})
+            assert r.returncode == 2, (name, value)
+            assert r.stderr.startswith(f"kernelwatch: error: {name}={value!r} is not valid")
+            assert "unset it for the default" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in REPO.glob(".asv-kernelwatch*")) == before
+
+
+def test_quick_narrows_by_param_and_metric_or_refuses(isolated_home):
+    r = kw("run", "--quick", "--workload", "rope", "--param", "variant=eager", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    regexes = [a for a in shlex.split(r.stdout) if a.startswith("^rope")]
+    assert regexes and all("(eager)" in a for a in regexes)
+    assert not any("compile" in a for a in regexes)  # the compile selection is dropped
+    r = kw("run", "--quick", "--workload", "rope", "--param", "variant=nosuch", "--dry-run")
+    assert r.returncode == 2 and "unknown variant 'nosuch'" in r.stderr
+    r = kw("run", "--quick", "--workload", "rope", "--param", "variant=liger", "--dry-run")
+    assert r.returncode == 2 and "variant=liger is outside it: drop --quick" in r.stderr
+    r = kw("run", "--quick", "--param", "variant=eager", "--dry-run")
+    assert r.returncode == 2 and "add --workload W" in r.stderr
+    r = kw("run", "--quick", "--metric", "memory", "--dry-run")
+    assert r.returncode == 2 and "selects none of them: drop --quick" in r.stderr
+    r = kw("run", "--quick", "--metric", "time", "--dry-run")
+    assert r.returncode == 0 and "Accuracy" not in r.stdout and "RopeTime" in r.stdout
+    # A workload setting is checked with --quick too (it was ignored).
+    r = kw("run", "--quick", "--workload", "gpt2", "--param", "checkpoint=/no/such/dir",
+           "--dry-run")
+    assert r.returncode == 2 and "/no/such/dir" in r.stderr
+
+
+def test_outside_a_git_repository_is_one_message(tmp_path, isolated_home):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    subprocess.run(f"git archive HEAD | tar -x -C {copy}", shell=True, cwd=REPO, check=True)
+    (copy / "results" / "box").mkdir(parents=True)
+    for cmd in (["run", "--workload", "rope", "--dry-run"], ["publish"]):
+        r = kw(*cmd, cwd=copy)
+        assert r.returncode == 2, r.stdout
+        assert "is not a git repository with a commit" in r.stderr, r.stderr
+        assert "git init && git add -A" in r.stderr and "Traceback" not in r.stderr

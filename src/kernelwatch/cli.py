@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -170,20 +170,24 @@ def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
     """The quick set narrowed by --param, --metric and --track: each chosen value must be in
     the quick case (else one message: drop --quick to reach it), and what is left selects
     at least one benchmark."""
+    offered: dict[tuple[str, str], list[str]] = {}
+    for workload, quick, _, _ in selections:
+        for name, values in quick.items():
+            seen = offered.setdefault((workload, name), [])
+            seen += [v for v in values if v not in seen]
+    for (workload, name), allowed in offered.items():
+        extra = [v for v in chosen.get(name, []) if v not in allowed]
+        if extra:
+            raise KernelwatchError(
+                f"--quick runs {workload} at {name}={','.join(allowed)}; {name}="
+                f"{','.join(extra)} is outside it: drop --quick to select any value "
+                f"(`kernelwatch list {workload}`)")
     out: list[Selection] = []
     for workload, quick, families, quick_tracks in selections:
-        params = dict(quick)
-        for name, values in chosen.items():
-            allowed = quick.get(name)
-            if allowed is None:
-                continue
-            extra = [v for v in values if v not in allowed]
-            if extra:
-                raise KernelwatchError(
-                    f"--quick runs {workload} at {name}={','.join(allowed)}; {name}="
-                    f"{','.join(extra)} is outside it: drop --quick to select any value "
-                    f"(`kernelwatch list {workload}`)")
-            params[name] = [v for v in allowed if v in values]
+        params = {name: [v for v in values if v in chosen[name]] if chosen.get(name)
+                  else values for name, values in quick.items()}
+        if not all(params.values()):
+            continue  # this part of the quick set has none of the chosen values
         if metrics:
             families = [f for f in families or [] if f in metrics]
         if tracks:
@@ -192,9 +196,9 @@ def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
             out.append((workload, params, families, quick_tracks))
     asked = {f for f in metrics or ()} | {t for t in tracks or ()}
     if asked and not out:
-        offered = sorted({f for _, _, fs, _ in selections for f in fs or ()})
+        families_offered = sorted({f for _, _, fs, _ in selections for f in fs or ()})
         raise KernelwatchError(
-            f"--quick measures the metric families {', '.join(offered)}; "
+            f"--quick measures the metric families {', '.join(families_offered)}; "
             f"{', '.join(sorted(asked))} selects none of them: drop --quick to measure it")
     return out
 
@@ -446,10 +450,10 @@ def _run(args: argparse.Namespace) -> int:
                                                  MACHINE_FILE.expanduser())
     try:
         return _run_planned(args, repo, asv, rev, commits, name, existing, chunks,
-                            settings_env)
+                            settings_env, snap)
     except DiskFull:
         assert snap is not None
-        lines = snap.repair(measured=bool(snap.changed_results()))
+        lines = snap.repair()
         raise KernelwatchError(
             f"the disk holding results/ is full ({free_bytes(repo / 'results') // 2**20} MiB "
             f"free): free at least {max(64, 4 * snap.bytes_kept() // 2**20)} MiB there and "
@@ -457,7 +461,7 @@ def _run(args: argparse.Namespace) -> int:
         ) from None
     finally:
         if snap is not None:
-            for line in snap.repair(measured=bool(snap.changed_results())):
+            for line in snap.repair():
                 print(f"kernelwatch: {line}", file=sys.stderr)
 
 
@@ -467,7 +471,7 @@ class DiskFull(KernelwatchError):
 
 def _run_planned(args: argparse.Namespace, repo: Path, asv: str, rev: str, commits: list[str],
                  name: str, existing: bool, chunks: list[list[str]],
-                 settings_env: dict[str, str]) -> int:
+                 settings_env: dict[str, str], snap: Snapshot | None) -> int:
     write_machine_info(name, existing)
     config = derived_config(repo, existing=existing, torch_versions=args.torch,
                             env_dir=os.environ.get("KERNELWATCH_ENV_DIR"),
@@ -493,8 +497,9 @@ def _run_planned(args: argparse.Namespace, repo: Path, asv: str, rev: str, commi
             log = stack.enter_context(path.open("a", encoding="utf-8", buffering=1))
             print(f"kernelwatch: asv's full output goes to {path} (-v shows it here)",
                   flush=True)
+        saved = snap.refresh if snap else None
         failed, causes, measured = _run_calls(args, repo, base, rev, commits, envs, calls,
-                                              existing, settings_env, log)
+                                              existing, settings_env, log, saved=saved)
         # More processes per benchmark: asv measures each again in a fresh process and
         # appends the samples, so a result pools --processes processes (docs/measurement.md:
         # most of the noise between two commits is between processes).
@@ -505,7 +510,7 @@ def _run_planned(args: argparse.Namespace, repo: Path, asv: str, rev: str, commi
                   "measured (samples appended)", flush=True)
             more_failed, more_causes, _ = _run_calls(
                 args, repo, base, rev, commits, envs, measured, existing, settings_env, log,
-                extra=["--append-samples"])
+                extra=["--append-samples"], saved=saved)
             failed, causes = failed or more_failed, causes | more_causes
         if log is not None:
             print(f"kernelwatch: asv's full output is in {path}", flush=True)
@@ -522,9 +527,11 @@ def _run_planned(args: argparse.Namespace, repo: Path, asv: str, rev: str, commi
 def _run_calls(args: argparse.Namespace, repo: Path, base: list[str], rev: str,
                commits: list[str], envs: list[str], calls: list[recorded.Call],
                existing: bool, settings_env: dict[str, str], log: TextIO | None,
-               extra: Sequence[str] = ()) -> tuple[bool, set[str], list[recorded.Call]]:
+               extra: Sequence[str] = (), saved: Callable[[], None] | None = None
+               ) -> tuple[bool, set[str], list[recorded.Call]]:
     """One asv run per planned call; (whether some benchmark failed, the causes seen, the
-    calls that measured something)."""
+    calls that measured something). `saved` is called after each asv call that finished
+    and saved its results."""
     failed = False
     causes: set[str] = set()
     measured: list[recorded.Call] = []
@@ -568,6 +575,8 @@ def _run_calls(args: argparse.Namespace, repo: Path, base: list[str], rev: str,
                   "recorded", flush=True)
             continue
         measured.append(call)
+        if rc in (0, 2) and saved is not None:
+            saved()
         if rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
             failed = True
         elif rc != 0:
@@ -726,7 +735,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     refused = result_files.checked_copy(results, checked)
     if refused and not args.skip_corrupt:
         raise KernelwatchError(
-            "these files under results/ cannot be published: " + "; ".join(refused)
+            "these files under results/ cannot be published: "
+            + "; ".join(f"{results}/{line}" for line in refused)
             + ". Move them out of results/ (keep them if you want to repair them) and run "
             "again, or `kernelwatch publish --skip-corrupt` to publish the rest; the site "
             "was not touched")

@@ -5,8 +5,8 @@ disk, or when it is killed mid-write, the file that held earlier results is left
 and every result in it is lost. And asv writes `<machine>/machine.json` before it measures,
 so a run that fails before measuring (an environment pip cannot build) still replaces it.
 A Snapshot holds the bytes of each such file in memory (they are small; a full disk has no
-room for a copy) and puts back any that the call left unreadable, or every machine file
-when the call measured nothing.
+room for a copy), is refreshed after each asv call that finished, and puts back any file a
+call left unreadable, and the machine files as they were when no call finished.
 """
 
 from __future__ import annotations
@@ -39,13 +39,25 @@ class Snapshot:
     machine: str
     machine_file: Path  # asv's ~/.asv-machine.json, which kernelwatch writes before asv runs
     saved: dict[Path, bytes | None] = field(default_factory=dict)
+    measured: bool = False  # an asv call finished since the snapshot was taken
 
     @classmethod
     def take(cls, results: Path, machine: str, machine_file: Path) -> Snapshot:
         snap = cls(Path(results), machine, Path(machine_file))
-        for path in snap._watched():
-            snap.saved[path] = path.read_bytes() if path.is_file() else None
+        snap.saved = snap._read()
+        snap._machine_files = {p: snap.saved.get(p) for p in snap._machine_paths()}
         return snap
+
+    def refresh(self) -> None:
+        """An asv call finished and saved: what it wrote is now the state to keep."""
+        self.saved = self._read()
+        self.measured = True
+
+    def _read(self) -> dict[Path, bytes | None]:
+        return {p: p.read_bytes() if p.is_file() else None for p in self._watched()}
+
+    def _machine_paths(self) -> tuple[Path, Path]:
+        return self.results / self.machine / "machine.json", self.machine_file
 
     def _watched(self) -> list[Path]:
         d = self.results / self.machine
@@ -53,29 +65,24 @@ class Snapshot:
         paths |= set(d.glob("*.json")) if d.is_dir() else set()
         return sorted(paths)
 
-    def changed_results(self) -> list[Path]:
-        """Result files (not machine or benchmark lists) that differ from the snapshot."""
-        d = self.results / self.machine
-        now = set(d.glob("*.json")) if d.is_dir() else set()
-        return [p for p in sorted(now | {p for p in self.saved if p.parent == d})
-                if p.name != "machine.json"
-                and (p.read_bytes() if p.is_file() else None) != self.saved.get(p)]
-
     def bytes_kept(self) -> int:
         return sum(len(b) for b in self.saved.values() if b)
 
-    def repair(self, measured: bool) -> list[str]:
-        """Put back every watched file the call left unreadable (a new unreadable file is
-        removed), and, when the call measured nothing, the machine files as they were.
-        Returns what was done, one line per file."""
+    def repair(self) -> list[str]:
+        """Put back every watched file left unreadable (a new unreadable file is removed),
+        and, when no asv call finished, the machine files as they were. Returns what was
+        done, one line per file."""
         done = []
         d = self.results / self.machine
         candidates = set(self.saved) | (set(d.glob("*.json")) if d.is_dir() else set())
         broken = [p for p in sorted(candidates)
                   if p.exists() and not _readable(p, self.machine)]
-        if not measured:
-            broken += [p for p in (d / "machine.json", self.machine_file)
-                       if p not in broken and self._differs(p)]
+        if not self.measured:
+            for p, original in self._machine_files.items():
+                now = p.read_bytes() if p.is_file() else None
+                if p not in broken and now != original:
+                    broken.append(p)
+                    self.saved[p] = original
         # Remove first, then write: on a full disk the truncated files hold the room the
         # originals need.
         for p in broken:
@@ -87,17 +94,13 @@ class Snapshot:
                 continue
             try:
                 p.write_bytes(original)
-                done.append(f"{p}: restored as it was before the run")
+                done.append(f"{p}: restored as it was before the asv call that broke it")
             except OSError as exc:
                 rescue = Path(tempfile.mkdtemp(prefix="kernelwatch-rescued-")) / p.name
                 rescue.write_bytes(original)
                 done.append(f"{p}: could not be restored ({exc.strerror}); its earlier "
                             f"content is in {rescue}: copy it back once there is room")
         return done
-
-    def _differs(self, p: Path) -> bool:
-        now = p.read_bytes() if p.is_file() else None
-        return now != self.saved.get(p)
 
 
 def free_bytes(path: Path) -> int:

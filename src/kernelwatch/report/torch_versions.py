@@ -78,7 +78,8 @@ def write(rows: list[Row], out_dir: Path, fmt_seconds: Callable[[float], str],
         body = [[t["benchmark"], t["params"],
                  *[fmt_seconds(t["medians"][v]) if v in t["medians"] else "n/a"
                    for v in versions], f"{t['ratio']:.2f}"] for t in ordered]
-        parts += [f"<h2>{html.escape(machine)} &mdash; commit <code>{html.escape(commit[:8])}</code></h2>",
+        parts += [f"<h2>{html.escape(machine)} &mdash; commit "
+                  f"<code>{html.escape(commit[:8])}</code></h2>",
                   html_table(head, body, [t["flag"] for t in ordered])]
     path = out_dir / "torch.html"
     path.write_text(page("kernelwatch: torch versions", parts))
