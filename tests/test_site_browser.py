@@ -100,3 +100,83 @@ def test_compare_of_the_two_commits_prints_the_table_and_fails_on_the_slowdown(s
     line = next(ln for ln in r.stdout.splitlines()
                 if "`rope.RopeTime.track_time` (tiny, rotate-half, float32, compile)" in ln)
     assert line.startswith("| + |")
+
+
+# ----------------------------------------------------------------------------- hostile data
+# The results branch is written by every runner that may push. Names that asv's pages put
+# into HTML as they are, and a commit hash kernelwatch's pages printed, are planted in a copy
+# of the real results above; the site is opened in chromium and its DOM checked.
+PAYLOAD = "<img src=x onerror=\"document.body.setAttribute('data-pwned','yes')\">"
+
+
+def plant_hostile_results(results):
+    import json
+
+    real = sorted(p for p in (results / MACHINE).glob("*.json") if p.name != "machine.json")[0]
+    data = json.loads(real.read_text())
+    evil = results / "evil"
+    evil.mkdir()
+    (evil / "machine.json").write_text(json.dumps({"machine": "evil", "version": 1,
+                                                   "cpu": PAYLOAD}))
+    named = dict(data, params={**data["params"], "machine": "evil"})
+    named["results"] = {f"rope.RopeTime.track_{PAYLOAD}": row
+                        for row in list(data["results"].values())[:1]}
+    hashed = dict(named, results=data["results"], commit_hash=f"<script>{PAYLOAD}</script>")
+    (evil / f"{data['commit_hash'][:8]}-hashed.json").write_text(json.dumps(hashed))
+    # Valid JSON of the wrong shape: asv's publish used to crash on it after wiping html/.
+    shaped = dict(named, results=data["results"], date="yesterday", result_columns=["result"])
+    (evil / f"{data['commit_hash'][:8]}-shaped.json").write_text(json.dumps(shaped))
+    listed = json.loads((results / "benchmarks.json").read_text())
+    listed[f"rope.RopeTime.track_{PAYLOAD}"] = {**listed["rope.RopeTime.track_time"],
+                                               "name": f"rope.RopeTime.track_{PAYLOAD}"}
+    first = listed["rope.RopeTime.track_time"]
+    listed["rope.RopeTime.track_params"] = {**first, "name": "rope.RopeTime.track_params",
+                                            "param_names": [f"shape{PAYLOAD}",
+                                                            *first["param_names"][1:]]}
+    (results / "benchmarks.json").write_text(json.dumps(listed))
+    (evil / f"{data['commit_hash'][:8]}-named.json").write_text(json.dumps(named))
+    # A plain file whose benchmark's list entry is refused: its results are never shown.
+    params = dict(named, results={"rope.RopeTime.track_params":
+                                  data["results"]["rope.RopeTime.track_time"]})
+    (evil / f"{data['commit_hash'][:8]}-params.json").write_text(json.dumps(params))
+
+
+def site_files(html_dir):
+    return {str(p.relative_to(html_dir)): p.read_bytes() for p in html_dir.rglob("*")
+            if p.is_file()}
+
+
+def test_hostile_results_never_run_script_and_a_refused_publish_keeps_the_site(site,
+                                                                                 tmp_path):
+    repo = tmp_path / "kw"
+    subprocess.run(["git", "clone", "-q", str(site.parent), str(repo)], check=True)
+    shutil.copytree(site.parent / "results", repo / "results")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    publish = [kernelwatch_exe(), "publish"]
+    assert subprocess.run(publish, cwd=repo, env=env, capture_output=True).returncode == 0
+    before = site_files(repo / "html")
+    plant_hostile_results(repo / "results")
+
+    r = subprocess.run(publish, cwd=repo, env=env, capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "cannot be published" in r.stderr and "the site was not touched" in r.stderr
+    for name in ("evil/machine.json", "-named.json: benchmark name", "-hashed.json: commit_hash",
+                 "-shaped.json: date"):
+        assert name in r.stderr, name
+    assert site_files(repo / "html") == before  # the last site, whole
+
+    r = subprocess.run([*publish, "--skip-corrupt"], cwd=repo, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert "entry 'rope.RopeTime.track_<img" in r.stderr  # named, left out
+    html_dir = repo / "html"
+    pages = [html_dir / "index.html", f"{(html_dir / 'index.html').as_uri()}#summarylist",
+             f"{(html_dir / 'index.html').as_uri()}#rope.RopeTime.track_time?machine={MACHINE}",
+             html_dir / "kernelwatch" / "index.html", html_dir / "kernelwatch" / "writeups.html",
+             html_dir / "kernelwatch" / "regressions.html"]
+    for page in pages:
+        url = page.as_uri() if hasattr(page, "as_uri") else page
+        text = dom(url)
+        assert 'data-pwned="yes"' not in text, url  # no planted script ran
+        assert "data-pwned" not in text and "&lt;script&gt;" not in text, url  # nor shown
+    assert "flot-base" in dom(pages[2])  # the real series still draws

@@ -226,17 +226,34 @@ def _check_benchmarks(data: object) -> None:
     _require(isinstance(data, dict), "not an object")
     _require(data.get("version") == 2, "version is not 2 (asv 0.6's benchmarks.json)")
     for key, bench in data.items():
-        if key == "version":
-            continue
-        _plain(key, "benchmark name", DOTTED_NAME)
-        _require(isinstance(bench, dict), f"{key}: not an object")
-        _require(bench.get("name", key) == key, f"{key}: its name is {bench.get('name')!r}")
-        for field in ("name", "pretty_name", "unit", "type", "version"):
-            if bench.get(field) is not None:
-                _plain(bench[field], f"{key} {field}")
-        for p in bench.get("param_names") or []:
-            _plain(p, f"{key} parameter name", IDENTIFIER)
-        _check_param_lists(bench.get("params") or [], f"{key} params")
+        if key != "version":
+            _check_benchmark_entry(key, bench)
+
+
+def _check_benchmark_entry(key: str, bench: object) -> None:
+    _plain(key, "benchmark name", DOTTED_NAME)
+    _require(isinstance(bench, dict), f"{key}: not an object")
+    _require(bench.get("name", key) == key, f"{key}: its name is {bench.get('name')!r}")
+    for field in ("name", "pretty_name", "unit", "type", "version"):
+        if bench.get(field) is not None:
+            _plain(bench[field], f"{key} {field}")
+    for p in bench.get("param_names") or []:
+        _plain(p, f"{key} parameter name", IDENTIFIER)
+    _check_param_lists(bench.get("params") or [], f"{key} params")
+
+
+def benchmark_entries(data: dict) -> tuple[dict, list[str]]:
+    """benchmarks.json without the entries that fail the checks, and 'name: why' for each
+    entry left out."""
+    kept, refused = {}, []
+    for key, bench in data.items():
+        try:
+            if key != "version":
+                _check_benchmark_entry(key, bench)
+            kept[key] = bench
+        except Refused as exc:
+            refused.append(f"benchmarks.json: entry {key!r} left out: {exc}")
+    return kept, refused
 
 
 def checked_copy(root: Path, dest: Path) -> list[str]:
@@ -253,8 +270,23 @@ def checked_copy(root: Path, dest: Path) -> list[str]:
         try:
             check_file(root, rel)
         except Refused as exc:
-            refused.append(str(exc))
+            if rel != "benchmarks.json" or not _benchmark_list(root / rel):
+                refused.append(str(exc))
+                continue
+            # One bad entry does not hide every benchmark: the rest are published.
+            kept, left_out = benchmark_entries(json.loads((root / rel).read_bytes()))
+            refused += left_out
+            (dest / rel).write_text(json.dumps(kept))
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / rel, dest / rel)
     return refused
+
+
+def _benchmark_list(path: Path) -> bool:
+    """Whether `path` is a regular benchmarks.json file whose top level is asv's."""
+    try:
+        data = json.loads(path.read_bytes()) if not path.is_symlink() else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("version") == 2

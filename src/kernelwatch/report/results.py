@@ -103,6 +103,8 @@ def unreadable(bad: list[str]) -> KernelwatchError:
 def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
     rows = []
     for key in res.get_all_result_keys():
+        if meta and key not in meta:
+            continue  # no longer a benchmark, or left out of the list: as asv ignores it
         info = meta.get(key, {})
         names = info.get("param_names", [])
         params = res.get_result_params(key)
