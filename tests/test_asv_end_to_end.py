@@ -386,15 +386,25 @@ def test_a_torch_version_pip_cannot_install_is_one_message(tmp_path, isolated_ho
     and the matrix's versions; asv's traceback stays in the log; nothing is recorded."""
     repo = tmp_path / "kw"
     subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    # What an earlier --existing run recorded: a failed run must not rewrite either file.
+    machine_files = [repo / "results" / MACHINE / "machine.json",
+                     isolated_home / ".asv-machine.json"]
+    machine_files[0].parent.mkdir(parents=True)
+    facts = {"machine": MACHINE, "torch": "2.11.0", "cuda": "13.0", "version": 1}
+    machine_files[0].write_text(json.dumps(facts))
+    machine_files[1].write_text(json.dumps({MACHINE: facts, "version": 1}))
+    before = [p.read_bytes() for p in machine_files]
     r = run([kernelwatch_exe(), "run", "--torch", "9.9.9", "--workload", "rope", "--shape",
              "tiny", "--variant", "eager", "--metric", "time", "HEAD^!"], repo,
             KERNELWATCH_ENV_DIR=str(tmp_path / "env"))
     assert r.returncode == 2
-    error = r.stderr.strip()
+    error = r.stderr.strip().splitlines()[-1]
     assert error.startswith("kernelwatch: error: pip cannot install torch==9.9.9")
     assert "matrix has torch 2.13.0, 2.14.1" in error and "--torch 2.13.0" in error
+    assert "the versions pip finds: " in error and "2.14.1" in error.split("finds: ")[1]
     assert "Traceback" not in r.stdout + r.stderr
     assert not list((repo / "results").glob(f"{MACHINE}/*-*.json"))
+    assert [p.read_bytes() for p in machine_files] == before
 
 
 def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clone,
