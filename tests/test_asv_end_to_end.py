@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from kernelwatch import results as results_mod
 from kernelwatch.report import offline
-from kernelwatch.report import results as results_mod
 from kernelwatch.workloads import gpt2, llama_layer, rope, vae
 
 from .conftest import REPO, git, kernelwatch_exe
@@ -309,7 +309,7 @@ def test_a_second_run_on_a_commit_measures_only_what_is_missing(clone, isolated_
     parameters is recorded (the rest are stored as NaN). kernelwatch leaves out only the
     recorded combinations: a second run adds the compile variant, keeps eager's samples as
     they were, and a third run of both measures nothing."""
-    from kernelwatch import recorded
+    from kernelwatch import planner
 
     sel = [kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--shape", "tiny",
            "--form", "rotate-half", "--dtype", "float32", "--metric", "time"]
@@ -339,7 +339,7 @@ def test_a_second_run_on_a_commit_measures_only_what_is_missing(clone, isolated_
     head = git("rev-parse", "HEAD", cwd=clone)
     regex = (r"^rope\.RopeTime\.track_\w+\('tiny', 'rotate-half', 'float32', "
              r"'(eager|compile)'\)$")
-    calls = recorded.plan(clone / "results", MACHINE, [head, "0" * 40], [eager.env_name],
+    calls = planner.plan(clone / "results", MACHINE, [head, "0" * 40], [eager.env_name],
                           [[regex]])
     by_commit = {tuple(c.commits): c for c in calls}
     # Two variants x RopeTime's two tracks (the device and the caller's time).

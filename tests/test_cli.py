@@ -40,7 +40,7 @@ def test_unknown_shape_and_workload():
 def test_dry_run_selects_the_requested_parameters(isolated_home):
     r = kw("run", "--shape", "tiny", "--variant", "eager", "--metric", "time", "--dry-run")
     assert r.returncode == 0, r.stderr
-    # kernelwatch leaves recorded results out itself (recorded.py), per parameter combination;
+    # kernelwatch leaves recorded results out itself (planner.py), per parameter combination;
     # asv's own skip flag works per benchmark and would skip unrecorded combinations.
     assert "HEAD~2..HEAD" in r.stdout and "--skip-existing-successful" not in r.stdout
     assert "(RopeTime)" in r.stdout and "(tiny)" in r.stdout and "(eager)" in r.stdout
@@ -96,13 +96,13 @@ def test_run_stops_at_a_corrupt_result_file_of_a_commit_it_would_measure(tmp_pat
                                                                           isolated_home):
     """`run` reads what is recorded before it plans asv's calls: a file it cannot read is the
     same one message as for report and publish, and stays as it was."""
-    from kernelwatch import cli
+    from kernelwatch import asvrun
 
     repo = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                           text=True, check=True).stdout.strip()
-    env = cli.environment_names(repo / "asv.conf.json", None)[0]
+    env = asvrun.environment_names(repo / "asv.conf.json", None)[0]
     (repo / "results" / "box").mkdir(parents=True)
     (repo / "results" / "benchmarks.json").write_text(json.dumps({"version": 2}))
     from asv.results import get_filename

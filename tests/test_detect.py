@@ -57,7 +57,7 @@ def test_injected_slowdown_adds_its_fraction_of_the_calls_time(monkeypatch):
 
 def test_compare_marks_a_changed_benchmark_version_not_comparable_and_a_new_failure():
     from kernelwatch.report import compare
-    from kernelwatch.report.results import Row
+    from kernelwatch.results import Row
 
     def row(commit, bench, samples, version="v1", failed=False):
         return Row(machine="m", commit=commit, date=0, env_name="env", env={},

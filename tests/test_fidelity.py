@@ -77,7 +77,7 @@ def test_fidelity_measures_in_fresh_processes_saves_the_samples_and_publishes(cl
     shown = sh([*fid, "--show"], clone)
     assert shown.returncode == 0 and f"| {key} |" in shown.stdout
 
-    from kernelwatch.cli import fidelity_for_site
+    from kernelwatch.commands.publish import fidelity_for_site
     from kernelwatch.report import site
 
     html = clone / "html-fidelity-test"

@@ -34,3 +34,8 @@ def check_choices(params: Mapping[str, Iterable[str]],
         for value in chosen.get(kind) or ():
             if value not in valid:
                 raise unknown_name(kind, value, valid, where=where)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a cancelled CI job, a runner's time limit): unwound like Ctrl-C, past
+    every `except Exception`."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from asv.results import Results
 
-from kernelwatch.report.results import UNREADABLE
+from kernelwatch.results import UNREADABLE
 
 
 def _readable(path: Path, machine: str) -> bool:

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kernelwatch.report import html_table
-from kernelwatch.report.results import Row
 from kernelwatch.report.speedups import PRIMARY_TRACKS, BaselineLookup
+from kernelwatch.results import Row
 
 ONE_TIME = ("track_first_run", "track_cold_compile")
 

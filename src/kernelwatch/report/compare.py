@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kernelwatch import detect
-from kernelwatch.report.results import Row
 from kernelwatch.report.site import fmt_value
+from kernelwatch.results import Row
 
 # Only detect.FLAGGED_UNITS series are flagged; never the machine's own facts
 # (environment.*: copy bandwidth, threads), which describe the machine, not the code.

@@ -10,7 +10,7 @@ import statistics
 from collections import defaultdict
 
 from kernelwatch.report import Table, copy_bandwidth
-from kernelwatch.report.results import Row
+from kernelwatch.results import Row
 
 PREFIX = "gpt2."
 DECODE = "gpt2.Gpt2Generate.track_decode_time"

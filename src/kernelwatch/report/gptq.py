@@ -12,7 +12,7 @@ import statistics
 from collections import defaultdict
 
 from kernelwatch.report import Table
-from kernelwatch.report.results import Row
+from kernelwatch.results import Row
 
 PREFIX = "gptq."
 TIME = "gptq.GptqTime.track_time"

@@ -8,7 +8,7 @@ the write-up's surgical figures.
 from __future__ import annotations
 
 from kernelwatch.report import Table, case_metrics
-from kernelwatch.report.results import Row
+from kernelwatch.results import Row
 from kernelwatch.workloads import llama_layer
 
 PREFIX = "llama_layer."

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kernelwatch.report import copy_bandwidth, html_table
-from kernelwatch.report.results import Row
+from kernelwatch.results import Row
 
 MATMUL_KEY = "environment.Environment.track_matmul_seconds_per_tflop"
 # Work lookups: (benchmark, params) -> bytes or FLOPs of one call, or None.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from kernelwatch.report import Table, copy_bandwidth
-from kernelwatch.report.results import Row
+from kernelwatch.results import Row
 from kernelwatch.workloads import rope
 
 # No PREFIX: RoPE stays in the generic speedup table; this view adds the best-per-shape one.

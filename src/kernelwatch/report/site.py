@@ -24,7 +24,7 @@ from kernelwatch.report import (
     torch_versions,
     views,
 )
-from kernelwatch.report.results import Row, load
+from kernelwatch.results import Row, load
 
 TIME_SUFFIX = "Time.track_time"
 # Beside each Time class's track_time (device time), what a Python caller pays per call.

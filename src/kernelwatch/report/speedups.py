@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kernelwatch.report import html_table
-from kernelwatch.report.results import Row
+from kernelwatch.results import Row
 
 # The time a workload's speedup is of: its device time (or, for generation, the decode step).
 PRIMARY_TRACKS = ("track_time", "track_decode_time")

@@ -13,7 +13,7 @@ from packaging.version import InvalidVersion, Version
 
 from kernelwatch import detect
 from kernelwatch.report import html_table
-from kernelwatch.report.results import Row
+from kernelwatch.results import Row
 
 
 def _version(v: str) -> tuple:

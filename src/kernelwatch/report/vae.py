@@ -8,7 +8,7 @@ at batch 1 and 8 the caller's time is the one a user sees (the GPU waits for the
 from __future__ import annotations
 
 from kernelwatch.report import Table, case_metrics
-from kernelwatch.report.results import Row
+from kernelwatch.results import Row
 from kernelwatch.workloads import vae
 
 PREFIX = "vae."

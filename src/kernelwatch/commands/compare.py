@@ -1,0 +1,76 @@
+"""`kernelwatch compare BASE HEAD`: markdown of what changed between two commits, for a pull
+request or a CI summary; exit 1 when a time or memory series got worse."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kernelwatch import detect, fidelity
+from kernelwatch import results as results_mod
+from kernelwatch.asvrun import machine_name
+from kernelwatch.errors import KernelwatchError
+from kernelwatch.gitrepo import find_repo_root, resolve_commit
+from kernelwatch.report import compare
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    cmp = sub.add_parser(
+        "compare", help="markdown of what changed between two commits; exit 1 on a regression",
+        description="Compare every series recorded at BASE and at HEAD (same machine by "
+        "default) and print a markdown table for a pull request or a CI summary, significant "
+        "changes first. A change counts when asv's test on the recorded samples finds it "
+        "significant and the medians differ by more than --factor; a benchmark whose "
+        "`version` changed in between is shown as not comparable. Exits 1 when a time or "
+        "memory series got worse, or a benchmark newly fails.")
+    cmp.add_argument("base", help="the commit before (e.g. main, HEAD~1)")
+    cmp.add_argument("head", help="the commit after (e.g. HEAD)")
+    cmp.add_argument("--factor", type=float,
+                     help="smallest ratio of medians that counts, for every series (default: "
+                     "each series' threshold from `kernelwatch fidelity` on this machine, "
+                     "else 1.10)")
+    cmp.add_argument("--machine", help="asv machine of HEAD's results (default: "
+                     "$KERNELWATCH_MACHINE or host)")
+    cmp.add_argument("--base-machine", help="asv machine of BASE's results (default: "
+                     "--machine); two machine names of one commit compare two runs of it")
+    cmp.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    head_machine = machine_name(args.machine)
+    base_machine = (machine_name(args.base_machine, "--base-machine") if args.base_machine
+                    else head_machine)
+    return compare_commits(find_repo_root(), args.base, args.head, machine=head_machine,
+                           base_machine=base_machine, factor=args.factor)
+
+
+def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_machine: str,
+                    factor: float | None = None) -> int:
+    """Print the comparison of BASE and HEAD; 1 when something got worse beyond its
+    threshold. An explicit `factor` is used for every series; without it, each series
+    measured by `kernelwatch fidelity` on this machine uses its own threshold, the rest
+    1.10."""
+    base = (base_machine, resolve_commit(repo, base_rev))
+    head = (machine, resolve_commit(repo, head_rev))
+    rows = results_mod.load(repo / "results")
+    for m, commit in (base, head):
+        if not any(r.machine == m and r.commit == commit for r in rows):
+            machines = sorted({r.machine for r in rows if r.commit == commit})
+            raise KernelwatchError(
+                f"no results for commit {commit[:8]} on machine {m!r}"
+                + (f" (it has results on: {', '.join(machines)}; --machine / "
+                   "--base-machine choose)" if machines else
+                   f"; measure it first: kernelwatch run {commit[:8]}^!"))
+    thresholds = None if factor else fidelity.thresholds(repo).get(machine)
+    factor = factor or detect.DEFAULT_FACTOR
+    comparisons = compare.compare(rows, base, head, factor=factor, thresholds=thresholds)
+    if not comparisons:
+        raise KernelwatchError("the two have no series in common; run the same selection "
+                               "at both")
+    print(compare.markdown(comparisons, base, head, factor, thresholds))
+    worse = [c for c in comparisons if c.mark in compare.WORSE_MARKS]
+    if worse:
+        print(f"\nkernelwatch: {len(worse)} series worse beyond their threshold "
+              "(exit status 1)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,132 @@
+"""`kernelwatch fidelity`: each timed benchmark's noise, false alarms and the smallest
+slowdown its regression check catches (kernelwatch.fidelity does the measuring)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from kernelwatch import environment, fidelity, planner, workloads
+from kernelwatch.asvrun import machine_name
+from kernelwatch.errors import KernelwatchError, check_choices
+from kernelwatch.gitrepo import find_repo_root
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    fid = sub.add_parser(
+        "fidelity", help="measure each timed benchmark's noise, false alarms and the "
+        "smallest slowdown its regression check catches",
+        description="Run each timed benchmark's asv class in --runs fresh processes (as asv "
+        "does), each measuring it as it is and with test-only slowdowns injected into the "
+        "measuring core. Neighbouring processes are compared with the regression check "
+        "(asv's significance test and a factor): A/A pairs give the false-alarm rate at each "
+        "factor, A/B pairs the share of each slowdown caught. Prints a table per series; "
+        "saves the raw samples under .kernelwatch/fidelity/ (a new file per run); "
+        "`kernelwatch compare` and the site then use each series' threshold. Run it on a "
+        "quiet machine: other work moves the figures. Default: every workload's quick case "
+        "(plus caller time on a GPU); on 2 CPU cores about 30 min.")
+    fid.add_argument("--workload", action="append",
+                     help="only this workload (repeatable; default all)")
+    fid.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="this value of the workload's parameter (repeatable; default the "
+                     "quick case)")
+    fid.add_argument("--track", action="append", metavar="NAME",
+                     help="this timed track, e.g. time, caller_time (default: the quick ones)")
+    fid.add_argument("--runs", type=int, default=21,
+                     help="fresh processes per series (default 21: 20 neighbouring pairs)")
+    fid.add_argument("--slowdowns", default="0.02,0.05,0.10",
+                     help="injected slowdowns, fractions (default 0.02,0.05,0.10)")
+    fid.add_argument("--timeout", type=float, default=600,
+                     help="seconds one process may take (default 600)")
+    fid.add_argument("--machine", help="machine name the figures are filed under (default: "
+                     "$KERNELWATCH_MACHINE or host)")
+    fid.add_argument("--show", action="store_true",
+                     help="print the table from the newest saved runs; measure nothing")
+    fid.add_argument("--pool", type=int, default=1, metavar="K",
+                     help="judge pairs of K-process sets, samples pooled: what `kernelwatch "
+                     "run --processes K` records (default 1; thresholds for compare and the "
+                     "site are always for 1)")
+    fid.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    repo = find_repo_root(needs_git=False)
+    machine = machine_name(args.machine)
+    if args.show:
+        return show(repo, machine, pool=args.pool)
+    try:
+        slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
+    except ValueError:
+        raise KernelwatchError(f"--slowdowns takes fractions like 0.02,0.05, not "
+                               f"{args.slowdowns!r}") from None
+    return measure(repo, machine, workload_names=args.workload, params=args.param or (),
+                   tracks=args.track, runs=args.runs, slowdowns=slowdowns,
+                   timeout=args.timeout, pool=args.pool)
+
+
+def _check_pool(pool: int, runs: int | None = None) -> None:
+    # Checked before measuring: a run takes many minutes.
+    if pool < 1:
+        raise KernelwatchError("--pool takes a count of 1 or more (3 pools three processes)")
+    if runs is not None and pool > 1 and runs < 2 * pool:
+        raise KernelwatchError(f"--pool {pool} needs at least {2 * pool} runs per series; "
+                               "raise --runs")
+
+
+def show(repo: Path, machine: str, pool: int = 1) -> int:
+    """The table from the newest saved runs of `machine`; measures nothing."""
+    _check_pool(pool)
+    latest = fidelity.load_latest(repo).get(machine)
+    if not latest:
+        raise KernelwatchError(f"no fidelity runs for machine {machine!r} in "
+                               f"{fidelity.fidelity_dir(repo)}; run `kernelwatch fidelity`")
+    return _print([m for m, _ in latest.values()], pool)
+
+
+def measure(repo: Path, machine: str, *, workload_names: Sequence[str] | None,
+            params: Sequence[str], tracks: Sequence[str] | None, runs: int,
+            slowdowns: Sequence[float], timeout: float, pool: int = 1) -> int:
+    """Measure every selected series in `runs` fresh processes, as it is and with each
+    slowdown injected; save the samples and print the table."""
+    _check_pool(pool, runs)
+    if runs < 2 or any(not 0 < x < 10 for x in slowdowns):
+        raise KernelwatchError("--runs needs at least 2 (21 gives 20 pairs), and each "
+                               "slowdown is a fraction above 0 (0.05 = 5%)")
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    names = workload_names or [w for w in workloads.WORKLOADS
+                               if "time" in workloads.get(w).BENCHMARKS]
+    plan = []
+    for name in names:
+        chosen, env = planner.parse_params(name, params, {})
+        check_choices(workloads.get(name).PARAMS, chosen, where=name)
+        os.environ.update(env)
+        plan += fidelity.targets(repo, name, chosen, tracks, on_gpu)
+    print(f"kernelwatch fidelity: {len(plan)} series x {runs} processes (a case's series "
+          f"share one), each measured as it is and with "
+          f"{', '.join(f'{100 * x:g}%' for x in slowdowns)} injected; machine {machine}")
+    measured = []
+    path, facts = fidelity.new_path(repo, machine), environment.capture()
+    groups = fidelity.cases(plan)
+    for i, case in enumerate(groups, 1):
+        names_of = ", ".join(t.track.removeprefix("track_") for t in case)
+        print(f"[{i}/{len(groups)}] {case[0].key} ({names_of})", flush=True)
+        measured += fidelity.measure_case(repo, case, runs, list(slowdowns), timeout=timeout,
+                                          progress=lambda line: print(line, flush=True))
+        fidelity.save(path, machine, measured, facts)
+    print(f"samples saved to {path}")
+    return _print(measured, pool)
+
+
+def _print(measured: list, pool: int) -> int:
+    done = [m for m in measured if not m.skipped]
+    if any(len(m.runs) < 2 * pool for m in done):
+        raise KernelwatchError(f"--pool {pool} needs at least {2 * pool} runs per series; "
+                               "the saved runs have fewer")
+    print()
+    print(fidelity.markdown([fidelity.analyse(m, pool=pool) for m in done],
+                            [m for m in measured if m.skipped]))
+    return 0

@@ -1,0 +1,109 @@
+"""`kernelwatch publish`: asv's site (offline) and kernelwatch's pages, built beside the last
+site from a checked copy of results/ and moved into place only when whole."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from kernelwatch import fidelity, result_files, workloads
+from kernelwatch.asvrun import (
+    asv_config,
+    asv_executable,
+    derived_config,
+    history_branch,
+    run_checked,
+)
+from kernelwatch.errors import KernelwatchError
+from kernelwatch.gitrepo import commits_in, find_repo_root
+from kernelwatch.report import offline, site
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    pub = sub.add_parser("publish", help="asv publish, plus kernelwatch's speedup pages")
+    pub.add_argument("--branch", help="the branch whose commits the graphs show (default: "
+                     "asv.conf.json's, or the checked-out branch where that one does not exist)")
+    pub.add_argument("--skip-corrupt", action="store_true",
+                     help="publish every readable result and name the unreadable ones "
+                     "(default: an unreadable file stops the publish); results/ is never "
+                     "modified")
+    pub.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    return publish(find_repo_root(), branch=args.branch, skip_corrupt=args.skip_corrupt)
+
+
+def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False) -> int:
+    """asv's site and kernelwatch's pages from results/, into html/ whole or not at all."""
+    results = repo / "results"
+    if not any(results.glob("*/*.json")):
+        raise KernelwatchError("no results to publish yet; run `kernelwatch run --quick` first")
+    # The site is built from a checked copy (results/ is never modified): a file that is not
+    # what asv writes, or holds a name asv could not have written, never reaches a page.
+    checked = repo / ".kernelwatch" / "publish-results"
+    refused = result_files.checked_copy(results, checked)
+    if refused and not skip_corrupt:
+        raise KernelwatchError(
+            "these files under results/ cannot be published: "
+            + "; ".join(f"{results}/{line}" for line in refused)
+            + ". Move them out of results/ (keep them if you want to repair them) and run "
+            "again, or `kernelwatch publish --skip-corrupt` to publish the rest; the site "
+            "was not touched")
+    for line in refused:
+        print(f"kernelwatch: left out of the site (kept as it is in results/): {line}",
+              file=sys.stderr)
+    html_dir = repo / asv_config(repo).get("html_dir", "html")
+    # Built beside, moved into place only when whole: a failing publish leaves the last site.
+    building = repo / ".kernelwatch" / "site-building"
+    if building.exists():
+        shutil.rmtree(building)
+    branch = history_branch(repo, branch)
+    config = derived_config(repo, branch=branch, results_dir=str(checked),
+                            html_dir=str(building))
+    run_checked([asv_executable(), "--config", str(config), "publish"], repo)
+    # The change table orders commits as the branch does (dates tie within a second).
+    history = commits_in(repo, branch or asv_config(repo).get("branches", ["HEAD"])[0])
+    site.write(checked, building, workloads.bytes_for_benchmark,
+               baseline_for=workloads.baseline_variant,
+               flops=workloads.flops_for_benchmark, gate=workloads.gate_failure,
+               commit_order={c: len(history) - i for i, c in enumerate(history)},
+               **fidelity_for_site(repo))
+    for left in offline.make_offline(building):
+        print(f"kernelwatch: warning: {left} still loads from the network (asv's pages "
+              "changed: add it to scripts/vendor-asv-assets.py and kernelwatch.report."
+              "offline.CDN)", file=sys.stderr)
+    replace_dir(building, html_dir)
+    page = html_dir / "kernelwatch" / "index.html"
+    print(f"\nPublished. Open {html_dir / 'index.html'} (asv's history)")
+    print(f"and {page} (kernelwatch: speedups, regressions, roofline, write-up tables).")
+    print(f"To serve it: asv preview   (or: python -m http.server -d {html_dir})")
+    return 0
+
+
+def replace_dir(new: Path, dest: Path) -> None:
+    """Put the finished directory `new` where `dest` is, and the old one away."""
+    old = new.with_name(new.name + "-old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except OSError:  # another filesystem: copy
+        shutil.copytree(new, dest)
+        shutil.rmtree(new)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def fidelity_for_site(repo: Path) -> dict:
+    """The newest `kernelwatch fidelity` figures per machine, as site.write takes them."""
+    tables, thresholds = {}, {}
+    for machine, (env, analyses, skipped) in fidelity.latest_analyses(repo).items():
+        headers, body = fidelity.table(analyses, skipped)
+        tables[machine] = (env, headers, body, fidelity.NOTE)
+        thresholds[machine] = fidelity.series_thresholds(analyses)
+    return {"fidelity": tables, "thresholds": thresholds}

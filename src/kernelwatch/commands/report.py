@@ -1,0 +1,22 @@
+"""`kernelwatch report`: the speedup table and each workload's summary, as text."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kernelwatch import results as results_mod
+from kernelwatch import workloads
+from kernelwatch.gitrepo import find_repo_root
+from kernelwatch.report import site
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    rep = sub.add_parser("report", help="print speedups vs eager and GB/s from results/")
+    rep.set_defaults(handler=lambda args: print_report(find_repo_root(needs_git=False)))
+
+
+def print_report(repo: Path) -> int:
+    rows = results_mod.load(repo / "results")
+    print(site.text_table(rows, workloads.bytes_for_benchmark))
+    return 0

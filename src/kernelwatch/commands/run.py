@@ -1,0 +1,75 @@
+"""`kernelwatch run`: measure benchmarks with asv over a commit range and the torch matrix,
+or in this interpreter (--existing). The work is the run engine's (kernelwatch.engine)."""
+
+from __future__ import annotations
+
+import argparse
+
+from kernelwatch.engine import RunRequest, run_suite
+from kernelwatch.gitrepo import find_repo_root
+
+# Flags kept from before `--param`: each is `--param NAME=VALUE` for the parameter it names.
+PARAM_ALIASES = ("shape", "form", "dtype", "scheme", "blocksize", "variant")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser(
+        "run", help="run the benchmarks with asv",
+        description="Run benchmarks with `asv run` over a commit range and the torch matrix of "
+        "asv.conf.json (one virtualenv per torch version), or in this interpreter "
+        "(--existing, e.g. a GPU machine's preinstalled torch). Results go to results/. "
+        "Arguments after `--` go to `asv run` unchanged.",
+    )
+    r.add_argument("range", nargs="?",
+                   help="git range (default HEAD~2..HEAD, the last two commits)")
+    r.add_argument("--quick", action="store_true",
+                   help="each workload's tiny shape and a few variants (RoPE: eager, compile, "
+                   "compile-dynamic; GPTQ: eager, compile-block at block 16), time, accuracy "
+                   "and one cold compile: a few minutes on 2 CPU cores")
+    r.add_argument("--existing", action="store_true",
+                   help="benchmark with this interpreter's torch (asv -E existing:PYTHON), HEAD "
+                   "only; one asv call per metric family, each saved when it ends")
+    r.add_argument("--workload", help="workload (default: rope; with --quick, every workload)")
+    r.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="only this value of the workload's parameter NAME (repeatable; "
+                   "default all values). `kernelwatch list WORKLOAD` shows the names, e.g. "
+                   "--param variant=eager --param size=gpt2")
+    for flag in PARAM_ALIASES:
+        r.add_argument(f"--{flag}", action="append", metavar=flag.upper(),
+                       help=f"same as --param {flag}={flag.upper()}")
+    r.add_argument("--metric", action="append", metavar="FAMILY",
+                   help="only this metric family, e.g. time, accuracy (repeatable; default "
+                   "all; `kernelwatch list` shows each workload's)")
+    r.add_argument("--track", action="append", metavar="NAME",
+                   help="only the track_ methods of this name, e.g. decode_time (repeatable)")
+    r.add_argument("--torch", action="append", metavar="VERSION",
+                   help="only this torch version of asv.conf.json's matrix (repeatable; an "
+                   "exact version, pip flags allowed as in the matrix)")
+    r.add_argument("--machine", help="asv machine name (default: $KERNELWATCH_MACHINE or host)")
+    r.add_argument("--branch", help="the branch asv follows (default: asv.conf.json's, or the "
+                   "checked-out branch where that one does not exist)")
+    r.add_argument("--rerun", action="store_true",
+                   help="measure again what is already recorded, replacing it (default: each "
+                   "commit and environment measures only the selected results not yet "
+                   "recorded; failed ones are tried again)")
+    r.add_argument("--processes", type=int, default=1, metavar="K",
+                   help="measure each benchmark in K fresh processes, samples pooled (asv "
+                   "--append-samples): K=3 halves the noise between commits on a shared "
+                   "machine (docs/measurement.md); default 1")
+    r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="stream asv's whole output (default: a progress bar and the failures; "
+                   "the whole output goes to a log file under .kernelwatch/logs, whose path "
+                   "is printed)")
+    r.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    aliased = [f"{name}={value}" for name in PARAM_ALIASES
+               for value in getattr(args, name) or ()]
+    return run_suite(find_repo_root(), RunRequest(
+        range=args.range, workload=args.workload, params=[*aliased, *(args.param or ())],
+        metrics=args.metric, tracks=args.track, quick=args.quick, existing=args.existing,
+        torch=args.torch, machine=args.machine, branch=args.branch, rerun=args.rerun,
+        processes=args.processes, dry_run=args.dry_run, verbose=args.verbose,
+        asv_args=args.asv_args))

@@ -1,0 +1,258 @@
+"""The run engine: measure a selection over commits and environments with asv, from Python.
+
+`run_suite(repo, RunRequest(...))` is what `kernelwatch run` does, without the command line:
+it plans the asv calls (planner), runs each under the lock of the checkout and the reaper
+(asvrun), keeps every recorded file at least as good as it was (snapshot), and pools
+`processes` fresh processes per benchmark. Bisection calls it point by point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from kernelwatch import asvrun, planner, workloads
+from kernelwatch.errors import KernelwatchError, check_choices
+from kernelwatch.gitrepo import commits_in, git_output
+from kernelwatch.planner import Call, Selection
+from kernelwatch.progress import AsvProgress, log_path
+from kernelwatch.snapshot import Snapshot, free_bytes
+
+
+@dataclass
+class RunRequest:
+    """What to measure and where; every field is plain data (no argparse).
+
+    params are NAME=VALUE pairs of the workload's parameters or settings; torch narrows the
+    matrix to these exact versions; existing measures this interpreter's packages at HEAD."""
+
+    range: str | None = None
+    workload: str | None = None
+    params: Sequence[str] = ()
+    metrics: Sequence[str] | None = None
+    tracks: Sequence[str] | None = None
+    quick: bool = False
+    existing: bool = False
+    torch: Sequence[str] | None = None
+    machine: str | None = None
+    branch: str | None = None
+    rerun: bool = False
+    processes: int = 1
+    dry_run: bool = False
+    verbose: bool = False
+    asv_args: Sequence[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """A request resolved against the checkout: commits, selections, regex chunks."""
+
+    rev: str
+    commits: list[str]
+    selections: list[Selection]
+    chunks: list[list[str]]
+    settings_env: dict[str, str]
+
+
+class DiskFull(KernelwatchError):
+    """asv stopped on a full disk; run_suite restores what it left and names the room."""
+
+
+def resolve(repo: Path, request: RunRequest) -> Plan:
+    """Check the request and turn it into commits and regexes; nothing is run."""
+    if request.processes < 1:
+        raise KernelwatchError("--processes takes a count of 1 or more (3 pools three)")
+    rev = request.range or ("HEAD^!" if request.existing else "HEAD~2..HEAD")
+    if request.existing and rev != "HEAD^!":
+        raise KernelwatchError("--existing benchmarks the working tree's installed code only; "
+                               "it cannot run a commit range (drop the range, or --existing)")
+    commits = ([git_output(repo, "rev-parse", "HEAD")] if request.existing
+               else commits_in(repo, rev))
+    if not commits:
+        raise KernelwatchError(
+            f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
+            "(a clone needs that many: `git clone` without --depth 1)")
+    selections, settings_env = select(request)
+    return Plan(rev, commits, selections, planner.chunks(selections, request.existing),
+                settings_env)
+
+
+def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
+    """The request's selections and the environment variables of its workload settings."""
+    if not request.quick:
+        workload = request.workload or "rope"
+        chosen, env = planner.parse_params(workload, request.params, {})
+        return [(workload, chosen, list(request.metrics or []) or None,
+                 request.tracks)], env
+    names = [request.workload] if request.workload else list(workloads.WORKLOADS)
+    if request.params and not request.workload:
+        raise KernelwatchError("--quick with --param narrows one workload's quick case: "
+                               "add --workload W (`kernelwatch list W` shows its quick case)")
+    chosen: dict[str, list[str]] = {}
+    env: dict[str, str] = {}
+    if request.workload:
+        chosen, env = planner.parse_params(request.workload, request.params, {})
+        check_choices(workloads.get(request.workload).PARAMS, chosen, where=request.workload)
+    quick = [sel for w in names for sel in planner.quick_selections(w)]
+    return planner.narrow_quick(quick, chosen, request.metrics, request.tracks), env
+
+
+def run_suite(repo: Path, request: RunRequest) -> int:
+    """Measure what `request` selects; 0 when every benchmark ran, 1 when some failed or
+    timed out (recorded as failed; the rest saved). Bad input raises KernelwatchError."""
+    if request.dry_run:  # runs nothing, writes no result: no need to wait for another run
+        return _run(repo, request)
+    with asvrun.results_lock(repo):
+        return _run(repo, request)
+
+
+def _run(repo: Path, request: RunRequest) -> int:
+    asv = asvrun.asv_executable()
+    plan = resolve(repo, request)
+    name = asvrun.machine_name(request.machine)
+    snap = (None if request.dry_run else
+            Snapshot.take(repo / "results", name, asvrun.MACHINE_FILE.expanduser()))
+    try:
+        return _run_planned(repo, request, plan, asv, name, snap)
+    except DiskFull:
+        assert snap is not None
+        lines = snap.repair()
+        raise KernelwatchError(
+            f"the disk holding results/ is full ({free_bytes(repo / 'results') // 2**20} MiB "
+            f"free): free at least {max(64, 4 * snap.bytes_kept() // 2**20)} MiB there and "
+            "run again. Recorded files were kept: " + ("; ".join(lines) or "none was touched")
+        ) from None
+    finally:
+        if snap is not None:
+            for line in snap.repair():
+                print(f"kernelwatch: {line}", file=sys.stderr)
+
+
+def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: str,
+                 snap: Snapshot | None) -> int:
+    asvrun.write_machine_info(name, request.existing)
+    config = asvrun.derived_config(repo, existing=request.existing,
+                                   torch_versions=list(request.torch or []) or None,
+                                   env_dir=os.environ.get("KERNELWATCH_ENV_DIR"),
+                                   branch=asvrun.history_branch(repo, request.branch))
+    base = [asv, *(["--config", str(config)] if config else []),
+            "run", "--machine", name, "--record-samples", "--show-stderr"]
+    # This interpreter, named explicitly (asv's --python=same is the interpreter asv's script
+    # runs under), so that kernelwatch knows the environment's result file.
+    python = sys.executable if request.existing else None
+    if request.existing:
+        # asv saves results of an `existing` environment only with a commit to file them under.
+        base += ["-E", f"existing:{python}", "--set-commit-hash", plan.commits[0]]
+    envs = asvrun.environment_names(config or repo / "asv.conf.json", python)
+    calls = (planner.plan(repo / "results", name, plan.commits, envs, plan.chunks)
+             if not request.rerun else [Call(plan.commits, envs, c) for c in plan.chunks])
+    runner = _Calls(repo, request, plan, base, envs, saved=snap.refresh if snap else None)
+    with contextlib.ExitStack() as stack:
+        if not (request.verbose or request.dry_run):
+            path = log_path(repo)
+            # Line-buffered, so `tail -f` follows it.
+            runner.log = stack.enter_context(path.open("a", encoding="utf-8", buffering=1))
+            print(f"kernelwatch: asv's full output goes to {path} (-v shows it here)",
+                  flush=True)
+        measured = runner.run(calls)
+        # More processes per benchmark: asv measures each again in a fresh process and
+        # appends the samples, so a result pools `processes` processes (docs/measurement.md:
+        # most of the noise between two commits is between processes).
+        for round_ in range(2, request.processes + 1):
+            if not measured or (request.dry_run and round_ > 2):
+                break
+            print(f"kernelwatch: process {round_} of {request.processes} for each benchmark "
+                  "just measured (samples appended)", flush=True)
+            runner.run(measured, extra=["--append-samples"])
+        if runner.log is not None:
+            print(f"kernelwatch: asv's full output is in {runner.log.name}", flush=True)
+    if runner.failed:
+        print("kernelwatch: some benchmarks failed or timed out (see the messages above); "
+              "those parameters are recorded as failed, every other result is saved",
+              file=sys.stderr)
+        for cause in sorted(runner.causes):
+            print(f"kernelwatch: {asvrun.FAILURE_FIXES[cause]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@dataclass
+class _Calls:
+    """Runs planned asv calls one after another, noting failures and their causes."""
+
+    repo: Path
+    request: RunRequest
+    plan: Plan
+    base: list[str]
+    envs: list[str]
+    saved: Callable[[], None] | None = None  # after each asv call that finished and saved
+    log: TextIO | None = None
+    failed: bool = False
+    causes: set[str] = field(default_factory=set)
+
+    def command(self, call: Call, extra: Sequence[str]) -> list[str]:
+        full = list(self.base)
+        if not self.request.existing:
+            full.append(self.plan.rev if call.commits == self.plan.commits
+                        else asvrun.hashfile(self.repo, call.commits))
+            if call.envs != self.envs:
+                for env in call.envs:
+                    full += ["-E", env]
+        for r in call.regexes:
+            full += ["-b", r]
+        return [*full, *self.request.asv_args, *extra]
+
+    def run(self, calls: list[Call], extra: Sequence[str] = ()) -> list[Call]:
+        """One asv run per call; the calls that measured something."""
+        measured: list[Call] = []
+        for i, call in enumerate(calls, 1):
+            full = self.command(call, extra)
+            if self.request.dry_run:
+                print(shlex.join(full))
+                measured.append(call)
+                continue
+            if len(calls) > 1:
+                print(f"kernelwatch: part {i} of {len(calls)} (saved when it ends)", flush=True)
+            if call.kept:
+                everything = call.commits == self.plan.commits and call.envs == self.envs
+                where = ("" if everything else f" at {', '.join(c[:8] for c in call.commits)}"
+                         f" in {', '.join(call.envs)}")
+                print(f"kernelwatch: {call.kept} selected results already recorded{where} "
+                      "are kept, not measured again (--rerun measures them again)", flush=True)
+            if self._run_one(full, call, f"part {i}/{len(calls)}" if len(calls) > 1 else "asv"):
+                measured.append(call)
+        return measured
+
+    def _run_one(self, full: list[str], call: Call, label: str) -> bool:
+        print("+", shlex.join(full), flush=True)
+        seen: dict[str, str] = {}
+        progress = AsvProgress(self.log, label) if self.log is not None else None
+        rc = asvrun.stream(full, self.repo, seen, self.plan.settings_env, progress)
+        self.causes |= seen.keys() & asvrun.FAILURE_FIXES.keys()
+        if rc != 0 and "disk-full" in seen:
+            raise DiskFull(seen["disk-full"])
+        if rc != 0 and "env-failed" in seen:
+            raise KernelwatchError(asvrun.environment_failure(seen, self.repo, self.log))
+        if rc in (0, 1) and "none-selected" in seen:  # asv exits 1 on it in some modes
+            if not call.kept:
+                raise KernelwatchError("the selection matches no benchmark; "
+                                       "`kernelwatch list` shows what exists")
+            print("kernelwatch: nothing left to measure there; every selected result is "
+                  "recorded", flush=True)
+            return False
+        if rc in (0, 2) and self.saved is not None:
+            self.saved()
+        if rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
+            self.failed = True
+        elif rc != 0:
+            where = f" (its output: {self.log.name})" if self.log is not None else ""
+            raise KernelwatchError(f"asv run exited with status {rc}{where}; results of "
+                                   "environments (and parts) that finished are saved in "
+                                   "results/")
+        return True
