@@ -25,7 +25,6 @@ analysis never needs a new run. Files are never overwritten: one per run, newest
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import math
@@ -39,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kernelwatch import detect, workloads
+from kernelwatch import benchmark_classes, detect, workloads
 from kernelwatch.errors import KernelwatchError, unknown_name
 
 # Candidate factors, smallest first: the threshold is the first with no A/A alarm.
@@ -71,7 +70,7 @@ def timed_tracks(repo: Path, workload: str) -> list[str]:
     """The track_ methods of a workload's time class that return timing samples (unit
     seconds), e.g. track_time and track_caller_time."""
     module = workloads.get(workload)
-    cls = _benchmark_class(repo, workload, module.BENCHMARKS["time"])
+    cls = benchmark_classes.load(repo, workload, module.BENCHMARKS["time"])
     return [name for name in dir(cls) if name.startswith("track_")
             and getattr(getattr(cls, name), "unit", getattr(cls, "unit", "")) == "seconds"]
 
@@ -98,13 +97,6 @@ def targets(repo: Path, workload: str, chosen: dict[str, list[str] | None],
             for combo in itertools.product(*values) for name in names]
 
 
-def _benchmark_class(repo: Path | str, workload: str, cls: str) -> type:
-    """The asv class, imported from the repository's benchmarks/ as asv imports it."""
-    if str(repo) not in sys.path:
-        sys.path.insert(0, str(repo))
-    return getattr(importlib.import_module(f"benchmarks.{workload}"), cls)
-
-
 # ----------------------------------------------------------------------------- runner
 
 
@@ -114,7 +106,7 @@ def child_main(spec: dict) -> dict:
     track and slowdown, or the reason the benchmark skips here."""
     from kernelwatch import measure
 
-    cls = _benchmark_class(spec["repo"], spec["workload"], spec["cls"])
+    cls = benchmark_classes.load(spec["repo"], spec["workload"], spec["cls"])
     params = spec["params"]
     bench = cls()
     try:
