@@ -1,0 +1,142 @@
+"""The kernels one call launches: their count, their names in order, and a hash of the code
+inductor generated for them. When a commit stops inductor fusing two operations, the time may
+move by less than the noise, but the count goes from 1 to 2 and the names say what split.
+
+- Compiled code: read from the modules inductor wrote (`PyCodeCache`) while the call ran:
+  each module's `call` launches its kernels in order (a generated C++ or Triton kernel, or an
+  extern kernel such as `extern_kernels.mm`). The hash is over those modules' source, so any
+  change of the generated code changes it, also when the count stays.
+- Eager code (nothing generated): the profiler's list of what ran (GPU kernels on CUDA,
+  top-level aten operators on the CPU); no hash.
+Counting only: nothing here times (that is kernelwatch.measure's job).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+# asv's count series reads this; the names go beside the results (kernelwatch.inventory_file).
+KERNEL_COUNT_UNIT = "count"
+
+
+@dataclass
+class Inventory:
+    kernels: list[str] = field(default_factory=list)  # in launch order, one call
+    code_hash: str = ""  # sha256 of the generated code, "" where nothing was generated
+    source: str = "profiler"  # "inductor": from the generated code; "profiler": eager
+
+    @property
+    def count(self) -> int:
+        return len(self.kernels)
+
+    def as_dict(self) -> dict:
+        return {"kernels": list(self.kernels), "code_hash": self.code_hash,
+                "source": self.source}
+
+
+def _generated_modules() -> list:
+    from torch._inductor.codecache import PyCodeCache
+
+    return list(PyCodeCache.modules)
+
+
+def kernels_of_source(source: str) -> list[str]:
+    """The kernels a generated module's `call` launches, in order: names bound at module
+    level to `async_compile.*(...)` and called (or `.run(...)` for Triton), and
+    `extern_kernels.*` calls."""
+    tree = ast.parse(source)
+    defined = set()
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Attribute)
+                and isinstance(node.value.func.value, ast.Name)
+                and node.value.func.value.id == "async_compile"):
+            defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "call"]
+    launched = []
+    for fn in calls:
+        for node in ast.walk(fn):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            if isinstance(f, ast.Name) and f.id in defined:
+                launched.append((node.lineno, node.col_offset, f.id))
+            elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+                if f.value.id in defined and f.attr == "run":
+                    launched.append((node.lineno, node.col_offset, f.value.id))
+                elif f.value.id == "extern_kernels":
+                    launched.append((node.lineno, node.col_offset, f"extern_kernels.{f.attr}"))
+    return [name for _, _, name in sorted(launched)]
+
+
+def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory:
+    """Run `call` once (its first call, when it compiles) and list what it launched: from
+    the modules inductor generated or loaded during the call, else from the profiler on a
+    second call."""
+    before = {id(m) for m in _generated_modules()}
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    new = [m for m in _generated_modules() if id(m) not in before]
+    sources = [open(m.__file__).read() for m in new if getattr(m, "__file__", None)]
+    sources = [s for s in sources if "def call" in s]
+    if sources:
+        digest = hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
+        return Inventory([k for s in sources for k in kernels_of_source(s)], digest,
+                         "inductor")
+    return of_profiled_call(call, device)
+
+
+def of_profiled_call(call: Callable[[], object], device: torch.device) -> Inventory:
+    """What one call of `call` ran, by the profiler: GPU kernels on CUDA, else the aten
+    operators called from Python (not their internal calls)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    if device.type == "cuda":
+        names = [e.name for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    else:
+        names = [e.name for e in events if e.name.startswith("aten::")
+                 and not _inside_aten(e)]
+    return Inventory(names, "", "profiler")
+
+
+def _inside_aten(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def difference(old: Inventory | dict, new: Inventory | dict) -> str:
+    """In words, what changed between two inventories ("" when nothing did): the count and
+    the kernels that appeared or went, e.g. "3 kernels, was 1: lost fusion of cpp_fused_..."""
+    old_k = old.kernels if isinstance(old, Inventory) else old.get("kernels", [])
+    new_k = new.kernels if isinstance(new, Inventory) else new.get("kernels", [])
+    old_h = old.code_hash if isinstance(old, Inventory) else old.get("code_hash", "")
+    new_h = new.code_hash if isinstance(new, Inventory) else new.get("code_hash", "")
+    if old_k == new_k:
+        return "same kernels, generated code changed" if old_h != new_h else ""
+    gone = [k for k in old_k if k not in new_k]
+    came = [k for k in new_k if k not in old_k]
+    words = [f"{len(new_k)} kernel{'s' if len(new_k) != 1 else ''}, was {len(old_k)}"]
+    if len(new_k) > len(old_k) and gone:
+        words.append(f"lost fusion of {', '.join(gone)}")
+    elif gone:
+        words.append(f"gone: {', '.join(gone)}")
+    if came:
+        words.append(f"new: {', '.join(came)}")
+    return "; ".join(words)
