@@ -118,3 +118,33 @@ def test_rope_table_puts_the_best_variant_first_with_its_share_of_copy_bandwidth
                                   "92% of copy bandwidth")
     assert table.rows[0][4] == "92.5%" and table.rows[0][2] == "9.25x"
     assert table.row_classes == ["best", "", ""]
+
+
+def test_overview_geomean_gates_compile_memory_and_names_by_what_differs():
+    from kernelwatch.report import overview
+
+    def at(shape, variant, bench, value, torch="2.13.0"):
+        r = row(bench, variant, value, torch)
+        r.params = {"shape": shape, "variant": variant}
+        return r
+
+    t = "w.WTime.track_time"
+    rows = [at("a", "eager", t, 4e-3), at("a", "compile", t, 1e-3),
+            at("b", "eager", t, 2e-3), at("b", "compile", t, 2e-3),
+            at("a", "compile", "w.WCompile.track_cold_compile", 10.0),
+            at("b", "compile", "w.WCompile.track_cold_compile", 20.0),
+            at("a", "eager", "w.WMemory.track_peak_rss", 100.0),
+            at("a", "compile", "w.WMemory.track_peak_rss", 50.0),
+            at("b", "compile", "w.WAccuracy.track_error", 1.0)]
+    def gate(bench, params, value):
+        return "too wrong" if bench.endswith("track_error") and value > 0.5 else None
+    summary = overview.workload_summary(rows, lambda w, d: "eager", gate)["w"]
+    compiled = summary["variants"]["compile"]
+    assert abs(compiled["geomean"] - 2.0) < 1e-9  # sqrt(4x * 1x)
+    assert compiled["gate_failures"] == 1 and compiled["cases"] == 2
+    assert compiled["cold_compile"] == 15.0 and abs(compiled["memory_ratio"] - 0.5) < 1e-9
+    assert summary["cells"][("compile", "a")][0] == 4.0
+    groups = {("m", "env-2.13.0"): [row("w.WTime.track_time", "eager", 1.0, "2.13.0")],
+              ("m", "env-2.14.1"): [row("w.WTime.track_time", "eager", 1.0, "2.14.1")]}
+    assert sorted(overview.env_names(groups).values()) == ["m · torch 2.13.0",
+                                                           "m · torch 2.14.1"]

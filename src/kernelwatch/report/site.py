@@ -18,6 +18,7 @@ from kernelwatch.report import (
     break_even,
     copy_bandwidth,
     html_table,
+    overview,
     regressions,
     roofline,
     speedups,
@@ -161,6 +162,7 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
                     "params": ", ".join(new.params.values()), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,
                     "commits": f"{old.commit[:8]} -> {new.commit[:8]}", "flag": flag,
+                    "params_dict": dict(new.params),
                     "_newest": (order.get(new.commit, -1), new.date)})
     # Newest change first; within a commit, flagged rows, then the largest ratio.
     out.sort(key=lambda c: (c["_newest"], bool(c["flag"]), abs(c["ratio"] - 1)), reverse=True)
@@ -220,7 +222,8 @@ def _aligned(table: list[list[str]]) -> list[str]:
 FidelityTables = dict[str, tuple[dict, list[str], list[list[str]], str]]
 
 
-NAV = ('<p><a href="../index.html">asv history (all series, per commit)</a> &middot; '
+NAV = ('<p><a href="overview.html">overview</a> &middot; '
+       '<a href="../index.html">asv history (all series, per commit)</a> &middot; '
        '<a href="speedups.html">speedups over commits (charts)</a> &middot; '
        '<a href="regressions.html">regressions</a> &middot; '
        '<a href="torch.html">torch versions side by side</a> &middot; '
@@ -279,6 +282,8 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
                 "eager's by more than the stated tolerance is marked WORSE. A row in red "
                 "failed, or failed its quality gate.</p>"]
     env_groups = latest_commit_rows(rows)
+    overview.write(env_groups, out_dir, baseline_for or (lambda workload, device: "eager"),
+                   gate, ch, NAV, _page)
     for _, env_rows in sorted(env_groups.items()):
         heading = _env_heading(env_rows)
         body = [[_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
@@ -312,7 +317,9 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
 def _page(title: str, parts: list[str]) -> str:
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
              "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
-             "tr.worse{background:#fdd}tr.better{background:#dfd}tr.best{font-weight:bold}.env{color:#555}")
+             "tr.worse{background:#fdd}tr.better{background:#dfd}tr.best{font-weight:bold}.env{color:#555}"
+             ".heatmap td{text-align:center;min-width:5em}.heatmap a{color:#000;"
+             "text-decoration:none}")
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}"
             f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
