@@ -84,6 +84,16 @@ def test_the_regressions_page_lists_the_injected_regression(site):
     assert "rope.RopeTime.track_time" in steps and 'href="../index.html#rope.RopeTime' in steps
 
 
+def test_the_overview_shows_geomean_and_a_heatmap_with_the_change_marked(site):
+    page = dom((site / "kernelwatch" / "overview.html").as_uri())
+    section = page.split(f"<h2>{MACHINE}")[1]
+    assert "geomean speedup" in section and 'class="heatmap"' in section
+    # The doubled compile time at HEAD is a flagged change: its cell is outlined and links
+    # to the series' history.
+    changed = re.findall(r'<td class="heat changed"[^>]*><a href="([^"]+)">', section)
+    assert changed and all(h.startswith("../index.html#rope.RopeTime") for h in changed)
+
+
 def test_asvs_graph_page_renders_its_plot(site):
     page = dom((site / "index.html").as_uri() + f"#rope.RopeTime.track_time?machine={MACHINE}")
     assert "failed to load" not in page  # asv's page for a missing script
