@@ -13,6 +13,7 @@ shot() {  # name, page (relative to html/), height
     --window-size=1400,"${3:-1000}" --screenshot="$out/$1.png" "file://$html/$2" 2>/dev/null
   echo "$out/$1.png"
 }
+shot overview kernelwatch/overview.html
 shot kernelwatch-index kernelwatch/index.html
 shot speedups kernelwatch/speedups.html 1400
 shot regressions kernelwatch/regressions.html
