@@ -1,0 +1,97 @@
+"""The layering docs/architecture.md states, checked on the import graph of src/kernelwatch
+(every `import` and `from ... import`, at any depth of a module, read with ast)."""
+
+import ast
+from pathlib import Path
+
+from .conftest import REPO
+
+PACKAGE = REPO / "src" / "kernelwatch"
+ENGINE = {"engine", "planner", "asvrun", "gitrepo", "snapshot", "reaper", "settings"}
+MEASURING = {"measure", "environment", "inventory", "variants"}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def imports() -> dict[str, set[str]]:
+    """{module: the modules it imports (kernelwatch's, and the top-level name of others)}."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name, found = module_name(path), set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names
+                          if node.module.startswith("kernelwatch")}
+        graph[name] = found
+    return graph
+
+
+def short(module: str) -> str:
+    return module.removeprefix("kernelwatch.")
+
+
+def test_the_layers_import_only_what_they_may():
+    graph = imports()
+    known = set(graph)
+    problems = []
+    for module, found in sorted(graph.items()):
+        own = {short(m) for m in found if m in known}
+        tops = {m.split(".")[0] for m in found}
+        layer = short(module).split(".")[0]
+        if layer not in ("cli", "commands") and own & {"cli", "commands"} | {
+                m for m in own if m.startswith("commands.")}:
+            problems.append(f"{module} imports the command line")
+        if layer in ENGINE and ({"measure"} | {m for m in own if m.startswith("report")}) & own:
+            problems.append(f"{module} (engine) imports measure or report")
+        if layer in MEASURING and (tops & {"asv", "asv_runner"} or own & ENGINE
+                                   or any(m.startswith("report") for m in own)):
+            problems.append(f"{module} (measuring) imports asv, the engine or report")
+        if layer == "report" and ("torch" in tops or own & ENGINE or "measure" in own):
+            problems.append(f"{module} (report) imports torch, the engine or measure")
+        if layer == "workloads" and ("asv" in tops or any(m.startswith("report") for m in own)):
+            problems.append(f"{module} (workload) imports asv or report")
+        if "benchmarks" in tops:
+            problems.append(f"{module} imports benchmarks/ (use benchmark_classes.load)")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_import_cycles_at_module_level():
+    """Module-level imports only (a function-level import is how a cycle is broken on
+    purpose, and none is needed)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        found = set()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and \
+                    node.module.startswith("kernelwatch"):
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("kernelwatch")}
+        graph[module_name(path)] = found & {module_name(p) for p in PACKAGE.rglob("*.py")}
+    seen, stack, cycles = set(), [], []
+
+    def visit(m):
+        if m in stack:
+            cycles.append(" -> ".join([*stack[stack.index(m):], m]))
+            return
+        if m in seen:
+            return
+        seen.add(m)
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if n != m and not m.startswith(n + "."):  # a package's own submodules
+                visit(n)
+        stack.pop()
+
+    for m in sorted(graph):
+        visit(m)
+    assert not cycles, "\n".join(cycles)
