@@ -218,25 +218,30 @@ if triton is not None:
     @triton.jit
     def _rope_heads(x_ptr, out_ptr, cos1, sin1, cos2, sin2, b, s_offs, s_mask, d_offs, d_mask,
                     sxb, sxh, sxs, sob, soh, sos, HEADS: tl.constexpr, HB: tl.constexpr,
-                    HALF: tl.constexpr, INTERLEAVED: tl.constexpr):
+                    HALF: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+                    INTERLEAVED: tl.constexpr):
         """Rotate HEADS heads of one tensor at the program's positions, HB heads a step.
-        Rotate-half: d_offs index a half row (x1 at d, x2 at d + HALF); interleaved: pairs
-        (x[2p], x[2p+1]) at p = d_offs."""
+        Rotate-half: d_offs index a half row (x1 at d, x2 at d + HALF); interleaved: whole
+        rows are loaded and stored contiguously and split into the pairs (x[2p], x[2p+1])
+        in registers (strided loads of the even and odd elements ran at 6% of the copy
+        bandwidth)."""
         h_offs = tl.arange(0, HB)
         for h0 in tl.static_range(0, HEADS, HB):
             h = h0 + h_offs
-            mask = (h < HEADS)[:, None, None] & s_mask[None, :, None] & d_mask[None, None, :]
+            rows = (h < HEADS)[:, None, None] & s_mask[None, :, None]
             x_row = (x_ptr + b * sxb + h[:, None, None] * sxh + s_offs[None, :, None] * sxs)
             o_row = (out_ptr + b * sob + h[:, None, None] * soh + s_offs[None, :, None] * sos)
-            d = d_offs[None, None, :]
             if INTERLEAVED:
-                lo = tl.load(x_row + 2 * d, mask=mask).to(tl.float32)
-                hi = tl.load(x_row + 2 * d + 1, mask=mask).to(tl.float32)
-                even = lo * cos1 - hi * sin1
-                odd = lo * sin1 + hi * cos1
-                tl.store(o_row + 2 * d, even.to(out_ptr.dtype.element_ty), mask=mask)
-                tl.store(o_row + 2 * d + 1, odd.to(out_ptr.dtype.element_ty), mask=mask)
+                d2 = tl.arange(0, 2 * BLOCK_D)[None, None, :]
+                mask = rows & (d2 < 2 * HALF)
+                x = tl.load(x_row + d2, mask=mask).to(tl.float32)
+                even, odd = tl.split(tl.reshape(x, (HB, BLOCK_S, BLOCK_D, 2)))
+                y = tl.join(even * cos1 - odd * sin1, even * sin1 + odd * cos1)
+                tl.store(o_row + d2, tl.reshape(y, (HB, BLOCK_S, 2 * BLOCK_D)).to(
+                    out_ptr.dtype.element_ty), mask=mask)
             else:
+                d = d_offs[None, None, :]
+                mask = rows & d_mask[None, None, :]
                 x1 = tl.load(x_row + d, mask=mask).to(tl.float32)
                 x2 = tl.load(x_row + d + HALF, mask=mask).to(tl.float32)
                 tl.store(o_row + d, (x1 * cos1 - x2 * sin1).to(out_ptr.dtype.element_ty),
@@ -268,24 +273,30 @@ if triton is not None:
             cos2 = tl.load(cos_ptr + t_row + HALF, mask=t_mask).to(tl.float32)[None, :, :]
             sin2 = tl.load(sin_ptr + t_row + HALF, mask=t_mask).to(tl.float32)[None, :, :]
         _rope_heads(q_ptr, qo_ptr, cos1, sin1, cos2, sin2, b, s_offs, s_mask, d_offs, d_mask,
-                    sqb, sqh, sqs, sqob, sqoh, sqos, Q_HEADS, HB_Q, HALF, INTERLEAVED)
+                    sqb, sqh, sqs, sqob, sqoh, sqos, Q_HEADS, HB_Q, HALF, BLOCK_S, BLOCK_D,
+                    INTERLEAVED)
         _rope_heads(k_ptr, ko_ptr, cos1, sin1, cos2, sin2, b, s_offs, s_mask, d_offs, d_mask,
-                    skb, skh, sks, skob, skoh, skos, K_HEADS, HB_K, HALF, INTERLEAVED)
+                    skb, skh, sks, skob, skoh, skos, K_HEADS, HB_K, HALF, BLOCK_S, BLOCK_D,
+                    INTERLEAVED)
 
 
-# Elements of x a program step holds (HB heads x BLOCK_S positions x a half row): enough
-# bytes in flight per SM to cover HBM latency without spilling registers.
-TRITON_STEP_ELEMENTS = 2048
-TRITON_NUM_WARPS = 4
+# Elements of x a program step holds (HB heads x BLOCK_S positions x a half row), its warps,
+# and the programs per SM the positions per program are cut down to. Picked on the H200 by
+# scripts/rope_triton_tune.py (bf16, the three Llama shapes): 8192 / 8 / 8 was within 3% of
+# the best configuration tried on every shape and form; 2048 / 4 / 4 left the 8B rotate-half
+# shape at 58% of the copy bandwidth (one batch row: too few loads in flight per SM).
+TRITON_STEP_ELEMENTS = 8192
+TRITON_NUM_WARPS = 8
+TRITON_PROGRAMS_PER_SM = 8
 
 
 def _triton_config(batch: int, seq_len: int, half: int) -> tuple[int, int, int]:
     """(BLOCK_S, BLOCK_D, HB): positions per program, the padded half row, heads a step.
-    Positions per program shrink until there are at least four programs per SM's worth
+    Positions per program shrink until there are TRITON_PROGRAMS_PER_SM programs per SM
     (132 SMs on an H100/H200): the 8B shape has one batch row of 2048 positions."""
     block_d = triton.next_power_of_2(half)
     block_s = 16
-    while block_s > 1 and batch * triton.cdiv(seq_len, block_s) < 4 * 132:
+    while block_s > 1 and batch * triton.cdiv(seq_len, block_s) < TRITON_PROGRAMS_PER_SM * 132:
         block_s //= 2
     hb = triton.next_power_of_2(max(1, TRITON_STEP_ELEMENTS // (block_s * block_d)))
     return block_s, block_d, hb
