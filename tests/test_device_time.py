@@ -188,6 +188,10 @@ def test_compare_notes_a_time_measured_on_a_flagged_gpu():
     out = compare.compare(rows, ("m", base), ("m", head))
     timed = next(c for c in out if c.benchmark == "rope.RopeTime.track_time")
     assert timed.conditions == "head: throttled, shared with another process"
+    rows[-1].value = environment.POWER_CAPPED  # the normal state under load: no note
+    assert next(c for c in compare.compare(rows, ("m", base), ("m", head))
+                if c.benchmark == "rope.RopeTime.track_time").conditions == ""
+    rows[-1].value = environment.THROTTLED | environment.SHARED
     text = compare.markdown(out, ("m", base), ("m", head), 1.1)
     assert "(device check, head: throttled, shared with another process)" in text
     assert clocks.check_benchmark("vae.VaeTime.track_caller_time") == \
