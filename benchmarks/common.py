@@ -2,10 +2,11 @@
 
 import functools
 import os
+import sys
 
 import torch
 
-from kernelwatch import measure
+from kernelwatch import environment, measure
 from kernelwatch.errors import Unavailable
 
 # CPU kernels run on this many threads (KERNELWATCH_CPU_THREADS, default 1). Measured by
@@ -25,6 +26,22 @@ def pin_cpu_threads(dev: torch.device) -> None:
     as it is. The count is recorded: environment.Environment.track_torch_threads."""
     if dev.type == "cpu":
         torch.set_num_threads(int(os.environ.get(CPU_THREADS_ENV) or 1))
+
+
+def gpu_monitor(dev: torch.device) -> environment.GpuMonitor | None:
+    """Readings of the GPU's clocks and processes between a timing's samples (GPU only)."""
+    return environment.GpuMonitor() if dev.type == "cuda" else None
+
+
+def for_asv(samples: measure.Samples) -> dict:
+    """The samples as asv records them. A GPU's conditions that flag them (throttled,
+    shared, not observed) go to stderr, which `kernelwatch run` keeps in asv's log; the
+    recorded flags are the device check's (_DeviceCheck)."""
+    c = samples.conditions
+    if c is not None and c.flags:
+        print(f"kernelwatch: measured while {environment.describe_flags(c.flags)}: "
+              f"{c.describe()}", file=sys.stderr)
+    return samples.for_asv()
 
 
 class _CompileHealth:
@@ -76,26 +93,54 @@ class _WarmCase:
 
 
 class _CallTime(_WarmCase):
-    """Seconds per `self.case.run()`. track_time is the device's own time: on a GPU, CUDA
-    events around CUDA-graph replays where `_graph_replay(*params)` allows, around plain
-    calls otherwise; track_caller_time is what a Python caller pays per call (host clock,
-    no graph, one synchronize per sample). 20 samples after 3 warm-up calls: a call of a
-    model or a layer lasts milliseconds."""
+    """Seconds per `self.case.run()`. track_time is the device's own time
+    (measure.time_device): on a GPU by the method the workload class's
+    `_device_method(*params)` names (CUDA-graph replay where the case can be captured, else
+    the profiler's kernel time); track_caller_time is what a Python caller pays per call
+    (host clock, no graph, one synchronize per sample). 20 samples after 3 warm-up calls:
+    a call of a model or a layer lasts milliseconds."""
 
     unit = "seconds"
 
-    def _graph_replay(self, *params) -> bool:
-        return False
-
     def track_time(self, *params):
-        graph = self.dev.type == "cuda" and self._graph_replay(*params)
-        opts = {"cuda_graph": True} if graph else {}
-        return measure.time_callable(self.case.run, [()], self.dev, samples=20, warmup=3,
-                                     **opts).for_asv()
+        return for_asv(measure.time_device(
+            self.case.run, [()], self.dev, method=self._device_method(*params), samples=20,
+            warmup=3, monitor=gpu_monitor(self.dev)))
 
     def track_caller_time(self, *params):
-        return measure.time_caller(self.case.run, [()], self.dev, samples=20,
-                                   warmup=3).for_asv()
+        return for_asv(measure.time_caller(self.case.run, [()], self.dev, samples=20,
+                                           warmup=3, monitor=gpu_monitor(self.dev)))
+
+
+class _DeviceCheck:
+    """track_device_check: device time (by `_device_method(*params)`) and caller time of
+    the case taken in turns in one process, with the GPU's SM clock, clock-event reasons
+    and other processes read between samples (measure.check_device_time). The value is
+    environment's flag bits, 0 when nothing is wrong: device time over caller time beyond
+    noise, throttled, power-capped, shared, not observed. The readings go to stderr (asv's
+    log). GPU only: on a CPU both clocks are one. Needs `_build(*params)` (self.case.run,
+    self.dev) or a `_checked()` of its own returning (fn, input_sets)."""
+
+    unit = "flags"
+
+    def setup(self, *params):
+        if device().type != "cuda":
+            raise Unavailable("the device-time check needs a CUDA GPU (on a CPU device time "
+                              "and caller time are one clock)")
+        self._build(*params)
+        fn, sets = self._checked()
+        fn(*sets[0])  # compile (warm cache after the first process) and warm up
+        measure.synchronize(self.dev)
+
+    def _checked(self):
+        return self.case.run, [()]
+
+    def track_device_check(self, *params):
+        fn, sets = self._checked()
+        check = measure.check_device_time(fn, sets, self.dev,
+                                          method=self._device_method(*params))
+        print(f"kernelwatch: {check.describe()}", file=sys.stderr)
+        return check.flags
 
 
 class _PeakMemory(_WarmCase):

@@ -18,6 +18,7 @@ from kernelwatch.workloads import llama_layer
 from .common import (
     _CallTime,
     _CompileCost,
+    _DeviceCheck,
     _PeakCudaMemory,
     _PeakMemory,
     device,
@@ -35,16 +36,25 @@ class _Layer:
         pin_cpu_threads(self.dev)
         self.case = llama_layer.build_case(*params, self.dev, **kw)
 
+    def _device_method(self, shape, seq_len, backend, pass_, strategy):
+        return llama_layer.device_time_method(backend, pass_, strategy)
+
 
 class LayerTime(_CallTime, _Layer):
     """Seconds per call of the pass, device time and caller time (common._CallTime). Device
     time replays CUDA graphs for the torch backend's forward only; autograd,
-    reduce-overhead and TE are timed around plain calls (llama_layer.device_time_uses_graph)."""
+    reduce-overhead and TE are the profiler's kernel time of plain calls
+    (llama_layer.device_time_method). Version 2: those were CUDA events around one call,
+    which counted the GPU's waits for the host."""
+
+    version = "2"
+
+
+class LayerDeviceCheck(_DeviceCheck, _Layer):
+    """Device time against caller time and the GPU's conditions in one process
+    (common._DeviceCheck)."""
 
     version = "1"
-
-    def _graph_replay(self, shape, seq_len, backend, pass_, strategy):
-        return llama_layer.device_time_uses_graph(backend, pass_, strategy)
 
 
 class LayerCompiledShare(_Layer):

@@ -12,7 +12,7 @@ from kernelwatch import measure, variants
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import rope
 
-from .common import _CompileHealth, device, pin_cpu_threads
+from .common import _CompileHealth, _DeviceCheck, device, for_asv, gpu_monitor, pin_cpu_threads
 
 
 class _Rope:
@@ -29,29 +29,51 @@ class _Rope:
         self.case = rope.build_case(shape, form, dtype, variant, self.dev, **kw)
         self.args = self.case.input_sets[0]
 
+    def _device_method(self, *params):
+        return rope.DEVICE_METHOD
+
+    def _rotated(self, *params):
+        """Built with input sets four times the L2 size, so each call reads HBM."""
+        _Rope._build(self, *params, rotate_bytes=4 * measure.l2_cache_bytes(device()))
+
 
 class RopeTime(_Rope):
     """Steady-state seconds per call. track_time is the kernel's own (device) time: on a GPU,
-    CUDA events around CUDA-graph replays, rotating through input sets four times the L2
-    size, so each call reads HBM. track_caller_time is what a Python caller pays.
-    Version 2: CPU kernels on one pinned thread (benchmarks/common.py)."""
+    CUDA events around CUDA-graph replays (measure.time_device), rotating through input sets
+    four times the L2 size, so each call reads HBM. track_caller_time is what a Python
+    caller pays. Version 2: CPU kernels on one pinned thread (benchmarks/common.py)."""
 
     version = "2"
     unit = "seconds"
 
     def setup(self, shape, form, dtype, variant):
-        self._build(shape, form, dtype, variant, rotate_bytes=4 * measure.l2_cache_bytes(device()))
+        self._rotated(shape, form, dtype, variant)
         self.case.fn(*self.args)  # compile (warm cache after the first process) and warm up
         measure.synchronize(self.dev)
 
     def track_time(self, shape, form, dtype, variant):
-        opts = {"cuda_graph": True} if self.dev.type == "cuda" else {}
-        return measure.time_callable(self.case.fn, self.case.input_sets, self.dev, **opts).for_asv()
+        return for_asv(measure.time_device(
+            self.case.fn, self.case.input_sets, self.dev, method=self._device_method(),
+            monitor=gpu_monitor(self.dev)))
 
     def track_caller_time(self, shape, form, dtype, variant):
         """What a Python loop calling the kernel pays per call: no CUDA graph, host clock,
         synchronized once per sample. On the CPU the same as track_time."""
-        return measure.time_caller(self.case.fn, self.case.input_sets, self.dev).for_asv()
+        return for_asv(measure.time_caller(self.case.fn, self.case.input_sets, self.dev,
+                                           monitor=gpu_monitor(self.dev)))
+
+
+class RopeDeviceCheck(_DeviceCheck, _Rope):
+    """Device time against caller time and the GPU's conditions in one process
+    (common._DeviceCheck), on the inputs RopeTime rotates through."""
+
+    version = "1"
+
+    def _build(self, *params):
+        self._rotated(*params)
+
+    def _checked(self):
+        return self.case.fn, self.case.input_sets
 
 
 class RopeCompile(_CompileHealth, _Rope):

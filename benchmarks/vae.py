@@ -16,6 +16,7 @@ from kernelwatch.workloads import vae
 from .common import (
     _CallTime,
     _CompileCost,
+    _DeviceCheck,
     _PeakCudaMemory,
     _PeakMemory,
     device,
@@ -34,17 +35,26 @@ class _Vae:
         pin_cpu_threads(self.dev)
         self.case = vae.build_case(config, part, batch, variant, self.dev, **kw)
 
+    def _device_method(self, config, part, batch, variant):
+        return vae.device_time_method(variant)
+
 
 class VaeTime(_CallTime, _Vae):
     """Seconds per batch, device time and caller time (common._CallTime). Device time
     replays CUDA graphs except for compile-reduce-overhead, which replays its own graphs,
-    and torchao's eager quantized variants (vae.device_time_uses_graph). ms/image and
-    images/s are derived in the report."""
+    and torchao's eager quantized variants: those are the profiler's kernel time of plain
+    calls (vae.device_time_method). ms/image and images/s are derived in the report.
+    Version 2: those were CUDA events around one call, which counted the GPU's waits for
+    the host."""
+
+    version = "2"
+
+
+class VaeDeviceCheck(_DeviceCheck, _Vae):
+    """Device time against caller time and the GPU's conditions in one process
+    (common._DeviceCheck)."""
 
     version = "1"
-
-    def _graph_replay(self, *params):
-        return vae.device_time_uses_graph(self.case.variant)
 
 
 class VaeFirstRun(_Vae):

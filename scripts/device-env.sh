@@ -6,7 +6,10 @@ out=${OUT:-$PWD/gpu-out}; mkdir -p "$out"
 rm -rf /tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
 # asv imports the importlib_metadata backport; the standard library's module serves on 3.12.
 python3 -c "import importlib_metadata" 2>/dev/null || echo "from importlib.metadata import *  # noqa" > /tmp/site/importlib_metadata.py
-export PYTHONPATH=/tmp/site:$PWD/src ASV_PYTHONPATH=/tmp/site:$PWD/src PATH=/tmp/site/bin:$PATH
+# TransformerEngine, where te-prepare.sh's install call put it on this machine, comes last:
+# the wheels above hold the versions of its pure-Python needs that the rest was tested with.
+te=; [ -d /tmp/te-site ] && te=:/tmp/te-site
+export PYTHONPATH=/tmp/site:$PWD/src$te ASV_PYTHONPATH=/tmp/site:$PWD/src$te PATH=/tmp/site/bin:$PATH
 export KERNELWATCH_MACHINE=${KERNELWATCH_MACHINE:-gpu-$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-')}
 export PYTHONUNBUFFERED=1
 if ! git rev-parse HEAD >/dev/null 2>&1; then

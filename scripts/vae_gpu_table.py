@@ -54,8 +54,8 @@ def one_variant(config: str, part: str, variant: str, batches: list[str], out: P
             q = vae.quality(case.reconstruction(outputs.pop()), reference)
             m["ssim"], m["psnr"] = q.ssim, q.psnr
             graph = vae.device_time_uses_graph(variant)
-            m["time"] = measure.time_callable(case.run, [()], dev, samples=20, warmup=3,
-                                              cuda_graph=graph).median
+            m["time"] = measure.time_device(case.run, [()], dev, samples=20, warmup=3,
+                                            method=vae.device_time_method(variant)).median
             m["graph"] = graph
             m["caller_time"] = measure.time_caller(case.run, [()], dev, samples=20,
                                                    warmup=3).median

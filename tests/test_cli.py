@@ -26,7 +26,7 @@ def test_unknown_variant_is_one_clear_error():
     assert r.returncode == 2
     assert r.stderr.strip() == (
         "kernelwatch: error: unknown variant 'nope' for rope; valid variants: eager, compile, "
-        "compile-dynamic, compile-max-autotune, te-fused, liger"
+        "compile-dynamic, compile-max-autotune, te-fused, liger, triton"
     )
 
 

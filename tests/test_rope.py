@@ -94,7 +94,7 @@ def test_unknown_names_list_the_valid_ones():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
-@pytest.mark.parametrize("variant", ["compile-max-autotune", "te-fused", "liger"])
+@pytest.mark.parametrize("variant", ["compile-max-autotune", "te-fused", "liger", "triton"])
 def test_gpu_only_variants_are_skipped_with_reason_on_cpu(variant):
     with pytest.raises(Unavailable, match="needs a CUDA GPU"):
         rope.build_case("tiny", "rotate-half", "float32", variant, "cpu")

@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
+from dataclasses import dataclass
 
 
 def cpu_model() -> str:
@@ -119,3 +120,199 @@ def capture() -> dict[str, str]:
     except ImportError:
         info["torch"] = "not installed"
     return info
+
+
+# ----------------------------------------------------------------------------- GPU hygiene
+# What the GPU was doing while a benchmark timed it: its SM clock, why the clock was held
+# down, and whether another process was computing on it. A slower result measured on a
+# throttled or shared GPU is a false regression; the readings say which results those are.
+
+# NVML's clock-event reasons (nvmlClocksEventReason*) that slow a kernel down. Idle,
+# application-clock settings, sync boost and display clocks are normal states, not listed.
+THROTTLE_REASONS = {0x8: "hardware slowdown", 0x20: "software thermal slowdown",
+                    0x40: "hardware thermal slowdown", 0x80: "hardware power brake"}
+# The software power cap: a GPU under full matrix load sits at its power limit on purpose,
+# so it is reported apart from the slowdowns above.
+POWER_CAP_REASON = 0x4
+
+# Bits of a device-time check (benchmarks' track_device_check; 0: nothing to report).
+DEVICE_OVER_CALLER = 1  # the device time exceeded the caller's time beyond noise
+THROTTLED = 2  # a slowdown in THROTTLE_REASONS was active during the samples
+POWER_CAPPED = 4  # the software power cap held the clock down during the samples
+SHARED = 8  # another process computed on the GPU during the samples
+UNOBSERVED = 16  # neither NVML nor nvidia-smi could be read: the conditions are unknown
+FLAG_WORDS = {DEVICE_OVER_CALLER: "device time over caller time",
+              THROTTLED: "throttled", POWER_CAPPED: "power-capped",
+              SHARED: "shared with another process", UNOBSERVED: "GPU not observed"}
+
+
+def describe_flags(value: float | int | None) -> str:
+    """A check's bits in words ("" for none): what the report and compare print."""
+    if value is None:
+        return ""
+    bits = int(value)
+    return ", ".join(word for bit, word in FLAG_WORDS.items() if bits & bit)
+
+
+@dataclass
+class GpuReading:
+    """One look at the GPU. `other_processes` is None where this process's own entry is
+    missing from the GPU's list (another PID namespace): then nobody can be counted."""
+
+    sm_clock_mhz: int
+    max_sm_clock_mhz: int
+    reasons: int  # NVML's bitmask of active clock-event reasons
+    other_processes: int | None
+    source: str  # "nvml" or "nvidia-smi"
+
+
+def _others(pids: list[int]) -> int | None:
+    """Processes other than this one among the GPU's compute processes. Called while this
+    process holds a CUDA context, so an empty list, or one without our PID, means the
+    list cannot be matched to us; only a longer list still proves others are there."""
+    own = os.getpid()
+    if own in pids:
+        return len(set(pids) - {own})
+    return len(pids) - 1 if len(pids) > 1 else None
+
+
+def _gpu_index() -> int:
+    """NVML's index of the GPU torch calls device 0: the first of CUDA_VISIBLE_DEVICES
+    when that names indices, else 0."""
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return int(first) if first.isdigit() else 0
+
+
+_nvml_handle: list = []  # [handle] once NVML answered in this process, [None] if it cannot
+
+
+def _nvml_reading() -> GpuReading | None:
+    if not _nvml_handle:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            _nvml_handle.append(pynvml.nvmlDeviceGetHandleByIndex(_gpu_index()))
+        except Exception:  # no nvidia-ml-py, no driver library, no GPU: fall back
+            _nvml_handle.append(None)
+    handle = _nvml_handle[0]
+    if handle is None:
+        return None
+    import pynvml
+
+    try:
+        clock = pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)
+        max_clock = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)
+        get_reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+            pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        reasons = int(get_reasons(handle))
+        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except Exception:  # an NVML call this driver does not offer
+        return None
+    return GpuReading(int(clock), int(max_clock), reasons, _others([p.pid for p in procs]),
+                      "nvml")
+
+
+def _smi_reading() -> GpuReading | None:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    index = str(_gpu_index())
+
+    def query(*args: str) -> list[str] | None:
+        try:
+            out = subprocess.run([exe, "-i", index, *args, "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=20, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+    # Drivers from 535 name the field clocks_event_reasons; older ones clocks_throttle_reasons.
+    for field in ("clocks_event_reasons.active", "clocks_throttle_reasons.active"):
+        lines = query(f"--query-gpu=clocks.sm,clocks.max.sm,{field}")
+        if lines:
+            break
+    else:
+        return None
+    try:
+        clock, max_clock, reasons = (v.strip() for v in lines[0].split(","))
+        reading = GpuReading(int(clock), int(max_clock), int(reasons, 16), None, "nvidia-smi")
+    except ValueError:
+        return None
+    pids = query("--query-compute-apps=pid")
+    if pids is not None:
+        reading.other_processes = _others([int(p) for p in pids if p.isdigit()])
+    return reading
+
+
+def gpu_reading() -> GpuReading | None:
+    """The GPU's clock, clock-event reasons and other processes now: from NVML
+    (nvidia-ml-py) where it answers, else from nvidia-smi; None where neither does."""
+    return _nvml_reading() or _smi_reading()
+
+
+@dataclass
+class GpuConditions:
+    """What a run of readings saw: the lowest and highest SM clock, every clock-event
+    reason that was active at some reading, and the most other processes seen."""
+
+    readings: int
+    min_sm_clock_mhz: int | None = None
+    max_sm_clock_mhz: int | None = None
+    clock_ceiling_mhz: int | None = None
+    reasons: int = 0
+    other_processes: int | None = None
+    source: str = ""
+
+    @property
+    def flags(self) -> int:
+        if not self.readings:
+            return UNOBSERVED
+        flags = THROTTLED if any(self.reasons & bit for bit in THROTTLE_REASONS) else 0
+        flags |= POWER_CAPPED if self.reasons & POWER_CAP_REASON else 0
+        return flags | (SHARED if self.other_processes else 0)
+
+    def describe(self) -> str:
+        if not self.readings:
+            return "GPU conditions not observed (no NVML, no nvidia-smi)"
+        slowdowns = [w for bit, w in THROTTLE_REASONS.items() if self.reasons & bit]
+        if self.reasons & POWER_CAP_REASON:
+            slowdowns.append("software power cap")
+        others = ("unknown (this process is not in the GPU's list)"
+                  if self.other_processes is None else str(self.other_processes))
+        return (f"SM clock {self.min_sm_clock_mhz}-{self.max_sm_clock_mhz} MHz of "
+                f"{self.clock_ceiling_mhz}; clock-event reasons {self.reasons:#x} "
+                f"({', '.join(slowdowns) or 'no slowdown'}); other processes on the GPU: "
+                f"{others}; {self.readings} readings ({self.source})")
+
+
+class GpuMonitor:
+    """Readings taken between a benchmark's samples (never inside one). nvidia-smi costs
+    tens of milliseconds a call, so without NVML a reading is taken at most once a second."""
+
+    def __init__(self) -> None:
+        self.readings: list[GpuReading] = []
+        self._last_smi = -1e9
+
+    def sample(self) -> None:
+        import time
+
+        reading = _nvml_reading()
+        if reading is None and time.monotonic() - self._last_smi >= 1.0:
+            self._last_smi = time.monotonic()
+            reading = _smi_reading()
+        if reading is not None:
+            self.readings.append(reading)
+
+    def conditions(self) -> GpuConditions:
+        rs = self.readings
+        if not rs:
+            return GpuConditions(0)
+        counts = [r.other_processes for r in rs if r.other_processes is not None]
+        reasons = 0
+        for r in rs:
+            reasons |= r.reasons
+        return GpuConditions(len(rs), min(r.sm_clock_mhz for r in rs),
+                             max(r.sm_clock_mhz for r in rs),
+                             max(r.max_sm_clock_mhz for r in rs), reasons,
+                             max(counts) if counts else None, rs[-1].source)

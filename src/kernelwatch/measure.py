@@ -6,8 +6,20 @@ results are plain dataclasses; `Samples.for_asv()` is the single place that spea
 
 Why a `track_` returning samples rather than asv's own `time_`: since asv_runner 0.3 a
 class with `setup` times one call per sample with a host clock, so launch and sync overhead
-dominate a 50 us GPU kernel. Here each sample is timed with CUDA events (or a synchronised
-clock) around a calibrated number of calls, optionally replayed from a CUDA graph.
+dominate a 50 us GPU kernel. Here each sample times a calibrated number of calls.
+
+Device time (`time_device`) is the GPU's own work, by one of two methods, and each result
+says which (`Samples.method`):
+- `cuda-graph`: CUDA events around a CUDA-graph replay of the calls: the launches are
+  recorded once, so the GPU runs the kernels back to back with no host in between;
+- `profiler-kernels`: for calls that cannot be captured (autograd, FP8 scaling state,
+  graphs of their own), the time the GPU spent in the calls' kernels, copies and sets, from
+  torch.profiler (CUPTI): the union of their intervals, so idle gaps while the GPU waits for
+  the host are not counted. CUDA events around one synchronous call would count them: that
+  is latency, and can exceed what a caller's back-to-back loop pays.
+`time_caller` is the other clock: what a Python caller pays. `check_device_time` takes both,
+interleaved, with the GPU's clocks and processes read between samples, and flags a device
+time over the caller's beyond noise and a throttled or shared GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kernelwatch import environment
 from kernelwatch.errors import KernelwatchError
 
 # A sample whose coefficient of variation exceeds this is flagged as unstable (pyperf's habit:
@@ -31,12 +44,28 @@ from kernelwatch.errors import KernelwatchError
 UNSTABLE_CV = 0.10
 
 
+# How a sample's seconds were read (Samples.method).
+HOST_CLOCK = "host-clock"  # perf_counter; on a GPU synchronised before and after (caller time)
+CUDA_GRAPH = "cuda-graph"  # CUDA events around a CUDA-graph replay
+PROFILER_KERNELS = "profiler-kernels"  # the GPU's busy time in the calls' kernels (CUPTI)
+CUDA_EVENTS = "cuda-events"  # CUDA events around plain calls (time_callable without a graph)
+DEVICE_METHODS = (CUDA_GRAPH, PROFILER_KERNELS)
+
+# A device time over the caller's time by more than this, with the device's lower quartile
+# above the caller's upper quartile, is flagged: the GPU cannot do more work than the caller
+# waits for, so such a device time counts something else (launch gaps, the host).
+DEVICE_OVER_CALLER_MARGIN = 0.03
+
+
 @dataclass
 class Samples:
-    """Per-call seconds, one entry per sample; each sample averaged `calls_per_sample` calls."""
+    """Per-call seconds, one entry per sample; each sample averaged `calls_per_sample` calls.
+    `method` says how they were read; `conditions` what the GPU was doing meanwhile."""
 
     per_call_seconds: list[float]
     calls_per_sample: int
+    method: str = HOST_CLOCK
+    conditions: environment.GpuConditions | None = None
 
     @property
     def median(self) -> float:
@@ -52,8 +81,20 @@ class Samples:
     def unstable(self) -> bool:
         return self.cv > UNSTABLE_CV
 
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.per_call_seconds)
+        return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
     def for_asv(self) -> dict:
         return {"samples": list(self.per_call_seconds), "number": self.calls_per_sample}
+
+
+def device_exceeds_caller(device: Samples, caller: Samples,
+                          margin: float = DEVICE_OVER_CALLER_MARGIN) -> bool:
+    """Whether a device time exceeds the caller's time beyond noise: its median by more
+    than `margin`, and its lower quartile above the caller's upper quartile."""
+    return (device.median > caller.median * (1 + margin)
+            and device.quantile(0.25) > caller.quantile(0.75))
 
 
 def synchronize(device: torch.device) -> None:
@@ -194,6 +235,7 @@ def time_cuda(
     cuda_graph: bool = False,
     flush_l2: bool = False,
     min_sample_seconds: float = 1e-3,
+    monitor: environment.GpuMonitor | None = None,
 ) -> Samples:
     """CUDA-event samples of `fn`, rotating through `input_sets`.
 
@@ -202,6 +244,7 @@ def time_cuda(
     - `flush_l2`: overwrite a buffer of twice the L2 before every sample, and time a single
       call, so inputs that would fit in L2 are read from HBM. Rotating through enough input
       sets (more bytes than the L2) does the same without a per-call flush.
+    - `monitor`: read the GPU's conditions before the first sample and after each one.
     """
     device = torch.device("cuda", torch.cuda.current_device())
     _call_all(fn, input_sets, warmup)
@@ -218,7 +261,7 @@ def time_cuda(
             end.record()
             end.synchronize()
             per_call.append(start.elapsed_time(end) / 1e3)
-        return Samples(per_call, 1)
+        return Samples(per_call, 1, CUDA_EVENTS)
 
     extra: Callable[[], None] | None = None  # the test-only injected slowdown
 
@@ -256,10 +299,111 @@ def time_cuda(
             return start.elapsed_time(end) / 1e3
 
         extra = _injected_gpu_work(replayed, device)
-        return Samples([replayed() / number for _ in range(samples)], number)
+        return _monitored(lambda s: replayed() / number, samples, number, CUDA_GRAPH, monitor)
 
     extra = _injected_gpu_work(lambda: timed(number, 0), device)
-    return Samples([timed(number, s * number) / number for s in range(samples)], number)
+    return _monitored(lambda s: timed(number, s * number) / number, samples, number,
+                      CUDA_EVENTS, monitor)
+
+
+def _monitored(take: Callable[[int], float], samples: int, number: int, method: str,
+               monitor: environment.GpuMonitor | None) -> Samples:
+    """`samples` of `take(s)` (seconds per call of sample s), the monitor read before the
+    first and after each, outside the timed region."""
+    if monitor:
+        monitor.sample()
+    per_call = []
+    for s in range(samples):
+        per_call.append(take(s))
+        if monitor:
+            monitor.sample()
+    return Samples(per_call, number, method, monitor.conditions() if monitor else None)
+
+
+def _busy_seconds(prof) -> float:
+    """Seconds the GPU spent in the profiled calls' kernels, copies and sets: the union of
+    their intervals (the sum, when they ran on one stream). User annotations (the device
+    copies of record_function ranges, compiled regions' names) are spans, not work."""
+    intervals = []
+    for e in prof.profiler.kineto_results.events():
+        if e.device_type() != torch.autograd.DeviceType.CUDA:
+            continue
+        annotation, kind = (getattr(e, a, None) for a in ("is_user_annotation", "activity_type"))
+        if (annotation and annotation()) or (
+                kind and kind() not in ("kernel", "gpu_memcpy", "gpu_memset")):
+            continue
+        intervals.append((e.start_ns(), e.start_ns() + e.duration_ns()))
+    return union_length(intervals) / 1e9
+
+
+def union_length(intervals: Sequence[tuple[int, int]]) -> int:
+    """The length of the union of half-open [start, end) intervals: time covered by at
+    least one of them, overlaps counted once."""
+    busy, end = 0, None
+    for lo, hi in sorted(intervals):
+        if end is not None and hi <= end:
+            continue
+        busy += hi - (lo if end is None else max(lo, end))
+        end = hi
+    return busy
+
+
+def time_cuda_kernels(
+    fn: Callable,
+    input_sets: Sequence[tuple],
+    *,
+    samples: int = 50,
+    warmup: int = 10,
+    min_sample_seconds: float = 1e-3,
+    monitor: environment.GpuMonitor | None = None,
+) -> Samples:
+    """The GPU's own time per call of `fn`, from torch.profiler (CUPTI): per sample, the
+    union of the intervals of the kernels, copies and sets its calls ran, whoever launched
+    them (the autograd engine's thread, a C++ extension). Idle time while the GPU waits for
+    the host is not in it. For calls that cannot be replayed from a CUDA graph."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    _call_all(fn, input_sets, warmup)
+    torch.cuda.synchronize(device)
+    extra: Callable[[], None] | None = None  # the test-only injected slowdown
+
+    def busy(count: int, offset: int) -> float:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            _call_all(fn, input_sets, count, start=offset)
+            if extra:
+                extra()
+            torch.cuda.synchronize(device)
+        seconds = _busy_seconds(prof)
+        if seconds <= 0:
+            raise KernelwatchError("the profiler recorded no GPU work for the call: is it "
+                                   "running on the GPU?")
+        return seconds
+
+    busy(len(input_sets), 0)  # the profiler's first start (CUPTI) is slow: not a sample
+    number = _calls_per_sample(busy, len(input_sets), min_sample_seconds)
+    extra = _injected_gpu_work(lambda: busy(number, 0), device)
+    return _monitored(lambda s: busy(number, s * number) / number, samples, number,
+                      PROFILER_KERNELS, monitor)
+
+
+def time_device(
+    fn: Callable, input_sets: Sequence[tuple], device: torch.device, *, method: str,
+    samples: int | None = None, warmup: int | None = None,
+    monitor: environment.GpuMonitor | None = None,
+) -> Samples:
+    """The device's own seconds per call: on a GPU by `method` (CUDA_GRAPH or
+    PROFILER_KERNELS, see the module's docstring), on the CPU the host clock (time_cpu).
+    A case whose method is CUDA_GRAPH must be capturable; nothing falls back silently, so
+    the method a result declares is the one it used."""
+    if method not in DEVICE_METHODS:
+        raise ValueError(f"device-time method {method!r}: one of {', '.join(DEVICE_METHODS)}")
+    counts = {k: v for k, v in (("samples", samples), ("warmup", warmup)) if v is not None}
+    if device.type != "cuda":
+        return time_cpu(fn, input_sets, **counts)
+    if method == CUDA_GRAPH:
+        return time_cuda(fn, input_sets, cuda_graph=True, monitor=monitor, **counts)
+    return time_cuda_kernels(fn, input_sets, monitor=monitor, **counts)
 
 
 def time_callable(
@@ -277,6 +421,7 @@ def time_callable(
 def time_caller(
     fn: Callable, input_sets: Sequence[tuple], device: torch.device, *,
     samples: int = 30, warmup: int = 10, min_sample_seconds: float = 2e-3,
+    monitor: environment.GpuMonitor | None = None,
 ) -> Samples:
     """Seconds per call as a Python caller pays them: back-to-back calls from a loop, no
     CUDA graph, one synchronize at the end of each sample, on the host's clock, rotating
@@ -305,7 +450,53 @@ def time_caller(
 
     number = _calls_per_sample(timed, len(input_sets), min_sample_seconds)
     extra = _injected_gpu_work(lambda: timed(number, 0), device)
-    return Samples([timed(number, s * number) / number for s in range(samples)], number)
+    return _monitored(lambda s: timed(number, s * number) / number, samples, number,
+                      HOST_CLOCK, monitor)
+
+
+@dataclass
+class DeviceCheck:
+    """Device time and caller time of one case taken in turns in one process, and what the
+    GPU was doing meanwhile: `flags` (environment's bits; 0 when nothing is wrong)."""
+
+    device: Samples
+    caller: Samples
+    conditions: environment.GpuConditions
+
+    @property
+    def flags(self) -> int:
+        over = environment.DEVICE_OVER_CALLER if device_exceeds_caller(
+            self.device, self.caller) else 0
+        return over | self.conditions.flags
+
+    def describe(self) -> str:
+        return (f"device time ({self.device.method}) median {self.device.median * 1e6:.1f} us, "
+                f"caller time {self.caller.median * 1e6:.1f} us; {self.conditions.describe()}"
+                f"; flags {self.flags} ({environment.describe_flags(self.flags) or 'none'})")
+
+
+def check_device_time(fn: Callable, input_sets: Sequence[tuple], device: torch.device, *,
+                      method: str, rounds: int = 4, samples_per_round: int = 5,
+                      warmup: int = 3) -> DeviceCheck:
+    """Device time by `method` and caller time, `rounds` turns of `samples_per_round`
+    samples each (so a change of clocks or load during the check meets both), the GPU
+    read between samples. A GPU check: on the CPU both clocks are one."""
+    if device.type != "cuda":
+        raise ValueError("check_device_time needs a CUDA device")
+    monitor = environment.GpuMonitor()
+    dev: list[float] = []
+    host: list[float] = []
+    d = c = None
+    for _ in range(rounds):
+        d = time_device(fn, input_sets, device, method=method, samples=samples_per_round,
+                        warmup=warmup, monitor=monitor)
+        c = time_caller(fn, input_sets, device, samples=samples_per_round, warmup=warmup,
+                        monitor=monitor)
+        dev += d.per_call_seconds
+        host += c.per_call_seconds
+    conditions = monitor.conditions()
+    return DeviceCheck(Samples(dev, d.calls_per_sample, d.method, conditions),
+                       Samples(host, c.calls_per_sample, c.method, conditions), conditions)
 
 
 def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, samples: int = 20) -> float:

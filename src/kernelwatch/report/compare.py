@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kernelwatch import detect
+from kernelwatch.report import clocks
 from kernelwatch.report.site import fmt_value
 from kernelwatch.results import Row
 
@@ -30,6 +31,9 @@ class Comparison:
     change: detect.Change | None
     mark: str
     series: str  # detect.series_key: what per-series thresholds are keyed by
+    # What the case's device check found at either commit (throttled, shared, ...): a
+    # change measured so may be the GPU's, not the code's.
+    conditions: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -49,6 +53,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
     with a threshold in `thresholds` (series key -> factor, from `kernelwatch fidelity` on
     the head's machine) is judged at it; the others at `factor`."""
     before, after = _series(rows, *base), _series(rows, *head)
+    checks = clocks.flagged_checks(rows)
     out = []
     for key in sorted(before.keys() & after.keys()):
         b, a = before[key], after[key]
@@ -69,8 +74,11 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
                 factor=(thresholds or {}).get(key_of_series, factor))
             flagged = a.unit in detect.FLAGGED_UNITS and not bench.startswith(MACHINE_FACTS)
             mark = MARKS[change.flag] if flagged else " "
+        notes = [f"{side}: {note}" for side, (machine, commit) in (("base", base), ("head", head))
+                 if (note := clocks.note_for(checks, machine, env, commit, bench, params))]
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
-                              b.median, a.median, change, mark, key_of_series))
+                              b.median, a.median, change, mark, key_of_series,
+                              "; ".join(notes)))
     order = {"+": 0, "!": 1, "-": 2, "*": 3, "x": 4, " ": 5}
     out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
@@ -107,5 +115,7 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
         threshold = (thresholds or {}).get(c.series, factor)
         lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit)} | "
                      f"{_value(c.after, c.unit)} | {ratio} | {threshold:.2f} | "
-                     f"`{c.benchmark}` ({c.params}) | {c.env} |")
+                     f"`{c.benchmark}` ({c.params})"
+                     + (f" (device check, {c.conditions})" if c.conditions else "")
+                     + f" | {c.env} |")
     return "\n".join(lines)

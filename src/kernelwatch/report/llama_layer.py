@@ -7,7 +7,7 @@ the write-up's surgical figures.
 
 from __future__ import annotations
 
-from kernelwatch.report import Table, case_metrics
+from kernelwatch.report import Table, case_metrics, clocks
 from kernelwatch.results import Row
 from kernelwatch.workloads import llama_layer
 
@@ -19,10 +19,12 @@ TRACKS = {"track_time": "time", "track_caller_time": "caller_time",
           "track_grad_rel_l2_vs_float64": "grad_vs_float64",
           "track_cold_compile": "cold_compile", "track_recompiles": "recompiles",
           "track_graph_breaks": "graph_breaks",
-          "track_peak_cuda_allocated": "peak_cuda", "track_peak_rss": "peak_rss"}
+          "track_peak_cuda_allocated": "peak_cuda", "track_peak_rss": "peak_rss",
+          "track_device_check": "check"}
 HEADERS = ["strategy", "ms", "ms (caller)", "speedup", "speedup (caller)", "write-up",
            "compiled share", "rel. L2 vs eager", "max |diff| vs eager", "rel. L2 vs fp64",
-           "grad rel. L2 vs fp64", "cold compile s", "recompiles", "peak MB"]
+           "grad rel. L2 vs fp64", "cold compile s", "recompiles", "peak MB", "device clock",
+           "check"]
 
 Metrics = dict[str, float | str]
 
@@ -71,7 +73,8 @@ def cells(row: dict) -> list[str]:
             f("vs_eager", e) + (f" ({row['gate']})" if row["gate"] else ""),
             f("max_abs_vs_eager", e), f("vs_float64", e), f("grad_vs_float64", e),
             f("cold_compile", lambda v: f"{v:.3g}"), f("recompiles", lambda v: f"{v:.0f}"),
-            f("peak", lambda v: f"{v / 1e6:.0f}")]
+            f("peak", lambda v: f"{v / 1e6:.0f}"), row.get("clock", ""),
+            row.get("check_text", "")]
 
 
 def summary(env_rows: list[Row]) -> dict[tuple, dict[str, Metrics]]:
@@ -79,13 +82,21 @@ def summary(env_rows: list[Row]) -> dict[tuple, dict[str, Metrics]]:
     return case_metrics(env_rows, PREFIX, TRACKS, ("shape", "seq_len", "backend", "pass"))
 
 
-def make_tables(cases: dict[tuple, dict[str, Metrics]]) -> list[Table]:
+def make_tables(cases: dict[tuple, dict[str, Metrics]],
+                labels: dict[tuple, str] | None = None) -> list[Table]:
     shapes = list(llama_layer.SHAPES)
     tables = []
     for (shape, seq_len, backend, pass_), by_strategy in sorted(
             cases.items(), key=lambda kv: (shapes.index(kv[0][0]) if kv[0][0] in shapes
                                            else len(shapes), int(kv[0][1]), kv[0][2:])):
         rows = rows_for(shape, by_strategy)
+        for row in rows:
+            params = {"shape": shape, "seq_len": seq_len, "backend": backend, "pass": pass_,
+                      "variant": row["strategy"]}
+            row["clock"] = (labels or {}).get(tuple(sorted(params.items())), "")
+            row["check_text"] = clocks.check_text(row.get("check"), row.get("time"),
+                                                  row.get("caller_time"),
+                                                  gpu=row["clock"] != "host clock")
         batch = llama_layer.SHAPES[shape].batch if shape in llama_layer.SHAPES else "?"
         tables.append(Table(
             f"Llama layer {shape} (batch {batch}, sequence {seq_len}), {backend} linears, "
@@ -98,4 +109,5 @@ def make_tables(cases: dict[tuple, dict[str, Metrics]]) -> list[Table]:
 
 
 def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
-    return make_tables(summary(env_rows))
+    return make_tables(summary(env_rows),
+                       clocks.clock_labels(env_rows, PREFIX, llama_layer.device_method_for))

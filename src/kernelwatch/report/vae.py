@@ -7,7 +7,7 @@ at batch 1 and 8 the caller's time is the one a user sees (the GPU waits for the
 
 from __future__ import annotations
 
-from kernelwatch.report import Table, case_metrics
+from kernelwatch.report import Table, case_metrics, clocks
 from kernelwatch.results import Row
 from kernelwatch.workloads import vae
 
@@ -16,7 +16,7 @@ PREFIX = "vae."
 TRACKS = {"track_time": "time", "track_caller_time": "caller_time",
           "track_first_run": "first_run", "track_cold_compile": "cold_compile",
           "track_peak_cuda_allocated": "peak_cuda", "track_peak_rss": "peak_rss",
-          "track_ssim": "ssim", "track_psnr": "psnr"}
+          "track_ssim": "ssim", "track_psnr": "psnr", "track_device_check": "check"}
 # The write-up's "Expected Speedup" per kind of variant (its executive summary).
 EXPECTED = {"compile": "1.2-1.5x", "int8": "1.0-1.25x", "fp8": "1.3-1.6x (H100+)",
             "torch-ao": "CPU only"}
@@ -24,7 +24,7 @@ EXPECTED_BREAK_EVEN = "~1200 (compile)"
 
 HEADERS = ["variant", "ms/image", "ms/image (caller)", "images/s (caller)", "speedup",
            "speedup (caller)", "write-up expects", "peak MB", "SSIM", "PSNR dB",
-           "one-time s", "break-even images"]
+           "one-time s", "break-even images", "device clock", "check"]
 
 Metrics = dict[str, float | str]  # short name (TRACKS' values) -> value, or "failed"
 
@@ -43,7 +43,8 @@ def rows_for(batch: int, by_variant: dict[str, Metrics]) -> list[dict]:
     out = []
     for variant in sorted(by_variant, key=lambda v: (v != "eager", v)):
         m = by_variant[variant]
-        row: dict = {"variant": variant, "failed": "failed" in m.values()}
+        row: dict = {"variant": variant, "failed": "failed" in m.values(),
+                     "check": m.get("check")}
         for clock in ("time", "caller_time"):
             t, base = m.get(clock), eager.get(clock)
             row[clock] = t / batch if _num(t) else t
@@ -84,7 +85,8 @@ def cells(row: dict) -> list[str]:
             f(row["peak"], lambda v: f"{v / 1e6:.0f}"), f(row["ssim"], lambda v: f"{v:.4f}") + (
                 f" (below {row['below_gate']})" if row["below_gate"] else ""),
             f(row["psnr"], lambda v: f"{v:.1f}"), f(row["cost"], lambda v: f"{v:.3g}"),
-            f(row["break_even"], lambda v: f"{v:.0f}")]
+            f(row["break_even"], lambda v: f"{v:.0f}"), row.get("clock", ""),
+            row.get("check_text", "")]
 
 
 def summary(env_rows: list[Row]) -> dict[tuple, dict[str, Metrics]]:
@@ -92,11 +94,19 @@ def summary(env_rows: list[Row]) -> dict[tuple, dict[str, Metrics]]:
     return case_metrics(env_rows, PREFIX, TRACKS, ("config", "part", "batch"))
 
 
-def make_tables(cases: dict[tuple, dict[str, Metrics]]) -> list[Table]:
+def make_tables(cases: dict[tuple, dict[str, Metrics]],
+                labels: dict[tuple, str] | None = None) -> list[Table]:
     tables = []
     for (config, part, batch), by_variant in sorted(
             cases.items(), key=lambda kv: (kv[0][0], kv[0][1], int(kv[0][2]))):
         rows = rows_for(int(batch), by_variant)
+        for row in rows:
+            params = {"config": config, "part": part, "batch": batch, "variant": row["variant"]}
+            row["clock"] = (labels or {}).get(tuple(sorted(params.items())), "")
+            m = by_variant[row["variant"]]
+            row["check_text"] = clocks.check_text(m.get("check"), m.get("time"),
+                                                  m.get("caller_time"),
+                                                  gpu=row["clock"] != "host clock")
         tables.append(Table(
             f"ViT VAE {config} {part}, batch {batch}: ms/image from device time and from "
             "the caller's; speedup vs eager; SSIM/PSNR of the reconstruction vs eager's; "
@@ -108,4 +118,5 @@ def make_tables(cases: dict[tuple, dict[str, Metrics]]) -> list[Table]:
 
 
 def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
-    return make_tables(summary(env_rows))
+    return make_tables(summary(env_rows),
+                       clocks.clock_labels(env_rows, PREFIX, vae.device_method_for))

@@ -113,7 +113,8 @@ QUICK_METRICS = ("time",)
 QUICK_TRACKS = ("time",)
 # Metric family -> asv class in benchmarks/vae.py.
 BENCHMARKS = {"time": "VaeTime", "first-run": "VaeFirstRun", "compile": "VaeCompile",
-              "memory": "VaeMemory", "cuda-memory": "VaeCudaMemory", "quality": "VaeQuality"}
+              "memory": "VaeMemory", "cuda-memory": "VaeCudaMemory", "quality": "VaeQuality",
+              "device-check": "VaeDeviceCheck"}
 CHECKPOINT_ENV = "KERNELWATCH_VAE_CHECKPOINT"
 SETTINGS = {"checkpoint": CHECKPOINT_ENV}
 
@@ -386,11 +387,21 @@ def quantize(module: nn.Module, scheme: str) -> None:
 def device_time_uses_graph(variant: str) -> bool:
     """Whether device time replays the calls from a CUDA graph. Not for reduce-overhead
     (it replays its own graphs, which cannot nest in a capture), nor for torchao's quantized
-    tensors run eagerly (their dispatch is not known to be capturable): those are timed with
-    CUDA events around plain calls, so their device time includes any launch gaps."""
+    tensors run eagerly (their dispatch is not known to be capturable): those are the
+    profiler's kernel time of plain calls, which leaves out the GPU's waits for the host."""
     if variant == "compile-reduce-overhead":
         return False
     return variant not in QUANTIZED
+
+
+def device_time_method(variant: str) -> str:
+    """How a GPU's device time of this variant is read (measure.time_device)."""
+    return measure.CUDA_GRAPH if device_time_uses_graph(variant) else measure.PROFILER_KERNELS
+
+
+def device_method_for(params: dict) -> str:
+    """device_time_method for a benchmark's params dict (used by the report)."""
+    return device_time_method(params["variant"])
 
 
 def transform(module: nn.Module, variant: str) -> Callable[[torch.Tensor], torch.Tensor]:

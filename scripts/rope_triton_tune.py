@@ -1,0 +1,51 @@
+"""The reference RoPE kernel's launch configurations against compile, on the GPU, one process.
+
+For each (step elements, warps, programs per SM) given, every shape and form: the kernel's
+relative L2 error against float64 (checked, not only printed) and its device time (CUDA-graph
+replay over input sets four times the L2, as RopeTime), beside `compile`'s, as % of the copy
+bandwidth measured first. The configuration in rope.py is the one this picked.
+
+Usage (on the device): python3 scripts/rope_triton_tune.py 2048,4,4 4096,8,8 ...
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from kernelwatch import measure
+from kernelwatch.workloads import rope
+
+
+def main() -> None:
+    configs = [tuple(int(v) for v in c.split(",")) for c in sys.argv[1:]] or [
+        (rope.TRITON_STEP_ELEMENTS, rope.TRITON_NUM_WARPS, rope.TRITON_PROGRAMS_PER_SM)]
+    dev = torch.device("cuda")
+    bandwidth = measure.copy_bandwidth(dev)
+    print(f"copy bandwidth {bandwidth / 1e9:.0f} GB/s")
+    for shape in ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"):
+        for form in rope.FORMS:
+            compiled = rope.build_case(shape, form, "bfloat16", "compile", dev,
+                                       rotate_bytes=4 * measure.l2_cache_bytes(dev))
+            t = measure.time_device(compiled.fn, compiled.input_sets, dev,
+                                    method=rope.DEVICE_METHOD).median
+            line = [f"{shape} {form}: compile {t * 1e6:.1f} us "
+                    f"({compiled.bytes_moved / t / bandwidth:.0%})"]
+            case = rope.build_case(shape, form, "bfloat16", "triton", dev,
+                                   rotate_bytes=4 * measure.l2_cache_bytes(dev))
+            for step, warps, per_sm in configs:
+                rope.TRITON_STEP_ELEMENTS, rope.TRITON_NUM_WARPS = step, warps
+                rope.TRITON_PROGRAMS_PER_SM = per_sm
+                inputs = case.fresh_inputs(seed=step + warps + per_sm)
+                err = measure.accuracy(case.fn(*inputs), rope.reference(form, inputs))
+                assert err.within(rope.REL_L2_TOLERANCE["bfloat16"]), (step, warps, err)
+                t = measure.time_device(case.fn, case.input_sets, dev,
+                                        method=rope.DEVICE_METHOD).median
+                line.append(f"{step},{warps},{per_sm}: {t * 1e6:.1f} us "
+                            f"({case.bytes_moved / t / bandwidth:.0%})")
+            print("; ".join(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
