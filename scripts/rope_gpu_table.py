@@ -19,12 +19,12 @@ import json
 from pathlib import Path
 
 import torch
-from kernelwatch.report.results import Row
 
 from kernelwatch import measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.report import COPY_KEY, clocks
 from kernelwatch.report import rope as rope_report
+from kernelwatch.results import Row
 from kernelwatch.workloads import rope
 
 

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 import torch
-from kernelwatch.report.results import Row
 
 from kernelwatch import environment, measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.report import clocks, compare
 from kernelwatch.report import llama_layer as layer_report
 from kernelwatch.report import rope as rope_report
+from kernelwatch.results import Row
 from kernelwatch.workloads import llama_layer, rope
 
 from .conftest import REPO, requires_cuda
