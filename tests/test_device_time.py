@@ -147,7 +147,7 @@ def test_the_reports_show_each_device_clock_and_check():
              _row("rope.RopeDeviceCheck.track_device_check", {**case, "variant": "compile"},
                   environment.THROTTLED),
              _row("rope.RopeDeviceCheck.track_device_check", {**case, "variant": "triton"}, 0)]
-    (table,) = rope_report.tables(rows, lambda s: f"{s * 1e6:.1f} us")
+    (table,) = rope_report.tables(rows)
     by = {r[0]: dict(zip(table.headers, r, strict=True)) for r in table.rows}
     assert by["compile"]["device clock"] == "graph replay"
     assert by["compile"]["check"] == "throttled" and by["triton"]["check"] == "clean"
@@ -159,18 +159,18 @@ def test_the_reports_show_each_device_clock_and_check():
                  version="1"),
             _row("llama_layer.LayerTime.track_caller_time", {**layer, "variant": "eager"},
                  1.662e-3)]
-    (table,) = layer_report.tables(rows, None)
+    (table,) = layer_report.tables(rows)
     cells = dict(zip(table.headers, table.rows[0], strict=True))
     # The figure: version 1 read events around one call, and exceeds the caller's.
     assert cells["device clock"] == "events around calls"
     assert cells["check"] == "device time over caller time (no check run)"
     rows[0].version = "2"
-    (table,) = layer_report.tables(rows, None)
+    (table,) = layer_report.tables(rows)
     assert dict(zip(table.headers, table.rows[0], strict=True))["device clock"] == \
         "kernel time (profiler)"
     cpu = [_row("llama_layer.LayerTime.track_time", {**layer, "variant": "eager"}, 1e-3,
                 gpu="none")]
-    (table,) = layer_report.tables(cpu, None)
+    (table,) = layer_report.tables(cpu)
     assert dict(zip(table.headers, table.rows[0], strict=True))["device clock"] == "host clock"
 
 

@@ -76,7 +76,7 @@ def test_a_speedup_bought_by_failing_the_quality_gate_is_marked_not_dropped():
     (s,) = speedups.series(rows, lambda w, d: "eager", gate)
     ((_, _, speedup, _, failed),) = s.lines[("fast", "2.13.0")]
     assert speedup == 2.0 and failed == "error 0.5 > 0.1"
-    table = speedups._table(s, str)
+    table = speedups._table(s)
     assert 'class="worse"' in table and "FAILED: error 0.5 &gt; 0.1" in table
     assert "(failed quality gate)" in speedups._figure_html(s, "f")
 
@@ -112,7 +112,7 @@ def test_rope_table_puts_the_best_variant_first_with_its_share_of_copy_bandwidth
             benchmark="rope.RopeTime.track_time", params={**case, "variant": v},
             value=nbytes / gbps / 1e9)
         for v, gbps in (("eager", 400), ("liger", 3700), ("compile", 3000))]
-    (table,) = rope_report.tables(rows, lambda s: f"{s * 1e6:.1f} us")
+    (table,) = rope_report.tables(rows)
     assert [r[0] for r in table.rows] == ["liger", "compile", "eager"]
     assert table.title.startswith("RoPE llama-3.1-8b rotate-half bfloat16: best variant liger, "
                                   "92% of copy bandwidth")

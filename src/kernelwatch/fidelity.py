@@ -349,7 +349,7 @@ NOTE = ("Each pair compares two disjoint sets of fresh processes (processes: how
 def table(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()
           ) -> tuple[list[str], list[list[str]]]:
     """Headers and rows: noise; alarms and catches at the threshold; asv's 1.10 beside."""
-    from kernelwatch.report.site import fmt_seconds  # the report's formatter, for the parent
+    from kernelwatch.report.format import fmt_seconds
 
     slowdowns = sorted({x for a in analyses for x in a.caught}, key=float)
     head = ["series", "processes", "median", "run CV", "sample CV", "threshold", "A/A alarms",

@@ -6,12 +6,13 @@ is found by its name and declares
 - `PREFIX` (optional): the benchmark prefix it summarises ("gptq."), which the generic
   speedup table then leaves to it (RoPE's view declares none: its table adds to the generic
   one);
-- `tables(env_rows, fmt_seconds)`: a list of `Table`s for one environment's newest commit.
+- `TITLE`: its name for a reader ("GPTQ"); optionally `NOTE` (what its table's columns mean)
+  and `GATE` (its quality gate in words, for the speedups page);
+- `tables(env_rows)`: a list of `Table`s for one environment's newest commit.
 """
 
 from __future__ import annotations
 
-import html
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -67,20 +68,3 @@ def views() -> list[ModuleType]:
 
     names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name in WORKLOADS)
     return [importlib.import_module(f"{__name__}.{n}") for n in names]
-
-
-def html_table(headers: list[str], body: list[list[str | tuple[str, str]]],
-               classes: list[str] | None = None) -> str:
-    """One HTML table of text cells (escaped); a (text, href) cell is a link. `classes`
-    gives each row a CSS class ("worse", "better") or none."""
-    def cell(c: str | tuple[str, str]) -> str:
-        if isinstance(c, tuple):
-            return f'<a href="{html.escape(c[1])}">{html.escape(c[0])}</a>'
-        return html.escape(c)
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    trs = []
-    for i, row in enumerate(body):
-        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        trs.append(f"<tr{cls}>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"

@@ -13,10 +13,9 @@ number of calls (tokens, layers, images) their job makes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch.report import html_table
+from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
 from kernelwatch.report.speedups import PRIMARY_TRACKS, BaselineLookup
 from kernelwatch.results import Row
 
@@ -68,13 +67,9 @@ def rows_of(rows: list[Row], baseline_for: BaselineLookup) -> list[dict]:
     return out
 
 
-def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,
-          fmt_seconds: Callable[[float], str], page: Callable[[str, list[str]], str]) -> Path:
+def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup) -> Path:
     found = rows_of(rows, baseline_for)
-    parts = ["<h1>Break-even: when compiling or quantizing pays</h1>",
-             '<p><a href="index.html">speedups and changes</a> &middot; '
-             '<a href="speedups.html">speedups over commits</a> &middot; '
-             '<a href="../index.html">asv history</a></p>',
+    parts = ["<h1>Break-even: when compiling or quantizing pays</h1>", NAV,
              "<p>One-time cost: the variant's first run minus the baseline's (a fresh "
              "process, fresh compile caches), or its cold compile. Saving: baseline time "
              "minus variant time per call (device time; and what a Python caller pays, "

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from kernelwatch import detect
 from kernelwatch.report import clocks
-from kernelwatch.report.site import fmt_value
+from kernelwatch.report.format import fmt_value
 from kernelwatch.results import Row
 
 # Only detect.FLAGGED_UNITS series are flagged; never the machine's own facts

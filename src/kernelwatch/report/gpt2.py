@@ -13,6 +13,7 @@ from kernelwatch.report import Table, copy_bandwidth
 from kernelwatch.results import Row
 
 PREFIX = "gpt2."
+TITLE = "GPT-2"
 DECODE = "gpt2.Gpt2Generate.track_decode_time"
 TTFT = "gpt2.Gpt2Generate.track_ttft"
 TOTAL = "gpt2.Gpt2Generate.track_total_time"
@@ -128,7 +129,7 @@ def cells(row: dict) -> list[str]:
     ]
 
 
-def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
+def tables(env_rows: list[Row]) -> list[Table]:
     out = []
     for (size, prompt, new, threads), rows in summary(env_rows).items():
         unit = "thread" if threads == "1" else "threads"

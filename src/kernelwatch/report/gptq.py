@@ -12,9 +12,19 @@ import statistics
 from collections import defaultdict
 
 from kernelwatch.report import Table
+from kernelwatch.report.format import fmt_seconds
 from kernelwatch.results import Row
 
 PREFIX = "gptq."
+TITLE = "GPTQ"
+# What the table's columns mean, for the write-up page.
+NOTE = ("first run is the first quantization in a fresh process with fresh compile caches; "
+        "warm avg and stddev are over the steady samples, caller is the same call on the host "
+        "clock; compile OH is first run minus warm avg; speedup is against eager at the same "
+        "block size (else at 128); a variant whose output error exceeds eager's by more than "
+        "the stated tolerance is marked WORSE.")
+# The quality gate a speedup must pass (workloads.gptq.quality_gate), in words.
+GATE = "output error worse than eager's"
 TIME = "gptq.GptqTime.track_time"
 CALLER = "gptq.GptqTime.track_caller_time"
 FIRST_RUN = "gptq.GptqFirstRun.track_first_run"
@@ -142,7 +152,7 @@ def _sum_or_none(values) -> int | None:
     return sum(values) if all(_num(v) for v in values) else None
 
 
-def cells(row: dict, fmt_seconds) -> list[str]:
+def cells(row: dict) -> list[str]:
     """One summary row as text cells, in HEADERS order."""
     def na(v, f):
         return "n/a" if v is None else FAILED if v == FAILED else f(v)
@@ -162,9 +172,9 @@ def cells(row: dict, fmt_seconds) -> list[str]:
     ]
 
 
-def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
+def tables(env_rows: list[Row]) -> list[Table]:
     """The summary of each (model, scheme) measured in this environment's newest commit."""
     return [Table(f"GPTQ {model}, {scheme}: per layer type and per decoder layer", HEADERS,
-                  [cells(r, fmt_seconds) for r in rows],
+                  [cells(r) for r in rows],
                   ["worse" if r["worse than eager"] else "" for r in rows])
             for (model, scheme), rows in sorted(summary(env_rows).items())]

@@ -12,6 +12,7 @@ from kernelwatch.results import Row
 from kernelwatch.workloads import llama_layer
 
 PREFIX = "llama_layer."
+TITLE = "Llama layer"
 TRACKS = {"track_time": "time", "track_caller_time": "caller_time",
           "track_compiled_share": "share", "track_rel_l2_vs_eager": "vs_eager",
           "track_max_abs_vs_eager": "max_abs_vs_eager",
@@ -108,6 +109,6 @@ def make_tables(cases: dict[tuple, dict[str, Metrics]],
     return tables
 
 
-def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
+def tables(env_rows: list[Row]) -> list[Table]:
     return make_tables(summary(env_rows),
                        clocks.clock_labels(env_rows, PREFIX, llama_layer.device_method_for))

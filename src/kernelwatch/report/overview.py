@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from kernelwatch.report import speedups
+from kernelwatch.report.format import NAV, html_table, page
 from kernelwatch.results import Row
 
 # Facts that tell two environments apart, in the order a reader looks for them.
@@ -151,17 +152,15 @@ def heatmap(entry: dict, machine: str, changed: set[tuple]) -> str:
 
 def write(env_groups: dict[tuple[str, str], list[Row]], out_dir: Path,
           baseline_for: speedups.BaselineLookup, gate: speedups.GateLookup | None,
-          ch: list[dict], nav: str, page) -> Path:
+          ch: list[dict]) -> Path:
     """html/kernelwatch/overview.html."""
-    from kernelwatch.report import html_table
-
     changed = defaultdict(set)
     for c in ch:
         if c["flag"]:
             changed[(c["machine"], c["env"])].add(
                 (c["benchmark"], tuple(sorted(c.get("params_dict", {}).items()))))
     names = env_names(env_groups)
-    parts = ["<h1>kernelwatch: overview</h1>", nav,
+    parts = ["<h1>kernelwatch: overview</h1>", NAV,
              "<p>Per environment (named by what differs between them) and workload: each "
              "variant's geometric-mean speedup over its baseline across the cases measured "
              "at the newest commit, how many cases failed its quality gate, its mean cold "

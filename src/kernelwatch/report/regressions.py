@@ -12,10 +12,9 @@ from __future__ import annotations
 import html
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch.report import html_table
+from kernelwatch.report.format import NAV, fmt_value, html_table, page
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -38,7 +37,7 @@ def asv_steps(html_dir: Path) -> list[dict]:
     return sorted(steps, key=lambda s: s["date"], reverse=True)
 
 
-def change_table(ch: list[dict], fmt_value: Callable[[float, str], str]) -> str:
+def change_table(ch: list[dict]) -> str:
     """kernelwatch's change rows (report.site.changes) as a table, each row linking to its
     series' graph on asv's site with the machine selected."""
     body = [[c["machine"], c["env"],
@@ -50,17 +49,13 @@ def change_table(ch: list[dict], fmt_value: Callable[[float, str], str]) -> str:
                        "unit", "after/before", "flag"], body, [c["flag"] for c in ch])
 
 
-def write(html_dir: Path, ch: list[dict], heading: str,
-          fmt_value: Callable[[float, str], str],
-          page: Callable[[str, list[str]], str]) -> Path:
+def write(html_dir: Path, ch: list[dict], heading: str) -> Path:
     """html/kernelwatch/regressions.html."""
     steps = asv_steps(html_dir)
-    parts = ["<h1>Regressions</h1>",
-             '<p><a href="index.html">speedups</a> &middot; <a href="../index.html#/'
-             'regressions">asv\'s regressions page</a> &middot; <a href="../index.html">asv '
-             "history</a></p>",
+    parts = ["<h1>Regressions</h1>", NAV,
+             '<p><a href="../index.html#/regressions">asv\'s regressions page</a></p>',
              f"<h2>{html.escape(heading)}</h2>"]
-    parts.append(change_table(ch, fmt_value) if ch
+    parts.append(change_table(ch) if ch
                  else "<p>Only one commit measured so far.</p>")
     parts.append("<h2>asv's detected steps, newest first (asv publish: step detection over "
                  "each whole series, lower is better, asv.conf.json's regressions_thresholds)"

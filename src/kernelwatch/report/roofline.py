@@ -15,7 +15,8 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch.report import copy_bandwidth, html_table
+from kernelwatch.report import copy_bandwidth
+from kernelwatch.report.format import NAV, env_label, fmt_seconds, html_table, page
 from kernelwatch.results import Row
 
 MATMUL_KEY = "environment.Environment.track_matmul_seconds_per_tflop"
@@ -56,7 +57,7 @@ def rows_of(env_rows: list[Row], bytes_for: WorkLookup, flops_for: WorkLookup) -
     return out
 
 
-def cells(row: dict, fmt_seconds: Callable[[float], str]) -> list[str]:
+def cells(row: dict) -> list[str]:
     def f(v, fmt):
         return "n/a" if v is None else fmt(v)
 
@@ -67,12 +68,9 @@ def cells(row: dict, fmt_seconds: Callable[[float], str]) -> list[str]:
 
 
 def write(env_groups: dict[tuple, list[Row]], out_dir: Path, bytes_for: WorkLookup,
-          flops_for: WorkLookup, fmt_seconds: Callable[[float], str],
-          env_label: Callable[[Row], str], page: Callable[[str, list[str]], str]) -> Path:
+          flops_for: WorkLookup) -> Path:
     """html/kernelwatch/roofline.html: one table per environment's newest commit."""
-    parts = ["<h1>Roofline: how close each kernel is to the machine</h1>",
-             '<p><a href="index.html">speedups and changes</a> &middot; '
-             '<a href="../index.html">asv history</a></p>',
+    parts = ["<h1>Roofline: how close each kernel is to the machine</h1>", NAV,
              "<p>From the device time (on a GPU: CUDA-graph replay). GB/s: the fewest bytes "
              "the case must move over its time; TFLOP/s: its matmul FLOPs over its time; "
              "each against the same environment's measured ceilings (a device copy, a large "
@@ -89,7 +87,7 @@ def write(env_groups: dict[tuple, list[Row]], out_dir: Path, bytes_for: WorkLook
             f", matmul {peak / 1e12:.3g} TFLOP/s" if peak else ", matmul not measured")
         parts.append(f"<h2>{html.escape(env_label(env_rows[0]))} "
                      f"({env_rows[0].device_type})</h2><p class=env>{html.escape(facts)}</p>")
-        parts.append(html_table(HEADERS, [cells(r, fmt_seconds) for r in rows]))
+        parts.append(html_table(HEADERS, [cells(r) for r in rows]))
     if not any_rows:
         parts.append("<p>No timed result whose workload states its bytes or FLOPs yet.</p>")
     path = out_dir / "roofline.html"

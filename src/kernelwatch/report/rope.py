@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from kernelwatch.report import Table, clocks, copy_bandwidth
+from kernelwatch.report.format import fmt_seconds
 from kernelwatch.results import Row
 from kernelwatch.workloads import rope
+
+TITLE = "RoPE"
+# The quality gate a speedup must pass (workloads.rope.quality_gate), in words.
+GATE = "error vs float64 over its dtype's tolerance"
 
 # No PREFIX: RoPE stays in the generic speedup table; this view adds the best-per-shape one.
 TIME_BENCHMARK = "rope.RopeTime.track_time"
@@ -55,7 +60,7 @@ def best_rows(env_rows: list[Row]) -> dict[tuple, list[dict]]:
     return cases
 
 
-def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
+def tables(env_rows: list[Row]) -> list[Table]:
     out = []
     for (shape, form, dtype), rows in sorted(best_rows(env_rows).items()):
         best = rows[0]

@@ -17,7 +17,6 @@ from kernelwatch import detect
 from kernelwatch.report import (
     break_even,
     copy_bandwidth,
-    html_table,
     overview,
     regressions,
     roofline,
@@ -25,31 +24,13 @@ from kernelwatch.report import (
     torch_versions,
     views,
 )
+from kernelwatch.report.format import NAV, aligned, cell, env_label, html_table, page
 from kernelwatch.results import Row, load
 
 TIME_SUFFIX = "Time.track_time"
 # Beside each Time class's track_time (device time), what a Python caller pays per call.
 CALLER_SUFFIX = "Time.track_caller_time"
 BytesLookup = Callable[[str, dict], "int | None"]
-
-
-def fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "n/a"
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s:.3g} s"
-
-
-def fmt_value(v: float, unit: str) -> str:
-    """A recorded value for a reader: seconds in s/ms/us/ns, anything else as a number."""
-    return fmt_seconds(v) if unit == "seconds" else f"{v:.4g}"
-
-
-def _env_label(row: Row) -> str:
-    torch = row.env.get("torch", "?")
-    return f"{row.machine} / {row.env_name} / torch {torch}"
 
 
 def latest_commit_rows(rows: list[Row]) -> dict[tuple, list[Row]]:
@@ -171,18 +152,6 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
     return out
 
 
-def _cell(v, kind: str = "") -> str:
-    if v is None:
-        return "n/a"
-    if kind == "s":
-        return fmt_seconds(v)
-    if kind == "x":
-        return f"{v:.2f}x"
-    if kind == "f":
-        return f"{v:.1f}"
-    return str(v)
-
-
 SPEEDUP_COLUMNS = [("shape", ""), ("form", ""), ("dtype", ""), ("variant", ""),
                    ("seconds", "s"), ("speedup", "x"), ("gb_per_s", "f"), ("pct_copy", "f"),
                    ("caller_seconds", "s"), ("caller_speedup", "x"), ("host_overhead", "s")]
@@ -196,48 +165,31 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
     lines = []
     for (_machine, _env_name), env_rows in sorted(latest_commit_rows(rows).items()):
         peak = copy_bandwidth(env_rows)
-        lines.append(f"== {_env_label(env_rows[0])}  {_commits(env_rows)}"
+        lines.append(f"== {env_label(env_rows[0])}  {_commits(env_rows)}"
                      + (f"  copy {peak / 1e9:.1f} GB/s" if peak else ""))
         table = [SPEEDUP_HEADERS] + [
-            [_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
+            [cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
             for d in speedup_rows(env_rows, bytes_moved)
         ]
         if len(table) > 1:
-            lines.extend(_aligned(table))
+            lines.extend(aligned(table))
         for view in views():
-            for table in view.tables(env_rows, fmt_seconds):
+            for table in view.tables(env_rows):
                 lines.append(f"-- {table.title}")
-                lines.extend(_aligned([table.headers] + table.rows))
+                lines.extend(aligned([table.headers] + table.rows))
         lines.append("")
     return "\n".join(lines) if lines else "no results yet"
-
-
-def _aligned(table: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in table]
 
 
 # machine -> (environment facts, table headers, table rows, note): `kernelwatch fidelity`.
 FidelityTables = dict[str, tuple[dict, list[str], list[list[str]], str]]
 
 
-NAV = ('<p><a href="overview.html">overview</a> &middot; '
-       '<a href="../index.html">asv history (all series, per commit)</a> &middot; '
-       '<a href="speedups.html">speedups over commits (charts)</a> &middot; '
-       '<a href="regressions.html">regressions</a> &middot; '
-       '<a href="torch.html">torch versions side by side</a> &middot; '
-       '<a href="roofline.html">roofline</a> &middot; '
-       '<a href="break-even.html">break-even of compiling and quantizing</a> &middot; '
-       '<a href="writeups.html">write-up tables</a> &middot; '
-       '<a href="fidelity.html">fidelity: noise floor and false alarms per benchmark</a></p>')
-
-
 def _env_heading(env_rows: list[Row]) -> str:
     r0 = env_rows[0]
     env_facts = ", ".join(f"{k}={v}" for k, v in sorted(r0.env.items())
                           if k in ("cpu", "gpu", "driver", "torch", "cuda", "num_cpu"))
-    return (f"<h3>{html.escape(_env_label(r0))} &mdash; "
+    return (f"<h3>{html.escape(env_label(r0))} &mdash; "
             f"<code>{html.escape(_commits(env_rows))}</code></h3>"
             f"<p class=env>{html.escape(env_facts)}</p>")
 
@@ -263,65 +215,53 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
              f'<p><a href="regressions.html">Regressions</a>: {flagged} of {len(ch)} '
              "series got significantly worse in their newest commit.</p>",
              "<h2>Speedup vs eager: the newest measurement of each case, per environment</h2>",
-             "<p>Device time is the median per call of the kernel's own work (on a GPU, CUDA "
-             "events around CUDA-graph replays); caller time is what a Python loop calling it "
-             "pays per call (no graph, host clock, one synchronize per sample), and host/call "
-             "their difference: dispatch, guards and the compiled wrapper. On a CPU the two "
-             "are one. GB/s is the fewest bytes the kernel must move "
-             "over the device time; % copy BW compares it with a device-to-device copy "
-             "measured in the same environment. Workloads with a write-up of their own "
-             "(GPTQ, GPT-2, Llama layer, RoPE, ViT VAE) are on the "
+             "<p>Device time is the median per call of the kernel's own work: on a GPU, "
+             "CUDA-graph replays where the case can be captured, else the GPU's busy time in "
+             "the call's kernels (the profiler's; the device clock column says which); caller "
+             "time is what a Python loop calling it pays per call (no graph, host clock, one "
+             "synchronize per sample), and host/call their difference: dispatch, guards and "
+             "the compiled wrapper. On a CPU the two are one. GB/s is the fewest bytes the "
+             "kernel must move over the device time; % copy BW compares it with a "
+             "device-to-device copy measured in the same environment. Workloads with a "
+             f"write-up of their own ({', '.join(v.TITLE for v in views())}) are on the "
              '<a href="writeups.html">write-up tables</a> page.</p>']
     writeups = ["<h1>Write-up tables</h1>", NAV,
-                "<p>Each workload's summary in the shape of the write-up it grew from "
-                "(seeds/), for each environment's newest commit. GPTQ: first run is the first "
-                "quantization in a fresh process with fresh compile caches; warm avg and "
-                "stddev are over the steady samples, caller is the same call on the host "
-                "clock; compile OH is first run minus warm avg; speedup is against eager at "
-                "the same block size (else at 128); a variant whose output error exceeds "
-                "eager's by more than the stated tolerance is marked WORSE. A row in red "
-                "failed, or failed its quality gate.</p>"]
+                "<p>Each workload's summary in the shape of the write-up it grew from, for "
+                "each environment's newest commit. A row in red failed, or failed its quality "
+                "gate.</p>",
+                *[f"<p>{html.escape(v.TITLE)}: {html.escape(v.NOTE)}</p>" for v in views()
+                  if getattr(v, "NOTE", "")]]
     env_groups = latest_commit_rows(rows)
     overview.write(env_groups, out_dir, baseline_for or (lambda workload, device: "eager"),
-                   gate, ch, NAV, _page)
+                   gate, ch)
     for _, env_rows in sorted(env_groups.items()):
         heading = _env_heading(env_rows)
-        body = [[_cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
+        body = [[cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
                 for d in speedup_rows(env_rows, bytes_moved)]
         if body:
             parts += [heading, html_table(SPEEDUP_HEADERS, body)]
-        tables = [t for view in views() for t in view.tables(env_rows, fmt_seconds)]
+        tables = [t for view in views() for t in view.tables(env_rows)]
         if tables:
             writeups.append(heading)
         for table in tables:
             writeups.append(f"<h4>{html.escape(table.title)}</h4>")
             writeups.append(html_table(table.headers, table.rows, table.row_classes))
     out = out_dir / "index.html"
-    out.write_text(_page("kernelwatch", parts))
-    (out_dir / "writeups.html").write_text(_page("kernelwatch: write-up tables", writeups))
+    out.write_text(page("kernelwatch", parts))
+    (out_dir / "writeups.html").write_text(page("kernelwatch: write-up tables", writeups))
     regressions.write(Path(html_dir), ch,
                       "kernelwatch: change vs previous commit, newest first (flagged: "
                       "significant on the samples and beyond the series' threshold from the "
-                      f"fidelity page, else {detect.DEFAULT_FACTOR - 1:.0%})", fmt_value, _page)
+                      f"fidelity page, else {detect.DEFAULT_FACTOR - 1:.0%})")
     roofline.write(env_groups, out_dir, bytes_moved or (lambda b, p: None),
-                   flops or (lambda b, p: None), fmt_seconds, _env_label, _page)
-    (out_dir / "fidelity.html").write_text(_page("kernelwatch: fidelity",
+                   flops or (lambda b, p: None))
+    (out_dir / "fidelity.html").write_text(page("kernelwatch: fidelity",
                                                  _fidelity_parts(fidelity or {})))
     if baseline_for:
-        speedups.write(rows, out_dir, baseline_for, fmt_seconds, _page, gate)
-        break_even.write(rows, out_dir, baseline_for, fmt_seconds, _page)
-    torch_versions.write(rows, out_dir, fmt_seconds, _page)
+        speedups.write(rows, out_dir, baseline_for, gate)
+        break_even.write(rows, out_dir, baseline_for)
+    torch_versions.write(rows, out_dir)
     return out
-
-
-def _page(title: str, parts: list[str]) -> str:
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-             "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
-             "tr.worse{background:#fdd}tr.better{background:#dfd}tr.best{font-weight:bold}.env{color:#555}"
-             ".heatmap td{text-align:center;min-width:5em}.heatmap a{color:#000;"
-             "text-decoration:none}")
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
 
 def _fidelity_parts(fidelity: FidelityTables) -> list[str]:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernelwatch.report import html_table
+from kernelwatch.report import views
+from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
 from kernelwatch.results import Row
 
 # The time a workload's speedup is of: its device time (or, for generation, the decode step).
@@ -110,7 +111,7 @@ def _title(s: Series) -> str:
     return f"{s.benchmark} ({', '.join(v for _, v in s.case)})"
 
 
-def _table(s: Series, fmt_seconds: Callable[[float], str]) -> str:
+def _table(s: Series) -> str:
     body = [[variant, torch, pts[-1][0][:8], fmt_seconds(pts[-1][3]), f"{pts[-1][2]:.2f}x",
              f"FAILED: {pts[-1][4]}" if pts[-1][4] else "passed or not gated"]
             for (variant, torch), pts in s.lines.items()]
@@ -120,24 +121,19 @@ def _table(s: Series, fmt_seconds: Callable[[float], str]) -> str:
 
 
 def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,
-          fmt_seconds: Callable[[float], str], page: Callable[[str, list[str]], str],
           gate: GateLookup | None = None) -> Path:
     """html/kernelwatch/speedups.html (and plotly.min.js beside it)."""
     from plotly.offline import get_plotlyjs
 
     all_series = series(rows, baseline_for, gate)
-    parts = ["<h1>Speedups over commits</h1>",
-             '<p><a href="index.html">speedups and changes</a> &middot; '
-             '<a href="fidelity.html">fidelity</a> &middot; <a href="../index.html">asv '
-             "history</a></p>",
+    parts = ["<h1>Speedups over commits</h1>", NAV,
              "<p>Each variant's time against its workload's baseline variant (eager; GPT-2: "
              "fp32 on a CPU, bf16 on a GPU) in the same environment and commit: device time "
              "for kernels, the decode step for generation. One line per variant and torch "
              "version; the table is the newest commit of each line. A variant whose output "
-             "failed its workload's quality or accuracy gate at a commit (RoPE: error vs "
-             "float64 over its dtype's tolerance; GPTQ: worse than eager; ViT VAE: SSIM vs "
-             "eager under 0.99 compiled, 0.98 quantized) is drawn as a red cross there and "
-             "its row is marked.</p>"]
+             "failed its workload's quality or accuracy gate at a commit ("
+             + "; ".join(f"{v.TITLE}: {v.GATE}" for v in views() if getattr(v, "GATE", ""))
+             + ") is drawn as a red cross there and its row is marked.</p>"]
     if not all_series:
         parts.append("<p>No variant has a baseline measured beside it yet.</p>")
     machine = None
@@ -145,11 +141,11 @@ def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,
         if s.machine != machine:
             machine = s.machine
             parts.append(f"<h2>{html.escape(machine)}</h2>")
-        parts += [f"<h3>{html.escape(_title(s))}</h3>", _table(s, fmt_seconds),
+        parts += [f"<h3>{html.escape(_title(s))}</h3>", _table(s),
                   _figure_html(s, f"speedup-{i}")]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plotly.min.js").write_text(get_plotlyjs())
     head_script = '<script src="plotly.min.js"></script>'
     path = out_dir / "speedups.html"
-    path.write_text(page("kernelwatch: speedups", [head_script, *parts]))
+    path.write_text(page("kernelwatch: speedups", parts, head=head_script))
     return path

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
 from kernelwatch import detect
-from kernelwatch.report import html_table
+from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
 from kernelwatch.results import Row
 
 
@@ -57,12 +56,8 @@ def side_by_side(rows: list[Row]) -> dict[str, tuple[str, list[str], list[dict]]
     return out
 
 
-def write(rows: list[Row], out_dir: Path, fmt_seconds: Callable[[float], str],
-          page: Callable[[str, list[str]], str]) -> Path:
-    parts = ["<h1>Torch versions side by side</h1>",
-             '<p><a href="index.html">speedups and changes</a> &middot; '
-             '<a href="speedups.html">speedups over commits</a> &middot; '
-             '<a href="../index.html">asv history</a></p>',
+def write(rows: list[Row], out_dir: Path) -> Path:
+    parts = ["<h1>Torch versions side by side</h1>", NAV,
              "<p>Per machine, its newest commit measured under two or more torch versions of "
              "the matrix: each timed series' median per version, and newest / oldest (above "
              "1.00: slower on the newer torch), highlighted where asv's test on the samples "

@@ -12,6 +12,9 @@ from kernelwatch.results import Row
 from kernelwatch.workloads import vae
 
 PREFIX = "vae."
+TITLE = "ViT VAE"
+# The quality gate a speedup must pass (workloads.vae.quality_gate), in words.
+GATE = "SSIM vs eager under 0.99 compiled, 0.98 quantized"
 # asv track -> the table's name for it.
 TRACKS = {"track_time": "time", "track_caller_time": "caller_time",
           "track_first_run": "first_run", "track_cold_compile": "cold_compile",
@@ -117,6 +120,6 @@ def make_tables(cases: dict[tuple, dict[str, Metrics]],
     return tables
 
 
-def tables(env_rows: list[Row], fmt_seconds) -> list[Table]:
+def tables(env_rows: list[Row]) -> list[Table]:
     return make_tables(summary(env_rows),
                        clocks.clock_labels(env_rows, PREFIX, vae.device_method_for))

@@ -1,0 +1,89 @@
+"""How the report writes things: seconds and values for a reader, table cells, aligned text
+tables, HTML tables, the navigation and the page shell. Every page imports these; none takes
+a formatter as an argument."""
+
+from __future__ import annotations
+
+import html
+
+from kernelwatch.results import Row
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "n/a"
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s:.3g} s"
+
+
+def fmt_value(v: float, unit: str) -> str:
+    """A recorded value for a reader: seconds in s/ms/us/ns, anything else as a number."""
+    return fmt_seconds(v) if unit == "seconds" else f"{v:.4g}"
+
+
+def cell(v, kind: str = "") -> str:
+    """A table cell: "s" seconds, "x" a ratio, "f" one decimal, else as it is; n/a for None."""
+    if v is None:
+        return "n/a"
+    if kind == "s":
+        return fmt_seconds(v)
+    if kind == "x":
+        return f"{v:.2f}x"
+    if kind == "f":
+        return f"{v:.1f}"
+    return str(v)
+
+
+def env_label(row: Row) -> str:
+    torch = row.env.get("torch", "?")
+    return f"{row.machine} / {row.env_name} / torch {torch}"
+
+
+def aligned(table: list[list[str]]) -> list[str]:
+    """Rows of text cells as lines of aligned columns."""
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in table]
+
+
+def html_table(headers: list[str], body: list[list[str | tuple[str, str]]],
+               classes: list[str] | None = None) -> str:
+    """One HTML table of text cells (escaped); a (text, href) cell is a link. `classes`
+    gives each row a CSS class ("worse", "better") or none."""
+    def one(c: str | tuple[str, str]) -> str:
+        if isinstance(c, tuple):
+            return f'<a href="{html.escape(c[1])}">{html.escape(c[0])}</a>'
+        return html.escape(c)
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    trs = []
+    for i, row in enumerate(body):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        trs.append(f"<tr{cls}>" + "".join(f"<td>{one(c)}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
+
+
+NAV = ('<p><a href="overview.html">overview</a> &middot; '
+       '<a href="index.html">speedups and changes</a> &middot; '
+       '<a href="../index.html">asv history (all series, per commit)</a> &middot; '
+       '<a href="speedups.html">speedups over commits (charts)</a> &middot; '
+       '<a href="regressions.html">regressions</a> &middot; '
+       '<a href="torch.html">versions side by side</a> &middot; '
+       '<a href="roofline.html">roofline</a> &middot; '
+       '<a href="break-even.html">break-even of compiling and quantizing</a> &middot; '
+       '<a href="writeups.html">write-up tables</a> &middot; '
+       '<a href="fidelity.html">fidelity: noise floor and false alarms per benchmark</a></p>')
+
+STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+         "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
+         "tr.worse{background:#fdd}tr.better{background:#dfd}tr.best{font-weight:bold}"
+         ".env{color:#555}.heatmap td{text-align:center;min-width:5em}"
+         ".heatmap a{color:#000;text-decoration:none}")
+
+
+def page(title: str, parts: list[str], head: str = "") -> str:
+    """A whole page: the title, the shared style, `head` (a script tag), the parts."""
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}"
+            f"</title><style>{STYLE}</style>{head}</head><body>{''.join(parts)}</body></html>")
