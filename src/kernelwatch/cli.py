@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import detect, environment, recorded, workloads
+from kernelwatch import detect, environment, recorded, shards, targets, workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 from kernelwatch.progress import AsvProgress, log_path
 
@@ -334,17 +334,24 @@ def _run(args: argparse.Namespace) -> int:
     existing = args.existing
     if args.processes < 1:
         raise KernelwatchError("--processes takes a count of 1 or more (3 pools three)")
-    rev = args.range or ("HEAD^!" if existing else "HEAD~2..HEAD")
+    # --target / --versions / --shard: glue only; the logic is in targets.py and shards.py.
+    target, versions, shard = _target_flags(args, repo)
+    rev = args.range or ("HEAD^!" if existing else
+                         targets.default_range(target) if target else "HEAD~2..HEAD")
     if existing and rev != "HEAD^!":
         raise KernelwatchError("--existing benchmarks the working tree's installed code only; "
                                "it cannot run a commit range (drop the range, or --existing)")
-    commits = [git_output(repo, "rev-parse", "HEAD")] if existing else commits_in(repo, rev)
+    commits = ([git_output(repo, "rev-parse", "HEAD")] if existing else
+               targets.commits(target, rev) if target else commits_in(repo, rev))
     if not commits:
         raise KernelwatchError(
             f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
             "(a clone needs that many: `git clone` without --depth 1)")
     settings_env: dict[str, str] = {}
-    if args.quick:
+    if target or versions:
+        selections, settings_env = _target_selections(args, (target.dist if target else
+                                                             versions[0]))
+    elif args.quick:
         names = [args.workload] if args.workload else list(workloads.WORKLOADS)
         selections = [sel for w in names for sel in quick_selections(w)]
     else:
@@ -363,11 +370,27 @@ def _run(args: argparse.Namespace) -> int:
         chunks.append([ENVIRONMENT_REGEX])
     else:
         chunks = [[selection_regex(*sel) for sel in selections] + [ENVIRONMENT_REGEX]]
+    if shard:
+        chunks = [shards.narrow(chunk, selections, *shard) for chunk in chunks]
     name = machine_name(args.machine)
     write_machine_info(name, existing)
-    config = derived_config(repo, existing=existing, torch_versions=args.torch,
-                            env_dir=os.environ.get("KERNELWATCH_ENV_DIR"),
-                            branch=history_branch(repo, args.branch))
+    results = repo / "results"
+    if target:
+        results = targets.results_dir(repo, target.dist)
+        config = targets.write_config(repo, targets.target_config(
+            asv_config(repo), target, repo, torch_versions=args.torch,
+            env_dir=os.environ.get("KERNELWATCH_ENV_DIR"),
+            branch=targets.commit(target, args.branch) and args.branch if args.branch else None))
+    else:
+        config = derived_config(repo, existing=existing, torch_versions=args.torch,
+                                env_dir=os.environ.get("KERNELWATCH_ENV_DIR"),
+                                branch=history_branch(repo, args.branch))
+    if versions:
+        from asv import util as asv_util
+
+        conf = asv_util.load_json(str(config or repo / "asv.conf.json"), js_comments=True)
+        targets.check_installable(*versions)
+        config = targets.write_config(repo, targets.versions_matrix(conf, *versions))
     base = [asv]
     if config:
         base += ["--config", str(config)]
@@ -379,7 +402,7 @@ def _run(args: argparse.Namespace) -> int:
         # asv saves results of an `existing` environment only with a commit to file them under.
         base += ["-E", f"existing:{python}", "--set-commit-hash", commits[0]]
     envs = environment_names(config or repo / "asv.conf.json", python)
-    calls = (recorded.plan(repo / "results", name, commits, envs, chunks) if not args.rerun
+    calls = (recorded.plan(results, name, commits, envs, chunks) if not args.rerun
              else [recorded.Call(commits, envs, chunk) for chunk in chunks])
     with contextlib.ExitStack() as stack:
         log = None
@@ -413,6 +436,51 @@ def _run(args: argparse.Namespace) -> int:
             print(f"kernelwatch: {FAILURE_FIXES[cause]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _target_flags(args: argparse.Namespace, repo: Path):
+    """run's --target, --versions and --shard, parsed and checked: (Target or None,
+    (dist, versions) or None, (k, n) or None)."""
+    target = versions = shard = None
+    if getattr(args, "target", None):
+        if args.existing:
+            raise KernelwatchError("--target builds the library at each commit in asv's "
+                                   "environments; it cannot use --existing (drop one)")
+        target = targets.resolve(args.target, repo)
+    if getattr(args, "versions", None):
+        if target:
+            raise KernelwatchError("--versions measures releases at kernelwatch's commits, "
+                                   "--target a library's commits: give one of them")
+        if args.existing:
+            raise KernelwatchError("--versions builds one environment per version; it "
+                                   "cannot use --existing (drop one)")
+        versions = targets.parse_versions(args.versions)
+        if versions[0] == "torch" and args.torch:
+            raise KernelwatchError("--versions torch=... names the torch versions; drop "
+                                   "--torch")
+    if getattr(args, "shard", None):
+        shard = shards.parse(args.shard)
+    return target, versions, shard
+
+
+def _target_selections(args: argparse.Namespace, dist: str) -> tuple[list[Selection],
+                                                                      dict[str, str]]:
+    """The selections of a --target or --versions run: what the workloads declare for
+    `dist`, narrowed by --workload and --param (torch: every workload, as a plain run)."""
+    aliases = {name: getattr(args, name) for name in PARAM_ALIASES}
+    if dist == "torch":
+        workload = args.workload or "rope"
+        names = [args.workload] if args.workload else list(workloads.WORKLOADS)
+        if args.quick:
+            return [sel for w in names for sel in quick_selections(w)], {}
+        chosen, env = parse_params(workload, args.param or (), aliases)
+        return [(workload, chosen, args.metric, args.track)], env
+    workload = args.workload or (targets.only_workload(dist)
+                                 if args.param or any(aliases.values()) else None)
+    chosen, env = (parse_params(workload, args.param or (), aliases) if workload
+                   else ({}, {}))
+    return targets.run_selections(dist, workload, chosen, quick=args.quick,
+                                  metrics=args.metric, tracks=args.track), env
 
 
 def _run_calls(args: argparse.Namespace, repo: Path, base: list[str], rev: str,
@@ -855,6 +923,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure each benchmark in K fresh processes, samples pooled (asv "
                    "--append-samples): K=3 halves the noise between commits on a shared "
                    "machine (docs/measurement.md); default 1")
+    r.add_argument("--target", metavar="DIST=REPO",
+                   help="benchmark the library DIST at its commits: REPO is a local git "
+                   "clone or a git URL, RANGE its commits (default its last two). Only the "
+                   "cases the workloads declare for DIST run (kernelwatch list); kernelwatch "
+                   "itself (HEAD) is installed beside it; results go to results-DIST/")
+    r.add_argument("--versions", metavar="DIST=V1,V2",
+                   help="these released versions of DIST side by side in asv's matrix (torch "
+                   "or a declared library, installed with --no-deps beside its declared "
+                   "requirements); the versions page compares them")
+    r.add_argument("--shard", metavar="K/N",
+                   help="only the K-th of N deterministic parts of the selection (class x "
+                   "parameter combinations; environment facts in every part), for N runners")
     r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="stream asv's whole output (default: a progress bar and the failures; "
