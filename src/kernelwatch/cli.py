@@ -650,6 +650,8 @@ def hashfile(repo: Path, commits: list[str]) -> str:
 def cmd_publish(args: argparse.Namespace) -> int:
     from kernelwatch.report import site
 
+    if args.target:
+        return _publish_target(args)
     repo = find_repo_root()
     results = repo / "results"
     if not any(results.glob("*/*.json")):
@@ -688,6 +690,38 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_target(args: argparse.Namespace) -> int:
+    """publish --target: asv's site over the library's commits (its branch order, linked to
+    its commits where its URL is known) and kernelwatch's pages, in html-DIST/."""
+    from kernelwatch.report import offline, site
+    from kernelwatch.report import results as results_mod
+
+    repo = find_repo_root()
+    target = targets.resolve(args.target, repo)
+    results, html = (targets.results_dir(repo, target.dist),
+                     targets.html_dir(repo, target.dist))
+    if not any(results.glob("*/*.json")):
+        raise KernelwatchError(f"no results of {target.dist} to publish yet; run `kernelwatch "
+                               f"run --target {args.target}` first")
+    results_mod.load(results)  # a corrupt file stops here, before asv wipes the site
+    branch = args.branch or targets.default_branch(target)
+    targets.commit(target, branch)
+    config = targets.write_config(repo, targets.target_config(asv_config(repo), target, repo,
+                                                              branch=branch))
+    run_checked([asv_executable(), "--config", str(config), "publish"], repo)
+    history = targets.commits(target, branch)
+    page = site.write(results, html, workloads.bytes_for_benchmark,
+                      baseline_for=workloads.baseline_variant,
+                      flops=workloads.flops_for_benchmark, gate=workloads.gate_failure,
+                      commit_order={c: len(history) - i for i, c in enumerate(history)},
+                      **fidelity_for_site(repo))
+    for left in offline.make_offline(html):
+        print(f"kernelwatch: warning: {left} still loads from the network", file=sys.stderr)
+    print(f"\nPublished {target.dist}'s history. Open {html / 'index.html'} (asv's history "
+          f"over {target.dist}'s commits) and {page}.")
+    return 0
+
+
 def fidelity_for_site(repo: Path) -> dict:
     """The newest `kernelwatch fidelity` figures per machine, as site.write takes them."""
     from kernelwatch import fidelity
@@ -705,7 +739,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from kernelwatch.report import site
 
     repo = find_repo_root()
-    rows = results_mod.load(repo / "results")
+    dist = targets.dist_of(args.target) if args.target else None
+    rows = results_mod.load(targets.results_dir(repo, dist) if dist else repo / "results")
     print(site.text_table(rows, workloads.bytes_for_benchmark))
     return 0
 
@@ -717,9 +752,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     repo = find_repo_root()
     head_machine = machine_name(args.machine)
     base_machine = args.base_machine or head_machine
-    base = (base_machine, _resolve_commit(repo, args.base))
-    head = (head_machine, _resolve_commit(repo, args.head))
-    rows = results_mod.load(repo / "results")
+    target = targets.resolve(args.target, repo) if args.target else None
+    if target:  # the library's commits, its results
+        base = (base_machine, targets.commit(target, args.base))
+        head = (head_machine, targets.commit(target, args.head))
+        rows = results_mod.load(targets.results_dir(repo, target.dist))
+    else:
+        base = (base_machine, _resolve_commit(repo, args.base))
+        head = (head_machine, _resolve_commit(repo, args.head))
+        rows = results_mod.load(repo / "results")
     for machine, commit in (base, head):
         if not any(r.machine == machine and r.commit == commit for r in rows):
             machines = sorted({r.machine for r in rows if r.commit == commit})
@@ -745,6 +786,109 @@ def cmd_compare(args: argparse.Namespace) -> int:
               "(exit status 1)", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    """Glue: the series, the points and a measure() that runs `kernelwatch run` for one
+    point (or reads what is recorded); the search and the report are bisect.py's."""
+    import dataclasses
+
+    from kernelwatch import bisect, fidelity
+    from kernelwatch.report import compare
+    from kernelwatch.report import results as results_mod
+
+    repo = find_repo_root()
+    if args.processes < 1:
+        raise KernelwatchError("--processes takes a count of 1 or more (default 3)")
+    if args.target and args.versions:
+        raise KernelwatchError("bisect searches a target's commits (--target) or a list of "
+                               "versions (--versions), not both")
+    target = targets.resolve(args.target, repo) if args.target else None
+    versions = targets.parse_versions(args.versions) if args.versions else None
+    if versions and versions[0] == "torch" and args.torch:
+        raise KernelwatchError("--versions torch=... names the torch versions; drop --torch")
+    machine = machine_name(args.machine)
+    chosen, _ = parse_params(args.workload, args.param or (), {})
+    dist = target.dist if target else versions[0] if versions else None
+    if dist and dist != "torch":
+        [(_, chosen)] = targets.selection_for(dist, args.workload, chosen)
+    series = bisect.resolve_series(repo, args.workload, chosen, args.metric,
+                                   args.track or "time")
+    results = targets.results_dir(repo, target.dist) if target else repo / "results"
+    head = git_output(repo, "rev-parse", "HEAD")
+    if target:
+        config = targets.write_config(repo, targets.target_config(
+            asv_config(repo), target, repo, torch_versions=args.torch,
+            env_dir=os.environ.get("KERNELWATCH_ENV_DIR")))
+        points = bisect.commit_points(target.repo, args.good, args.bad, f"target {dist}")
+    elif versions:
+        config = derived_config(repo, torch_versions=args.torch) or repo / "asv.conf.json"
+        from asv import util as asv_util
+
+        conf = asv_util.load_json(str(config), js_comments=True)
+        config = targets.write_config(repo, targets.versions_matrix(conf, dist, versions[1][:1]))
+        points = bisect.version_points(versions[1], args.good, args.bad, dist)
+    else:
+        config = derived_config(repo, torch_versions=args.torch) or repo / "asv.conf.json"
+        points = bisect.commit_points(repo, args.good, args.bad, "kernelwatch")
+    envs = environment_names(config, None)
+    if len(envs) != 1:
+        raise KernelwatchError(f"bisect follows one environment, and the matrix gives "
+                               f"{len(envs)} ({', '.join(envs)}): choose one torch with --torch")
+    if versions:
+        def env_ok(row, point):
+            return targets.version_label(str(row.env.get(dist, ""))) == point
+    else:
+        def env_ok(row, point):
+            return row.env_name == envs[0]
+
+    def recorded_row(point: str):
+        commit = head if versions else point
+        return bisect.find(results_mod.load(results) if results.is_dir() else [], machine,
+                           commit, series, lambda r: env_ok(r, point))
+
+    def measure(point: str) -> bisect.Measured:
+        row = recorded_row(point)
+        if row is not None and not row.failed:
+            return bisect.measured_of(point, row, reused=True)
+        argv = ["run", *series.run_args(), "--processes", str(args.processes),
+                "--machine", machine, *(f for t in args.torch or () for f in ("--torch", t))]
+        if target:
+            argv += ["--target", args.target, f"{point}^!"]
+        elif versions:
+            argv += ["--versions", f"{dist}={point}", "HEAD^!"]
+        else:
+            argv += [f"{point}^!"]
+        argv += ["-v"] if args.verbose else []
+        print(f"kernelwatch bisect: measuring {point[:12]} ({args.processes} processes)",
+              flush=True)
+        if main(argv) == 2:
+            raise KernelwatchError(f"measuring {point} stopped (see the message above); the "
+                                   "points measured before it are recorded")
+        return bisect.measured_of(point, recorded_row(point), reused=False)
+
+    factor = (args.factor or fidelity.thresholds(repo).get(machine, {}).get(series.key)
+              or detect.DEFAULT_FACTOR)
+    print(f"kernelwatch bisect: {series.key} over {len(points) - 1} "
+          f"{'versions' if versions else 'commits'} after GOOD, threshold {factor:.2f}, at "
+          f"most {bisect.max_points(len(points) - 1)} points", flush=True)
+    outcome = bisect.search(points, measure, factor=factor, failed_is_bad=args.failed_is_bad)
+    labels = ({p: p for p in points} if versions else
+              targets.subjects(target.repo if target else repo, points))
+    print()
+    print("\n".join(bisect.summary(outcome, "version" if versions else "commit", labels)))
+    if outcome.culprit and outcome.parent and not outcome.candidates:
+        rows = results_mod.load(results)
+        base, after = (machine, outcome.parent), (machine, outcome.culprit)
+        if versions:  # one commit, two environments: compared as two points
+            rows = [dataclasses.replace(r, commit=p, env_name=dist)
+                    for p in (outcome.parent, outcome.culprit) for r in rows
+                    if r.commit == head and env_ok(r, p)]
+        comparisons = compare.compare(rows, base, after, factor=factor,
+                                      thresholds={series.key: factor})
+        print()
+        print(compare.markdown(comparisons, base, after, factor, {series.key: factor}))
+    return 0 if outcome.culprit else 1
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
@@ -813,6 +957,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     repo = find_repo_root()
     results = repo / "results"
+    if args.target:  # a target's results and its own branch: never mixed with ours
+        dist = targets.dist_of(args.target)
+        results = targets.results_dir(repo, dist)
+        args.branch = targets.history_branch(dist, args.branch)
     if args.history_command == "pull":
         report = history.pull(results, args.remote, args.branch)
         print(f"kernelwatch history: {len(report.added)} result files added from "
@@ -949,9 +1097,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="publish every readable result and name the unreadable ones "
                      "(default: an unreadable file stops the publish); results/ is never "
                      "modified")
+    pub.add_argument("--target", metavar="DIST=REPO",
+                     help="publish the library's history (results-DIST/) to html-DIST/")
     pub.set_defaults(func=cmd_publish)
 
     rep = sub.add_parser("report", help="print speedups vs eager and GB/s from results/")
+    rep.add_argument("--target", metavar="DIST[=REPO]",
+                     help="the library's results (results-DIST/)")
     rep.set_defaults(func=cmd_report)
 
     cmp = sub.add_parser(
@@ -972,6 +1124,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "$KERNELWATCH_MACHINE or host)")
     cmp.add_argument("--base-machine", help="asv machine of BASE's results (default: "
                      "--machine); two machine names of one commit compare two runs of it")
+    cmp.add_argument("--target", metavar="DIST=REPO",
+                     help="BASE and HEAD are commits of the library (results-DIST/)")
     cmp.set_defaults(func=cmd_compare)
 
     fid = sub.add_parser(
@@ -1009,6 +1163,44 @@ def build_parser() -> argparse.ArgumentParser:
                      "site are always for 1)")
     fid.set_defaults(func=cmd_fidelity)
 
+    bis = sub.add_parser(
+        "bisect", help="find the first commit (or version) at which a series got worse",
+        description="git bisect for one series: GOOD and BAD are commits of kernelwatch, of "
+        "the --target library, or two of the --versions. Each point is measured in "
+        "--processes fresh processes (`kernelwatch run`; what is recorded is reused, and "
+        "what is measured stays in the history) and judged against GOOD with compare's test "
+        "at the series' threshold (its `kernelwatch fidelity` threshold on this machine, "
+        "else 1.10). At most ceil(log2 n) + 2 points for n commits. Prints `<sha> is the "
+        "first bad commit`, the ratio with its 99% interval, the points tested and the "
+        "compare markdown of the culprit against its parent. Exit 0: found; 1: no "
+        "regression between GOOD and BAD; 2: bad input.")
+    bis.add_argument("good", help="a commit (or version) where the series is as it should be")
+    bis.add_argument("bad", help="a later commit (or version) where it is slower")
+    bis.add_argument("--workload", required=True, help="the series' workload")
+    bis.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="one value of each parameter that has several (repeatable)")
+    bis.add_argument("--metric", action="append", metavar="FAMILY",
+                     help="the benchmark class, where the track is in several")
+    bis.add_argument("--track", help="the track, e.g. time (default), caller_time")
+    bis.add_argument("--target", metavar="DIST=REPO",
+                     help="bisect the library's commits (as run --target)")
+    bis.add_argument("--versions", metavar="DIST=V1,V2,...",
+                     help="bisect these versions, oldest first (as run --versions)")
+    bis.add_argument("--torch", action="append", metavar="VERSION",
+                     help="the torch version of the matrix (one environment)")
+    bis.add_argument("--machine", help="asv machine name (default: $KERNELWATCH_MACHINE or "
+                     "host)")
+    bis.add_argument("--processes", type=int, default=3, metavar="K",
+                     help="fresh processes per point, samples pooled (default 3)")
+    bis.add_argument("--factor", type=float,
+                     help="smallest ratio that counts as worse (default: the series' "
+                     "threshold from `kernelwatch fidelity` on this machine, else 1.10)")
+    bis.add_argument("--failed-is-bad", action="store_true",
+                     help="a point that fails (build error, timeout) counts as a slowdown "
+                     "(default: it is skipped, as git bisect skip)")
+    bis.add_argument("-v", "--verbose", action="store_true", help="stream asv's output")
+    bis.set_defaults(func=cmd_bisect)
+
     hist = sub.add_parser(
         "history", help="pull or push results/ from or to the shared results branch",
         description="Results from many runners (GPU kinds, CI jobs) accumulate on one git "
@@ -1020,6 +1212,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="git remote name or URL (default origin)")
     hist.add_argument("--branch", default="kernelwatch-results",
                       help="the results branch (default kernelwatch-results)")
+    hist.add_argument("--target", metavar="DIST[=REPO]",
+                      help="the library's results (results-DIST/), on the branch "
+                      "BRANCH-DIST")
     hist.set_defaults(func=cmd_history)
 
     dk = sub.add_parser("docker", help="build and run the CPU/CUDA images (Docker SDK)")

@@ -136,6 +136,13 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return dist, where
 
 
+def dist_of(spec: str) -> str:
+    """DIST of `DIST` or `DIST=REPO` (report and history need no repository), checked."""
+    dist = spec.partition("=")[0]
+    declared_for(dist)
+    return dist
+
+
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
 
