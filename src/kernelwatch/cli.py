@@ -370,6 +370,8 @@ def _run(args: argparse.Namespace) -> int:
         chunks.append([ENVIRONMENT_REGEX])
     else:
         chunks = [[selection_regex(*sel) for sel in selections] + [ENVIRONMENT_REGEX]]
+    if getattr(args, "skip_machine_facts", False):
+        chunks = [c for c in ([rx for rx in c if rx != ENVIRONMENT_REGEX] for c in chunks) if c]
     if shard:
         chunks = [shards.narrow(chunk, selections, *shard) for chunk in chunks]
     name = machine_name(args.machine)
@@ -852,7 +854,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         if row is not None and not row.failed:
             return bisect.measured_of(point, row, reused=True)
         argv = ["run", *series.run_args(), "--processes", str(args.processes),
-                "--machine", machine, *(f for t in args.torch or () for f in ("--torch", t))]
+                "--machine", machine, "--skip-machine-facts",
+                *(f for t in args.torch or () for f in ("--torch", t))]
         if target:
             argv += ["--target", args.target, f"{point}^!"]
         elif versions:
@@ -1083,6 +1086,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--shard", metavar="K/N",
                    help="only the K-th of N deterministic parts of the selection (class x "
                    "parameter combinations; environment facts in every part), for N runners")
+    r.add_argument("--skip-machine-facts", action="store_true",
+                   help="leave out environment.* (copy bandwidth, matmul rate, threads: "
+                   "about 30 s a commit here); bisect does, following one series")
     r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="stream asv's whole output (default: a progress bar and the failures; "
