@@ -73,6 +73,32 @@ def test_the_pr_job_runs_a_labelled_same_repository_pr_and_refuses_a_fork():
     assert checkout["with"]["persist-credentials"] is False
 
 
+def test_a_target_runs_by_hand_only_read_only_and_its_results_leave_through_a_hosted_job():
+    """workflow_dispatch with a target: the target job runs (not nightly), on a read-only
+    token with no credentials in .git (the library's code is not ours); the push happens in
+    a hosted job that runs none of it. No other trigger starts the target job."""
+    jobs = load("gpu-bench.yml")["jobs"]
+    dispatch = {"github": {"event_name": "workflow_dispatch", "repository": "kw/kernelwatch",
+                           "event": {}},
+                "inputs": {"target": "llmcompressor=https://github.com/vllm-project/"
+                           "llm-compressor", "range": "main~3..main"}}
+    plain = {**dispatch, "inputs": {"target": "", "range": ""}}
+    assert runs(jobs["target"], dispatch) and not runs(jobs["nightly"], dispatch)
+    assert runs(jobs["nightly"], plain) and not runs(jobs["target"], plain)
+    for name in ("pull_request", "push", "schedule"):
+        assert not runs(jobs["target"], {**event(name), "inputs": {}}), name
+    assert jobs["target"]["permissions"] == {"contents": "read"}
+    checkout = next(s for s in jobs["target"]["steps"]
+                    if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["persist-credentials"] is False
+    push = jobs["target-push"]
+    assert push["needs"] == "target" and push["runs-on"] == "ubuntu-24.04"
+    assert push["permissions"] == {"contents": "write"}
+    assert "bench.sh" not in json.dumps(push["steps"])  # no library code on that job
+    step = next(s for s in jobs["target"]["steps"] if "bench.sh" in s.get("run", ""))
+    assert step["run"] == "scripts/ci/bench.sh target" and "KW_TARGET" in step["env"]
+
+
 def test_every_workflow_keeps_the_hygiene_rules():
     for path in WORKFLOWS.glob("*.yml"):
         data = yaml.safe_load(path.read_text())
