@@ -166,6 +166,10 @@ def test_bisect_search_stays_within_its_bound_and_skips_failures():
     assert len(out.verdicts) <= out.bound + 1  # the failed point costs one more
     clean = bisect.search([p for p in points if p != broken], measure, factor=1.1)
     assert clean.culprit == "p9" and len(clean.verdicts) <= clean.bound
+    # A 1.3x blip before a 3x regression is beyond 1.10 but below the geometric middle.
+    blip = bisect.search(points, lambda p: bisect.Measured(p, tuple(
+        1.3 * x for x in measure(p).samples)) if p == "p4" else measure(p), factor=1.1)
+    assert blip.culprit == "p9" and abs(blip.bar - 3 ** 0.5) < 0.05
     flat = bisect.search(points[:7], measure, factor=1.1)
     assert flat.culprit is None and len(flat.verdicts) == 2  # GOOD and BAD only
 

@@ -9,6 +9,13 @@ threshold) says it is worse than GOOD; a failure (a build that fails, a timeout)
 `failed_is_bad`, else it is skipped as git bisect skips, and the search tries the untested
 point nearest the middle. GOOD and BAD are measured first, then at most ceil(log2 n) points
 between them for n commits in GOOD..BAD: ceil(log2 n) + 2 in all.
+
+The bar a point must clear is the series' threshold, or the geometric middle of GOOD and BAD
+where that is higher (BAD 10x slower: a point must be 3.2x slower). Seen on a busy 2-core
+machine: a documentation-only commit measured 1.27x GOOD in three processes, significant and
+beyond 1.10, while BAD was 10.5x; judged at 1.10 alone it was named the culprit. A regression
+many times the threshold is what the bisect is after, and between-process noise beyond an
+uncalibrated threshold must not outvote it.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class Outcome:
     culprit: str | None = None  # None: BAD is not worse than GOOD
     parent: str | None = None  # the last good point before the culprit
     candidates: list[str] = field(default_factory=list)  # several, where skips left a gap
+    bar: float = detect.DEFAULT_FACTOR  # the ratio to GOOD a point had to clear
 
     @property
     def bound(self) -> int:
@@ -86,11 +94,12 @@ def search(points: Sequence[str], measure: Callable[[str], Measured], *, factor:
         if m.failed or not m.samples:
             verdict = Verdict(m, True if failed_is_bad else None)
         else:
-            change = detect.compare(list(good.samples), list(m.samples), factor=factor)
+            change = detect.compare(list(good.samples), list(m.samples), factor=outcome.bar)
             verdict = Verdict(m, change.flag == "worse", change)
         outcome.verdicts.append(verdict)
         return verdict.bad
 
+    outcome.bar = factor
     last = judge(len(points) - 1)
     if last is None:
         raise KernelwatchError(
@@ -98,6 +107,9 @@ def search(points: Sequence[str], measure: Callable[[str], Measured], *, factor:
             "slowdown, or choose a BAD where the series runs")
     if not last:
         return outcome
+    change = outcome.verdicts[-1].change
+    if change is not None:
+        outcome.bar = max(factor, math.sqrt(change.ratio))
     lo, hi, skipped = 0, len(points) - 1, set()
     while hi - lo > 1:
         untested = [i for i in range(lo + 1, hi) if i not in skipped]
@@ -287,7 +299,9 @@ def summary(outcome: Outcome, kind: str, labels: dict[str, str]) -> list[str]:
     now = sum(not v.measured.reused for v in outcome.verdicts)
     lines += ["", f"{len(outcome.verdicts)} points tested of {len(outcome.points)} "
               f"(at most {outcome.bound}); {now} measured now, "
-              f"{len(outcome.verdicts) - now} already recorded:", "",
+              f"{len(outcome.verdicts) - now} already recorded; a point was bad beyond "
+              f"{outcome.bar:.2f}x GOOD (the threshold, or the geometric middle of GOOD and "
+              "BAD where higher):", "",
               f"| {kind} | | median | vs GOOD | verdict |", "|---|---|---|---|---|"]
     order = {p: i for i, p in enumerate(outcome.points)}
     for v in sorted(outcome.verdicts, key=lambda v: order[v.measured.point]):
