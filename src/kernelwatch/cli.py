@@ -870,7 +870,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
                                    "points measured before it are recorded")
         return bisect.measured_of(point, recorded_row(point), reused=False)
 
-    factor = (args.factor or fidelity.thresholds(repo).get(machine, {}).get(series.key)
+    measured_thresholds = None if args.factor else fidelity.thresholds(repo).get(machine)
+    factor = (args.factor or (measured_thresholds or {}).get(series.key)
               or detect.DEFAULT_FACTOR)
     print(f"kernelwatch bisect: {series.key} over {len(points) - 1} "
           f"{'versions' if versions else 'commits'} after GOOD, threshold {factor:.2f}, at "
@@ -887,10 +888,11 @@ def cmd_bisect(args: argparse.Namespace) -> int:
             rows = [dataclasses.replace(r, commit=p, env_name=dist)
                     for p in (outcome.parent, outcome.culprit) for r in rows
                     if r.commit == head and env_ok(r, p)]
-        comparisons = compare.compare(rows, base, after, factor=factor,
-                                      thresholds={series.key: factor})
+        comparisons = compare.compare(rows, base, after, factor=args.factor or
+                                      detect.DEFAULT_FACTOR, thresholds=measured_thresholds)
         print()
-        print(compare.markdown(comparisons, base, after, factor, {series.key: factor}))
+        print(compare.markdown(comparisons, base, after, args.factor or detect.DEFAULT_FACTOR,
+                               measured_thresholds))
     return 0 if outcome.culprit else 1
 
 
