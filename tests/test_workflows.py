@@ -73,6 +73,32 @@ def test_the_pr_job_runs_a_labelled_same_repository_pr_and_refuses_a_fork():
     assert checkout["with"]["persist-credentials"] is False
 
 
+def test_a_target_runs_by_hand_only_read_only_and_its_results_leave_through_a_hosted_job():
+    """workflow_dispatch with a target: the target job runs (not nightly), on a read-only
+    token with no credentials in .git (the library's code is not ours); the push happens in
+    a hosted job that runs none of it. No other trigger starts the target job."""
+    jobs = load("gpu-bench.yml")["jobs"]
+    dispatch = {"github": {"event_name": "workflow_dispatch", "repository": "kw/kernelwatch",
+                           "event": {}},
+                "inputs": {"target": "llmcompressor=https://github.com/vllm-project/"
+                           "llm-compressor", "range": "main~3..main"}}
+    plain = {**dispatch, "inputs": {"target": "", "range": ""}}
+    assert runs(jobs["target"], dispatch) and not runs(jobs["nightly"], dispatch)
+    assert runs(jobs["nightly"], plain) and not runs(jobs["target"], plain)
+    for name in ("pull_request", "push", "schedule"):
+        assert not runs(jobs["target"], {**event(name), "inputs": {}}), name
+    assert jobs["target"]["permissions"] == {"contents": "read"}
+    checkout = next(s for s in jobs["target"]["steps"]
+                    if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["persist-credentials"] is False
+    push = jobs["target-push"]
+    assert push["needs"] == "target" and push["runs-on"] == "ubuntu-24.04"
+    assert push["permissions"] == {"contents": "write"}
+    assert "bench.sh" not in json.dumps(push["steps"])  # no library code on that job
+    step = next(s for s in jobs["target"]["steps"] if "bench.sh" in s.get("run", ""))
+    assert step["run"] == "scripts/ci/bench.sh target" and "KW_TARGET" in step["env"]
+
+
 def test_every_workflow_keeps_the_hygiene_rules():
     for path in WORKFLOWS.glob("*.yml"):
         data = yaml.safe_load(path.read_text())
@@ -145,6 +171,66 @@ def test_results_branch_takes_concurrent_writers_and_loses_nothing(tmp_path):
     assert pulled.returncode == 0
     got = {str(p.relative_to(fresh / "results")) for p in (fresh / "results").rglob("*.json")}
     assert got == set(landed)
+
+
+def shard_result(root: Path, machine: str, commit: str, measured: dict[int, float]) -> str:
+    """An asv (v2) result file of one shard: GPTQ's time at blocksizes 16/32/64/128, the
+    given combinations measured (index -> seconds), the rest not run (NaN)."""
+    nan = float("nan")
+    columns = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+               "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
+               "samples", "profile"]
+    values = [measured.get(i, nan) for i in range(4)]
+    stats = [measured.get(i) for i in range(4)]
+    row = [values, [["'16'", "'32'", "'64'", "'128'"]], "2", 1, 1.0, stats, stats, stats,
+           stats, [1 if i in measured else None for i in range(4)],
+           [3 if i in measured else None for i in range(4)],
+           [[measured[i]] * 3 if i in measured else None for i in range(4)]]
+    d = root / "results" / machine
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
+    data = {"commit_hash": commit, "env_name": "env", "date": 1, "params": {"machine": machine},
+            "python": "3.11", "requirements": {}, "env_vars": {}, "result_columns": columns,
+            "results": {"gptq.GptqTime.track_time": row}, "durations": {}, "version": 2}
+    name = f"{commit[:8]}-env.json"
+    (d / name).write_text(json.dumps(data))
+    (root / "results" / "benchmarks.json").write_text(json.dumps({"version": 2,
+        "gptq.GptqTime.track_time": {"name": "gptq.GptqTime.track_time", "param_names":
+                                     ["blocksize"], "params": [["'16'", "'32'", "'64'",
+                                                                "'128'"]],
+                                     "unit": "seconds", "version": "2"}}))
+    return f"{machine}/{name}"
+
+
+def test_shards_of_one_commit_merge_on_the_results_branch(tmp_path):
+    """`run --shard K/2` on two runners of one kind writes one result file name each (same
+    machine, commit and environment), with disjoint combinations: pushed at once, the branch
+    holds one file with both shards' values; a pull reads all four."""
+    from kernelwatch.report import results as results_mod
+
+    bare = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    commit = "c" * 40
+    writers = []
+    for i, measured in enumerate(({0: 0.01, 2: 0.03}, {1: 0.02, 3: 0.04})):
+        w = tmp_path / f"shard{i}"
+        subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(w)],
+                       check=True)
+        name = shard_result(w, "gpu-h100", commit, measured)
+        writers.append(w)
+    push = [kernelwatch_exe(), "history", "push", "--remote", str(bare)]
+    with ThreadPoolExecutor(2) as pool:
+        pushed = list(pool.map(lambda w: sh(push, w), writers))
+    assert all(r.returncode == 0 for r in pushed), [r.stderr for r in pushed]
+    assert not any("differs between here and the branch" in r.stderr for r in pushed)
+    fresh = tmp_path / "reader"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(fresh)],
+                   check=True)
+    assert sh([kernelwatch_exe(), "history", "pull", "--remote", str(bare)], fresh).returncode == 0
+    assert (fresh / "results" / name).is_file()
+    got = {r.params["blocksize"]: r.median for r in results_mod.load(fresh / "results")
+           if r.value is not None}
+    assert got == {"16": 0.01, "32": 0.02, "64": 0.03, "128": 0.04}
 
 
 @pytest.mark.slow

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # What the GitHub workflows run on a benchmark runner; runnable by hand on any machine.
 #
-# Usage: scripts/ci/bench.sh push|nightly|pr
+# Usage: scripts/ci/bench.sh push|nightly|pr|target
 #   push     measure the commits KW_BEFORE..KW_AFTER (the pushed ones; KW_AFTER^! when
 #            KW_BEFORE is empty or all zeros) and add the results to the results branch
 #   nightly  measure HEAD across asv.conf.json's torch matrix, add to the results branch
 #   pr       measure KW_BASE and KW_HEAD, write `kernelwatch compare` markdown to KW_SUMMARY;
 #            exits 1 on a significant regression. Its results are not pushed (not on main).
+#   target   measure the library KW_TARGET (DIST=GIT_URL or path) over KW_RANGE (its commits;
+#            default its last two), and for a range A..B also A, then write `kernelwatch
+#            compare --target` of A and B to KW_SUMMARY; results stay in results-DIST/ (the
+#            workflow pushes them from a job that runs none of the library's code)
 # Settings (environment):
 #   KW_MACHINE      asv machine name results are filed under (required: e.g. gpu-h100; an
 #                   image rebuild must not start a new history)
@@ -21,7 +25,7 @@
 #   KW_REMOTE, KW_RESULTS_BRANCH  where the history lives (origin, kernelwatch-results)
 #   KW_SUMMARY      pr: the markdown file (default $GITHUB_STEP_SUMMARY, else compare.md)
 set -euo pipefail
-mode=${1:?usage: scripts/ci/bench.sh push|nightly|pr}
+mode=${1:?usage: scripts/ci/bench.sh push|nightly|pr|target}
 cd "$(dirname "$0")/../.."
 : "${KW_MACHINE:?set KW_MACHINE, the machine name results are filed under (e.g. gpu-h100)}"
 runner=${KW_RUNNER:-docker}
@@ -56,7 +60,12 @@ measure() {  # measure REVISION-RANGE [extra run flags]
 }
 
 [ "$runner" = docker ] && image
-kw history pull --remote "$remote" --branch "$branch"
+if [ "$mode" = target ]; then
+  : "${KW_TARGET:?set KW_TARGET (DIST=REPO: the library and its git URL or path)}"
+  kw history pull --target "$KW_TARGET" --remote "$remote" --branch "$branch"
+else
+  kw history pull --remote "$remote" --branch "$branch"
+fi
 case "$mode" in
   push)
     after=${KW_AFTER:-$(git rev-parse HEAD)}
@@ -84,5 +93,19 @@ case "$mode" in
     cat compare.md
     exit "$rc"
     ;;
-  *) echo "bench: unknown mode $mode (push, nightly or pr)" >&2; exit 2 ;;
+  target)
+    summary=${KW_SUMMARY:-${GITHUB_STEP_SUMMARY:-compare.md}}
+    range=${KW_RANGE:-}
+    measure "$range" --target "$KW_TARGET"
+    rc=0
+    if [[ "$range" == *..* ]]; then
+      base=${range%%..*} head=${range##*..}
+      measure "$base^!" --target "$KW_TARGET"
+      kw compare "$base" "${head:-HEAD}" --target "$KW_TARGET" --machine "$KW_MACHINE" > compare.md || rc=$?
+      [ "$summary" != compare.md ] && cat compare.md >> "$summary"
+      cat compare.md
+    fi
+    exit "$rc"
+    ;;
+  *) echo "bench: unknown mode $mode (push, nightly, pr or target)" >&2; exit 2 ;;
 esac

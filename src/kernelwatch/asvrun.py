@@ -218,6 +218,8 @@ ASV_OUTPUT_PATTERNS = {
     "timeout": re.compile(r"timed out \(timeout ([\d.]+)s\)"),
     "oom": re.compile(r"OutOfMemoryError|CUDA out of memory|can't allocate memory|\bMemoryError\b"),
     "none-selected": re.compile(r"No benchmarks selected"),
+    # A commit that does not build or install (a --target library's broken commit).
+    "build-failed": re.compile(r"Error running .* -m pip (?:wheel|install) .*\(exit status"),
     "disk-full": re.compile(r"No space left on device|\[Errno 28\]|Disk quota exceeded"),
     # asv could not build an environment: pip failed on one requirement of the matrix
     # (`--torch 9.9.9`). asv prints the pip command, pip's own ERROR lines, and, where the
@@ -235,6 +237,10 @@ FAILURE_FIXES = {
                "KERNELWATCH_BENCHMARK_TIMEOUT (seconds), or select a smaller shape or block",
     "oom": "out of memory: select a smaller shape (--shape), or run on a device with more "
            "memory",
+    "build-failed": "a commit failed to build or install (pip's error is in the log): its "
+                    "benchmarks are recorded as failed for that commit, the other commits "
+                    "are measured; bisect skips such a commit, or counts it as slow with "
+                    "--failed-is-bad",
 }
 
 

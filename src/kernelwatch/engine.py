@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import asvrun, planner, workloads
+from kernelwatch import asvrun, planner, shards, targets, workloads
 from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.gitrepo import commits_in, git_output
 from kernelwatch.planner import Call, Selection
@@ -47,6 +47,12 @@ class RunRequest:
     dry_run: bool = False
     verbose: bool = False
     asv_args: Sequence[str] = field(default_factory=list)
+    # A library measured at its commits ("DIST=REPO"), or released versions side by side
+    # ("DIST=V1,V2"); a deterministic part of the selection ("K/N"); no environment facts.
+    target: str | None = None
+    versions: str | None = None
+    shard: str | None = None
+    skip_machine_facts: bool = False
 
 
 @dataclass
@@ -58,6 +64,9 @@ class Plan:
     selections: list[Selection]
     chunks: list[list[str]]
     settings_env: dict[str, str]
+    results: Path  # results/, or a target's results-DIST/
+    target: targets.Target | None = None
+    versions: tuple[str, list[str]] | None = None
 
 
 class DiskFull(KernelwatchError):
@@ -68,19 +77,71 @@ def resolve(repo: Path, request: RunRequest) -> Plan:
     """Check the request and turn it into commits and regexes; nothing is run."""
     if request.processes < 1:
         raise KernelwatchError("--processes takes a count of 1 or more (3 pools three)")
-    rev = request.range or ("HEAD^!" if request.existing else "HEAD~2..HEAD")
+    target, versions, shard = _target_flags(repo, request)
+    rev = request.range or ("HEAD^!" if request.existing else
+                            targets.default_range(target) if target else "HEAD~2..HEAD")
     if request.existing and rev != "HEAD^!":
         raise KernelwatchError("--existing benchmarks the working tree's installed code only; "
                                "it cannot run a commit range (drop the range, or --existing)")
-    commits = ([git_output(repo, "rev-parse", "HEAD")] if request.existing
-               else commits_in(repo, rev))
+    commits = ([git_output(repo, "rev-parse", "HEAD")] if request.existing else
+               targets.commits(target, rev) if target else commits_in(repo, rev))
     if not commits:
         raise KernelwatchError(
             f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
             "(a clone needs that many: `git clone` without --depth 1)")
-    selections, settings_env = select(request)
-    return Plan(rev, commits, selections, planner.chunks(selections, request.existing),
-                settings_env)
+    if target or versions:
+        selections, settings_env = _target_selections(
+            request, target.dist if target else versions[0])
+    else:
+        selections, settings_env = select(request)
+    chunks = planner.chunks(selections, request.existing)
+    if request.skip_machine_facts:
+        chunks = [c for c in ([rx for rx in c if rx != planner.ENVIRONMENT_REGEX]
+                              for c in chunks) if c]
+    if shard:
+        chunks = [shards.narrow(chunk, selections, *shard) for chunk in chunks]
+    results = targets.results_dir(repo, target.dist) if target else repo / "results"
+    return Plan(rev, commits, selections, chunks, settings_env, results, target, versions)
+
+
+def _target_flags(repo: Path, request: RunRequest):
+    """--target, --versions and --shard, parsed and checked: (Target or None, (dist,
+    versions) or None, (k, n) or None)."""
+    target = versions = shard = None
+    if request.target:
+        if request.existing:
+            raise KernelwatchError("--target builds the library at each commit in asv's "
+                                   "environments; it cannot use --existing (drop one)")
+        target = targets.resolve(request.target, repo)
+    if request.versions:
+        if target:
+            raise KernelwatchError("--versions measures releases at kernelwatch's commits, "
+                                   "--target a library's commits: give one of them")
+        if request.existing:
+            raise KernelwatchError("--versions builds one environment per version; it "
+                                   "cannot use --existing (drop one)")
+        versions = targets.parse_versions(request.versions)
+        if versions[0] == "torch" and request.torch:
+            raise KernelwatchError("--versions torch=... names the torch versions; drop "
+                                   "--torch")
+    if request.shard:
+        shard = shards.parse(request.shard)
+    return target, versions, shard
+
+
+def _target_selections(request: RunRequest, dist: str) -> tuple[list[Selection],
+                                                                 dict[str, str]]:
+    """The selections of a --target or --versions run: what the workloads declare for
+    `dist`, narrowed by --workload and --param (torch: every workload, as a plain run)."""
+    if dist == "torch":
+        return select(request)
+    workload = request.workload or (targets.only_workload(dist) if request.params else None)
+    chosen, env = (planner.parse_params(workload, request.params, {}) if workload
+                   else ({}, {}))
+    metrics = list(request.metrics) if request.metrics else None
+    tracks = list(request.tracks) if request.tracks else None
+    return targets.run_selections(dist, workload, chosen, quick=request.quick,
+                                  metrics=metrics, tracks=tracks), env
 
 
 def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
@@ -117,14 +178,14 @@ def _run(repo: Path, request: RunRequest) -> int:
     plan = resolve(repo, request)
     name = asvrun.machine_name(request.machine)
     snap = (None if request.dry_run else
-            Snapshot.take(repo / "results", name, asvrun.MACHINE_FILE.expanduser()))
+            Snapshot.take(plan.results, name, asvrun.MACHINE_FILE.expanduser()))
     try:
         return _run_planned(repo, request, plan, asv, name, snap)
     except DiskFull:
         assert snap is not None
         lines = snap.repair()
         raise KernelwatchError(
-            f"the disk holding results/ is full ({free_bytes(repo / 'results') // 2**20} MiB "
+            f"the disk holding results/ is full ({free_bytes(plan.results) // 2**20} MiB "
             f"free): free at least {max(64, 4 * snap.bytes_kept() // 2**20)} MiB there and "
             "run again. Recorded files were kept: " + ("; ".join(lines) or "none was touched")
         ) from None
@@ -137,10 +198,7 @@ def _run(repo: Path, request: RunRequest) -> int:
 def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: str,
                  snap: Snapshot | None) -> int:
     asvrun.write_machine_info(name, request.existing)
-    config = asvrun.derived_config(repo, existing=request.existing,
-                                   torch_versions=list(request.torch or []) or None,
-                                   env_dir=os.environ.get("KERNELWATCH_ENV_DIR"),
-                                   branch=asvrun.history_branch(repo, request.branch))
+    config = _config(repo, request, plan)
     base = [asv, *(["--config", str(config)] if config else []),
             "run", "--machine", name, "--record-samples", "--show-stderr"]
     # This interpreter, named explicitly (asv's --python=same is the interpreter asv's script
@@ -150,7 +208,7 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: st
         # asv saves results of an `existing` environment only with a commit to file them under.
         base += ["-E", f"existing:{python}", "--set-commit-hash", plan.commits[0]]
     envs = asvrun.environment_names(config or repo / "asv.conf.json", python)
-    calls = (planner.plan(repo / "results", name, plan.commits, envs, plan.chunks)
+    calls = (planner.plan(plan.results, name, plan.commits, envs, plan.chunks)
              if not request.rerun else [Call(plan.commits, envs, c) for c in plan.chunks])
     runner = _Calls(repo, request, plan, base, envs, saved=snap.refresh if snap else None)
     with contextlib.ExitStack() as stack:
@@ -180,6 +238,30 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: st
             print(f"kernelwatch: {asvrun.FAILURE_FIXES[cause]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _config(repo: Path, request: RunRequest, plan: Plan) -> Path | None:
+    """The asv config of this run: asv.conf.json with kernelwatch's overrides, a target's
+    (the library as asv's project), or a matrix of released versions."""
+    torch = list(request.torch or []) or None
+    env_dir = os.environ.get("KERNELWATCH_ENV_DIR")
+    if plan.target:
+        branch = (request.branch if request.branch and targets.commit(plan.target,
+                                                                      request.branch)
+                  else None)
+        return targets.write_config(repo, targets.target_config(
+            asvrun.asv_config(repo), plan.target, repo, torch_versions=torch,
+            env_dir=env_dir, branch=branch))
+    config = asvrun.derived_config(repo, existing=request.existing, torch_versions=torch,
+                                   env_dir=env_dir,
+                                   branch=asvrun.history_branch(repo, request.branch))
+    if plan.versions:
+        from asv import util as asv_util
+
+        conf = asv_util.load_json(str(config or repo / "asv.conf.json"), js_comments=True)
+        targets.check_installable(*plan.versions)
+        config = targets.write_config(repo, targets.versions_matrix(conf, *plan.versions))
+    return config
 
 
 @dataclass

@@ -9,6 +9,9 @@ The rules that keep concurrent runners from losing each other's work:
   them `<machine>/<commit>-<environment>.json`, so two runners never write the same name
   unless they measured the same thing on the same machine);
 - `benchmarks.json` (asv's list of benchmarks, not a result) is merged key by key;
+- two result files of one name that are shards of one run (`kernelwatch run --shard K/N`:
+  disjoint parameter combinations) become one, combination by combination
+  (shards.merge_results); any other difference keeps both apart;
 - a rejected push (someone landed first) fetches the branch again, re-adds, and retries.
 
 The branch is data written by every runner that may push, so it is checked as such: pull
@@ -80,6 +83,9 @@ def merge_into(src: Path, dest: Path) -> Merge:
             report.added.append(rel)
         elif filecmp.cmp(a, b, shallow=False):
             report.kept.append(rel)
+        elif (shard := _shard_merge(a, b)) is not None:  # shards of one run: one file
+            b.write_text(shard)
+            report.merged.append(rel)
         elif rel in MERGED:
             ours, theirs = json.loads(a.read_text()), json.loads(b.read_text())
             merged = {**theirs, **ours}
@@ -91,6 +97,20 @@ def merge_into(src: Path, dest: Path) -> Merge:
         else:
             report.conflicts.append(rel)
     return report
+
+
+def _shard_merge(a: Path, b: Path) -> str | None:
+    """The merged text of two asv result files that are shards of one run (kernelwatch run
+    --shard K/N on several runners), or None (shards.merge_results)."""
+    from kernelwatch import shards
+
+    if a.suffix != ".json" or a.name in ("machine.json", *MERGED):
+        return None
+    try:
+        merged = shards.merge_results(json.loads(a.read_text()), json.loads(b.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return None if merged is None else json.dumps(merged, indent=None)
 
 
 def _fetch(work: Path, remote: str, branch: str) -> bool:

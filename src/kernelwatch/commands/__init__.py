@@ -3,7 +3,17 @@
 handler, which turns the parsed `Namespace` into plain keyword arguments for a function that
 does the work (callable from Python, no argparse)."""
 
-from kernelwatch.commands import compare, docker, env, fidelity, history, publish, report, run
+from kernelwatch.commands import (
+    bisect,
+    compare,
+    docker,
+    env,
+    fidelity,
+    history,
+    publish,
+    report,
+    run,
+)
 
 # In the order `kernelwatch --help` lists them.
-COMMANDS = (env, run, publish, report, compare, fidelity, history, docker)
+COMMANDS = (env, run, publish, report, compare, bisect, fidelity, history, docker)

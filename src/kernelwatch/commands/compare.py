@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kernelwatch import detect, fidelity
+from kernelwatch import detect, fidelity, targets
 from kernelwatch import results as results_mod
 from kernelwatch.asvrun import machine_name
 from kernelwatch.errors import KernelwatchError
@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      "$KERNELWATCH_MACHINE or host)")
     cmp.add_argument("--base-machine", help="asv machine of BASE's results (default: "
                      "--machine); two machine names of one commit compare two runs of it")
+    cmp.add_argument("--target", metavar="DIST=REPO",
+                     help="BASE and HEAD are commits of the library (results-DIST/)")
     cmp.set_defaults(handler=handle)
 
 
@@ -41,18 +43,24 @@ def handle(args: argparse.Namespace) -> int:
     base_machine = (machine_name(args.base_machine, "--base-machine") if args.base_machine
                     else head_machine)
     return compare_commits(find_repo_root(), args.base, args.head, machine=head_machine,
-                           base_machine=base_machine, factor=args.factor)
+                           base_machine=base_machine, factor=args.factor, target=args.target)
 
 
 def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_machine: str,
-                    factor: float | None = None) -> int:
+                    factor: float | None = None, target: str | None = None) -> int:
     """Print the comparison of BASE and HEAD; 1 when something got worse beyond its
     threshold. An explicit `factor` is used for every series; without it, each series
     measured by `kernelwatch fidelity` on this machine uses its own threshold, the rest
     1.10."""
-    base = (base_machine, resolve_commit(repo, base_rev))
-    head = (machine, resolve_commit(repo, head_rev))
-    rows = results_mod.load(repo / "results")
+    if target:  # the library's commits, its results
+        library = targets.resolve(target, repo)
+        base = (base_machine, targets.commit(library, base_rev))
+        head = (machine, targets.commit(library, head_rev))
+        rows = results_mod.load(targets.results_dir(repo, library.dist))
+    else:
+        base = (base_machine, resolve_commit(repo, base_rev))
+        head = (machine, resolve_commit(repo, head_rev))
+        rows = results_mod.load(repo / "results")
     for m, commit in (base, head):
         if not any(r.machine == m and r.commit == commit for r in rows):
             machines = sorted({r.machine for r in rows if r.commit == commit})

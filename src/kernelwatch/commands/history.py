@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kernelwatch import history
+from kernelwatch import history, targets
 from kernelwatch.gitrepo import find_repo_root
 
 
@@ -21,17 +21,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="git remote name or URL (default origin)")
     hist.add_argument("--branch", default="kernelwatch-results",
                       help="the results branch (default kernelwatch-results)")
+    hist.add_argument("--target", metavar="DIST[=REPO]",
+                      help="the library's results (results-DIST/), on the branch "
+                      "BRANCH-DIST")
     hist.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    return sync(find_repo_root(), args.history_command, remote=args.remote, branch=args.branch)
+    return sync(find_repo_root(), args.history_command, remote=args.remote, branch=args.branch,
+                target=args.target)
 
 
 def sync(repo, direction: str, *, remote: str = "origin",
-         branch: str = history.DEFAULT_BRANCH) -> int:
-    """Pull the branch's result files into results/, or push results/' new files to it."""
+         branch: str = history.DEFAULT_BRANCH, target: str | None = None) -> int:
+    """Pull the branch's result files into results/, or push results/' new files to it. A
+    --target library's results (results-DIST/) go to a branch of their own, never mixed."""
     results = repo / "results"
+    if target:
+        dist = targets.dist_of(target)
+        results, branch = targets.results_dir(repo, dist), targets.history_branch(dist, branch)
     url = history.remote_url(repo, remote)
     if direction == "pull":
         report = history.pull(results, url, branch)

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kernelwatch import fidelity, result_files, workloads
+from kernelwatch import fidelity, result_files, targets, workloads
 from kernelwatch.asvrun import (
     asv_config,
     asv_executable,
@@ -30,43 +30,59 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="publish every readable result and name the unreadable ones "
                      "(default: an unreadable file stops the publish); results/ is never "
                      "modified")
+    pub.add_argument("--target", metavar="DIST=REPO",
+                     help="publish the library's history (results-DIST/) to html-DIST/")
     pub.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    return publish(find_repo_root(), branch=args.branch, skip_corrupt=args.skip_corrupt)
+    return publish(find_repo_root(), branch=args.branch, skip_corrupt=args.skip_corrupt,
+                   target=args.target)
 
 
-def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False) -> int:
-    """asv's site and kernelwatch's pages from results/, into html/ whole or not at all."""
-    results = repo / "results"
+def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False,
+            target: str | None = None) -> int:
+    """asv's site and kernelwatch's pages from results/ (a --target library's results-DIST/,
+    over the library's commits), into html/ (html-DIST/) whole or not at all."""
+    library = targets.resolve(target, repo) if target else None
+    results = targets.results_dir(repo, library.dist) if library else repo / "results"
     if not any(results.glob("*/*.json")):
-        raise KernelwatchError("no results to publish yet; run `kernelwatch run --quick` first")
+        raise KernelwatchError(
+            f"no results to publish yet; run `kernelwatch run --target {target}` first"
+            if library else "no results to publish yet; run `kernelwatch run --quick` first")
     # The site is built from a checked copy (results/ is never modified): a file that is not
     # what asv writes, or holds a name asv could not have written, never reaches a page.
     checked = repo / ".kernelwatch" / "publish-results"
     refused = result_files.checked_copy(results, checked)
     if refused and not skip_corrupt:
         raise KernelwatchError(
-            "these files under results/ cannot be published: "
+            f"these files under {results.name}/ cannot be published: "
             + "; ".join(f"{results}/{line}" for line in refused)
-            + ". Move them out of results/ (keep them if you want to repair them) and run "
-            "again, or `kernelwatch publish --skip-corrupt` to publish the rest; the site "
+            + f". Move them out of {results.name}/ (keep them if you want to repair them) and "
+            "run again, or `kernelwatch publish --skip-corrupt` to publish the rest; the site "
             "was not touched")
     for line in refused:
-        print(f"kernelwatch: left out of the site (kept as it is in results/): {line}",
+        print(f"kernelwatch: left out of the site (kept as it is in {results.name}/): {line}",
               file=sys.stderr)
-    html_dir = repo / asv_config(repo).get("html_dir", "html")
     # Built beside, moved into place only when whole: a failing publish leaves the last site.
     building = repo / ".kernelwatch" / "site-building"
     if building.exists():
         shutil.rmtree(building)
-    branch = history_branch(repo, branch)
-    config = derived_config(repo, branch=branch, results_dir=str(checked),
-                            html_dir=str(building))
+    if library:
+        html_dir = targets.html_dir(repo, library.dist)
+        branch = branch or targets.default_branch(library)
+        conf = targets.target_config(asv_config(repo), library, repo, branch=branch)
+        config = targets.write_config(repo, {**conf, "results_dir": str(checked),
+                                             "html_dir": str(building)})
+        history = targets.commits(library, branch)
+    else:
+        html_dir = repo / asv_config(repo).get("html_dir", "html")
+        branch = history_branch(repo, branch)
+        config = derived_config(repo, branch=branch, results_dir=str(checked),
+                                html_dir=str(building))
+        history = commits_in(repo, branch or asv_config(repo).get("branches", ["HEAD"])[0])
     run_checked([asv_executable(), "--config", str(config), "publish"], repo)
     # The change table orders commits as the branch does (dates tie within a second).
-    history = commits_in(repo, branch or asv_config(repo).get("branches", ["HEAD"])[0])
     site.write(checked, building, workloads.bytes_for_benchmark,
                baseline_for=workloads.baseline_variant,
                flops=workloads.flops_for_benchmark, gate=workloads.gate_failure,
@@ -77,9 +93,11 @@ def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False
               "changed: add it to scripts/vendor-asv-assets.py and kernelwatch.report."
               "offline.CDN)", file=sys.stderr)
     replace_dir(building, html_dir)
-    page = html_dir / "kernelwatch" / "index.html"
-    print(f"\nPublished. Open {html_dir / 'index.html'} (asv's history)")
-    print(f"and {page} (kernelwatch: speedups, regressions, roofline, write-up tables).")
+    page = html_dir / "kernelwatch" / "overview.html"
+    what = f" ({library.dist}'s history over its commits)" if library else ""
+    print(f"\nPublished{what}. Open {page} (kernelwatch: the overview, speedups, regressions, "
+          "roofline, write-up tables)")
+    print(f"and {html_dir / 'index.html'} (asv's history of every series).")
     print(f"To serve it: asv preview   (or: python -m http.server -d {html_dir})")
     return 0
 

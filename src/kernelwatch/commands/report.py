@@ -6,17 +6,22 @@ import argparse
 from pathlib import Path
 
 from kernelwatch import results as results_mod
-from kernelwatch import workloads
+from kernelwatch import targets, workloads
 from kernelwatch.gitrepo import find_repo_root
 from kernelwatch.report import site
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="print speedups vs eager and GB/s from results/")
-    rep.set_defaults(handler=lambda args: print_report(find_repo_root(needs_git=False)))
+    rep.add_argument("--target", metavar="DIST[=REPO]",
+                     help="the library's results (results-DIST/)")
+    rep.set_defaults(handler=lambda args: print_report(find_repo_root(needs_git=False),
+                                                       target=args.target))
 
 
-def print_report(repo: Path) -> int:
-    rows = results_mod.load(repo / "results")
+def print_report(repo: Path, target: str | None = None) -> int:
+    """The text tables of results/ (a --target library's: results-DIST/)."""
+    results = targets.results_dir(repo, targets.dist_of(target)) if target else repo / "results"
+    rows = results_mod.load(results)
     print(site.text_table(rows, workloads.bytes_for_benchmark))
     return 0

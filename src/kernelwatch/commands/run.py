@@ -56,6 +56,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="measure each benchmark in K fresh processes, samples pooled (asv "
                    "--append-samples): K=3 halves the noise between commits on a shared "
                    "machine (docs/measurement.md); default 1")
+    r.add_argument("--target", metavar="DIST=REPO",
+                   help="benchmark the library DIST at its commits: REPO is a local git "
+                   "clone or a git URL, RANGE its commits (default its last two). Only the "
+                   "cases the workloads declare for DIST run (kernelwatch list); kernelwatch "
+                   "itself (HEAD) is installed beside it; results go to results-DIST/")
+    r.add_argument("--versions", metavar="DIST=V1,V2",
+                   help="these released versions of DIST side by side in asv's matrix (torch "
+                   "or a declared library, installed with --no-deps beside its declared "
+                   "requirements); the versions page compares them")
+    r.add_argument("--shard", metavar="K/N",
+                   help="only the K-th of N deterministic parts of the selection (class x "
+                   "parameter combinations; environment facts in every part), for N runners")
+    r.add_argument("--skip-machine-facts", action="store_true",
+                   help="leave out environment.* (copy bandwidth, matmul rate, threads: "
+                   "about 30 s a commit here); bisect does, following one series")
     r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="stream asv's whole output (default: a progress bar and the failures; "
@@ -72,4 +87,5 @@ def handle(args: argparse.Namespace) -> int:
         metrics=args.metric, tracks=args.track, quick=args.quick, existing=args.existing,
         torch=args.torch, machine=args.machine, branch=args.branch, rerun=args.rerun,
         processes=args.processes, dry_run=args.dry_run, verbose=args.verbose,
-        asv_args=args.asv_args))
+        asv_args=args.asv_args, target=args.target, versions=args.versions,
+        shard=args.shard, skip_machine_facts=args.skip_machine_facts))

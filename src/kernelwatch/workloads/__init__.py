@@ -21,6 +21,15 @@ What a workload module declares:
   fails the workload's gate (None if it passes); the speedup charts mark such variants.
 - optionally `BASELINE`: the variant speedups and break-even are against (a name, or
   {"cpu": ..., "cuda": ...}); default eager.
+- optionally `TARGETS`: {distribution: the cases that run its code}, each a list of
+  variants or a {parameter: values} dict ({} for every case), e.g. GPTQ's
+  {"llmcompressor": ["llmcompressor", "llmcompressor-eager"]}. `kernelwatch run --target
+  DIST=REPO` measures just these at the library's commits, `--versions DIST=V1,V2` at its
+  releases, and `bisect` searches either (kernelwatch/targets.py).
+- optionally `TARGET_REQUIREMENTS`: {distribution: {requirement: exact version or ""}}, what
+  importing it needs beside torch, numpy and psutil: the matrix of a target's environments
+  (the library itself is installed with --no-deps). Without it a target environment keeps
+  the rest of asv.conf.json's matrix.
 Modules whose names start with `_` are helpers, not workloads.
 """
 

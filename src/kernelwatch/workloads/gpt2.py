@@ -75,6 +75,11 @@ WRITEUP_PROMPT = (7454, 2402, 257, 640, 11, 612, 373, 257, 10883, 8222)
 
 VARIANTS = ("fp32", "bf16", "int8-dynamic", "int8-dynamic-as-seed", "torchao-int8-weight-only",
             "torchao-int8-dynamic", "onnx-fp32", "onnx-int8", "compile")
+# Libraries whose code the variants run (`kernelwatch run --target DIST=REPO`, `--versions`):
+# every variant generates with transformers; ONNX Runtime and torchao run only their own.
+TARGETS = {"transformers": {},
+           "onnxruntime": ["onnx-fp32", "onnx-int8"],
+           "torchao": ["torchao-int8-weight-only", "torchao-int8-dynamic"]}
 BASELINE = {"cpu": "fp32", "cuda": "bf16"}
 CPU_ONLY = {
     "fp32": "the GPU baseline is bf16",

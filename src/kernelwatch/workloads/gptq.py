@@ -352,6 +352,15 @@ QUICK_COMPILE_VARIANT = "compile-block"
 BENCHMARKS = {"time": "GptqTime", "first-run": "GptqFirstRun", "compile": "GptqCompile",
               "memory": "GptqMemory", "cuda-memory": "GptqCudaMemory",
               "accuracy": "GptqAccuracy"}
+# Libraries whose code a variant runs: `kernelwatch run --target llmcompressor=REPO` measures
+# these at the library's commits, `--versions llmcompressor=...` at its releases.
+TARGETS = {"llmcompressor": ["llmcompressor", "llmcompressor-eager"]}
+# What importing llm-compressor's GPTQ needs in an environment beside torch (the library itself
+# goes in with --no-deps): exact versions, as the host's `kernelwatch[gptq]` resolves them.
+TARGET_REQUIREMENTS = {"llmcompressor": {
+    "transformers": "5.17.0", "compressed-tensors": "0.19.0", "loguru": "0.7.3",
+    "datasets": "5.2.0", "accelerate": "1.15.0", "pillow": "", "pyyaml": "", "requests": "",
+    "tqdm": ""}}
 # A variant whose held-out output error exceeds eager's by more than this is flagged.
 QUALITY_TOLERANCE = 0.01
 CALIBRATION_SAMPLES = 512

@@ -90,6 +90,9 @@ FP8_MIN_CAPABILITY = (8, 9)
 PARAMS = {"shape": list(SHAPES), "seq_len": list(SEQ_LENS), "backend": list(BACKENDS),
           "pass": list(PASSES), "variant": list(STRATEGIES)}
 # `kernelwatch run --quick`: does compiling the tiny layer pay, surgically or whole, forward.
+# Libraries whose code a case runs (`kernelwatch run --target DIST=REPO`, `--versions`):
+# TransformerEngine's linears are the `te` backend, every strategy.
+TARGETS = {"transformer-engine": {"backend": ["te"]}}
 QUICK = {"shape": ["tiny"], "seq_len": ["128"], "backend": ["torch"], "pass": ["forward"],
          "variant": ["eager", "surgical", "full"]}
 QUICK_METRICS = ("time",)

@@ -63,6 +63,8 @@ PARAMS = {"shape": list(SHAPES), "form": list(FORMS), "dtype": list(DTYPES),
           "variant": list(VARIANTS)}
 # `kernelwatch run --quick`: the CPU-sized case, and the metrics that answer "is it right, is
 # it faster", plus one cold compile and the recompile count of the static variant.
+# Libraries whose kernels a variant runs (`kernelwatch run --target DIST=REPO`, `--versions`).
+TARGETS = {"liger-kernel": ["liger"], "transformer-engine": ["te-fused"]}
 QUICK = {"shape": ["tiny"], "form": ["rotate-half"], "dtype": ["float32"],
          "variant": ["eager", "compile", "compile-dynamic"]}
 QUICK_COMPILE_VARIANT = "compile"

@@ -107,6 +107,9 @@ PARAMS = {"config": list(CONFIGS), "part": list(PARTS), "batch": list(BATCHES),
 # `kernelwatch run --quick` (make demo): does compiling the decoder pay, on the CPU-sized
 # model. Quality and the other variants are in the tests and full runs: every process here
 # costs seconds of the demo.
+# Libraries whose code a variant runs (`kernelwatch run --target DIST=REPO`, `--versions`):
+# torchao quantizes the int8 and fp8 variants (torch-ao-int8-dynamic is torch's own).
+TARGETS = {"torchao": [f"{q}{c}" for q in QUANTIZED for c in ("", "-compile")]}
 QUICK = {"config": ["tiny"], "part": ["decoder"], "batch": ["1"],
          "variant": ["eager", "compile"]}
 QUICK_METRICS = ("time",)

@@ -1,0 +1,310 @@
+"""`kernelwatch bisect GOOD BAD`: the first commit (of kernelwatch or of a target library), or
+the first version of an ordered list, at which one series got worse than at GOOD.
+
+The search is git bisect's over ordered points, GOOD first and BAD last, given a
+`measure(point) -> Measured` callable (the CLI's runs `kernelwatch run` for one point, or
+reads what is already recorded). A point is bad when `compare`'s own test (detect.compare:
+asv's significance test on the samples, and the ratio of medians beyond the series'
+threshold) says it is worse than GOOD; a failure (a build that fails, a timeout) is bad with
+`failed_is_bad`, else it is skipped as git bisect skips, and the search tries the untested
+point nearest the middle. GOOD and BAD are measured first, then at most ceil(log2 n) points
+between them for n commits in GOOD..BAD: ceil(log2 n) + 2 in all.
+
+The bar a point must clear is the series' threshold, or the geometric middle of GOOD and BAD
+where that is higher (BAD 10x slower: a point must be 3.2x slower). Seen on a busy 2-core
+machine: a documentation-only commit measured 1.27x GOOD in three processes, significant and
+beyond 1.10, while BAD was 10.5x; judged at 1.10 alone it was named the culprit. A regression
+many times the threshold is what the bisect is after, and between-process noise beyond an
+uncalibrated threshold must not outvote it.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kernelwatch import benchmark_classes, detect, workloads
+from kernelwatch.errors import KernelwatchError
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One point's result for the series: its samples (or one value), or a failure."""
+
+    point: str
+    samples: tuple[float, ...] = ()
+    failed: bool = False
+    reused: bool = False  # recorded before this bisect: not measured again
+
+    @property
+    def median(self) -> float | None:
+        if not self.samples:
+            return None
+        s = sorted(self.samples)
+        return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    measured: Measured
+    bad: bool | None  # None: could not be judged (failed, not --failed-is-bad): skipped
+    change: detect.Change | None = None
+
+
+@dataclass
+class Outcome:
+    points: list[str]
+    good: Verdict
+    verdicts: list[Verdict] = field(default_factory=list)  # in the order measured, GOOD first
+    culprit: str | None = None  # None: BAD is not worse than GOOD
+    parent: str | None = None  # the last good point before the culprit
+    candidates: list[str] = field(default_factory=list)  # several, where skips left a gap
+    bar: float = detect.DEFAULT_FACTOR  # the ratio to GOOD a point had to clear
+
+    @property
+    def bound(self) -> int:
+        return max_points(len(self.points) - 1)
+
+
+def max_points(n: int) -> int:
+    """Points measured at most for n commits after GOOD (GOOD and BAD included)."""
+    return math.ceil(math.log2(n)) + 2 if n > 1 else 2
+
+
+def search(points: Sequence[str], measure: Callable[[str], Measured], *, factor: float,
+           failed_is_bad: bool = False) -> Outcome:
+    """Bisect `points` (GOOD first, BAD last, in the order the history runs)."""
+    if len(points) < 2:
+        raise KernelwatchError("bisect needs GOOD and a later BAD")
+    good = measure(points[0])
+    if good.failed or not good.samples:
+        raise KernelwatchError(
+            f"GOOD ({points[0]}) has no result for the series (it failed, or measured "
+            "nothing): choose a GOOD where the series runs")
+    outcome = Outcome(list(points), Verdict(good, False))
+    outcome.verdicts.append(outcome.good)
+
+    def judge(i: int) -> bool | None:
+        m = measure(points[i])
+        if m.failed or not m.samples:
+            verdict = Verdict(m, True if failed_is_bad else None)
+        else:
+            change = detect.compare(list(good.samples), list(m.samples), factor=outcome.bar)
+            verdict = Verdict(m, change.flag == "worse", change)
+        outcome.verdicts.append(verdict)
+        return verdict.bad
+
+    outcome.bar = factor
+    last = judge(len(points) - 1)
+    if last is None:
+        raise KernelwatchError(
+            f"BAD ({points[-1]}) failed to measure; --failed-is-bad counts a failure as a "
+            "slowdown, or choose a BAD where the series runs")
+    if not last:
+        return outcome
+    change = outcome.verdicts[-1].change
+    if change is not None:
+        outcome.bar = max(factor, math.sqrt(change.ratio))
+    lo, hi, skipped = 0, len(points) - 1, set()
+    while hi - lo > 1:
+        untested = [i for i in range(lo + 1, hi) if i not in skipped]
+        if not untested:
+            outcome.candidates = list(points[lo + 1:hi + 1])
+            break
+        middle = (lo + hi) / 2
+        mid = min(untested, key=lambda i: (abs(i - middle), i))
+        verdict = judge(mid)
+        if verdict is None:
+            skipped.add(mid)
+        elif verdict:
+            hi = mid
+        else:
+            lo = mid
+    outcome.culprit, outcome.parent = points[hi], points[lo]
+    return outcome
+
+
+def ratio_interval(before: Sequence[float], after: Sequence[float]
+                   ) -> tuple[float, float, float]:
+    """after/before as (ratio of medians, low, high): the 99% confidence intervals of both
+    medians (asv's own, from the samples), combined the conservative way."""
+    from asv_runner.statistics import compute_stats
+
+    b, sb = compute_stats(list(before), 1)
+    a, sa = compute_stats(list(after), 1)
+    if len(before) < 2 or len(after) < 2 or not sb or not sa:
+        return a / b, a / b, a / b
+    return a / b, sa["ci_99_a"] / sb["ci_99_b"], sa["ci_99_b"] / sb["ci_99_a"]
+
+
+# ----------------------------------------------------------------------------- the series
+
+
+@dataclass(frozen=True)
+class Series:
+    workload: str
+    family: str  # metric family (a benchmark class)
+    benchmark: str  # workload.Class.track_name
+    params: dict[str, str]  # every parameter, one value each, in PARAMS order
+
+    @property
+    def key(self) -> str:
+        return detect.series_key(self.benchmark, list(self.params.values()))
+
+    def selection(self) -> dict:
+        """The RunRequest fields that select exactly this series."""
+        return {"workload": self.workload, "metrics": [self.family],
+                "tracks": [self.benchmark.rsplit(".track_", 1)[1]],
+                "params": [f"{name}={value}" for name, value in self.params.items()]}
+
+
+def _tracks_of(repo: Path, workload: str, cls_name: str) -> list[str]:
+    """The track_ names of a benchmark class of the checkout's benchmarks/."""
+    cls = benchmark_classes.load(repo, workload, cls_name)
+    return sorted(n.removeprefix("track_") for n in dir(cls) if n.startswith("track_"))
+
+
+def resolve_series(repo: Path, workload: str, chosen: dict[str, list[str]],
+                   metrics: Sequence[str] | None, track: str) -> Series:
+    """The one series a bisect follows; bad input naming the fix when the choices match
+    none or several."""
+    module = workloads.get(workload)
+    params = {}
+    for name, valid in module.PARAMS.items():
+        values = chosen.get(name) or valid
+        if len(values) != 1:
+            raise KernelwatchError(
+                f"bisect follows one series; {workload}'s {name} has {len(values)} values "
+                f"here: choose one with --param {name}=VALUE ({', '.join(values)})")
+        params[name] = values[0]
+    families = list(metrics or module.BENCHMARKS)
+    for family in families:
+        if family not in module.BENCHMARKS:
+            raise KernelwatchError(f"unknown metric {family!r} for {workload}; valid metrics: "
+                                   f"{', '.join(module.BENCHMARKS)}")
+    found = [(f, module.BENCHMARKS[f]) for f in families
+             if track in _tracks_of(repo, workload, module.BENCHMARKS[f])]
+    if not found:
+        every = sorted({t for f in families
+                        for t in _tracks_of(repo, workload, module.BENCHMARKS[f])})
+        raise KernelwatchError(f"no {workload} benchmark has a track {track!r}: choose one "
+                               f"with --track ({', '.join(every)})")
+    if len(found) > 1:
+        raise KernelwatchError(
+            f"the track {track!r} is in several {workload} benchmarks "
+            f"({', '.join(c for _, c in found)}); choose one with --metric "
+            f"({', '.join(f for f, _ in found)})")
+    family, cls = found[0]
+    return Series(workload, family, f"{workload}.{cls}.track_{track}", params)
+
+
+def find(rows: Sequence, machine: str, commit: str, series: Series,
+         env: Callable[[object], bool]) -> object | None:
+    """The recorded row of the series at (machine, commit) in an environment `env` admits."""
+    for r in rows:
+        if (r.machine == machine and r.commit == commit and r.benchmark == series.benchmark
+                and r.params == series.params and env(r) and (r.value is not None or r.failed)):
+            return r
+    return None
+
+
+def measured_of(point: str, row: object | None, reused: bool) -> Measured:
+    if row is None:
+        return Measured(point, failed=True, reused=reused)
+    samples = tuple(row.samples or ([row.value] if row.value is not None else []))
+    return Measured(point, samples, failed=row.failed or not samples, reused=reused)
+
+
+# ----------------------------------------------------------------------------- the points
+
+
+def commit_points(repo: Path, good: str, bad: str, what: str) -> list[str]:
+    """GOOD, then the first-parent commits of GOOD..BAD oldest first (BAD last); bad input
+    when GOOD is not an ancestor of BAD."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+
+    ends = []
+    for name in (good, bad):
+        r = git("rev-parse", "--verify", "-q", f"{name}^{{commit}}")
+        if r.returncode != 0:
+            raise KernelwatchError(f"{name!r} is not a commit of {what} ({repo}); "
+                                   f"`git -C {repo} log --oneline` lists them")
+        ends.append(r.stdout.strip())
+    if ends[0] == ends[1]:
+        raise KernelwatchError(f"GOOD and BAD are the same commit ({ends[0][:12]}); give an "
+                               "older GOOD")
+    if git("merge-base", "--is-ancestor", *ends).returncode != 0:
+        raise KernelwatchError(f"GOOD {good} is not an ancestor of BAD {bad} in {what}; "
+                               "give GOOD BAD in history order (older first), on one branch")
+    between = git("rev-list", "--first-parent", "--reverse", f"{ends[0]}..{ends[1]}").stdout
+    return [ends[0], *between.split()]
+
+
+def version_points(versions: Sequence[str], good: str, bad: str, dist: str) -> list[str]:
+    for v in (good, bad):
+        if v not in versions:
+            raise KernelwatchError(f"{v} is not in --versions {dist}={','.join(versions)}; "
+                                   "GOOD and BAD are two of the listed versions")
+    i, j = versions.index(good), versions.index(bad)
+    if i >= j:
+        raise KernelwatchError(f"GOOD {good} comes after BAD {bad} in --versions; list the "
+                               "versions oldest first and give the older as GOOD")
+    return list(versions[i:j + 1])
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _fmt(v: float | None) -> str:
+    from kernelwatch.report.format import fmt_value
+
+    return "failed" if v is None else fmt_value(v, "seconds")
+
+
+def summary(outcome: Outcome, kind: str, labels: dict[str, str]) -> list[str]:
+    """The lines bisect prints before the comparison: the culprit on its own line, the ratio
+    with its interval, and every point tested."""
+    lines = []
+    by_point = {v.measured.point: v for v in outcome.verdicts}
+    if outcome.culprit and not outcome.candidates:
+        lines.append(f"{outcome.culprit} is the first bad {kind}")
+        parent, culprit = by_point[outcome.parent], by_point[outcome.culprit]
+        if parent.measured.samples and culprit.measured.samples:
+            r, lo, hi = ratio_interval(parent.measured.samples, culprit.measured.samples)
+            lines.append(f"ratio {r:.2f} (99% CI {lo:.2f}-{hi:.2f}) against its parent "
+                         f"{outcome.parent[:12]}: {_fmt(parent.measured.median)} -> "
+                         f"{_fmt(culprit.measured.median)}")
+        else:
+            lines.append(f"it fails where its parent {outcome.parent[:12]} measured "
+                         f"{_fmt(parent.measured.median)} (--failed-is-bad)")
+    elif outcome.candidates:
+        lines.append(f"the first bad {kind} is one of these (the ones between failed to "
+                     f"measure): {', '.join(outcome.candidates)}")
+    else:
+        bad = outcome.verdicts[-1]
+        ratio = f"{bad.change.ratio:.2f}" if bad.change else "n/a"
+        lines.append(f"no regression: {outcome.points[-1][:12]} is not worse than "
+                     f"{outcome.points[0][:12]} beyond the threshold (ratio {ratio})")
+    now = sum(not v.measured.reused for v in outcome.verdicts)
+    lines += ["", f"{len(outcome.verdicts)} points tested of {len(outcome.points)} "
+              f"(at most {outcome.bound}); {now} measured now, "
+              f"{len(outcome.verdicts) - now} already recorded; a point was bad beyond "
+              f"{outcome.bar:.2f}x GOOD (the threshold, or the geometric middle of GOOD and "
+              "BAD where higher):", "",
+              f"| {kind} | | median | vs GOOD | verdict |", "|---|---|---|---|---|"]
+    order = {p: i for i, p in enumerate(outcome.points)}
+    for v in sorted(outcome.verdicts, key=lambda v: order[v.measured.point]):
+        m = v.measured
+        ratio = f"{v.change.ratio:.2f}" if v.change else ("1.00" if v is outcome.good else "")
+        verdict = ("GOOD" if v is outcome.good else "bad" if v.bad else
+                   "skipped (failed)" if v.bad is None else "good")
+        if m.failed and v.bad:
+            verdict = "bad (failed)"
+        lines.append(f"| {m.point[:12]} | {labels.get(m.point, '')} | {_fmt(m.median)} | "
+                     f"{ratio} | {verdict}{' (recorded)' if m.reused else ''} |")
+    return lines
+

@@ -1,0 +1,182 @@
+"""`kernelwatch bisect GOOD BAD`: the first commit (of kernelwatch or a --target library),
+or the first of --versions, at which one series got worse. The search and its report are
+kernelwatch.bisect's; each point is measured by the run engine, reusing what is recorded."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from kernelwatch import asvrun, bisect, detect, fidelity, planner, targets
+from kernelwatch import results as results_mod
+from kernelwatch.engine import RunRequest, run_suite
+from kernelwatch.errors import KernelwatchError
+from kernelwatch.gitrepo import find_repo_root, git_output
+from kernelwatch.report import compare
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    bis = sub.add_parser(
+        "bisect", help="find the first commit (or version) at which a series got worse",
+        description="git bisect for one series: GOOD and BAD are commits of kernelwatch, of "
+        "the --target library, or two of the --versions. Each point is measured in "
+        "--processes fresh processes (`kernelwatch run`; what is recorded is reused, and "
+        "what is measured stays in the history) and judged against GOOD with compare's test "
+        "at the series' threshold (its `kernelwatch fidelity` threshold on this machine, "
+        "else 1.10). At most ceil(log2 n) + 2 points for n commits. Prints `<sha> is the "
+        "first bad commit`, the ratio with its 99% interval, the points tested and the "
+        "compare markdown of the culprit against its parent. Exit 0: found; 1: no "
+        "regression between GOOD and BAD; 2: bad input.")
+    bis.add_argument("good", help="a commit (or version) where the series is as it should be")
+    bis.add_argument("bad", help="a later commit (or version) where it is slower")
+    bis.add_argument("--workload", required=True, help="the series' workload")
+    bis.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="one value of each parameter that has several (repeatable)")
+    bis.add_argument("--metric", action="append", metavar="FAMILY",
+                     help="the benchmark class, where the track is in several")
+    bis.add_argument("--track", help="the track, e.g. time (default), caller_time")
+    bis.add_argument("--target", metavar="DIST=REPO",
+                     help="bisect the library's commits (as run --target)")
+    bis.add_argument("--versions", metavar="DIST=V1,V2,...",
+                     help="bisect these versions, oldest first (as run --versions)")
+    bis.add_argument("--torch", action="append", metavar="VERSION",
+                     help="the torch version of the matrix (one environment)")
+    bis.add_argument("--machine", help="asv machine name (default: $KERNELWATCH_MACHINE or "
+                     "host)")
+    bis.add_argument("--processes", type=int, default=3, metavar="K",
+                     help="fresh processes per point, samples pooled (default 3)")
+    bis.add_argument("--factor", type=float,
+                     help="smallest ratio that counts as worse (default: the series' "
+                     "threshold from `kernelwatch fidelity` on this machine, else 1.10)")
+    bis.add_argument("--failed-is-bad", action="store_true",
+                     help="a point that fails (build error, timeout) counts as a slowdown "
+                     "(default: it is skipped, as git bisect skip)")
+    bis.add_argument("-v", "--verbose", action="store_true", help="stream asv's output")
+    bis.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    return bisect_series(
+        find_repo_root(), args.good, args.bad, workload=args.workload,
+        params=args.param or (), metrics=args.metric, track=args.track or "time",
+        target=args.target, versions=args.versions, torch=args.torch,
+        machine=asvrun.machine_name(args.machine), processes=args.processes,
+        factor=args.factor, failed_is_bad=args.failed_is_bad, verbose=args.verbose)
+
+
+@dataclasses.dataclass
+class _Points:
+    """Where a bisect's points are and how one is measured and read back."""
+
+    repo: Path
+    results: Path
+    machine: str
+    head: str  # kernelwatch's commit (versions are measured at it)
+    env_ok: Callable[[object, str], bool]  # whether a row is of that point's environment
+    request: dict  # the RunRequest fields every point shares
+    point_field: Callable[[str], dict]  # the RunRequest fields of one point
+    series: bisect.Series
+    versions: bool
+
+    def recorded(self, point: str):
+        commit = self.head if self.versions else point
+        rows = results_mod.load(self.results) if self.results.is_dir() else []
+        return bisect.find(rows, self.machine, commit, self.series,
+                           lambda r: self.env_ok(r, point))
+
+    def measure(self, point: str) -> bisect.Measured:
+        row = self.recorded(point)
+        if row is not None and not row.failed:
+            return bisect.measured_of(point, row, reused=True)
+        print(f"kernelwatch bisect: measuring {point[:12]} "
+              f"({self.request['processes']} processes)", flush=True)
+        try:
+            run_suite(self.repo, RunRequest(**self.request, **self.point_field(point)))
+        except KernelwatchError as exc:
+            raise KernelwatchError(f"measuring {point} stopped ({exc}); the points measured "
+                                   "before it are recorded") from None
+        return bisect.measured_of(point, self.recorded(point), reused=False)
+
+
+def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
+                  metrics=None, track: str = "time", target: str | None = None,
+                  versions: str | None = None, torch=None, machine: str, processes: int = 3,
+                  factor: float | None = None, failed_is_bad: bool = False,
+                  verbose: bool = False) -> int:
+    """Print the first bad commit (or version) and the evidence; 0 found, 1 when the range
+    shows no regression."""
+    if processes < 1:
+        raise KernelwatchError("--processes takes a count of 1 or more (default 3)")
+    if target and versions:
+        raise KernelwatchError("bisect searches a target's commits (--target) or a list of "
+                               "versions (--versions), not both")
+    library = targets.resolve(target, repo) if target else None
+    listed = targets.parse_versions(versions) if versions else None
+    if listed and listed[0] == "torch" and torch:
+        raise KernelwatchError("--versions torch=... names the torch versions; drop --torch")
+    chosen, _ = planner.parse_params(workload, params, {})
+    dist = library.dist if library else listed[0] if listed else None
+    if dist and dist != "torch":
+        [(_, chosen)] = targets.selection_for(dist, workload, chosen)
+    series = bisect.resolve_series(repo, workload, chosen, metrics, track)
+    results = targets.results_dir(repo, library.dist) if library else repo / "results"
+    if library:
+        config = targets.write_config(repo, targets.target_config(
+            asvrun.asv_config(repo), library, repo, torch_versions=torch))
+        points = bisect.commit_points(library.repo, good, bad, f"target {dist}")
+    elif listed:
+        config = asvrun.derived_config(repo, torch_versions=torch) or repo / "asv.conf.json"
+        from asv import util as asv_util
+
+        conf = asv_util.load_json(str(config), js_comments=True)
+        config = targets.write_config(repo, targets.versions_matrix(conf, dist, listed[1][:1]))
+        points = bisect.version_points(listed[1], good, bad, dist)
+    else:
+        config = asvrun.derived_config(repo, torch_versions=torch) or repo / "asv.conf.json"
+        points = bisect.commit_points(repo, good, bad, "kernelwatch")
+    envs = asvrun.environment_names(config, None)
+    if len(envs) != 1:
+        raise KernelwatchError(f"bisect follows one environment, and the matrix gives "
+                               f"{len(envs)} ({', '.join(envs)}): choose one torch with --torch")
+
+    def env_ok(row, point):
+        if listed:
+            return targets.version_label(str(row.env.get(dist, ""))) == point
+        return row.env_name == envs[0]
+
+    def point_field(point):
+        if library:
+            return {"target": target, "range": f"{point}^!"}
+        if listed:
+            return {"versions": f"{dist}={point}", "range": "HEAD^!"}
+        return {"range": f"{point}^!"}
+
+    shared = {**series.selection(), "processes": processes, "machine": machine,
+              "skip_machine_facts": True, "torch": torch, "verbose": verbose}
+    measured = _Points(repo, results, machine, git_output(repo, "rev-parse", "HEAD"), env_ok,
+                       shared, point_field, series, bool(listed))
+    factor = (factor or fidelity.thresholds(repo).get(machine, {}).get(series.key)
+              or detect.DEFAULT_FACTOR)
+    print(f"kernelwatch bisect: {series.key} over {len(points) - 1} "
+          f"{'versions' if listed else 'commits'} after GOOD, threshold {factor:.2f}, at "
+          f"most {bisect.max_points(len(points) - 1)} points", flush=True)
+    outcome = bisect.search(points, measured.measure, factor=factor,
+                            failed_is_bad=failed_is_bad)
+    labels = ({p: p for p in points} if listed else
+              targets.subjects(library.repo if library else repo, points))
+    print()
+    print("\n".join(bisect.summary(outcome, "version" if listed else "commit", labels)))
+    if outcome.culprit and outcome.parent and not outcome.candidates:
+        rows = results_mod.load(results)
+        base, after = (machine, outcome.parent), (machine, outcome.culprit)
+        if listed:  # one commit, two environments: compared as two points
+            rows = [dataclasses.replace(r, commit=p, env_name=dist)
+                    for p in (outcome.parent, outcome.culprit) for r in rows
+                    if r.commit == measured.head and env_ok(r, p)]
+        comparisons = compare.compare(rows, base, after, factor=factor,
+                                      thresholds={series.key: factor})
+        print()
+        print(compare.markdown(comparisons, base, after, factor, {series.key: factor}))
+    return 0 if outcome.culprit else 1

@@ -1,0 +1,135 @@
+"""`kernelwatch run --shard K/N`: a deterministic K-th of the selection, so N runners of one
+GPU kind split one commit (or one bisect step's processes) between them.
+
+The unit is one benchmark class at one parameter combination (every track of it: they share
+a process's setup). Units are ranked by a hash of their names and dealt round-robin: the
+shards of one selection are disjoint, cover it, differ in size by one at most, and split the
+same way on every runner. The machine's own facts (environment.*) go to
+every shard: each runner's results need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from collections.abc import Sequence
+
+from kernelwatch import workloads
+from kernelwatch.errors import KernelwatchError
+
+
+def parse(spec: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec or "")
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise KernelwatchError(f"--shard takes K/N with 1 <= K <= N (e.g. 2/4: the second of "
+                               f"four shards), not {spec!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _rank_key(unit: str) -> str:
+    return hashlib.sha1(unit.encode()).hexdigest()
+
+
+def pick(all_units: Sequence[str], k: int, n: int) -> list[str]:
+    """Shard K of N: the units ranked by a hash of their names, dealt round-robin, so the
+    shards differ in size by one at most and the same selection splits the same way on every
+    machine."""
+    ranked = sorted(set(all_units), key=_rank_key)
+    return sorted(u for i, u in enumerate(ranked) if i % n == k - 1)
+
+
+def units(workload: str, chosen: dict[str, list[str] | None],
+          metrics: Sequence[str] | None) -> list[str]:
+    """`workload.Class(values, ...)` of every class and parameter combination selected (the
+    choices as the workload's PARAMS order them; a parameter not chosen is every value)."""
+    module = workloads.get(workload)
+    classes = [module.BENCHMARKS[m] for m in metrics or module.BENCHMARKS]
+    values = [chosen.get(p) or module.PARAMS[p] for p in module.PARAMS]
+    return [f"{workload}.{cls}({', '.join(combo)})"
+            for cls in classes for combo in itertools.product(*values)]
+
+
+def _unit_pattern(unit: str) -> str:
+    """What asv's names of a unit's tracks look like (`name('v1', 'v2', ...)`), as a regex."""
+    head, _, rest = unit.partition("(")
+    values = rest[:-1].split(", ") if rest[:-1] else []
+    params = ", ".join(f"'{re.escape(v)}'" for v in values)
+    return rf"{re.escape(head)}\.track_\w+\({params}\)"
+
+
+# selection_regex's shape: ^workload\.(Class|Class)\.track_...
+_CLASSES = re.compile(r"^\^(\w+)\\\.\(([\w|]+)\)\\\.")
+
+
+def narrow(chunk: list[str], selections: Sequence[tuple], k: int, n: int) -> list[str]:
+    """A chunk of asv regexes narrowed to shard K of N of the selections' units: each regex
+    gets a lookahead admitting only the shard's units; a regex none of whose classes has a
+    unit in the shard is dropped; the environment's regex is kept. Bad input when the shard
+    has no unit at all (fewer units than shards)."""
+    everything = sorted({u for w, chosen, metrics, _ in selections
+                         for u in units(w, chosen, metrics)})
+    mine = pick(everything, k, n)
+    if not mine:
+        raise KernelwatchError(f"shard {k}/{n} of this selection is empty ({len(everything)} "
+                               "class x parameter combinations in all); use fewer shards")
+    classes = {u.partition("(")[0] for u in mine}
+    allowed = "(?=(?:" + "|".join(_unit_pattern(u) for u in mine) + ")$)"
+    out = []
+    for rx in chunk:
+        m = _CLASSES.match(rx)
+        if m is None:  # the environment's facts: every shard records them
+            out.append(rx)
+        elif any(f"{m.group(1)}.{c}" in classes for c in m.group(2).split("|")):
+            out.append("^" + allowed + rx[1:])
+    return out
+
+
+# ----------------------------------------------------------------------------- merging
+
+# Columns of an asv (v2) result that hold one entry per parameter combination.
+_PER_COMBINATION = ("result", "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
+                    "stats_number", "stats_repeat", "samples")
+
+
+def _unrun(v: object) -> bool:
+    return isinstance(v, float) and v != v  # asv's NaN: not selected in that run
+
+
+def merge_results(ours: dict, theirs: dict) -> dict | None:
+    """One asv result file from two shards' files of one (machine, commit, environment):
+    each combination's values from whichever side ran it. None when the two are not shards
+    of one run (another commit or environment, another benchmark version or parameters) or
+    when both ran one combination (then neither is replaced: history keeps both apart)."""
+    same = ("commit_hash", "env_name", "result_columns", "version")
+    if any(ours.get(k) != theirs.get(k) for k in same) or not isinstance(
+            ours.get("results"), dict) or not isinstance(theirs.get("results"), dict):
+        return None
+    columns = ours["result_columns"]
+    merged = {**theirs, "results": dict(theirs["results"]),
+              "durations": {**ours.get("durations", {}), **theirs.get("durations", {})}}
+    for bench, row in ours["results"].items():
+        other = theirs["results"].get(bench)
+        if other is None:
+            merged["results"][bench] = row
+            continue
+        a, b = dict(zip(columns, row, strict=False)), dict(zip(columns, other, strict=False))
+        if a.get("params") != b.get("params") or a.get("version") != b.get("version"):
+            return None
+        values_a, values_b = a.get("result") or [], b.get("result") or []
+        if not a.get("params") or len(values_a) != len(values_b):
+            if row != other:
+                return None
+            continue
+        out = dict(b)
+        for i, (va, vb) in enumerate(zip(values_a, values_b, strict=True)):
+            if _unrun(va):
+                continue
+            if not _unrun(vb) and va != vb:
+                return None
+            for col in _PER_COMBINATION:
+                if isinstance(a.get(col), list) and isinstance(out.get(col), list):
+                    out[col] = list(out[col])
+                    out[col][i] = a[col][i]
+        merged["results"][bench] = [out.get(c) for c in columns[:len(other)]]
+    return merged

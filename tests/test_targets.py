@@ -1,0 +1,285 @@
+"""kernelwatch on another project's commits and releases, with real asv and real llm-compressor
+code: a local git repository made from llm-compressor's released sdists plus commits of our
+own (tests/target_repo.py; one makes its GPTQ path 6-9x slower on the CPU), `run --target`
+over it, `bisect` naming the slow commit, `--versions` side by side, and the bad inputs that
+stop before asv runs.
+
+Cost: one target environment (torch 2.13.0 and what importing llm-compressor's GPTQ needs,
+shared through the clone's .asv like the other asv tests' environments), and GPTQ's tiny
+layer (~35 ms a call) in one process per point."""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+from kernelwatch.report.results import Row
+
+from kernelwatch import bisect, shards, targets
+from kernelwatch.report import results as results_mod
+from kernelwatch.report import torch_versions
+
+from . import target_repo
+from .conftest import git, kernelwatch_exe
+
+MACHINE = "kernelwatch-test"
+SERIES = ["--workload", "gptq", "--param", "shape=tiny/proj", "--param", "scheme=w4-sym-g128",
+          "--param", "blocksize=16", "--param", "variant=llmcompressor-eager"]
+KEY = "gptq.GptqTime.track_time"
+
+
+def kw(args, cwd, **env):
+    r = subprocess.run([kernelwatch_exe(), *args], cwd=cwd, capture_output=True, text=True,
+                       env={**os.environ, "KERNELWATCH_MACHINE": MACHINE, **env})
+    print(r.stdout[-6000:], r.stderr[-3000:])
+    return r
+
+
+@pytest.fixture(scope="session")
+def llmcompressor_sdists(tmp_path_factory):
+    """The three released sdists (~3 MB each), downloaded once a session (CI starts bare)."""
+    return target_repo.download(tmp_path_factory.mktemp("sdists"))
+
+
+@pytest.fixture(scope="session")
+def llmcompressor_repo(tmp_path_factory, llmcompressor_sdists):
+    return target_repo.make(tmp_path_factory.mktemp("target") / "llm-compressor",
+                            llmcompressor_sdists)
+
+
+def target_flag(repo):
+    return f"llmcompressor={repo}"
+
+
+def slow_commit(repo) -> str:
+    return git("log", "--format=%H", "--grep", target_repo.SLOW_SUBJECT, cwd=repo)
+
+
+# ----------------------------------------------------------------------------- no asv
+
+
+def test_the_fixture_is_llm_compressor_released_then_ours(llmcompressor_repo):
+    log = git("log", "--format=%s", cwd=llmcompressor_repo).splitlines()
+    assert len(log) == len(target_repo.RELEASES) + len(target_repo.OWN_COMMITS) >= 8
+    assert git("describe", "--tags", "--abbrev=0", cwd=llmcompressor_repo) == "0.14.0.1"
+    source = (llmcompressor_repo / target_repo.GPTQ).read_text()
+    assert "def quantize_weight(" in source and target_repo.CHUNKED_UPDATE in source
+    assert target_repo.VECTOR_UPDATE in git("show", f"0.14.0.1:{target_repo.GPTQ}",
+                                            cwd=llmcompressor_repo)
+
+
+def test_bad_target_input_is_one_message_and_runs_nothing(clone, llmcompressor_repo,
+                                                          tmp_path, isolated_home, capsys,
+                                                          monkeypatch):
+    """In-process (each subprocess would import torch again): exit 2, one message that
+    names the fix, no traceback, nothing recorded."""
+    from kernelwatch import cli
+
+    monkeypatch.chdir(clone)
+    monkeypatch.setenv("KERNELWATCH_MACHINE", MACHINE)
+    flag = target_flag(llmcompressor_repo)
+    cases = [
+        (["run", "--target", f"nolib={llmcompressor_repo}"],
+         "no workload declares the distribution 'nolib'; declared: liger-kernel (rope), "
+         "llmcompressor (gptq)"),
+        (["run", "--target", f"llmcompressor={tmp_path / 'missing'}"], "does not exist"),
+        (["run", "--target", f"llmcompressor={tmp_path}"], "is not a git repository"),
+        (["run", "--target", flag, "0.14.0..0.14.0"], "has no commits in the target"),
+        (["run", "--target", flag, "--param", "variant=eager"],
+         "does not exercise llmcompressor; the variants that do: llmcompressor, "
+         "llmcompressor-eager"),
+        (["run", "--target", flag, "--existing"], "cannot use --existing"),
+        (["run", "--shard", "3/2"], "--shard takes K/N"),
+        (["run", "--versions", "llmcompressor=0.0.1", "--dry-run"],
+         "pip cannot install llmcompressor 0.0.1; the versions pip finds: "),
+        (["bisect", "main", "0.14.0", *SERIES, "--target", flag, "--torch", "2.13.0"],
+         "is not an ancestor of BAD"),
+        (["bisect", "0.14.0", "main", "--workload", "gptq", "--target", flag],
+         "bisect follows one series; gptq's shape has 15 values here: choose one with "
+         "--param shape=VALUE"),
+        (["bisect", "0.14.0", "main", *SERIES, "--target", flag],
+         "choose one torch with --torch"),
+        (["bisect", "0.14.0", "main", *SERIES, "--track", "nope", "--target", flag],
+         "no gptq benchmark has a track 'nope': choose one with --track (caller_time"),
+    ]
+    for args, message in cases:
+        rc = cli.main(args)
+        out, err = capsys.readouterr()
+        print(args, rc, err)
+        assert rc == 2, args
+        assert message in err and "Traceback" not in err, args
+        assert err.count("kernelwatch: error:") == 1
+    assert not (clone / "results-llmcompressor").exists() or not any(
+        (clone / "results-llmcompressor").glob(f"{MACHINE}/*-*.json"))
+
+
+def test_shards_are_disjoint_cover_the_selection_and_balance():
+    selection = [("gptq", {"shape": ["tiny/proj"], "scheme": ["w4-sym-g128"],
+                           "blocksize": ["16", "32", "64"], "variant": None},
+                  ["time", "accuracy"], None)]
+    units = shards.units(*selection[0][:3])
+    parts = [shards.pick(units, k, 4) for k in range(1, 5)]
+    assert sorted(u for p in parts for u in p) == sorted(units)  # cover, no overlap
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert parts == [shards.pick(list(reversed(units)), k, 4) for k in range(1, 5)]
+    regex = r"^gptq\.(GptqTime|GptqAccuracy)\.track_\w+\('(tiny/proj)', '(w4\-sym\-g128)', " \
+            r"'(16|32|64)', '[^']+'\)$"
+    env = r"^environment\.Environment\.track_\w+$"
+    names = [u.replace("(", ".track_time(", 1).replace("(", "('", 1).replace(", ", "', '")
+             .replace(")", "')") for u in units]
+    seen = []
+    for k in range(1, 5):
+        narrowed = shards.narrow([regex, env], selection, k, 4)
+        assert narrowed[-1] == env  # every shard records the machine's facts
+        seen += [n for n in names if any(re.search(rx, n) for rx in narrowed[:-1])]
+    assert sorted(seen) == sorted(names)
+
+
+def test_the_versions_page_compares_any_library():
+    def row(version, samples):
+        return Row(machine="m", commit="a" * 40, date=1, env_name=f"env-{version}",
+                   env={"torch": "2.13.0", "llmcompressor": f"{version} --no-deps"},
+                   benchmark=KEY, params={"variant": "llmcompressor-eager"}, unit="seconds",
+                   samples=samples)
+    rows = [row("0.14.0", [1e-3 * (1 + i / 1000) for i in range(10)]),
+            row("0.14.0.1", [3e-3 * (1 + i / 1000) for i in range(10)])]
+    assert torch_versions.libraries(rows) == ["llmcompressor"]
+    commit, versions, table = torch_versions.side_by_side(rows, "llmcompressor")["m"]
+    assert versions == ["0.14.0", "0.14.0.1"] and table[0]["flag"] == "worse"
+
+
+def test_bisect_search_stays_within_its_bound_and_skips_failures():
+    """The search alone, on made-up points: the first of 13 that is 3x slower, one failing."""
+    points = [f"p{i}" for i in range(14)]
+    slow_from, broken = 9, "p7"
+
+    def measure(p):
+        i = int(p[1:])
+        if p == broken:
+            return bisect.Measured(p, failed=True)
+        base = 3.0 if i >= slow_from else 1.0
+        return bisect.Measured(p, tuple(base * (1 + j / 100) for j in range(10)))
+
+    out = bisect.search(points, measure, factor=1.1)
+    assert out.culprit == "p9" and out.parent == "p8"
+    assert len(out.verdicts) <= out.bound + 1  # the failed point costs one more
+    clean = bisect.search([p for p in points if p != broken], measure, factor=1.1)
+    assert clean.culprit == "p9" and len(clean.verdicts) <= clean.bound
+    # A 1.3x blip before a 3x regression is beyond 1.10 but below the geometric middle.
+    blip = bisect.search(points, lambda p: bisect.Measured(p, tuple(
+        1.3 * x for x in measure(p).samples)) if p == "p4" else measure(p), factor=1.1)
+    assert blip.culprit == "p9" and abs(blip.bar - 3 ** 0.5) < 0.05
+    flat = bisect.search(points[:7], measure, factor=1.1)
+    assert flat.culprit is None and len(flat.verdicts) == 2  # GOOD and BAD only
+
+
+# ----------------------------------------------------------------------------- with asv
+
+@pytest.mark.slow
+def test_run_target_files_the_library_s_commits_apart(clone, llmcompressor_repo, isolated_home,
+                                                      tmp_path):
+    """The default range (the target's last two commits), the declared variant only, in a
+    target environment: results under results-llmcompressor/, none under results/; then
+    compare, report, publish and history with --target."""
+    flag = target_flag(llmcompressor_repo)
+    r = kw(["run", "--target", flag, *SERIES, "--metric", "time", "--track", "time",
+            "--torch", "2.13.0", "--skip-machine-facts"], clone)
+    assert r.returncode == 0, r.stderr
+    head, parent = (git("rev-parse", rev, cwd=llmcompressor_repo) for rev in ("HEAD", "HEAD~1"))
+    rows = results_mod.load(clone / "results-llmcompressor")
+    timed = {r.commit: r for r in rows if r.benchmark == KEY and r.value is not None}
+    assert set(timed) == {head, parent}
+    assert all(len(t.samples) == 10 and t.median > 0 for t in timed.values())
+    assert all(t.env["torch"] == "2.13.0" and t.env["compressed-tensors"] == "0.19.0"
+               for t in timed.values())
+    ours = clone / "results"
+    assert not any(head[:8] in p.name for p in ours.rglob("*.json")) if ours.exists() else True
+
+    r = kw(["compare", "HEAD~1", "HEAD", "--target", flag], clone)
+    assert r.returncode in (0, 1) and "| before | after | ratio |" in r.stdout
+    assert f"`{KEY}` (tiny/proj, w4-sym-g128, 16, llmcompressor-eager)" in r.stdout
+    r = kw(["report", "--target", "llmcompressor"], clone)
+    assert r.returncode == 0 and "llmcompressor-eager" in r.stdout
+    r = kw(["publish", "--target", flag], clone)
+    assert r.returncode == 0, r.stderr
+    index = json.loads((clone / "html-llmcompressor" / "index.json").read_text())
+    assert index["project"] == "llmcompressor"
+    assert {head, parent} <= set(index["revision_to_hash"].values())
+    assert (clone / "html-llmcompressor" / "kernelwatch" / "index.html").is_file()
+
+    bare = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    r = kw(["history", "push", "--target", "llmcompressor", "--remote", str(bare)], clone)
+    assert r.returncode == 0, r.stderr
+    files = git("ls-tree", "-r", "--name-only", "kernelwatch-results-llmcompressor", cwd=bare)
+    assert f"{MACHINE}/{head[:8]}-" in files
+    assert "kernelwatch-results\n" not in git("branch", "--list", cwd=bare) + "\n"
+
+
+@pytest.mark.slow
+def test_bisect_names_the_slow_commit_and_a_flat_range_exits_1(clone, llmcompressor_repo,
+                                                               isolated_home):
+    """8 commits after 0.14.0 (0.14.0.1 and ours), the 4th of ours 6-9x slower: bisect reuses
+    HEAD's result from the run above (when it ran), measures the rest in one process each,
+    and names the commit in at most ceil(log2 8) + 2 = 5 points. From the culprit to HEAD
+    nothing got worse: exit 1, with everything already recorded."""
+    flag = target_flag(llmcompressor_repo)
+    # --factor 3: the injected slowdown is 6-9x, while a busy 2-core machine has been seen to
+    # slow one whole process by 2.3x (the default 1.10 is for a quiet runner or a fidelity
+    # run's threshold).
+    common = [*SERIES, "--target", flag, "--torch", "2.13.0", "--processes", "1",
+              "--factor", "3"]
+    r = kw(["bisect", "0.14.0", "main", *common], clone)
+    assert r.returncode == 0, r.stderr
+    culprit = slow_commit(llmcompressor_repo)
+    lines = r.stdout.splitlines()
+    assert f"{culprit} is the first bad commit" in lines
+    ratio = next(ln for ln in lines if ln.startswith("ratio "))
+    assert float(ratio.split()[1]) > 3.0, ratio  # 6-9x injected
+    tested = next(ln for ln in lines if " points tested of 9 (at most 5)" in ln)
+    assert int(tested.split()[0]) <= 5
+    assert "### kernelwatch:" in r.stdout and "| + |" in r.stdout  # compare's markdown
+
+    r = kw(["bisect", culprit, "main", *common], clone)
+    assert r.returncode == 1, r.stderr
+    assert "no regression" in r.stdout and "0 measured now" in r.stdout
+
+
+@pytest.mark.slow
+def test_versions_puts_two_torch_releases_side_by_side(clone, isolated_home):
+    """torch 2.13.0 and 2.14.1 through the matrix (the environments the other asv tests
+    build), GPTQ's tiny eager time at HEAD; the versions page shows both with the ratio."""
+    r = kw(["run", "--versions", "torch=2.13.0,2.14.1", "--workload", "gptq", "--param",
+            "shape=tiny/proj", "--param", "scheme=w4-sym-g128", "--param", "blocksize=16",
+            "--param", "variant=eager", "--metric", "time", "--track", "time",
+            "--skip-machine-facts", "HEAD^!"], clone)
+    assert r.returncode == 0, r.stderr
+    head = git("rev-parse", "HEAD", cwd=clone)
+    rows = [r for r in results_mod.load(clone / "results") if r.commit == head
+            and r.benchmark == KEY and r.params.get("variant") == "eager"
+            and r.params.get("shape") == "tiny/proj" and r.params.get("blocksize") == "16"
+            and r.value is not None and not r.env_name.startswith("existing")]
+    assert {r.env["torch"] for r in rows} >= {"2.13.0", "2.14.1"}
+    r = kw(["publish"], clone)
+    assert r.returncode == 0, r.stderr
+    page = (clone / "html" / "kernelwatch" / "torch.html").read_text()
+    assert "<th>torch 2.13.0</th><th>torch 2.14.1</th><th>2.14.1 / 2.13.0</th>" in page
+    assert "gptq.GptqTime.track_time</td><td>tiny/proj, w4-sym-g128, 16, eager" in page
+
+
+def test_target_config_builds_the_library_with_kernelwatch_beside_it(clone, llmcompressor_repo):
+    """The derived configuration itself: asv's project is the library, kernelwatch's HEAD is
+    installed by the install command and is the suite, the library goes in --no-deps."""
+    target = targets.resolve(target_flag(llmcompressor_repo), clone)
+    conf = targets.target_config({"matrix": {"req": {"torch": ["2.13.0"], "onnx": ["1.2"]}},
+                                  "env_dir": ".asv/env"}, target, clone)
+    assert conf["project"] == "llmcompressor" and conf["repo"] == str(llmcompressor_repo)
+    assert conf["branches"] == ["main"]
+    assert "--no-deps" in conf["build_command"][0] and "--no-deps" in conf["install_command"][0]
+    assert "kernelwatch-" in conf["install_command"][1]
+    assert conf["benchmark_dir"].endswith("/benchmarks")
+    assert conf["results_dir"] == str(clone / "results-llmcompressor")
+    req = conf["matrix"]["req"]
+    assert req["torch"] == ["2.13.0"] and req["compressed-tensors"] == ["0.19.0"]
+    assert "onnx" not in req and "llmcompressor" not in req
