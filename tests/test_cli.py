@@ -67,7 +67,7 @@ def test_existing_refuses_a_commit_range():
     assert r.returncode == 2 and "cannot run a commit range" in r.stderr
 
 
-def test_env_records_what_the_brief_asks_for():
+def test_env_records_torch_cuda_driver_gpu_cpu_and_threads():
     info = json.loads(kw("env", "--json").stdout)
     for key in ("torch", "cuda", "driver", "gpu", "cpu", "threads", "num_cpu"):
         assert info[key], key

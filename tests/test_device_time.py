@@ -261,8 +261,9 @@ def test_gpu_graph_device_time_agrees_with_tritons_graph_timer():
 
 
 def _non_graph_case():
-    """TE's eager FP8 layer where TransformerEngine imports (the issue's case), else the
-    torch layer's forward and backward: cases the graph cannot replay."""
+    """TE's eager FP8 layer where TransformerEngine imports (the case that CUDA events
+    around one call over-counted), else the torch layer's forward and backward: cases the
+    graph cannot replay."""
     try:
         return llama_layer.build_case("llama-3.2-1b", "2048", "te", "forward", "eager", "cuda")
     except Unavailable:

@@ -1,4 +1,4 @@
-"""The GPT-2 table, in the shape of the write-up's (seeds/gpt2-xl-cpu-quantization.md):
+"""The GPT-2 table, in the shape of the GPT-2 XL CPU quantization write-up's:
 variant, size on disk, tokens/s, total latency, TTFT, peak and p90 RSS, peak and p90 CPU,
 plus what the write-up lacked: spread, agreement with the baseline, speedup, the decode rate
 as a share of the memory-bandwidth bound, and the break-even of compiling.

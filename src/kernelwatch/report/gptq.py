@@ -1,4 +1,4 @@
-"""The GPTQ summary, in the shape of the write-up's table (seeds/gptq-torch-compile-benchmark.md):
+"""The GPTQ summary, in the shape of the GPTQ torch.compile write-up's table:
 first run, warm average, stddev and CV, the caller's time per call (host clock, beside the
 warm average's CUDA events), compile overhead, speedup, peak memory, graph breaks,
 per layer type, plus the decoder layer (the sum over its linears), and the quality columns

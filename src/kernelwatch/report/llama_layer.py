@@ -1,5 +1,5 @@
-"""The Llama layer table, in the shape of the write-up's production table (seeds/te-surgical-
-rope-compile.md): per layer shape, sequence length, backend and pass, each strategy's time
+"""The Llama layer table, in the shape of the surgical RoPE compile write-up's
+production table: per layer shape, sequence length, backend and pass, each strategy's time
 (device and caller), speedup over eager, the share of time in the surgically compiled region
 (the write-up's "tensor ops %"), its error against eager and float64, and compile cost, beside
 the write-up's surgical figures.

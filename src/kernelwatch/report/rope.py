@@ -1,8 +1,8 @@
 """The RoPE table: per shape, form and dtype, every variant's device time, achieved GB/s and
 share of the environment's measured copy bandwidth (RoPE's floor: it must read and write q
-and k once), best first, so the best kernel per shape is the first row. The write-up
-(seeds/te-surgical-rope-compile.md) reported compiled RoPE at 2.79x eager; the issue's aim for
-the best variant on an H100 is 90% of copy bandwidth.
+and k once), best first, so the best kernel per shape is the first row. The surgical
+compile write-up reported compiled RoPE at 2.79x eager; the aim for the best variant on a
+Hopper GPU is 90% of copy bandwidth.
 """
 
 from __future__ import annotations

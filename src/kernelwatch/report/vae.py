@@ -1,5 +1,5 @@
-"""The ViT VAE table, in the shape of the write-up's test plan (seeds/vitok-compile-int8-
-research.md): per part, config and batch, each variant's ms/image, images/s, peak memory,
+"""The ViT VAE table, in the shape of the ViTok compile/INT8 write-up's test
+plan: per part, config and batch, each variant's ms/image, images/s, peak memory,
 SSIM and PSNR against eager, compile (one-time) seconds, break-even samples and speedup,
 beside the write-up's expectation. Device time and what a Python caller pays are both shown:
 at batch 1 and 8 the caller's time is the one a user sees (the GPU waits for the host).
