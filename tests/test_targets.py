@@ -14,11 +14,11 @@ import re
 import subprocess
 
 import pytest
-from kernelwatch.report.results import Row
 
 from kernelwatch import bisect, shards, targets
-from kernelwatch.report import results as results_mod
+from kernelwatch import results as results_mod
 from kernelwatch.report import torch_versions
+from kernelwatch.results import Row
 
 from . import target_repo
 from .conftest import git, kernelwatch_exe

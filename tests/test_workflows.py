@@ -206,7 +206,7 @@ def test_shards_of_one_commit_merge_on_the_results_branch(tmp_path):
     """`run --shard K/2` on two runners of one kind writes one result file name each (same
     machine, commit and environment), with disjoint combinations: pushed at once, the branch
     holds one file with both shards' values; a pull reads all four."""
-    from kernelwatch.report import results as results_mod
+    from kernelwatch import results as results_mod
 
     bare = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)

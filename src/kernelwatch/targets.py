@@ -369,7 +369,7 @@ def version_label(value: str) -> str:
 
 
 def write_config(kernelwatch_repo: Path, conf: dict) -> Path:
-    """The config file, named after its content (as cli.derived_config names its own)."""
+    """The config file, named after its content (as asvrun.derived_config names its own)."""
     text = json.dumps(conf, indent=4)
     digest = hashlib.sha1(text.encode()).hexdigest()[:10]
     path = kernelwatch_repo / f".asv-kernelwatch-{digest}.conf.json"
