@@ -168,3 +168,21 @@ class _PeakCudaMemory(_PeakMemory):
 
     def track_peak_cuda_reserved(self, *params):
         return self._peak().cuda_reserved
+
+
+class _KernelInventory:
+    """The kernels one call launches (kernelwatch.inventory): their count as an asv series,
+    their names and the generated code's hash beside the results (kernelwatch.
+    inventory_file), so a lost fusion shows as a change however little the time moved. A
+    workload's class defines `_first_call()` (one call of a case not yet called, so a
+    compiled variant compiles inside it) and `_device`."""
+
+    unit = "count"
+
+    def track_kernel_count(self, *params):
+        from kernelwatch import inventory, inventory_file
+
+        found = inventory.of_first_call(self._first_call, self._device)
+        workload = type(self).__module__.rsplit(".", 1)[-1]
+        inventory_file.record(f"{workload}({', '.join(map(str, params))})", found.as_dict())
+        return found.count

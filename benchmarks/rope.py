@@ -12,7 +12,15 @@ from kernelwatch import measure, variants
 from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import rope
 
-from .common import _CompileHealth, _DeviceCheck, device, for_asv, gpu_monitor, pin_cpu_threads
+from .common import (
+    _CompileHealth,
+    _DeviceCheck,
+    _KernelInventory,
+    device,
+    for_asv,
+    gpu_monitor,
+    pin_cpu_threads,
+)
 
 
 class _Rope:
@@ -157,3 +165,17 @@ class RopeAccuracy(_Rope):
         return self.error.max_abs
 
     track_max_abs_error.unit = "absolute"
+
+
+class RopeKernels(_KernelInventory, _Rope):
+    """The kernels one call launches and their count (a compiled variant's first call
+    compiles; eager's are the aten operators it calls)."""
+
+    version = "1"
+
+    def setup(self, shape, form, dtype, variant):
+        self._build(shape, form, dtype, variant)
+        self._device = self.dev
+
+    def _first_call(self):
+        return self.case.fn(*self.args)

@@ -174,6 +174,22 @@ def environment_names(config: Path, existing_python: str | None) -> list[str]:
     return [env.name for env in asv_environment.get_environments(conf, spec, verbose=False)]
 
 
+def environment_prefixes(config: Path, existing_python: str | None) -> dict[str, str]:
+    """{interpreter prefix: environment name} of this run's environments (a benchmark
+    process knows its own prefix, not asv's name for it)."""
+    from asv import environment as asv_environment
+    from asv.config import Config
+
+    conf = Config.load(str(config))
+    spec = [f"existing:{existing_python}"] if existing_python else None
+    out = {}
+    for env in asv_environment.get_environments(conf, spec, verbose=False):
+        # An existing environment is this interpreter (the engine passes sys.executable).
+        prefix = Path(sys.prefix) if existing_python else Path(env._path)
+        out[str(prefix.resolve())] = env.name
+    return out
+
+
 def hashfile(repo: Path, commits: list[str]) -> str:
     """asv's way to name a set of commits that no git range spells: a file beside the derived
     config (git-ignored), named after its content like the config."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import asvrun, planner, shards, targets, workloads
+from kernelwatch import asvrun, inventory_file, planner, shards, targets, workloads
 from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.gitrepo import commits_in, git_output
 from kernelwatch.planner import Call, Selection
@@ -199,6 +199,11 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: st
                  snap: Snapshot | None) -> int:
     asvrun.write_machine_info(name, request.existing)
     config = _config(repo, request, plan)
+    # Where the benchmark processes leave the kernel inventories, filed after each call.
+    spool = repo / ".kernelwatch" / "inventory-spool"
+    plan.settings_env[inventory_file.SPOOL_ENV] = str(spool)
+    if request.existing:
+        plan.settings_env[inventory_file.COMMIT_ENV] = plan.commits[0]
     base = [asv, *(["--config", str(config)] if config else []),
             "run", "--machine", name, "--record-samples", "--show-stderr"]
     # This interpreter, named explicitly (asv's --python=same is the interpreter asv's script
@@ -210,7 +215,14 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: st
     envs = asvrun.environment_names(config or repo / "asv.conf.json", python)
     calls = (planner.plan(plan.results, name, plan.commits, envs, plan.chunks)
              if not request.rerun else [Call(plan.commits, envs, c) for c in plan.chunks])
-    runner = _Calls(repo, request, plan, base, envs, saved=snap.refresh if snap else None)
+    prefixes = asvrun.environment_prefixes(config or repo / "asv.conf.json", python)
+
+    def saved() -> None:
+        inventory_file.collect(spool, plan.results / name, prefixes)
+        if snap is not None:
+            snap.refresh()
+
+    runner = _Calls(repo, request, plan, base, envs, saved=saved)
     with contextlib.ExitStack() as stack:
         if not (request.verbose or request.dry_run):
             path = log_path(repo)

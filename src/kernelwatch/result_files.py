@@ -9,7 +9,9 @@ name that asv itself could never have written is refused before it reaches them.
 The layout asv writes, and nothing else:
 - `benchmarks.json`: asv's list of benchmarks;
 - `<machine>/machine.json`: the machine's facts;
-- `<machine>/<commit[:8]>-<environment>.json`: one commit measured in one environment.
+- `<machine>/<commit[:8]>-<environment>.json`: one commit measured in one environment;
+- `<machine>/<commit[:8]>-<environment>.kernels`: the kernel inventories of that run
+  (kernelwatch.inventory_file), which asv does not read.
 Each is a regular file (never a link) whose content has the shape asv 0.6 writes.
 """
 
@@ -24,6 +26,10 @@ from pathlib import Path, PurePosixPath
 # A machine name is a plain name: it becomes a directory under results/.
 MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RESULT_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.json")
+KERNELS_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.kernels")
+# Kernel names come from compilers and the profiler (C++ templates): any text but control
+# characters; only kernelwatch's pages show them, escaped.
+KERNEL_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,2000}")
 COMMIT = re.compile(r"[0-9a-f]{7,40}")
 # A dotted Python name, as asv names benchmarks ("rope.RopeTime.track_time").
 DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -62,8 +68,10 @@ def kind_of(rel: str) -> str:
             return "machine"
         if RESULT_FILE.fullmatch(parts[1]):
             return "result"
+        if KERNELS_FILE.fullmatch(parts[1]):
+            return "kernels"
     raise Refused(f"{rel}: not a file asv writes (benchmarks.json, <machine>/machine.json, "
-                  "<machine>/<commit>-<environment>.json)")
+                  "<machine>/<commit>-<environment>.json, or its .kernels beside it)")
 
 
 def check_file(root: Path, rel: str) -> dict:
@@ -83,6 +91,8 @@ def check_file(root: Path, rel: str) -> dict:
             _check_benchmarks(data)
         elif kind == "machine":
             _check_machine(data, PurePosixPath(rel).parts[0])
+        elif kind == "kernels":
+            _check_kernels(data)
         else:
             _check_result(data, PurePosixPath(rel).parts[0])
     except Refused as exc:
@@ -217,6 +227,17 @@ def _check_result_row(name: str, row: object) -> None:
                  f"{name}: samples is not a list of numbers per parameter combination")
     _require(cols.get("profile") is None or isinstance(cols.get("profile"), str),
              f"{name}: profile is not text")
+
+
+def _check_kernels(data: object) -> None:
+    _require(isinstance(data, dict), "not an object")
+    for case, entry in data.items():
+        _plain(case, "case", PARAM_VALUE)
+        _require(isinstance(entry, dict) and isinstance(entry.get("kernels"), list)
+                 and all(isinstance(k, str) and KERNEL_NAME.fullmatch(k)
+                         for k in entry["kernels"]), f"{case}: kernels is not a list of names")
+        _plain(entry.get("code_hash", ""), f"{case} code_hash")
+        _plain(entry.get("source", ""), f"{case} source")
 
 
 BENCHMARK_TEXT_FIELDS = ("name", "pretty_name", "unit", "type", "version", "pretty_source")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kernelwatch import detect, fidelity, targets
+from kernelwatch import detect, fidelity, inventory_file, targets, workloads
 from kernelwatch import results as results_mod
 from kernelwatch.asvrun import machine_name
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.gitrepo import find_repo_root, resolve_commit
-from kernelwatch.report import compare
+from kernelwatch.report import compare, explain
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -71,11 +71,22 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
                    f"; measure it first: kernelwatch run {commit[:8]}^!"))
     thresholds = None if factor else fidelity.thresholds(repo).get(machine)
     factor = factor or detect.DEFAULT_FACTOR
-    comparisons = compare.compare(rows, base, head, factor=factor, thresholds=thresholds)
+    comparisons = compare.compare(rows, base, head, factor=factor, thresholds=thresholds,
+                                  gate=workloads.gate_failure)
     if not comparisons:
         raise KernelwatchError("the two have no series in common; run the same selection "
                                "at both")
     print(compare.markdown(comparisons, base, head, factor, thresholds))
+    results = targets.results_dir(repo, library.dist) if target else repo / "results"
+    why = explain.explain(rows, base, head, compare.timed_changes(comparisons),
+                          inventory_file.load_all(results, machine))
+    if why:
+        print("\n#### Where the time went\n")
+        print("\n".join(e.markdown() for e in why))
+    drift = explain.break_even_drift(rows, base, head, workloads.baseline_variant, factor)
+    if drift:
+        print("\n#### Break-even drift (calls to pay back a compile or quantization)\n")
+        print("\n".join(drift))
     worse = [c for c in comparisons if c.mark in compare.WORSE_MARKS]
     if worse:
         print(f"\nkernelwatch: {len(worse)} series worse beyond their threshold "

@@ -1,7 +1,10 @@
 """`kernelwatch compare BASE HEAD`: every series measured at both commits, as markdown for a
 pull-request comment or a CI step summary, significant changes first. The marks are
 `asv compare`'s: `+` worse, `-` better, `!` newly failing, `*` no longer failing, `x` not
-comparable (the benchmark's `version` changed between the two), blank otherwise.
+comparable (the benchmark's `version` changed between the two), blank otherwise. The kernels
+one call launches are a change whenever their count differs, however little the time moved
+(more kernels `+`: a fusion was lost). A faster variant whose output fails its workload's
+quality gate at HEAD is not counted as better.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Comparison:
     # What the case's device check found at either commit (throttled, shared, ...): a
     # change measured so may be the GPU's, not the code's.
     conditions: str = ""
+    param_names: tuple[str, ...] = ()
 
     @property
     def ratio(self) -> float | None:
@@ -46,14 +50,19 @@ def _series(rows: list[Row], machine: str, commit: str) -> dict[tuple, Row]:
             and (r.value is not None or r.failed)}
 
 
+KERNEL_COUNT = ".track_kernel_count"
+
+
 def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             factor: float = detect.DEFAULT_FACTOR,
-            thresholds: dict[str, float] | None = None) -> list[Comparison]:
+            thresholds: dict[str, float] | None = None,
+            gate=None) -> list[Comparison]:
     """Series recorded at `base` and `head`, each a (machine, full commit hash). A series
     with a threshold in `thresholds` (series key -> factor, from `kernelwatch fidelity` on
     the head's machine) is judged at it; the others at `factor`."""
     before, after = _series(rows, *base), _series(rows, *head)
     checks = clocks.flagged_checks(rows)
+    failing = _failing_gates(after.values(), gate)
     out = []
     for key in sorted(before.keys() & after.keys()):
         b, a = before[key], after[key]
@@ -68,6 +77,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             mark = "*"
         elif a.median is None or b.median is None:
             mark = " "
+        elif bench.endswith(KERNEL_COUNT):
+            mark = ("+" if a.median > b.median else "-" if a.median < b.median else " ")
         else:
             change = detect.compare(
                 b.samples or [b.median], a.samples or [a.median],
@@ -76,13 +87,38 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             mark = MARKS[change.flag] if flagged else " "
         notes = [f"{side}: {note}" for side, (machine, commit) in (("base", base), ("head", head))
                  if (note := clocks.note_for(checks, machine, env, commit, bench, params))]
+        conditions = f"device check, {'; '.join(notes)}" if notes else ""
+        reason = failing.get((env, bench.split(".")[0], params))
+        if mark == "-" and reason:
+            mark = " "  # a speedup counts only when the output passes its quality gate
+            conditions = "; ".join(filter(None, [conditions, "faster, not counted: fails its "
+                                                 f"quality gate ({reason})"]))
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark, key_of_series,
-                              "; ".join(notes)))
+                              conditions, tuple(k for k, _ in params)))
     order = {"+": 0, "!": 1, "-": 2, "*": 3, "x": 4, " ": 5}
     out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
     return out
+
+
+def _failing_gates(rows, gate) -> dict[tuple, str]:
+    """{(env, workload, params items): reason} for each case whose quality result fails its
+    workload's gate."""
+    out = {}
+    for r in rows:
+        reason = gate(r.benchmark, r.params, r.value) if gate and r.value is not None else None
+        if reason:
+            out[(r.env_name, r.benchmark.split(".")[0], tuple(r.params.items()))] = reason
+    return out
+
+
+def timed_changes(comparisons: list[Comparison]) -> set[tuple]:
+    """(env, workload, params items) of the cases whose time or kernel count changed."""
+    return {(c.env, c.benchmark.split(".")[0], tuple(zip(c.param_names, c.params.split(", "),
+                                                          strict=False)))
+            for c in comparisons if c.mark in ("+", "-")
+            and (c.unit == "seconds" or c.benchmark.endswith(KERNEL_COUNT))}
 
 
 def _value(v: float | None, unit: str) -> str:
@@ -116,6 +152,6 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
         lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit)} | "
                      f"{_value(c.after, c.unit)} | {ratio} | {threshold:.2f} | "
                      f"`{c.benchmark}` ({c.params})"
-                     + (f" (device check, {c.conditions})" if c.conditions else "")
+                     + (f" ({c.conditions})" if c.conditions else "")
                      + f" | {c.env} |")
     return "\n".join(lines)

@@ -74,7 +74,7 @@ QUICK_TRACKS = ("time", "rel_l2_error")
 # Metric family -> asv class in benchmarks/rope.py (`kernelwatch run --metric FAMILY`).
 BENCHMARKS = {"time": "RopeTime", "compile": "RopeCompile", "memory": "RopeMemory",
               "cuda-memory": "RopeCudaMemory", "accuracy": "RopeAccuracy",
-              "device-check": "RopeDeviceCheck"}
+              "device-check": "RopeDeviceCheck", "kernels": "RopeKernels"}
 # Every variant's calls are captured in a CUDA graph and replayed for device time.
 DEVICE_METHOD = measure.CUDA_GRAPH
 

@@ -1,0 +1,120 @@
+"""Why a series moved: for every case whose time changed between two commits, the change
+split into device time, host time (what a caller pays beyond the device's own work: dispatch,
+guards, the compiled wrapper), compile time, compile health (graph breaks, recompiles) and
+the kernels one call launches; and each variant's break-even (calls to pay back its compile
+or quantization) at both commits, which is a change of its own when it drifts beyond the
+threshold. Reads recorded results only; says in words which part moved where it can tell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kernelwatch import detect
+from kernelwatch.report import break_even
+from kernelwatch.report.format import fmt_seconds
+from kernelwatch.results import Row
+
+# The tracks a case's explanation reads, by the part of the cost they measure.
+DEVICE, CALLER = "track_time", "track_caller_time"
+COMPILE = ("track_cold_compile", "track_warm_compile")
+HEALTH = ("track_graph_breaks", "track_recompiles", "track_unique_graphs")
+KERNELS = "track_kernel_count"
+
+
+@dataclass
+class Explanation:
+    case: str  # "workload (params)"
+    parts: list[str] = field(default_factory=list)  # in words, largest first
+
+    def markdown(self) -> str:
+        return f"- `{self.case}`: " + "; ".join(self.parts)
+
+
+def _case(r: Row) -> tuple:
+    return (r.env_name, r.benchmark.split(".")[0], tuple(r.params.items()))
+
+
+def _by_case(rows: list[Row], machine: str, commit: str) -> dict[tuple, dict[str, Row]]:
+    out: dict[tuple, dict[str, Row]] = {}
+    for r in rows:
+        if r.machine == machine and r.commit == commit and r.median is not None:
+            out.setdefault(_case(r), {})[r.benchmark.rsplit(".", 1)[-1]] = r
+    return out
+
+
+def _delta_seconds(name: str, before: float, after: float) -> str:
+    sign = "+" if after >= before else "-"
+    share = f" ({100 * (after - before) / before:+.0f}%)" if before else ""
+    return f"{name} {sign}{fmt_seconds(abs(after - before))} per call{share}"
+
+
+def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
+            changed: set[tuple], inventories: dict | None = None) -> list[Explanation]:
+    """One explanation per changed case. `changed` holds (env, workload, params items) of
+    the cases whose time changed; `inventories` maps (commit, env, case key) -> the
+    recorded kernel inventory (kernelwatch.inventory's dict) where one was kept."""
+    from kernelwatch import inventory
+
+    before, after = _by_case(rows, *base), _by_case(rows, *head)
+    out = []
+    for key in sorted(changed & before.keys() & after.keys()):
+        b, a = before[key], after[key]
+        env, workload, params = key
+        parts: list[tuple[float, str]] = []  # (weight, words)
+        if DEVICE in b and DEVICE in a:
+            db, da = b[DEVICE].median, a[DEVICE].median
+            parts.append((abs(da - db), _delta_seconds("device", db, da)))
+            if CALLER in b and CALLER in a:
+                hb, ha = b[CALLER].median - db, a[CALLER].median - da
+                if abs(ha - hb) > 0:
+                    parts.append((abs(ha - hb), _delta_seconds("host", max(hb, 1e-12), ha)))
+        for track in COMPILE:
+            if track in b and track in a and b[track].median:
+                cb, ca = b[track].median, a[track].median
+                if abs(ca / cb - 1) > detect.DEFAULT_FACTOR - 1:
+                    parts.append((0.0, f"{track.removeprefix('track_').replace('_', ' ')} "
+                                       f"{fmt_seconds(cb)} -> {fmt_seconds(ca)}"))
+        for track in HEALTH:
+            if track in b and track in a and b[track].median != a[track].median:
+                parts.append((0.0, f"{track.removeprefix('track_').replace('_', ' ')} "
+                                   f"{b[track].median:g} -> {a[track].median:g}"))
+        if KERNELS in b and KERNELS in a and b[KERNELS].median != a[KERNELS].median:
+            words = f"kernels {b[KERNELS].median:g} -> {a[KERNELS].median:g}"
+            inv_b = (inventories or {}).get((base[1], env, _inventory_key(workload, params)))
+            inv_a = (inventories or {}).get((head[1], env, _inventory_key(workload, params)))
+            if inv_b and inv_a:
+                words = inventory.difference(inv_b, inv_a) or words
+            parts.append((float("inf"), words))
+        if parts:
+            parts.sort(key=lambda p: -p[0])
+            out.append(Explanation(f"{workload} ({', '.join(v for _, v in params)})",
+                                   [w for _, w in parts]))
+    return out
+
+
+def _inventory_key(workload: str, params: tuple) -> str:
+    return f"{workload}({', '.join(v for _, v in params)})"
+
+
+def break_even_drift(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
+                     baseline_for, factor: float = detect.DEFAULT_FACTOR) -> list[str]:
+    """Markdown lines for each variant whose break-even moved beyond `factor` between the
+    two commits (or began or stopped paying back)."""
+    def at(machine: str, commit: str) -> dict[tuple, float | None]:
+        picked = [r for r in rows if r.machine == machine and r.commit == commit]
+        return {(f["env"], f["workload"], f["case"], f["variant"]): f["calls"]
+                for f in break_even.rows_of(picked, baseline_for)}
+
+    before, after = at(*base), at(*head)
+    lines = []
+    for key in sorted(before.keys() & after.keys()):
+        b, a = before[key], after[key]
+        if b == a:
+            continue
+        moved = (b is None) != (a is None) or (b and a and max(a / b, b / a) > factor)
+        if moved:
+            show = [("never" if v is None else f"{v:,.0f} calls") for v in (b, a)]
+            lines.append(f"- `{key[1]}` {key[2]}, {key[3]}: break-even {show[0]} -> "
+                         f"{show[1]}")
+    return lines
