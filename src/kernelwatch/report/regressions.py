@@ -43,10 +43,12 @@ def change_table(ch: list[dict]) -> str:
     body = [[c["machine"], c["env"],
              (c["benchmark"], f"../index.html#{c['benchmark']}?machine={c['machine']}"),
              c["params"], c["commits"], fmt_value(c["old"], c["unit"]),
-             fmt_value(c["new"], c["unit"]), c["unit"], f"{c['ratio']:.3f}", c["flag"]]
+             fmt_value(c["new"], c["unit"]), c["unit"], f"{c['ratio']:.3f}", c["flag"],
+             c.get("note", "")]
             for c in ch]
     return html_table(["machine", "env", "benchmark", "params", "commits", "before", "after",
-                       "unit", "after/before", "flag"], body, [c["flag"] for c in ch])
+                       "unit", "after/before", "flag", "what changed"], body,
+                      [c["flag"] for c in ch])
 
 
 def write(html_dir: Path, ch: list[dict], heading: str) -> Path:

@@ -106,13 +106,18 @@ def _case_key(r: Row) -> tuple:
 
 
 def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = None,
-            commit_order: dict[str, int] | None = None) -> list[dict]:
+            commit_order: dict[str, int] | None = None,
+            inventories: dict[tuple, dict] | None = None) -> list[dict]:
     """Each series' newest value against the commit before it, flagged by
     kernelwatch.detect: significant on the samples and beyond the threshold, which is the
     series' own from `kernelwatch fidelity` on its machine (machine -> series key ->
     factor) where measured, else asv.conf.json's 10%. Commits are ordered by
     `commit_order` (hash -> position in the branch's history, oldest 0) where given: commit
-    dates have one-second resolution and can tie; else by date."""
+    dates have one-second resolution and can tie; else by date. A kernel count that differs
+    is a change however little the time moved, with the kernels that went and came as its
+    note (`inventories`: (machine, commit, env, case) -> inventory)."""
+    from kernelwatch import inventory
+
     order = commit_order or {}
     series: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
@@ -132,6 +137,9 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         ratio = new.median / old.median
         if old.version and new.version and old.version != new.version:
             flag = "not comparable"  # the benchmark's code changed: never mixed
+        elif bench.endswith(".track_kernel_count"):
+            flag = ("worse" if new.median > old.median else
+                    "better" if new.median < old.median else "")
         elif new.unit in detect.FLAGGED_UNITS:
             key = detect.series_key(bench, list(new.params.values()))
             factor = (thresholds or {}).get(machine, {}).get(key, detect.DEFAULT_FACTOR)
@@ -139,7 +147,13 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
                                   factor=factor).flag
         else:
             flag = ""
-        out.append({"machine": machine, "env": env_name, "benchmark": bench,
+        case = f"{bench.split('.')[0]}({', '.join(new.params.values())})"
+        inv = inventories or {}
+        before_inv = inv.get((machine, old.commit, env_name, case))
+        after_inv = inv.get((machine, new.commit, env_name, case))
+        note = (inventory.difference(before_inv, after_inv) if before_inv and after_inv
+                and bench.endswith(".track_kernel_count") else "")
+        out.append({"machine": machine, "env": env_name, "benchmark": bench, "note": note,
                     "params": ", ".join(new.params.values()), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,
                     "commits": f"{old.commit[:8]} -> {new.commit[:8]}", "flag": flag,
@@ -194,6 +208,17 @@ def _env_heading(env_rows: list[Row]) -> str:
             f"<p class=env>{html.escape(env_facts)}</p>")
 
 
+def _inventories(results_dir: Path, rows: list[Row]) -> dict[tuple, dict]:
+    """(machine, commit, env, case) -> the kernel inventory kept beside the results."""
+    from kernelwatch import inventory_file
+
+    out = {}
+    for machine in sorted({r.machine for r in rows}):
+        for (commit, env, case), entry in inventory_file.load_all(results_dir, machine).items():
+            out[(machine, commit, env, case)] = entry
+    return out
+
+
 def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = None, *,
           fidelity: FidelityTables | None = None,
           thresholds: dict[str, dict[str, float]] | None = None,
@@ -209,7 +234,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     rows = load(results_dir)
     out_dir = Path(html_dir) / "kernelwatch"
     out_dir.mkdir(parents=True, exist_ok=True)
-    ch = changes(rows, thresholds, commit_order)
+    ch = changes(rows, thresholds, commit_order, _inventories(results_dir, rows))
     flagged = sum(c["flag"] == "worse" for c in ch)
     parts = ["<h1>kernelwatch</h1>", NAV,
              f'<p><a href="regressions.html">Regressions</a>: {flagged} of {len(ch)} '
