@@ -107,10 +107,12 @@ def _shard_merge(a: Path, b: Path) -> str | None:
     if a.suffix != ".json" or a.name in ("machine.json", *MERGED):
         return None
     try:
-        merged = shards.merge_results(json.loads(a.read_text()), json.loads(b.read_text()))
+        theirs = json.loads(b.read_text())
+        merged = shards.merge_results(json.loads(a.read_text()), theirs)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return None if merged is None else json.dumps(merged, indent=None)
+    # Nothing of ours to add: the two differ in something else, which is a conflict.
+    return None if merged is None or merged == theirs else json.dumps(merged, indent=None)
 
 
 def _fetch(work: Path, remote: str, branch: str) -> bool:

@@ -132,11 +132,12 @@ def difference(old: Inventory | dict, new: Inventory | dict) -> str:
         return "same kernels, generated code changed" if old_h != new_h else ""
     gone = [k for k in old_k if k not in new_k]
     came = [k for k in new_k if k not in old_k]
-    words = [f"{len(new_k)} kernel{'s' if len(new_k) != 1 else ''}, was {len(old_k)}"]
+    head = f"{len(new_k)} kernel{'s' if len(new_k) != 1 else ''}, was {len(old_k)}"
+    words = []
     if len(new_k) > len(old_k) and gone:
         words.append(f"lost fusion of {', '.join(gone)}")
     elif gone:
         words.append(f"gone: {', '.join(gone)}")
     if came:
         words.append(f"new: {', '.join(came)}")
-    return "; ".join(words)
+    return head + (": " + "; ".join(words) if words else "")

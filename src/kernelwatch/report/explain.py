@@ -43,9 +43,11 @@ def _by_case(rows: list[Row], machine: str, commit: str) -> dict[tuple, dict[str
     return out
 
 
-def _delta_seconds(name: str, before: float, after: float) -> str:
+def _delta_seconds(name: str, before: float, after: float, whole: float) -> str:
+    """`name` moved from `before` to `after` seconds per call; the share is of `whole`, the
+    whole call's time before (a host part near zero has no meaningful share of its own)."""
     sign = "+" if after >= before else "-"
-    share = f" ({100 * (after - before) / before:+.0f}%)" if before else ""
+    share = f" ({100 * (after - before) / whole:+.0f}% of the call)" if whole else ""
     return f"{name} {sign}{fmt_seconds(abs(after - before))} per call{share}"
 
 
@@ -64,11 +66,12 @@ def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
         parts: list[tuple[float, str]] = []  # (weight, words)
         if DEVICE in b and DEVICE in a:
             db, da = b[DEVICE].median, a[DEVICE].median
-            parts.append((abs(da - db), _delta_seconds("device", db, da)))
+            whole = b[CALLER].median if CALLER in b else db
+            parts.append((abs(da - db), _delta_seconds("device", db, da, whole)))
             if CALLER in b and CALLER in a:
                 hb, ha = b[CALLER].median - db, a[CALLER].median - da
                 if abs(ha - hb) > 0:
-                    parts.append((abs(ha - hb), _delta_seconds("host", max(hb, 1e-12), ha)))
+                    parts.append((abs(ha - hb), _delta_seconds("host", hb, ha, whole)))
         for track in COMPILE:
             if track in b and track in a and b[track].median:
                 cb, ca = b[track].median, a[track].median
