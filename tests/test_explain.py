@@ -1,6 +1,6 @@
 """Why a series moved, end to end with real asv and real torch.compile on the CPU: a test
-workload committed in a clone, then a commit that adds a graph break (inductor's one fused
-kernel becomes two), then a commit that slows only the host side of the call. `compare`
+workload committed in a clone, then a commit that slows only the host side of the call, then
+a commit that adds a graph break (inductor's one fused kernel becomes two). `compare`
 must report the kernel count as a change with the kernels' names, attribute the second
 slowdown to the host, and the site's regressions page must show the kernel change."""
 
@@ -108,12 +108,11 @@ def measured(tmp_path_factory):
         print(r.stdout[-3000:], r.stderr[-3000:])
         return r
 
+    slower_host = WORKLOAD.replace("HOST_WORK = 0", "HOST_WORK = 20000")
     steps = [("fusion: one fused kernel", WORKLOAD),
-             ("fusion: a graph break splits the kernel", WORKLOAD.split("\n\ndef kernel")[0]
-              + BREAK),
-             ("fusion: the caller's wrapper does more host work",
-              (WORKLOAD.split("\n\ndef kernel")[0] + BREAK).replace("HOST_WORK = 0",
-                                                                   "HOST_WORK = 20000"))]
+             ("fusion: the caller's wrapper does more host work", slower_host),
+             ("fusion: a graph break splits the kernel",
+              slower_host.split("\n\ndef kernel")[0] + BREAK)]
     for message, text in steps:
         workload.write_text(text)
         (repo / "benchmarks" / "fusion.py").write_text(BENCHMARKS)
@@ -125,7 +124,7 @@ def measured(tmp_path_factory):
 
 def test_compare_names_the_lost_fusion_as_a_kernel_count_change(measured):
     repo, run = measured
-    r = run("compare", "HEAD~2", "HEAD~1")
+    r = run("compare", "HEAD~1", "HEAD")
     assert r.returncode == 1, r.stdout  # more kernels: worse
     row = next(ln for ln in r.stdout.splitlines() if "track_kernel_count" in ln)
     assert row.startswith("| + | 1 | 2 |")
@@ -135,7 +134,7 @@ def test_compare_names_the_lost_fusion_as_a_kernel_count_change(measured):
 
 def test_compare_attributes_a_host_only_slowdown_to_the_host(measured):
     repo, run = measured
-    r = run("compare", "HEAD~1", "HEAD", "--factor", "1.5")
+    r = run("compare", "HEAD~2", "HEAD~1", "--factor", "1.5")
     why = r.stdout.split("#### Where the time went")[1].strip().splitlines()
     line = next(ln for ln in why if "fusion (tiny, compile)" in ln)
     parts = line.split(": ", 1)[1].split("; ")
