@@ -1,0 +1,170 @@
+"""The run engine (kernelwatch.engine) through real asv in a fresh clone: the quick run over
+the last two commits x the two torch versions, then publish and compare; the per-benchmark
+timeout as the compile budget; an existing environment saved part by part; K processes
+pooled into one result. Slow (minutes): the first run builds two torch environments."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kernelwatch import results as results_mod
+from kernelwatch.report import offline
+from kernelwatch.workloads import rope
+
+from .conftest import git, kernelwatch_exe
+
+pytestmark = pytest.mark.slow
+MACHINE = "kernelwatch-test"
+
+
+def run(cmd, cwd, **env):
+    full_env = {**os.environ, "KERNELWATCH_MACHINE": MACHINE, **env}
+    r = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    print(r.stdout[-4000:], r.stderr[-4000:])
+    return r
+
+
+def test_quick_run_publish_and_compare(clone, isolated_home):
+    # RoPE's quick set at HEAD under both torch versions, then over both commits under
+    # torch 2.13.0 (as make demo runs it); GPTQ's is the test below (one commit, one torch) to
+    # keep CI's time in bounds. The second run measures only the parent (HEAD's results are
+    # recorded), in its own call.
+    quick = [kernelwatch_exe(), "run", "--quick", "--workload", "rope"]
+    assert run([*quick, "HEAD~1..HEAD"], clone).returncode == 0
+    r = run([*quick, "--torch", "2.13.0", "HEAD~2..HEAD"], clone)
+    assert r.returncode == 0
+    assert "part 1 of 2" in r.stdout and "HASHFILE:" in r.stdout
+    assert "selected results already recorded at" in r.stdout  # HEAD's, kept
+    assert "nothing left to measure there" in r.stdout
+    head, parent = git("rev-parse", "HEAD", cwd=clone), git("rev-parse", "HEAD~1", cwd=clone)
+
+    files = [f for f in (clone / "results" / MACHINE).glob("*.json") if f.name != "machine.json"]
+    data = [json.loads(f.read_text()) for f in files]
+    assert {(d["commit_hash"], d["params"]["torch"]) for d in data} == {
+        (head, "2.13.0"), (head, "2.14.1"), (parent, "2.13.0")}
+    for d in data:
+        for key in ("cpu", "num_cpu", "arch", "os", "ram", "gpu", "driver"):
+            assert d["params"].get(key), key
+
+    rows = results_mod.load(clone / "results")
+    by = {(r.commit, r.env["torch"], r.benchmark, tuple(r.params.values())): r for r in rows}
+    for commit, torch_version in ((head, "2.13.0"), (head, "2.14.1"), (parent, "2.13.0")):
+        def value(bench, params=(), c=commit, t=torch_version):
+            return by[(c, t, bench, params)]
+        assert value("environment.Environment.track_torch_threads").value >= 1
+        assert value("environment.Environment.track_cuda_runtime").value is not None
+        assert value("environment.Environment.track_copy_seconds_per_gib").median > 0
+        assert value("environment.Environment.track_matmul_seconds_per_tflop").median > 0
+        for variant in ("eager", "compile", "compile-dynamic"):
+            case = ("tiny", "rotate-half", "float32", variant)
+            assert value("rope.RopeTime.track_time", case).median > 0
+            err = value("rope.RopeAccuracy.track_rel_l2_error", case).value
+            assert err <= rope.REL_L2_TOLERANCE["float32"]
+        compile_case = ("tiny", "rotate-half", "float32", "compile")
+        assert value("rope.RopeCompile.track_cold_compile", compile_case).value > 0.5
+        assert value("rope.RopeCompile.track_recompiles", compile_case).value == 1
+
+    r = run([kernelwatch_exe(), "publish"], clone)
+    assert r.returncode == 0
+    assert (clone / "html" / "index.html").exists()
+    assert offline.external_loads(clone / "html") == []  # works with no network
+
+    # A truncated result file stops publish with its name; --skip-corrupt publishes the rest
+    # and leaves the file exactly as it was.
+    bad = clone / "results" / MACHINE / "0123abcd-truncated.json"
+    bad.write_text('{"version": 2, "results": {')
+    try:
+        stopped = run([kernelwatch_exe(), "publish"], clone)
+        assert stopped.returncode == 2 and str(bad) in stopped.stderr
+        assert "--skip-corrupt" in stopped.stderr
+        rest = run([kernelwatch_exe(), "publish", "--skip-corrupt"], clone)
+        assert rest.returncode == 0 and "left out of the site (unreadable" in rest.stderr
+        assert str(bad) in rest.stderr and bad.read_text() == '{"version": 2, "results": {'
+        assert "torch 2.14.1" in (clone / "html" / "kernelwatch" / "index.html").read_text()
+    finally:
+        bad.unlink()
+    page = (clone / "html" / "kernelwatch" / "index.html").read_text()
+    assert "vs eager" in page and "torch 2.13.0" in page and "torch 2.14.1" in page
+    assert 'href="regressions.html">Regressions</a>:' in page
+    regressions = (clone / "html" / "kernelwatch" / "regressions.html").read_text()
+    assert "change vs previous commit" in regressions
+    assert "asv's detected steps" in regressions
+    roofline = (clone / "html" / "kernelwatch" / "roofline.html").read_text()
+    assert "rope.RopeTime.track_time" in roofline and "% of copy BW" in roofline
+    versions = (clone / "html" / "kernelwatch" / "torch.html").read_text()
+    assert "<th>torch 2.13.0</th><th>torch 2.14.1</th><th>2.14.1 / 2.13.0</th>" in versions
+    assert "rope.RopeTime.track_time</td><td>tiny, rotate-half, float32, compile" in versions
+
+    r = run([sys.executable, "-m", "asv", "compare", "--machine", MACHINE, parent, head], clone)
+    assert r.returncode == 0
+    assert "rope.RopeTime.track_time" in r.stdout and "Change" in r.stdout
+
+
+def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):
+    """A 8 s budget: the eager timing fits, the ~13 s cold compile does not."""
+    regexes = [r"^rope\.RopeTime\.track_time\('tiny', 'rotate-half', 'float32', 'eager'\)$",
+               r"^rope\.RopeCompile\.track_cold_compile\('tiny', 'rotate-half', 'float32', "
+               r"'compile'\)$"]
+    head = git("rev-parse", "HEAD", cwd=clone)
+    cmd = [sys.executable, "-m", "asv", "run", "--machine", MACHINE, "--python=same",
+           "--set-commit-hash", head, "--show-stderr"]
+    for rx in regexes:
+        cmd += ["-b", rx]
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", MACHINE],
+                   cwd=clone, check=True, capture_output=True)
+    r = run(cmd, clone, KERNELWATCH_BENCHMARK_TIMEOUT="8")
+    assert "timed out (timeout 8.0s)" in r.stdout
+    rows = {(r.benchmark, r.params.get("variant")): r
+            for r in results_mod.load(clone / "results") if r.params.get("shape") == "tiny"
+            and r.params.get("form") == "rotate-half" and r.params.get("dtype") == "float32"
+            and r.env_name.startswith("existing")}
+    assert rows[("rope.RopeTime.track_time", "eager")].median > 0
+    assert rows[("rope.RopeCompile.track_cold_compile", "compile")].value is None
+
+
+def test_existing_run_saves_each_part_so_a_cut_run_keeps_what_finished(clone, isolated_home):
+    """asv saves a (commit, environment) only at its end; `--existing` runs one asv call per
+    metric family. Stop the run once the first part is saved: that part is kept, whole."""
+    import signal
+    import time
+
+    cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "gptq", "--shape", "tiny/proj",
+           "--scheme", "w4-sym-g128", "--blocksize", "16", "--variant", "eager",
+           "--metric", "time", "--metric", "first-run", "--metric", "accuracy"]
+    proc = subprocess.Popen(cmd, cwd=clone, env={**os.environ, "KERNELWATCH_MACHINE": MACHINE},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "part 2 of" in line:  # part 1 (time) has finished and been saved
+            time.sleep(3)
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    proc.wait(timeout=60)
+    print("".join(seen[-20:]))
+    assert any("part 1 of 4" in line for line in seen)
+    rows = [r for r in results_mod.load(clone / "results") if r.machine == MACHINE
+            and r.env_name.startswith("existing") and r.params.get("shape") == "tiny/proj"
+            and r.params.get("variant") == "eager" and r.params.get("blocksize") == "16"
+            and r.params.get("scheme") == "w4-sym-g128"]
+    by = {r.benchmark: r for r in rows}
+    assert by["gptq.GptqTime.track_time"].median > 0
+
+
+def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
+    """`--processes 2`: asv measures the benchmark again in a second process and appends its
+    samples (docs/measurement.md: the noise between commits is mostly between processes)."""
+    r = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
+             "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
+             "--param", "variant=eager", "--metric", "time", "--track", "time",
+             "--processes", "2", "--machine", "two-procs"], clone)
+    assert r.returncode == 0, r.stderr
+    assert "process 2 of 2 for each benchmark just measured" in r.stdout
+    case = {"shape": "tiny", "form": "rotate-half", "dtype": "float32", "variant": "eager"}
+    rows = [x for x in results_mod.load(clone / "results") if x.machine == "two-procs"
+            and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
+    assert len(rows) == 1 and len(rows[0].samples) == 60  # 30 samples from each process
