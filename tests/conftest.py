@@ -92,6 +92,11 @@ def write_asv_results(root: Path, machine: str, commits: list[str], bench: str,
     return names
 
 
+def branch_files(bare: Path, branch: str = "kernelwatch-results") -> list[str]:
+    out = git("ls-tree", "-r", "--name-only", branch, cwd=bare)
+    return sorted(out.splitlines())
+
+
 def kernelwatch_exe() -> str:
     """The kernelwatch script of the interpreter running the tests (venv not activated)."""
     sibling = Path(sys.executable).with_name("kernelwatch")

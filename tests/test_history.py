@@ -5,9 +5,10 @@ nothing is copied; remotes are reached by name as well as by path."""
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .conftest import REPO, git, kernelwatch_exe, sh, write_asv_results
+from .conftest import REPO, branch_files, git, kernelwatch_exe, sh, write_asv_results
 
 
 def clone_of(path: Path) -> Path:
@@ -95,3 +96,107 @@ def test_a_remote_is_reached_by_its_name(tmp_path):
     assert r.returncode == 0, r.stderr
     got = {str(p.relative_to(reader / "results")) for p in (reader / "results").rglob("*.json")}
     assert got == expected | {"benchmarks.json"}
+
+
+def test_results_branch_takes_concurrent_writers_and_loses_nothing(tmp_path):
+    """Four runners (two GPU kinds, two runs each) push at once to one bare repository: every
+    file lands; a file already recorded is never replaced; pull rebuilds the union."""
+    bare = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    writers, expected = [], set()
+    for i, machine in enumerate(["gpu-h100", "gpu-h100", "gpu-l4", "gpu-l4"]):
+        w = tmp_path / f"runner{i}"
+        subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(w)],
+                       check=True)
+        commits = [f"{i}{k}" * 20 for k in range(3)]
+        expected |= write_asv_results(w, machine, commits, f"bench{i}")
+        writers.append(w)
+    push = [kernelwatch_exe(), "history", "push", "--remote", str(bare)]
+    with ThreadPoolExecutor(len(writers)) as pool:
+        results = list(pool.map(lambda w: sh(push, w), writers))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    landed = branch_files(bare)
+    assert set(landed) == expected | {"benchmarks.json"}
+    assert len(landed) == len(expected) + 1  # counted: 4 x 3 results + 2 machine files + 1
+    merged = json.loads(git("show", "kernelwatch-results:benchmarks.json", cwd=bare))
+    assert {f"bench{i}.Case.track_time" for i in range(4)} <= set(merged)
+
+    # A second push adds nothing; a different file under a recorded name is not replaced.
+    again = sh(push, writers[0])
+    assert again.returncode == 0 and "0 result files added" in again.stdout
+    clash = writers[0] / "results" / "gpu-h100" / "00000000-env.json"
+    before = git("show", f"kernelwatch-results:gpu-h100/{clash.name}", cwd=bare)
+    data = json.loads(clash.read_text())
+    data["date"] += 1
+    clash.write_text(json.dumps(data))
+    r = sh(push, writers[0])
+    assert r.returncode == 0 and "differs between here and the branch" in r.stderr
+    assert git("show", f"kernelwatch-results:gpu-h100/{clash.name}", cwd=bare) == before
+
+    fresh = tmp_path / "reader"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(fresh)],
+                   check=True)
+    pulled = sh([kernelwatch_exe(), "history", "pull", "--remote", str(bare)], fresh)
+    assert pulled.returncode == 0
+    got = {str(p.relative_to(fresh / "results")) for p in (fresh / "results").rglob("*.json")}
+    assert got == set(landed)
+
+
+def shard_result(root: Path, machine: str, commit: str, measured: dict[int, float]) -> str:
+    """An asv (v2) result file of one shard: GPTQ's time at blocksizes 16/32/64/128, the
+    given combinations measured (index -> seconds), the rest not run (NaN)."""
+    nan = float("nan")
+    columns = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+               "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
+               "samples", "profile"]
+    values = [measured.get(i, nan) for i in range(4)]
+    stats = [measured.get(i) for i in range(4)]
+    row = [values, [["'16'", "'32'", "'64'", "'128'"]], "2", 1, 1.0, stats, stats, stats,
+           stats, [1 if i in measured else None for i in range(4)],
+           [3 if i in measured else None for i in range(4)],
+           [[measured[i]] * 3 if i in measured else None for i in range(4)]]
+    d = root / "results" / machine
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
+    data = {"commit_hash": commit, "env_name": "env", "date": 1, "params": {"machine": machine},
+            "python": "3.11", "requirements": {}, "env_vars": {}, "result_columns": columns,
+            "results": {"gptq.GptqTime.track_time": row}, "durations": {}, "version": 2}
+    name = f"{commit[:8]}-env.json"
+    (d / name).write_text(json.dumps(data))
+    (root / "results" / "benchmarks.json").write_text(json.dumps({"version": 2,
+        "gptq.GptqTime.track_time": {"name": "gptq.GptqTime.track_time", "param_names":
+                                     ["blocksize"], "params": [["'16'", "'32'", "'64'",
+                                                                "'128'"]],
+                                     "unit": "seconds", "version": "2"}}))
+    return f"{machine}/{name}"
+
+
+def test_shards_of_one_commit_merge_on_the_results_branch(tmp_path):
+    """`run --shard K/2` on two runners of one kind writes one result file name each (same
+    machine, commit and environment), with disjoint combinations: pushed at once, the branch
+    holds one file with both shards' values; a pull reads all four."""
+    from kernelwatch import results as results_mod
+
+    bare = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    commit = "c" * 40
+    writers = []
+    for i, measured in enumerate(({0: 0.01, 2: 0.03}, {1: 0.02, 3: 0.04})):
+        w = tmp_path / f"shard{i}"
+        subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(w)],
+                       check=True)
+        name = shard_result(w, "gpu-h100", commit, measured)
+        writers.append(w)
+    push = [kernelwatch_exe(), "history", "push", "--remote", str(bare)]
+    with ThreadPoolExecutor(2) as pool:
+        pushed = list(pool.map(lambda w: sh(push, w), writers))
+    assert all(r.returncode == 0 for r in pushed), [r.stderr for r in pushed]
+    assert not any("differs between here and the branch" in r.stderr for r in pushed)
+    fresh = tmp_path / "reader"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(fresh)],
+                   check=True)
+    assert sh([kernelwatch_exe(), "history", "pull", "--remote", str(bare)], fresh).returncode == 0
+    assert (fresh / "results" / name).is_file()
+    got = {r.params["blocksize"]: r.median for r in results_mod.load(fresh / "results")
+           if r.value is not None}
+    assert got == {"16": 0.01, "32": 0.02, "64": 0.03, "128": 0.04}
