@@ -2,6 +2,7 @@
 one commit, failing on an injected slowdown."""
 
 import os
+import random
 import subprocess
 
 import pytest
@@ -76,3 +77,48 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
     missing = run([kernelwatch_exe(), "compare", "HEAD~1", "HEAD", "--machine", "aa-base"],
                   clone)
     assert missing.returncode == 2 and "no results for commit" in missing.stderr
+
+
+def test_compare_marks_a_changed_benchmark_version_not_comparable_and_a_new_failure():
+    from kernelwatch.report import compare
+    from kernelwatch.results import Row
+
+    def row(commit, bench, samples, version="v1", failed=False):
+        return Row(machine="m", commit=commit, date=0, env_name="env", env={},
+                   benchmark=bench, params={"variant": "eager"}, unit="seconds",
+                   value=None if failed else samples[0], samples=None if failed else samples,
+                   failed=failed, version=version)
+
+    rng = random.Random(4)
+    fast = [1e-3 * (1 + rng.gauss(0, 0.01)) for _ in range(30)]
+    slow = [2e-3 * (1 + rng.gauss(0, 0.01)) for _ in range(30)]
+    rows = [row("a" * 40, "w.T.track_time", fast), row("b" * 40, "w.T.track_time", slow, "v2"),
+            row("a" * 40, "w.T.track_other", fast), row("b" * 40, "w.T.track_other", slow),
+            row("a" * 40, "w.T.track_gone", fast), row("b" * 40, "w.T.track_gone", [], failed=True)]
+    marks = {c.benchmark: c.mark for c in compare.compare(rows, ("m", "a" * 40), ("m", "b" * 40))}
+    assert marks == {"w.T.track_time": "x", "w.T.track_other": "+", "w.T.track_gone": "!"}
+
+
+def test_a_kernel_count_change_is_listed_and_a_gated_speedup_is_not_counted():
+    from kernelwatch.report import compare
+    from kernelwatch.results import Row
+
+    def row(commit, bench, value, variant="compile", unit="seconds"):
+        samples = [value * (1 + i / 1000) for i in range(30)]
+        return Row(machine="m", commit=commit, date=0, env_name="env", env={},
+                   benchmark=bench, params={"variant": variant}, unit=unit, value=value,
+                   samples=samples if unit == "seconds" else None)
+
+    a, b = "a" * 40, "b" * 40
+    rows = [row(a, "w.K.track_kernel_count", 1, unit="count"),
+            row(b, "w.K.track_kernel_count", 2, unit="count"),
+            row(a, "w.T.track_time", 2e-3), row(b, "w.T.track_time", 1e-3),  # 2x faster
+            row(b, "w.A.track_error", 0.5, unit="relative")]
+
+    def gate(bench, params, value):
+        return "error 0.5 > 0.1" if bench.endswith("track_error") and value > 0.1 else None
+
+    found = {c.benchmark: c for c in compare.compare(rows, ("m", a), ("m", b), gate=gate)}
+    assert found["w.K.track_kernel_count"].mark == "+"  # a lost fusion, whatever the time
+    assert found["w.T.track_time"].mark == " "  # faster, but its output fails the gate
+    assert "fails its quality gate (error 0.5 > 0.1)" in found["w.T.track_time"].conditions

@@ -53,22 +53,3 @@ def test_injected_slowdown_adds_its_fraction_of_the_calls_time(monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert 1.3 < slowed / base < 1.8, slowed / base
-
-
-def test_compare_marks_a_changed_benchmark_version_not_comparable_and_a_new_failure():
-    from kernelwatch.report import compare
-    from kernelwatch.results import Row
-
-    def row(commit, bench, samples, version="v1", failed=False):
-        return Row(machine="m", commit=commit, date=0, env_name="env", env={},
-                   benchmark=bench, params={"variant": "eager"}, unit="seconds",
-                   value=None if failed else samples[0], samples=None if failed else samples,
-                   failed=failed, version=version)
-
-    rng = random.Random(4)
-    fast, slow = noisy(rng, 1e-3, 0.01), noisy(rng, 2e-3, 0.01)
-    rows = [row("a" * 40, "w.T.track_time", fast), row("b" * 40, "w.T.track_time", slow, "v2"),
-            row("a" * 40, "w.T.track_other", fast), row("b" * 40, "w.T.track_other", slow),
-            row("a" * 40, "w.T.track_gone", fast), row("b" * 40, "w.T.track_gone", [], failed=True)]
-    marks = {c.benchmark: c.mark for c in compare.compare(rows, ("m", "a" * 40), ("m", "b" * 40))}
-    assert marks == {"w.T.track_time": "x", "w.T.track_other": "+", "w.T.track_gone": "!"}
