@@ -1,0 +1,81 @@
+"""The kernels each compile mode launches for one call, on a GPU: RoPE (llama-3.1-8b, bf16,
+both forms) and the Llama layer (llama-3.2-1b, seq 2048, forward), every variant that runs
+there, through kernelwatch.inventory (inductor's generated modules; the profiler's CUDA
+kernels for eager). One child process per case, so each compiles cold and the inventory
+holds that case's code only. Prints a table; the JSON goes to $OUT or ./gpu-out.
+
+Usage: python3 scripts/inventory_gpu.py [--deadline SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CASES = ([("rope", ("llama-3.1-8b", form, "bfloat16", v))
+          for form in ("rotate-half", "interleaved")
+          for v in ("eager", "compile", "compile-dynamic", "triton")]
+         + [("llama_layer", ("llama-3.2-1b", "2048", "torch", "forward", v))
+            for v in ("eager", "surgical", "full")])
+
+
+def child(workload: str, params: list[str]) -> dict:
+    import torch
+
+    from kernelwatch import inventory
+    from kernelwatch.workloads import llama_layer, rope
+
+    dev = torch.device("cuda")
+    if workload == "rope":
+        case = rope.build_case(*params, dev)
+        call = lambda: case.fn(*case.input_sets[0])  # noqa: E731
+    else:
+        case = llama_layer.build_case(*params, dev)
+        call = case.run
+    t0 = time.perf_counter()
+    found = inventory.of_first_call(call, dev)
+    return {**found.as_dict(), "count": found.count, "seconds": time.perf_counter() - t0}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deadline", type=float, default=150)
+    ap.add_argument("--child", nargs="+")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1:])))
+        return 0
+    out = Path(os.environ.get("OUT", "gpu-out"))
+    out.mkdir(parents=True, exist_ok=True)
+    start, rows = time.monotonic(), []
+    for workload, params in CASES:
+        left = args.deadline - (time.monotonic() - start)
+        if left < 10:
+            rows.append({"workload": workload, "params": params, "skipped": "deadline"})
+            continue
+        try:
+            r = subprocess.run([sys.executable, __file__, "--child", workload, *params],
+                               capture_output=True, text=True, timeout=left)
+            got = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {
+                "error": r.stderr.strip().splitlines()[-1][:200] if r.stderr else "failed"}
+        except subprocess.TimeoutExpired:
+            got = {"error": "deadline"}
+        rows.append({"workload": workload, "params": params, **got})
+    (out / "inventory.json").write_text(json.dumps(rows, indent=1))
+    print("| workload | case | kernels | source | first call s | names |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        names = ", ".join(k[:40] for k in r.get("kernels", [])[:6])
+        print(f"| {r['workload']} | {', '.join(r['params'])} | {r.get('count', '')} | "
+              f"{r.get('source', r.get('error', r.get('skipped', '')))} | "
+              f"{r.get('seconds', 0):.1f} | {names} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
