@@ -1,6 +1,6 @@
 """GPT-2 generate: greedy decoding of N new tokens after a fixed prompt, batch 1.
 
-The write-up this grew from (seeds/gpt2-xl-cpu-quantization.md) compared FP32, PyTorch
+The write-up this grew from (GPT-2 XL quantization on a CPU) compared FP32, PyTorch
 dynamic INT8 and ONNX Runtime INT8 on a CPU and found dynamic INT8 "barely shrinks" the model.
 The cause: GPT-2's layers are `transformers.pytorch_utils.Conv1D`, not `nn.Linear`, so
 `quantize_dynamic` quantized only `lm_head`. Here `int8-dynamic` converts every Conv1D to
@@ -50,6 +50,7 @@ from torch.nn import functional as F
 
 from kernelwatch import measure
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads._case import Case
 
 
 @dataclass(frozen=True)
@@ -565,7 +566,10 @@ class Agreement:
 
 
 @dataclass
-class Gpt2Case:
+class Gpt2Case(Case):
+    """One variant's generator and prompt: a call generates the N new tokens. Its times are
+    the token clock's (`timed_generations`), not a timed loop of calls."""
+
     size: str
     prompt_tokens: int
     new_tokens: int
@@ -574,9 +578,15 @@ class Gpt2Case:
     device: torch.device
     generator: TorchGenerator | OnnxGenerator
 
+    input_sets = ((),)
+    device_method = None
+
     @property
     def prompt(self) -> torch.Tensor:
         return prompt_ids(self.prompt_tokens)
+
+    def call(self) -> list[int]:
+        return self.generate()
 
     def generate(self, on_token: Callable[[], None] | None = None) -> list[int]:
         return self.generator.generate(self.prompt, self.new_tokens, on_token)

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
+from kernelwatch import measure, variants
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads._case import Case
 
 try:
     import triton
@@ -269,7 +271,7 @@ def triton_block(w1: torch.Tensor, hinv1: torch.Tensor, scale: torch.Tensor,
     return tuple(outs)
 
 
-def _check_triton(device: str) -> None:
+def _check_triton(device: torch.device | str) -> None:
     if triton is None:
         raise Unavailable("triton is not installed (it comes with CUDA builds of torch)")
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"
@@ -329,10 +331,18 @@ def relative_output_error(weight: torch.Tensor, quantized: torch.Tensor,
 
 VARIANTS = ("eager", "compile-block", "compile-column", "triton", "llmcompressor",
             "llmcompressor-eager")
-# Compiling a whole block unrolls its column loop: cost grows with the block (NOTES.md), so the
-# sizes between let a run find the largest block that compiles within its budget.
-# Strings: asv params match by repr, and the CLI selects by name.
+# Compiling a whole block unrolls its column loop: its compile cost grows with the block (tens
+# of seconds at 16, hours at 128), so the sizes between let a run find the largest block that
+# compiles within its budget. Strings: asv params match by repr, and the CLI selects by name.
 BLOCKSIZES = ("16", "32", "64", "128")
+# The torch.compile mode of compile-block and compile-column (variants.py), shape-generic as
+# upstream proposed: the column step sees a narrower tail at every column.
+COMPILE_MODE = "compile-dynamic"
+# The column loop runs from the host, so a quantization's time on a GPU is its latency there:
+# CUDA events around plain calls, the GPU's waits for the host included.
+DEVICE_METHOD = measure.CUDA_EVENTS
+
+
 def quality_gate(track: str, params: dict, value: float) -> str | None:
     """The report's gate: output error no worse than eager's beyond the stated tolerance."""
     if track == "track_worse_than_eager" and value:
@@ -410,16 +420,27 @@ def _llmcompressor(eager: bool) -> Callable:
 
 
 @dataclass
-class GptqCase:
+class GptqCase(Case):
+    """One layer and scheme, quantized by the variant: a call quantizes the whole layer once
+    and returns the dequantized weight (it takes no inputs: the weight and Hessian are the
+    case's)."""
+
     shape_name: str
     scheme: Scheme
     blocksize: int
     variant: str
+    device: torch.device
     weight: torch.Tensor
     hessian: torch.Tensor
     held_out: torch.Tensor
     quantize: Callable[[], torch.Tensor]  # runs the variant once; returns the dequantized weight
     compiled_code: object | None  # code object dynamo compiles, for compile health
+
+    input_sets = ((),)
+    device_method = DEVICE_METHOD
+
+    def call(self) -> torch.Tensor:
+        return self.quantize()
 
     def eager_result(self) -> GptqResult:
         return gptq(self.weight, self.hessian, self.scheme, blocksize=self.blocksize)
@@ -453,6 +474,7 @@ def build_case(shape: str, scheme: str, blocksize: str, variant: str, device="cp
     check_choices(PARAMS, {"shape": [shape], "scheme": [scheme], "blocksize": [blocksize],
                            "variant": [variant]}, where="gptq")
     s, sch, bs = SHAPES[shape], SCHEMES[scheme], int(blocksize)
+    device = torch.device(device)
     g = torch.Generator(device=device).manual_seed(seed)
     weight = torch.randn(s.rows, s.cols, generator=g, device=device) * 0.02
     model = ActivationModel.make(s.cols, seed, device)
@@ -460,11 +482,11 @@ def build_case(shape: str, scheme: str, blocksize: str, variant: str, device="cp
     held_out = model.sample(256, seed + 2)
     code = None
     if variant == "compile-block":
-        block_fn = torch.compile(process_block, dynamic=True)
+        block_fn = variants.apply_compile(COMPILE_MODE, process_block, device)
         code = process_block.__code__
     elif variant == "compile-column":
-        block_fn = functools.partial(process_block,
-                                     step=torch.compile(column_step, dynamic=True))
+        block_fn = functools.partial(
+            process_block, step=variants.apply_compile(COMPILE_MODE, column_step, device))
         code = column_step.__code__
     elif variant == "triton":
         _check_triton(device)
@@ -479,9 +501,9 @@ def build_case(shape: str, scheme: str, blocksize: str, variant: str, device="cp
     else:
         def run():
             return gptq(weight, hessian, sch, blocksize=bs, block_fn=block_fn).dequantized
-    return GptqCase(shape, sch, bs, variant, weight, hessian, held_out, run, code)
+    return GptqCase(shape, sch, bs, variant, device, weight, hessian, held_out, run, code)
 
 
 def prime_compile(shape: str, scheme: str, blocksize: str, variant: str, device: str) -> None:
     """Compile and run once (in a child process) to fill the on-disk compile cache."""
-    build_case(shape, scheme, blocksize, variant, device).quantize()
+    build_case(shape, scheme, blocksize, variant, device).run()

@@ -26,6 +26,7 @@ import torch
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import Unavailable, check_choices
+from kernelwatch.workloads._case import Case
 
 try:
     import triton
@@ -56,7 +57,8 @@ FORMS = ("rotate-half", "interleaved")
 DTYPES = ("float32", "bfloat16", "float16")
 # fp32 on the CPU; the half types on the GPU (a bf16 CPU RoPE measures nothing users run).
 DTYPES_BY_DEVICE = {"cpu": ("float32",), "cuda": ("bfloat16", "float16")}
-VARIANTS = ("eager", *variants.COMPILE_VARIANTS, "te-fused", "liger", "triton")
+COMPILED = ("compile", "compile-dynamic", "compile-max-autotune")  # modes of variants.py
+VARIANTS = ("eager", *COMPILED, "te-fused", "liger", "triton")
 
 # asv parameters, in order: benchmarks/rope.py declares them from here and the CLI selects by name.
 PARAMS = {"shape": list(SHAPES), "form": list(FORMS), "dtype": list(DTYPES),
@@ -344,8 +346,9 @@ def _triton(form: str, device: torch.device) -> Callable:
 
 
 @dataclass
-class RopeCase:
-    """Everything one benchmark of one (shape, form, dtype, variant) needs."""
+class RopeCase(Case):
+    """Everything one benchmark of one (shape, form, dtype, variant) needs. A call is
+    `fn(q, k, cos, sin)`; the input sets are the rotated ones."""
 
     shape_name: str
     form: str
@@ -357,9 +360,14 @@ class RopeCase:
     input_sets: list[tuple]
     bytes_moved: int
 
+    device_method = DEVICE_METHOD
+
     @property
     def shape(self) -> RopeShape:
         return SHAPES[self.shape_name]
+
+    def call(self, q, k, cos, sin) -> tuple:
+        return self.fn(q, k, cos, sin)
 
     def fresh_inputs(self, seed: int) -> tuple:
         g = torch.Generator(device=self.device).manual_seed(seed)
@@ -409,9 +417,8 @@ def other_seq_len_inputs(case: RopeCase) -> tuple:
 def prime_compile(shape: str, form: str, dtype: str, variant: str, device: str) -> None:
     """Compile and run once (in a child process) to fill the on-disk compile cache."""
     case = build_case(shape, form, dtype, variant, device)
-    case.fn(*case.input_sets[0])
-    if case.device.type == "cuda":
-        torch.cuda.synchronize()
+    case.run()
+    measure.synchronize(case.device)
 
 
 def device_method_for(params: dict) -> str:
