@@ -1,4 +1,12 @@
-"""Fixtures shared by the benchmark files. Benchmark files declare; kernelwatch measures."""
+"""Fixtures shared by the benchmark files. Benchmark files declare; kernelwatch measures.
+
+A workload's benchmark classes derive from `_Workload` (its params, the timeout, building
+its case) and the mixins below, which measure any case of the one case protocol
+(kernelwatch/workloads/_case.py): `call(*inputs)` over `input_sets` for timing, `run()`
+for memory and compile cost, `first_run()`, and the `device_method` it declares. Leading
+underscores keep asv from collecting these classes themselves; what a class inherits is its
+own (a module-level `params` or `timeout` would leak into every benchmark of the module).
+"""
 
 import functools
 import os
@@ -6,7 +14,7 @@ import sys
 
 import torch
 
-from kernelwatch import environment, measure
+from kernelwatch import environment, measure, variants
 from kernelwatch.errors import Unavailable
 
 # CPU kernels run on this many threads (KERNELWATCH_CPU_THREADS, default 1). Measured by
@@ -14,6 +22,11 @@ from kernelwatch.errors import Unavailable
 # RoPE's median moved 15% between processes (compile-dynamic 12%); on 1 thread, 2.6% and
 # 0.9% (docs/measurement.md). A history needs the stable figure; GPT-2 sets its own.
 CPU_THREADS_ENV = "KERNELWATCH_CPU_THREADS"
+# Seconds one benchmark process may take (asv's `timeout`): import, building the case, a
+# compile and the measuring. A compile that overruns it is recorded as failed for its
+# parameters, and the suite goes on. Read at discovery, so
+# `KERNELWATCH_BENCHMARK_TIMEOUT=120 asv run` works.
+TIMEOUT_ENV = "KERNELWATCH_BENCHMARK_TIMEOUT"
 
 
 def device() -> torch.device:
@@ -44,10 +57,153 @@ def for_asv(samples: measure.Samples) -> dict:
     return samples.for_asv()
 
 
+class _Workload:
+    """The base of a workload's benchmark classes. `class _Rope(_Workload, workload=rope)`
+    takes asv's `params` and `param_names` from the workload's PARAMS; `_build(*params)`
+    builds its case on the benchmark device as `self.case` (on `self.dev`), with the CPU's
+    threads pinned unless the class sets `pin_threads = False`."""
+
+    timeout = float(os.environ.get(TIMEOUT_ENV, "600"))
+    pin_threads = True
+
+    def __init_subclass__(cls, workload=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if workload is not None:
+            cls.workload = workload
+            cls.params = list(workload.PARAMS.values())
+            cls.param_names = list(workload.PARAMS)
+
+    def _build_options(self) -> dict:
+        """Keyword arguments of the workload's build_case for this class (none by default)."""
+        return {}
+
+    def _build(self, *params, **options):
+        self.dev = device()
+        if self.pin_threads:
+            pin_cpu_threads(self.dev)
+        self.case = self.workload.build_case(*params, self.dev,
+                                             **{**self._build_options(), **options})
+
+    def _variant(self, *params) -> str:
+        return params[self.param_names.index("variant")]
+
+
+class _WarmCase:
+    """Setup: build, then one call, so compiling (from a warm cache after the first process)
+    and warm-up stay outside what is measured."""
+
+    def setup(self, *params):
+        self._build(*params)
+        self.case.run()
+        measure.synchronize(self.dev)
+
+
+class _CallTime(_WarmCase):
+    """Seconds per call, rotating through the case's input sets. track_time is the device's
+    own time (measure.time_device) by the method the case declares: on a GPU CUDA-graph
+    replay where the call can be captured, else the profiler's kernel time (or, where the
+    case declares it, CUDA events around plain calls); track_caller_time is what a Python
+    caller pays per call (host clock, no graph, one synchronize per sample). `timed_counts`
+    are the samples and warm-up calls of both: 20 after 3 by default, as a call of a model
+    or a layer lasts milliseconds; {} leaves measure's defaults."""
+
+    unit = "seconds"
+    timed_counts = {"samples": 20, "warmup": 3}
+
+    def track_time(self, *params):
+        return for_asv(measure.time_device(
+            self.case.call, self.case.input_sets, self.dev, method=self.case.device_method,
+            monitor=gpu_monitor(self.dev), **self.timed_counts))
+
+    def track_caller_time(self, *params):
+        return for_asv(measure.time_caller(
+            self.case.call, self.case.input_sets, self.dev, monitor=gpu_monitor(self.dev),
+            **self.timed_counts))
+
+
+class _DeviceCheck:
+    """track_device_check: device time (by the case's method) and caller time of the case
+    taken in turns in one process, with the GPU's SM clock, clock-event reasons and other
+    processes read between samples (measure.check_device_time). The value is environment's
+    flag bits, 0 when nothing is wrong: device time over caller time beyond noise,
+    throttled, power-capped, shared, not observed. The readings go to stderr (asv's log).
+    GPU only: on a CPU both clocks are one."""
+
+    unit = "flags"
+
+    def setup(self, *params):
+        if device().type != "cuda":
+            raise Unavailable("the device-time check needs a CUDA GPU (on a CPU device time "
+                              "and caller time are one clock)")
+        self._build(*params)
+        self.case.run()  # compile (warm cache after the first process) and warm up
+        measure.synchronize(self.dev)
+
+    def track_device_check(self, *params):
+        check = measure.check_device_time(self.case.call, self.case.input_sets, self.dev,
+                                          method=self.case.device_method)
+        print(f"kernelwatch: {check.describe()}", file=sys.stderr)
+        return check.flags
+
+
+class _Peak(_WarmCase):
+    """Peaks during one call (measure.peak_memory), the case's model and inputs included."""
+
+    unit = "bytes"
+
+    def _peak(self):
+        return measure.peak_memory(self.case.run, self.dev)
+
+
+class _PeakMemory(_Peak):
+    """Peak process RSS during one call."""
+
+    def track_peak_rss(self, *params):
+        return self._peak().rss
+
+
+class _PeakCuda(_Peak):
+    """Peak CUDA allocated and reserved bytes during one call (GPU only)."""
+
+    def setup(self, *params):
+        if device().type != "cuda":
+            raise Unavailable("CUDA memory needs a CUDA GPU")
+        super().setup(*params)
+
+    def track_peak_cuda_allocated(self, *params):
+        return self._peak().cuda_allocated
+
+    def track_peak_cuda_reserved(self, *params):
+        return self._peak().cuda_reserved
+
+
+class _PeakCudaMemory(_PeakCuda, _PeakMemory):
+    """Peak CUDA allocated and reserved bytes, and the process's RSS, during one call."""
+
+
+class _FirstRun:
+    """Seconds of the case's first run (`first_run()`: the variant's one-time work and its
+    first call) in a fresh process with fresh inductor and Triton caches: for a compiled
+    variant the cold compile plus one call."""
+
+    unit = "seconds"
+
+    def setup(self, *params):
+        self._build(*params)
+
+    def track_first_run(self, *params):
+        return measure.cold_compile_seconds(self.case.first_run, self.dev)
+
+
 class _CompileHealth:
-    """Dynamo's counters as asv series, for a workload's Compile class that defines
-    `_health()` returning a `kernelwatch.measure.CompileHealth`. (A leading underscore keeps
-    asv from collecting this mixin itself.)"""
+    """Dynamo's counters as asv series, for a class that defines `_health()` returning a
+    `kernelwatch.measure.CompileHealth`. Setup skips variants that are not compiled
+    (variants.is_compiled) and builds the case without calling it."""
+
+    def setup(self, *params):
+        if not variants.is_compiled(self._variant(*params)):
+            raise Unavailable(f"{self._variant(*params)} is not compiled")
+        self._build(*params)
 
     def track_graph_breaks(self, *params):
         return self._health().graph_breaks
@@ -65,124 +221,43 @@ class _CompileHealth:
     track_recompiles.unit = "count"
 
 
-class _CompileCost(_CompileHealth):
-    """Cold compile (fresh inductor cache) and warm compile (FX graph cache filled by a child
-    process) of `self.case.run`, plus dynamo's health, for a workload class that sets
-    `prime_compile = staticmethod(workload.prime_compile)`: the function that compiles the
-    same case in the child, called with the asv params and the device type."""
+class _WarmCompile(_CompileHealth):
+    """Warm compile: the first call with the FX graph cache filled by a child process (the
+    workload's `prime_compile(*params, device_type)`), plus dynamo's health."""
 
     unit = "seconds"
 
-    def track_cold_compile(self, *params):
-        return measure.cold_compile_seconds(self.case.run, self.dev)
-
     def track_warm_compile(self, *params):
-        prime = functools.partial(self.prime_compile, *params, self.dev.type)
+        prime = functools.partial(self.workload.prime_compile, *params, self.dev.type)
         return measure.warm_compile_seconds(self.case.run, prime, self.dev)
 
 
-class _WarmCase:
-    """Setup for a workload class whose `_build(*params)` sets `self.case` (with `run()`)
-    and `self.dev`: build, then one call, so compiling (from a warm cache after the first
-    process) and warm-up stay outside what is measured."""
+class _CompileCost(_WarmCompile):
+    """Cold compile (the first call with fresh inductor and Triton caches) beside the warm
+    compile and dynamo's health."""
 
-    def setup(self, *params):
-        self._build(*params)
-        self.case.run()
-        measure.synchronize(self.dev)
-
-
-class _CallTime(_WarmCase):
-    """Seconds per `self.case.run()`. track_time is the device's own time
-    (measure.time_device): on a GPU by the method the workload class's
-    `_device_method(*params)` names (CUDA-graph replay where the case can be captured, else
-    the profiler's kernel time); track_caller_time is what a Python caller pays per call
-    (host clock, no graph, one synchronize per sample). 20 samples after 3 warm-up calls:
-    a call of a model or a layer lasts milliseconds."""
-
-    unit = "seconds"
-
-    def track_time(self, *params):
-        return for_asv(measure.time_device(
-            self.case.run, [()], self.dev, method=self._device_method(*params), samples=20,
-            warmup=3, monitor=gpu_monitor(self.dev)))
-
-    def track_caller_time(self, *params):
-        return for_asv(measure.time_caller(self.case.run, [()], self.dev, samples=20,
-                                           warmup=3, monitor=gpu_monitor(self.dev)))
-
-
-class _DeviceCheck:
-    """track_device_check: device time (by `_device_method(*params)`) and caller time of
-    the case taken in turns in one process, with the GPU's SM clock, clock-event reasons
-    and other processes read between samples (measure.check_device_time). The value is
-    environment's flag bits, 0 when nothing is wrong: device time over caller time beyond
-    noise, throttled, power-capped, shared, not observed. The readings go to stderr (asv's
-    log). GPU only: on a CPU both clocks are one. Needs `_build(*params)` (self.case.run,
-    self.dev) or a `_checked()` of its own returning (fn, input_sets)."""
-
-    unit = "flags"
-
-    def setup(self, *params):
-        if device().type != "cuda":
-            raise Unavailable("the device-time check needs a CUDA GPU (on a CPU device time "
-                              "and caller time are one clock)")
-        self._build(*params)
-        fn, sets = self._checked()
-        fn(*sets[0])  # compile (warm cache after the first process) and warm up
-        measure.synchronize(self.dev)
-
-    def _checked(self):
-        return self.case.run, [()]
-
-    def track_device_check(self, *params):
-        fn, sets = self._checked()
-        check = measure.check_device_time(fn, sets, self.dev,
-                                          method=self._device_method(*params))
-        print(f"kernelwatch: {check.describe()}", file=sys.stderr)
-        return check.flags
-
-
-class _PeakMemory(_WarmCase):
-    """Peak process RSS during one `self.case.run()`, model and inputs included."""
-
-    unit = "bytes"
-
-    def _peak(self):
-        return measure.peak_memory(self.case.run, self.dev)
-
-    def track_peak_rss(self, *params):
-        return self._peak().rss
-
-
-class _PeakCudaMemory(_PeakMemory):
-    """Peak CUDA allocated and reserved bytes during one `self.case.run()`."""
-
-    def setup(self, *params):
-        if device().type != "cuda":
-            raise Unavailable("CUDA memory needs a CUDA GPU")
-        super().setup(*params)
-
-    def track_peak_cuda_allocated(self, *params):
-        return self._peak().cuda_allocated
-
-    def track_peak_cuda_reserved(self, *params):
-        return self._peak().cuda_reserved
+    def track_cold_compile(self, *params):
+        return measure.cold_compile_seconds(self.case.run, self.dev)
 
 
 class _KernelInventory:
     """The kernels one call launches (kernelwatch.inventory): their count as an asv series,
     their names and the generated code's hash beside the results (kernelwatch.
-    inventory_file), so a lost fusion shows as a change however little the time moved. A
-    workload's class defines `_first_call()` (one call of a case not yet called, so a
-    compiled variant compiles inside it) and `_device`."""
+    inventory_file), so a lost fusion shows as a change however little the time moved. The
+    case is built and not called: a compiled variant compiles inside the counted call."""
 
     unit = "count"
+
+    def setup(self, *params):
+        self._build(*params)
+
+    def _first_call(self):
+        return self.case.run()
 
     def track_kernel_count(self, *params):
         from kernelwatch import inventory, inventory_file
 
-        found = inventory.of_first_call(self._first_call, self._device)
+        found = inventory.of_first_call(self._first_call, self.dev)
         workload = type(self).__module__.rsplit(".", 1)[-1]
         inventory_file.record(f"{workload}({', '.join(map(str, params))})", found.as_dict())
         return found.count

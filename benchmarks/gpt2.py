@@ -7,24 +7,17 @@ which is what isolates each variant's memory. Variants that cannot run here are 
 recorded failure, and the others still run.
 """
 
-import os
-
 from kernelwatch import measure
 from kernelwatch.workloads import gpt2
 
-from .common import device
+from .common import _FirstRun, _Workload, device
 
 
-class _Gpt2:
-    params = list(gpt2.PARAMS.values())
-    param_names = list(gpt2.PARAMS)
-    # The budget per benchmark process: load, quantize or export, compile, and the
-    # generations. GPT-2 XL in fp32 on one core is about 50 s per 100 tokens.
-    timeout = float(os.environ.get("KERNELWATCH_BENCHMARK_TIMEOUT", "600"))
-
-    def _build(self, *params):
-        self.dev = device()
-        self.case = gpt2.build_case(*params, self.dev)
+class _Gpt2(_Workload, workload=gpt2):
+    # Its `threads` parameter sets torch's threads. The process's budget (`timeout`) covers
+    # loading, quantizing or exporting, compiling, and the generations: GPT-2 XL in fp32 on
+    # one core is about 50 s per 100 tokens.
+    pin_threads = False
 
 
 class Gpt2Generate(_Gpt2):
@@ -51,19 +44,12 @@ class Gpt2Generate(_Gpt2):
         return measure.Samples([t for r in runs for t in r.decode_intervals], 1).for_asv()
 
 
-class Gpt2FirstRun(_Gpt2):
-    """Seconds of the first generation in a fresh process with fresh inductor caches: for
-    `compile`, the compile plus one generation (the report turns it into a break-even in
-    tokens); for the others their one-time costs."""
+class Gpt2FirstRun(_FirstRun, _Gpt2):
+    """Seconds of the first generation in a fresh process with fresh inductor caches
+    (common._FirstRun): for `compile`, the compile plus one generation (the report turns it
+    into a break-even in tokens); for the others their one-time costs."""
 
     version = "1"
-    unit = "seconds"
-
-    def setup(self, *params):
-        self._build(*params)
-
-    def track_first_run(self, *params):
-        return measure.cold_compile_seconds(self.case.generate, self.dev)
 
 
 class Gpt2Size(_Gpt2):
@@ -97,7 +83,7 @@ class Gpt2Memory(_Gpt2):
         measure.release_freed_memory()
 
     def _usage(self):
-        return measure.sample_process(self.case.generate)
+        return measure.sample_process(self.case.run)
 
     def track_peak_rss(self, *params):
         return self._usage().peak_rss

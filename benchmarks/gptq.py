@@ -1,125 +1,61 @@
 """GPTQ of one linear layer: time, compile cost and health, CUDA memory, quality.
 
 Each (metric x shape x scheme x blocksize x variant) runs in its own asv process; the class
-`timeout` is the compile budget (compiling a whole block unrolls its column loop, and upstream
-saw hours at block 128), so an overrun fails that parameter only.
+`timeout` is the compile budget (compiling a whole block unrolls its column loop, and
+upstream saw hours at block 128), so an overrun fails that parameter only.
 """
 
-import functools
-import os
-
 from kernelwatch import measure
-from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import gptq
 
-from .common import _CompileHealth, device, pin_cpu_threads
+from .common import _CallTime, _FirstRun, _PeakCuda, _PeakMemory, _WarmCompile, _Workload
 
 
-class _Gptq:
-    params = list(gptq.PARAMS.values())
-    param_names = list(gptq.PARAMS)
-    timeout = float(os.environ.get("KERNELWATCH_BENCHMARK_TIMEOUT", "600"))
-
-    def _build(self, shape, scheme, blocksize, variant):
-        self.dev = device()
-        pin_cpu_threads(self.dev)
-        self.case = gptq.build_case(shape, scheme, blocksize, variant, self.dev)
-
-    def _build_warm(self, *params):
-        """Build, then quantize once: compiles (warm cache after the first process)."""
-        self._build(*params)
-        self.case.quantize()
-        measure.synchronize(self.dev)
+class _Gptq(_Workload, workload=gptq):
+    pass
 
 
-class GptqTime(_Gptq):
-    """Seconds to quantize the layer once (a steady-state call, compiled code warm).
-    Version 2: CPU kernels on one pinned thread (benchmarks/common.py)."""
+class GptqTime(_CallTime, _Gptq):
+    """Seconds to quantize the layer once, compiled code warm (common._CallTime). On a GPU
+    track_time reads CUDA events around the call (the column loop runs from the host, so its
+    time there is its latency) and track_caller_time the host's clock, synchronized once per
+    sample. 10 samples after 1 warm-up: a layer takes milliseconds (tiny, CPU) to seconds
+    (Qwen2.5-3B down_proj, eager)."""
 
-    version = "2"
-    unit = "seconds"
-
-    def setup(self, *params):
-        self._build_warm(*params)
-
-    def track_time(self, *params):
-        # A whole layer is milliseconds (tiny, CPU) to seconds (Qwen2.5-3B down_proj, eager).
-        return measure.time_callable(self.case.quantize, [()], self.dev,
-                                     samples=10, warmup=1).for_asv()
-
-    def track_caller_time(self, *params):
-        """The same call on the host's clock, synchronized once per sample: what a Python
-        caller pays (track_time reads CUDA events on a GPU)."""
-        return measure.time_caller(self.case.quantize, [()], self.dev, samples=10,
-                                   warmup=1).for_asv()
+    version = "2"  # 2: CPU kernels on one pinned thread (common.pin_cpu_threads)
+    timed_counts = {"samples": 10, "warmup": 1}
 
 
-class GptqFirstRun(_Gptq):
+class GptqFirstRun(_FirstRun, _Gptq):
     """The write-up's "first run": seconds of the first quantization in a fresh process, with
-    fresh inductor and Triton caches. For compiled variants that is the cold compile plus one
-    quantization; for `triton` its JIT; for eager just the first call. The report subtracts
-    the steady time (GptqTime) to show the compile overhead. Version 2: one pinned CPU
-    thread."""
+    fresh inductor and Triton caches (common._FirstRun). For compiled variants that is the
+    cold compile plus one quantization; for `triton` its JIT; for eager just the first call.
+    The report subtracts the steady time (GptqTime) to show the compile overhead."""
 
-    version = "2"
-    unit = "seconds"
-
-    def setup(self, *params):
-        self._build(*params)
-
-    def track_first_run(self, *params):
-        return measure.cold_compile_seconds(self.case.quantize, self.dev)
+    version = "2"  # 2: CPU kernels on one pinned thread
 
 
-class GptqCompile(_CompileHealth, _Gptq):
+class GptqCompile(_WarmCompile, _Gptq):
     """Warm compile (FX graph cache filled by a child process), and dynamo's health over one
-    layer (graph breaks, unique graphs, recompiles), for the torch.compile variants."""
+    layer (graph breaks, unique graphs, recompiles), for the torch.compile variants. The
+    cold compile is GptqFirstRun's."""
 
-    version = "2"
-    unit = "seconds"
-
-    def setup(self, shape, scheme, blocksize, variant):
-        if not variant.startswith("compile"):
-            raise Unavailable(f"{variant} is not compiled by torch.compile")
-        self._build(shape, scheme, blocksize, variant)
-
-    def track_warm_compile(self, *params):
-        prime = functools.partial(gptq.prime_compile, *params, self.dev.type)
-        return measure.warm_compile_seconds(self.case.quantize, prime, self.dev)
+    version = "2"  # 2: without the cold compile, which GptqFirstRun records
 
     def _health(self):
-        return measure.compile_health(self.case.compiled_code, [self.case.quantize])
+        return measure.compile_health(self.case.compiled_code, [self.case.run])
 
 
-class GptqMemory(_Gptq):
+class GptqMemory(_PeakMemory, _Gptq):
     """Peak process RSS while quantizing the layer (the CPU's memory figure)."""
 
     version = "1"
-    unit = "bytes"
-
-    def setup(self, *params):
-        self._build_warm(*params)
-
-    def track_peak_rss(self, *params):
-        return measure.peak_memory(self.case.quantize, self.dev).rss
 
 
-class GptqCudaMemory(_Gptq):
+class GptqCudaMemory(_PeakCuda, _Gptq):
     """Peak CUDA allocated and reserved bytes while quantizing the layer."""
 
     version = "1"
-    unit = "bytes"
-
-    def setup(self, *params):
-        if device().type != "cuda":
-            raise Unavailable("CUDA memory needs a CUDA GPU")
-        self._build_warm(*params)
-
-    def track_peak_cuda_allocated(self, *params):
-        return measure.peak_memory(self.case.quantize, self.dev).cuda_allocated
-
-    def track_peak_cuda_reserved(self, *params):
-        return measure.peak_memory(self.case.quantize, self.dev).cuda_reserved
 
 
 class GptqAccuracy(_Gptq):
@@ -131,7 +67,7 @@ class GptqAccuracy(_Gptq):
     def setup(self, *params):
         self._build(*params)
         self.ref = self.case.eager_result()
-        self.quality = self.case.quality(self.case.quantize(), self.ref)
+        self.quality = self.case.quality(self.case.run(), self.ref)
 
     def track_output_error(self, *params):
         """||WX - QX|| / ||WX|| on held-out activations."""

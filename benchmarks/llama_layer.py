@@ -2,14 +2,11 @@
 torch or TransformerEngine linears: time, the compiled region's share, compile cost and
 health, memory, and error against eager and against float64.
 
-Every (metric x shape x seq_len x backend x pass x strategy) runs in its own asv process, so
+Every (metric x shape x seq_len x backend x pass x variant) runs in its own asv process, so
 a compile that overruns `timeout`, or a layer that runs out of memory, fails that one
 parameter only. What cannot run here (TE without transformer_engine, CUDA graphs on a CPU)
 is skipped in `setup` with the reason.
 """
-
-import functools
-import os
 
 from kernelwatch import measure
 from kernelwatch.errors import Unavailable
@@ -21,33 +18,21 @@ from .common import (
     _DeviceCheck,
     _PeakCudaMemory,
     _PeakMemory,
-    device,
-    pin_cpu_threads,
+    _Workload,
 )
 
 
-class _Layer:
-    params = list(llama_layer.PARAMS.values())
-    param_names = list(llama_layer.PARAMS)
-    timeout = float(os.environ.get("KERNELWATCH_BENCHMARK_TIMEOUT", "600"))
-
-    def _build(self, *params, **kw):
-        self.dev = device()
-        pin_cpu_threads(self.dev)
-        self.case = llama_layer.build_case(*params, self.dev, **kw)
-
-    def _device_method(self, shape, seq_len, backend, pass_, strategy):
-        return llama_layer.device_time_method(backend, pass_, strategy)
+class _Layer(_Workload, workload=llama_layer):
+    pass
 
 
 class LayerTime(_CallTime, _Layer):
     """Seconds per call of the pass, device time and caller time (common._CallTime). Device
     time replays CUDA graphs for the torch backend's forward only; autograd,
     reduce-overhead and TE are the profiler's kernel time of plain calls
-    (llama_layer.device_time_method). Version 2: those were CUDA events around one call,
-    which counted the GPU's waits for the host."""
+    (llama_layer.device_time_method)."""
 
-    version = "2"
+    version = "2"  # 2: the uncapturable cases' device time is the profiler's kernel time
 
 
 class LayerDeviceCheck(_DeviceCheck, _Layer):
@@ -58,7 +43,7 @@ class LayerDeviceCheck(_DeviceCheck, _Layer):
 
 
 class LayerCompiledShare(_Layer):
-    """The share of the layer's forward time spent in what the surgical strategy compiles
+    """The share of the layer's forward time spent in what the surgical variant compiles
     (RoPE and the head reshapes), from torch.profiler ranges: the write-up's "tensor ops %".
     Under eager it says how much surgical compilation could at best save; under surgical,
     what is left of it."""
@@ -66,13 +51,13 @@ class LayerCompiledShare(_Layer):
     version = "1"
     unit = "ratio"
 
-    def setup(self, shape, seq_len, backend, pass_, strategy):
-        if strategy not in ("eager", "surgical"):
-            raise Unavailable(f"{strategy} compiles the whole layer (its share is 1)")
+    def setup(self, shape, seq_len, backend, pass_, variant):
+        if variant not in ("eager", "surgical"):
+            raise Unavailable(f"{variant} compiles the whole layer (its share is 1)")
         if pass_ != "forward":
             raise Unavailable("the share is of the forward pass (the backward of the region "
                               "runs in autograd's engine, outside its profiler range)")
-        self._build(shape, seq_len, backend, pass_, strategy, label_regions=True)
+        self._build(shape, seq_len, backend, pass_, variant, label_regions=True)
 
     def track_compiled_share(self, *params):
         return measure.region_share(self.case.run, llama_layer.LAYER_LABEL,
@@ -85,16 +70,10 @@ class LayerCompile(_CompileCost, _Layer):
     a recompile there is the dynamic-shape behaviour a changing sequence length meets."""
 
     version = "1"
-    prime_compile = staticmethod(llama_layer.prime_compile)
-
-    def setup(self, *params):
-        if params[-1] == "eager":
-            raise Unavailable("eager is not compiled")
-        self._build(*params)
 
     def _health(self):
         half = self.case.fresh_inputs(seed=1, seq_len=self.case.seq_len // 2)
-        calls = [self.case.run, self.case.run, functools.partial(self.case.call, *half)]
+        calls = [self.case.run, self.case.run, lambda: self.case.call(*half)]
         return measure.compile_health(llama_layer.compiled_code(self.case), calls)
 
 
@@ -105,7 +84,8 @@ class LayerMemory(_PeakMemory, _Layer):
 
 
 class LayerCudaMemory(_PeakCudaMemory, _Layer):
-    """Peak CUDA allocated and reserved bytes during one call, weights and inputs included."""
+    """Peak CUDA allocated and reserved bytes, and the process's RSS, during one call,
+    weights and inputs included."""
 
     version = "1"
 

@@ -7,47 +7,31 @@ Variants that cannot run here (FP8 without an FP8 GPU, CUDA graphs on a CPU) are
 `setup` with the reason.
 """
 
-import os
-
 from kernelwatch import measure
-from kernelwatch.errors import Unavailable
 from kernelwatch.workloads import vae
 
 from .common import (
     _CallTime,
     _CompileCost,
     _DeviceCheck,
+    _FirstRun,
     _PeakCudaMemory,
     _PeakMemory,
-    device,
-    pin_cpu_threads,
+    _Workload,
 )
 
 
-class _Vae:
-    params = list(vae.PARAMS.values())
-    param_names = list(vae.PARAMS)
-    # Import, model, photographs and a compile of up to 40 blocks (5B decoder) per process.
-    timeout = float(os.environ.get("KERNELWATCH_BENCHMARK_TIMEOUT", "600"))
-
-    def _build(self, config, part, batch, variant, **kw):
-        self.dev = device()
-        pin_cpu_threads(self.dev)
-        self.case = vae.build_case(config, part, batch, variant, self.dev, **kw)
-
-    def _device_method(self, config, part, batch, variant):
-        return vae.device_time_method(variant)
+class _Vae(_Workload, workload=vae):
+    pass
 
 
 class VaeTime(_CallTime, _Vae):
     """Seconds per batch, device time and caller time (common._CallTime). Device time
     replays CUDA graphs except for compile-reduce-overhead, which replays its own graphs,
     and torchao's eager quantized variants: those are the profiler's kernel time of plain
-    calls (vae.device_time_method). ms/image and images/s are derived in the report.
-    Version 2: those were CUDA events around one call, which counted the GPU's waits for
-    the host."""
+    calls (vae.device_time_method). ms/image and images/s are derived in the report."""
 
-    version = "2"
+    version = "2"  # 2: the uncapturable variants' device time is the profiler's kernel time
 
 
 class VaeDeviceCheck(_DeviceCheck, _Vae):
@@ -57,19 +41,15 @@ class VaeDeviceCheck(_DeviceCheck, _Vae):
     version = "1"
 
 
-class VaeFirstRun(_Vae):
+class VaeFirstRun(_FirstRun, _Vae):
     """Seconds of the variant's one-time work plus its first call, in a fresh process with
     fresh compile caches: quantizing, compiling, and the first batch. The report turns it
     (minus eager's first call) into break-even samples."""
 
     version = "1"
-    unit = "seconds"
 
     def setup(self, *params):
         self._build(*params, apply=False)
-
-    def track_first_run(self, *params):
-        return measure.cold_compile_seconds(self.case.first_run, self.dev)
 
 
 class VaeCompile(_CompileCost, _Vae):
@@ -77,12 +57,6 @@ class VaeCompile(_CompileCost, _Vae):
     process) and compile health (graph breaks, graphs, recompiles) over two calls."""
 
     version = "1"
-    prime_compile = staticmethod(vae.prime_compile)
-
-    def setup(self, config, part, batch, variant):
-        if variant not in vae.COMPILE_KWARGS and not variant.endswith("-compile"):
-            raise Unavailable(f"{variant} is not compiled")
-        self._build(config, part, batch, variant)
 
     def _health(self):
         forward = type(self.case.module).forward.__code__
@@ -96,7 +70,8 @@ class VaeMemory(_PeakMemory, _Vae):
 
 
 class VaeCudaMemory(_PeakCudaMemory, _Vae):
-    """Peak CUDA allocated and reserved bytes during one batch, model and inputs included."""
+    """Peak CUDA allocated and reserved bytes, and the process's RSS, during one batch,
+    model and inputs included."""
 
     version = "1"
 

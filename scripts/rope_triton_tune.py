@@ -15,12 +15,13 @@ import sys
 import torch
 
 from kernelwatch import measure
+from kernelwatch.workloads import _rope_triton as kernel
 from kernelwatch.workloads import rope
 
 
 def main() -> None:
     configs = [tuple(int(v) for v in c.split(",")) for c in sys.argv[1:]] or [
-        (rope.TRITON_STEP_ELEMENTS, rope.TRITON_NUM_WARPS, rope.TRITON_PROGRAMS_PER_SM)]
+        (kernel.TRITON_STEP_ELEMENTS, kernel.TRITON_NUM_WARPS, kernel.TRITON_PROGRAMS_PER_SM)]
     dev = torch.device("cuda")
     bandwidth = measure.copy_bandwidth(dev)
     print(f"copy bandwidth {bandwidth / 1e9:.0f} GB/s")
@@ -35,8 +36,8 @@ def main() -> None:
             case = rope.build_case(shape, form, "bfloat16", "triton", dev,
                                    rotate_bytes=4 * measure.l2_cache_bytes(dev))
             for step, warps, per_sm in configs:
-                rope.TRITON_STEP_ELEMENTS, rope.TRITON_NUM_WARPS = step, warps
-                rope.TRITON_PROGRAMS_PER_SM = per_sm
+                kernel.TRITON_STEP_ELEMENTS, kernel.TRITON_NUM_WARPS = step, warps
+                kernel.TRITON_PROGRAMS_PER_SM = per_sm
                 inputs = case.fresh_inputs(seed=step + warps + per_sm)
                 err = measure.accuracy(case.fn(*inputs), rope.reference(form, inputs))
                 assert err.within(rope.REL_L2_TOLERANCE["bfloat16"]), (step, warps, err)

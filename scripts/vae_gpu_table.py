@@ -2,13 +2,14 @@
 
 Through asv, every (metric x batch x variant) is its own process and compiles the model
 again: for the 350M decoder at three batches and ten variants that is hours of compiling.
-Here one child per variant builds the case per batch and measures, with kernelwatch's own
-measuring core and the same case code the asv classes use, what asv would record: device
-time (CUDA-graph replay, or plain calls where the variant cannot be captured) and caller
-time, peak CUDA memory, SSIM/PSNR against eager on fresh photographs, and the first run
-(one-time work plus the first batch; the first batch of a child gets fresh compile caches,
-so its figure is a cold compile). The table is report/vae.py's. Results are written after
-each batch, so a child cut at its deadline keeps what it finished.
+Here one child per variant builds the case per batch and measures what asv would record,
+through the asv classes themselves (benchmark_classes.on_case: their track methods and
+sample counts, on the one built case): device time (CUDA-graph replay, or the profiler's
+kernel time where the variant cannot be captured) and caller time (VaeTime), peak CUDA
+memory (VaeCudaMemory). Beside them, SSIM/PSNR against eager on fresh photographs, and the
+first run (one-time work plus the first batch; the first batch of a child gets fresh
+compile caches, so its figure is a cold compile). The table is report/vae.py's. Results are
+written after each batch, so a child cut at its deadline keeps what it finished.
 
 Usage (on the device, with torchao from .whl): python3 scripts/vae_gpu_table.py
   --config 350M-f16x64 --part decoder --batches 32,8,1 --variants eager,compile,...
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -30,10 +32,18 @@ from pathlib import Path
 
 import torch
 
-from kernelwatch import measure
+from kernelwatch import benchmark_classes, measure
 from kernelwatch.errors import KernelwatchError, Unavailable
 from kernelwatch.report import vae as vae_report
 from kernelwatch.workloads import vae
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _asv(metric: str, case, dev):
+    """The asv class of a metric family, measuring the built case."""
+    cls = benchmark_classes.load(REPO, "vae", vae.BENCHMARKS[metric])
+    return benchmark_classes.on_case(cls, case, dev)
 
 
 def one_variant(config: str, part: str, variant: str, batches: list[str], out: Path) -> None:
@@ -53,13 +63,12 @@ def one_variant(config: str, part: str, variant: str, batches: list[str], out: P
             m["first_run"] = first(lambda c=case, o=outputs: o.append(c.first_run()), dev)
             q = vae.quality(case.reconstruction(outputs.pop()), reference)
             m["ssim"], m["psnr"] = q.ssim, q.psnr
-            graph = vae.device_time_uses_graph(variant)
-            m["time"] = measure.time_device(case.run, [()], dev, samples=20, warmup=3,
-                                            method=vae.device_time_method(variant)).median
-            m["graph"] = graph
-            m["caller_time"] = measure.time_caller(case.run, [()], dev, samples=20,
-                                                   warmup=3).median
-            m["peak_cuda"] = measure.peak_memory(case.run, dev).cuda_allocated
+            params = (config, part, batch, variant)
+            timed = _asv("time", case, dev)
+            m["time"] = statistics.median(timed.track_time(*params)["samples"])
+            m["graph"] = vae.device_time_uses_graph(variant)
+            m["caller_time"] = statistics.median(timed.track_caller_time(*params)["samples"])
+            m["peak_cuda"] = _asv("cuda-memory", case, dev).track_peak_cuda_allocated(*params)
         except Unavailable as exc:
             m["skipped"] = str(exc)
         except (KernelwatchError, RuntimeError) as exc:

@@ -30,7 +30,8 @@ def samples(values, method=measure.CUDA_GRAPH):
 
 def test_device_time_over_caller_time_is_flagged_only_beyond_noise():
     caller = samples([1.66e-3, 1.67e-3, 1.68e-3, 1.65e-3, 1.70e-3], measure.HOST_CLOCK)
-    # The issue's TE case: 2.0 ms "device" against 1.66 ms for the caller.
+    # TE's eager FP8 layer as CUDA events around one call read it: 2.0 ms "device" against
+    # 1.66 ms for the caller.
     assert measure.device_exceeds_caller(samples([2.0e-3, 2.01e-3, 1.99e-3, 2.02e-3]), caller)
     # Within the margin, or overlapping the caller's spread: noise, not a flag.
     assert not measure.device_exceeds_caller(samples([1.69e-3, 1.70e-3, 1.71e-3]), caller)
@@ -110,25 +111,26 @@ def test_kernel_intervals_are_counted_once_where_they_overlap():
 
 def test_each_case_declares_its_device_time_method():
     graph, kernels = measure.CUDA_GRAPH, measure.PROFILER_KERNELS
-    assert llama_layer.device_time_method("torch", "forward", "full") == graph
+    assert llama_layer.device_time_method("torch", "forward", "compile") == graph
     assert llama_layer.device_time_method("torch", "forward-backward", "eager") == kernels
-    assert llama_layer.device_time_method("torch", "forward", "full-reduce-overhead") == kernels
+    assert llama_layer.device_time_method("torch", "forward", "compile-reduce-overhead") == \
+        kernels
     assert llama_layer.device_time_method("te", "forward", "eager") == kernels
     assert rope.device_method_for({"variant": "triton"}) == graph
 
 
 def test_te_full_compilation_is_skipped_with_its_reason():
-    """TE 2.20.2's modules break dynamo: full and full-reduce-overhead are recorded as
-    skipped with the reason (asv: Unavailable in setup), eager and surgical run; a later
-    TE release is tried."""
-    for strategy in ("full", "full-reduce-overhead"):
+    """TE 2.20.2's modules break dynamo: compile and compile-reduce-overhead (the whole
+    layer) are recorded as skipped with the reason (asv: Unavailable in setup), eager and
+    surgical run; a later TE release is tried."""
+    for variant in llama_layer.WHOLE_LAYER:
         with pytest.raises(Unavailable, match="torch.compile of TransformerEngine 2.20.2"):
-            llama_layer.require_te_compilable("2.20.2", strategy)
+            llama_layer.require_te_compilable("2.20.2", variant)
         with pytest.raises(Unavailable, match="InternalTorchDynamoError"):
-            llama_layer.require_te_compilable("2.20.2+cu13", strategy)
-        llama_layer.require_te_compilable("2.21.0", strategy)
-    for strategy in ("eager", "surgical"):
-        llama_layer.require_te_compilable("2.20.2", strategy)
+            llama_layer.require_te_compilable("2.20.2+cu13", variant)
+        llama_layer.require_te_compilable("2.21.0", variant)
+    for variant in ("eager", "surgical"):
+        llama_layer.require_te_compilable("2.20.2", variant)
     assert issubclass(Unavailable, NotImplementedError)  # what asv records as skipped
 
 
@@ -161,7 +163,7 @@ def test_the_reports_show_each_device_clock_and_check():
                  1.662e-3)]
     (table,) = layer_report.tables(rows)
     cells = dict(zip(table.headers, table.rows[0], strict=True))
-    # The issue's figure: version 1 read events around one call, and exceeds the caller's.
+    # Version 1 read events around one call, which can exceed the caller's time.
     assert cells["device clock"] == "events around calls"
     assert cells["check"] == "device time over caller time (no check run)"
     rows[0].version = "2"
@@ -261,9 +263,8 @@ def test_gpu_graph_device_time_agrees_with_tritons_graph_timer():
 
 
 def _non_graph_case():
-    """TE's eager FP8 layer where TransformerEngine imports (the case that CUDA events
-    around one call over-counted), else the torch layer's forward and backward: cases the
-    graph cannot replay."""
+    """TE's eager FP8 layer where TransformerEngine imports, else the torch layer's forward
+    and backward: cases the graph cannot replay (FP8 scaling state, autograd)."""
     try:
         return llama_layer.build_case("llama-3.2-1b", "2048", "te", "forward", "eager", "cuda")
     except Unavailable:
@@ -278,7 +279,7 @@ def test_gpu_profiler_device_time_agrees_with_a_kernel_sum_and_stays_under_calle
     sum within 5%, at or under the caller's time, and the device check clean of that flag
     with the GPU observed."""
     case = _non_graph_case()
-    method = llama_layer.device_time_method(case.backend, case.pass_, case.strategy)
+    method = llama_layer.device_time_method(case.backend, case.pass_, case.variant)
     assert method == measure.PROFILER_KERNELS
     ours = measure.time_device(case.run, [()], case.device, method=method, samples=20,
                                warmup=3)

@@ -49,7 +49,7 @@ class _Fusion:
 
     def setup(self, size, variant):
         torch.set_num_threads(1)
-        self._device = torch.device("cpu")
+        self.dev = torch.device("cpu")
         self.fn = torch.compile(fusion.kernel)
         self.x = torch.randn(4096)
 
@@ -78,7 +78,7 @@ class FusionTime(_Fusion):
         return measure.time_cpu(_wrapped(self.fn), [(self.x,)]).for_asv()
 
 
-class FusionKernels(_KernelInventory, _Fusion):
+class FusionKernels(_Fusion, _KernelInventory):
     version = "1"
 
     def _first_call(self):

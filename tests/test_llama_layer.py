@@ -1,7 +1,7 @@
 """Llama layer: the layer is Hugging Face's LlamaDecoderLayer (checked against it in float64);
-every CPU strategy's output and gradients match eager on fresh inputs, with the float64 error
-reported per strategy; the profiler share; checkpoints; the bad-input messages. The asv path
-is in test_asv_end_to_end.py; the GPU strategies in the tests marked gpu, on the device."""
+every CPU variant's output and gradients match eager on fresh inputs, with the float64 error
+reported per variant; the profiler share; checkpoints; the bad-input messages. The asv path
+is in test_asv_end_to_end.py; the GPU variants in the tests marked gpu, on the device."""
 
 import pytest
 import torch
@@ -15,7 +15,7 @@ from .conftest import requires_cuda
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
-CPU_STRATEGIES = [s for s in llama_layer.STRATEGIES if s not in llama_layer.GPU_ONLY]
+CPU_VARIANTS = [v for v in llama_layer.VARIANTS if v not in llama_layer.GPU_ONLY]
 # fp32 on the CPU: a compiled layer reorders sums, nothing more.
 CPU_REL_L2_VS_EAGER = 1e-5
 
@@ -62,9 +62,9 @@ def test_the_layer_is_hugging_faces_llama_decoder_layer():
 
 
 @pytest.mark.parametrize("pass_", llama_layer.PASSES)
-@pytest.mark.parametrize("strategy", CPU_STRATEGIES)
-def test_each_cpu_strategy_matches_eager_on_fresh_inputs(strategy, pass_, fresh_seed):
-    case = llama_layer.build_case("tiny", "128", "torch", pass_, strategy, "cpu")
+@pytest.mark.parametrize("variant", CPU_VARIANTS)
+def test_each_cpu_variant_matches_eager_on_fresh_inputs(variant, pass_, fresh_seed):
+    case = llama_layer.build_case("tiny", "128", "torch", pass_, variant, "cpu")
     inputs = case.fresh_inputs(seed=fresh_seed)
     got = case.call(*inputs)
     eager = llama_layer.eager_of(case).call(*inputs)
@@ -73,7 +73,7 @@ def test_each_cpu_strategy_matches_eager_on_fresh_inputs(strategy, pass_, fresh_
         got, eager, exact = (got,), (eager,), (exact,)
     out_vs_eager = measure.accuracy(got[0], eager[0])
     out_vs_f64 = measure.accuracy(got[0], exact[0])
-    print(f"{strategy} {pass_}: output rel. L2 vs eager {out_vs_eager.rel_l2:.2g}, "
+    print(f"{variant} {pass_}: output rel. L2 vs eager {out_vs_eager.rel_l2:.2g}, "
           f"vs float64 {out_vs_f64.rel_l2:.2g}")
     assert out_vs_eager.within(CPU_REL_L2_VS_EAGER)
     assert out_vs_f64.within(CPU_REL_L2_VS_EAGER)
@@ -145,14 +145,14 @@ def test_unknown_names_list_the_valid_ones():
     with pytest.raises(KernelwatchError, match="unknown backend 'jax'.*torch, te"):
         llama_layer.build_case("tiny", "128", "jax", "forward", "eager")
     with pytest.raises(KernelwatchError, match="unknown variant 'partial'.*eager, surgical, "
-                                               "full, full-reduce-overhead"):
+                                               "compile, compile-reduce-overhead"):
         llama_layer.build_case("tiny", "128", "torch", "forward", "partial")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 def test_gpu_only_choices_are_skipped_with_the_reason_on_cpu():
     with pytest.raises(Unavailable, match="needs a CUDA GPU: reduce-overhead"):
-        llama_layer.build_case("tiny", "128", "torch", "forward", "full-reduce-overhead")
+        llama_layer.build_case("tiny", "128", "torch", "forward", "compile-reduce-overhead")
     with pytest.raises(Unavailable, match="te backend needs a CUDA GPU"):
         llama_layer.build_case("tiny", "128", "te", "forward", "eager")
 
@@ -160,9 +160,9 @@ def test_gpu_only_choices_are_skipped_with_the_reason_on_cpu():
 def test_table_rows_speedups_gate_and_writeup_figures():
     metrics = {"eager": {"time": 0.042, "caller_time": 0.043, "share": 0.14},
                "surgical": {"time": 0.0355, "caller_time": 0.036, "vs_eager": 0.004},
-               "full": {"time": 0.03, "vs_eager": 0.5}}
+               "compile": {"time": 0.03, "vs_eager": 0.5}}
     rows = layer_report.rows_for("llama-3.2-1b", metrics)
-    assert [r["strategy"] for r in rows] == ["eager", "surgical", "full"]
+    assert [r["variant"] for r in rows] == ["eager", "surgical", "compile"]
     surgical = rows[1]
     assert surgical["speedup_time"] == pytest.approx(0.042 / 0.0355)
     assert surgical["writeup"].startswith("1.184x (14% tensor ops")
@@ -175,13 +175,13 @@ def test_table_rows_speedups_gate_and_writeup_figures():
 @requires_cuda
 @pytest.mark.gpu
 @pytest.mark.parametrize("pass_", llama_layer.PASSES)
-@pytest.mark.parametrize("strategy", llama_layer.STRATEGIES)
-def test_gpu_strategies_match_eager_in_bf16(strategy, pass_, fresh_seed):
-    case = llama_layer.build_case("llama-3.2-1b", "512", "torch", pass_, strategy, "cuda")
+@pytest.mark.parametrize("variant", llama_layer.VARIANTS)
+def test_gpu_variants_match_eager_in_bf16(variant, pass_, fresh_seed):
+    case = llama_layer.build_case("llama-3.2-1b", "512", "torch", pass_, variant, "cuda")
     inputs = case.fresh_inputs(seed=fresh_seed)
     got = case.call(*inputs)
     eager = llama_layer.eager_of(case).call(*inputs)
     got, eager = (got, eager) if pass_ == "forward-backward" else ((got,), (eager,))
     err = measure.accuracy(got, eager)
-    print(f"{strategy} {pass_}: rel. L2 vs eager {err.rel_l2:.3g}, max |diff| {err.max_abs:.3g}")
+    print(f"{variant} {pass_}: rel. L2 vs eager {err.rel_l2:.3g}, max |diff| {err.max_abs:.3g}")
     assert err.within(llama_layer.REL_L2_VS_EAGER_GATE)

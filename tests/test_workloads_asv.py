@@ -123,10 +123,10 @@ def test_vae_tiny_every_cpu_variant_through_asv_and_its_table(clone, isolated_ho
     assert "write-up expects" in r.stdout and "int8-dynamic-compile" in r.stdout
 
 
-def test_llama_layer_tiny_every_strategy_both_passes_through_asv(clone, isolated_home):
+def test_llama_layer_tiny_every_variant_both_passes_through_asv(clone, isolated_home):
     """The tiny Llama layer through real asv in a matrix environment (torch 2.13.0): every
-    strategy, forward and forward+backward, time per call; reduce-overhead is recorded as
-    skipped on the CPU with its reason; then the write-up shaped table. Errors per strategy
+    variant, forward and forward+backward, time per call; reduce-overhead is recorded as
+    skipped on the CPU with its reason; then the write-up shaped table. Errors per variant
     are in test_llama_layer.py."""
     r = run([kernelwatch_exe(), "run", "--workload", "llama_layer", "--metric", "time",
              "--track", "time", "--param", "shape=tiny", "--param", "seq_len=128",
@@ -139,11 +139,11 @@ def test_llama_layer_tiny_every_strategy_both_passes_through_asv(clone, isolated
             and r.params["shape"] == "tiny" and r.params["seq_len"] == "128"
             and r.params["backend"] == "torch"}
     for pass_ in llama_layer.PASSES:
-        for strategy in ("eager", "surgical", "full"):
-            assert rows[(pass_, strategy)].median > 0, (pass_, strategy)
-        assert rows[(pass_, "full-reduce-overhead")].value is None
+        for variant in ("eager", "surgical", "compile"):
+            assert rows[(pass_, variant)].median > 0, (pass_, variant)
+        assert rows[(pass_, "compile-reduce-overhead")].value is None
     log = Path(r.stdout.split("asv's full output is in ")[-1].split()[0]).read_text()
-    assert "full-reduce-overhead needs a CUDA GPU" in log
+    assert "compile-reduce-overhead needs a CUDA GPU" in log
     r = run([kernelwatch_exe(), "report"], clone)
     assert r.returncode == 0
     for pass_ in llama_layer.PASSES:

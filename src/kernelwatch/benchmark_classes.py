@@ -1,7 +1,8 @@
 """The checkout's asv benchmark classes, for the tools that call one outside asv.
 
 `kernelwatch fidelity` and the GPU table scripts measure a case through the very class asv
-runs, so that their figures are asv's (same setup, same sample counts). The classes live in
+runs, so that their figures are asv's (same setup, same sample counts); `on_case` lets a
+script share one built case between the classes of its metrics. The classes live in
 the checkout's `benchmarks/` (asv.conf.json's benchmark_dir), not in the installed package:
 they are loaded from a checkout named explicitly, as asv imports them (a package named after
 the directory, so their relative imports of `.common` work).
@@ -36,3 +37,14 @@ def load(repo: Path | str, workload: str, class_name: str) -> type:
         return getattr(module, class_name)
     except AttributeError:
         raise KernelwatchError(f"{path} has no class {class_name}") from None
+
+
+def on_case(cls: type, case: object, device: object) -> object:
+    """An instance of the benchmark class `cls` measuring `case`, already built on `device`,
+    without running its setup: for a tool that takes several metrics of one case in one
+    process (one compile instead of one per metric), each by the track method asv runs,
+    with that class's sample counts. The classes keep their case as `case` and its device
+    as `dev` (benchmarks/common.py)."""
+    bench = cls()
+    bench.case, bench.dev = case, device
+    return bench

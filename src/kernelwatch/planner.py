@@ -139,6 +139,12 @@ def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[st
         if name in settings:
             env[settings[name]] = value
         elif name in module.PARAMS:
+            renamed = (getattr(module, "RENAMED", None) or {}).get(name, {})
+            if value in renamed and value not in module.PARAMS[name]:
+                raise KernelwatchError(
+                    f"{workload}'s {name} {value!r} is now called {renamed[value]!r} (results "
+                    f"recorded under the old name read under the new one): --param "
+                    f"{name}={renamed[value]}")
             chosen.setdefault(name, []).append(value)
         else:
             raise KernelwatchError(

@@ -300,8 +300,33 @@ def checked_copy(root: Path, dest: Path) -> list[str]:
             (dest / rel).write_text(json.dumps(kept))
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / rel, dest / rel)
+        if kind_of(rel) == "result":
+            # Old parameter values under their new names, so asv's pages draw one series.
+            listed = root / "benchmarks.json"
+            names = ({k: v.get("param_names", []) for k, v in json.loads(
+                listed.read_bytes()).items() if isinstance(v, dict)}
+                if listed.is_file() else {})
+            (dest / rel).write_text(json.dumps(renamed_result(
+                json.loads((root / rel).read_bytes()), names)))
+        else:
+            shutil.copyfile(root / rel, dest / rel)
     return refused
+
+
+def renamed_result(data: dict, param_names: dict[str, list[str]]) -> dict:
+    """An asv result file's content with each benchmark's parameter values that its workload
+    has renamed since (workloads.RENAMED) under their new names."""
+    from kernelwatch import workloads
+
+    results = {}
+    for bench, row in data.get("results", {}).items():
+        names = param_names.get(bench, [])
+        if workloads.renamed_values(bench) and len(row) > 1 and row[1]:
+            row = list(row)
+            row[1] = [[workloads.rename_old_values(bench, {n: v})[n] for v in values]
+                      for n, values in zip(names, row[1], strict=False)] + row[1][len(names):]
+        results[bench] = row
+    return {**data, "results": results}
 
 
 def _benchmark_list(path: Path) -> bool:

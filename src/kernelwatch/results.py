@@ -11,7 +11,7 @@ from pathlib import Path
 from asv import util as asv_util
 from asv.results import Results, iter_results_paths
 
-from kernelwatch import result_files
+from kernelwatch import result_files, workloads
 from kernelwatch.errors import KernelwatchError
 
 
@@ -120,7 +120,8 @@ def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
             rows.append(Row(
                 machine=machine, commit=res.commit_hash, date=res.date or 0,
                 env_name=res.env_name, env=dict(res.params), benchmark=key,
-                params={n: _unquote(v) for n, v in zip(names, combo, strict=False)},
+                params=workloads.rename_old_values(
+                    key, {n: _unquote(v) for n, v in zip(names, combo, strict=False)}),
                 value=value,
                 samples=samp if samp else None, unit=info.get("unit", ""), failed=failed,
                 version=res.benchmark_version.get(key),

@@ -1,8 +1,16 @@
-"""Transformations applied to a workload's plain eager function from outside (gpt-fast's
-habit: the model is plain PyTorch; compile is applied at the call site with its mode).
+"""The one vocabulary of compile modes, applied to a workload's plain eager function from
+outside (gpt-fast's habit: the model is plain PyTorch; compile is applied at the call site
+with its mode). Every `torch.compile` of a workload goes through `apply_compile`.
 
-A workload lists which of these it offers, plus its own special variants (a fused library
-kernel, a quantized form).
+A variant name says how it is compiled, the same way in every workload:
+- a mode of `COMPILE_MODES` ("compile", "compile-dynamic", "compile-max-autotune",
+  "compile-reduce-overhead"): the whole function or module compiled so;
+- "compile-<part>" (GPTQ's "compile-block", "compile-column"): one part compiled;
+- "<transformation>-compile" (the VAE's "fp8-compile"): a library's transformation, then
+  compiled;
+- `SURGICAL`: only the tensor ops between a layer's library kernels compiled.
+A workload lists which of these it offers, beside its own uncompiled variants (a fused
+library kernel, a quantized form).
 """
 
 from __future__ import annotations
@@ -13,8 +21,8 @@ import torch
 
 from kernelwatch.errors import Unavailable
 
-# name -> torch.compile keyword arguments.
-COMPILE_VARIANTS: dict[str, dict] = {
+# mode -> torch.compile keyword arguments.
+COMPILE_MODES: dict[str, dict] = {
     # Specialised per shape, as compiled once for a fixed shape: dynamic=False keeps dynamo
     # from turning the second shape it sees into a shape-generic kernel.
     "compile": {"dynamic": False},
@@ -24,20 +32,29 @@ COMPILE_VARIANTS: dict[str, dict] = {
     # inside the timer's graph capture, so the no-cudagraphs mode is used. Kernel choice is
     # the same.
     "compile-max-autotune": {"dynamic": False, "mode": "max-autotune-no-cudagraphs"},
+    # Inductor's own CUDA graphs: the call replayed from graphs it records.
+    "compile-reduce-overhead": {"dynamic": False, "mode": "reduce-overhead"},
 }
 
 GPU_ONLY = {
     "compile-max-autotune": "max-autotune tunes GPU (Triton) kernel configs; on a CPU it "
     "only adds compile time",
+    "compile-reduce-overhead": "reduce-overhead replays CUDA graphs; on a CPU it is compile",
 }
 
+SURGICAL = "surgical"
 
-def apply_compile(variant: str, fn: Callable, device: torch.device) -> Callable:
-    """Return `fn` compiled as `variant` describes (lazy: compiling happens at first call)."""
-    if variant in GPU_ONLY and device.type != "cuda":
-        raise Unavailable(f"{variant} needs a CUDA GPU: {GPU_ONLY[variant]}")
-    return torch.compile(fn, **COMPILE_VARIANTS[variant])
+
+def apply_compile(mode: str, fn: Callable, device: torch.device | str, *,
+                  fullgraph: bool = False) -> Callable:
+    """Return `fn` compiled in `mode` (lazy: compiling happens at first call); Unavailable
+    where the mode needs a GPU this device is not. `fullgraph`: fail on a graph break
+    rather than run the rest eagerly."""
+    if mode in GPU_ONLY and torch.device(device).type != "cuda":
+        raise Unavailable(f"{mode} needs a CUDA GPU: {GPU_ONLY[mode]}")
+    return torch.compile(fn, fullgraph=fullgraph, **COMPILE_MODES[mode])
 
 
 def is_compiled(variant: str) -> bool:
-    return variant in COMPILE_VARIANTS
+    """Whether any of the variant runs code torch.compile made (the names above)."""
+    return "compile" in variant.split("-") or variant == SURGICAL

@@ -1,5 +1,5 @@
 """The Llama layer table, in the shape of the surgical RoPE compile write-up's
-production table: per layer shape, sequence length, backend and pass, each strategy's time
+production table: per layer shape, sequence length, backend and pass, each variant's time
 (device and caller), speedup over eager, the share of time in the surgically compiled region
 (the write-up's "tensor ops %"), its error against eager and float64, and compile cost, beside
 the write-up's surgical figures.
@@ -22,7 +22,7 @@ TRACKS = {"track_time": "time", "track_caller_time": "caller_time",
           "track_graph_breaks": "graph_breaks",
           "track_peak_cuda_allocated": "peak_cuda", "track_peak_rss": "peak_rss",
           "track_device_check": "check"}
-HEADERS = ["strategy", "ms", "ms (caller)", "speedup", "speedup (caller)", "write-up",
+HEADERS = ["variant", "ms", "ms (caller)", "speedup", "speedup (caller)", "write-up",
            "compiled share", "rel. L2 vs eager", "max |diff| vs eager", "rel. L2 vs fp64",
            "grad rel. L2 vs fp64", "cold compile s", "recompiles", "peak MB", "device clock",
            "check"]
@@ -34,21 +34,21 @@ def _num(v) -> bool:
     return isinstance(v, float | int) and not isinstance(v, bool)
 
 
-def writeup(shape: str, strategy: str) -> str:
+def writeup(shape: str, variant: str) -> str:
     """The write-up's surgical speedup and tensor-ops share for this shape (TE FP8, H100)."""
-    if strategy != "surgical" or shape not in llama_layer.WRITEUP:
+    if variant != "surgical" or shape not in llama_layer.WRITEUP:
         return ""
     speedup, share = llama_layer.WRITEUP[shape]
     return f"{speedup:.3f}x ({share:.0%} tensor ops; TE FP8, H100 PCIe)"
 
 
-def rows_for(shape: str, by_strategy: dict[str, Metrics]) -> list[dict]:
-    eager = by_strategy.get("eager", {})
-    order = {s: i for i, s in enumerate(llama_layer.STRATEGIES)}
+def rows_for(shape: str, by_variant: dict[str, Metrics]) -> list[dict]:
+    eager = by_variant.get("eager", {})
+    order = {s: i for i, s in enumerate(llama_layer.VARIANTS)}
     out = []
-    for strategy in sorted(by_strategy, key=lambda s: order.get(s, len(order))):
-        m = by_strategy[strategy]
-        row: dict = {"strategy": strategy, "failed": "failed" in m.values(), **m}
+    for variant in sorted(by_variant, key=lambda s: order.get(s, len(order))):
+        m = by_variant[variant]
+        row: dict = {"variant": variant, "failed": "failed" in m.values(), **m}
         for clock in ("time", "caller_time"):
             t, base = m.get(clock), eager.get(clock)
             row[f"speedup_{clock}"] = base / t if _num(t) and _num(base) and t else None
@@ -56,7 +56,7 @@ def rows_for(shape: str, by_strategy: dict[str, Metrics]) -> list[dict]:
         gate = m.get("vs_eager")
         row["gate"] = (llama_layer.quality_gate("track_rel_l2_vs_eager", {}, gate)
                        if _num(gate) else None)
-        row["writeup"] = writeup(shape, strategy)
+        row["writeup"] = writeup(shape, variant)
         out.append(row)
     return out
 
@@ -69,7 +69,7 @@ def cells(row: dict) -> list[str]:
     ms = lambda v: f"{v * 1e3:.4g}"  # noqa: E731
     x = lambda v: f"{v:.2f}x"  # noqa: E731
     e = lambda v: f"{v:.2g}"  # noqa: E731
-    return [row["strategy"], f("time", ms), f("caller_time", ms), f("speedup_time", x),
+    return [row["variant"], f("time", ms), f("caller_time", ms), f("speedup_time", x),
             f("speedup_caller_time", x), row["writeup"], f("share", lambda v: f"{v:.1%}"),
             f("vs_eager", e) + (f" ({row['gate']})" if row["gate"] else ""),
             f("max_abs_vs_eager", e), f("vs_float64", e), f("grad_vs_float64", e),
@@ -79,7 +79,7 @@ def cells(row: dict) -> list[str]:
 
 
 def summary(env_rows: list[Row]) -> dict[tuple, dict[str, Metrics]]:
-    """{(shape, seq_len, backend, pass): {strategy: metrics}} from one environment's rows."""
+    """{(shape, seq_len, backend, pass): {variant: metrics}} from one environment's rows."""
     return case_metrics(env_rows, PREFIX, TRACKS, ("shape", "seq_len", "backend", "pass"))
 
 
@@ -87,13 +87,13 @@ def make_tables(cases: dict[tuple, dict[str, Metrics]],
                 labels: dict[tuple, str] | None = None) -> list[Table]:
     shapes = list(llama_layer.SHAPES)
     tables = []
-    for (shape, seq_len, backend, pass_), by_strategy in sorted(
+    for (shape, seq_len, backend, pass_), by_variant in sorted(
             cases.items(), key=lambda kv: (shapes.index(kv[0][0]) if kv[0][0] in shapes
                                            else len(shapes), int(kv[0][1]), kv[0][2:])):
-        rows = rows_for(shape, by_strategy)
+        rows = rows_for(shape, by_variant)
         for row in rows:
             params = {"shape": shape, "seq_len": seq_len, "backend": backend, "pass": pass_,
-                      "variant": row["strategy"]}
+                      "variant": row["variant"]}
             row["clock"] = (labels or {}).get(tuple(sorted(params.items())), "")
             row["check_text"] = clocks.check_text(row.get("check"), row.get("time"),
                                                   row.get("caller_time"),

@@ -30,7 +30,12 @@ What a workload module declares:
   importing it needs beside torch, numpy and psutil: the matrix of a target's environments
   (the library itself is installed with --no-deps). Without it a target environment keeps
   the rest of asv.conf.json's matrix.
-Modules whose names start with `_` are helpers, not workloads.
+- optionally `RENAMED`: {parameter name: {old value: new value}} for values renamed since
+  results were recorded under the old ones; `rename_old_values` reads such results under
+  the new names. Benchmark names and versions never change.
+Each module's case follows one protocol (`workloads/_case.py`), which the benchmark
+classes' shared mixins measure. Modules whose names start with `_` are helpers, not
+workloads.
 """
 
 from __future__ import annotations
@@ -79,9 +84,13 @@ def bytes_for_benchmark(benchmark: str, params: dict) -> int | None:
         return None
 
 
-def _hook(benchmark: str, hook: str):
+def _module_of(benchmark: str) -> ModuleType | None:
     name = benchmark.split(".")[0]
-    return getattr(get(name), hook, None) if name in WORKLOADS else None
+    return get(name) if name in WORKLOADS else None
+
+
+def _hook(benchmark: str, hook: str):
+    return getattr(_module_of(benchmark), hook, None)
 
 
 def flops_for_benchmark(benchmark: str, params: dict) -> int | None:
@@ -106,3 +115,27 @@ def baseline_variant(workload: str, device_type: str) -> str:
         return "eager"
     baseline = getattr(get(workload), "BASELINE", "eager")
     return baseline.get(device_type, "eager") if isinstance(baseline, dict) else baseline
+
+
+def renamed_values(benchmark: str) -> dict[str, dict[str, str]]:
+    """{parameter name: {old value: new value}} of a benchmark's workload ("llama_layer.
+    LayerTime.track_time" -> llama_layer's RENAMED), {} where nothing was renamed."""
+    return getattr(_module_of(benchmark), "RENAMED", None) or {}
+
+
+def rename_old_values(benchmark: str, params: dict) -> dict:
+    """`params` ({parameter name: value}) of a recorded result of `benchmark`, with values
+    renamed since (the workload's RENAMED) under their new names: a new dict, `params`
+    itself untouched. Values may be plain ("full") or quoted as asv writes them in its
+    result files ("'full'"); a quoted value keeps its quotes."""
+    renamed = renamed_values(benchmark)
+    if not renamed:
+        return dict(params)
+    out = {}
+    for name, value in params.items():
+        table = renamed.get(name, {})
+        quote = value[0] if (isinstance(value, str) and len(value) >= 2
+                             and value[0] == value[-1] and value[0] in "'\"") else ""
+        bare = value[1:-1] if quote else value
+        out[name] = f"{quote}{table[bare]}{quote}" if bare in table else value
+    return out

@@ -1,6 +1,6 @@
 """GPT-2 generate: greedy decoding of N new tokens after a fixed prompt, batch 1.
 
-The write-up this grew from (seeds/gpt2-xl-cpu-quantization.md) compared FP32, PyTorch
+The write-up this grew from (GPT-2 XL quantization on a CPU) compared FP32, PyTorch
 dynamic INT8 and ONNX Runtime INT8 on a CPU and found dynamic INT8 "barely shrinks" the model.
 The cause: GPT-2's layers are `transformers.pytorch_utils.Conv1D`, not `nn.Linear`, so
 `quantize_dynamic` quantized only `lm_head`. Here `int8-dynamic` converts every Conv1D to
@@ -34,6 +34,7 @@ Bytes per decoded token: every weight is read once per step, so the floor on a d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -45,11 +46,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from kernelwatch import measure
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads._case import Case
+from kernelwatch.workloads._gpt2_generators import OnnxGenerator, TorchGenerator
+from kernelwatch.workloads._gpt2_onnx import DecoderWithCache as DecoderWithCache
+from kernelwatch.workloads._gpt2_onnx import export_onnx
+from kernelwatch.workloads._gpt2_quantize import conv1d_to_linear as conv1d_to_linear
+from kernelwatch.workloads._gpt2_quantize import (
+    own_weights,
+    quantized_count,
+    torch_ao_dynamic,
+    torchao_quantize,
+)
 
 
 @dataclass(frozen=True)
@@ -201,231 +211,7 @@ def prompt_ids(length: int, device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.tensor([ids], dtype=torch.long, device=device)
 
 
-def conv1d_to_linear(model: nn.Module) -> int:
-    """Replace every `transformers.pytorch_utils.Conv1D` (weight [in, out]) with an
-    `nn.Linear` (weight [out, in]) computing the same; returns how many were replaced.
-    Layer by layer, so at most one layer's weight exists twice."""
-    from transformers.pytorch_utils import Conv1D
-
-    count = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Conv1D):
-                n_in, n_out = child.weight.shape
-                linear = nn.Linear(n_in, n_out, device="meta")
-                linear.weight = nn.Parameter(child.weight.detach().t().contiguous(),
-                                             requires_grad=False)
-                # A copy, not a view of the checkpoint's mapped file: a quantized layer keeps
-                # its bias, and one live view keeps every page of the file resident.
-                linear.bias = nn.Parameter(child.bias.detach().clone(), requires_grad=False)
-                setattr(parent, name, linear)
-                count += 1
-    return count
-
-
-class DecoderWithCache(nn.Module):
-    """GPT-2's forward with the KV cache as explicit tensors, for ONNX: one graph serves the
-    prefill (past length 0, the whole prompt) and every decode step (one token, the past of
-    all earlier ones). It reuses the Hugging Face model's own modules and weights; only the
-    cache plumbing is written out, with the causal mask built from positions so it is right
-    for any (past, new) lengths.
-
-    past_keys / past_values: [n_layer, batch, n_head, past, head_dim];
-    returns logits [batch, new, vocab] and the presents (past + new along dim 3)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        body = model.transformer
-        self.wte, self.wpe, self.blocks, self.ln_f = body.wte, body.wpe, body.h, body.ln_f
-        self.lm_head = model.lm_head
-        self.n_head = model.config.n_head
-
-    def forward(self, input_ids, past_keys, past_values):
-        batch, new = input_ids.shape
-        past = past_keys.shape[3]
-        positions = torch.arange(past, past + new, device=input_ids.device)
-        x = self.wte(input_ids) + self.wpe(positions)
-        mask = torch.arange(past + new, device=x.device)[None, :] <= positions[:, None]
-        width = x.shape[-1]
-        head_dim = width // self.n_head
-        keys, values = [], []
-        for i, block in enumerate(self.blocks):
-            q, k, v = block.attn.c_attn(block.ln_1(x)).split(width, dim=2)
-            q, k, v = (t.view(batch, new, self.n_head, head_dim).transpose(1, 2)
-                       for t in (q, k, v))
-            k = torch.cat([past_keys[i], k], dim=2)
-            v = torch.cat([past_values[i], v], dim=2)
-            keys.append(k)
-            values.append(v)
-            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            x = x + block.attn.c_proj(attn.transpose(1, 2).reshape(batch, new, width))
-            x = x + block.mlp(block.ln_2(x))
-        return self.lm_head(self.ln_f(x)), torch.stack(keys), torch.stack(values)
-
-
 # ----------------------------------------------------------------------------- variants
-
-
-def _own_weights(model: nn.Module) -> None:
-    """Copy the weights a quantization left in float (LayerNorms, an unquantized embedding)
-    out of the checkpoint file. `from_pretrained` maps the safetensors file, and while any
-    one of its tensors lives, every page of the file read during quantization stays
-    resident: GPT-2 small's int8 process showed the whole fp32 file in its RSS."""
-    for module in model.modules():
-        for name, p in module._parameters.items():
-            if p is not None and type(p) is nn.Parameter:
-                module._parameters[name] = nn.Parameter(p.detach().clone(), requires_grad=False)
-        for name, b in module._buffers.items():
-            if b is not None and type(b) is torch.Tensor:
-                module._buffers[name] = b.clone()
-
-
-def _quantized_count(model: nn.Module) -> int:
-    """Modules whose weights are quantized: torch.ao's quantized Linear/Embedding, or a
-    Linear whose weight torchao replaced by a quantized tensor subclass."""
-    count = 0
-    for m in model.modules():
-        cls = type(m)
-        if cls.__module__.startswith("torch.ao.nn.quantized") and cls.__name__ in (
-                "Linear", "Embedding"):
-            count += 1
-        elif isinstance(m, nn.Linear) and type(m.weight) not in (torch.Tensor, nn.Parameter):
-            count += 1
-    return count
-
-
-def _torch_ao_dynamic(model: nn.Module, convert: bool) -> None:
-    try:
-        from torch.ao.quantization import (
-            default_dynamic_qconfig,
-            float_qparams_weight_only_qconfig,
-            quantize_dynamic,
-        )
-    except ImportError as exc:
-        raise Unavailable(f"torch.ao dynamic quantization is gone from this torch ({exc})"
-                          ) from exc
-    if convert:
-        conv1d_to_linear(model)
-        spec = {nn.Linear: default_dynamic_qconfig,
-                nn.Embedding: float_qparams_weight_only_qconfig}
-    else:
-        spec = {nn.Linear}  # the write-up's call: only real nn.Linear modules (lm_head)
-    quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
-
-
-def _torchao(model: nn.Module, variant: str) -> None:
-    try:
-        from torchao.quantization import (
-            Int8DynamicActivationInt8WeightConfig,
-            Int8WeightOnlyConfig,
-            quantize_,
-        )
-    except ImportError as exc:
-        raise Unavailable(f"{variant} needs torchao, which does not import here ({exc}); "
-                          "pip install torchao") from exc
-    conv1d_to_linear(model)
-    cfg = (Int8WeightOnlyConfig() if variant == "torchao-int8-weight-only"
-           else Int8DynamicActivationInt8WeightConfig())
-    quantize_(model, cfg)
-
-
-class _TokenStreamer:
-    """transformers' streamer protocol: `put` gets the prompt first, then each new token
-    (already copied to the host, so the device has finished it); `end` at the finish."""
-
-    def __init__(self, on_token: Callable[[], None]):
-        self.on_token = on_token
-        self.prompt_seen = False
-
-    def put(self, value) -> None:
-        if self.prompt_seen:
-            self.on_token()
-        self.prompt_seen = True
-
-    def end(self) -> None:
-        pass
-
-
-class TorchGenerator:
-    """A (possibly quantized or compiled) `GPT2LMHeadModel`, generating with `generate`."""
-
-    def __init__(self, model: nn.Module, device: torch.device, generate_kwargs: dict,
-                 quantized_modules: int):
-        self.model, self.device = model, device
-        self.generate_kwargs = generate_kwargs
-        self.quantized_modules = quantized_modules
-
-    def generate(self, prompt: torch.Tensor, new_tokens: int,
-                 on_token: Callable[[], None] | None = None) -> list[int]:
-        prompt = prompt.to(self.device)
-        streamer = _TokenStreamer(on_token) if on_token else None
-        with torch.inference_mode():
-            out = self.model.generate(
-                prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                min_new_tokens=new_tokens, max_new_tokens=new_tokens,
-                pad_token_id=self.model.config.eos_token_id, streamer=streamer,
-                **self.generate_kwargs)
-        return out[0, prompt.shape[1]:].tolist()
-
-    def prompt_logits(self, prompt: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.model(prompt.to(self.device)).logits[0].float().cpu()
-
-    def save(self, directory: Path) -> list[Path]:
-        path = Path(directory) / "model.pt"
-        torch.save(self.model.state_dict(), path)
-        return [path]
-
-
-class OnnxGenerator:
-    """Greedy decoding through one ONNX Runtime session of `DecoderWithCache`: the prefill
-    returns the cache, and each step feeds the previous step's presents back."""
-
-    def __init__(self, files: list[Path], threads: int):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # Threads set like torch's: intra-op as the benchmark says, no inter-op pool.
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.files = files
-        self.session = ort.InferenceSession(str(files[0]), options,
-                                            providers=["CPUExecutionProvider"])
-        past = self.session.get_inputs()[1].shape  # [n_layer, 1, n_head, past, head_dim]
-        self.empty_past = (past[0], 1, past[2], 0, past[4])
-        self.quantized_modules = 0
-
-    def _empty(self):
-        import numpy as np
-
-        return np.zeros(self.empty_past, dtype=np.float32)
-
-    def generate(self, prompt: torch.Tensor, new_tokens: int,
-                 on_token: Callable[[], None] | None = None) -> list[int]:
-        import numpy as np
-
-        ids = prompt.cpu().numpy()
-        keys = values = self._empty()
-        out: list[int] = []
-        for _ in range(new_tokens):
-            logits, keys, values = self.session.run(
-                None, {"input_ids": ids, "past_keys": keys, "past_values": values})
-            token = int(logits[0, -1].argmax())
-            out.append(token)
-            if on_token:
-                on_token()
-            ids = np.array([[token]], dtype=np.int64)
-        return out
-
-    def prompt_logits(self, prompt: torch.Tensor) -> torch.Tensor:
-        logits, _, _ = self.session.run(
-            None, {"input_ids": prompt.cpu().numpy(), "past_keys": self._empty(),
-                   "past_values": self._empty()})
-        return torch.from_numpy(logits[0]).float()
-
-    def save(self, directory: Path) -> list[Path]:
-        return self.files  # the exported model is already on disk
 
 
 def _versions() -> str:
@@ -446,49 +232,6 @@ def _export_key(size: str, precision: str) -> str:
     return f"{size}-{precision}-{digest[:16]}"
 
 
-def _export_onnx(size: str, precision: str, target: str) -> None:
-    """Export (and for int8 quantize) into `target`; runs in a child process, so the torch
-    model never adds to the measuring process's memory."""
-    model = load_model(size, torch.float32, torch.device("cpu"))
-    if precision == "int8":
-        # lm_head shares the embedding's matrix. ONNX Runtime's quantizer then quantizes that
-        # one initializer for the Gather and dequantizes all of it for lm_head's MatMul on
-        # every step (lm_head is a third of GPT-2 small's work); its own copy gets an
-        # integer MatMul, as torch.ao's int8-dynamic does.
-        model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())
-    module = DecoderWithCache(model).eval()
-    s = SIZES[size]
-    head_dim = s.n_embd // s.n_head
-    # Example lengths above 1, so torch.export keeps both dims symbolic (0 and 1 specialise).
-    ids = torch.zeros(1, 2, dtype=torch.long)
-    past = torch.zeros(s.n_layer, 1, s.n_head, 3, head_dim)
-    new_dim = torch.export.Dim("new_tokens", min=1, max=1024)
-    past_dim = torch.export.Dim("past", min=0, max=1023)
-    work = Path(target)
-    fp32 = work / "fp32" / "model.onnx"
-    fp32.parent.mkdir(parents=True)
-    with torch.no_grad():
-        torch.onnx.export(
-            module, (ids, past, past.clone()), str(fp32), dynamo=True, external_data=True,
-            input_names=["input_ids", "past_keys", "past_values"],
-            output_names=["logits", "present_keys", "present_values"],
-            dynamic_shapes={"input_ids": {1: new_dim}, "past_keys": {3: past_dim},
-                            "past_values": {3: past_dim}})
-    del model, module
-    if precision == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        out = work / "int8" / "model.onnx"
-        out.parent.mkdir()
-        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8,
-                         use_external_data_format=s.n_layer * s.n_embd ** 2 * 12 > 2e9)
-        shutil.rmtree(fp32.parent)
-    else:
-        (work / "fp32").rename(work / "out")
-        return
-    (work / "int8").rename(work / "out")
-
-
 def onnx_files(size: str, precision: str) -> list[Path]:
     """The exported model's files (the graph first, then its external data), exporting
     first if this torch/onnx/onnxruntime combination has not exported it yet."""
@@ -502,7 +245,10 @@ def onnx_files(size: str, precision: str) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".exporting-"))
         ctx = multiprocessing.get_context("spawn")
-        child = ctx.Process(target=_export_onnx, args=(size, precision, str(work)))
+        # The fp32 model is loaded in the child, so it never adds to this process's memory.
+        load = functools.partial(load_model, size, torch.float32, torch.device("cpu"))
+        child = ctx.Process(target=export_onnx,
+                            args=(load, SIZES[size], precision, str(work)))
         child.start()
         child.join()
         if child.exitcode != 0 or not (work / "out" / "model.onnx").is_file():
@@ -527,11 +273,11 @@ def build_generator(size: str, variant: str, device: torch.device, threads: int)
     model = load_model(size, dtype, device)
     kwargs: dict = {}
     if variant in ("int8-dynamic", "int8-dynamic-as-seed"):
-        _torch_ao_dynamic(model, convert=variant == "int8-dynamic")
-        _own_weights(model)
+        torch_ao_dynamic(model, convert=variant == "int8-dynamic")
+        own_weights(model)
     elif variant.startswith("torchao-"):
-        _torchao(model, variant)
-        _own_weights(model)
+        torchao_quantize(model, variant)
+        own_weights(model)
     elif variant == "compile":
         from transformers import CompileConfig
 
@@ -542,7 +288,7 @@ def build_generator(size: str, variant: str, device: torch.device, threads: int)
             # for other devices (its own tests use it).
             compile_config._compile_all_devices = True
         kwargs = {"cache_implementation": "static", "compile_config": compile_config}
-    return TorchGenerator(model, device, kwargs, _quantized_count(model))
+    return TorchGenerator(model, device, kwargs, quantized_count(model))
 
 
 # ----------------------------------------------------------------------------- a case
@@ -570,7 +316,10 @@ class Agreement:
 
 
 @dataclass
-class Gpt2Case:
+class Gpt2Case(Case):
+    """One variant's generator and prompt: a call generates the N new tokens. Its times are
+    the token clock's (`timed_generations`), not a timed loop of calls."""
+
     size: str
     prompt_tokens: int
     new_tokens: int
@@ -579,9 +328,15 @@ class Gpt2Case:
     device: torch.device
     generator: TorchGenerator | OnnxGenerator
 
+    input_sets = ((),)
+    device_method = None
+
     @property
     def prompt(self) -> torch.Tensor:
         return prompt_ids(self.prompt_tokens)
+
+    def call(self) -> list[int]:
+        return self.generate()
 
     def generate(self, on_token: Callable[[], None] | None = None) -> list[int]:
         return self.generator.generate(self.prompt, self.new_tokens, on_token)

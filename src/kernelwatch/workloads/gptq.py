@@ -13,27 +13,27 @@ The algorithm (arXiv 2210.17323, section 3.4), as upstream runs it:
 
 `process_block` is the column loop over one block: the function upstream proposed compiling
 (`compile-block`). `column_step` is one column of it (`compile-column`), so compile cost does
-not grow with the block size. `triton_block` does the same block in one fused Triton kernel
-(`triton`): each program keeps a tile of rows x block columns in registers and walks the
-columns, so the block costs one launch instead of about ten kernels per column.
+not grow with the block size. `triton_block` (`_gptq_triton.py`) does the same block in one
+fused Triton kernel (`triton`): each program keeps a tile of rows x block columns in
+registers and walks the columns, so the block costs one launch instead of about ten kernels
+per column. llm-compressor's own GPTQ is `llmcompressor` (`_gptq_upstream.py`).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # CPU-only installs: the `triton` variant is skipped with the reason
-    triton = None
+from kernelwatch import measure, variants
+from kernelwatch.errors import KernelwatchError, check_choices
+from kernelwatch.workloads._case import Case
+from kernelwatch.workloads._gptq_triton import check_triton, triton_block
+from kernelwatch.workloads._gptq_triton import triton as triton
+from kernelwatch.workloads._gptq_upstream import llmcompressor_quantizer
+from kernelwatch.workloads._gptq_upstream import pin_mismatch as pin_mismatch
 
 
 @dataclass(frozen=True)
@@ -208,76 +208,6 @@ def round_to_nearest(weight: torch.Tensor, scheme: Scheme) -> torch.Tensor:
     return quantize(weight.float(), scale[:, g_idx], zero[:, g_idx], scheme.qmin, scheme.qmax)[1]
 
 
-# ----------------------------------------------------------------------------- fused kernel
-
-if triton is not None:
-
-    @triton.jit
-    def _gptq_block_kernel(w_ptr, hinv_ptr, scale_ptr, zero_ptr, codes_ptr, deq_ptr, err_ptr,
-                           loss_ptr, rows, stride_w, stride_h, stride_s, stride_o,
-                           qmin, qmax, WIDTH: tl.constexpr, BLOCK_ROWS: tl.constexpr):
-        r = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-        c = tl.arange(0, WIDTH)
-        rmask = r < rows
-        tile = tl.load(w_ptr + r[:, None] * stride_w + c[None, :], mask=rmask[:, None],
-                       other=0.0)
-        for i in range(0, WIDTH):
-            # The column as a vector: a masked row sum adds only zeros to it, so it is exact.
-            w = tl.sum(tl.where(c[None, :] == i, tile, 0.0), axis=1)
-            scale = tl.load(scale_ptr + r * stride_s + i, mask=rmask, other=1.0)
-            zero = tl.load(zero_ptr + r * stride_s + i, mask=rmask, other=0.0)
-            # Same operations, same order as `column_step`, IEEE division (div_rn), and no
-            # fused multiply-add (launched with enable_fp_fusion=False): bit-identical codes.
-            # Round half to even as torch.round does: adding and subtracting 1.5 * 2**23 leaves
-            # no fraction bits (exact below 2**22; larger values are clamped away anyway).
-            # Plain arithmetic, not libdevice.rint, so the Triton interpreter runs it too.
-            x = tl.div_rn(w, scale)
-            q = tl.clamp((x + 12582912.0) - 12582912.0 + zero, qmin, qmax)
-            deq = (q - zero) * scale
-            d = tl.load(hinv_ptr + i * stride_h + i)
-            diff = w - deq
-            err = tl.div_rn(diff, d)
-            out = r * stride_o + i
-            tl.store(codes_ptr + out, q, mask=rmask)
-            tl.store(deq_ptr + out, deq, mask=rmask)
-            tl.store(err_ptr + out, err, mask=rmask)
-            tl.store(loss_ptr + out, tl.div_rn(diff * diff, d * d), mask=rmask)
-            h = tl.load(hinv_ptr + i * stride_h + c)
-            tile = tl.where(c[None, :] > i, tile - err[:, None] * h[None, :], tile)
-
-
-TRITON_BLOCK_ROWS = 16  # rows per program: 16 x 128 fp32 is 16 registers a thread at 4 warps
-
-
-def triton_block(w1: torch.Tensor, hinv1: torch.Tensor, scale: torch.Tensor,
-                 zero: torch.Tensor, qmin: int, qmax: int):
-    """`process_block` as one fused Triton kernel launch (CUDA; or the Triton interpreter on
-    CPU tensors with TRITON_INTERPRET=1, which tests run)."""
-    rows, width = w1.shape
-    if width & (width - 1):
-        raise KernelwatchError(f"the Triton block kernel needs a power-of-two block, not {width}")
-    # Row strides are passed; columns must be unit-stride (slices of row-major tensors are).
-    w1, hinv1 = (t if t.stride(1) == 1 else t.contiguous() for t in (w1, hinv1))
-    outs = [torch.empty(rows, width, device=w1.device, dtype=torch.float32) for _ in range(4)]
-    scale, zero = scale.contiguous(), zero.contiguous()
-    grid = (triton.cdiv(rows, TRITON_BLOCK_ROWS),)
-    _gptq_block_kernel[grid](
-        w1, hinv1, scale, zero, *outs, rows, w1.stride(0), hinv1.stride(0),
-        scale.stride(0), width, float(qmin), float(qmax), WIDTH=width,
-        BLOCK_ROWS=TRITON_BLOCK_ROWS,
-        num_warps=4, enable_fp_fusion=False)
-    return tuple(outs)
-
-
-def _check_triton(device: str) -> None:
-    if triton is None:
-        raise Unavailable("triton is not installed (it comes with CUDA builds of torch)")
-    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-    if torch.device(device).type != "cuda" and not interpreted:
-        raise Unavailable("the fused Triton kernel needs a CUDA GPU "
-                          "(TRITON_INTERPRET=1 runs it on the CPU, slowly, for tests)")
-
-
 # ----------------------------------------------------------------------------- inputs
 
 
@@ -329,10 +259,18 @@ def relative_output_error(weight: torch.Tensor, quantized: torch.Tensor,
 
 VARIANTS = ("eager", "compile-block", "compile-column", "triton", "llmcompressor",
             "llmcompressor-eager")
-# Compiling a whole block unrolls its column loop: cost grows with the block (NOTES.md), so the
-# sizes between let a run find the largest block that compiles within its budget.
-# Strings: asv params match by repr, and the CLI selects by name.
+# Compiling a whole block unrolls its column loop: its compile cost grows with the block (tens
+# of seconds at 16, hours at 128), so the sizes between let a run find the largest block that
+# compiles within its budget. Strings: asv params match by repr, and the CLI selects by name.
 BLOCKSIZES = ("16", "32", "64", "128")
+# The torch.compile mode of compile-block and compile-column (variants.py), shape-generic as
+# upstream proposed: the column step sees a narrower tail at every column.
+COMPILE_MODE = "compile-dynamic"
+# The column loop runs from the host, so a quantization's time on a GPU is its latency there:
+# CUDA events around plain calls, the GPU's waits for the host included.
+DEVICE_METHOD = measure.CUDA_EVENTS
+
+
 def quality_gate(track: str, params: dict, value: float) -> str | None:
     """The report's gate: output error no worse than eager's beyond the stated tolerance."""
     if track == "track_worse_than_eager" and value:
@@ -366,69 +304,28 @@ QUALITY_TOLERANCE = 0.01
 CALIBRATION_SAMPLES = 512
 
 
-def pin_mismatch(dist: str, installed: dict[str, str] | None = None) -> str | None:
-    """Why `dist` should not be trusted here, or None: an installed torch or transformers
-    outside the range its metadata declares (pip enforces that at install time only; an
-    environment whose torch was swapped afterwards still imports it)."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    problems = []
-    for line in metadata.requires(dist) or ():
-        req = Requirement(line)
-        if req.name not in ("torch", "transformers") or req.marker is not None:
-            continue
-        try:
-            version = (installed or {}).get(req.name) or metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            problems.append(f"{req.name} is not installed")
-            continue
-        if not req.specifier.contains(version, prereleases=True):
-            problems.append(f"{req.name} {version} is outside its pin {req.specifier}")
-    if problems:
-        return (f"{dist} {metadata.version(dist)} is not for this environment: "
-                + "; ".join(problems))
-    return None
-
-
-def _llmcompressor(eager: bool) -> Callable:
-    try:
-        from compressed_tensors.quantization import QuantizationArgs
-        from llmcompressor.modifiers.gptq.gptq_quantize import quantize_weight
-    except ImportError as exc:
-        raise Unavailable(
-            f"llmcompressor does not import here ({exc}); it needs torch >=2.10,<=2.14.0 "
-            "and transformers >=5.15,<=5.17: pip install 'kernelwatch[gptq]'"
-        ) from exc
-    problem = pin_mismatch("llmcompressor")
-    if problem:
-        raise Unavailable(problem)
-
-    def run(weight, hessian, scheme, blocksize, percdamp=0.01):
-        # Read by llm-compressor at call time: "1" forces its eager loop over its Triton kernel.
-        os.environ["LLMCOMPRESSOR_DISABLE_GPTQ_TRITON"] = "1" if eager else "0"
-        args = QuantizationArgs(num_bits=scheme.bits, type="int", symmetric=scheme.symmetric,
-                                strategy="group", group_size=scheme.group_size)
-        scale, zero = group_qparams(weight.float(), scheme)
-        out = quantize_weight(weight[None].clone(), hessian[None].clone(), scale[None],
-                              zero[None], None, args, blocksize=blocksize, percdamp=percdamp)
-        return out[0][0]  # dequantized weight
-
-    return run
-
-
 @dataclass
-class GptqCase:
+class GptqCase(Case):
+    """One layer and scheme, quantized by the variant: a call quantizes the whole layer once
+    and returns the dequantized weight (it takes no inputs: the weight and Hessian are the
+    case's)."""
+
     shape_name: str
     scheme: Scheme
     blocksize: int
     variant: str
+    device: torch.device
     weight: torch.Tensor
     hessian: torch.Tensor
     held_out: torch.Tensor
     quantize: Callable[[], torch.Tensor]  # runs the variant once; returns the dequantized weight
     compiled_code: object | None  # code object dynamo compiles, for compile health
+
+    input_sets = ((),)
+    device_method = DEVICE_METHOD
+
+    def call(self) -> torch.Tensor:
+        return self.quantize()
 
     def eager_result(self) -> GptqResult:
         return gptq(self.weight, self.hessian, self.scheme, blocksize=self.blocksize)
@@ -462,6 +359,7 @@ def build_case(shape: str, scheme: str, blocksize: str, variant: str, device="cp
     check_choices(PARAMS, {"shape": [shape], "scheme": [scheme], "blocksize": [blocksize],
                            "variant": [variant]}, where="gptq")
     s, sch, bs = SHAPES[shape], SCHEMES[scheme], int(blocksize)
+    device = torch.device(device)
     g = torch.Generator(device=device).manual_seed(seed)
     weight = torch.randn(s.rows, s.cols, generator=g, device=device) * 0.02
     model = ActivationModel.make(s.cols, seed, device)
@@ -469,28 +367,28 @@ def build_case(shape: str, scheme: str, blocksize: str, variant: str, device="cp
     held_out = model.sample(256, seed + 2)
     code = None
     if variant == "compile-block":
-        block_fn = torch.compile(process_block, dynamic=True)
+        block_fn = variants.apply_compile(COMPILE_MODE, process_block, device)
         code = process_block.__code__
     elif variant == "compile-column":
-        block_fn = functools.partial(process_block,
-                                     step=torch.compile(column_step, dynamic=True))
+        block_fn = functools.partial(
+            process_block, step=variants.apply_compile(COMPILE_MODE, column_step, device))
         code = column_step.__code__
     elif variant == "triton":
-        _check_triton(device)
+        check_triton(device)
         block_fn = triton_block
     else:
         block_fn = process_block
     if variant.startswith("llmcompressor"):
-        upstream = _llmcompressor(eager=variant == "llmcompressor-eager")
+        upstream = llmcompressor_quantizer(group_qparams, eager=variant == "llmcompressor-eager")
 
         def run():
             return upstream(weight, hessian, sch, bs)
     else:
         def run():
             return gptq(weight, hessian, sch, blocksize=bs, block_fn=block_fn).dequantized
-    return GptqCase(shape, sch, bs, variant, weight, hessian, held_out, run, code)
+    return GptqCase(shape, sch, bs, variant, device, weight, hessian, held_out, run, code)
 
 
 def prime_compile(shape: str, scheme: str, blocksize: str, variant: str, device: str) -> None:
     """Compile and run once (in a child process) to fill the on-disk compile cache."""
-    build_case(shape, scheme, blocksize, variant, device).quantize()
+    build_case(shape, scheme, blocksize, variant, device).run()

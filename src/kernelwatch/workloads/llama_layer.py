@@ -1,29 +1,25 @@
-"""One Llama decoder layer: eager against surgical and full compilation, forward and backward,
-with torch linears or TransformerEngine's fused ones.
+"""One Llama decoder layer: eager against surgical and whole-layer compilation, forward and
+backward, with torch linears or TransformerEngine's fused ones.
 
-The write-up this grew from (seeds/te-surgical-rope-compile.md) compiled only RoPE and the
-head reshapes ("surgical"), kept TE's FP8 linears eager, and reported 1.18x / 1.14x / 1.09x
-on layers shaped like Llama 1B / 3B / 8B, with an unexplained max difference of 0.58 against
-eager, no backward pass and one sequence length. This workload measures every strategy on
-the same layer, both passes, and the error of each against eager and against float64, so the
-0.58 can be pinned on compilation or on FP8.
+The write-up this grew from (surgical RoPE compilation in TransformerEngine layers) compiled
+only RoPE and the head reshapes ("surgical"), kept TE's FP8 linears eager, and reported
+1.18x / 1.14x / 1.09x on layers shaped like Llama 1B / 3B / 8B, with an unexplained max
+difference of 0.58 against eager, no backward pass and one sequence length. This workload
+measures every variant on the same layer, both passes, and the error of each against eager
+and against float64, so the 0.58 can be pinned on compilation or on FP8.
 
-The layer, as Hugging Face's LlamaDecoderLayer computes it (gpt-fast's habit: plain PyTorch,
-transformations applied from outside): RMSNorm; one fused QKV projection (bias-free); the
-head reshapes; RoPE in the rotate-half form on q and k (the RoPE workload's
-`rope_rotate_half`); causal SDPA with grouped-query attention (`enable_gqa`, as HF passes it
-when there is no padding mask); the merge of heads and the output projection; a residual;
-RMSNorm; a SwiGLU MLP whose gate and up projections are one fused Linear (TE's LayerNormMLP
-lays its fc1 out the same way); a residual.
+The layer is Hugging Face's LlamaDecoderLayer in plain PyTorch (`_llama_model.py`), the
+transformations applied from outside.
 
 Parameters:
 - `backend`: `torch` (nn.Linear in the model dtype) or `te` (TransformerEngine's
   `LayerNormLinear` for norm+QKV, `Linear` for the output projection, `LayerNormMLP` for
   norm+MLP, under FP8 autocast on GPUs of compute capability >= 8.9), where
   `transformer_engine` imports;
-- `variant` (the compile strategy): `eager`; `surgical` (torch.compile of RoPE and the
-  reshapes only, everything else eager); `full` (the whole layer); `full-reduce-overhead`
-  (the whole layer replayed from CUDA graphs; GPU only);
+- `variant` (how much is compiled, in variants.py's names): `eager`; `surgical`
+  (torch.compile of RoPE and the reshapes only, everything else eager); `compile` (the
+  whole layer); `compile-reduce-overhead` (the whole layer replayed from CUDA graphs; GPU
+  only). Results recorded as `full` and `full-reduce-overhead` read as these (RENAMED);
 - `pass`: `forward` (inference: no autograd) or `forward-backward` (the gradients of the
   input and of every weight for a fixed upstream gradient);
 - `seq_len`: a parameter so that a compiled layer's behaviour when the length changes shows
@@ -41,11 +37,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads._case import Case
+from kernelwatch.workloads._llama_model import (
+    LlamaLayer,
+    TensorOps,
+    TeProjections,
+    TorchProjections,
+    merge_heads,
+    release,
+    split_heads,
+    te_version,
+    transformer_engine,
+)
 from kernelwatch.workloads.rope import RopeShape, cos_sin, rope_rotate_half
 
 
@@ -77,24 +83,24 @@ SHAPES: dict[str, LayerShape] = {
 SEQ_LENS = ("128", "512", "2048")
 BACKENDS = ("torch", "te")
 PASSES = ("forward", "forward-backward")
-STRATEGIES = ("eager", "surgical", "full", "full-reduce-overhead")
-GPU_ONLY = {"full-reduce-overhead": "reduce-overhead replays CUDA graphs; on a CPU it is full"}
-# The surgical strategy's compile mode: shape-specialised, as the timed shape is fixed.
-SURGICAL_COMPILE = variants.COMPILE_VARIANTS["compile"]
-FULL_COMPILE: dict[str, dict] = {
-    "full": variants.COMPILE_VARIANTS["compile"],
-    "full-reduce-overhead": {"dynamic": False, "mode": "reduce-overhead"},
-}
-FP8_MIN_CAPABILITY = (8, 9)
+# The variants that compile the whole layer, each named by its compile mode (variants.py).
+WHOLE_LAYER = ("compile", "compile-reduce-overhead")
+VARIANTS = ("eager", variants.SURGICAL, *WHOLE_LAYER)
+# Old names of values in recorded results: {parameter: {old: new}}. The whole-layer variants
+# were `full` and `full-reduce-overhead`, with the same compile modes.
+RENAMED = {"variant": {"full": "compile", "full-reduce-overhead": "compile-reduce-overhead"}}
+GPU_ONLY = {"compile-reduce-overhead": variants.GPU_ONLY["compile-reduce-overhead"]}
+# The surgical variant's compile mode: shape-specialised, as the timed shape is fixed.
+SURGICAL_COMPILE = "compile"
 
 PARAMS = {"shape": list(SHAPES), "seq_len": list(SEQ_LENS), "backend": list(BACKENDS),
-          "pass": list(PASSES), "variant": list(STRATEGIES)}
+          "pass": list(PASSES), "variant": list(VARIANTS)}
 # `kernelwatch run --quick`: does compiling the tiny layer pay, surgically or whole, forward.
 # Libraries whose code a case runs (`kernelwatch run --target DIST=REPO`, `--versions`):
 # TransformerEngine's linears are the `te` backend, every strategy.
 TARGETS = {"transformer-engine": {"backend": ["te"]}}
 QUICK = {"shape": ["tiny"], "seq_len": ["128"], "backend": ["torch"], "pass": ["forward"],
-         "variant": ["eager", "surgical", "full"]}
+         "variant": ["eager", "surgical", "compile"]}
 QUICK_METRICS = ("time",)
 QUICK_TRACKS = ("time",)
 # Metric family -> asv class in benchmarks/llama_layer.py.
@@ -111,7 +117,7 @@ INIT_STD = 0.02  # HF Llama's initializer_range
 # speedup over eager and its "tensor ops %" (the share of layer time surgical compiles).
 WRITEUP = {"llama-3.2-1b": (1.184, 0.142), "llama-3.2-3b": (1.145, 0.100),
            "llama-3.1-8b": (1.094, 0.077)}
-# The quality gate: a strategy's output against eager's, relative L2. A correct compile of
+# The quality gate: a variant's output against eager's, relative L2. A correct compile of
 # a bf16 layer reorders sums and fuses roundings: about 1e-3 to 1e-2; fp32 stays near 1e-6.
 REL_L2_VS_EAGER_GATE = 0.02
 # Labels of the surgical region for the profiler (measure.region_share).
@@ -120,93 +126,13 @@ SURGICAL_LABEL = "kernelwatch.surgical_region"
 
 
 def quality_gate(track: str, params: dict, value: float) -> str | None:
-    """The report's gate: the output of a strategy within 2% (relative L2) of eager's."""
+    """The report's gate: the output of a variant within 2% (relative L2) of eager's."""
     if track == "track_rel_l2_vs_eager" and not value <= REL_L2_VS_EAGER_GATE:
         return f"rel. L2 vs eager {value:.2g} > {REL_L2_VS_EAGER_GATE:g}"
     return None
 
 
 # ----------------------------------------------------------------------------- the layer
-
-
-def split_heads(qkv: torch.Tensor, heads: int, kv_heads: int, head_dim: int) -> tuple:
-    """[B, S, (H + 2 KV) D] -> q [B, H, S, D], k and v [B, KV, S, D]."""
-    b, s, _ = qkv.shape
-    q, k, v = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
-    return (q.view(b, s, heads, head_dim).transpose(1, 2),
-            k.view(b, s, kv_heads, head_dim).transpose(1, 2),
-            v.view(b, s, kv_heads, head_dim).transpose(1, 2))
-
-
-def merge_heads(attn: torch.Tensor) -> torch.Tensor:
-    """[B, H, S, D] -> [B, S, H D]."""
-    b, h, s, d = attn.shape
-    return attn.transpose(1, 2).reshape(b, s, h * d)
-
-
-@dataclass
-class TensorOps:
-    """The layer's tensor operations between its linears: what the surgical strategy
-    compiles (the write-up's "tensor ops")."""
-
-    split_heads: Callable = split_heads
-    rope: Callable = rope_rotate_half
-    merge_heads: Callable = merge_heads
-
-
-class RMSNorm(nn.Module):
-    """HF LlamaRMSNorm: normalise in float32, scale in the input's dtype."""
-
-    def __init__(self, width: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(width))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
-
-
-class TorchProjections(nn.Module):
-    """Norm+QKV, output projection and norm+SwiGLU MLP from torch modules."""
-
-    def __init__(self, s: LayerShape):
-        super().__init__()
-        self.input_norm = RMSNorm(s.hidden, s.rms_eps)
-        self.qkv = nn.Linear(s.hidden, s.qkv_width, bias=False)
-        self.o_proj = nn.Linear(s.heads * s.head_dim, s.hidden, bias=False)
-        self.post_norm = RMSNorm(s.hidden, s.rms_eps)
-        self.gate_up = nn.Linear(s.hidden, 2 * s.intermediate, bias=False)
-        self.down = nn.Linear(s.intermediate, s.hidden, bias=False)
-
-    def norm_qkv(self, x: torch.Tensor) -> torch.Tensor:
-        return self.qkv(self.input_norm(x))
-
-    def out(self, attn: torch.Tensor) -> torch.Tensor:
-        return self.o_proj(attn)
-
-    def norm_mlp(self, h: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(self.post_norm(h)).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
-
-
-class LlamaLayer(nn.Module):
-    def __init__(self, shape: LayerShape, projections: nn.Module, ops: TensorOps | None = None):
-        super().__init__()
-        self.shape = shape
-        self.proj = projections
-        self.ops = ops or TensorOps()
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        s = self.shape
-        q, k, v = self.ops.split_heads(self.proj.norm_qkv(x), s.heads, s.kv_heads, s.head_dim)
-        q, k = self.ops.rope(q, k, cos, sin)
-        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                              enable_gqa=s.heads != s.kv_heads)
-        h = x + self.proj.out(self.ops.merge_heads(attn))
-        return h + self.proj.norm_mlp(h)
 
 
 # Tensor names of a layer's weights: the torch projections' state_dict keys. A checkpoint
@@ -253,66 +179,6 @@ def torch_layer(shape: str, weights: dict[str, torch.Tensor], dtype: torch.dtype
     return LlamaLayer(SHAPES[shape], proj).to(device=device, dtype=dtype)
 
 
-# ----------------------------------------------------------------------------- TransformerEngine
-
-
-def _te():
-    try:
-        import transformer_engine.pytorch as te
-    except ImportError as exc:
-        raise Unavailable(
-            f"the te backend needs transformer_engine, which does not import here ({exc}); "
-            "build the CUDA image with --build-arg WITH_TE=1 (docs/llama_layer.md)") from exc
-    return te
-
-
-def fp8_available(device: torch.device) -> bool:
-    return (device.type == "cuda"
-            and torch.cuda.get_device_capability(device) >= FP8_MIN_CAPABILITY)
-
-
-class TeProjections(nn.Module):
-    """The same projections from TransformerEngine's fused modules, run under FP8 autocast
-    (delayed scaling, TE's default recipe) where the GPU has FP8."""
-
-    def __init__(self, s: LayerShape, weights: dict[str, torch.Tensor], dtype: torch.dtype,
-                 device: torch.device):
-        super().__init__()
-        te = _te()
-        common = {"bias": False, "params_dtype": dtype, "device": device}
-        self.norm_qkv_ = te.LayerNormLinear(s.hidden, s.qkv_width, eps=s.rms_eps,
-                                            normalization="RMSNorm", **common)
-        self.o_proj = te.Linear(s.heads * s.head_dim, s.hidden, **common)
-        self.norm_mlp_ = te.LayerNormMLP(s.hidden, s.intermediate, eps=s.rms_eps,
-                                         normalization="RMSNorm", activation="swiglu",
-                                         **common)
-        with torch.no_grad():
-            for param, name in ((self.norm_qkv_.layer_norm_weight, "input_norm.weight"),
-                                (self.norm_qkv_.weight, "qkv.weight"),
-                                (self.o_proj.weight, "o_proj.weight"),
-                                (self.norm_mlp_.layer_norm_weight, "post_norm.weight"),
-                                (self.norm_mlp_.fc1_weight, "gate_up.weight"),
-                                (self.norm_mlp_.fc2_weight, "down.weight")):
-                param.copy_(weights[name])
-        self.fp8 = fp8_available(device)
-        self._autocast = getattr(te, "fp8_autocast", None) or te.autocast
-
-    def _under_fp8(self, fn: Callable, x: torch.Tensor) -> torch.Tensor:
-        if not self.fp8:
-            return fn(x)
-        with self._autocast(enabled=True):
-            return fn(x)
-
-    def norm_qkv(self, x: torch.Tensor) -> torch.Tensor:
-        return self._under_fp8(self.norm_qkv_, x)
-
-    def out(self, attn: torch.Tensor) -> torch.Tensor:
-        return self._under_fp8(self.o_proj, attn)
-
-    def norm_mlp(self, h: torch.Tensor) -> torch.Tensor:
-        return self._under_fp8(self.norm_mlp_, h)
-
-
 # ----------------------------------------------------------------------------- a case
 
 
@@ -343,50 +209,30 @@ def make_inputs(shape: LayerShape, seq_len: int, dtype: torch.dtype, device: tor
 # autocast fails inside dynamo ("InternalTorchDynamoError: NotImplementedError"), seen with
 # TE 2.20.2 and torch 2.11 on an H200; TE's own issues track which modules support
 # torch.compile (Linear does; LayerNormLinear and LayerNormMLP not yet). Versions up to this
-# one skip the full strategies with that reason instead of failing in setup.
+# one skip the whole-layer variants with that reason instead of failing in setup.
 TE_FULL_COMPILE_FAILS_THROUGH = (2, 20, 2)
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """(2, 20, 2) from "2.20.2", "2.20.2+cu13" or "2.20.2.dev0"."""
-    parts = []
-    for piece in version.split("+")[0].split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
-
-
-def require_te_compilable(te_version: str, strategy: str) -> None:
-    """Unavailable with the reason where `strategy` compiles the whole layer and this TE
+def require_te_compilable(te_version: str, variant: str) -> None:
+    """Unavailable with the reason where `variant` compiles the whole layer and this TE
     release is one whose modules dynamo cannot trace (TE_FULL_COMPILE_FAILS_THROUGH)."""
-    if strategy in FULL_COMPILE and _release(te_version) <= TE_FULL_COMPILE_FAILS_THROUGH:
+    if variant in WHOLE_LAYER and release(te_version) <= TE_FULL_COMPILE_FAILS_THROUGH:
         raise Unavailable(
-            f"{strategy}: torch.compile of TransformerEngine {te_version}'s LayerNormLinear / "
+            f"{variant}: torch.compile of TransformerEngine {te_version}'s LayerNormLinear / "
             "LayerNormMLP fails inside dynamo (InternalTorchDynamoError: NotImplementedError, "
-            "seen with TE 2.20.2 and torch 2.11); the surgical strategy compiles the tensor "
+            "seen with TE 2.20.2 and torch 2.11); the surgical variant compiles the tensor "
             "ops around them")
 
 
-def te_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("transformer_engine")
-    except metadata.PackageNotFoundError:
-        return getattr(__import__("transformer_engine"), "__version__", "0")
-
-
-def check_available(backend: str, strategy: str, device: torch.device) -> None:
+def check_available(backend: str, variant: str, device: torch.device) -> None:
     """Unavailable (asv: skipped) with the reason when the combination cannot run here."""
-    if device.type != "cuda" and strategy in GPU_ONLY:
-        raise Unavailable(f"{strategy} needs a CUDA GPU: {GPU_ONLY[strategy]}")
+    if device.type != "cuda" and variant in GPU_ONLY:
+        raise Unavailable(f"{variant} needs a CUDA GPU: {GPU_ONLY[variant]}")
     if backend == "te":
         if device.type != "cuda":
             raise Unavailable("the te backend needs a CUDA GPU (TransformerEngine's kernels)")
-        _te()
-        require_te_compilable(te_version(), strategy)
+        transformer_engine()
+        require_te_compilable(te_version(), variant)
 
 
 def _labelled(fn: Callable, label: str) -> Callable:
@@ -397,35 +243,44 @@ def _labelled(fn: Callable, label: str) -> Callable:
     return run
 
 
-def tensor_ops(compiled: bool, label: bool = False) -> TensorOps:
+def tensor_ops(compiled: bool, device: torch.device, label: bool = False) -> TensorOps:
     """The layer's tensor ops: eager, or (surgical) RoPE and the reshapes compiled, each on
     its own as the write-up did; `label` marks each call for the profiler (the share of
     layer time they take)."""
     ops = [split_heads, rope_rotate_half, merge_heads]
     if compiled:
-        ops = [torch.compile(f, **SURGICAL_COMPILE) for f in ops]
+        ops = [variants.apply_compile(SURGICAL_COMPILE, f, device) for f in ops]
     if label:
         ops = [_labelled(f, SURGICAL_LABEL) for f in ops]
     return TensorOps(*ops)
 
 
 @dataclass
-class LayerCase:
-    """Everything one benchmark of one (shape, seq_len, backend, pass, strategy) needs."""
+class LayerCase(Case):
+    """Everything one benchmark of one (shape, seq_len, backend, pass, variant) needs. A
+    call is one pass on (hidden states, cos, sin, upstream gradient)."""
 
     shape_name: str
     seq_len: int
     backend: str
     pass_: str
-    strategy: str
+    variant: str
     device: torch.device
-    layer: LlamaLayer  # the module the strategy runs (eager ops or surgical ones)
-    fn: Callable  # the layer as the strategy calls it (compiled for full*)
+    layer: LlamaLayer  # the module the variant runs (eager ops or surgical ones)
+    fn: Callable  # the layer as the variant calls it (compiled for the whole-layer ones)
     inputs: tuple
 
     @property
     def shape(self) -> LayerShape:
         return SHAPES[self.shape_name]
+
+    @property
+    def input_sets(self) -> list[tuple]:
+        return [self.inputs]
+
+    @property
+    def device_method(self) -> str:
+        return device_time_method(self.backend, self.pass_, self.variant)
 
     def call(self, x, cos, sin, grad) -> object:
         """One call of the pass: the output, or (output, input grad, weight grads)."""
@@ -437,9 +292,6 @@ class LayerCase:
         weights = [p for p in self.layer.parameters() if p.requires_grad]
         grads = torch.autograd.grad(out, [x, *weights], grad)
         return out.detach(), *grads
-
-    def run(self) -> object:
-        return self.call(*self.inputs)
 
     def fresh_inputs(self, seed: int, seq_len: int | None = None) -> tuple:
         return make_inputs(self.shape, seq_len or self.seq_len, model_dtype(self.device),
@@ -458,28 +310,28 @@ def build_layer(shape: str, backend: str, dtype: torch.dtype, device: torch.devi
     return layer
 
 
-def build_case(shape: str, seq_len: str, backend: str, pass_: str, strategy: str,
+def build_case(shape: str, seq_len: str, backend: str, pass_: str, variant: str,
                device: str | torch.device = "cpu", *, label_regions: bool = False,
                seed: int = 0) -> LayerCase:
-    """The layer of `backend` with the strategy applied (compiles on first call).
+    """The layer of `backend` with the variant applied (compiles on first call).
     `label_regions`: mark the layer and the surgical region for the profiler."""
     check_choices(PARAMS, {"shape": [shape], "seq_len": [seq_len], "backend": [backend],
-                           "pass": [pass_], "variant": [strategy]}, where="llama_layer")
+                           "pass": [pass_], "variant": [variant]}, where="llama_layer")
     device = torch.device(device)
-    check_available(backend, strategy, device)
-    ops = tensor_ops(strategy == "surgical", label_regions)
+    check_available(backend, variant, device)
+    ops = tensor_ops(variant == variants.SURGICAL, device, label_regions)
     layer = build_layer(shape, backend, model_dtype(device), device, ops)
     fn: Callable = layer
-    if strategy in FULL_COMPILE:
-        fn = torch.compile(layer, **FULL_COMPILE[strategy])
+    if variant in WHOLE_LAYER:
+        fn = variants.apply_compile(variant, layer, device)
     if label_regions:
         fn = _labelled(fn, LAYER_LABEL)
     inputs = make_inputs(SHAPES[shape], int(seq_len), model_dtype(device), device, seed)
-    return LayerCase(shape, int(seq_len), backend, pass_, strategy, device, layer, fn, inputs)
+    return LayerCase(shape, int(seq_len), backend, pass_, variant, device, layer, fn, inputs)
 
 
 def eager_of(case: LayerCase) -> LayerCase:
-    """The eager layer of the same backend and pass, weights and dtype: what each strategy's
+    """The eager layer of the same backend and pass, weights and dtype: what each variant's
     error "vs eager" is measured against."""
     return build_case(case.shape_name, str(case.seq_len), case.backend, case.pass_, "eager",
                       case.device)
@@ -495,18 +347,18 @@ def float64_reference(case: LayerCase, inputs: tuple) -> object:
     return ref.call(*(t.detach().to(torch.float64) for t in inputs))
 
 
-def device_time_uses_graph(backend: str, pass_: str, strategy: str) -> bool:
+def device_time_uses_graph(backend: str, pass_: str, variant: str) -> bool:
     """Whether device time replays the calls from a CUDA graph: the torch backend's forward
     only. Not reduce-overhead (it replays its own graphs, which cannot nest in a capture),
-    not autograd (the backward's capture is not known to be safe for every strategy), not
+    not autograd (the backward's capture is not known to be safe for every variant), not
     TE (FP8 autocast keeps host-side scaling state): those are the profiler's kernel time of
     plain calls, which leaves out the GPU's waits for the host."""
-    return backend == "torch" and pass_ == "forward" and strategy != "full-reduce-overhead"
+    return backend == "torch" and pass_ == "forward" and variant != "compile-reduce-overhead"
 
 
-def device_time_method(backend: str, pass_: str, strategy: str) -> str:
+def device_time_method(backend: str, pass_: str, variant: str) -> str:
     """How a GPU's device time of this case is read (measure.time_device)."""
-    return (measure.CUDA_GRAPH if device_time_uses_graph(backend, pass_, strategy)
+    return (measure.CUDA_GRAPH if device_time_uses_graph(backend, pass_, variant)
             else measure.PROFILER_KERNELS)
 
 
@@ -515,19 +367,18 @@ def device_method_for(params: dict) -> str:
     return device_time_method(params["backend"], params["pass"], params["variant"])
 
 
-def prime_compile(shape: str, seq_len: str, backend: str, pass_: str, strategy: str,
+def prime_compile(shape: str, seq_len: str, backend: str, pass_: str, variant: str,
                   device_type: str) -> None:
     """Compile and run once (in a child process) to fill the on-disk compile cache."""
-    case = build_case(shape, seq_len, backend, pass_, strategy, device_type)
+    case = build_case(shape, seq_len, backend, pass_, variant, device_type)
     case.run()
-    if case.device.type == "cuda":
-        torch.cuda.synchronize()
+    measure.synchronize(case.device)
 
 
 def compiled_code(case: LayerCase) -> object:
-    """The code object dynamo caches entries on: the layer's forward for full strategies,
+    """The code object dynamo caches entries on: the layer's forward for whole-layer ones,
     RoPE's for surgical (the compiled function that sees the sequence length)."""
-    if case.strategy == "surgical":
+    if case.variant == "surgical":
         return rope_rotate_half.__code__
     return LlamaLayer.forward.__code__
 

@@ -7,10 +7,10 @@ Two forms:
 - `interleaved`: the original Meta/GPT-J form, rotating adjacent pairs (x[2i], x[2i+1]),
   cos/sin of shape [B, S, D/2].
 
-Variant `triton` is the reference kernel of this project: one Triton launch for q and k
-together, each program reading the cos/sin rows of its positions once and applying them to
-every head of q and k there, in fp32 with one rounding per output. It is the yardstick for
-how close compile gets to the floor.
+Variant `triton` is the reference kernel of this project (`_rope_triton.py`): one Triton
+launch for q and k together, each program reading the cos/sin rows of its positions once
+and applying them to every head of q and k there, in fp32 with one rounding per output. It
+is the yardstick for how close compile gets to the floor.
 
 The minimal traffic is one read and one write of q and k plus one read of cos and sin, so
 the floor is memory bandwidth: `bytes_moved / copy bandwidth`. FLOPs are ~3 per element and
@@ -26,12 +26,9 @@ import torch
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import Unavailable, check_choices
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # CPU-only installs: the `triton` variant is skipped with the reason
-    triton = None
+from kernelwatch.workloads._case import Case
+from kernelwatch.workloads._rope_triton import rope_triton as rope_triton
+from kernelwatch.workloads._rope_triton import triton_variant
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,8 @@ FORMS = ("rotate-half", "interleaved")
 DTYPES = ("float32", "bfloat16", "float16")
 # fp32 on the CPU; the half types on the GPU (a bf16 CPU RoPE measures nothing users run).
 DTYPES_BY_DEVICE = {"cpu": ("float32",), "cuda": ("bfloat16", "float16")}
-VARIANTS = ("eager", *variants.COMPILE_VARIANTS, "te-fused", "liger", "triton")
+COMPILED = ("compile", "compile-dynamic", "compile-max-autotune")  # modes of variants.py
+VARIANTS = ("eager", *COMPILED, "te-fused", "liger", "triton")
 
 # asv parameters, in order: benchmarks/rope.py declares them from here and the CLI selects by name.
 PARAMS = {"shape": list(SHAPES), "form": list(FORMS), "dtype": list(DTYPES),
@@ -213,141 +211,10 @@ def _liger(form: str, device: torch.device) -> Callable:
     return liger_rope
 
 
-# ----------------------------------------------------------------------------- Triton
-
-if triton is not None:
-
-    @triton.jit
-    def _rope_heads(x_ptr, out_ptr, cos1, sin1, cos2, sin2, b, s_offs, s_mask, d_offs, d_mask,
-                    sxb, sxh, sxs, sob, soh, sos, HEADS: tl.constexpr, HB: tl.constexpr,
-                    HALF: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
-                    INTERLEAVED: tl.constexpr):
-        """Rotate HEADS heads of one tensor at the program's positions, HB heads a step.
-        Rotate-half: d_offs index a half row (x1 at d, x2 at d + HALF); interleaved: whole
-        rows are loaded and stored contiguously and split into the pairs (x[2p], x[2p+1])
-        in registers (strided loads of the even and odd elements ran at 6% of the copy
-        bandwidth)."""
-        h_offs = tl.arange(0, HB)
-        for h0 in tl.static_range(0, HEADS, HB):
-            h = h0 + h_offs
-            rows = (h < HEADS)[:, None, None] & s_mask[None, :, None]
-            x_row = (x_ptr + b * sxb + h[:, None, None] * sxh + s_offs[None, :, None] * sxs)
-            o_row = (out_ptr + b * sob + h[:, None, None] * soh + s_offs[None, :, None] * sos)
-            if INTERLEAVED:
-                d2 = tl.arange(0, 2 * BLOCK_D)[None, None, :]
-                mask = rows & (d2 < 2 * HALF)
-                x = tl.load(x_row + d2, mask=mask).to(tl.float32)
-                even, odd = tl.split(tl.reshape(x, (HB, BLOCK_S, BLOCK_D, 2)))
-                y = tl.join(even * cos1 - odd * sin1, even * sin1 + odd * cos1)
-                tl.store(o_row + d2, tl.reshape(y, (HB, BLOCK_S, 2 * BLOCK_D)).to(
-                    out_ptr.dtype.element_ty), mask=mask)
-            else:
-                d = d_offs[None, None, :]
-                mask = rows & d_mask[None, None, :]
-                x1 = tl.load(x_row + d, mask=mask).to(tl.float32)
-                x2 = tl.load(x_row + d + HALF, mask=mask).to(tl.float32)
-                tl.store(o_row + d, (x1 * cos1 - x2 * sin1).to(out_ptr.dtype.element_ty),
-                         mask=mask)
-                tl.store(o_row + d + HALF, (x2 * cos2 + x1 * sin2).to(out_ptr.dtype.element_ty),
-                         mask=mask)
-
-    @triton.jit
-    def _rope_qk_kernel(q_ptr, k_ptr, qo_ptr, ko_ptr, cos_ptr, sin_ptr, S,
-                        sqb, sqh, sqs, skb, skh, sks, sqob, sqoh, sqos, skob, skoh, skos,
-                        scb, scs, Q_HEADS: tl.constexpr, K_HEADS: tl.constexpr,
-                        HALF: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
-                        HB_Q: tl.constexpr, HB_K: tl.constexpr, INTERLEAVED: tl.constexpr):
-        """One program: BLOCK_S positions of one batch row, every head of q and of k. The
-        cos/sin rows of those positions are read once, before the heads."""
-        b = tl.program_id(1)
-        s_offs = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
-        s_mask = s_offs < S
-        d_offs = tl.arange(0, BLOCK_D)
-        d_mask = d_offs < HALF
-        t_mask = s_mask[:, None] & d_mask[None, :]
-        t_row = b * scb + s_offs[:, None] * scs + d_offs[None, :]
-        cos1 = tl.load(cos_ptr + t_row, mask=t_mask).to(tl.float32)[None, :, :]
-        sin1 = tl.load(sin_ptr + t_row, mask=t_mask).to(tl.float32)[None, :, :]
-        if INTERLEAVED:
-            cos2, sin2 = cos1, sin1
-        else:
-            # HF's tables hold both halves; each is read, so any table gives HF's result.
-            cos2 = tl.load(cos_ptr + t_row + HALF, mask=t_mask).to(tl.float32)[None, :, :]
-            sin2 = tl.load(sin_ptr + t_row + HALF, mask=t_mask).to(tl.float32)[None, :, :]
-        _rope_heads(q_ptr, qo_ptr, cos1, sin1, cos2, sin2, b, s_offs, s_mask, d_offs, d_mask,
-                    sqb, sqh, sqs, sqob, sqoh, sqos, Q_HEADS, HB_Q, HALF, BLOCK_S, BLOCK_D,
-                    INTERLEAVED)
-        _rope_heads(k_ptr, ko_ptr, cos1, sin1, cos2, sin2, b, s_offs, s_mask, d_offs, d_mask,
-                    skb, skh, sks, skob, skoh, skos, K_HEADS, HB_K, HALF, BLOCK_S, BLOCK_D,
-                    INTERLEAVED)
-
-
-# Elements of x a program step holds (HB heads x BLOCK_S positions x a half row), its warps,
-# and the programs per SM the positions per program are cut down to. Picked on the H200 by
-# scripts/rope_triton_tune.py (bf16, the three Llama shapes): 8192 / 8 / 8 was within 3% of
-# the best configuration tried on every shape and form; 2048 / 4 / 4 left the 8B rotate-half
-# shape at 58% of the copy bandwidth (one batch row: too few loads in flight per SM).
-TRITON_STEP_ELEMENTS = 8192
-TRITON_NUM_WARPS = 8
-TRITON_PROGRAMS_PER_SM = 8
-
-
-def _triton_config(batch: int, seq_len: int, half: int) -> tuple[int, int, int]:
-    """(BLOCK_S, BLOCK_D, HB): positions per program, the padded half row, heads a step.
-    Positions per program shrink until there are TRITON_PROGRAMS_PER_SM programs per SM
-    (132 SMs on an H100/H200): the 8B shape has one batch row of 2048 positions."""
-    block_d = triton.next_power_of_2(half)
-    block_s = 16
-    while block_s > 1 and batch * triton.cdiv(seq_len, block_s) < TRITON_PROGRAMS_PER_SM * 132:
-        block_s //= 2
-    hb = triton.next_power_of_2(max(1, TRITON_STEP_ELEMENTS // (block_s * block_d)))
-    return block_s, block_d, hb
-
-
-def rope_triton(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
-                interleaved: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """RoPE of q [B, H, S, D] and k [B, KV, S, D] in one launch; cos/sin [B, S, D] for
-    rotate-half, [B, S, D/2] for interleaved. Any strides except a unit last one; new
-    outputs of q's and k's dtype."""
-    b, hq, s, d = q.shape
-    hk = k.shape[1]
-    half = d // 2
-    for t in (q, k, cos, sin):
-        if t.stride(-1) != 1:
-            raise ValueError("rope_triton needs the last dimension contiguous")
-    if cos.stride() != sin.stride() or cos.shape[-1] != (half if interleaved else d):
-        raise ValueError("cos and sin must share one layout of the form's table width")
-    qo, ko = torch.empty_like(q), torch.empty_like(k)
-    block_s, block_d, hb = _triton_config(b, s, half)
-    grid = (triton.cdiv(s, block_s), b)
-    _rope_qk_kernel[grid](
-        q, k, qo, ko, cos, sin, s,
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        qo.stride(0), qo.stride(1), qo.stride(2), ko.stride(0), ko.stride(1), ko.stride(2),
-        cos.stride(0), cos.stride(1), Q_HEADS=hq, K_HEADS=hk, HALF=half, BLOCK_S=block_s,
-        BLOCK_D=block_d, HB_Q=min(hb, triton.next_power_of_2(hq)),
-        HB_K=min(hb, triton.next_power_of_2(hk)), INTERLEAVED=interleaved,
-        num_warps=TRITON_NUM_WARPS)
-    return qo, ko
-
-
-def _triton(form: str, device: torch.device) -> Callable:
-    if device.type != "cuda":
-        raise Unavailable("triton needs a CUDA GPU (the project's reference RoPE kernel is "
-                          "a Triton kernel)")
-    if triton is None:
-        raise Unavailable("triton is not installed (it comes with CUDA builds of torch)")
-    interleaved = form == "interleaved"
-
-    def triton_rope(q, k, cos, sin):
-        return rope_triton(q, k, cos, sin, interleaved=interleaved)
-
-    return triton_rope
-
-
 @dataclass
-class RopeCase:
-    """Everything one benchmark of one (shape, form, dtype, variant) needs."""
+class RopeCase(Case):
+    """Everything one benchmark of one (shape, form, dtype, variant) needs. A call is
+    `fn(q, k, cos, sin)`; the input sets are the rotated ones."""
 
     shape_name: str
     form: str
@@ -359,9 +226,14 @@ class RopeCase:
     input_sets: list[tuple]
     bytes_moved: int
 
+    device_method = DEVICE_METHOD
+
     @property
     def shape(self) -> RopeShape:
         return SHAPES[self.shape_name]
+
+    def call(self, q, k, cos, sin) -> tuple:
+        return self.fn(q, k, cos, sin)
 
     def fresh_inputs(self, seed: int) -> tuple:
         g = torch.Generator(device=self.device).manual_seed(seed)
@@ -388,7 +260,7 @@ def build_case(shape: str, form: str, dtype: str, variant: str,
     elif variant == "liger":
         fn = _liger(form, device)
     elif variant == "triton":
-        fn = _triton(form, device)
+        fn = triton_variant(form, device)
     else:
         fn = variants.apply_compile(variant, eager_fn, device)
     nbytes = bytes_moved(SHAPES[shape], form, dtype)
@@ -411,9 +283,8 @@ def other_seq_len_inputs(case: RopeCase) -> tuple:
 def prime_compile(shape: str, form: str, dtype: str, variant: str, device: str) -> None:
     """Compile and run once (in a child process) to fill the on-disk compile cache."""
     case = build_case(shape, form, dtype, variant, device)
-    case.fn(*case.input_sets[0])
-    if case.device.type == "cuda":
-        torch.cuda.synchronize()
+    case.run()
+    measure.synchronize(case.device)
 
 
 def device_method_for(params: dict) -> str:

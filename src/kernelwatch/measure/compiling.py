@@ -1,0 +1,97 @@
+"""Compile cost (cold: fresh caches; warm: the on-disk FX graph cache filled) and compile
+health (dynamo's counters)."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kernelwatch.errors import KernelwatchError
+from kernelwatch.measure.timing import synchronize
+
+
+@contextlib.contextmanager
+def inductor_cache(path: str) -> Iterator[str]:
+    """Point inductor's and Triton's on-disk caches at `path` for the duration."""
+    keys = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(path, "triton")
+    try:
+        yield path
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def first_call_seconds(call: Callable[[], object], device: torch.device) -> float:
+    synchronize(device)
+    t0 = time.perf_counter()
+    call()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def cold_compile_seconds(first_call: Callable[[], object], device: torch.device) -> float:
+    """Seconds of the first call of a not-yet-compiled function, with fresh inductor and
+    Triton caches so no earlier run's FX graph or kernel can hide the cost.
+
+    Run it in a fresh process (asv gives each benchmark one): in-process caches survive
+    `torch._dynamo.reset()` and would make a second measurement look warm.
+    """
+    with tempfile.TemporaryDirectory(prefix="kernelwatch-cold-") as d, inductor_cache(d):
+        return first_call_seconds(first_call, device)
+
+
+def warm_compile_seconds(
+    first_call: Callable[[], object], prime: Callable[[], object], device: torch.device
+) -> float:
+    """Seconds of the first call when the on-disk FX graph cache is already warm: what a
+    user sees on the second launch of a job. `prime` runs the same compile in a spawned
+    child process that fills a fresh cache; this process then compiles against it.
+    """
+    with tempfile.TemporaryDirectory(prefix="kernelwatch-warm-") as d, inductor_cache(d):
+        ctx = multiprocessing.get_context("spawn")
+        child = ctx.Process(target=prime)
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise KernelwatchError(f"priming the compile cache failed (exit {child.exitcode})")
+        return first_call_seconds(first_call, device)
+
+
+@dataclass
+class CompileHealth:
+    graph_breaks: int
+    unique_graphs: int
+    recompiles: int
+
+
+def compile_health(code: object, calls: Sequence[Callable[[], object]]) -> CompileHealth:
+    """Dynamo's view of `calls`: graph breaks and unique graphs from its counters (the
+    difference across the calls), and recompiles as extra cache entries on `code`, the
+    code object of the function that was compiled.
+    """
+    from torch._dynamo import eval_frame
+    from torch._dynamo.utils import counters
+
+    breaks_before = sum(counters["graph_break"].values())
+    graphs_before = counters["stats"]["unique_graphs"]
+    for call in calls:
+        call()
+    entries = len(eval_frame._debug_get_cache_entry_list(code))
+    return CompileHealth(
+        graph_breaks=sum(counters["graph_break"].values()) - breaks_before,
+        unique_graphs=counters["stats"]["unique_graphs"] - graphs_before,
+        recompiles=max(entries - 1, 0),
+    )

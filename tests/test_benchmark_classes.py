@@ -1,0 +1,75 @@
+"""The benchmark classes asv runs, called as asv calls them (setup, then a track method) in
+this process: the shared mixins of benchmarks/common.py measure every workload's case, and
+what cannot run on a CPU is skipped with its reason."""
+
+import pytest
+
+from kernelwatch import benchmark_classes, workloads
+from kernelwatch.errors import Unavailable
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
+
+def quick_params(workload: str, variant: str | None = None) -> list[str]:
+    """The quick run's first case, at `variant` (default: the CPU's baseline)."""
+    module = workloads.get(workload)
+    variant = variant or workloads.baseline_variant(workload, "cpu")
+    return [variant if p == "variant" else module.QUICK[p][0] for p in module.PARAMS]
+
+
+def tracked(workload: str, cls: str, track: str, variant: str | None = None):
+    bench = benchmark_classes.load(REPO, workload, cls)()
+    params = quick_params(workload, variant)
+    bench.setup(*params)
+    return getattr(bench, track)(*params)
+
+
+@pytest.mark.parametrize("workload", ["rope", "gptq", "vae", "llama_layer"])
+def test_time_and_memory_come_from_the_shared_mixins(workload):
+    time_cls = workloads.get(workload).BENCHMARKS["time"]
+    for track in ("track_time", "track_caller_time"):
+        samples = tracked(workload, time_cls, track)
+        assert samples["number"] >= 1 and len(samples["samples"]) >= 10
+        assert all(s > 0 for s in samples["samples"])
+    memory_cls = workloads.get(workload).BENCHMARKS["memory"]
+    assert tracked(workload, memory_cls, "track_peak_rss") > 0
+
+
+def test_each_class_keeps_its_own_sample_counts():
+    """RoPE's calls last microseconds: measure's defaults (30 samples on a CPU); GPTQ's a
+    whole layer: 10; a model or a layer: 20."""
+    assert len(tracked("rope", "RopeTime", "track_time")["samples"]) == 30
+    assert len(tracked("gptq", "GptqTime", "track_time")["samples"]) == 10
+    assert len(tracked("llama_layer", "LayerTime", "track_caller_time")["samples"]) == 20
+
+
+@pytest.mark.parametrize("workload", ["gptq", "vae", "gpt2"])
+def test_first_run_is_the_cases_first_call(workload):
+    if workload == "gpt2":
+        pytest.importorskip("transformers")
+    assert tracked(workload, workloads.get(workload).BENCHMARKS["first-run"],
+                   "track_first_run") > 0
+
+
+@pytest.mark.parametrize("workload", ["rope", "gptq", "vae", "llama_layer"])
+def test_what_a_cpu_cannot_measure_is_skipped_with_its_reason(workload):
+    classes = workloads.get(workload).BENCHMARKS
+    with pytest.raises(Unavailable, match="CUDA memory needs a CUDA GPU"):
+        tracked(workload, classes["cuda-memory"], "track_peak_cuda_allocated")
+    with pytest.raises(Unavailable, match="eager is not compiled"):
+        tracked(workload, classes["compile"], "track_graph_breaks")
+    if "device-check" in classes:
+        with pytest.raises(Unavailable, match="needs a CUDA GPU"):
+            tracked(workload, classes["device-check"], "track_device_check")
+
+
+def test_compile_health_counts_a_recompile_through_the_class():
+    """RoPE's static compile recompiles once for the call at half the sequence length.
+    Dynamo's caches are reset first, as asv's fresh process has them: the tests before
+    compiled the same function in this one."""
+    import torch
+
+    torch._dynamo.reset()
+    assert tracked("rope", "RopeCompile", "track_recompiles", variant="compile") == 1
