@@ -189,7 +189,7 @@ def test_compare_notes_a_time_measured_on_a_flagged_gpu():
                  environment.THROTTLED | environment.SHARED, commit=head)]
     out = compare.compare(rows, ("m", base), ("m", head))
     timed = next(c for c in out if c.benchmark == "rope.RopeTime.track_time")
-    assert timed.conditions == "head: throttled, shared with another process"
+    assert timed.conditions == "device check, head: throttled, shared with another process"
     rows[-1].value = environment.POWER_CAPPED  # the normal state under load: no note
     assert next(c for c in compare.compare(rows, ("m", base), ("m", head))
                 if c.benchmark == "rope.RopeTime.track_time").conditions == ""
