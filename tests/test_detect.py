@@ -48,8 +48,9 @@ def test_injected_slowdown_adds_its_fraction_of_the_calls_time(monkeypatch):
     try:
         x = torch.randn(192, 192)
         base = measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median
-        monkeypatch.setenv(measure.INJECT_SLOWDOWN_ENV, "0.5")
+        monkeypatch.setenv(measure.INJECT_SLOWDOWN_ENV, "1.0")
         slowed = measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median
     finally:
         torch.set_num_threads(threads)
-    assert 1.3 < slowed / base < 1.8, slowed / base
+    # Doubled: well above what this shared machine does to one process's median (+50%).
+    assert 1.6 < slowed / base < 2.6, slowed / base

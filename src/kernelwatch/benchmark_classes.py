@@ -28,10 +28,15 @@ def load(repo: Path | str, workload: str, class_name: str) -> type:
     loaded = sys.modules.get("benchmarks")
     if loaded is not None and Path(getattr(loaded, "__path__", [""])[0]).resolve() != \
             repo / "benchmarks":
-        raise KernelwatchError(f"benchmarks of another checkout ({loaded.__path__[0]}) are "
-                               "already imported in this process; use one checkout per process")
-    if str(repo) not in sys.path:
-        sys.path.insert(0, str(repo))
+        # Another checkout's classes were imported here: forget them, load this one's.
+        for name in [n for n in sys.modules if n == "benchmarks" or
+                     n.startswith("benchmarks.")]:
+            del sys.modules[name]
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() !=
+                       Path(loaded.__path__[0]).resolve().parent]
+    if str(repo) in sys.path:
+        sys.path.remove(str(repo))
+    sys.path.insert(0, str(repo))
     module = importlib.import_module(f"benchmarks.{workload}")
     try:
         return getattr(module, class_name)
