@@ -97,6 +97,18 @@ def branch_files(bare: Path, branch: str = "kernelwatch-results") -> list[str]:
     return sorted(out.splitlines())
 
 
+# The asv machine the end-to-end tests file their results under.
+MACHINE = "kernelwatch-test"
+
+
+def run(cmd, cwd, **env):
+    """A command under the test machine's name, with its output kept for a failure."""
+    full_env = {**os.environ, "KERNELWATCH_MACHINE": MACHINE, **env}
+    r = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    print(r.stdout[-4000:], r.stderr[-4000:])
+    return r
+
+
 def kernelwatch_exe() -> str:
     """The kernelwatch script of the interpreter running the tests (venv not activated)."""
     sibling = Path(sys.executable).with_name("kernelwatch")

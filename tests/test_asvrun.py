@@ -10,19 +10,9 @@ import pytest
 
 from kernelwatch import results as results_mod
 
-from .conftest import REPO, git, kernelwatch_exe
+from .conftest import MACHINE, REPO, git, kernelwatch_exe, run
 
 pytestmark = pytest.mark.slow
-MACHINE = "kernelwatch-test"
-
-
-def run(cmd, cwd, **env):
-    full_env = {**os.environ, "KERNELWATCH_MACHINE": MACHINE, **env}
-    r = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
-    print(r.stdout[-4000:], r.stderr[-4000:])
-    return r
-
-
 def test_two_runs_at_once_on_a_branch_not_named_main_keep_both_and_publish(tmp_path,
                                                                            isolated_home):
     """A clone whose branch is `trunk`: asv.conf.json follows `main`, which it lacks, so

@@ -1,25 +1,13 @@
 """`kernelwatch compare` (kernelwatch.report.compare) on real results: quiet on two runs of
 one commit, failing on an injected slowdown."""
 
-import os
 import random
-import subprocess
 
 import pytest
 
-from .conftest import kernelwatch_exe
+from .conftest import kernelwatch_exe, run
 
 pytestmark = pytest.mark.slow
-MACHINE = "kernelwatch-test"
-
-
-def run(cmd, cwd, **env):
-    full_env = {**os.environ, "KERNELWATCH_MACHINE": MACHINE, **env}
-    r = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
-    print(r.stdout[-4000:], r.stderr[-4000:])
-    return r
-
-
 def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clone,
                                                                              isolated_home):
     """Three real runs of one commit under three machine names: two plain, one with the

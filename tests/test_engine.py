@@ -14,19 +14,9 @@ from kernelwatch import results as results_mod
 from kernelwatch.report import offline
 from kernelwatch.workloads import rope
 
-from .conftest import git, kernelwatch_exe
+from .conftest import MACHINE, git, kernelwatch_exe, run
 
 pytestmark = pytest.mark.slow
-MACHINE = "kernelwatch-test"
-
-
-def run(cmd, cwd, **env):
-    full_env = {**os.environ, "KERNELWATCH_MACHINE": MACHINE, **env}
-    r = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
-    print(r.stdout[-4000:], r.stderr[-4000:])
-    return r
-
-
 def test_quick_run_publish_and_compare(clone, isolated_home):
     # RoPE's quick set at HEAD under both torch versions, then over both commits under
     # torch 2.13.0 (as make demo runs it); GPTQ's is the test below (one commit, one torch) to

@@ -33,15 +33,20 @@ def branch_with(bare: Path, tmp: Path, files: dict[str, str | None],
     git("push", "-q", "-f", str(bare), "kernelwatch-results", cwd=work)
 
 
+def store_and_honest_files(tmp: Path) -> tuple[Path, dict[str, str]]:
+    """A bare repository to hold the branch, and the files of one honest result."""
+    bare = tmp / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    honest = tmp / "honest"
+    write_asv_results(honest, "vm", ["ab" * 20], "bench")
+    return bare, {str(p.relative_to(honest / "results")): p.read_text()
+                  for p in (honest / "results").rglob("*.json")}
+
+
 def test_a_link_on_the_branch_is_refused_and_nothing_is_pulled(tmp_path):
     secret = tmp_path / "runner-token"
     secret.write_text("ghp_secret")
-    bare = tmp_path / "store.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
-    honest = tmp_path / "honest"
-    write_asv_results(honest, "vm", ["ab" * 20], "bench")
-    files = {str(p.relative_to(honest / "results")): p.read_text()
-             for p in (honest / "results").rglob("*.json")}
+    bare, files = store_and_honest_files(tmp_path)
     branch_with(bare, tmp_path, files, links={"vm/leak.json": str(secret)})
 
     reader = clone_of(tmp_path / "reader")
@@ -59,12 +64,7 @@ def test_a_link_on_the_branch_is_refused_and_nothing_is_pulled(tmp_path):
 
 
 def test_files_outside_the_layout_or_schema_are_refused_by_name(tmp_path):
-    bare = tmp_path / "store.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
-    honest = tmp_path / "honest"
-    write_asv_results(honest, "vm", ["ab" * 20], "bench")
-    files = {str(p.relative_to(honest / "results")): p.read_text()
-             for p in (honest / "results").rglob("*.json")}
+    bare, files = store_and_honest_files(tmp_path)
     bad_name = json.loads(files["vm/abababab-env.json"])
     bad_name["results"] = {"track_<img src=x onerror=alert(1)>": [[1.0]]}
     files.update({".github/workflows/x.yml": "on: push",

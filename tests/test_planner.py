@@ -1,26 +1,14 @@
 """The planner (kernelwatch.planner) through real asv: a second run on a commit measures
 only what is not recorded yet."""
 
-import os
-import subprocess
 
 import pytest
 
 from kernelwatch import results as results_mod
 
-from .conftest import git, kernelwatch_exe
+from .conftest import MACHINE, git, kernelwatch_exe, run
 
 pytestmark = pytest.mark.slow
-MACHINE = "kernelwatch-test"
-
-
-def run(cmd, cwd, **env):
-    full_env = {**os.environ, "KERNELWATCH_MACHINE": MACHINE, **env}
-    r = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
-    print(r.stdout[-4000:], r.stderr[-4000:])
-    return r
-
-
 def test_a_second_run_on_a_commit_measures_only_what_is_missing(clone, isolated_home):
     """asv's --skip-existing-successful would skip a whole benchmark once any of its
     parameters is recorded (the rest are stored as NaN). kernelwatch leaves out only the

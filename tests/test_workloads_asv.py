@@ -1,8 +1,6 @@
 """Each workload's asv classes (benchmarks/<workload>.py) through real asv in a fresh clone,
 with their summary tables; GPTQ's compile budget. Slow: minutes."""
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,19 +8,9 @@ import pytest
 from kernelwatch import results as results_mod
 from kernelwatch.workloads import gpt2, llama_layer, vae
 
-from .conftest import git, kernelwatch_exe
+from .conftest import git, kernelwatch_exe, run
 
 pytestmark = pytest.mark.slow
-MACHINE = "kernelwatch-test"
-
-
-def run(cmd, cwd, **env):
-    full_env = {**os.environ, "KERNELWATCH_MACHINE": MACHINE, **env}
-    r = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
-    print(r.stdout[-4000:], r.stderr[-4000:])
-    return r
-
-
 def test_gptq_quick_run_through_asv_and_its_summary(clone, isolated_home):
     """GPTQ's tiny shape through real asv and torch.compile in a matrix environment: the
     steady time, the first run (cold compile), agreement with eager, and the write-up shaped
