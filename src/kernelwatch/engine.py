@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import asvrun, inventory_file, planner, shards, targets, workloads
+from kernelwatch import asvrun, inventory_file, planner, releases, shards, targets, workloads
 from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.gitrepo import commits_in, git_output
 from kernelwatch.planner import Call, Selection
@@ -120,7 +120,7 @@ def _target_flags(repo: Path, request: RunRequest):
         if request.existing:
             raise KernelwatchError("--versions builds one environment per version; it "
                                    "cannot use --existing (drop one)")
-        versions = targets.parse_versions(request.versions)
+        versions = releases.parse_versions(request.versions)
         if versions[0] == "torch" and request.torch:
             raise KernelwatchError("--versions torch=... names the torch versions; drop "
                                    "--torch")
@@ -271,8 +271,8 @@ def _config(repo: Path, request: RunRequest, plan: Plan) -> Path | None:
         from asv import util as asv_util
 
         conf = asv_util.load_json(str(config or repo / "asv.conf.json"), js_comments=True)
-        targets.check_installable(*plan.versions)
-        config = targets.write_config(repo, targets.versions_matrix(conf, *plan.versions))
+        releases.check_installable(*plan.versions)
+        config = targets.write_config(repo, releases.versions_matrix(conf, *plan.versions))
     return config
 
 

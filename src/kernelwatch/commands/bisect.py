@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch import asvrun, bisect, detect, fidelity, planner, targets
+from kernelwatch import asvrun, bisect, detect, fidelity, planner, releases, targets
 from kernelwatch import results as results_mod
 from kernelwatch.engine import RunRequest, run_suite
 from kernelwatch.errors import KernelwatchError
@@ -113,7 +113,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
         raise KernelwatchError("bisect searches a target's commits (--target) or a list of "
                                "versions (--versions), not both")
     library = targets.resolve(target, repo) if target else None
-    listed = targets.parse_versions(versions) if versions else None
+    listed = releases.parse_versions(versions) if versions else None
     if listed and listed[0] == "torch" and torch:
         raise KernelwatchError("--versions torch=... names the torch versions; drop --torch")
     chosen, _ = planner.parse_params(workload, params, {})
@@ -131,7 +131,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
         from asv import util as asv_util
 
         conf = asv_util.load_json(str(config), js_comments=True)
-        config = targets.write_config(repo, targets.versions_matrix(conf, dist, listed[1][:1]))
+        config = targets.write_config(repo, releases.versions_matrix(conf, dist, listed[1][:1]))
         points = bisect.version_points(listed[1], good, bad, dist)
     else:
         config = asvrun.derived_config(repo, torch_versions=torch) or repo / "asv.conf.json"
@@ -143,7 +143,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
 
     def env_ok(row, point):
         if listed:
-            return targets.version_label(str(row.env.get(dist, ""))) == point
+            return releases.version_label(str(row.env.get(dist, ""))) == point
         return row.env_name == envs[0]
 
     def point_field(point):

@@ -1,10 +1,8 @@
 """GPT-2 generate: greedy decoding of N new tokens after a fixed prompt, batch 1.
 
-The write-up this grew from (GPT-2 XL quantization on a CPU) compared FP32, PyTorch
-dynamic INT8 and ONNX Runtime INT8 on a CPU and found dynamic INT8 "barely shrinks" the model.
-The cause: GPT-2's layers are `transformers.pytorch_utils.Conv1D`, not `nn.Linear`, so
-`quantize_dynamic` quantized only `lm_head`. Here `int8-dynamic` converts every Conv1D to
-`nn.Linear` first, and `int8-dynamic-as-seed` keeps the write-up's way so the difference shows.
+The GPT-2 XL CPU write-up found dynamic INT8 "barely shrinks" the model: GPT-2's layers are
+`transformers.pytorch_utils.Conv1D`, not `nn.Linear`, so `quantize_dynamic` quantized only
+`lm_head`. `int8-dynamic` converts every Conv1D first; `int8-dynamic-as-seed` does not.
 
 Variants (a transformation of the plain Hugging Face model, applied from outside):
 - `fp32` (CPU) / `bf16` (CUDA): the baseline, `GPT2LMHeadModel.generate`;
@@ -12,9 +10,8 @@ Variants (a transformation of the plain Hugging Face model, applied from outside
   (int8 weights, activations quantized per call) and weight-only quantization of the two
   embeddings, so the saved model is 8-bit throughout, as ONNX Runtime's is;
 - `int8-dynamic-as-seed`: `quantize_dynamic(model, {nn.Linear})` with no conversion;
-- `torchao-int8-weight-only`, `torchao-int8-dynamic`: torchao's `quantize_` with
-  `Int8WeightOnlyConfig` / `Int8DynamicActivationInt8WeightConfig` after the conversion
-  (torchao is the maintained successor of `torch.ao` quantization);
+- `torchao-int8-weight-only`, `torchao-int8-dynamic`: torchao's `quantize_` (`torch.ao`'s
+  maintained successor) with `Int8WeightOnlyConfig` / `Int8DynamicActivationInt8WeightConfig`;
 - `onnx-fp32`, `onnx-int8`: one ONNX graph with the KV cache as inputs and outputs
   (`DecoderWithCache`), exported with `torch.onnx.export(dynamo=True)`; INT8 through
   `onnxruntime.quantization.quantize_dynamic`; greedy decoding through an ONNX Runtime
