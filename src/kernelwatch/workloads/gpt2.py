@@ -16,8 +16,7 @@ Variants (a transformation of the plain Hugging Face model, applied from outside
   (`DecoderWithCache`), exported with `torch.onnx.export(dynamo=True)`; INT8 through
   `onnxruntime.quantization.quantize_dynamic`; greedy decoding through an ONNX Runtime
   session that feeds each step's present keys/values back, so no step recomputes the prompt;
-- `compile`: transformers' own compiled decoding: a static KV cache and `torch.compile` of
-  the decode step (`cache_implementation="static"` with a `CompileConfig`).
+- `compile`: transformers' compiled decoding (a static KV cache, a `CompileConfig`).
 
 Weights are random by default (seeded, `initializer_range` 0.05: the default 0.02 makes a
 random GPT-2 repeat one token forever, which would make token agreement meaningless), built
