@@ -8,6 +8,7 @@ Cost: one target environment (torch 2.13.0 and what importing llm-compressor's G
 shared through the clone's .asv like the other asv tests' environments), and GPTQ's tiny
 layer (~35 ms a call) in one process per point."""
 
+import html
 import json
 import os
 import re
@@ -207,6 +208,10 @@ def test_run_target_files_the_library_s_commits_apart(clone, llmcompressor_repo,
     assert index["project"] == "llmcompressor"
     assert {head, parent} <= set(index["revision_to_hash"].values())
     assert (clone / "html-llmcompressor" / "kernelwatch" / "index.html").is_file()
+    # kernelwatch's change table names the library's commit by its subject.
+    subject = git("log", "-1", "--format=%s", cwd=llmcompressor_repo)
+    changes = (clone / "html-llmcompressor" / "kernelwatch" / "regressions.html").read_text()
+    assert html.escape(subject) in changes
 
     bare = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)

@@ -82,11 +82,14 @@ def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False
                                 html_dir=str(building))
         history = commits_in(repo, branch or asv_config(repo).get("branches", ["HEAD"])[0])
     run_checked([asv_executable(), "--config", str(config), "publish"], repo)
-    # The change table orders commits as the branch does (dates tie within a second).
+    # The change table orders commits as the branch does (dates tie within a second); a
+    # library's commits carry their subjects and link to its web history where known.
     site.write(checked, building, workloads.bytes_for_benchmark,
                baseline_for=workloads.baseline_variant,
                flops=workloads.flops_for_benchmark, gate=workloads.gate_failure,
                commit_order={c: len(history) - i for i, c in enumerate(history)},
+               commit_subjects=targets.subjects(library.repo, history) if library else None,
+               commit_url=library.url if library else None,
                **fidelity_for_site(repo))
     for left in offline.make_offline(building):
         print(f"kernelwatch: warning: {left} still loads from the network (asv's pages "

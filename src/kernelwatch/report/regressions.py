@@ -42,7 +42,8 @@ def change_table(ch: list[dict]) -> str:
     series' graph on asv's site with the machine selected."""
     body = [[c["machine"], c["env"],
              (c["benchmark"], f"../index.html#{c['benchmark']}?machine={c['machine']}"),
-             c["params"], c["commits"], fmt_value(c["old"], c["unit"]),
+             c["params"], (c["commits"], c["commit_href"]) if c.get("commit_href")
+             else c["commits"], fmt_value(c["old"], c["unit"]),
              fmt_value(c["new"], c["unit"]), c["unit"], f"{c['ratio']:.3f}", c["flag"],
              c.get("note", "")]
             for c in ch]

@@ -157,7 +157,7 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
                     "params": ", ".join(new.params.values()), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,
                     "commits": f"{old.commit[:8]} -> {new.commit[:8]}", "flag": flag,
-                    "params_dict": dict(new.params),
+                    "params_dict": dict(new.params), "commit": new.commit,
                     "_newest": (order.get(new.commit, -1), new.date)})
     # Newest change first; within a commit, flagged rows, then the largest ratio.
     out.sort(key=lambda c: (c["_newest"], bool(c["flag"]), abs(c["ratio"] - 1)), reverse=True)
@@ -225,7 +225,9 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
           baseline_for: speedups.BaselineLookup | None = None,
           commit_order: dict[str, int] | None = None,
           flops: BytesLookup | None = None,
-          gate: speedups.GateLookup | None = None) -> Path:
+          gate: speedups.GateLookup | None = None,
+          commit_subjects: dict[str, str] | None = None,
+          commit_url: str | None = None) -> Path:
     """Write html/kernelwatch/: index.html (speedup vs eager per environment, and a count of
     flagged changes), regressions.html, writeups.html, roofline.html, torch.html,
     fidelity.html and (given `baseline_for`) speedups.html and break-even.html, from
@@ -235,6 +237,10 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     out_dir = Path(html_dir) / "kernelwatch"
     out_dir.mkdir(parents=True, exist_ok=True)
     ch = changes(rows, thresholds, commit_order, _inventories(results_dir, rows))
+    for c in ch:  # a target library's history: its commits' subjects, linked where known
+        subject = (commit_subjects or {}).get(c["commit"], "")
+        c["commits"] += f" {subject}" if subject else ""
+        c["commit_href"] = f"{commit_url}{c['commit']}" if commit_url else ""
     flagged = sum(c["flag"] == "worse" for c in ch)
     parts = ["<h1>kernelwatch</h1>", NAV,
              f'<p><a href="regressions.html">Regressions</a>: {flagged} of {len(ch)} '
