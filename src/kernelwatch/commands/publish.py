@@ -62,8 +62,8 @@ def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False
             "run again, or `kernelwatch publish --skip-corrupt` to publish the rest; the site "
             "was not touched")
     for line in refused:
-        print(f"kernelwatch: left out of the site (kept as it is in {results.name}/): {line}",
-              file=sys.stderr)
+        print(f"kernelwatch: left out of the site (unreadable, kept as it is in "
+              f"{results.name}/): {results}/{line}", file=sys.stderr)
     # Built beside, moved into place only when whole: a failing publish leaves the last site.
     building = repo / ".kernelwatch" / "site-building"
     if building.exists():
