@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 # The host side: kernelwatch, asv, and torch for the tests that call kernels directly.
 # torch 2.13.0 is the local CPU wheel; asv installs each matrix torch into its own envs.
 HOST_TORCH ?= torch==2.13.0
+# Two pytest-xdist workers: most tests wait on one process at a time (asv, pip, Docker), so
+# two keep both cores busy (tests/conftest.py groups the units and orders them).
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint gpu-wheels clean
 
@@ -38,7 +41,7 @@ lint: setup
 test: lint
 	scripts/ensure-docker.sh
 	scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest -v -rs --durations=20
+	$(BIN)/python -m pytest -v -rs --durations=40 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # Wheels the GPU device machine lacks (asv and its deps), for Python 3.12 (docs/gpu.md).
 gpu-wheels:

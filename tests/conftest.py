@@ -10,6 +10,39 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# pytest-xdist's worker name ("gw0", "gw1"); "main" without workers.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+# `make test` runs two pytest-xdist workers (`--dist loadgroup`): each file is one unit of
+# work, the Docker image's users one unit with the Docker tests, and the heaviest units go
+# first so that the two workers end together (seconds each unit took in CI, serially).
+UNIT_SECONDS = {"test_engine": 700, "test_workloads_asv": 600, "docker": 560,
+                "test_targets": 350, "test_explain": 250, "test_asvrun": 110,
+                "test_compare": 110, "test_site_browser": 100, "test_planner": 90,
+                "test_measure": 60, "test_snapshot": 50}
+
+
+def _work_unit(item: pytest.Item) -> str:
+    if {"cpu_image", "engine"} & set(getattr(item, "fixturenames", ())):
+        return "docker"  # one image build per run, not one per worker
+    return item.path.stem
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-UNIT_SECONDS.get(_work_unit(item), 0), order[id(item)]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_pip_cache():
+    """One pip cache for every environment the session builds: tests give asv a home of
+    their own (isolated_home), which would otherwise download each package once per test."""
+    os.environ.setdefault("PIP_CACHE_DIR",
+                          str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                              / "pip"))
 
 
 @pytest.fixture
@@ -45,7 +78,9 @@ def clone(tmp_path_factory) -> Path:
     building the two torch environments costs minutes and depends on no commit."""
     dest = tmp_path_factory.mktemp("clone") / "kernelwatch"
     subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
-    env_cache = Path(os.environ.get("KERNELWATCH_TEST_ENV_CACHE", REPO / ".asv"))
+    # One cache per xdist worker: two asv processes must not build one environment at once.
+    default = REPO / (".asv" if WORKER == "main" else f".asv-{WORKER}")
+    env_cache = Path(os.environ.get("KERNELWATCH_TEST_ENV_CACHE", default))
     env_cache.mkdir(parents=True, exist_ok=True)
     (dest / ".asv").symlink_to(env_cache, target_is_directory=True)
     return dest
