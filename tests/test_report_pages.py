@@ -24,6 +24,28 @@ def test_break_even_is_the_one_time_cost_over_the_saving_per_call():
     assert found["slower"]["calls"] is None  # never pays
 
 
+def test_break_even_drift_between_the_newest_two_commits_is_on_the_page(tmp_path):
+    """The compile's cost triples at the newest commit: its break-even goes from 10,000
+    calls to 30,000, a change on the page; a variant that stays put is not listed."""
+    old, new = "a" * 40, "b" * 40
+    rows = []
+    for commit, cost in ((old, 11.0), (new, 31.0)):
+        rows += [row("w.WFirstRun.track_first_run", "eager", 1.0, commit=commit),
+                 row("w.WFirstRun.track_first_run", "compile", cost, commit=commit),
+                 row("w.WFirstRun.track_first_run", "steady", 2.0, commit=commit),
+                 row("w.WTime.track_time", "eager", 2e-3, commit=commit),
+                 row("w.WTime.track_time", "compile", 1e-3, commit=commit),
+                 row("w.WTime.track_time", "steady", 1e-3, commit=commit)]
+    (d,) = break_even.drift(rows, ("m", old), ("m", new), lambda w, dev: "eager")
+    assert (d.variant, round(d.before), round(d.after)) == ("compile", 10_000, 30_000)
+    page = break_even.write(rows, tmp_path, lambda w, dev: "eager",
+                            commit_order={old: 0, new: 1}).read_text()
+    drift_part = page.split("Break-even drift")[1]
+    assert "aaaaaaaa -&gt; bbbbbbbb" in drift_part or "aaaaaaaa -> bbbbbbbb" in drift_part
+    assert "10,000 calls" in drift_part and "30,000 calls" in drift_part
+    assert "steady" not in drift_part
+
+
 def test_torch_versions_side_by_side_with_the_ratio():
     fast = [1e-3 * (1 + i / 1000) for i in range(20)]
     slow = [2e-3 * (1 + i / 1000) for i in range(20)]

@@ -13,8 +13,10 @@ number of calls (tokens, layers, images) their job makes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from kernelwatch import detect
 from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
 from kernelwatch.report.speedups import PRIMARY_TRACKS, BaselineLookup
 from kernelwatch.results import Row
@@ -67,7 +69,76 @@ def rows_of(rows: list[Row], baseline_for: BaselineLookup) -> list[dict]:
     return out
 
 
-def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup) -> Path:
+@dataclass(frozen=True)
+class Drift:
+    """A variant's break-even at two commits (calls; None: never pays back)."""
+    env: str
+    workload: str
+    case: str
+    variant: str
+    before: float | None
+    after: float | None
+
+
+def calls_text(calls: float | None) -> str:
+    return "never" if calls is None else f"{calls:,.0f} calls"
+
+
+def drift(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
+          baseline_for: BaselineLookup, factor: float = detect.DEFAULT_FACTOR) -> list[Drift]:
+    """Each variant whose break-even moved beyond `factor` between `base` and `head` (each a
+    (machine, full commit hash)), or began or stopped paying back."""
+    def at(machine: str, commit: str) -> dict[tuple, float | None]:
+        picked = [r for r in rows if r.machine == machine and r.commit == commit]
+        return {(f["env"], f["workload"], f["case"], f["variant"]): f["calls"]
+                for f in rows_of(picked, baseline_for)}
+
+    before, after = at(*base), at(*head)
+    out = []
+    for key in sorted(before.keys() & after.keys()):
+        b, a = before[key], after[key]
+        if (b is None) != (a is None) or (b and a and max(a / b, b / a) > factor):
+            out.append(Drift(*key, b, a))
+    return out
+
+
+def _newest_pairs(rows: list[Row], commit_order: dict[str, int] | None
+                  ) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Per machine, (its previous commit, its newest commit), ordered by `commit_order`
+    (hash -> position in the branch, oldest 0) where given, else by date."""
+    order = commit_order or {}
+    newest: dict[str, dict[str, tuple]] = {}
+    for r in rows:
+        at = (order.get(r.commit, -1), r.date)
+        seen = newest.setdefault(r.machine, {})
+        seen[r.commit] = max(seen.get(r.commit, at), at)
+    pairs = []
+    for machine, commits in sorted(newest.items()):
+        ranked = sorted(commits, key=commits.get)
+        if len(ranked) >= 2:
+            pairs.append(((machine, ranked[-2]), (machine, ranked[-1])))
+    return pairs
+
+
+def _drift_parts(rows: list[Row], baseline_for: BaselineLookup,
+                 commit_order: dict[str, int] | None, factor: float) -> list[str]:
+    body = [[machine, d.env, d.workload, d.case, d.variant,
+             f"{old[:8]} -> {new[:8]}", calls_text(d.before), calls_text(d.after)]
+            for (machine, old), (_, new) in _newest_pairs(rows, commit_order)
+            for d in drift(rows, (machine, old), (machine, new), baseline_for, factor)]
+    parts = ["<h2>Break-even drift: the newest commit against the one before</h2>",
+             f"<p>A variant whose break-even moved by more than {factor - 1:.0%} (or began "
+             "or stopped paying back) is a change, as in <code>kernelwatch compare</code>: "
+             "the compile or quantization cost, or the saving per call, moved.</p>"]
+    if not body:
+        return [*parts, "<p>No break-even moved beyond the threshold.</p>"]
+    return [*parts, html_table(["machine", "torch", "workload", "case", "variant",
+                                "commits", "break-even before", "after"], body)]
+
+
+def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,
+          commit_order: dict[str, int] | None = None,
+          factor: float = detect.DEFAULT_FACTOR) -> Path:
     found = rows_of(rows, baseline_for)
     parts = ["<h1>Break-even: when compiling or quantizing pays</h1>", NAV,
              "<p>One-time cost: the variant's first run minus the baseline's (a fresh "
@@ -99,6 +170,7 @@ def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup) -> Path:
         body.append(cells)
     if body:
         parts.append(html_table(head, body))
+    parts += _drift_parts(rows, baseline_for, commit_order, factor)
     path = out_dir / "break-even.html"
     path.write_text(page("kernelwatch: break-even", parts))
     return path

@@ -104,20 +104,6 @@ def break_even_drift(rows: list[Row], base: tuple[str, str], head: tuple[str, st
                      baseline_for, factor: float = detect.DEFAULT_FACTOR) -> list[str]:
     """Markdown lines for each variant whose break-even moved beyond `factor` between the
     two commits (or began or stopped paying back)."""
-    def at(machine: str, commit: str) -> dict[tuple, float | None]:
-        picked = [r for r in rows if r.machine == machine and r.commit == commit]
-        return {(f["env"], f["workload"], f["case"], f["variant"]): f["calls"]
-                for f in break_even.rows_of(picked, baseline_for)}
-
-    before, after = at(*base), at(*head)
-    lines = []
-    for key in sorted(before.keys() & after.keys()):
-        b, a = before[key], after[key]
-        if b == a:
-            continue
-        moved = (b is None) != (a is None) or (b and a and max(a / b, b / a) > factor)
-        if moved:
-            show = [("never" if v is None else f"{v:,.0f} calls") for v in (b, a)]
-            lines.append(f"- `{key[1]}` {key[2]}, {key[3]}: break-even {show[0]} -> "
-                         f"{show[1]}")
-    return lines
+    return [f"- `{d.workload}` {d.case}, {d.variant}: break-even {break_even.calls_text(d.before)}"
+            f" -> {break_even.calls_text(d.after)}"
+            for d in break_even.drift(rows, base, head, baseline_for, factor)]

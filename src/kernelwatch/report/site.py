@@ -290,7 +290,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
                                                  _fidelity_parts(fidelity or {})))
     if baseline_for:
         speedups.write(rows, out_dir, baseline_for, gate)
-        break_even.write(rows, out_dir, baseline_for)
+        break_even.write(rows, out_dir, baseline_for, commit_order)
     torch_versions.write(rows, out_dir)
     return out
 
