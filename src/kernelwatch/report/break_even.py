@@ -13,6 +13,7 @@ number of calls (tokens, layers, images) their job makes."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,19 +105,18 @@ def drift(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
 
 def _newest_pairs(rows: list[Row], commit_order: dict[str, int] | None
                   ) -> list[tuple[tuple[str, str], tuple[str, str]]]:
-    """Per machine, (its previous commit, its newest commit), ordered by `commit_order`
-    (hash -> position in the branch, oldest 0) where given, else by date."""
+    """Per machine, (its previous commit, its newest commit), ordered as site.changes orders
+    a series: by `commit_order` (hash -> position in the branch, oldest 0) where given, else
+    by date."""
     order = commit_order or {}
-    newest: dict[str, dict[str, tuple]] = {}
-    for r in rows:
-        at = (order.get(r.commit, -1), r.date)
-        seen = newest.setdefault(r.machine, {})
-        seen[r.commit] = max(seen.get(r.commit, at), at)
+    by_machine: dict[str, list[str]] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: (order.get(r.commit, -1), r.date)):
+        by_machine[r.machine].append(r.commit)
     pairs = []
-    for machine, commits in sorted(newest.items()):
-        ranked = sorted(commits, key=commits.get)
-        if len(ranked) >= 2:
-            pairs.append(((machine, ranked[-2]), (machine, ranked[-1])))
+    for machine, seen in sorted(by_machine.items()):
+        commits = list(dict.fromkeys(seen))
+        if len(commits) >= 2:
+            pairs.append(((machine, commits[-2]), (machine, commits[-1])))
     return pairs
 
 
