@@ -4,7 +4,7 @@ there, through kernelwatch.inventory (inductor's generated modules; the profiler
 kernels for eager). One child process per case, so each compiles cold and the inventory
 holds that case's code only. Prints a table; the JSON goes to $OUT or ./gpu-out.
 
-Usage: python3 scripts/inventory_gpu.py [--deadline SECONDS]
+Usage: python3 scripts/inventory_gpu.py [--deadline SECONDS] [--workload rope|llama_layer]
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def child(workload: str, params: list[str]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--deadline", type=float, default=150)
+    ap.add_argument("--workload", choices=sorted({w for w, _ in CASES}),
+                    help="only this workload's cases")
     ap.add_argument("--child", nargs="+")
     args = ap.parse_args()
     if args.child:
@@ -54,6 +56,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     start, rows = time.monotonic(), []
     for workload, params in CASES:
+        if args.workload and workload != args.workload:
+            continue
         left = args.deadline - (time.monotonic() - start)
         if left < 10:
             rows.append({"workload": workload, "params": params, "skipped": "deadline"})
