@@ -21,7 +21,7 @@ CASES = ([("rope", ("llama-3.1-8b", form, "bfloat16", v))
           for form in ("rotate-half", "interleaved")
           for v in ("eager", "compile", "compile-dynamic", "triton")]
          + [("llama_layer", ("llama-3.2-1b", "2048", "torch", "forward", v))
-            for v in ("eager", "surgical", "full")])
+            for v in ("eager", "surgical", "compile", "compile-reduce-overhead")])
 
 
 def child(workload: str, params: list[str]) -> dict:

@@ -47,31 +47,63 @@ def _generated_modules() -> list:
 
 def kernels_of_source(source: str) -> list[str]:
     """The kernels a generated module's `call` launches, in order: names bound at module
-    level to `async_compile.*(...)` and called (or `.run(...)` for Triton), and
-    `extern_kernels.*` calls."""
+    level to `async_compile.*(...)` and called (or `.run(...)` for Triton), `extern_kernels.*`
+    calls, and operators inductor left to ATen (`torch.ops.aten.*(...)`, e.g. attention).
+    Where inductor partitioned the graph for CUDA graphs, `call` runs
+    `self.partitions[i](...)` and the kernels are in the module's `partition_i` functions:
+    each is read where `call` runs it."""
     tree = ast.parse(source)
     defined = set()
+    functions = {}
+    partitions: list[str] = []
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                and isinstance(node.value.func, ast.Attribute)
-                and isinstance(node.value.func.value, ast.Name)
-                and node.value.func.value.id == "async_compile"):
-            defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        if isinstance(node, ast.FunctionDef):
+            functions[node.name] = node
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                    and func.value.id == "async_compile"):
+                defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            elif isinstance(func, ast.Name) and func.id == "Runner":
+                for kw in node.value.keywords:
+                    if kw.arg == "partitions" and isinstance(kw.value, ast.List):
+                        partitions = [e.id for e in kw.value.elts if isinstance(e, ast.Name)]
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "call"]
-    launched = []
-    for fn in calls:
+
+    def launched_by(fn: ast.FunctionDef, depth: int = 0) -> list[str]:
+        found = []
         for node in ast.walk(fn):
-            if not isinstance(node, ast.Call):
-                continue
-            f = node.func
-            if isinstance(f, ast.Name) and f.id in defined:
-                launched.append((node.lineno, node.col_offset, f.id))
-            elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
-                if f.value.id in defined and f.attr == "run":
-                    launched.append((node.lineno, node.col_offset, f.value.id))
-                elif f.value.id == "extern_kernels":
-                    launched.append((node.lineno, node.col_offset, f"extern_kernels.{f.attr}"))
-    return [name for _, _, name in sorted(launched)]
+            if isinstance(node, ast.Call):
+                names = _launch(node, defined, partitions, functions, depth, launched_by)
+                if names:
+                    found.append((node.lineno, node.col_offset, names))
+        return [name for _, _, names in sorted(found) for name in names]
+
+    return [name for fn in calls for name in launched_by(fn)]
+
+
+def _launch(node: ast.Call, defined: set, partitions: list, functions: dict, depth: int,
+            launched_by) -> list[str]:
+    """The kernels one call expression in generated code launches ([] for other calls)."""
+    f = node.func
+    if isinstance(f, ast.Name) and f.id in defined:
+        return [f.id]
+    if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+        if f.value.id in defined and f.attr == "run":
+            return [f.value.id]
+        if f.value.id == "extern_kernels":
+            return [f"extern_kernels.{f.attr}"]
+    dotted = ast.unparse(f)
+    if dotted.startswith("torch.ops."):
+        return [".".join(dotted.split(".")[2:4])]  # torch.ops.aten.op.default -> aten.op
+    # self.partitions[i](...): the partition function's kernels, where call runs it
+    if (isinstance(f, ast.Subscript) and ast.unparse(f.value) == "self.partitions"
+            and isinstance(f.slice, ast.Constant) and depth == 0):
+        i = f.slice.value
+        name = partitions[i] if i < len(partitions) else f"partition_{i}"
+        if name in functions:
+            return launched_by(functions[name], depth + 1)
+    return []
 
 
 def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory:

@@ -1,0 +1,85 @@
+"""The kernel inventory reads what inductor generated: kernels it wrote, extern matmuls,
+operators it left to ATen, and kernels inside the graph partitions that CUDA-graph modes
+(reduce-overhead) put them in."""
+
+import torch
+import torch.nn.functional as F
+
+from kernelwatch import inventory
+
+# The shape of inductor's wrapper with graph partitions (torch 2.11 on CUDA with
+# mode="reduce-overhead"): `call` runs each partition through the Runner, and an operator
+# that cannot be captured (here attention) runs between them.
+PARTITIONED = '''
+from torch._inductor.runtime import triton_heuristics
+async_compile = AsyncCompile()
+triton_red_fused_rms_norm_0 = async_compile.triton('triton_red_fused_rms_norm_0', """...""")
+triton_poi_fused_rope_1 = async_compile.triton('triton_poi_fused_rope_1', """...""")
+triton_poi_fused_silu_mul_2 = async_compile.triton('triton_poi_fused_silu_mul_2', """...""")
+async_compile.wait(globals())
+
+
+def partition_0(args):
+    arg0_1, arg1_1 = args
+    args.clear()
+    buf0 = empty_strided_cuda((4, 2048), (2048, 1), torch.bfloat16)
+    triton_red_fused_rms_norm_0.run(arg0_1, buf0, 8192, 2048, stream=stream0)
+    extern_kernels.mm(buf0, arg1_1, out=buf1)
+    triton_poi_fused_rope_1.run(buf1, 1024, stream=stream0)
+    return (buf1, )
+
+
+def partition_1(args):
+    buf3, arg2_1 = args
+    args.clear()
+    extern_kernels.mm(buf3, arg2_1, out=buf4)
+    triton_poi_fused_silu_mul_2.run(buf4, 1024, stream=stream0)
+    return (buf4, )
+
+
+class Runner:
+    def __init__(self, partitions):
+        self.partitions = partitions
+
+    def call(self, args):
+        arg0_1, arg1_1, arg2_1 = args
+        args.clear()
+        partition0_args = [arg0_1, arg1_1]
+        del arg0_1, arg1_1
+        (buf1,) = self.partitions[0](partition0_args)
+        del partition0_args
+        buf2 = torch.ops.aten._scaled_dot_product_cudnn_attention.default(buf1, buf1, buf1)
+        buf3 = buf2[0]
+        assert_size_stride(buf3, (4, 2048), (2048, 1), 'torch.ops.aten.view.default')
+        partition1_args = [buf3, arg2_1]
+        (buf4,) = self.partitions[1](partition1_args)
+        del partition1_args
+        return (buf4, )
+
+
+runner = Runner(partitions=[partition_0, partition_1,])
+call = runner.call
+recursively_apply_fns = runner.recursively_apply_fns
+'''
+
+
+def test_kernels_inside_graph_partitions_are_read_where_call_runs_them():
+    assert inventory.kernels_of_source(PARTITIONED) == [
+        "triton_red_fused_rms_norm_0", "extern_kernels.mm", "triton_poi_fused_rope_1",
+        "aten._scaled_dot_product_cudnn_attention",
+        "extern_kernels.mm", "triton_poi_fused_silu_mul_2"]
+
+
+def test_an_operator_left_to_aten_counts_as_a_kernel_of_the_compiled_call():
+    def attend(q, w):
+        x = F.scaled_dot_product_attention(q.sin(), q, q)
+        return (x @ w).relu() + 1
+
+    torch._dynamo.reset()
+    q, w = torch.randn(1, 2, 16, 8), torch.randn(8, 8)
+    compiled = torch.compile(attend)
+    found = inventory.of_first_call(lambda: compiled(q, w), torch.device("cpu"))
+    assert found.source == "inductor"
+    assert any(k.startswith("aten._scaled_dot_product") for k in found.kernels), found.kernels
+    assert "extern_kernels.mm" in found.kernels
+    assert found.count == len(found.kernels) >= 3
