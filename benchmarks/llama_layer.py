@@ -16,6 +16,7 @@ from .common import (
     _CallTime,
     _CompileCost,
     _DeviceCheck,
+    _KernelInventory,
     _PeakCudaMemory,
     _PeakMemory,
     _Workload,
@@ -38,6 +39,14 @@ class LayerTime(_CallTime, _Layer):
 class LayerDeviceCheck(_DeviceCheck, _Layer):
     """Device time against caller time and the GPU's conditions in one process
     (common._DeviceCheck)."""
+
+    version = "1"
+
+
+class LayerKernels(_KernelInventory, _Layer):
+    """The kernels one call of the pass launches and their count (common._KernelInventory):
+    a compiled variant's first call compiles and its generated code is read; eager's are the
+    profiler's list. A lost fusion shows here even where the time moves within the noise."""
 
     version = "1"
 

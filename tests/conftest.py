@@ -1,3 +1,4 @@
+import contextlib
 import os
 import secrets
 import shutil
@@ -29,6 +30,17 @@ def _work_unit(item: pytest.Item) -> str:
             or item.path.stem == "test_engine"):
         return "docker"
     return item.path.stem
+
+
+def pytest_sessionstart(session):
+    # TransformerEngine loads cuDNN by its file name; where torch has loaded its own cuDNN
+    # first (any attention call), TE's import fails with "libcudnn_cnn.so.9: undefined
+    # symbol" (seen on the H200), so a te test after a torch test in one process fails.
+    # Importing TE first, where it is installed, keeps the GPU tests' result apart from
+    # their order. asv's benchmark processes build one case each and import TE first.
+    if torch.cuda.is_available():
+        with contextlib.suppress(Exception):
+            import transformer_engine.pytorch  # noqa: F401
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

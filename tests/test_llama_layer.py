@@ -6,12 +6,12 @@ is in test_asv_end_to_end.py; the GPU variants in the tests marked gpu, on the d
 import pytest
 import torch
 
-from kernelwatch import measure
+from kernelwatch import benchmark_classes, measure
 from kernelwatch.errors import KernelwatchError, Unavailable
 from kernelwatch.report import llama_layer as layer_report
 from kernelwatch.workloads import llama_layer
 
-from .conftest import requires_cuda
+from .conftest import REPO, requires_cuda
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -155,6 +155,19 @@ def test_gpu_only_choices_are_skipped_with_the_reason_on_cpu():
         llama_layer.build_case("tiny", "128", "torch", "forward", "compile-reduce-overhead")
     with pytest.raises(Unavailable, match="te backend needs a CUDA GPU"):
         llama_layer.build_case("tiny", "128", "te", "forward", "eager")
+
+
+def test_the_kernel_inventory_counts_what_whole_layer_compilation_fused():
+    """LayerKernels through the asv class: compile launches fewer kernels than eager runs
+    operators, its matmuls and the attention ATen runs among them; surgical compiles RoPE
+    into one kernel for q and k."""
+    cls = benchmark_classes.load(REPO, "llama_layer", "LayerKernels")
+    counts = {}
+    for variant in ("eager", "surgical", "compile"):
+        bench, params = cls(), ("tiny", "128", "torch", "forward", variant)
+        bench.setup(*params)
+        counts[variant] = bench.track_kernel_count(*params)
+    assert 0 < counts["surgical"] < counts["compile"] < counts["eager"], counts
 
 
 def test_table_rows_speedups_gate_and_writeup_figures():

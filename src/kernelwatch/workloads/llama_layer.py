@@ -107,7 +107,8 @@ QUICK_TRACKS = ("time",)
 BENCHMARKS = {"time": "LayerTime", "compiled-share": "LayerCompiledShare",
               "compile": "LayerCompile", "memory": "LayerMemory",
               "cuda-memory": "LayerCudaMemory", "accuracy": "LayerAccuracy",
-              "grad-accuracy": "LayerGradAccuracy", "device-check": "LayerDeviceCheck"}
+              "grad-accuracy": "LayerGradAccuracy", "device-check": "LayerDeviceCheck",
+              "kernels": "LayerKernels"}
 CHECKPOINT_ENV = "KERNELWATCH_LLAMA_LAYER_CHECKPOINT"
 SETTINGS = {"checkpoint": CHECKPOINT_ENV}
 
