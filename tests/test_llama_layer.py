@@ -183,6 +183,13 @@ def test_table_rows_speedups_gate_and_writeup_figures():
     table = layer_report.make_tables({("llama-3.2-1b", "2048", "torch", "forward"): metrics})
     assert table[0].row_classes == ["", "", "worse"]
     assert table[0].title.startswith("Llama layer llama-3.2-1b (batch 4, sequence 2048)")
+    # TE's FP8 linears: two correct layers differ by FP8's own rounding (0.016-0.10 on the
+    # H200), so their gate is wider; a broken layer (0.5) still fails it.
+    fp8 = {"eager": {"time": 0.0015}, "surgical": {"time": 0.0013, "vs_eager": 0.083},
+           "compile": {"time": 0.001, "vs_eager": 0.5}}
+    te_rows = layer_report.rows_for("llama-3.2-3b", fp8, "te")
+    assert te_rows[1]["gate"] is None and "0.5 > 0.15" in te_rows[2]["gate"]
+    assert layer_report.rows_for("llama-3.2-3b", fp8)[1]["gate"]  # torch linears: 0.02
 
 
 @requires_cuda

@@ -42,7 +42,7 @@ def writeup(shape: str, variant: str) -> str:
     return f"{speedup:.3f}x ({share:.0%} tensor ops; TE FP8, H100 PCIe)"
 
 
-def rows_for(shape: str, by_variant: dict[str, Metrics]) -> list[dict]:
+def rows_for(shape: str, by_variant: dict[str, Metrics], backend: str = "torch") -> list[dict]:
     eager = by_variant.get("eager", {})
     order = {s: i for i, s in enumerate(llama_layer.VARIANTS)}
     out = []
@@ -54,7 +54,8 @@ def rows_for(shape: str, by_variant: dict[str, Metrics]) -> list[dict]:
             row[f"speedup_{clock}"] = base / t if _num(t) and _num(base) and t else None
         row["peak"] = m.get("peak_cuda", m.get("peak_rss"))
         gate = m.get("vs_eager")
-        row["gate"] = (llama_layer.quality_gate("track_rel_l2_vs_eager", {}, gate)
+        row["gate"] = (llama_layer.quality_gate("track_rel_l2_vs_eager", {"backend": backend},
+                                                 gate)
                        if _num(gate) else None)
         row["writeup"] = writeup(shape, variant)
         out.append(row)
@@ -90,7 +91,7 @@ def make_tables(cases: dict[tuple, dict[str, Metrics]],
     for (shape, seq_len, backend, pass_), by_variant in sorted(
             cases.items(), key=lambda kv: (shapes.index(kv[0][0]) if kv[0][0] in shapes
                                            else len(shapes), int(kv[0][1]), kv[0][2:])):
-        rows = rows_for(shape, by_variant)
+        rows = rows_for(shape, by_variant, backend)
         for row in rows:
             params = {"shape": shape, "seq_len": seq_len, "backend": backend, "pass": pass_,
                       "variant": row["variant"]}

@@ -121,15 +121,22 @@ WRITEUP = {"llama-3.2-1b": (1.184, 0.142), "llama-3.2-3b": (1.145, 0.100),
 # The quality gate: a variant's output against eager's, relative L2. A correct compile of
 # a bf16 layer reorders sums and fuses roundings: about 1e-3 to 1e-2; fp32 stays near 1e-6.
 REL_L2_VS_EAGER_GATE = 0.02
+# TE's FP8 linears: eager's own error against float64 is 0.04-0.08 (H200, 1B-8B), and a
+# compile that changes a bf16 input by one rounding moves values across FP8's coarse steps
+# (3 mantissa bits), so two correct FP8 layers differ by up to about that error again
+# (surgical vs eager measured 0.016-0.10, their errors vs float64 equal): twice FP8's error.
+REL_L2_VS_EAGER_GATE_FP8 = 0.15
 # Labels of the surgical region for the profiler (measure.region_share).
 LAYER_LABEL = "kernelwatch.layer"
 SURGICAL_LABEL = "kernelwatch.surgical_region"
 
 
 def quality_gate(track: str, params: dict, value: float) -> str | None:
-    """The report's gate: the output of a variant within 2% (relative L2) of eager's."""
-    if track == "track_rel_l2_vs_eager" and not value <= REL_L2_VS_EAGER_GATE:
-        return f"rel. L2 vs eager {value:.2g} > {REL_L2_VS_EAGER_GATE:g}"
+    """The report's gate: the output of a variant within 2% (relative L2) of eager's; 15%
+    for TE's FP8 linears (REL_L2_VS_EAGER_GATE_FP8)."""
+    gate = REL_L2_VS_EAGER_GATE_FP8 if params.get("backend") == "te" else REL_L2_VS_EAGER_GATE
+    if track == "track_rel_l2_vs_eager" and not value <= gate:
+        return f"rel. L2 vs eager {value:.2g} > {gate:g}"
     return None
 
 
