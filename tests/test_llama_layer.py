@@ -164,6 +164,7 @@ def test_the_kernel_inventory_counts_what_whole_layer_compilation_fused():
     cls = benchmark_classes.load(REPO, "llama_layer", "LayerKernels")
     counts = {}
     for variant in ("eager", "surgical", "compile"):
+        torch._dynamo.reset()  # a first call, as in asv's fresh process, after other tests
         bench, params = cls(), ("tiny", "128", "torch", "forward", variant)
         bench.setup(*params)
         counts[variant] = bench.track_kernel_count(*params)
