@@ -2,6 +2,8 @@
 operators it left to ATen, and kernels inside the graph partitions that CUDA-graph modes
 (reduce-overhead) put them in."""
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -83,3 +85,43 @@ def test_an_operator_left_to_aten_counts_as_a_kernel_of_the_compiled_call():
     assert any(k.startswith("aten._scaled_dot_product") for k in found.kernels), found.kernels
     assert "extern_kernels.mm" in found.kernels
     assert found.count == len(found.kernels) >= 3
+
+
+def test_guards_are_counted_and_a_host_slowdown_names_the_new_ones():
+    """A compiled function that reads two more Python values is guarded on them: the
+    inventory counts dynamo's guards, and the explanation of a host-side slowdown between
+    two commits says how many guards came with it."""
+    from kernelwatch.report import explain
+    from kernelwatch.results import Row
+
+    def plain(x, scale):
+        return x.sin() * scale
+
+    def guarded(x, scale, shift, tilt):
+        return x.sin() * scale + shift * tilt
+
+    x = torch.randn(8)
+    counts = []
+    for fn, args in ((plain, (x, 2.0)), (guarded, (x, 2.0, 1.0, 3.0))):
+        torch._dynamo.reset()
+        compiled = torch.compile(fn)
+        found = inventory.of_first_call(functools.partial(compiled, *args), torch.device("cpu"))
+        assert found.as_dict()["guards"] == found.guards
+        counts.append(found.guards)
+    assert 0 < counts[0] < counts[1], counts
+    added = counts[1] - counts[0]
+
+    def row(commit, track, value):
+        return Row(machine="m", commit=commit, date=0, env_name="env", env={},
+                   benchmark=f"w.T.{track}", params={"variant": "compile"}, unit="seconds",
+                   value=value, samples=[value] * 20)
+
+    a, b = "a" * 40, "b" * 40
+    rows = [row(a, "track_time", 10e-6), row(a, "track_caller_time", 40e-6),
+            row(b, "track_time", 10e-6), row(b, "track_caller_time", 58e-6)]
+    inventories = {(c, "env", "w(compile)"): {"kernels": ["k"], "guards": g}
+                   for c, g in ((a, counts[0]), (b, counts[1]))}
+    why = explain.explain(rows, ("m", a), ("m", b), {("env", "w", (("variant", "compile"),))},
+                          inventories)
+    assert why[0].parts[0] == (f"host +18 us per call (+45% of the call): "
+                               f"{added} new guard{'s' if added != 1 else ''}"), why[0].parts

@@ -8,6 +8,8 @@ move by less than the noise, but the count goes from 1 to 2 and the names say wh
   change of the generated code changes it, also when the count stays.
 - Eager code (nothing generated): the profiler's list of what ran (GPU kernels on CUDA,
   top-level aten operators on the CPU); no hash.
+- Guards: what dynamo installed for the frames the call compiled (its compilation metrics'
+  guard counts). Each call checks them before it runs, so new guards are host time per call.
 Counting only: nothing here times (that is kernelwatch.measure's job).
 """
 
@@ -29,14 +31,22 @@ class Inventory:
     kernels: list[str] = field(default_factory=list)  # in launch order, one call
     code_hash: str = ""  # sha256 of the generated code, "" where nothing was generated
     source: str = "profiler"  # "inductor": from the generated code; "profiler": eager
+    guards: int | None = None  # dynamo's guards on what the call compiled; None: nothing was
 
     @property
     def count(self) -> int:
         return len(self.kernels)
 
     def as_dict(self) -> dict:
-        return {"kernels": list(self.kernels), "code_hash": self.code_hash,
-                "source": self.source}
+        found = {"kernels": list(self.kernels), "code_hash": self.code_hash,
+                 "source": self.source}
+        return found if self.guards is None else {**found, "guards": self.guards}
+
+
+def _compilations() -> list:
+    from torch._dynamo.utils import get_compilation_metrics
+
+    return list(get_compilation_metrics())
 
 
 def _generated_modules() -> list:
@@ -111,17 +121,22 @@ def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory
     the modules inductor generated or loaded during the call, else from the profiler on a
     second call."""
     before = {id(m) for m in _generated_modules()}
+    compiled_before = {id(m) for m in _compilations()}
     call()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     new = [m for m in _generated_modules() if id(m) not in before]
+    frames = [m for m in _compilations() if id(m) not in compiled_before]
+    guards = sum(m.guard_count or 0 for m in frames) if frames else None
     sources = [open(m.__file__).read() for m in new if getattr(m, "__file__", None)]
     sources = [s for s in sources if "def call" in s]
     if sources:
         digest = hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
         return Inventory([k for s in sources for k in kernels_of_source(s)], digest,
-                         "inductor")
-    return of_profiled_call(call, device)
+                         "inductor", guards)
+    found = of_profiled_call(call, device)
+    found.guards = guards
+    return found
 
 
 def of_profiled_call(call: Callable[[], object], device: torch.device) -> Inventory:
@@ -151,6 +166,18 @@ def _inside_aten(event) -> bool:
             return True
         parent = parent.cpu_parent
     return False
+
+
+def new_guards(old: Inventory | dict, new: Inventory | dict) -> str:
+    """In words, how the guards changed ("2 new guards", "3 guards fewer"; "" when they did
+    not, or either inventory has no count)."""
+    before = old.guards if isinstance(old, Inventory) else old.get("guards")
+    after = new.guards if isinstance(new, Inventory) else new.get("guards")
+    if before is None or after is None or before == after:
+        return ""
+    n = abs(after - before)
+    return (f"{n} new guard{'s' if n != 1 else ''}" if after > before
+            else f"{n} guard{'s' if n != 1 else ''} fewer")
 
 
 def difference(old: Inventory | dict, new: Inventory | dict) -> str:

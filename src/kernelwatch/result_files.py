@@ -238,6 +238,9 @@ def _check_kernels(data: object) -> None:
                          for k in entry["kernels"]), f"{case}: kernels is not a list of names")
         _plain(entry.get("code_hash", ""), f"{case} code_hash")
         _plain(entry.get("source", ""), f"{case} source")
+        guards = entry.get("guards")
+        _require(guards is None or (isinstance(guards, int) and not isinstance(guards, bool)),
+                 f"{case}: guards is not a count")
 
 
 BENCHMARK_TEXT_FIELDS = ("name", "pretty_name", "unit", "type", "version", "pretty_source")

@@ -64,6 +64,8 @@ def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
         b, a = before[key], after[key]
         env, workload, params = key
         parts: list[tuple[float, str]] = []  # (weight, words)
+        inv_b = (inventories or {}).get((base[1], env, _inventory_key(workload, params)))
+        inv_a = (inventories or {}).get((head[1], env, _inventory_key(workload, params)))
         if DEVICE in b and DEVICE in a:
             db, da = b[DEVICE].median, a[DEVICE].median
             whole = b[CALLER].median if CALLER in b else db
@@ -71,7 +73,11 @@ def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
             if CALLER in b and CALLER in a:
                 hb, ha = b[CALLER].median - db, a[CALLER].median - da
                 if abs(ha - hb) > 0:
-                    parts.append((abs(ha - hb), _delta_seconds("host", hb, ha, whole)))
+                    # dynamo checks every guard before each call: a change in their number
+                    # is the host-side cause it can name
+                    guards = inventory.new_guards(inv_b, inv_a) if inv_b and inv_a else ""
+                    parts.append((abs(ha - hb), _delta_seconds("host", hb, ha, whole)
+                                  + (f": {guards}" if guards else "")))
         for track in COMPILE:
             if track in b and track in a and b[track].median:
                 cb, ca = b[track].median, a[track].median
@@ -84,8 +90,6 @@ def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
                                    f"{b[track].median:g} -> {a[track].median:g}"))
         if KERNELS in b and KERNELS in a and b[KERNELS].median != a[KERNELS].median:
             words = f"kernels {b[KERNELS].median:g} -> {a[KERNELS].median:g}"
-            inv_b = (inventories or {}).get((base[1], env, _inventory_key(workload, params)))
-            inv_a = (inventories or {}).get((head[1], env, _inventory_key(workload, params)))
             if inv_b and inv_a:
                 words = inventory.difference(inv_b, inv_a) or words
             parts.append((float("inf"), words))
