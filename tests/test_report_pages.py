@@ -88,6 +88,28 @@ def test_roofline_against_the_environments_measured_ceilings():
     assert abs(r["gb_per_s"] - 524.288) < 1e-6 and abs(r["pct_copy"] - 48.83) < 0.01
     assert abs(r["tflops"] - 10.0) < 1e-9 and abs(r["pct_peak"] - 10.0) < 1e-9
     assert r["bound"] == "memory" and abs(r["over_floor"] - 1 / 0.48828125) < 1e-6
+    assert r["vs_reference"] is None and not r["is_reference"]  # no reference named
+
+
+def test_the_roofline_marks_the_reference_kernel_and_each_variants_share_of_its_speed(
+        tmp_path):
+    from kernelwatch import workloads
+    from kernelwatch.report import roofline
+
+    env = [row("rope.RopeTime.track_time", "eager", 100e-6),
+           row("rope.RopeTime.track_time", "compile", 25e-6),
+           row("rope.RopeTime.track_time", "triton", 20e-6)]
+    found = roofline.rows_of(env, lambda b, p: 10 ** 7, lambda b, p: None,
+                             workloads.reference_variant)
+    rows = {r["case"].split(", ")[-1]: r for r in found}
+    assert workloads.reference_variant("rope.RopeTime.track_time") == "triton"
+    assert rows["triton"]["is_reference"] and rows["triton"]["vs_reference"] == 1.0
+    assert abs(rows["compile"]["vs_reference"] - 0.8) < 1e-12
+    assert abs(rows["eager"]["vs_reference"] - 0.2) < 1e-12
+    roofline.write({("m", "env"): env}, tmp_path, lambda b, p: 10 ** 7, lambda b, p: None,
+                   workloads.reference_variant)
+    page = (tmp_path / "roofline.html").read_text()
+    assert "the reference" in page and "80% of its speed" in page and "20% of its speed" in page
 
 
 def test_a_speedup_bought_by_failing_the_quality_gate_is_marked_not_dropped():

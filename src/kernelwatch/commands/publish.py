@@ -87,6 +87,7 @@ def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False
     site.write(checked, building, workloads.bytes_for_benchmark,
                baseline_for=workloads.baseline_variant,
                flops=workloads.flops_for_benchmark, gate=workloads.gate_failure,
+               reference_for=workloads.reference_variant,
                commit_order={c: len(history) - i for i, c in enumerate(history)},
                commit_subjects=targets.subjects(library.repo, history) if library else None,
                commit_url=library.url if library else None,

@@ -227,7 +227,8 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
           flops: BytesLookup | None = None,
           gate: speedups.GateLookup | None = None,
           commit_subjects: dict[str, str] | None = None,
-          commit_url: str | None = None) -> Path:
+          commit_url: str | None = None,
+          reference_for: roofline.NoReference | None = None) -> Path:
     """Write html/kernelwatch/: index.html (speedup vs eager per environment, and a count of
     flagged changes), regressions.html, writeups.html, roofline.html, torch.html,
     fidelity.html and (given `baseline_for`) speedups.html and break-even.html, from
@@ -285,7 +286,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
                       "significant on the samples and beyond the series' threshold from the "
                       f"fidelity page, else {detect.DEFAULT_FACTOR - 1:.0%})")
     roofline.write(env_groups, out_dir, bytes_moved or (lambda b, p: None),
-                   flops or (lambda b, p: None))
+                   flops or (lambda b, p: None), reference_for or (lambda b: None))
     (out_dir / "fidelity.html").write_text(page("kernelwatch: fidelity",
                                                  _fidelity_parts(fidelity or {})))
     if baseline_for:

@@ -21,6 +21,8 @@ What a workload module declares:
   fails the workload's gate (None if it passes); the speedup charts mark such variants.
 - optionally `BASELINE`: the variant speedups and break-even are against (a name, or
   {"cpu": ..., "cuda": ...}); default eager.
+- optionally `REFERENCE`: the variant that is the best kernel the project knows for the case
+  (its own hand-written one): the roofline page gives every variant's share of its speed.
 - optionally `TARGETS`: {distribution: the cases that run its code}, each a list of
   variants or a {parameter: values} dict ({} for every case), e.g. GPTQ's
   {"llmcompressor": ["llmcompressor", "llmcompressor-eager"]}. `kernelwatch run --target
@@ -115,6 +117,12 @@ def baseline_variant(workload: str, device_type: str) -> str:
         return "eager"
     baseline = getattr(get(workload), "BASELINE", "eager")
     return baseline.get(device_type, "eager") if isinstance(baseline, dict) else baseline
+
+
+def reference_variant(benchmark: str) -> str | None:
+    """The variant a benchmark's workload names as its reference kernel (`REFERENCE`), or
+    None where it names none."""
+    return _hook(benchmark, "REFERENCE")
 
 
 def renamed_values(benchmark: str) -> dict[str, dict[str, str]]:

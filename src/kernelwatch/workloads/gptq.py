@@ -259,6 +259,8 @@ def relative_output_error(weight: torch.Tensor, quantized: torch.Tensor,
 
 VARIANTS = ("eager", "compile-block", "compile-column", "triton", "llmcompressor",
             "llmcompressor-eager")
+# The best kernel this project knows for a GPTQ block (the roofline page's yardstick).
+REFERENCE = "triton"
 # Compiling a whole block unrolls its column loop: its compile cost grows with the block (tens
 # of seconds at 16, hours at 128), so the sizes between let a run find the largest block that
 # compiles within its budget. Strings: asv params match by repr, and the CLI selects by name.

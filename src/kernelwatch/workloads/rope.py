@@ -55,6 +55,9 @@ DTYPES = ("float32", "bfloat16", "float16")
 DTYPES_BY_DEVICE = {"cpu": ("float32",), "cuda": ("bfloat16", "float16")}
 COMPILED = ("compile", "compile-dynamic", "compile-max-autotune")  # modes of variants.py
 VARIANTS = ("eager", *COMPILED, "te-fused", "liger", "triton")
+# The best kernel this project knows for RoPE (the roofline page's yardstick): its own
+# Triton kernel, one launch for q and k, cos/sin read once per position.
+REFERENCE = "triton"
 
 # asv parameters, in order: benchmarks/rope.py declares them from here and the CLI selects by name.
 PARAMS = {"shape": list(SHAPES), "form": list(FORMS), "dtype": list(DTYPES),
