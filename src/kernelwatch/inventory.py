@@ -31,7 +31,7 @@ class Inventory:
     kernels: list[str] = field(default_factory=list)  # in launch order, one call
     code_hash: str = ""  # sha256 of the generated code, "" where nothing was generated
     source: str = "profiler"  # "inductor": from the generated code; "profiler": eager
-    guards: int | None = None  # dynamo's guards on what the call compiled; None: nothing was
+    guards: int | None = None  # dynamo's guards on what the call compiled; None: none compiled
 
     @property
     def count(self) -> int:

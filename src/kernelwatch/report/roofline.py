@@ -27,8 +27,8 @@ MATMUL_KEY = "environment.Environment.track_matmul_seconds_per_tflop"
 WorkLookup = Callable[[str, dict], int | None]
 HEADERS = ["benchmark", "case", "device time", "GB/s", "% of copy BW", "TFLOP/s",
            "% of matmul peak", "bound", "time / floor", "vs reference"]
-# Where a workload names no reference kernel, every row reads as the table's defaults.
-NoReference = Callable[[str], str | None]
+# Reference lookup: benchmark -> its workload's reference variant, or None where it names none.
+ReferenceLookup = Callable[[str], str | None]
 
 
 def ceilings(env_rows: list[Row]) -> tuple[float | None, float | None]:
@@ -38,7 +38,7 @@ def ceilings(env_rows: list[Row]) -> tuple[float | None, float | None]:
 
 
 def rows_of(env_rows: list[Row], bytes_for: WorkLookup, flops_for: WorkLookup,
-            reference_for: NoReference = lambda benchmark: None) -> list[dict]:
+            reference_for: ReferenceLookup = lambda benchmark: None) -> list[dict]:
     """One dict per timed case (track_time) whose workload says its bytes or FLOPs.
     `reference_for(benchmark)` names the workload's reference variant, or None."""
     bandwidth, peak = ceilings(env_rows)
@@ -83,7 +83,7 @@ def cells(row: dict) -> list[str]:
 
 
 def write(env_groups: dict[tuple, list[Row]], out_dir: Path, bytes_for: WorkLookup,
-          flops_for: WorkLookup, reference_for: NoReference = lambda benchmark: None) -> Path:
+          flops_for: WorkLookup, reference_for: ReferenceLookup = lambda benchmark: None) -> Path:
     """html/kernelwatch/roofline.html: one table per environment's newest commit."""
     parts = ["<h1>Roofline: how close each kernel is to the machine</h1>", NAV,
              "<p>From the device time (on a GPU: CUDA-graph replay). GB/s: the fewest bytes "

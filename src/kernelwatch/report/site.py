@@ -228,7 +228,7 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
           gate: speedups.GateLookup | None = None,
           commit_subjects: dict[str, str] | None = None,
           commit_url: str | None = None,
-          reference_for: roofline.NoReference | None = None) -> Path:
+          reference_for: roofline.ReferenceLookup | None = None) -> Path:
     """Write html/kernelwatch/: index.html (speedup vs eager per environment, and a count of
     flagged changes), regressions.html, writeups.html, roofline.html, torch.html,
     fidelity.html and (given `baseline_for`) speedups.html and break-even.html, from
