@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,13 @@ class Row:
         if self.samples:
             return statistics.median(self.samples)
         return self.value
+
+
+def branch_order(commit_order: dict[str, int] | None) -> Callable[[Row], tuple]:
+    """Sort key placing rows in the branch's history: by `commit_order` (hash -> position,
+    oldest 0) where given, then by date (asv's dates tie within a second)."""
+    order = commit_order or {}
+    return lambda r: (order.get(r.commit, -1), r.date)
 
 
 def _unquote(v: str) -> str:

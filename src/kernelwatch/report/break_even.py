@@ -20,7 +20,7 @@ from pathlib import Path
 from kernelwatch import detect
 from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
 from kernelwatch.report.speedups import PRIMARY_TRACKS, BaselineLookup
-from kernelwatch.results import Row
+from kernelwatch.results import Row, branch_order
 
 ONE_TIME = ("track_first_run", "track_cold_compile")
 
@@ -108,9 +108,8 @@ def _newest_pairs(rows: list[Row], commit_order: dict[str, int] | None
     """Per machine, (its previous commit, its newest commit), ordered as site.changes orders
     a series: by `commit_order` (hash -> position in the branch, oldest 0) where given, else
     by date."""
-    order = commit_order or {}
     by_machine: dict[str, list[str]] = defaultdict(list)
-    for r in sorted(rows, key=lambda r: (order.get(r.commit, -1), r.date)):
+    for r in sorted(rows, key=branch_order(commit_order)):
         by_machine[r.machine].append(r.commit)
     pairs = []
     for machine, seen in sorted(by_machine.items()):

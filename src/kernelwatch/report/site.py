@@ -25,7 +25,7 @@ from kernelwatch.report import (
     views,
 )
 from kernelwatch.report.format import NAV, aligned, cell, env_label, html_table, page
-from kernelwatch.results import Row, load
+from kernelwatch.results import Row, branch_order, load
 
 TIME_SUFFIX = "Time.track_time"
 # Beside each Time class's track_time (device time), what a Python caller pays per call.
@@ -118,7 +118,7 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
     note (`inventories`: (machine, commit, env, case) -> inventory)."""
     from kernelwatch import inventory
 
-    order = commit_order or {}
+    in_branch = branch_order(commit_order)
     series: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
         if r.median is not None:
@@ -126,7 +126,7 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
             series[key].append(r)
     out = []
     for (machine, env_name, bench, _params), rs in series.items():
-        rs.sort(key=lambda r: (order.get(r.commit, -1), r.date))
+        rs.sort(key=in_branch)
         commits = list(dict.fromkeys(r.commit for r in rs))
         if len(commits) < 2:
             continue
@@ -158,7 +158,7 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
                     "new": new.median, "ratio": ratio, "unit": new.unit,
                     "commits": f"{old.commit[:8]} -> {new.commit[:8]}", "flag": flag,
                     "params_dict": dict(new.params), "commit": new.commit,
-                    "_newest": (order.get(new.commit, -1), new.date)})
+                    "_newest": in_branch(new)})
     # Newest change first; within a commit, flagged rows, then the largest ratio.
     out.sort(key=lambda c: (c["_newest"], bool(c["flag"]), abs(c["ratio"] - 1)), reverse=True)
     for c in out:
