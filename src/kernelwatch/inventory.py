@@ -80,40 +80,35 @@ def kernels_of_source(source: str) -> list[str]:
                         partitions = [e.id for e in kw.value.elts if isinstance(e, ast.Name)]
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "call"]
 
-    def launched_by(fn: ast.FunctionDef, depth: int = 0) -> list[str]:
-        found = []
-        for node in ast.walk(fn):
-            if isinstance(node, ast.Call):
-                names = _launch(node, defined, partitions, functions, depth, launched_by)
-                if names:
-                    found.append((node.lineno, node.col_offset, names))
+    def launched(node: ast.Call, in_partition: bool) -> list[str]:
+        """The kernels one call expression launches ([] for other calls)."""
+        f = node.func
+        if isinstance(f, ast.Name) and f.id in defined:
+            return [f.id]
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+            if f.value.id in defined and f.attr == "run":
+                return [f.value.id]
+            if f.value.id == "extern_kernels":
+                return [f"extern_kernels.{f.attr}"]
+        dotted = ast.unparse(f)
+        if dotted.startswith("torch.ops."):
+            return [".".join(dotted.split(".")[2:4])]  # torch.ops.aten.op.default -> aten.op
+        # self.partitions[i](...): the partition function's kernels, where call runs it
+        if (not in_partition and isinstance(f, ast.Subscript)
+                and ast.unparse(f.value) == "self.partitions"
+                and isinstance(f.slice, ast.Constant)):
+            i = f.slice.value
+            name = partitions[i] if i < len(partitions) else f"partition_{i}"
+            if name in functions:
+                return launched_by(functions[name], in_partition=True)
+        return []
+
+    def launched_by(fn: ast.FunctionDef, in_partition: bool = False) -> list[str]:
+        found = [(node.lineno, node.col_offset, launched(node, in_partition))
+                 for node in ast.walk(fn) if isinstance(node, ast.Call)]
         return [name for _, _, names in sorted(found) for name in names]
 
     return [name for fn in calls for name in launched_by(fn)]
-
-
-def _launch(node: ast.Call, defined: set, partitions: list, functions: dict, depth: int,
-            launched_by) -> list[str]:
-    """The kernels one call expression in generated code launches ([] for other calls)."""
-    f = node.func
-    if isinstance(f, ast.Name) and f.id in defined:
-        return [f.id]
-    if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
-        if f.value.id in defined and f.attr == "run":
-            return [f.value.id]
-        if f.value.id == "extern_kernels":
-            return [f"extern_kernels.{f.attr}"]
-    dotted = ast.unparse(f)
-    if dotted.startswith("torch.ops."):
-        return [".".join(dotted.split(".")[2:4])]  # torch.ops.aten.op.default -> aten.op
-    # self.partitions[i](...): the partition function's kernels, where call runs it
-    if (isinstance(f, ast.Subscript) and ast.unparse(f.value) == "self.partitions"
-            and isinstance(f.slice, ast.Constant) and depth == 0):
-        i = f.slice.value
-        name = partitions[i] if i < len(partitions) else f"partition_{i}"
-        if name in functions:
-            return launched_by(functions[name], depth + 1)
-    return []
 
 
 def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory:
