@@ -5,8 +5,9 @@ again: for the 350M decoder at three batches and ten variants that is hours of c
 Here one child per variant builds the case per batch and measures what asv would record,
 through the asv classes themselves (benchmark_classes.on_case: their track methods and
 sample counts, on the one built case): device time (CUDA-graph replay, or the profiler's
-kernel time where the variant cannot be captured) and caller time (VaeTime), peak CUDA
-memory (VaeCudaMemory). Beside them, SSIM/PSNR against eager on fresh photographs, and the
+kernel time where the variant cannot be captured) and caller time (VaeTime), the device-time
+check (VaeDeviceCheck: device time against caller time, the GPU's clock and other
+processes), peak CUDA memory (VaeCudaMemory). Beside them, SSIM/PSNR against eager on fresh photographs, and the
 first run (one-time work plus the first batch; the first batch of a child gets fresh
 compile caches, so its figure is a cold compile). The table is report/vae.py's. Results are
 written after each batch, so a child cut at its deadline keeps what it finished.
@@ -22,6 +23,8 @@ cases move between runs: the spread is printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -34,6 +37,7 @@ import torch
 
 from kernelwatch import benchmark_classes, measure
 from kernelwatch.errors import KernelwatchError, Unavailable
+from kernelwatch.report import clocks
 from kernelwatch.report import vae as vae_report
 from kernelwatch.workloads import vae
 
@@ -68,6 +72,10 @@ def one_variant(config: str, part: str, variant: str, batches: list[str], out: P
             m["time"] = statistics.median(timed.track_time(*params)["samples"])
             m["graph"] = vae.device_time_uses_graph(variant)
             m["caller_time"] = statistics.median(timed.track_caller_time(*params)["samples"])
+            readings = io.StringIO()  # the check's readings, which the class writes to stderr
+            with contextlib.redirect_stderr(readings):
+                m["check"] = _asv("device-check", case, dev).track_device_check(*params)
+            m["check_detail"] = readings.getvalue().strip().removeprefix("kernelwatch: ")
             m["peak_cuda"] = _asv("cuda-memory", case, dev).track_peak_cuda_allocated(*params)
         except Unavailable as exc:
             m["skipped"] = str(exc)
@@ -139,6 +147,7 @@ def main() -> None:
 def table_text(out: Path, config: str, part: str, machine: str) -> str:
     """The markdown tables of every child's results under `out` for one part."""
     cases: dict[tuple, dict[str, dict]] = {}
+    labels: dict[tuple, str] = {}
     second: dict[tuple, dict] = {}
     notes: list[str] = []
     for part_file in sorted(out.glob(f"{part}-*/part.json")):
@@ -155,13 +164,19 @@ def table_text(out: Path, config: str, part: str, machine: str) -> str:
                 metrics = {"time": "failed"}
             if metrics:
                 cases.setdefault((config, part, batch), {})[variant] = metrics
+            if "time" in m:
+                params = {"config": config, "part": part, "batch": batch, "variant": variant}
+                labels[tuple(sorted(params.items()))] = clocks.LABELS[
+                    vae.device_time_method(variant)]
+            if m.get("check"):
+                notes.append(f"- batch {batch} {variant} check: {m.get('check_detail')}")
     lines = [f"ViT VAE {config} {part} on {machine}"]
-    for table in vae_report.make_tables(cases):
+    for table in vae_report.make_tables(cases, labels):
         lines += ["", table.title, "| " + " | ".join(table.headers) + " |",
                   "|" + "---|" * len(table.headers)]
         lines += ["| " + " | ".join(row) + " |" for row in table.rows]
     if notes:
-        lines += ["", "Not measured:", *notes]
+        lines += ["", "Notes:", *notes]
     if second:
         lines += ["", "Host-bound cases, two runs (caller ms/image: first run / second run; "
                   "device ms/image likewise)"]
