@@ -5,12 +5,13 @@ again: for the 350M decoder at three batches and ten variants that is hours of c
 Here one child per variant builds the case per batch and measures what asv would record,
 through the asv classes themselves (benchmark_classes.on_case: their track methods and
 sample counts, on the one built case): device time (CUDA-graph replay, or the profiler's
-kernel time where the variant cannot be captured) and caller time (VaeTime), the device-time
-check (VaeDeviceCheck: device time against caller time, the GPU's clock and other
-processes), peak CUDA memory (VaeCudaMemory). Beside them, SSIM/PSNR against eager on fresh photographs, and the
-first run (one-time work plus the first batch; the first batch of a child gets fresh
-compile caches, so its figure is a cold compile). The table is report/vae.py's. Results are
-written after each batch, so a child cut at its deadline keeps what it finished.
+kernel time where the variant cannot be captured) and caller time (VaeTime), the
+device-time check (VaeDeviceCheck: device time against caller time, the GPU's clock and
+other processes), peak CUDA memory (VaeCudaMemory). Beside them, SSIM/PSNR against eager on
+fresh photographs, and the first run (one-time work plus the first batch; the first batch
+of a child gets fresh compile caches, so its figure is a cold compile). The table is
+report/vae.py's. Results are written after each batch, so a child cut at its deadline keeps
+what it finished.
 
 Usage (on the device, with torchao from .whl): python3 scripts/vae_gpu_table.py
   --config 350M-f16x64 --part decoder --batches 32,8,1 --variants eager,compile,...
