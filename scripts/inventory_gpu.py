@@ -19,7 +19,7 @@ from pathlib import Path
 
 CASES = ([("rope", ("llama-3.1-8b", form, "bfloat16", v))
           for form in ("rotate-half", "interleaved")
-          for v in ("eager", "compile", "compile-dynamic", "triton")]
+          for v in ("eager", "compile", "compile-dynamic", "te-fused", "triton")]
          + [("llama_layer", ("llama-3.2-1b", "2048", "torch", "forward", v))
             for v in ("eager", "surgical", "compile", "compile-reduce-overhead")])
 

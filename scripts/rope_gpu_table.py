@@ -9,12 +9,15 @@ L2 error against float64 on fresh inputs; the copy bandwidth first. The table is
 report/rope.py's, from rows shaped as asv's.
 
 Usage (on the device): python3 scripts/rope_gpu_table.py [--shapes ...] [--forms ...]
-    [--dtypes bfloat16] [--variants eager,compile,liger,triton] [--out DIR]
+    [--dtypes bfloat16] [--variants eager,compile,te-fused,liger,triton] [--out DIR]
+te-fused needs TransformerEngine on the machine (docs/llama_layer.md); without it the row says
+why it was skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -33,10 +36,15 @@ def main() -> None:
     p.add_argument("--shapes", default="llama-3.2-1b,llama-3.2-3b,llama-3.1-8b")
     p.add_argument("--forms", default=",".join(rope.FORMS))
     p.add_argument("--dtypes", default="bfloat16")
-    p.add_argument("--variants", default="eager,compile,liger,triton")
+    p.add_argument("--variants", default="eager,compile,te-fused,liger,triton")
     p.add_argument("--out", type=Path, default=Path("gpu-out"))
     args = p.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if "te-fused" in args.variants.split(",") and dev.type == "cuda":
+        # TE loads cuDNN by file name; once torch has loaded its own, TE's import fails
+        # (docs/llama_layer.md): import it before any case runs.
+        with contextlib.suppress(Exception):
+            import transformer_engine.pytorch  # noqa: F401
     args.out.mkdir(parents=True, exist_ok=True)
     env = {"gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "none"}
 

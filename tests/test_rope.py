@@ -33,11 +33,14 @@ def test_cpu_variants_match_float64(form, variant, fresh_seed):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("form", rope.FORMS)
-@pytest.mark.parametrize("variant", [v for v in rope.VARIANTS if v != "te-fused"])
+@pytest.mark.parametrize("variant", rope.VARIANTS)
 def test_gpu_variants_match_float64(dtype, form, variant, fresh_seed):
     if variant == "liger" and form == "interleaved":
         pytest.skip("liger implements the rotate-half form only")
-    check_case("llama-3.1-8b", form, dtype, variant, "cuda", fresh_seed)
+    try:
+        check_case("llama-3.1-8b", form, dtype, variant, "cuda", fresh_seed)
+    except Unavailable as exc:  # te-fused on a GPU machine without TransformerEngine
+        pytest.skip(str(exc))
 
 
 def _complex_reference(form, q, k, shape):
