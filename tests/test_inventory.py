@@ -125,3 +125,4 @@ def test_guards_are_counted_and_a_host_slowdown_names_the_new_ones():
                           inventories)
     assert why[0].parts[0] == (f"host +18 us per call (+45% of the call): "
                                f"{added} new guard{'s' if added != 1 else ''}"), why[0].parts
+    assert why[0].parts[1] == "device unchanged", why[0].parts

@@ -20,6 +20,8 @@ DEVICE, CALLER = "track_time", "track_caller_time"
 COMPILE = ("track_cold_compile", "track_warm_compile")
 HEALTH = ("track_graph_breaks", "track_recompiles", "track_unique_graphs")
 KERNELS = "track_kernel_count"
+# A part of the call that moved by less than this share of the whole call did not move.
+UNCHANGED_SHARE = 0.01
 
 
 @dataclass
@@ -45,7 +47,11 @@ def _by_case(rows: list[Row], machine: str, commit: str) -> dict[tuple, dict[str
 
 def _delta_seconds(name: str, before: float, after: float, whole: float) -> str:
     """`name` moved from `before` to `after` seconds per call; the share is of `whole`, the
-    whole call's time before (a host part near zero has no meaningful share of its own)."""
+    whole call's time before (a host part near zero has no meaningful share of its own).
+    A move under UNCHANGED_SHARE of the call is said as "unchanged": "+0 s" reads as noise
+    the reader must judge."""
+    if abs(after - before) <= UNCHANGED_SHARE * (whole or abs(before)):
+        return f"{name} unchanged"
     sign = "+" if after >= before else "-"
     share = f" ({100 * (after - before) / whole:+.0f}% of the call)" if whole else ""
     return f"{name} {sign}{fmt_seconds(abs(after - before))} per call{share}"
