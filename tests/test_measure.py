@@ -93,6 +93,36 @@ def test_warm_compile_is_cheaper_than_cold():
     assert warm < cold / 2
 
 
+KILLED_WHILE_COMPILING = """
+import os, signal, torch
+from kernelwatch import measure
+measure.cold_compile_seconds(lambda: os.kill(os.getpid(), signal.SIGKILL), torch.device("cpu"))
+"""
+
+
+def test_a_cold_compile_removes_the_cache_folder_a_killed_process_left():
+    """asv kills a benchmark that outlives its timeout, and a stopped run kills its
+    benchmark processes: a process killed inside cold_compile_seconds cannot remove its
+    fresh cache folder, so the next cold compile does."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    def folders() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("kernelwatch-cold-*"))
+
+    before = folders()
+    r = subprocess.run([sys.executable, "-c", KILLED_WHILE_COMPILING], capture_output=True)
+    assert r.returncode == -9, r.stderr[-2000:]
+    left = folders() - before
+    assert len(left) == 1, left
+    seen = []
+    measure.cold_compile_seconds(lambda: seen.append(folders()), torch.device("cpu"))
+    assert not left & seen[0], "the killed process's folder is still there"
+    assert not left & folders()
+
+
 def test_time_generations_records_every_token_and_repeats_within_budget():
     import time
 

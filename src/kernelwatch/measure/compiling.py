@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -34,6 +36,31 @@ def inductor_cache(path: str) -> Iterator[str]:
                 os.environ[k] = v
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def fresh_cache_dir(kind: str) -> Iterator[str]:
+    """A new, empty folder for inductor's and Triton's caches, removed on exit. Its name
+    holds this process's id: a benchmark process that asv or a stopped run kills while it
+    compiles cannot remove its folder, so each call first removes the folders of processes
+    that no longer exist."""
+    prefix = f"kernelwatch-{kind}-"
+    for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        pid = stale.name.removeprefix(prefix).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as d:
+        yield d
+
+
 def first_call_seconds(call: Callable[[], object], device: torch.device) -> float:
     synchronize(device)
     t0 = time.perf_counter()
@@ -49,7 +76,7 @@ def cold_compile_seconds(first_call: Callable[[], object], device: torch.device)
     Run it in a fresh process (asv gives each benchmark one): in-process caches survive
     `torch._dynamo.reset()` and would make a second measurement look warm.
     """
-    with tempfile.TemporaryDirectory(prefix="kernelwatch-cold-") as d, inductor_cache(d):
+    with fresh_cache_dir("cold") as d, inductor_cache(d):
         return first_call_seconds(first_call, device)
 
 
@@ -60,7 +87,7 @@ def warm_compile_seconds(
     user sees on the second launch of a job. `prime` runs the same compile in a spawned
     child process that fills a fresh cache; this process then compiles against it.
     """
-    with tempfile.TemporaryDirectory(prefix="kernelwatch-warm-") as d, inductor_cache(d):
+    with fresh_cache_dir("warm") as d, inductor_cache(d):
         ctx = multiprocessing.get_context("spawn")
         child = ctx.Process(target=prime)
         child.start()
