@@ -107,3 +107,41 @@ def test_gpu_only_variants_are_skipped_with_reason_on_cpu(variant):
 def test_half_dtypes_are_not_measured_on_cpu():
     with pytest.raises(Unavailable, match="float32"):
         rope.build_case("tiny", "rotate-half", "bfloat16", "eager", "cpu")
+
+
+INTERPRETED_KERNEL = """
+import itertools, sys, torch
+from kernelwatch import measure
+from kernelwatch.workloads import _rope_triton as kernel, rope
+from kernelwatch.workloads.rope import RopeShape
+seed = int(sys.argv[1])
+# odd sizes: 3 batch rows, 5 q heads to 1 kv head, 37 positions, head size 80; and a shape
+# whose kv heads a group count does not divide
+# (the interpreter's cost is per program: positions per program are not cut down for SMs)
+kernel.TRITON_PROGRAMS_PER_SM = 0
+cases = [(1, rope.SHAPES["tiny"]), (1, RopeShape(3, 5, 1, 37, 80, 1e4)),
+         (3, RopeShape(2, 6, 4, 33, 64, 1e4))]
+for (groups, shape), form in itertools.product(cases, rope.FORMS):
+    kernel.TRITON_HEAD_GROUPS = groups
+    inputs = rope.make_inputs(shape, form, torch.float32, "cpu",
+                              torch.Generator().manual_seed(seed))
+    got = kernel.rope_triton(*inputs, interleaved=form == "interleaved")
+    err = measure.accuracy(got, rope.reference(form, inputs))
+    assert err.within(rope.REL_L2_TOLERANCE["float32"]), (groups, shape, form, err)
+print("ok")
+"""
+
+
+def test_reference_kernel_matches_float64_under_the_triton_interpreter(fresh_seed):
+    """The `triton` variant's kernel on the CPU through Triton's interpreter (the variant
+    itself is GPU-only): both forms, odd sizes, the heads in one group and in three. The
+    interpreter runs the kernel's indexing and masks as written; speed is the GPU's."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton", reason="Triton's interpreter comes with the triton package")
+    r = subprocess.run([sys.executable, "-c", INTERPRETED_KERNEL, str(fresh_seed)],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]

@@ -19,19 +19,19 @@ except ImportError:  # CPU-only installs: the `triton` variant is skipped with t
 if triton is not None:
 
     @triton.jit
-    def _rope_heads(x_ptr, out_ptr, cos1, sin1, cos2, sin2, b, s_offs, s_mask, d_offs, d_mask,
-                    sxb, sxh, sxs, sob, soh, sos, HEADS: tl.constexpr, HB: tl.constexpr,
-                    HALF: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
-                    INTERLEAVED: tl.constexpr):
-        """Rotate HEADS heads of one tensor at the program's positions, HB heads a step.
-        Rotate-half: d_offs index a half row (x1 at d, x2 at d + HALF); interleaved: whole
-        rows are loaded and stored contiguously and split into the pairs (x[2p], x[2p+1])
-        in registers (strided loads of the even and odd elements ran at 6% of the copy
-        bandwidth)."""
+    def _rope_heads(x_ptr, out_ptr, cos1, sin1, cos2, sin2, b, h_first, s_offs, s_mask,
+                    d_offs, d_mask, sxb, sxh, sxs, sob, soh, sos, H_TOTAL: tl.constexpr,
+                    HEADS: tl.constexpr, HB: tl.constexpr, HALF: tl.constexpr,
+                    BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, INTERLEAVED: tl.constexpr):
+        """Rotate HEADS heads of one tensor from h_first on (of H_TOTAL) at the program's
+        positions, HB heads a step. Rotate-half: d_offs index a half row (x1 at d, x2 at
+        d + HALF); interleaved: whole rows are loaded and stored contiguously and split into
+        the pairs (x[2p], x[2p+1]) in registers (strided loads of the even and odd elements
+        ran at 6% of the copy bandwidth)."""
         h_offs = tl.arange(0, HB)
         for h0 in tl.static_range(0, HEADS, HB):
-            h = h0 + h_offs
-            rows = (h < HEADS)[:, None, None] & s_mask[None, :, None]
+            h = h_first + h0 + h_offs
+            rows = ((h0 + h_offs < HEADS) & (h < H_TOTAL))[:, None, None] & s_mask[None, :, None]
             x_row = (x_ptr + b * sxb + h[:, None, None] * sxh + s_offs[None, :, None] * sxs)
             o_row = (out_ptr + b * sob + h[:, None, None] * soh + s_offs[None, :, None] * sos)
             if INTERLEAVED:
@@ -57,10 +57,14 @@ if triton is not None:
                         sqb, sqh, sqs, skb, skh, sks, sqob, sqoh, sqos, skob, skoh, skos,
                         scb, scs, Q_HEADS: tl.constexpr, K_HEADS: tl.constexpr,
                         HALF: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
-                        HB_Q: tl.constexpr, HB_K: tl.constexpr, INTERLEAVED: tl.constexpr):
-        """One program: BLOCK_S positions of one batch row, every head of q and of k. The
-        cos/sin rows of those positions are read once, before the heads."""
+                        HB_Q: tl.constexpr, HB_K: tl.constexpr, Q_GROUP: tl.constexpr,
+                        K_GROUP: tl.constexpr, INTERLEAVED: tl.constexpr):
+        """One program: BLOCK_S positions of one batch row, and one group of heads: Q_GROUP
+        heads of q and K_GROUP of k (every head where there is one group). The cos/sin rows
+        of those positions are read once, before the heads; with several groups each group's
+        program reads them again, from L2."""
         b = tl.program_id(1)
+        group = tl.program_id(2)
         s_offs = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
         s_mask = s_offs < S
         d_offs = tl.arange(0, BLOCK_D)
@@ -75,12 +79,12 @@ if triton is not None:
             # HF's tables hold both halves; each is read, so any table gives HF's result.
             cos2 = tl.load(cos_ptr + t_row + HALF, mask=t_mask).to(tl.float32)[None, :, :]
             sin2 = tl.load(sin_ptr + t_row + HALF, mask=t_mask).to(tl.float32)[None, :, :]
-        _rope_heads(q_ptr, qo_ptr, cos1, sin1, cos2, sin2, b, s_offs, s_mask, d_offs, d_mask,
-                    sqb, sqh, sqs, sqob, sqoh, sqos, Q_HEADS, HB_Q, HALF, BLOCK_S, BLOCK_D,
-                    INTERLEAVED)
-        _rope_heads(k_ptr, ko_ptr, cos1, sin1, cos2, sin2, b, s_offs, s_mask, d_offs, d_mask,
-                    skb, skh, sks, skob, skoh, skos, K_HEADS, HB_K, HALF, BLOCK_S, BLOCK_D,
-                    INTERLEAVED)
+        _rope_heads(q_ptr, qo_ptr, cos1, sin1, cos2, sin2, b, group * Q_GROUP, s_offs, s_mask,
+                    d_offs, d_mask, sqb, sqh, sqs, sqob, sqoh, sqos, Q_HEADS, Q_GROUP, HB_Q,
+                    HALF, BLOCK_S, BLOCK_D, INTERLEAVED)
+        _rope_heads(k_ptr, ko_ptr, cos1, sin1, cos2, sin2, b, group * K_GROUP, s_offs, s_mask,
+                    d_offs, d_mask, skb, skh, sks, skob, skoh, skos, K_HEADS, K_GROUP, HB_K,
+                    HALF, BLOCK_S, BLOCK_D, INTERLEAVED)
 
 
 # Elements of x a program step holds (HB heads x BLOCK_S positions x a half row), its warps,
@@ -91,15 +95,22 @@ if triton is not None:
 TRITON_STEP_ELEMENTS = 8192
 TRITON_NUM_WARPS = 8
 TRITON_PROGRAMS_PER_SM = 8
+# Groups the heads are split into, a program per group (1: every head in one program, the
+# tables read once per position). More groups mean smaller programs, more of them resident
+# per SM and more loads in flight (the steps within a program wait on each other's stores:
+# q and its output may alias for all Triton knows), for the tables read again from L2.
+TRITON_HEAD_GROUPS = 1
 
 
-def _triton_config(batch: int, seq_len: int, half: int) -> tuple[int, int, int]:
+def _triton_config(batch: int, seq_len: int, half: int, groups: int = 1
+                   ) -> tuple[int, int, int]:
     """(BLOCK_S, BLOCK_D, HB): positions per program, the padded half row, heads a step.
     Positions per program shrink until there are TRITON_PROGRAMS_PER_SM programs per SM
     (132 SMs on an H100/H200): the 8B shape has one batch row of 2048 positions."""
     block_d = triton.next_power_of_2(half)
     block_s = 16
-    while block_s > 1 and batch * triton.cdiv(seq_len, block_s) < TRITON_PROGRAMS_PER_SM * 132:
+    while (block_s > 1 and batch * triton.cdiv(seq_len, block_s) * groups
+           < TRITON_PROGRAMS_PER_SM * 132):
         block_s //= 2
     hb = triton.next_power_of_2(max(1, TRITON_STEP_ELEMENTS // (block_s * block_d)))
     return block_s, block_d, hb
@@ -110,6 +121,15 @@ def rope_triton(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.
     """RoPE of q [B, H, S, D] and k [B, KV, S, D] in one launch; cos/sin [B, S, D] for
     rotate-half, [B, S, D/2] for interleaved. Any strides except a unit last one; new
     outputs of q's and k's dtype."""
+    qo, ko, _ = launch(q, k, cos, sin, interleaved=interleaved)
+    return qo, ko
+
+
+def launch(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
+           interleaved: bool) -> tuple[torch.Tensor, torch.Tensor, object]:
+    """rope_triton's outputs and the compiled kernel it launched (its `n_regs` and
+    `n_spills` say how many programs fit on an SM: scripts/rope_triton_tune.py prints
+    them)."""
     b, hq, s, d = q.shape
     hk = k.shape[1]
     half = d // 2
@@ -119,17 +139,19 @@ def rope_triton(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.
     if cos.stride() != sin.stride() or cos.shape[-1] != (half if interleaved else d):
         raise ValueError("cos and sin must share one layout of the form's table width")
     qo, ko = torch.empty_like(q), torch.empty_like(k)
-    block_s, block_d, hb = _triton_config(b, s, half)
-    grid = (triton.cdiv(s, block_s), b)
-    _rope_qk_kernel[grid](
+    groups = max(1, min(TRITON_HEAD_GROUPS, hk))
+    q_group, k_group = triton.cdiv(hq, groups), triton.cdiv(hk, groups)
+    block_s, block_d, hb = _triton_config(b, s, half, groups)
+    grid = (triton.cdiv(s, block_s), b, groups)
+    compiled = _rope_qk_kernel[grid](
         q, k, qo, ko, cos, sin, s,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         qo.stride(0), qo.stride(1), qo.stride(2), ko.stride(0), ko.stride(1), ko.stride(2),
         cos.stride(0), cos.stride(1), Q_HEADS=hq, K_HEADS=hk, HALF=half, BLOCK_S=block_s,
-        BLOCK_D=block_d, HB_Q=min(hb, triton.next_power_of_2(hq)),
-        HB_K=min(hb, triton.next_power_of_2(hk)), INTERLEAVED=interleaved,
-        num_warps=TRITON_NUM_WARPS)
-    return qo, ko
+        BLOCK_D=block_d, HB_Q=min(hb, triton.next_power_of_2(q_group)),
+        HB_K=min(hb, triton.next_power_of_2(k_group)), Q_GROUP=q_group, K_GROUP=k_group,
+        INTERLEAVED=interleaved, num_warps=TRITON_NUM_WARPS)
+    return qo, ko, compiled
 
 
 def triton_variant(form: str, device: torch.device) -> Callable:
