@@ -22,8 +22,6 @@ Usage (on the device; TransformerEngine on PYTHONPATH for the te rows):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import statistics
 import subprocess
@@ -80,10 +78,8 @@ def one_case(shape: str, seq_len: str, backend: str, pass_: str, variant: str,
     m["caller_time"] = statistics.median(timed.track_caller_time(*params)["samples"])
     save()
     if dev.type == "cuda":
-        readings = io.StringIO()  # the check's readings, which the class writes to stderr
-        with contextlib.redirect_stderr(readings):
-            m["check"] = _asv("device-check", case, dev).track_device_check(*params)
-        m["check_detail"] = readings.getvalue().strip().removeprefix("kernelwatch: ")
+        m["check"], m["check_detail"] = benchmark_classes.device_check(
+            _asv("device-check", case, dev), params)
         m["peak_cuda"] = _asv("cuda-memory", case, dev).track_peak_cuda_allocated(*params)
         save()
     inputs = case.fresh_inputs(seed=FRESH_SEED)

@@ -17,13 +17,12 @@ why it was skipped.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 from pathlib import Path
 
 import torch
 
-from kernelwatch import measure
+from kernelwatch import environment, measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.report import COPY_KEY, clocks
 from kernelwatch.report import rope as rope_report
@@ -40,11 +39,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("gpu-out"))
     args = p.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if "te-fused" in args.variants.split(",") and dev.type == "cuda":
-        # TE loads cuDNN by file name; once torch has loaded its own, TE's import fails
-        # (docs/llama_layer.md): import it before any case runs.
-        with contextlib.suppress(Exception):
-            import transformer_engine.pytorch  # noqa: F401
+    if "te-fused" in args.variants.split(","):
+        environment.load_transformer_engine_first()  # before any case loads cuDNN
     args.out.mkdir(parents=True, exist_ok=True)
     env = {"gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "none"}
 

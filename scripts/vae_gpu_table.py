@@ -24,8 +24,6 @@ cases move between runs: the spread is printed).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import statistics
@@ -73,10 +71,8 @@ def one_variant(config: str, part: str, variant: str, batches: list[str], out: P
             m["time"] = statistics.median(timed.track_time(*params)["samples"])
             m["graph"] = vae.device_time_uses_graph(variant)
             m["caller_time"] = statistics.median(timed.track_caller_time(*params)["samples"])
-            readings = io.StringIO()  # the check's readings, which the class writes to stderr
-            with contextlib.redirect_stderr(readings):
-                m["check"] = _asv("device-check", case, dev).track_device_check(*params)
-            m["check_detail"] = readings.getvalue().strip().removeprefix("kernelwatch: ")
+            m["check"], m["check_detail"] = benchmark_classes.device_check(
+                _asv("device-check", case, dev), params)
             m["peak_cuda"] = _asv("cuda-memory", case, dev).track_peak_cuda_allocated(*params)
         except Unavailable as exc:
             m["skipped"] = str(exc)

@@ -1,4 +1,3 @@
-import contextlib
 import os
 import secrets
 import shutil
@@ -9,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from kernelwatch import environment
 
 REPO = Path(__file__).resolve().parents[1]
 # pytest-xdist's worker name ("gw0", "gw1"); "main" without workers.
@@ -33,14 +34,8 @@ def _work_unit(item: pytest.Item) -> str:
 
 
 def pytest_sessionstart(session):
-    # TransformerEngine loads cuDNN by its file name; where torch has loaded its own cuDNN
-    # first (any attention call), TE's import fails with "libcudnn_cnn.so.9: undefined
-    # symbol" (seen on the H200), so a te test after a torch test in one process fails.
-    # Importing TE first, where it is installed, keeps the GPU tests' result apart from
-    # their order. asv's benchmark processes build one case each and import TE first.
-    if torch.cuda.is_available():
-        with contextlib.suppress(Exception):
-            import transformer_engine.pytorch  # noqa: F401
+    # keeps the GPU tests' results apart from their order (a te test after a torch test)
+    environment.load_transformer_engine_first()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

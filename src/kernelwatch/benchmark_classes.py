@@ -10,7 +10,9 @@ the directory, so their relative imports of `.common` work).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import sys
 from pathlib import Path
 
@@ -53,3 +55,12 @@ def on_case(cls: type, case: object, device: object) -> object:
     bench = cls()
     bench.case, bench.dev = case, device
     return bench
+
+
+def device_check(bench: object, params: tuple) -> tuple[int, str]:
+    """A DeviceCheck class's `track_device_check(*params)` on an `on_case` instance: its flag
+    bits and its readings in words (which the class writes to stderr, for asv's log)."""
+    readings = io.StringIO()
+    with contextlib.redirect_stderr(readings):
+        flags = bench.track_device_check(*params)
+    return flags, readings.getvalue().strip().removeprefix("kernelwatch: ")

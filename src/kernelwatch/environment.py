@@ -6,6 +6,7 @@ benchmarks. Every value is a string so it can go into asv's machine file unchang
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -316,3 +317,17 @@ class GpuMonitor:
                              max(r.sm_clock_mhz for r in rs),
                              max(r.max_sm_clock_mhz for r in rs), reasons,
                              max(counts) if counts else None, rs[-1].source)
+
+
+def load_transformer_engine_first() -> None:
+    """Import TransformerEngine now, where it is installed and a GPU is there, before torch
+    loads its own cuDNN. TE loads cuDNN by its file name; once torch has loaded its own (any
+    attention call), TE's import fails with "libcudnn_cnn.so.9: undefined symbol" (seen on
+    the H200), so a TE case after a torch case in one process fails. Processes that run
+    several cases (the test session, the GPU table scripts) call this at their start; asv's
+    benchmark processes build one case each and import TE first anyway."""
+    import torch
+
+    if torch.cuda.is_available():
+        with contextlib.suppress(Exception):
+            import transformer_engine.pytorch  # noqa: F401
