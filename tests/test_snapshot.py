@@ -67,3 +67,22 @@ def test_a_full_disk_keeps_the_recorded_file_and_names_the_cause(tmp_path, isola
         assert report.returncode == 0, report.stderr
     finally:
         subprocess.run(["umount", str(results)], check=False)
+
+
+def test_a_full_disk_message_names_the_disk_that_filled(tmp_path):
+    """pip's error names the file it could not write: the message names that disk (asv's
+    environments); with no file named and room on every disk (pip's temporary files were
+    removed when it stopped), it gives the room left on each and what a torch environment
+    takes."""
+    from kernelwatch.engine import disk_full_message
+
+    results, envs = tmp_path / "results", tmp_path / ".asv" / "env"
+    envs.mkdir(parents=True)
+    line = f"OSError: [Errno 28] No space left on device: '{envs}/abc/lib/libtorch_cuda.so'"
+    named = disk_full_message(line, results, envs, 64)
+    assert named.startswith(f"the disk holding asv's environments ({envs}) is full (")
+    assert "6 GB for 2.14.1" in named and "KERNELWATCH_ENV_DIR" in named
+    unnamed = disk_full_message("ERROR: [Errno 28] No space left on device", results, envs, 64)
+    assert unnamed.startswith("a disk filled while asv ran (asv: ERROR: [Errno 28]")
+    assert "results/ " in unnamed and f"asv's environments ({envs}) " in unnamed
+    assert "MiB" in unnamed and "is full" not in unnamed

@@ -252,9 +252,11 @@ def test_bisect_names_the_slow_commit_and_a_flat_range_exits_1(clone, llmcompres
 
 
 @pytest.mark.slow
+@pytest.mark.torch_matrix
 def test_versions_puts_two_torch_releases_side_by_side(clone, isolated_home):
-    """torch 2.13.0 and 2.14.1 through the matrix (the environments the other asv tests
-    build), GPTQ's tiny eager time at HEAD; the versions page shows both with the ratio."""
+    """torch 2.13.0 and 2.14.1 through the matrix (the environments the engine's quick run
+    builds on the same worker), GPTQ's tiny eager time at HEAD; the versions page shows both
+    with the ratio."""
     r = kw(["run", "--versions", "torch=2.13.0,2.14.1", "--workload", "gptq", "--param",
             "shape=tiny/proj", "--param", "scheme=w4-sym-g128", "--param", "blocksize=16",
             "--param", "variant=eager", "--metric", "time", "--track", "time",

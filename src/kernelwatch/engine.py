@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,18 +183,58 @@ def _run(repo: Path, request: RunRequest) -> int:
             Snapshot.take(plan.results, name, asvrun.MACHINE_FILE.expanduser()))
     try:
         return _run_planned(repo, request, plan, asv, name, snap)
-    except DiskFull:
+    except DiskFull as full:
         assert snap is not None
         lines = snap.repair()
+        room = max(64, 4 * snap.bytes_kept() // 2**20)
         raise KernelwatchError(
-            f"the disk holding results/ is full ({free_bytes(plan.results) // 2**20} MiB "
-            f"free): free at least {max(64, 4 * snap.bytes_kept() // 2**20)} MiB there and "
-            "run again. Recorded files were kept: " + ("; ".join(lines) or "none was touched")
+            disk_full_message(str(full), plan.results, environments_dir(repo), room)
+            + " Recorded files were kept: " + ("; ".join(lines) or "none was touched")
         ) from None
     finally:
         if snap is not None:
             for line in snap.repair():
                 print(f"kernelwatch: {line}", file=sys.stderr)
+
+
+def environments_dir(repo: Path) -> Path:
+    """Where asv builds this run's virtualenvs: KERNELWATCH_ENV_DIR, else asv.conf.json's."""
+    configured = os.environ.get("KERNELWATCH_ENV_DIR") or asvrun.asv_config(repo).get(
+        "env_dir", ".asv/env")
+    return repo / configured
+
+
+# What one environment of the matrix takes on disk here: torch 2.13.0 is a CPU build, 2.14.1
+# a CUDA build with its nvidia-* libraries.
+ENVIRONMENT_SIZES = "1.5 GB for torch 2.13.0, 6 GB for 2.14.1"
+
+
+def disk_full_message(asv_line: str, results: Path, envs: Path, room_mib: int) -> str:
+    """Which disk filled while asv ran, from the path asv or pip printed or, without one,
+    from the room left on each disk a run writes to, and what to free there."""
+    tmp = Path(tempfile.gettempdir())
+    places = {"results/": results, f"asv's environments ({envs})": envs,
+              f"the temporary folder ({tmp}, where pip unpacks)": tmp}
+    free = {name: free_bytes(path) // 2**20 for name, path in places.items()}
+    named = re.search(r"No space left on device: '([^']+)'", asv_line)
+    if named:
+        where = Path(named.group(1))
+        full = [name for name, path in places.items() if where.is_relative_to(path)][:1]
+    else:
+        full = [name for name in places if free[name] < room_mib]
+    if full == ["results/"]:
+        return (f"the disk holding results/ is full ({free['results/']} MiB free): free at "
+                f"least {room_mib} MiB there and run again.")
+    if len(full) == 1:
+        return (f"the disk holding {full[0]} is full ({free[full[0]]} MiB free): an "
+                f"environment takes {ENVIRONMENT_SIZES}. Free room there (asv's unused "
+                "environments are folders in .asv/env; KERNELWATCH_ENV_DIR or TMPDIR can "
+                "point at a larger disk) and run again.")
+    now = ", ".join(f"{name} {mib} MiB" for name, mib in free.items())
+    return (f"a disk filled while asv ran (asv: {asv_line.strip()[:200]}); free now: {now}. "
+            f"An environment takes {ENVIRONMENT_SIZES} while pip installs it: free that "
+            "much where it is short (KERNELWATCH_ENV_DIR or TMPDIR can point at a larger "
+            "disk) and run again.")
 
 
 def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: str,
