@@ -145,3 +145,22 @@ def test_reference_kernel_matches_float64_under_the_triton_interpreter(fresh_see
                        capture_output=True, text=True, timeout=600,
                        env={**os.environ, "TRITON_INTERPRET": "1"})
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+
+
+def test_reference_kernel_compiles_for_an_h200_on_the_cpu_and_counts_its_programs_per_sm():
+    """The kernel built ahead of time for sm_90 by Triton's own ptxas, with no GPU: its
+    registers a thread, and the programs an SM holds by registers or by warps (the second
+    lease's 4096-element, 8-warp configuration read 43% of the copy bandwidth at 1B; its 132
+    registers leave one 8-warp program an SM)."""
+    pytest.importorskip("triton", reason="ahead-of-time compiles come with the triton package")
+    from kernelwatch.workloads import _rope_triton as kernel
+
+    assert kernel.ResourceUsage(132, 0, 0, num_warps=8).programs_per_sm == 1
+    assert kernel.ResourceUsage(80, 0, 0, num_warps=8).programs_per_sm == 3
+    assert kernel.ResourceUsage(16, 0, 0, num_warps=8).programs_per_sm == 8  # 64 warps
+    tiny = rope.SHAPES["tiny"]
+    for form in rope.FORMS:
+        usage = kernel.resource_usage(tiny.batch, tiny.q_heads, tiny.kv_heads, tiny.seq_len,
+                                      tiny.head_dim // 2, interleaved=form == "interleaved")
+        assert 0 < usage.registers <= 255 and usage.num_warps == kernel.TRITON_NUM_WARPS
+        assert 1 <= usage.programs_per_sm <= kernel.WARPS_PER_SM // usage.num_warps

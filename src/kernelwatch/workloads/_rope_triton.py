@@ -4,7 +4,12 @@ them to every head of q and k there, in fp32 with one rounding per output."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -91,7 +96,9 @@ if triton is not None:
 # and the programs per SM the positions per program are cut down to. Picked on the H200 by
 # scripts/rope_triton_tune.py (bf16, the three Llama shapes): 8192 / 8 / 8 was within 3% of
 # the best configuration tried on every shape and form; 2048 / 4 / 4 left the 8B rotate-half
-# shape at 58% of the copy bandwidth (one batch row: too few loads in flight per SM).
+# shape at 58% of the copy bandwidth: at 133 registers a thread an SM holds three of its
+# 4-warp programs, too few loads in flight (`resource_usage`, docs/gpu.md). From 24 resident
+# warps up, the shapes read 75-86% whatever the occupancy.
 TRITON_STEP_ELEMENTS = 8192
 TRITON_NUM_WARPS = 8
 TRITON_PROGRAMS_PER_SM = 8
@@ -125,33 +132,90 @@ def rope_triton(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.
     return qo, ko
 
 
+def launch_params(batch: int, q_heads: int, kv_heads: int, seq_len: int, half: int, *,
+                  interleaved: bool) -> tuple[tuple[int, int, int], dict[str, int | bool]]:
+    """The grid and the kernel's compile-time parameters (num_warps among them) for q
+    [batch, q_heads, seq_len, 2 * half] and k with kv_heads, from the TRITON_* settings."""
+    groups = max(1, min(TRITON_HEAD_GROUPS, kv_heads))
+    q_group, k_group = triton.cdiv(q_heads, groups), triton.cdiv(kv_heads, groups)
+    block_s, block_d, hb = _triton_config(batch, seq_len, half, groups)
+    grid = (triton.cdiv(seq_len, block_s), batch, groups)
+    return grid, dict(Q_HEADS=q_heads, K_HEADS=kv_heads, HALF=half, BLOCK_S=block_s,
+                      BLOCK_D=block_d, HB_Q=min(hb, triton.next_power_of_2(q_group)),
+                      HB_K=min(hb, triton.next_power_of_2(k_group)), Q_GROUP=q_group,
+                      K_GROUP=k_group, INTERLEAVED=interleaved, num_warps=TRITON_NUM_WARPS)
+
+
 def launch(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
            interleaved: bool) -> tuple[torch.Tensor, torch.Tensor, object]:
     """rope_triton's outputs and the compiled kernel it launched (its `n_regs` and
     `n_spills` say how many programs fit on an SM: scripts/rope_triton_tune.py prints
     them)."""
     b, hq, s, d = q.shape
-    hk = k.shape[1]
-    half = d // 2
     for t in (q, k, cos, sin):
         if t.stride(-1) != 1:
             raise ValueError("rope_triton needs the last dimension contiguous")
-    if cos.stride() != sin.stride() or cos.shape[-1] != (half if interleaved else d):
+    if cos.stride() != sin.stride() or cos.shape[-1] != (d // 2 if interleaved else d):
         raise ValueError("cos and sin must share one layout of the form's table width")
     qo, ko = torch.empty_like(q), torch.empty_like(k)
-    groups = max(1, min(TRITON_HEAD_GROUPS, hk))
-    q_group, k_group = triton.cdiv(hq, groups), triton.cdiv(hk, groups)
-    block_s, block_d, hb = _triton_config(b, s, half, groups)
-    grid = (triton.cdiv(s, block_s), b, groups)
+    grid, params = launch_params(b, hq, k.shape[1], s, d // 2, interleaved=interleaved)
     compiled = _rope_qk_kernel[grid](
         q, k, qo, ko, cos, sin, s,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         qo.stride(0), qo.stride(1), qo.stride(2), ko.stride(0), ko.stride(1), ko.stride(2),
-        cos.stride(0), cos.stride(1), Q_HEADS=hq, K_HEADS=hk, HALF=half, BLOCK_S=block_s,
-        BLOCK_D=block_d, HB_Q=min(hb, triton.next_power_of_2(q_group)),
-        HB_K=min(hb, triton.next_power_of_2(k_group)), Q_GROUP=q_group, K_GROUP=k_group,
-        INTERLEAVED=interleaved, num_warps=TRITON_NUM_WARPS)
+        cos.stride(0), cos.stride(1), **params)
     return qo, ko, compiled
+
+
+# What a register-limited SM of an H100 / H200 holds: 64K 32-bit registers, 64 warps.
+REGISTERS_PER_SM = 65536
+WARPS_PER_SM = 64
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """What ptxas gave one thread of the kernel, and what that leaves an SM holding."""
+
+    registers: int
+    spill_bytes: int  # local memory a thread spills to
+    shared_bytes: int
+    num_warps: int
+
+    @property
+    def programs_per_sm(self) -> int:
+        by_registers = REGISTERS_PER_SM // max(1, self.registers * 32 * self.num_warps)
+        return min(by_registers, WARPS_PER_SM // self.num_warps)
+
+
+def resource_usage(batch: int, q_heads: int, kv_heads: int, seq_len: int, half: int, *,
+                   interleaved: bool, dtype: str = "bf16", arch: int = 90) -> ResourceUsage:
+    """Compile the kernel ahead of time for an sm_`arch` GPU, as `launch` would for these
+    sizes (contiguous tensors: every pointer and stride divisible by 16, as Triton's launch
+    specialises them), and read its registers, spills and shared memory off the cubin with
+    cuobjdump. Needs no GPU: Triton's own ptxas builds the cubin on any machine."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    _, params = launch_params(batch, q_heads, kv_heads, seq_len, half, interleaved=interleaved)
+    num_warps = params.pop("num_warps")
+    fn = _rope_qk_kernel
+    runtime = fn.arg_names[:fn.arg_names.index("Q_HEADS")]
+    signature = {name: ("*" + dtype if name.endswith("_ptr") else "i32") for name in runtime}
+    signature |= {name: "constexpr" for name in params}
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in runtime}
+    compiled = triton.compile(ASTSource(fn, signature, constexprs=params, attrs=attrs),
+                              target=GPUTarget("cuda", arch, 32),
+                              options={"num_warps": num_warps})
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = Path(tmp) / "rope.cubin"
+        cubin.write_bytes(compiled.asm["cubin"])
+        tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+        out = subprocess.run([str(tool), "-res-usage", str(cubin)], capture_output=True,
+                             text=True, check=True).stdout
+    usage = dict(re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", out))
+    return ResourceUsage(registers=int(usage["REG"]),
+                         spill_bytes=int(usage["LOCAL"]) + int(usage["STACK"]),
+                         shared_bytes=int(usage["SHARED"]), num_warps=num_warps)
 
 
 def triton_variant(form: str, device: torch.device) -> Callable:
