@@ -89,8 +89,8 @@ def gpu_table(configs: list[tuple[int, int, int, int]]) -> None:
                 t = measure.time_device(case.fn, case.input_sets, dev,
                                         method=rope.DEVICE_METHOD).median
                 launched = kernel.launch(*inputs, interleaved=form == "interleaved")[2]
-                usage = kernel.ResourceUsage(launched.n_regs, launched.n_spills, 0,
-                                             config[1])
+                usage = kernel.ResourceUsage(launched.n_regs, launched.n_spills,
+                                             launched.metadata.shared, config[1])
                 line.append(f"{','.join(map(str, config))}: {t * 1e6:.1f} us "
                             f"({case.bytes_moved / t / bandwidth:.0%}, {copy / t:.0%} of the "
                             f"copy; {usage.registers} regs, {usage.spill_bytes} spills, "
