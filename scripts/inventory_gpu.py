@@ -1,10 +1,12 @@
 """The kernels each compile mode launches for one call, on a GPU: RoPE (llama-3.1-8b, bf16,
-both forms) and the Llama layer (llama-3.2-1b, seq 2048, forward), every variant that runs
-there, through kernelwatch.inventory (inductor's generated modules; the profiler's CUDA
-kernels for eager). One child process per case, so each compiles cold and the inventory
-holds that case's code only. Prints a table; the JSON goes to $OUT or ./gpu-out.
+both forms), the Llama layer (llama-3.2-1b, seq 2048, forward) and the ViT VAE's decoder
+(350M, batch 1: eager against the INT8 variants), through kernelwatch.inventory (inductor's
+generated modules; the profiler's CUDA kernels for eager), and where the call's device time
+goes, kernel by kernel (measure.kernel_times: the profiler over three calls). One child
+process per case, so each compiles cold and the inventory holds that case's code only.
+Prints a table and each case's longest kernels; the JSON goes to $OUT or ./gpu-out.
 
-Usage: python3 scripts/inventory_gpu.py [--deadline SECONDS] [--workload rope|llama_layer]
+Usage: python3 scripts/inventory_gpu.py [--deadline SECONDS] [--workload rope|llama_layer|vae]
 """
 
 from __future__ import annotations
@@ -21,25 +23,34 @@ CASES = ([("rope", ("llama-3.1-8b", form, "bfloat16", v))
           for form in ("rotate-half", "interleaved")
           for v in ("eager", "compile", "compile-dynamic", "te-fused", "triton")]
          + [("llama_layer", ("llama-3.2-1b", "2048", "torch", "forward", v))
-            for v in ("eager", "surgical", "compile", "compile-reduce-overhead")])
+            for v in ("eager", "surgical", "compile", "compile-reduce-overhead")]
+         + [("vae", ("350M-f16x64", "decoder", "1", v))
+            for v in ("eager", "int8-weight-only", "int8-weight-only-compile",
+                      "int8-dynamic-compile")])
 
 
 def child(workload: str, params: list[str]) -> dict:
     import torch
 
-    from kernelwatch import inventory
-    from kernelwatch.workloads import llama_layer, rope
+    from kernelwatch import inventory, measure
+    from kernelwatch.workloads import llama_layer, rope, vae
 
     dev = torch.device("cuda")
     if workload == "rope":
         case = rope.build_case(*params, dev)
         call = lambda: case.fn(*case.input_sets[0])  # noqa: E731
+    elif workload == "vae":
+        case = vae.build_case(*params, dev)
+        call = case.run
     else:
         case = llama_layer.build_case(*params, dev)
         call = case.run
     t0 = time.perf_counter()
     found = inventory.of_first_call(call, dev)
-    return {**found.as_dict(), "count": found.count, "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    longest = [{"name": k.name, "ms": k.seconds * 1e3, "launches": k.launches}
+               for k in measure.kernel_times(call, dev)[:8]]
+    return {**found.as_dict(), "count": found.count, "seconds": seconds, "longest": longest}
 
 
 def main() -> int:
@@ -78,6 +89,14 @@ def main() -> int:
         print(f"| {r['workload']} | {', '.join(r['params'])} | {r.get('count', '')} | "
               f"{r.get('source', r.get('error', r.get('skipped', '')))} | "
               f"{r.get('seconds', 0):.1f} | {names} |")
+    print("\nThe longest kernels of a call (device ms per call, launches per call):")
+    for r in rows:
+        if r.get("longest"):
+            total = sum(k["ms"] for k in r["longest"])
+            print(f"- {r['workload']} {', '.join(r['params'])} (these {len(r['longest'])}: "
+                  f"{total:.3f} ms): " + "; ".join(
+                      f"{k['name'][:60]} {k['ms']:.3f} x{k['launches']:g}"
+                      for k in r["longest"]))
     return 0
 
 

@@ -10,6 +10,8 @@ report/rope.py's, from rows shaped as asv's.
 
 Usage (on the device): python3 scripts/rope_gpu_table.py [--shapes ...] [--forms ...]
     [--dtypes bfloat16] [--variants eager,compile,te-fused,liger,triton] [--out DIR]
+Anywhere: python3 scripts/rope_gpu_table.py --table-only MACHINE --out DIR prints the table
+of DIR/rope.json (what a device run wrote), headed with MACHINE.
 te-fused needs TransformerEngine on the machine (docs/llama_layer.md); without it the row says
 why it was skipped.
 """
@@ -37,20 +39,20 @@ def main() -> None:
     p.add_argument("--dtypes", default="bfloat16")
     p.add_argument("--variants", default="eager,compile,te-fused,liger,triton")
     p.add_argument("--out", type=Path, default=Path("gpu-out"))
+    p.add_argument("--table-only", metavar="MACHINE",
+                   help="measure nothing: print the table of --out's rope.json")
     args = p.parse_args()
+    if args.table_only:
+        print(table_text(json.loads((args.out / "rope.json").read_text()), args.table_only))
+        return
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if "te-fused" in args.variants.split(","):
         environment.load_transformer_engine_first()  # before any case loads cuDNN
     args.out.mkdir(parents=True, exist_ok=True)
-    env = {"gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "none"}
-
-    def row(benchmark, params, value):
-        return Row(machine="device", commit="0" * 40, date=1, env_name="process", env=env,
-                   benchmark=benchmark, params=params, value=value)
-
+    machine = (f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
+               if dev.type == "cuda" else f"the CPU (torch {torch.__version__})")
     bandwidth = measure.copy_bandwidth(dev)
-    rows = [row(COPY_KEY, {}, (2 << 30) / bandwidth)]
-    records = [{"copy_bandwidth": bandwidth}]
+    records: list[dict] = [{"copy_bandwidth": bandwidth}]
     for shape in args.shapes.split(","):
         for form in args.forms.split(","):
             for dtype in args.dtypes.split(","):
@@ -71,29 +73,47 @@ def main() -> None:
                     rec["time"] = measure.time_device(fn, sets, dev, method=rope.DEVICE_METHOD
                                                       ).median
                     rec["caller_time"] = measure.time_caller(fn, sets, dev).median
-                    rows += [row("rope.RopeTime.track_time", params, rec["time"]),
-                             row("rope.RopeTime.track_caller_time", params, rec["caller_time"])]
                     if dev.type == "cuda":
                         check = measure.check_device_time(fn, sets, dev,
                                                           method=rope.DEVICE_METHOD)
                         rec["check"], rec["check_detail"] = check.flags, check.describe()
-                        rows.append(row("rope.RopeDeviceCheck.track_device_check", params,
-                                        rec["check"]))
                     print(f"{shape} {form} {dtype} {variant}: {rec['time'] * 1e6:.1f} us "
                           f"device, {rec['caller_time'] * 1e6:.1f} us caller, rel L2 "
                           f"{rec['rel_l2']:.2e}, check {clocks.check_text(rec.get('check'))}",
                           flush=True)
                     (args.out / "rope.json").write_text(json.dumps(records, indent=1))
-    lines = [f"RoPE on {env['gpu']} (torch {torch.__version__}), copy bandwidth "
-             f"{bandwidth / 1e9:.0f} GB/s"]
-    for table in rope_report.tables(rows, lambda s: f"{s * 1e6:.1f} us"):
-        lines += ["", table.title, "| " + " | ".join(table.headers) + " |",
-                  "|" + "---|" * len(table.headers)]
-        lines += ["| " + " | ".join(r) + " |" for r in table.rows]
-    text = "\n".join(lines)
+    text = table_text(records, machine)
     print(text)
     (args.out / "rope-table.md").write_text(text + "\n")
 
+
+def table_text(records: list[dict], machine: str) -> str:
+    """report/rope.py's tables of one run's records (the copy bandwidth first, then a record
+    per case), from rows shaped as asv's."""
+    env = {"gpu": machine}
+
+    def row(benchmark: str, params: dict, value: float) -> Row:
+        return Row(machine="device", commit="0" * 40, date=1, env_name="process", env=env,
+                   benchmark=benchmark, params=params, value=value)
+
+    bandwidth = records[0]["copy_bandwidth"]
+    rows = [row(COPY_KEY, {}, (2 << 30) / bandwidth)]
+    for rec in records[1:]:
+        if "time" not in rec:
+            continue
+        params = {k: rec[k] for k in ("shape", "form", "dtype", "variant")}
+        rows += [row("rope.RopeTime.track_time", params, rec["time"]),
+                 row("rope.RopeTime.track_caller_time", params, rec["caller_time"])]
+        if "check" in rec:
+            rows.append(row("rope.RopeDeviceCheck.track_device_check", params, rec["check"]))
+    lines = [f"RoPE on {machine}, copy bandwidth {bandwidth / 1e9:.0f} GB/s"]
+    for table in rope_report.tables(rows):
+        lines += ["", table.title, "| " + " | ".join(table.headers) + " |",
+                  "|" + "---|" * len(table.headers)]
+        lines += ["| " + " | ".join(r) + " |" for r in table.rows]
+    skipped = [f"- {r['shape']} {r['form']} {r['dtype']} {r['variant']}: {r['skipped']}"
+               for r in records[1:] if "skipped" in r]
+    return "\n".join(lines + (["", "Skipped:", *skipped] if skipped else []))
 
 if __name__ == "__main__":
     main()

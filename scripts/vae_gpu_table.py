@@ -51,7 +51,8 @@ def _asv(metric: str, case, dev):
 
 def one_variant(config: str, part: str, variant: str, batches: list[str], out: Path) -> None:
     dev = torch.device("cuda")
-    results: dict[str, dict] = {}
+    # Two jobs of one variant share its folder ("eager,...,eager@1"): keep the other's batches.
+    results: dict[str, dict] = json.loads(out.read_text()) if out.exists() else {}
     for i, batch in enumerate(batches):
         m: dict = {}
         results[batch] = m

@@ -228,3 +228,15 @@ def test_an_injected_slowdown_on_a_gpu_adds_its_fraction_to_device_and_caller_ti
     slowed = each()
     for b, s in zip(base, slowed, strict=True):
         assert 1.12 < s / b < 1.3, (base, slowed)
+
+
+def test_kernel_times_names_where_a_call_spends_its_time_longest_first():
+    # A 512x512 matmul next to a 512-element add: the matmul's operator leads, and each
+    # operator is counted once per call over the profiled calls.
+    a, b = torch.randn(512, 512), torch.randn(512)
+    found = measure.kernel_times(lambda: (a @ a, b + 1), torch.device("cpu"), calls=3)
+    names = [k.name for k in found]
+    assert names[0] == "aten::mm", names
+    assert "aten::add" in names
+    assert [k.seconds for k in found] == sorted((k.seconds for k in found), reverse=True)
+    assert next(k for k in found if k.name == "aten::mm").launches == 1

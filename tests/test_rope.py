@@ -164,3 +164,20 @@ def test_reference_kernel_compiles_for_an_h200_on_the_cpu_and_counts_its_program
                                       tiny.head_dim // 2, interleaved=form == "interleaved")
         assert 0 < usage.registers <= 255 and usage.num_warps == kernel.TRITON_NUM_WARPS
         assert 1 <= usage.programs_per_sm <= kernel.WARPS_PER_SM // usage.num_warps
+
+
+def test_gpu_table_script_renders_a_recorded_device_run_on_the_cpu():
+    # The H200 run's records (docs/rope-h200-12-02/rope.json): the table renders without a GPU,
+    # best variant first, the reference kernel named, te-fused among the rows.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "scripts/rope_gpu_table.py", "--table-only", "H200",
+                          "--out", "docs/rope-h200-12-02"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith("RoPE on H200, copy bandwidth 4227 GB/s")
+    assert "RoPE llama-3.1-8b rotate-half bfloat16: best variant triton" in out
+    assert "compile reaches 59% of the reference kernel (triton)" in out
+    assert out.count("| te-fused |") == 6

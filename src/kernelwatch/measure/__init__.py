@@ -8,7 +8,8 @@ Its names are used as `measure.<name>`; the modules hold one topic each:
 - `timing`: `Samples`, the methods that read them, the host clock (`time_cpu`);
 - `gpu`: CUDA events around calls or around a CUDA-graph replay (`time_cuda`);
 - `profiler`: the GPU's busy time from torch.profiler (`time_cuda_kernels`), and the share
-  of a call spent in a labelled region (`region_share`);
+  of a call spent in a labelled region (`region_share`), and a call's time kernel by kernel
+  (`kernel_times`);
 - `device`: device time by a case's declared method (`time_device`), the caller's time
   (`time_caller`), and the check that takes both in turns (`check_device_time`);
 - `memory`, `compiling`, `reference` (error against a reference), `generation` (token
@@ -58,7 +59,13 @@ from kernelwatch.measure.gpu import time_cuda
 from kernelwatch.measure.inject import INJECT_SLOWDOWN_ENV, injected_slowdown
 from kernelwatch.measure.memory import MemoryPeak, peak_memory
 from kernelwatch.measure.process import ProcessUsage, release_freed_memory, sample_process
-from kernelwatch.measure.profiler import region_share, time_cuda_kernels, union_length
+from kernelwatch.measure.profiler import (
+    KernelTime,
+    kernel_times,
+    region_share,
+    time_cuda_kernels,
+    union_length,
+)
 from kernelwatch.measure.reference import Accuracy, accuracy
 from kernelwatch.measure.timing import (
     CUDA_EVENTS,
@@ -75,11 +82,13 @@ from kernelwatch.measure.timing import (
 __all__ = [
     "CUDA_EVENTS", "CUDA_GRAPH", "DECLARED_METHODS", "DEVICE_METHODS",
     "DEVICE_OVER_CALLER_MARGIN", "HOST_CLOCK", "INJECT_SLOWDOWN_ENV", "PROFILER_KERNELS",
-    "UNSTABLE_CV", "Accuracy", "CompileHealth", "DeviceCheck", "MemoryPeak", "ProcessUsage",
+    "UNSTABLE_CV", "Accuracy", "CompileHealth", "DeviceCheck", "KernelTime", "MemoryPeak",
+    "ProcessUsage",
     "Samples", "TokenClock", "TokenTimes", "accuracy", "check_device_time",
     "cold_compile_seconds", "compile_health", "copy_bandwidth", "device_exceeds_caller",
     "first_call_seconds", "inductor_cache", "injected_slowdown", "l2_cache_bytes",
-    "peak_memory", "region_share", "release_freed_memory", "sample_process", "synchronize",
+    "kernel_times", "peak_memory", "region_share", "release_freed_memory", "sample_process",
+    "synchronize",
     "time_callable", "time_caller", "time_cpu", "time_cuda", "time_cuda_kernels",
     "time_device", "time_generations", "union_length", "warm_compile_seconds",
 ]

@@ -1,9 +1,11 @@
-"""The GPU's busy time from torch.profiler (CUPTI), and the share of a call in a region."""
+"""The GPU's busy time from torch.profiler (CUPTI), the share of a call in a region, and a
+call's time kernel by kernel."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -23,9 +25,15 @@ from kernelwatch.measure.timing import (
 
 def _busy_seconds(prof) -> float:
     """Seconds the GPU spent in the profiled calls' kernels, copies and sets: the union of
-    their intervals (the sum, when they ran on one stream). User annotations (the device
-    copies of record_function ranges, compiled regions' names) are spans, not work."""
-    intervals = []
+    their intervals (the sum, when they ran on one stream)."""
+    return union_length([(e.start_ns(), e.start_ns() + e.duration_ns())
+                         for e in _gpu_work(prof)]) / 1e9
+
+
+def _gpu_work(prof) -> list:
+    """The profiled GPU work: kernels, copies and sets, not user annotations (the device
+    copies of record_function ranges, compiled regions' names), which are spans."""
+    work = []
     for e in prof.profiler.kineto_results.events():
         if e.device_type() != torch.autograd.DeviceType.CUDA:
             continue
@@ -33,8 +41,8 @@ def _busy_seconds(prof) -> float:
         if (annotation and annotation()) or (
                 kind and kind() not in ("kernel", "gpu_memcpy", "gpu_memset")):
             continue
-        intervals.append((e.start_ns(), e.start_ns() + e.duration_ns()))
-    return union_length(intervals) / 1e9
+        work.append(e)
+    return work
 
 
 def union_length(intervals: Sequence[tuple[int, int]]) -> int:
@@ -128,3 +136,38 @@ def region_share(run: Callable[[], object], whole_label: str, region_label: str,
     # device totals are in microseconds, the busy time in seconds
     whole = _busy_seconds(prof) * 1e6 if cuda else totals[whole_label]
     return totals[region_label] / whole if whole else math.nan
+
+
+@dataclass
+class KernelTime:
+    name: str
+    seconds: float  # per call, summed over its launches
+    launches: float  # per call
+
+
+def kernel_times(run: Callable[[], object], device: torch.device, *, calls: int = 3,
+                 warmup: int = 1) -> list[KernelTime]:
+    """Where a call's time goes, kernel by kernel, from torch.profiler: on a GPU each kernel
+    (copies and sets too) by name with its device seconds and launches per call; on the CPU
+    each aten operator by its own host time. The longest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(warmup):
+        run()
+    synchronize(device)
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            run()
+        synchronize(device)
+    totals: dict[str, list[float]] = {}
+    if cuda:
+        for e in _gpu_work(prof):
+            total = totals.setdefault(e.name(), [0.0, 0])
+            total[0] += e.duration_ns() / 1e9
+            total[1] += 1
+    else:
+        totals = {e.key: [e.self_cpu_time_total / 1e6, e.count] for e in prof.key_averages()
+                  if e.key.startswith("aten::")}
+    found = [KernelTime(name, s / calls, n / calls) for name, (s, n) in totals.items()]
+    return sorted(found, key=lambda k: -k.seconds)
