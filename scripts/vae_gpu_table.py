@@ -8,10 +8,11 @@ sample counts, on the one built case): device time (CUDA-graph replay, or the pr
 kernel time where the variant cannot be captured) and caller time (VaeTime), the
 device-time check (VaeDeviceCheck: device time against caller time, the GPU's clock and
 other processes), peak CUDA memory (VaeCudaMemory). Beside them, SSIM/PSNR against eager on
-fresh photographs, and the first run (one-time work plus the first batch; the first batch
-of a child gets fresh compile caches, so its figure is a cold compile). The table is
-report/vae.py's. Results are written after each batch, so a child cut at its deadline keeps
-what it finished.
+fresh photographs, the longest kernels of a call (measure.kernel_times: where the device
+time goes, so two variants' tables say which kernels differ), and the first run (one-time
+work plus the first batch; the first batch of a child gets fresh compile caches, so its
+figure is a cold compile). The table is report/vae.py's. Results are written after each
+batch, so a child cut at its deadline keeps what it finished.
 
 Usage (on the device, with torchao from .whl): python3 scripts/vae_gpu_table.py
   --config 350M-f16x64 --part decoder --batches 32,8,1 --variants eager,compile,...
@@ -75,13 +76,15 @@ def one_variant(config: str, part: str, variant: str, batches: list[str], out: P
             m["check"], m["check_detail"] = benchmark_classes.device_check(
                 _asv("device-check", case, dev), params)
             m["peak_cuda"] = _asv("cuda-memory", case, dev).track_peak_cuda_allocated(*params)
+            m["longest"] = [[k.name, k.seconds, k.launches]
+                            for k in measure.kernel_times(case.run, dev)[:6]]
         except Unavailable as exc:
             m["skipped"] = str(exc)
         except (KernelwatchError, RuntimeError) as exc:
             m["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
         print(f"  {part} {variant} batch {batch}: "
               + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in m.items()), flush=True)
+                          for k, v in m.items() if k != "longest"), flush=True)
         out.write_text(json.dumps(results))
         del case  # the model and its graphs, before the next batch builds its own
         torch.cuda.empty_cache()
@@ -168,6 +171,10 @@ def table_text(out: Path, config: str, part: str, machine: str) -> str:
                     vae.device_time_method(variant)]
             if m.get("check"):
                 notes.append(f"- batch {batch} {variant} check: {m.get('check_detail')}")
+            if m.get("longest"):
+                notes.append(f"- batch {batch} {variant}, longest kernels (device ms a call, "
+                             "launches): " + "; ".join(f"{name[:60]} {sec * 1e3:.3f} x{n:g}"
+                                                       for name, sec, n in m["longest"]))
     lines = [f"ViT VAE {config} {part} on {machine}"]
     for table in vae_report.make_tables(cases, labels):
         lines += ["", table.title, "| " + " | ".join(table.headers) + " |",
