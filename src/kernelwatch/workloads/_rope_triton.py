@@ -4,6 +4,7 @@ them to every head of q and k there, in fp32 with one rounding per output."""
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import tempfile
@@ -109,17 +110,16 @@ TRITON_PROGRAMS_PER_SM = 8
 TRITON_HEAD_GROUPS = 1
 
 
-def _triton_config(batch: int, seq_len: int, half: int, groups: int = 1
-                   ) -> tuple[int, int, int]:
+def _triton_config(batch: int, seq_len: int, half: int, groups: int, step_elements: int,
+                   programs_per_sm: int) -> tuple[int, int, int]:
     """(BLOCK_S, BLOCK_D, HB): positions per program, the padded half row, heads a step.
-    Positions per program shrink until there are TRITON_PROGRAMS_PER_SM programs per SM
-    (132 SMs on an H100/H200): the 8B shape has one batch row of 2048 positions."""
+    Positions per program shrink until there are `programs_per_sm` programs per SM (132 SMs
+    on an H100/H200): the 8B shape has one batch row of 2048 positions."""
     block_d = triton.next_power_of_2(half)
     block_s = 16
-    while (block_s > 1 and batch * triton.cdiv(seq_len, block_s) * groups
-           < TRITON_PROGRAMS_PER_SM * 132):
+    while block_s > 1 and batch * triton.cdiv(seq_len, block_s) * groups < programs_per_sm * 132:
         block_s //= 2
-    hb = triton.next_power_of_2(max(1, TRITON_STEP_ELEMENTS // (block_s * block_d)))
+    hb = triton.next_power_of_2(max(1, step_elements // (block_s * block_d)))
     return block_s, block_d, hb
 
 
@@ -136,14 +136,27 @@ def launch_params(batch: int, q_heads: int, kv_heads: int, seq_len: int, half: i
                   interleaved: bool) -> tuple[tuple[int, int, int], dict[str, int | bool]]:
     """The grid and the kernel's compile-time parameters (num_warps among them) for q
     [batch, q_heads, seq_len, 2 * half] and k with kv_heads, from the TRITON_* settings."""
-    groups = max(1, min(TRITON_HEAD_GROUPS, kv_heads))
+    grid, params = _launch_params(batch, q_heads, kv_heads, seq_len, half, interleaved,
+                                  TRITON_STEP_ELEMENTS, TRITON_NUM_WARPS,
+                                  TRITON_PROGRAMS_PER_SM, TRITON_HEAD_GROUPS)
+    return grid, dict(params)
+
+
+# Cached: uncached, this arithmetic took 23-36 us a call on this project's 2-core CPU, paid by
+# every caller beside the launch itself; the TRITON_* settings are part of the key.
+@functools.lru_cache(maxsize=256)
+def _launch_params(batch: int, q_heads: int, kv_heads: int, seq_len: int, half: int,
+                   interleaved: bool, step_elements: int, num_warps: int, programs_per_sm: int,
+                   head_groups: int) -> tuple[tuple[int, int, int], dict[str, int | bool]]:
+    groups = max(1, min(head_groups, kv_heads))
     q_group, k_group = triton.cdiv(q_heads, groups), triton.cdiv(kv_heads, groups)
-    block_s, block_d, hb = _triton_config(batch, seq_len, half, groups)
+    block_s, block_d, hb = _triton_config(batch, seq_len, half, groups, step_elements,
+                                          programs_per_sm)
     grid = (triton.cdiv(seq_len, block_s), batch, groups)
     return grid, dict(Q_HEADS=q_heads, K_HEADS=kv_heads, HALF=half, BLOCK_S=block_s,
                       BLOCK_D=block_d, HB_Q=min(hb, triton.next_power_of_2(q_group)),
                       HB_K=min(hb, triton.next_power_of_2(k_group)), Q_GROUP=q_group,
-                      K_GROUP=k_group, INTERLEAVED=interleaved, num_warps=TRITON_NUM_WARPS)
+                      K_GROUP=k_group, INTERLEAVED=interleaved, num_warps=num_warps)
 
 
 def launch(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
