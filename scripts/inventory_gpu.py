@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from kernelwatch import inventory
+
 CASES = ([("rope", ("llama-3.1-8b", form, "bfloat16", v))
           for form in ("rotate-half", "interleaved")
           for v in ("eager", "compile", "compile-dynamic", "te-fused", "triton")]
@@ -32,7 +34,7 @@ CASES = ([("rope", ("llama-3.1-8b", form, "bfloat16", v))
 def child(workload: str, params: list[str]) -> dict:
     import torch
 
-    from kernelwatch import inventory, measure
+    from kernelwatch import measure
     from kernelwatch.workloads import llama_layer, rope, vae
 
     dev = torch.device("cuda")
@@ -85,7 +87,7 @@ def main() -> int:
     print("| workload | case | kernels | source | first call s | names |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        names = ", ".join(k[:40] for k in r.get("kernels", [])[:6])
+        names = ", ".join(inventory.short_name(k, 40) for k in r.get("kernels", [])[:6])
         print(f"| {r['workload']} | {', '.join(r['params'])} | {r.get('count', '')} | "
               f"{r.get('source', r.get('error', r.get('skipped', '')))} | "
               f"{r.get('seconds', 0):.1f} | {names} |")
@@ -95,7 +97,7 @@ def main() -> int:
             total = sum(k["ms"] for k in r["longest"])
             print(f"- {r['workload']} {', '.join(r['params'])} (these {len(r['longest'])}: "
                   f"{total:.3f} ms): " + "; ".join(
-                      f"{k['name'][:60]} {k['ms']:.3f} x{k['launches']:g}"
+                      f"{inventory.short_name(k['name'])} {k['ms']:.3f} x{k['launches']:g}"
                       for k in r["longest"]))
     return 0
 

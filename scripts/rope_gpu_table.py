@@ -115,5 +115,6 @@ def table_text(records: list[dict], machine: str) -> str:
                for r in records[1:] if "skipped" in r]
     return "\n".join(lines + (["", "Skipped:", *skipped] if skipped else []))
 
+
 if __name__ == "__main__":
     main()

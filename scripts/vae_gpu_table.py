@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from kernelwatch import benchmark_classes, measure
+from kernelwatch import benchmark_classes, inventory, measure
 from kernelwatch.errors import KernelwatchError, Unavailable
 from kernelwatch.report import clocks
 from kernelwatch.report import vae as vae_report
@@ -52,7 +52,8 @@ def _asv(metric: str, case, dev):
 
 def one_variant(config: str, part: str, variant: str, batches: list[str], out: Path) -> None:
     dev = torch.device("cuda")
-    # Two jobs of one variant share its folder ("eager,...,eager@1"): keep the other's batches.
+    # Two jobs of one variant in one run share its folder ("eager,...,eager@1"): the later
+    # keeps the earlier's batches (main moved an earlier run's file aside).
     results: dict[str, dict] = json.loads(out.read_text()) if out.exists() else {}
     for i, batch in enumerate(batches):
         m: dict = {}
@@ -76,16 +77,22 @@ def one_variant(config: str, part: str, variant: str, batches: list[str], out: P
             m["check"], m["check_detail"] = benchmark_classes.device_check(
                 _asv("device-check", case, dev), params)
             m["peak_cuda"] = _asv("cuda-memory", case, dev).track_peak_cuda_allocated(*params)
-            m["longest"] = [[k.name, k.seconds, k.launches]
-                            for k in measure.kernel_times(case.run, dev)[:6]]
         except Unavailable as exc:
             m["skipped"] = str(exc)
         except (KernelwatchError, RuntimeError) as exc:
             m["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if "peak_cuda" in m:  # measured: where its time goes, apart, so a failure keeps it
+            try:
+                m["longest"] = [[k.name, k.seconds, k.launches]
+                                for k in measure.kernel_times(case.run, dev)[:6]]
+            except (KernelwatchError, RuntimeError) as exc:
+                m["longest_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         print(f"  {part} {variant} batch {batch}: "
               + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in m.items() if k != "longest"), flush=True)
-        out.write_text(json.dumps(results))
+        partial = out.with_suffix(".partial")  # a child cut mid-write leaves the last whole file
+        partial.write_text(json.dumps(results))
+        os.replace(partial, out)
         del case  # the model and its graphs, before the next batch builds its own
         torch.cuda.empty_cache()
 
@@ -122,6 +129,7 @@ def main() -> None:
             for v in args.variants.split(",")]
     jobs += [(v, [b for b in batches if b in ("1", "8")], "-run2")
              for v in args.repeat.split(",") if v]
+    started: set[tuple[str, str]] = set()
     for variant, job_batches, tag in jobs:
         left = args.deadline - (time.monotonic() - start)
         if left < 30:
@@ -129,6 +137,11 @@ def main() -> None:
             continue
         work = out / f"{args.part}-{variant}{tag}"
         work.mkdir(exist_ok=True)
+        earlier = work / "part.json"
+        if earlier.exists() and (variant, tag) not in started:
+            # An earlier run's results: kept beside, out of this run's table.
+            earlier.rename(work / f"part-{int(earlier.stat().st_mtime)}.json")
+        started.add((variant, tag))
         t0 = time.monotonic()
         try:
             subprocess.run([sys.executable, __file__, "--one", variant, "--config",
@@ -173,8 +186,9 @@ def table_text(out: Path, config: str, part: str, machine: str) -> str:
                 notes.append(f"- batch {batch} {variant} check: {m.get('check_detail')}")
             if m.get("longest"):
                 notes.append(f"- batch {batch} {variant}, longest kernels (device ms a call, "
-                             "launches): " + "; ".join(f"{name[:60]} {sec * 1e3:.3f} x{n:g}"
-                                                       for name, sec, n in m["longest"]))
+                             "launches): " + "; ".join(
+                                 f"{inventory.short_name(name)} {sec * 1e3:.3f} x{n:g}"
+                                 for name, sec, n in m["longest"]))
     lines = [f"ViT VAE {config} {part} on {machine}"]
     for table in vae_report.make_tables(cases, labels):
         lines += ["", table.title, "| " + " | ".join(table.headers) + " |",

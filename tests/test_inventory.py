@@ -126,3 +126,17 @@ def test_guards_are_counted_and_a_host_slowdown_names_the_new_ones():
     assert why[0].parts[0] == (f"host +18 us per call (+45% of the call): "
                                f"{added} new guard{'s' if added != 1 else ''}"), why[0].parts
     assert why[0].parts[1] == "device unchanged", why[0].parts
+
+
+def test_short_kernel_names_drop_aten_noise_and_keep_two_instantiations_apart():
+    # Two instantiations of one ATen template, as the H200's profiler named them, share
+    # their first 60 characters; the hash of the whole name keeps them apart.
+    stem = ("void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_impl_nocast<"
+            "at::native::BinaryFunctor<c10::BFloat16, c10::BFloat16, c10::BFloat16, ")
+    copy, mul = stem + "CopyFunctor> >(int, T1)", stem + "MulFunctor> >(int, T1)"
+    assert inventory.short_name(copy) != inventory.short_name(mul)
+    assert inventory.short_name(copy).startswith("elementwise_kernel<128, 4, gpu_kernel")
+    assert all(len(inventory.short_name(n)) <= 60 for n in (copy, mul))
+    assert inventory.short_name("at::native::weight_int8pack_mm_kernel(float const*, "
+                                "signed char const*, float const*, float*, int, int, int)"
+                                ) == "weight_int8pack_mm_kernel"

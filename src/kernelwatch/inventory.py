@@ -26,6 +26,17 @@ import torch
 KERNEL_COUNT_UNIT = "count"
 
 
+def short_name(name: str, width: int = 60) -> str:
+    """A kernel's name for a table: no `void`, ATen's namespaces or argument list; a name
+    still over `width` is cut, with a hash of the whole name, so that two instantiations of
+    one template (elementwise_kernel<...copy...>, elementwise_kernel<...mul...>) stay apart."""
+    short = name.removeprefix("void ").replace("(anonymous namespace)::", "")
+    short = short.replace("at::native::", "").split("(")[0]
+    if len(short) <= width:
+        return short
+    return f"{short[:width - 8]}..{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+
+
 @dataclass
 class Inventory:
     kernels: list[str] = field(default_factory=list)  # in launch order, one call

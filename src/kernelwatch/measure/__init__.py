@@ -80,15 +80,13 @@ from kernelwatch.measure.timing import (
 )
 
 __all__ = [
-    "CUDA_EVENTS", "CUDA_GRAPH", "DECLARED_METHODS", "DEVICE_METHODS",
-    "DEVICE_OVER_CALLER_MARGIN", "HOST_CLOCK", "INJECT_SLOWDOWN_ENV", "PROFILER_KERNELS",
-    "UNSTABLE_CV", "Accuracy", "CompileHealth", "DeviceCheck", "KernelTime", "MemoryPeak",
-    "ProcessUsage",
-    "Samples", "TokenClock", "TokenTimes", "accuracy", "check_device_time",
-    "cold_compile_seconds", "compile_health", "copy_bandwidth", "device_exceeds_caller",
-    "first_call_seconds", "inductor_cache", "injected_slowdown", "l2_cache_bytes",
-    "kernel_times", "peak_memory", "region_share", "release_freed_memory", "sample_process",
-    "synchronize",
-    "time_callable", "time_caller", "time_cpu", "time_cuda", "time_cuda_kernels",
-    "time_device", "time_generations", "union_length", "warm_compile_seconds",
+    "CUDA_EVENTS", "CUDA_GRAPH", "DECLARED_METHODS", "DEVICE_METHODS", "DEVICE_OVER_CALLER_MARGIN",
+    "HOST_CLOCK", "INJECT_SLOWDOWN_ENV", "PROFILER_KERNELS", "UNSTABLE_CV", "Accuracy",
+    "CompileHealth", "DeviceCheck", "KernelTime", "MemoryPeak", "ProcessUsage", "Samples",
+    "TokenClock", "TokenTimes", "accuracy", "check_device_time", "cold_compile_seconds",
+    "compile_health", "copy_bandwidth", "device_exceeds_caller", "first_call_seconds",
+    "inductor_cache", "injected_slowdown", "l2_cache_bytes", "kernel_times", "peak_memory",
+    "region_share", "release_freed_memory", "sample_process", "synchronize", "time_callable",
+    "time_caller", "time_cpu", "time_cuda", "time_cuda_kernels", "time_device", "time_generations",
+    "union_length", "warm_compile_seconds",
 ]

@@ -138,8 +138,10 @@ def region_share(run: Callable[[], object], whole_label: str, region_label: str,
     return totals[region_label] / whole if whole else math.nan
 
 
-@dataclass
+@dataclass(frozen=True)
 class KernelTime:
+    """One kernel (on the CPU, one aten operator) of a call, as the profiler named it."""
+
     name: str
     seconds: float  # per call, summed over its launches
     launches: float  # per call
