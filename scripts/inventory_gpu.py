@@ -38,15 +38,9 @@ def child(workload: str, params: list[str]) -> dict:
     from kernelwatch.workloads import llama_layer, rope, vae
 
     dev = torch.device("cuda")
-    if workload == "rope":
-        case = rope.build_case(*params, dev)
-        call = lambda: case.fn(*case.input_sets[0])  # noqa: E731
-    elif workload == "vae":
-        case = vae.build_case(*params, dev)
-        call = case.run
-    else:
-        case = llama_layer.build_case(*params, dev)
-        call = case.run
+    module = {"rope": rope, "llama_layer": llama_layer, "vae": vae}[workload]
+    case = module.build_case(*params, dev)
+    call = (lambda: case.fn(*case.input_sets[0])) if workload == "rope" else case.run
     t0 = time.perf_counter()
     found = inventory.of_first_call(call, dev)
     seconds = time.perf_counter() - t0

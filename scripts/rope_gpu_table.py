@@ -43,7 +43,11 @@ def main() -> None:
                    help="measure nothing: print the table of --out's rope.json")
     args = p.parse_args()
     if args.table_only:
-        print(table_text(json.loads((args.out / "rope.json").read_text()), args.table_only))
+        saved = args.out / "rope.json"
+        if not saved.exists():
+            raise SystemExit(f"no {saved}: --out names the folder a device run wrote rope.json "
+                             "into")
+        print(table_text(json.loads(saved.read_text()), args.table_only))
         return
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if "te-fused" in args.variants.split(","):

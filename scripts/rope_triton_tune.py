@@ -72,7 +72,7 @@ def gpu_table(configs: list[tuple[int, int, int, int]]) -> None:
             half = compiled.bytes_moved // 2  # read once, written once
             pairs = [(torch.empty(half, dtype=torch.uint8, device=dev),
                       torch.empty(half, dtype=torch.uint8, device=dev))
-                     for _ in range(max(1, -(-rotate // compiled.bytes_moved)))]
+                     for _ in compiled.input_sets]  # as many sets as the kernels rotate
             copy = measure.time_device(lambda dst, src: dst.copy_(src), pairs, dev,
                                        method=rope.DEVICE_METHOD).median
             t = measure.time_device(compiled.fn, compiled.input_sets, dev,
