@@ -14,6 +14,13 @@ import sys
 
 import torch
 
+# The compiler, imported once: under asv's forkserver (asv.conf.json) every benchmark process
+# is a fork of the process that imported this suite, so a compiled variant's process does not
+# import dynamo and inductor again (seconds each). The first-launch figures (cold and warm
+# compile, first run) are timed in a new interpreter, where the imports count as they do for
+# a user (measure.first_call_seconds_new_process).
+import torch._inductor.compile_fx  # noqa: F401  (imported for its side effect)
+
 from kernelwatch import environment, measure, variants
 from kernelwatch.errors import Unavailable
 
@@ -30,8 +37,20 @@ TIMEOUT_ENV = "KERNELWATCH_BENCHMARK_TIMEOUT"
 
 
 def device() -> torch.device:
-    """The device benchmarks run on: the first CUDA GPU if torch sees one, else the CPU."""
+    """The device benchmarks run on: the first CUDA GPU if torch sees one, else the CPU.
+
+    Under asv's forkserver this process is a fork of a server that imported the suite; CUDA
+    cannot be used in a fork of a process that initialised it, so a server that did is an
+    error here, loudly, for every benchmark (never a silent CPU fallback)."""
+    if torch.cuda._is_in_bad_fork():
+        raise RuntimeError(FORKED_AFTER_CUDA)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+FORKED_AFTER_CUDA = (
+    "CUDA was initialised in asv's forkserver before it forked this benchmark process (a "
+    "CUDA call at import time in benchmarks/ or a module they import): move the call into a "
+    "setup method, or run with `kernelwatch run --launch spawn`")
 
 
 def pin_cpu_threads(dev: torch.device) -> None:
@@ -86,6 +105,18 @@ class _Workload:
 
     def _variant(self, *params) -> str:
         return params[self.param_names.index("variant")]
+
+    def _builder(self, *params, **options) -> functools.partial:
+        """What `_build` does, as a picklable call: a new interpreter builds the same case
+        from it (the one-time costs are timed there, measure.first_call_seconds_new_process).
+        This process's case is released first, so two never hold the device's memory."""
+        build = functools.partial(self.workload.build_case, *params, self.dev,
+                                  **{**self._build_options(), **options})
+        self.__dict__.pop("case", None)
+        measure.release_freed_memory()
+        if self.dev.type == "cuda":
+            torch.cuda.empty_cache()
+        return build
 
 
 class _WarmCase:
@@ -187,12 +218,14 @@ class _FirstRun:
     variant the cold compile plus one call."""
 
     unit = "seconds"
+    first_run_options: dict = {}  # build_case's keywords for a case not yet transformed
 
     def setup(self, *params):
-        self._build(*params)
+        self._build(*params, **self.first_run_options)
 
     def track_first_run(self, *params):
-        return measure.cold_compile_seconds(self.case.first_run, self.dev)
+        build = self._builder(*params, **self.first_run_options)
+        return measure.cold_compile_seconds_new_process(build, "first_run")
 
 
 class _CompileHealth:
@@ -229,7 +262,7 @@ class _WarmCompile(_CompileHealth):
 
     def track_warm_compile(self, *params):
         prime = functools.partial(self.workload.prime_compile, *params, self.dev.type)
-        return measure.warm_compile_seconds(self.case.run, prime, self.dev)
+        return measure.warm_compile_seconds_new_process(self._builder(*params), prime)
 
 
 class _CompileCost(_WarmCompile):
@@ -237,7 +270,7 @@ class _CompileCost(_WarmCompile):
     compile and dynamo's health."""
 
     def track_cold_compile(self, *params):
-        return measure.cold_compile_seconds(self.case.run, self.dev)
+        return measure.cold_compile_seconds_new_process(self._builder(*params))
 
 
 class _KernelInventory:

@@ -47,9 +47,7 @@ class VaeFirstRun(_FirstRun, _Vae):
     (minus eager's first call) into break-even samples."""
 
     version = "1"
-
-    def setup(self, *params):
-        self._build(*params, apply=False)
+    first_run_options = {"apply": False}
 
 
 class VaeCompile(_CompileCost, _Vae):

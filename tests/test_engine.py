@@ -115,34 +115,42 @@ def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):
     assert rows[("rope.RopeCompile.track_cold_compile", "compile")].value is None
 
 
-def test_existing_run_saves_each_part_so_a_cut_run_keeps_what_finished(clone, isolated_home):
-    """asv saves a (commit, environment) only at its end; `--existing` runs one asv call per
-    metric family. Stop the run once the first part is saved: that part is kept, whole."""
+def test_a_cut_run_keeps_every_combination_that_finished(clone, isolated_home):
+    """asv keeps a (commit, environment)'s results in memory until all its benchmarks have
+    run; kernelwatch's benchmark loop saves each parameter combination as it ends. Stop the
+    run (SIGTERM, as a runner's time limit does) once two combinations have ended: both are
+    in the result file, readable, with the machine's file beside them; the run again
+    measures only the rest."""
     import signal
-    import time
 
     cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "gptq", "--shape", "tiny/proj",
            "--scheme", "w4-sym-g128", "--blocksize", "16", "--variant", "eager",
-           "--metric", "time", "--metric", "first-run", "--metric", "accuracy"]
-    proc = subprocess.Popen(cmd, cwd=clone, env={**os.environ, "KERNELWATCH_MACHINE": MACHINE},
+           "--metric", "time", "--metric", "accuracy", "--track", "time",
+           "--track", "output_error", "--track", "identical_codes", "--skip-machine-facts"]
+    proc = subprocess.Popen([*cmd, "-v"], cwd=clone,
+                            env={**os.environ, "KERNELWATCH_MACHINE": MACHINE},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if "part 2 of" in line:  # part 1 (time) has finished and been saved
-            time.sleep(3)
+        if "kernelwatch 2/3 " in line:
             os.killpg(proc.pid, signal.SIGTERM)
             break
     proc.wait(timeout=60)
     print("".join(seen[-20:]))
-    assert any("part 1 of 4" in line for line in seen)
+    assert any("kernelwatch 3 combinations in existing" in line for line in seen)
     rows = [r for r in results_mod.load(clone / "results") if r.machine == MACHINE
             and r.env_name.startswith("existing") and r.params.get("shape") == "tiny/proj"
             and r.params.get("variant") == "eager" and r.params.get("blocksize") == "16"
             and r.params.get("scheme") == "w4-sym-g128"]
-    by = {r.benchmark: r for r in rows}
-    assert by["gptq.GptqTime.track_time"].median > 0
+    kept = {r.benchmark for r in rows if r.value is not None or r.median is not None}
+    assert len(kept) == 2, kept  # accuracy's two tracks run first (asv orders by name)
+    assert (clone / "results" / MACHINE / "machine.json").is_file()
+    again = run(cmd, clone, KERNELWATCH_MACHINE=MACHINE)
+    assert again.returncode == 0
+    assert "2 selected results already recorded" in again.stdout
+    assert "1 benchmark process, about" in again.stdout  # its record is the eager time's
 
 
 def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):

@@ -14,6 +14,7 @@ import re
 import shlex
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ class RunRequest:
     metrics: Sequence[str] | None = None
     tracks: Sequence[str] | None = None
     quick: bool = False
+    suite: str | None = None  # a named selection (workloads.SUITE_NAMES); quick is "quick"
     existing: bool = False
     torch: Sequence[str] | None = None
     machine: str | None = None
@@ -55,6 +57,9 @@ class RunRequest:
     versions: str | None = None
     shard: str | None = None
     skip_machine_facts: bool = False
+    # How asv starts a benchmark process: None keeps asv.conf.json's (forkserver), "spawn"
+    # a fresh interpreter for each.
+    launch_method: str | None = None
 
 
 @dataclass
@@ -100,9 +105,13 @@ def resolve(repo: Path, request: RunRequest) -> Plan:
     if request.skip_machine_facts:
         chunks = [c for c in ([rx for rx in c if rx != planner.ENVIRONMENT_REGEX]
                               for c in chunks) if c]
-    if shard:
-        chunks = [shards.narrow(chunk, selections, *shard) for chunk in chunks]
     results = targets.results_dir(repo, target.dist) if target else repo / "results"
+    if shard:
+        # Dealt by the seconds this machine recorded for each unit, so N runners of one kind
+        # (which share the records through the results branch) finish together.
+        recorded = planner.combination_durations(results, asvrun.machine_name(request.machine))
+        chunks = [shards.narrow(chunk, selections, *shard, shards.unit_seconds(recorded))
+                  for chunk in chunks]
     return Plan(rev, commits, selections, chunks, settings_env, results, target, versions)
 
 
@@ -148,22 +157,32 @@ def _target_selections(request: RunRequest, dist: str) -> tuple[list[Selection],
 
 def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
     """The request's selections and the environment variables of its workload settings."""
-    if not request.quick:
+    suite = _suite(request)
+    if suite is None:
         workload = request.workload or "rope"
         chosen, env = planner.parse_params(workload, request.params, {})
         return [(workload, chosen, list(request.metrics or []) or None,
                  request.tracks)], env
-    names = [request.workload] if request.workload else list(workloads.WORKLOADS)
+    flag = "--quick" if suite == "quick" and request.quick else f"--suite {suite}"
     if request.params and not request.workload:
-        raise KernelwatchError("--quick with --param narrows one workload's quick case: "
-                               "add --workload W (`kernelwatch list W` shows its quick case)")
+        raise KernelwatchError(f"{flag} with --param narrows one workload's part of the "
+                               "suite: add --workload W (`kernelwatch list --suites` shows "
+                               "each suite)")
     chosen: dict[str, list[str]] = {}
     env: dict[str, str] = {}
     if request.workload:
         chosen, env = planner.parse_params(request.workload, request.params, {})
         check_choices(workloads.get(request.workload).PARAMS, chosen, where=request.workload)
-    quick = [sel for w in names for sel in planner.quick_selections(w)]
-    return planner.narrow_quick(quick, chosen, request.metrics, request.tracks), env
+    selections = planner.suite_selections(suite, request.workload)
+    return planner.narrow_quick(selections, chosen, request.metrics, request.tracks,
+                                flag=flag), env
+
+
+def _suite(request: RunRequest) -> str | None:
+    if request.quick and request.suite not in (None, "quick"):
+        raise KernelwatchError(f"--quick is the quick suite; --suite {request.suite} is "
+                               "another: give one of them")
+    return "quick" if request.quick else request.suite
 
 
 def run_suite(repo: Path, request: RunRequest) -> int:
@@ -176,13 +195,16 @@ def run_suite(repo: Path, request: RunRequest) -> int:
 
 
 def _run(repo: Path, request: RunRequest) -> int:
-    asv = asvrun.asv_executable()
+    asvrun.asv_executable()  # installed, or one message naming the fix
+    if request.launch_method not in (None, *LAUNCH_METHODS):
+        raise KernelwatchError(f"--launch {request.launch_method!r}: asv launches a benchmark "
+                               f"process by {' or '.join(LAUNCH_METHODS)}")
     plan = resolve(repo, request)
     name = asvrun.machine_name(request.machine)
     snap = (None if request.dry_run else
             Snapshot.take(plan.results, name, asvrun.MACHINE_FILE.expanduser()))
     try:
-        return _run_planned(repo, request, plan, asv, name, snap)
+        return _run_planned(repo, request, plan, name, snap)
     except DiskFull as full:
         assert snap is not None
         lines = snap.repair()
@@ -237,17 +259,28 @@ def disk_full_message(asv_line: str, results: Path, envs: Path, room_mib: int) -
             "disk) and run again.")
 
 
-def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: str,
+# asv's launch methods: a server that imported the suite forks each benchmark process
+# (asv.conf.json's), or a fresh interpreter for each.
+LAUNCH_METHODS = ("forkserver", "spawn")
+
+
+def _run_planned(repo: Path, request: RunRequest, plan: Plan, name: str,
                  snap: Snapshot | None) -> int:
     asvrun.write_machine_info(name, request.existing)
     config = _config(repo, request, plan)
     # Where the benchmark processes leave the kernel inventories, filed after each call.
     spool = repo / ".kernelwatch" / "inventory-spool"
     plan.settings_env[inventory_file.SPOOL_ENV] = str(spool)
+    # torch.cuda.is_available() through NVML: it does not initialise the CUDA driver, so a
+    # forkserver that asks stays fit to fork benchmark processes that use CUDA.
+    plan.settings_env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     if request.existing:
         plan.settings_env[inventory_file.COMMIT_ENV] = plan.commits[0]
-    base = [asv, *(["--config", str(config)] if config else []),
-            "run", "--machine", name, "--record-samples", "--show-stderr"]
+    # asv's `run` with kernelwatch's loop: each parameter combination saved as it ends.
+    base = [sys.executable, "-m", "kernelwatch.benchloop", "--save-to", str(plan.results),
+            "--", *(["--config", str(config)] if config else []),
+            "run", "--machine", name, "--record-samples", "--show-stderr",
+            *(["--launch-method", request.launch_method] if request.launch_method else [])]
     # This interpreter, named explicitly (asv's --python=same is the interpreter asv's script
     # runs under), so that kernelwatch knows the environment's result file.
     python = sys.executable if request.existing else None
@@ -264,7 +297,9 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: st
         if snap is not None:
             snap.refresh()
 
-    runner = _Calls(repo, request, plan, base, envs, saved=saved)
+    runner = _Calls(repo, request, plan, base, envs, saved=saved,
+                    benchmarks=planner.read_benchmarks(plan.results),
+                    durations=planner.combination_durations(plan.results, name))
     with contextlib.ExitStack() as stack:
         if not (request.verbose or request.dry_run):
             path = log_path(repo)
@@ -273,6 +308,12 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, asv: str, name: st
             print(f"kernelwatch: asv's full output goes to {path} (-v shows it here)",
                   flush=True)
         measured = runner.run(calls)
+        if request.dry_run:
+            total = planner.estimate(runner.planned_total, runner.durations)
+            rounds = f" per process round ({request.processes} rounds)" * (request.processes > 1)
+            where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
+                     "(asv writes it at its first discovery), so combinations are not counted")
+            print(f"kernelwatch: would run {total.describe()}{rounds}{where}", flush=True)
         # More processes per benchmark: asv measures each again in a fresh process and
         # appends the samples, so a result pools `processes` processes (docs/measurement.md:
         # most of the noise between two commits is between processes).
@@ -328,6 +369,9 @@ class _Calls:
     base: list[str]
     envs: list[str]
     saved: Callable[[], None] | None = None  # after each asv call that finished and saved
+    benchmarks: dict = field(default_factory=dict)  # asv's benchmarks.json, {} if none yet
+    durations: dict[str, float] = field(default_factory=dict)  # seconds per combination
+    planned_total: Counter[str] = field(default_factory=Counter)
     log: TextIO | None = None
     failed: bool = False
     causes: set[str] = field(default_factory=set)
@@ -349,26 +393,38 @@ class _Calls:
         measured: list[Call] = []
         for i, call in enumerate(calls, 1):
             full = self.command(call, extra)
+            planned = planner.combinations(self.benchmarks, call)
+            if not extra:
+                self.planned_total += planned
             if self.request.dry_run:
                 print(shlex.join(full))
+                if self.benchmarks:
+                    print(f"kernelwatch: part {i}: "
+                          f"{planner.estimate(planned, self.durations).describe()}",
+                          flush=True)
                 measured.append(call)
                 continue
             if len(calls) > 1:
-                print(f"kernelwatch: part {i} of {len(calls)} (saved when it ends)", flush=True)
+                print(f"kernelwatch: part {i} of {len(calls)}", flush=True)
             if call.kept:
                 everything = call.commits == self.plan.commits and call.envs == self.envs
                 where = ("" if everything else f" at {', '.join(c[:8] for c in call.commits)}"
                          f" in {', '.join(call.envs)}")
                 print(f"kernelwatch: {call.kept} selected results already recorded{where} "
                       "are kept, not measured again (--rerun measures them again)", flush=True)
-            if self._run_one(full, call, f"part {i}/{len(calls)}" if len(calls) > 1 else "asv"):
+            label = f"part {i}/{len(calls)}" if len(calls) > 1 else "asv"
+            if self._run_one(full, call, label, planned):
                 measured.append(call)
         return measured
 
-    def _run_one(self, full: list[str], call: Call, label: str) -> bool:
+    def _run_one(self, full: list[str], call: Call, label: str, planned: Counter[str]) -> bool:
         print("+", shlex.join(full), flush=True)
+        if planned:
+            print(f"kernelwatch: {planner.estimate(planned, self.durations).describe()}",
+                  flush=True)
         seen: dict[str, str] = {}
-        progress = AsvProgress(self.log, label) if self.log is not None else None
+        progress = (AsvProgress(self.log, label, planned=planned, estimates=self.durations)
+                    if self.log is not None else None)
         rc = asvrun.stream(full, self.repo, seen, self.plan.settings_env, progress)
         self.causes |= seen.keys() & asvrun.FAILURE_FIXES.keys()
         if rc != 0 and "disk-full" in seen:
@@ -388,7 +444,7 @@ class _Calls:
             self.failed = True
         elif rc != 0:
             where = f" (its output: {self.log.name})" if self.log is not None else ""
-            raise KernelwatchError(f"asv run exited with status {rc}{where}; results of "
-                                   "environments (and parts) that finished are saved in "
-                                   "results/")
+            raise KernelwatchError(f"asv run exited with status {rc}{where}; every "
+                                   "parameter combination that finished is saved in "
+                                   f"{self.plan.results.name}/")
         return True

@@ -22,7 +22,7 @@ import itertools
 import json
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,30 +83,54 @@ def quick_selections(workload: str) -> list[Selection]:
     return selections
 
 
+def suite_selections(suite: str, workload: str | None = None) -> list[Selection]:
+    """A named suite's selections (workloads.SUITE_NAMES): each workload's share of it (the
+    quick suite: its QUICK declarations), or only `workload`'s."""
+    if suite not in workloads.SUITE_NAMES:
+        raise unknown_name("suite", suite, workloads.SUITE_NAMES)
+    out: list[Selection] = []
+    for name in [workload] if workload else list(workloads.WORKLOADS):
+        if suite == "quick":
+            out += quick_selections(name)
+            continue
+        module = workloads.get(name)
+        for part in getattr(module, "SUITES", {}).get(suite, []):
+            check_choices(module.PARAMS, part.params, where=name)
+            check_metrics(name, part.metrics)
+            out.append((name, {k: list(v) for k, v in part.params.items()}, list(part.metrics),
+                        part.tracks))
+    if not out:
+        raise KernelwatchError(f"workload {workload} declares no part of the {suite} suite; "
+                               "`kernelwatch list --suites` shows what each suite holds")
+    return out
+
+
 def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
-                 metrics: Sequence[str] | None, tracks: Sequence[str] | None
-                 ) -> list[Selection]:
-    """The quick set narrowed by --param, --metric and --track: each chosen value must be in
-    the quick case (else one message: drop --quick to reach it), and what is left selects
-    at least one benchmark."""
+                 metrics: Sequence[str] | None, tracks: Sequence[str] | None,
+                 flag: str = "--quick") -> list[Selection]:
+    """A suite (the quick set by default) narrowed by --param, --metric and --track: each
+    chosen value must be in the suite (else one message: drop `flag` to reach it), and
+    what is left selects at least one benchmark."""
     offered: dict[tuple[str, str], list[str]] = {}
-    for workload, quick, _, _ in selections:
-        for name, values in quick.items():
+    for workload, part, _, _ in selections:
+        for name, values in part.items():
             seen = offered.setdefault((workload, name), [])
             seen += [v for v in values if v not in seen]
     for (workload, name), allowed in offered.items():
         extra = [v for v in chosen.get(name, []) if v not in allowed]
         if extra:
             raise KernelwatchError(
-                f"--quick runs {workload} at {name}={','.join(allowed)}; {name}="
-                f"{','.join(extra)} is outside it: drop --quick to select any value "
+                f"{flag} runs {workload} at {name}={','.join(allowed)}; {name}="
+                f"{','.join(extra)} is outside it: drop {flag} to select any value "
                 f"(`kernelwatch list {workload}`)")
     out: list[Selection] = []
-    for workload, quick, families, quick_tracks in selections:
-        params = {name: [v for v in values if v in chosen[name]] if chosen.get(name)
-                  else values for name, values in quick.items()}
+    for workload, part, families, quick_tracks in selections:
+        params = dict(part)
+        for name, values in chosen.items():
+            if values:
+                params[name] = [v for v in part.get(name, values) if v in values]
         if not all(params.values()):
-            continue  # this part of the quick set has none of the chosen values
+            continue  # this part of the suite has none of the chosen values
         if metrics:
             families = [f for f in families or [] if f in metrics]
         if tracks:
@@ -117,8 +141,8 @@ def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
     if asked and not out:
         families_offered = sorted({f for _, _, fs, _ in selections for f in fs or ()})
         raise KernelwatchError(
-            f"--quick measures the metric families {', '.join(families_offered)}; "
-            f"{', '.join(sorted(asked))} selects none of them: drop --quick to measure it")
+            f"{flag} measures the metric families {', '.join(families_offered)}; "
+            f"{', '.join(sorted(asked))} selects none of them: drop {flag} to measure it")
     return out
 
 
@@ -156,16 +180,9 @@ def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[st
 
 
 def chunks(selections: Sequence[Selection], existing: bool) -> list[list[str]]:
-    """The regexes of each asv call, environment facts last. An `existing` environment is
-    one commit, and asv saves a (commit, environment) result file only when all its
-    benchmarks have run: a run cut short (a GPU lease, a time limit) would lose everything,
-    so there each metric family is a call of its own, saved as it ends (asv merges each
-    call into the same file)."""
-    if existing:
-        out = [[selection_regex(w, chosen, [family], tracks)]
-               for w, chosen, families, tracks in selections
-               for family in families or list(workloads.get(w).BENCHMARKS)]
-        return [*out, [ENVIRONMENT_REGEX]]
+    """The regexes of each asv call, environment facts last: one call, whose benchmark loop
+    (kernelwatch.benchloop) saves each parameter combination as it ends, so a run cut short
+    (a GPU lease, a time limit) keeps every combination that finished."""
     return [[selection_regex(*sel) for sel in selections] + [ENVIRONMENT_REGEX]]
 
 
@@ -243,11 +260,9 @@ def plan(results_dir: Path, machine: str, commits: Sequence[str], envs: Sequence
     """The asv calls that measure what each chunk of regexes selects and is not yet recorded,
     for every commit x environment, chunk after chunk. A call whose regexes select nothing at
     all makes asv say "No benchmarks selected": everything there is recorded."""
-    path = results_dir / "benchmarks.json"
-    try:
-        benchmarks = json.loads(path.read_text()) if path.is_file() else {}
-    except json.JSONDecodeError:
-        benchmarks = {}  # asv rewrites it at discovery; nothing known to be recorded then
+    # asv rewrites benchmarks.json at discovery; where it is missing nothing is known to be
+    # recorded.
+    benchmarks = read_benchmarks(results_dir)
     recorded = {(env, commit): recorded_names(results_dir, machine, commit, env, benchmarks)
                 for env in envs for commit in commits} if benchmarks else {}
     calls = []
@@ -265,3 +280,82 @@ def plan(results_dir: Path, machine: str, commits: Sequence[str], envs: Sequence
                        [excluding(rx, done) for rx in regexes], len(done))
                   for (done, group_commits), group_envs in merged.items()]
     return calls
+
+
+# ----------------------------------------------------------------------------- durations
+
+# kernelwatch.benchloop keeps each combination's seconds in its result file's `durations`
+# under this key (asv keeps keys in angle brackets there).
+DURATION_PREFIX, DURATION_SUFFIX = "<kernelwatch ", ">"
+
+
+def read_benchmarks(results_dir: Path) -> dict:
+    """asv's benchmarks.json of `results_dir` ({} where there is none yet, or it is being
+    rewritten)."""
+    path = results_dir / "benchmarks.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (json.JSONDecodeError, OSError):
+        return {}
+
+
+def combinations(benchmarks: dict, call: Call) -> Counter[str]:
+    """The combination names one asv call runs, each counted once per commit and
+    environment (one benchmark process each); empty where benchmarks.json is not known."""
+    names = selectable_names(benchmarks, call.regexes)
+    return Counter({n: len(call.commits) * len(call.envs) for n in names})
+
+
+def combination_durations(results_dir: Path, machine: str) -> dict[str, float]:
+    """Seconds each combination took, as the newest result file of `machine` that measured
+    it records (any commit or environment); unreadable files are passed over."""
+    found: dict[str, tuple[int, float]] = {}
+    folder = results_dir / machine
+    if not folder.is_dir():
+        return {}
+    for path in folder.glob("*.json"):
+        if path.name == "machine.json":
+            continue
+        try:
+            data = json.loads(path.read_text())
+            durations, date = data.get("durations") or {}, int(data.get("date") or 0)
+        except (ValueError, OSError, TypeError, AttributeError):
+            continue
+        for key, seconds in durations.items():
+            if (isinstance(key, str) and key.startswith(DURATION_PREFIX)
+                    and isinstance(seconds, int | float)):
+                name = key[len(DURATION_PREFIX):-len(DURATION_SUFFIX)]
+                if name not in found or found[name][0] <= date:
+                    found[name] = (date, float(seconds))
+    return {name: seconds for name, (_, seconds) in found.items()}
+
+
+@dataclass
+class Estimate:
+    """What a set of asv calls will cost: benchmark processes, and seconds from the
+    durations recorded on the machine (`unknown` processes have no record)."""
+
+    processes: int
+    seconds: float
+    unknown: int
+
+    def describe(self) -> str:
+        if not self.processes:
+            return "no benchmark process (asv's discovery and environment facts only)"
+        known = self.processes - self.unknown
+        count = f"{self.processes} benchmark process{'es' * (self.processes != 1)}"
+        if not known:
+            return (f"{count}; no duration recorded for them on this machine yet (a first run "
+                    "records each)")
+        clock = f"{int(self.seconds) // 60} min {int(self.seconds) % 60:02d} s"
+        if not self.unknown:
+            return f"{count}, about {clock} from recorded durations"
+        return (f"{count}, about {clock} for the {known} with a recorded duration; "
+                f"{self.unknown} have none on this machine (not counted)")
+
+
+def estimate(planned: Counter[str], durations: dict[str, float]) -> Estimate:
+    known = {n: c for n, c in planned.items() if n in durations}
+    return Estimate(processes=sum(planned.values()),
+                    seconds=sum(durations[n] * c for n, c in known.items()),
+                    unknown=sum(planned.values()) - sum(known.values()))

@@ -3,8 +3,10 @@ asv's full output in a log file.
 
 asv prints a line per benchmark (`[ 37.50%] ··· rope.RopeTime.track_time  ok`) and grids of
 parameters; a quick run over two commits and two torch versions is some 24,000 lines, which
-scroll the summary away. kernelwatch shows asv's own percentage as a bar (tqdm), the current
-benchmark or environment step, and passes through only failures. `-v` streams everything.
+scroll the summary away. kernelwatch's benchmark loop (kernelwatch.benchloop) adds a line per
+parameter combination; kernelwatch shows those as a bar (tqdm) with the count and an estimate
+of the time left, the current benchmark or environment step, and passes through only
+failures. `-v` streams everything.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
@@ -31,6 +34,10 @@ STEP_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·{1,2} ((Creating|Installing|Buil
 SHOWN = re.compile(r"^\[\s*[\d.]+%\] ··· \S+\s.*\bfailed\b|timed out \(timeout|"
                    r"OutOfMemoryError|out of memory")
 PARAMETERS_LINE = re.compile(r"^\[\s*[\d.]+%\] ···· For parameters: ")
+# kernelwatch.benchloop's lines: a loop's count as it starts, and each combination's end.
+LOOP_START = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch (\d+) combinations in ")
+COMBINATION_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch (\d+)/(\d+) ([\d.]+)s "
+                              r"(\w+) (\S.*)$")
 MAX_SHOWN = 40  # lines passed through per asv call; the rest are in the log
 
 
@@ -38,7 +45,12 @@ class AsvProgress:
     """Consumes asv's output lines: writes each to `log`, and shows a bar on a terminal
     (a line per tenth of the way elsewhere, so CI logs stay short)."""
 
-    def __init__(self, log: TextIO, label: str, out: TextIO | None = None) -> None:
+    def __init__(self, log: TextIO, label: str, out: TextIO | None = None,
+                 planned: Counter[str] | None = None,
+                 estimates: dict[str, float] | None = None) -> None:
+        """`planned`: the combinations this asv call should run, by name (unknown ones are
+        counted as the loop announces them); `estimates`: seconds per combination name
+        from earlier runs, for the time left."""
         from tqdm import tqdm
 
         self.log = log
@@ -52,6 +64,9 @@ class AsvProgress:
         self.shown = 0
         self.next_tenth = 10
         self.parameters = ""  # asv's latest `For parameters: ...`, named before a failure
+        self.planned = sum((planned or Counter()).values())
+        self.announced = 0  # combinations the loops have announced so far
+        self.eta = Eta(planned or Counter(), estimates or {})
         self.bar = tqdm(total=100, desc=label, file=self.out, disable=not self.tty,
                         bar_format="{desc} |{bar:20}| {n:.0f}% {elapsed} {postfix}",
                         leave=True, dynamic_ncols=True)
@@ -66,11 +81,22 @@ class AsvProgress:
         self.log.write(line)
         text = line.rstrip("\n")
         m = PERCENT.match(text)
-        if m:
+        if m and not self.eta.count:  # the combinations' count is finer, once there is one
             self.percent = float(m.group(1))
         total = TOTAL.match(text)
         if total:
             self.total = int(total.group(1))
+        start = LOOP_START.match(text)
+        if start:
+            self.announced += int(start.group(1))
+        combination = COMBINATION_LINE.match(text)
+        if combination:
+            self.eta.done(combination.group(5), float(combination.group(3)))
+            self.percent = 100.0 * self.eta.count / max(self.combinations(), 1)
+            self._current(combination.group(5)[:60])
+            if combination.group(4) == "failed" and self.shown < MAX_SHOWN:
+                self.shown += 1
+                self._say(f"{self.label}: failed: {combination.group(5)}")
         result = RESULT_LINE.match(text)
         step = STEP_LINE.match(text)
         if result:
@@ -96,7 +122,14 @@ class AsvProgress:
             print(f"{self.label}: {self.percent:.0f}% ({self.counts()}, "
                   f"{self._elapsed()})", file=self.out, flush=True)
 
+    def combinations(self) -> int:
+        return max(self.planned, self.announced, self.eta.count)
+
     def counts(self) -> str:
+        if self.eta.count or self.announced:
+            text = f"{self.eta.count} of {self.combinations()} combinations"
+            left = self.eta.seconds_left(self.combinations())
+            return text if left is None else f"{text}, about {_clock(left)} left"
         total = self.total or (round(self.done * 100 / self.percent) if self.percent else 0)
         return f"{self.done} of {total} benchmarks" if total else f"{self.done} benchmarks"
 
@@ -104,15 +137,57 @@ class AsvProgress:
         self.bar.set_postfix_str(f"{self.counts()} · {what}", refresh=False)
 
     def _elapsed(self) -> str:
-        s = int(time.monotonic() - self.started)
-        return f"{s // 60}:{s % 60:02d}"
+        return _clock(time.monotonic() - self.started)
 
     def close(self, finished: bool = True) -> None:
         self.bar.close()
         self.log.flush()
         how = "done" if finished else "stopped"
-        print(f"{self.label}: {how}, {self.counts()} in {self._elapsed()}", file=self.out,
+        counts = self.counts().split(", about")[0]
+        print(f"{self.label}: {how}, {counts} in {self._elapsed()}", file=self.out,
               flush=True)
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+class Eta:
+    """Time left from the combinations done so far and what earlier runs recorded of those
+    still planned: each is expected to take its recorded seconds, scaled by how this run
+    compares with its record so far (a slower lease, a colder cache); one with no record,
+    the mean of this run's combinations."""
+
+    def __init__(self, planned: Counter[str], estimates: dict[str, float]) -> None:
+        self.left = Counter(planned)
+        self.estimates = estimates
+        self.count = 0
+        self.seconds = 0.0
+        self.recorded = 0.0  # the records of the combinations done, where they have one
+        self.actual = 0.0  # what those same combinations took now
+
+    def done(self, name: str, seconds: float) -> None:
+        self.count += 1
+        self.seconds += seconds
+        if self.left[name] > 0:
+            self.left[name] -= 1
+        if name in self.estimates:
+            self.recorded += self.estimates[name]
+            self.actual += seconds
+
+    def seconds_left(self, total: int) -> float | None:
+        """Seconds still to go of `total` combinations, None before the first has ended."""
+        if not self.count:
+            return None
+        scale = self.actual / self.recorded if self.recorded > 0 else 1.0
+        mean = self.seconds / self.count
+        planned = sum(self.left.values())
+        left = sum(n * (scale * self.estimates[name] if name in self.estimates else mean)
+                   for name, n in self.left.items())
+        return left + max(total - self.count - planned, 0) * mean
 
 
 def log_path(repo: Path) -> Path:

@@ -2,10 +2,14 @@
 GPU kind split one commit (or one bisect step's processes) between them.
 
 The unit is one benchmark class at one parameter combination (every track of it: they share
-a process's setup). Units are ranked by a hash of their names and dealt round-robin: the
-shards of one selection are disjoint, cover it, differ in size by one at most, and split the
-same way on every runner. The machine's own facts (environment.*) go to
-every shard: each runner's results need them.
+a process's setup). Where the machine has recorded how long the units took (kernelwatch.
+benchloop keeps each combination's seconds in its result file, and runners share the results
+branch), the units are dealt by duration: the longest first, each to the shard with the
+least so far, so N runners finish together; a unit with no record counts as the mean of
+those with one. Without records, they are ranked by a hash of their names and dealt
+round-robin. Either way the shards of one selection are disjoint, cover it, and split the
+same way on every runner that holds the same records. The machine's own facts
+(environment.*) go to every shard: each runner's results need them.
 """
 
 from __future__ import annotations
@@ -31,12 +35,45 @@ def _rank_key(unit: str) -> str:
     return hashlib.sha1(unit.encode()).hexdigest()
 
 
-def pick(all_units: Sequence[str], k: int, n: int) -> list[str]:
-    """Shard K of N: the units ranked by a hash of their names, dealt round-robin, so the
-    shards differ in size by one at most and the same selection splits the same way on every
-    machine."""
+def pick(all_units: Sequence[str], k: int, n: int,
+         seconds: dict[str, float] | None = None) -> list[str]:
+    """Shard K of N. Without `seconds` (recorded seconds per unit): the units ranked by a
+    hash of their names, dealt round-robin, so the shards differ in size by one at most.
+    With it: longest first, each to the least loaded shard (ties to the lowest), a unit with
+    no record at the mean of the recorded ones. The same selection and records split the
+    same way on every machine."""
     ranked = sorted(set(all_units), key=_rank_key)
-    return sorted(u for i, u in enumerate(ranked) if i % n == k - 1)
+    known = {u: seconds[u] for u in ranked if seconds and u in seconds}
+    if not known:
+        return sorted(u for i, u in enumerate(ranked) if i % n == k - 1)
+    mean = sum(known.values()) / len(known)
+    cost = {u: known.get(u, mean) for u in ranked}
+    load = [0.0] * n
+    mine = []
+    for u in sorted(ranked, key=lambda u: -cost[u]):  # stable: hash order among equals
+        shard = min(range(n), key=lambda i: (load[i], i))
+        load[shard] += cost[u]
+        if shard == k - 1:
+            mine.append(u)
+    return sorted(mine)
+
+
+def unit_of(combination: str) -> str:
+    """The unit (`workload.Class(v1, v2)`) a combination name (`workload.Class.track_x('v1',
+    'v2')`) belongs to, as units() names them."""
+    head, _, rest = combination.partition("(")
+    values = [v.strip("'") for v in rest[:-1].split(", ")] if rest[:-1] else []
+    return f"{head.rsplit('.', 1)[0]}({', '.join(values)})"
+
+
+def unit_seconds(combinations: dict[str, float]) -> dict[str, float]:
+    """Recorded seconds per unit: the sum of its combinations' (planner.
+    combination_durations)."""
+    out: dict[str, float] = {}
+    for name, seconds in combinations.items():
+        unit = unit_of(name)
+        out[unit] = out.get(unit, 0.0) + seconds
+    return out
 
 
 def units(workload: str, chosen: dict[str, list[str] | None],
@@ -62,14 +99,16 @@ def _unit_pattern(unit: str) -> str:
 _CLASSES = re.compile(r"^\^(\w+)\\\.\(([\w|]+)\)\\\.")
 
 
-def narrow(chunk: list[str], selections: Sequence[tuple], k: int, n: int) -> list[str]:
-    """A chunk of asv regexes narrowed to shard K of N of the selections' units: each regex
-    gets a lookahead admitting only the shard's units; a regex none of whose classes has a
-    unit in the shard is dropped; the environment's regex is kept. Bad input when the shard
-    has no unit at all (fewer units than shards)."""
+def narrow(chunk: list[str], selections: Sequence[tuple], k: int, n: int,
+           seconds: dict[str, float] | None = None) -> list[str]:
+    """A chunk of asv regexes narrowed to shard K of N of the selections' units (dealt by
+    `seconds`, the recorded seconds per unit, where given): each regex gets a lookahead
+    admitting only the shard's units; a regex none of whose classes has a unit in the shard
+    is dropped; the environment's regex is kept. Bad input when the shard has no unit at all
+    (fewer units than shards)."""
     everything = sorted({u for w, chosen, metrics, _ in selections
                          for u in units(w, chosen, metrics)})
-    mine = pick(everything, k, n)
+    mine = pick(everything, k, n, seconds)
     if not mine:
         raise KernelwatchError(f"shard {k}/{n} of this selection is empty ({len(everything)} "
                                "class x parameter combinations in all); use fewer shards")

@@ -6,7 +6,9 @@ and every result in it is lost. And asv writes `<machine>/machine.json` before i
 so a run that fails before measuring (an environment pip cannot build) still replaces it.
 A Snapshot holds the bytes of each such file in memory (they are small; a full disk has no
 room for a copy), is refreshed after each asv call that finished, and puts back any file a
-call left unreadable, and the machine files as they were when no call finished.
+call left unreadable, and the machine files as they were when nothing was measured (no call
+finished, and no result file gained a combination: kernelwatch's benchmark loop saves each
+one as it ends, so a call cut short may have measured).
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class Snapshot:
         candidates = set(self.saved) | (set(d.glob("*.json")) if d.is_dir() else set())
         broken = [p for p in sorted(candidates)
                   if p.exists() and not _readable(p, self.machine)]
+        results = [p for p in candidates if p.name != "machine.json" and p.parent == d]
+        if any(p.is_file() and p not in broken and p.read_bytes() != self.saved.get(p)
+               for p in results):
+            self.measured = True  # a result was saved: its machine file belongs with it
         if not self.measured:
             for p, original in self._machine_files.items():
                 now = p.read_bytes() if p.is_file() else None

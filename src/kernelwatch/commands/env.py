@@ -6,16 +6,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from kernelwatch import environment, workloads
+from kernelwatch import environment, planner, workloads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("env", help="print what will be recorded about this machine and torch")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.set_defaults(handler=lambda args: show_environment(as_json=args.json))
-    ls = sub.add_parser("list", help="list workloads: their parameters, metrics, quick case")
+    ls = sub.add_parser("list", help="list workloads: their parameters, metrics, quick case; "
+                        "or the suites (--suites)")
     ls.add_argument("workload", nargs="?", help="one workload (default: all)")
-    ls.set_defaults(handler=lambda args: list_workloads(args.workload))
+    ls.add_argument("--suites", action="store_true",
+                    help="the named suites (`kernelwatch run --suite NAME`) and what each "
+                    "workload measures in them")
+    ls.set_defaults(handler=lambda args: (list_suites(args.workload) if args.suites else
+                                          list_workloads(args.workload)))
 
 
 def show_environment(as_json: bool = False) -> int:
@@ -43,5 +48,20 @@ def list_workloads(workload: str | None = None) -> int:
         print(f"  {'metrics:':<{width + 2}}{families}")
         quick = "; ".join(f"{k}={','.join(v)}" for k, v in mod.QUICK.items())
         print(f"  {'quick:':<{width + 2}}{quick}")
-    print("\nSelect with --param NAME=VALUE (repeatable), --metric FAMILY, --track NAME.")
+    print("\nSelect with --param NAME=VALUE (repeatable), --metric FAMILY, --track NAME; "
+          "named suites: kernelwatch list --suites.")
+    return 0
+
+
+def list_suites(workload: str | None = None) -> int:
+    """Each suite, what it is for, and each workload's parts of it (parameter values, metric
+    families, tracks)."""
+    for suite, purpose in workloads.SUITE_NAMES.items():
+        print(f"{suite}: {purpose}")
+        for name, params, metrics, tracks in planner.suite_selections(suite, workload):
+            values = "; ".join(f"{k}={','.join(v)}" for k, v in params.items()) or "every case"
+            which = ", ".join(metrics or ["all"]) + (f" ({', '.join(tracks)})" if tracks else "")
+            print(f"  {name}: {values}\n    {which}")
+    print("\nkernelwatch run --suite NAME [--workload W] [--param NAME=VALUE]; --dry-run "
+          "counts the processes and estimates the time from this machine's records.")
     return 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from kernelwatch.engine import RunRequest, run_suite
+from kernelwatch.engine import LAUNCH_METHODS, RunRequest, run_suite
 from kernelwatch.gitrepo import find_repo_root
+from kernelwatch.workloads import SUITE_NAMES
 
 # Flags kept from before `--param`: each is `--param NAME=VALUE` for the parameter it names.
 PARAM_ALIASES = ("shape", "form", "dtype", "scheme", "blocksize", "variant")
@@ -26,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="each workload's tiny shape and a few variants (RoPE: eager, compile, "
                    "compile-dynamic; GPTQ: eager, compile-block at block 16), time, accuracy "
                    "and one cold compile: a few minutes on 2 CPU cores")
+    r.add_argument("--suite", metavar="NAME",
+                   help="a named selection: " + "; ".join(
+                       f"{name}: {what}" for name, what in SUITE_NAMES.items())
+                   + " (`kernelwatch list --suites`; --workload and --param narrow it)")
     r.add_argument("--existing", action="store_true",
                    help="benchmark with this interpreter's torch (asv -E existing:PYTHON), HEAD "
                    "only; one asv call per metric family, each saved when it ends")
@@ -71,7 +76,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--skip-machine-facts", action="store_true",
                    help="leave out environment.* (copy bandwidth, matmul rate, threads: "
                    "about 30 s a commit here); bisect does, following one series")
-    r.add_argument("--dry-run", action="store_true", help="print the asv command, run nothing")
+    r.add_argument("--launch", choices=LAUNCH_METHODS, dest="launch_method",
+                   help="how asv starts each benchmark process: forkserver (asv.conf.json's "
+                   "default: one server per environment imports torch and the suite once and "
+                   "forks a process per benchmark and parameters) or spawn (a fresh "
+                   "interpreter for each)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the asv commands, the number of benchmark processes and an "
+                   "estimate of the time from the durations recorded on this machine; run "
+                   "nothing")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="stream asv's whole output (default: a progress bar and the failures; "
                    "the whole output goes to a log file under .kernelwatch/logs, whose path "
@@ -84,8 +97,10 @@ def handle(args: argparse.Namespace) -> int:
                for value in getattr(args, name) or ()]
     return run_suite(find_repo_root(), RunRequest(
         range=args.range, workload=args.workload, params=[*aliased, *(args.param or ())],
-        metrics=args.metric, tracks=args.track, quick=args.quick, existing=args.existing,
+        metrics=args.metric, tracks=args.track, quick=args.quick, suite=args.suite,
+        existing=args.existing,
         torch=args.torch, machine=args.machine, branch=args.branch, rerun=args.rerun,
         processes=args.processes, dry_run=args.dry_run, verbose=args.verbose,
         asv_args=args.asv_args, target=args.target, versions=args.versions,
-        shard=args.shard, skip_machine_facts=args.skip_machine_facts))
+        shard=args.shard, skip_machine_facts=args.skip_machine_facts,
+        launch_method=args.launch_method))

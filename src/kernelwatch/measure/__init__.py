@@ -37,10 +37,13 @@ time over the caller's beyond noise and a throttled or shared GPU.
 from kernelwatch.measure.compiling import (
     CompileHealth,
     cold_compile_seconds,
+    cold_compile_seconds_new_process,
     compile_health,
     first_call_seconds,
+    first_call_seconds_new_process,
     inductor_cache,
     warm_compile_seconds,
+    warm_compile_seconds_new_process,
 )
 from kernelwatch.measure.device import (
     DECLARED_METHODS,
@@ -84,9 +87,10 @@ __all__ = [
     "HOST_CLOCK", "INJECT_SLOWDOWN_ENV", "PROFILER_KERNELS", "UNSTABLE_CV", "Accuracy",
     "CompileHealth", "DeviceCheck", "KernelTime", "MemoryPeak", "ProcessUsage", "Samples",
     "TokenClock", "TokenTimes", "accuracy", "check_device_time", "cold_compile_seconds",
-    "compile_health", "copy_bandwidth", "device_exceeds_caller", "first_call_seconds",
+    "cold_compile_seconds_new_process", "compile_health", "copy_bandwidth",
+    "device_exceeds_caller", "first_call_seconds", "first_call_seconds_new_process",
     "inductor_cache", "injected_slowdown", "l2_cache_bytes", "kernel_times", "peak_memory",
     "region_share", "release_freed_memory", "sample_process", "synchronize", "time_callable",
     "time_caller", "time_cpu", "time_cuda", "time_cuda_kernels", "time_device", "time_generations",
-    "union_length", "warm_compile_seconds",
+    "union_length", "warm_compile_seconds", "warm_compile_seconds_new_process",
 ]

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,13 +89,71 @@ def warm_compile_seconds(
     child process that fills a fresh cache; this process then compiles against it.
     """
     with fresh_cache_dir("warm") as d, inductor_cache(d):
-        ctx = multiprocessing.get_context("spawn")
-        child = ctx.Process(target=prime)
-        child.start()
-        child.join()
-        if child.exitcode != 0:
-            raise KernelwatchError(f"priming the compile cache failed (exit {child.exitcode})")
+        _prime(prime)
         return first_call_seconds(first_call, device)
+
+
+def _die_with_parent() -> None:
+    """Linux: end this process when the one that started it ends. asv's forkserver stops a
+    benchmark that overruns its timeout with SIGKILL to that process alone; a compile it
+    started in a new interpreter would otherwise go on beside the next benchmark."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _run_child(fn: Callable[[], object]) -> object:
+    _die_with_parent()
+    return fn()
+
+
+def _prime(prime: Callable[[], object]) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_run_child, args=(prime,))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise KernelwatchError(f"priming the compile cache failed (exit {child.exitcode})")
+
+
+# A benchmark process forked by asv's forkserver inherits the server's imports, dynamo and
+# inductor among them: a first call timed there would leave out what a user's first launch
+# pays to import the compiler. The one-time costs are therefore timed in a new interpreter.
+
+
+def _first_call_of(build: Callable[[], object], method: str, threads: int) -> float:
+    _die_with_parent()
+    torch.set_num_threads(threads)
+    case = build()
+    return first_call_seconds(getattr(case, method), case.device)
+
+
+def first_call_seconds_new_process(build: Callable[[], object], method: str = "run") -> float:
+    """Seconds of the first `method()` of the case that `build()` makes, in a new
+    interpreter (spawned) with this process's thread count and compile-cache settings:
+    whatever this process imported already, the compiler's imports are in the figure, as
+    they are in a user's first launch. `build` must pickle (a module-level function or a
+    functools.partial of one)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(_first_call_of, build, method, torch.get_num_threads()).result()
+
+
+def cold_compile_seconds_new_process(build: Callable[[], object],
+                                     method: str = "run") -> float:
+    """cold_compile_seconds of a case's first `method()`, in a new interpreter."""
+    with fresh_cache_dir("cold") as d, inductor_cache(d):
+        return first_call_seconds_new_process(build, method)
+
+
+def warm_compile_seconds_new_process(build: Callable[[], object],
+                                     prime: Callable[[], object]) -> float:
+    """warm_compile_seconds of a case's first call, in a new interpreter."""
+    with fresh_cache_dir("warm") as d, inductor_cache(d):
+        _prime(prime)
+        return first_call_seconds_new_process(build)
 
 
 @dataclass

@@ -13,6 +13,9 @@ What a workload module declares:
 - `QUICK`: the parameter values of `kernelwatch run --quick`; optionally `QUICK_METRICS`
   (families, default time, accuracy and first-run), `QUICK_TRACKS` (track_ names) and
   `QUICK_COMPILE_VARIANT` (one compiled variant whose cold compile the quick run records).
+- optionally `SUITES`: {suite name: [SuitePart(params, metrics, tracks), ...]}, the
+  workload's share of a named selection (`kernelwatch run --suite NAME`; the names and what
+  each is for are SUITE_NAMES below). The quick suite is QUICK's.
 - optionally `SETTINGS`: {name: environment variable} for choices that are not asv params
   (a local checkpoint directory): `--param NAME=VALUE` sets the variable for the run.
 - optionally `bytes_for(params)`: the fewest bytes a case must move (GB/s in the report).
@@ -44,11 +47,35 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from dataclasses import dataclass, field
 from types import ModuleType
 
 from kernelwatch.errors import unknown_name
 
 DEFAULT_QUICK_METRICS = ("time", "accuracy", "first-run")
+
+# The named selections a runner or a user asks for (`kernelwatch run --suite NAME`); each
+# workload declares its part of each in SUITES (quick: its QUICK declarations).
+SUITE_NAMES = {
+    "quick": "every workload's tiny case: the CPU demo (make demo), a few minutes on 2 cores",
+    "gpu-commit": "every workload at its real model shapes, its headline variants; time, "
+                  "caller time and accuracy, and one cold compile each: what a GPU runner "
+                  "measures on every commit (about 10 minutes on an H200)",
+    "gpu-nightly": "wider than gpu-commit: both dtypes and forms, the library variants, "
+                   "compile health; what a GPU runner measures each night over the torch "
+                   "matrix",
+}
+
+
+@dataclass(frozen=True)
+class SuitePart:
+    """One part of a workload's share of a suite: these parameter values ({} or a missing
+    name: every value), these metric families, and of their track_ methods these names
+    (None: all)."""
+
+    params: dict[str, list[str]] = field(default_factory=dict)
+    metrics: tuple[str, ...] = ("time",)
+    tracks: tuple[str, ...] | None = None
 
 
 def _discover() -> dict[str, str]:

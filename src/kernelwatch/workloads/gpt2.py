@@ -45,6 +45,7 @@ import torch
 
 from kernelwatch import measure
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads._gpt2_generators import OnnxGenerator, TorchGenerator
 from kernelwatch.workloads._gpt2_onnx import DecoderWithCache as DecoderWithCache
@@ -110,6 +111,22 @@ QUICK = {"size": ["gpt2"], "prompt_tokens": ["10"], "new_tokens": ["16"], "threa
          "variant": ["fp32", "int8-dynamic"]}
 QUICK_METRICS = ("time",)
 QUICK_TRACKS = ("decode_time",)
+# Named selections (workloads.SUITE_NAMES). On a GPU: GPT-2 XL's decode in bf16, weight-only
+# INT8 (the fast path for batch-1 decode) and compiled; the compile's first generation once.
+_GPU_XL = {"size": ["gpt2-xl"], "prompt_tokens": ["128"], "new_tokens": ["100"],
+           "threads": ["1"]}
+SUITES = {
+    "gpu-commit": [
+        SuitePart({**_GPU_XL, "variant": ["bf16", "torchao-int8-weight-only", "compile"]},
+                  ("time", "accuracy"), ("decode_time", "ttft", "token_match")),
+        SuitePart({**_GPU_XL, "variant": ["compile"]}, ("first-run",)),
+    ],
+    "gpu-nightly": [
+        SuitePart({**_GPU_XL, "variant": ["bf16", "torchao-int8-weight-only",
+                                          "torchao-int8-dynamic", "compile"]},
+                  ("time", "accuracy", "first-run", "size")),
+    ],
+}
 # Metric family -> asv class in benchmarks/gpt2.py.
 BENCHMARKS = {"time": "Gpt2Generate", "first-run": "Gpt2FirstRun", "size": "Gpt2Size",
               "memory": "Gpt2Memory", "accuracy": "Gpt2Accuracy"}

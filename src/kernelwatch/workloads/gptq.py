@@ -29,6 +29,7 @@ import torch
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import KernelwatchError, check_choices
+from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads._gptq_triton import check_triton, triton_block
 from kernelwatch.workloads._gptq_triton import triton as triton
@@ -288,6 +289,25 @@ QUICK = {"shape": ["tiny/proj"], "scheme": ["w4-sym-g128"], "blocksize": ["16"],
          "variant": ["eager", "compile-block"]}
 QUICK_TRACKS = ("time", "first_run", "identical_codes", "output_error")
 QUICK_COMPILE_VARIANT = "compile-block"
+# Named selections (workloads.SUITE_NAMES). Per commit: one real projection at upstream's block
+# of 128, eager against the fused kernel, llm-compressor's and the compiled column step; the
+# cold compile is the compiled variant's first run. Nightly: every projection of Qwen2.5-3B.
+SUITES = {
+    "gpu-commit": [
+        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
+                   "blocksize": ["128"],
+                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
+                  ("time", "accuracy"), ("time", "output_error", "identical_codes")),
+        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
+                   "blocksize": ["128"], "variant": ["compile-column"]}, ("first-run",)),
+    ],
+    "gpu-nightly": [
+        SuitePart({"shape": [s for s in SHAPES if s.startswith("qwen2.5-3b/")],
+                   "scheme": ["w4-sym-g128", "w8-sym-g128"], "blocksize": ["128"],
+                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
+                  ("time", "accuracy", "first-run")),
+    ],
+}
 # Metric family -> asv class in benchmarks/gptq.py (`kernelwatch run --metric FAMILY`).
 BENCHMARKS = {"time": "GptqTime", "first-run": "GptqFirstRun", "compile": "GptqCompile",
               "memory": "GptqMemory", "cuda-memory": "GptqCudaMemory",

@@ -40,6 +40,7 @@ import torch
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads._llama_model import (
     LlamaLayer,
@@ -103,6 +104,25 @@ QUICK = {"shape": ["tiny"], "seq_len": ["128"], "backend": ["torch"], "pass": ["
          "variant": ["eager", "surgical", "compile"]}
 QUICK_METRICS = ("time",)
 QUICK_TRACKS = ("time",)
+# Named selections (workloads.SUITE_NAMES). Per commit: the three real layers' forward at
+# sequence 2048 on torch's linears, eager against surgical and whole-layer compile, with the
+# error against eager; one cold compile. Nightly: TransformerEngine's linears, the backward,
+# the compiled share and compile health.
+_LAYERS = {"shape": ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"], "seq_len": ["2048"]}
+SUITES = {
+    "gpu-commit": [
+        SuitePart({**_LAYERS, "backend": ["torch"], "pass": ["forward"],
+                   "variant": ["eager", "surgical", "compile"]},
+                  ("time", "accuracy"), ("time", "caller_time", "rel_l2_vs_eager")),
+        SuitePart({"shape": ["llama-3.2-1b"], "seq_len": ["2048"], "backend": ["torch"],
+                   "pass": ["forward"], "variant": ["compile"]}, ("compile",),
+                  ("cold_compile",)),
+    ],
+    "gpu-nightly": [
+        SuitePart(_LAYERS, ("time", "accuracy", "compiled-share")),
+        SuitePart({**_LAYERS, "variant": ["surgical", "compile"]}, ("compile",)),
+    ],
+}
 # Metric family -> asv class in benchmarks/llama_layer.py.
 BENCHMARKS = {"time": "LayerTime", "compiled-share": "LayerCompiledShare",
               "compile": "LayerCompile", "memory": "LayerMemory",

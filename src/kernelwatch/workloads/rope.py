@@ -26,6 +26,7 @@ import torch
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import Unavailable, check_choices
+from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads._rope_triton import rope_triton as rope_triton
 from kernelwatch.workloads._rope_triton import triton_variant
@@ -72,6 +73,25 @@ QUICK_COMPILE_VARIANT = "compile"
 # On the CPU the caller's time is the device time: the quick run records it once; and the
 # relative error is the gated one (each track is a process: seconds of make demo).
 QUICK_TRACKS = ("time", "rel_l2_error")
+# Named selections (`kernelwatch run --suite NAME`, workloads.SUITE_NAMES). Per commit: the
+# three real attentions in bf16, the headline form, eager against compile, the reference
+# kernel and Liger's; the cold compile once, at 8B. Nightly: both forms and half dtypes, every
+# variant, and compile health (recompiles at a new length).
+_REAL = {"shape": ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"]}
+SUITES = {
+    "gpu-commit": [
+        SuitePart({**_REAL, "form": ["rotate-half"], "dtype": ["bfloat16"],
+                   "variant": ["eager", "compile", "triton", "liger"]},
+                  ("time", "accuracy"), ("time", "caller_time", "rel_l2_error")),
+        SuitePart({"shape": ["llama-3.1-8b"], "form": ["rotate-half"], "dtype": ["bfloat16"],
+                   "variant": ["compile"]}, ("compile",), ("cold_compile",)),
+    ],
+    "gpu-nightly": [
+        SuitePart({**_REAL, "dtype": ["bfloat16", "float16"]}, ("time", "accuracy"),
+                  ("time", "caller_time", "rel_l2_error")),
+        SuitePart({**_REAL, "dtype": ["bfloat16"], "variant": list(COMPILED)}, ("compile",)),
+    ],
+}
 # Metric family -> asv class in benchmarks/rope.py (`kernelwatch run --metric FAMILY`).
 BENCHMARKS = {"time": "RopeTime", "compile": "RopeCompile", "memory": "RopeMemory",
               "cuda-memory": "RopeCudaMemory", "accuracy": "RopeAccuracy",

@@ -51,6 +51,7 @@ from torch import nn
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads._vae_images import PSNR_CEILING_DB as PSNR_CEILING_DB
 from kernelwatch.workloads._vae_images import Quality as Quality
@@ -116,6 +117,22 @@ QUICK = {"config": ["tiny"], "part": ["decoder"], "batch": ["1"],
          "variant": ["eager", "compile"]}
 QUICK_METRICS = ("time",)
 QUICK_TRACKS = ("time",)
+# Named selections (workloads.SUITE_NAMES). Per commit: the 350M decoder at batch 8, eager
+# against compile and weight-only INT8 compiled, with SSIM; one cold compile. Nightly: both
+# parts, three batches, every variant and compile health.
+SUITES = {
+    "gpu-commit": [
+        SuitePart({"config": ["350M-f16x64"], "part": ["decoder"], "batch": ["8"],
+                   "variant": ["eager", "compile", "int8-weight-only-compile"]},
+                  ("time", "quality"), ("time", "caller_time", "ssim")),
+        SuitePart({"config": ["350M-f16x64"], "part": ["decoder"], "batch": ["8"],
+                   "variant": ["compile"]}, ("compile",), ("cold_compile",)),
+    ],
+    "gpu-nightly": [
+        SuitePart({"config": ["350M-f16x64"], "batch": ["1", "8", "32"]},
+                  ("time", "quality", "first-run")),
+    ],
+}
 # Metric family -> asv class in benchmarks/vae.py.
 BENCHMARKS = {"time": "VaeTime", "first-run": "VaeFirstRun", "compile": "VaeCompile",
               "memory": "VaeMemory", "cuda-memory": "VaeCudaMemory", "quality": "VaeQuality",

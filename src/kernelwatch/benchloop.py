@@ -1,0 +1,264 @@
+"""The benchmark loop of `asv run` under kernelwatch: one benchmark process per parameter
+combination, as asv does, but each combination saved to its result file as soon as it ends,
+and a progress line per combination.
+
+asv 0.6 keeps a (commit, environment)'s results in memory until every selected benchmark
+there has run, then writes the file once: a run cut after seven minutes of a 42-combination
+benchmark keeps nothing. kernelwatch runs asv's own `run` command (its environments, builds,
+discovery, spawner and `Results`) with this loop in place of `asv.runner.run_benchmarks`:
+`python -m kernelwatch.benchloop --save-to RESULTS_DIR -- run ...`. Plain `asv run` keeps
+asv's loop.
+
+With `launch_method: forkserver` (asv.conf.json) asv starts one server per environment that
+imports the benchmark suite once and forks a child per combination: no interpreter start and
+no `import torch` per combination. The server never touches CUDA (the suite's imports do
+not), and each child checks that (benchmarks/common.py `device()`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import itertools
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+# `kernelwatch 12/42 5.2s ok rope.RopeTime.track_time(...)`: one combination ended, in asv's
+# log. The engine's progress reads these (kernelwatch.progress.COMBINATION_LINE).
+COMBINATION_FORMAT = "kernelwatch {done}/{total} {seconds:.1f}s {status} {name}"
+LOOP_FORMAT = "kernelwatch {count} combinations in {env}"
+# A combination's duration, kept in its result file's `durations` (asv keeps keys in angle
+# brackets there): what `kernelwatch run --dry-run` estimates a run from, and what
+# `--shard` balances by.
+DURATION_KEY = "<kernelwatch {name}>"
+
+ASV_VERSION = "0.6.6"  # the asv whose loop this one stands in for (its call signature)
+
+
+def combination_name(name: str, params: Sequence[Sequence[str]], idx: int | None) -> str:
+    """`name(p0, p1, ...)` as asv's `-b` regexes match it, or `name` without parameters."""
+    if not params or idx is None:
+        return name
+    combo = next(itertools.islice(itertools.product(*params), idx, idx + 1))
+    return f"{name}({', '.join(combo)})"
+
+
+def _selected(benchmarks, name: str, benchmark: dict) -> list[int | None]:
+    if not benchmark["params"]:
+        return [None]
+    chosen = benchmarks.benchmark_selection.get(name)
+    if chosen is None:
+        return list(range(math.prod(len(p) for p in benchmark["params"])))
+    return sorted(chosen)
+
+
+class _Saver:
+    """Writes a Results object's file whole and atomically (a sibling temporary file, then
+    os.replace): a kill mid-write leaves the last complete file, never a truncated one."""
+
+    SUFFIX = ".kernelwatch-saving"
+
+    def __init__(self, results_dir: str | None) -> None:
+        self.results_dir = results_dir
+
+    def save(self, results, results_dir: str | None = None) -> None:
+        results_dir = results_dir or self.results_dir
+        if results_dir is None or results._filename is None:
+            return
+        final = os.path.join(results_dir, results._filename)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        partial = f"{final}.{os.getpid()}{self.SUFFIX}"
+        with tempfile.TemporaryDirectory(prefix="kernelwatch-saving-") as staging:
+            type(results).save(results, staging)
+            with open(os.path.join(staging, results._filename), "rb") as f:
+                data = f.read()
+        try:
+            with open(partial, "wb") as f:
+                f.write(data)
+            os.replace(partial, final)
+        except OSError as exc:
+            # The result file is named, so a full disk's message names the disk it is on;
+            # the recorded file is untouched.
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+            raise OSError(exc.errno, exc.strerror, final) from None
+
+    def remove_stale(self) -> None:
+        """The temporary files of runs killed while saving (their process is gone)."""
+        if self.results_dir is None or not os.path.isdir(self.results_dir):
+            return
+        for folder, _, files in os.walk(self.results_dir):
+            for name in files:
+                pid = name.removesuffix(self.SUFFIX).rsplit(".", 1)[-1]
+                if name.endswith(self.SUFFIX) and pid.isdigit() and not _alive(int(pid)):
+                    os.remove(os.path.join(folder, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_saver = _Saver(None)
+
+
+def _status(res, idx: int | None) -> str:
+    value = res.result[idx or 0] if res.result else None
+    if res.errcode != 0 or value is None:
+        return "failed"
+    if isinstance(value, float) and math.isnan(value):
+        return "skipped"
+    return "ok"
+
+
+def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False,
+                   profile=False, extra_params=None, record_samples=False,
+                   append_samples=False, run_rounds=None, launch_method=None):
+    """asv.runner.run_benchmarks' contract (asv 0.6.6), one combination at a time, each saved
+    when it ends. Benchmarks with a `setup_cache` (none of kernelwatch's) go through asv's
+    own loop, which shares the cache between them."""
+    from asv import runner
+    from asv.console import log
+    from asv.results import Results
+
+    if any(b.get("setup_cache_key") for b in benchmarks.values()):
+        return runner.run_benchmarks(benchmarks, env, results, show_stderr, quick, profile,
+                                     extra_params, record_samples, append_samples,
+                                     run_rounds, launch_method)
+    extra_params = dict(extra_params or {})
+    if quick:
+        extra_params.update(number=1, repeat=1, warmup_time=0, rounds=1)
+    if results is None:
+        results = Results.unnamed()
+    # asv saves the file once more when the loop returns: atomically too.
+    results.save = lambda results_dir: _saver.save(results, results_dir)
+
+    def rounds_of(benchmark: dict) -> int:
+        return int(extra_params.get("rounds", benchmark.get("rounds", 1)))
+
+    for benchmark in benchmarks.values():
+        if benchmark.get("timeout") is None:
+            benchmark["timeout"] = extra_params.get("timeout",
+                                                    env._default_benchmark_timeout)
+    max_rounds = max((rounds_of(b) for b in benchmarks.values()), default=1)
+    rounds = list(run_rounds or range(1, max_rounds + 1))
+    # asv's order: rounds outermost (the last first), then benchmarks by name, then each
+    # benchmark's parameter combinations.
+    items = [(rnd, name, idx) for rnd in rounds[::-1]
+             for name, b in sorted(benchmarks.items()) if rnd <= rounds_of(b)
+             for idx in _selected(benchmarks, name, b)]
+    existing = results.get_result_keys(benchmarks) if append_samples else set()
+    measured: set[tuple[str, int | None]] = set()  # in an earlier round of this run
+    failed: set[tuple[str, int | None]] = set()
+    stderr: dict[str, list[str]] = {}
+    errcode: dict[str, int] = {}
+    durations: dict[str, float] = {}
+    last_item = {name: i for i, (rnd, name, _) in enumerate(items) if rnd == rounds[0]}
+
+    # asv counts its percentage in benchmarks per environment; this loop steps per
+    # combination, so its benchmarks' share of what remains becomes its combinations'.
+    remaining = max(log._total - log._count - len(benchmarks), 0)
+    log.set_nitems(remaining + len(items))
+    log.info(f"Benchmarking {env.name}")
+    log.info(LOOP_FORMAT.format(count=len(items), env=env.name))
+    spawner = runner.get_spawner(env, benchmarks.benchmark_dir, launch_method=launch_method)
+    try:
+        ok, out = spawner.preimport()
+        if not ok:
+            log.warning("Importing benchmark suite failed (skipping all benchmarks).")
+            if show_stderr and out:
+                log.error(out)
+            for name, benchmark in benchmarks.items():
+                results.add_result(benchmark, runner.fail_benchmark(
+                    benchmark, stderr="asv: benchmark suite import failed"),
+                    selected_idx=benchmarks.benchmark_selection.get(name))
+            _saver.save(results)
+            return results
+        for i, (rnd, name, idx) in enumerate(items):
+            benchmark = benchmarks[name]
+            key = (name, idx)
+            is_final = rnd == rounds[0]
+            log.step()
+            if key in failed:
+                continue
+            selected = None if idx is None else {idx}
+            appending = key in measured or (name in existing)
+            params = extra_params
+            if appending:
+                # The same `number` as the samples appended to, as asv keeps it.
+                stats = results.get_result_stats(name, benchmark["params"])
+                prev = stats[idx or 0] if stats else None
+                if prev and "number" in prev:
+                    params = {**extra_params, "number": prev["number"]}
+            started = datetime.datetime.now(datetime.UTC)
+            t0 = time.monotonic()
+            res = runner.run_benchmark(benchmark, spawner, profile=profile,
+                                       selected_idx=selected, extra_params=params)
+            seconds = time.monotonic() - t0
+            durations[name] = durations.get(name, 0.0) + seconds
+            results.add_result(benchmark, res, selected_idx=selected, started_at=started,
+                               duration=durations[name],
+                               record_samples=(not is_final or record_samples),
+                               append_samples=appending)
+            # add_result keeps the last combination's output and code; a benchmark's
+            # failure anywhere must survive for asv's exit status and log.
+            if res.stderr:
+                stderr.setdefault(name, []).append(res.stderr)
+            if res.errcode:
+                errcode.setdefault(name, res.errcode)
+            results._stderr[name] = "\n\n".join(stderr.get(name, []))
+            results._errcode[name] = errcode.get(name, 0)
+            combo = combination_name(name, benchmark["params"], idx)
+            results._duration[DURATION_KEY.format(name=combo)] = round(seconds, 3)
+            measured.add(key)
+            status = _status(res, idx)
+            if status == "failed":
+                failed.add(key)
+            _saver.save(results)
+            log.info(COMBINATION_FORMAT.format(done=i + 1, total=len(items), seconds=seconds,
+                                               status=status, name=combo))
+            if is_final and last_item[name] == i:
+                log.info(name, reserve_space=True)
+                runner.log_benchmark_result(results, benchmark, show_stderr=show_stderr)
+    finally:
+        spawner.close()
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m kernelwatch.benchloop [--save-to DIR] -- ASV-ARGS`: asv's command line with
+    this module's loop; --save-to writes each combination's result there as it ends."""
+    parser = argparse.ArgumentParser(prog="python -m kernelwatch.benchloop")
+    parser.add_argument("--save-to", metavar="DIR",
+                        help="asv's results directory, written after every combination")
+    parser.add_argument("asv_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    import asv
+    from asv import main as asv_main
+    from asv.commands import run as asv_run
+
+    if asv.__version__ != ASV_VERSION:
+        raise SystemExit(f"kernelwatch's benchmark loop stands in for asv {ASV_VERSION}'s; "
+                         f"this is asv {asv.__version__}: pip install asv=={ASV_VERSION}")
+    _saver.results_dir = os.path.abspath(args.save_to) if args.save_to else None
+    _saver.remove_stale()
+    asv_run.run_benchmarks = run_benchmarks
+    rest = list(args.asv_args)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    sys.argv = ["asv", *rest]
+    asv_main.main()
+
+
+if __name__ == "__main__":
+    main()
