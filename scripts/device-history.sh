@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The GPU history's main loop on a GPU machine whose torch is preinstalled (device-env.sh):
+# what a runner's `kernelwatch run --existing` costs and keeps. Each stage ends with a short
+# table; results, logs and tables go to $OUT (or ./gpu-out).
+#
+# Usage: scripts/device-history.sh STAGE [STAGE...]
+#   tests    the forkserver's CUDA checks and the loop's tests (tests/test_benchloop.py)
+#   launch   RoPE 8B bf16 rotate-half, seven variants, track_time, fresh compile caches, under
+#            spawn and then under forkserver (machines gpu-spawn, gpu-forkserver): wall, and
+#            per-process seconds of the trivial environment facts (the cost of a process)
+#   suite    `--suite gpu-commit` (dry run first: its estimate), cut at KW_SUITE_SECONDS
+#            (default 420); run it again to go on: only what is missing is measured
+#   aa       KW_AA_RUNS (default 5) runs of the suite's compiled series on one commit, each
+#            its own machine name (gpu-aa-N), fresh compile caches per run
+set -uo pipefail
+source "$(dirname "$0")/device-env.sh"
+kw env > "$out/env.txt" 2>&1
+rope8b=(--workload rope --param shape=llama-3.1-8b --param dtype=bfloat16
+        --param form=rotate-half --metric time --track time)
+
+fresh_caches() {
+  export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d /tmp/inductor-XXXX) TRITON_CACHE_DIR=
+  TRITON_CACHE_DIR=$TORCHINDUCTOR_CACHE_DIR/triton
+}
+
+table() {  # table MACHINE...: per combination, its process's seconds and its value
+  python3 - "$@" <<'EOF'
+import json, sys
+from pathlib import Path
+for machine in sys.argv[1:]:
+    for f in sorted(Path("results", machine).glob("*.json")):
+        if f.name == "machine.json":
+            continue
+        d = json.loads(f.read_text())
+        cols = d["result_columns"]
+        for key, seconds in sorted(d["durations"].items()):
+            if not key.startswith("<kernelwatch "):
+                continue
+            name = key[len("<kernelwatch "):-1]
+            bench, _, params = name.partition("(")
+            row = dict(zip(cols, d["results"].get(bench, [])))
+            values, value = row.get("result") or [], None
+            if params and row.get("params"):
+                import itertools
+                combos = [", ".join(c) for c in itertools.product(*row["params"])]
+                i = combos.index(params[:-1]) if params[:-1] in combos else None
+                value = values[i] if i is not None else None
+            elif values:
+                value = values[0]
+            short = name.replace("'", "").split(".", 1)[1][:78]
+            print(f"{machine:<16} {seconds:7.1f}s  {value!s:>24.24}  {short}")
+EOF
+}
+
+for stage in "$@"; do
+  case "$stage" in
+    tests)
+      timeout 300 python3 -m pytest -q -rs tests/test_benchloop.py 2>&1 | tail -5 | tee "$out/tests.txt"
+      ;;
+    launch)
+      for launch in spawn forkserver; do
+        fresh_caches
+        start=$(date +%s.%N)
+        kw run --existing --launch "$launch" --machine "gpu-$launch" --rerun "${rope8b[@]}" \
+          > "$out/launch-$launch.log" 2>&1
+        echo "launch $launch: exit $?, wall $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s" \
+          | tee -a "$out/launch.txt"
+      done
+      table gpu-spawn gpu-forkserver | tee "$out/launch-table.txt"
+      cat "$out/launch.txt"
+      ;;
+    suite)
+      kw run --existing --suite gpu-commit --dry-run 2>&1 | grep "would run" | tee -a "$out/suite.txt"
+      start=$(date +%s.%N)
+      timeout -s TERM "${KW_SUITE_SECONDS:-420}" python3 -m kernelwatch.cli run --existing \
+        --suite gpu-commit > "$out/suite-$(date +%H%M%S).log" 2>&1
+      echo "suite: exit $?, wall $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s" | tee -a "$out/suite.txt"
+      table "$KERNELWATCH_MACHINE" > "$out/suite-table.txt"
+      kw run --existing --suite gpu-commit --dry-run 2>&1 | grep "would run" | tee -a "$out/suite.txt"
+      tail -n 60 "$out/suite-table.txt"
+      cat "$out/suite.txt"
+      ;;
+    aa)
+      for i in $(seq 1 "${KW_AA_RUNS:-5}"); do
+        fresh_caches
+        timeout -s TERM "${KW_AA_SECONDS:-100}" python3 -m kernelwatch.cli run --existing \
+          --machine "gpu-aa-$i" --suite gpu-commit --metric time --track time \
+          --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-$i.log" 2>&1
+        echo "aa run $i: exit $?" | tee -a "$out/aa.txt"
+      done
+      python3 - <<'EOF' | tee "$out/aa-table.txt"
+import glob, json, statistics
+from collections import defaultdict
+series = defaultdict(list)
+for f in sorted(glob.glob("results/gpu-aa-*/*.json")):
+    if f.endswith("machine.json"):
+        continue
+    d = json.loads(open(f).read())
+    cols = d["result_columns"]
+    for bench, row in d["results"].items():
+        row = dict(zip(cols, row))
+        import itertools
+        for combo, v in zip(itertools.product(*row["params"]), row["result"] or []):
+            if isinstance(v, float) and v == v:
+                series[(bench, combo)].append(v)
+print(f"{'series':<70} {'runs':>4} {'min us':>9} {'max/min':>8}")
+for (bench, combo), vals in sorted(series.items()):
+    name = bench.split(".")[0] + " " + ", ".join(c.strip("'") for c in combo)
+    print(f"{name[:70]:<70} {len(vals):>4} {min(vals)*1e6:9.1f} {max(vals)/min(vals):8.3f}")
+EOF
+      ;;
+    *) echo "unknown stage $stage (tests, launch, suite, aa)"; exit 2 ;;
+  esac
+done
+tar -C . -czf "$out/results.tgz" results .kernelwatch/logs 2>/dev/null
