@@ -307,13 +307,15 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, name: str,
             runner.log = stack.enter_context(path.open("a", encoding="utf-8", buffering=1))
             print(f"kernelwatch: asv's full output goes to {path} (-v shows it here)",
                   flush=True)
-        measured = runner.run(calls)
         if request.dry_run:
-            total = planner.estimate(runner.planned_total, runner.durations)
+            planned = sum((planner.combinations(runner.benchmarks, c) for c in calls),
+                          Counter())
+            total = planner.estimate(planned, runner.durations)
             rounds = f" per process round ({request.processes} rounds)" * (request.processes > 1)
             where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
                      "(asv writes it at its first discovery), so combinations are not counted")
             print(f"kernelwatch: would run {total.describe()}{rounds}{where}", flush=True)
+        measured = runner.run(calls)
         # More processes per benchmark: asv measures each again in a fresh process and
         # appends the samples, so a result pools `processes` processes (docs/measurement.md:
         # most of the noise between two commits is between processes).
@@ -371,7 +373,6 @@ class _Calls:
     saved: Callable[[], None] | None = None  # after each asv call that finished and saved
     benchmarks: dict = field(default_factory=dict)  # asv's benchmarks.json, {} if none yet
     durations: dict[str, float] = field(default_factory=dict)  # seconds per combination
-    planned_total: Counter[str] = field(default_factory=Counter)
     log: TextIO | None = None
     failed: bool = False
     causes: set[str] = field(default_factory=set)
@@ -394,14 +395,12 @@ class _Calls:
         for i, call in enumerate(calls, 1):
             full = self.command(call, extra)
             planned = planner.combinations(self.benchmarks, call)
-            if not extra:
-                self.planned_total += planned
             if self.request.dry_run:
-                print(shlex.join(full))
-                if self.benchmarks:
+                if self.benchmarks and len(calls) > 1:
                     print(f"kernelwatch: part {i}: "
                           f"{planner.estimate(planned, self.durations).describe()}",
                           flush=True)
+                print(shlex.join(full))
                 measured.append(call)
                 continue
             if len(calls) > 1:
