@@ -200,3 +200,49 @@ def test_shards_of_one_commit_merge_on_the_results_branch(tmp_path):
     got = {r.params["blocksize"]: r.median for r in results_mod.load(fresh / "results")
            if r.value is not None}
     assert got == {"16": 0.01, "32": 0.02, "64": 0.03, "128": 0.04}
+
+
+def shard_inventory(root: Path, machine: str, commit: str, cases: dict[str, list[str]]) -> str:
+    """The kernel inventories a shard files beside its result file (shard_result's name)."""
+    rel = f"{machine}/{commit[:8]}-env.kernels"
+    (root / "results" / rel).write_text(json.dumps(
+        {case: {"kernels": kernels, "code_hash": "", "source": "profiler"}
+         for case, kernels in cases.items()}, indent=1, sort_keys=True))
+    return rel
+
+
+def test_shards_inventories_merge_case_by_case_on_the_branch_and_on_pull(tmp_path):
+    """Two shards of one commit, each with the inventories of its own cases: the second
+    push merges its cases into the branch's file (it used to count as a conflict and never
+    reach the branch); a pull merges them into a local copy the same way. A case that
+    differs is a conflict and replaces nothing."""
+    from kernelwatch import history
+
+    bare = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    commit = "c" * 40
+    shards_cases = ({"gptq(tiny/proj, 16)": ["mm", "add"]}, {"gptq(tiny/proj, 32)": ["mm"]})
+    reports = []
+    for i, (measured, cases) in enumerate(zip(({0: 0.01}, {1: 0.02}), shards_cases,
+                                              strict=True)):
+        w = tmp_path / f"shard{i}"
+        shard_result(w, "gpu-h100", commit, measured)
+        rel = shard_inventory(w, "gpu-h100", commit, cases)
+        reports.append(history.push(w / "results", str(bare), message=f"shard {i}"))
+    assert reports[1].conflicts == [] and rel in reports[1].merged
+    on_branch = json.loads(git("show", f"kernelwatch-results:{rel}", cwd=bare))
+    assert set(on_branch) == {"gptq(tiny/proj, 16)", "gptq(tiny/proj, 32)"}
+
+    reader = tmp_path / "reader"
+    shard_result(reader, "gpu-h100", commit, {0: 0.01})
+    shard_inventory(reader, "gpu-h100", commit, shards_cases[0])
+    pulled = history.pull(reader / "results", str(bare))
+    assert rel in pulled.merged and pulled.conflicts == []
+    assert json.loads((reader / "results" / rel).read_text()) == on_branch
+
+    rival = tmp_path / "rival"
+    shard_result(rival, "gpu-h100", commit, {0: 0.01})
+    shard_inventory(rival, "gpu-h100", commit, {"gptq(tiny/proj, 16)": ["mm", "mul"]})
+    clash = history.push(rival / "results", str(bare), message="rival")
+    assert rel in clash.conflicts
+    assert json.loads(git("show", f"kernelwatch-results:{rel}", cwd=bare)) == on_branch

@@ -11,7 +11,8 @@ The rules that keep concurrent runners from losing each other's work:
 - `benchmarks.json` (asv's list of benchmarks, not a result) is merged key by key;
 - two result files of one name that are shards of one run (`kernelwatch run --shard K/N`:
   disjoint parameter combinations) become one, combination by combination
-  (shards.merge_results); any other difference keeps both apart;
+  (shards.merge_results), and so do their kernel inventories, case by case
+  (`<machine>/<commit>-<environment>.kernels`); any other difference keeps both apart;
 - a rejected push (someone landed first) fetches the branch again, re-adds, and retries.
 
 The branch is data written by every runner that may push, so it is checked as such: pull
@@ -33,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernelwatch import result_files
+from kernelwatch import inventory_file, result_files
 from kernelwatch.errors import KernelwatchError
 
 DEFAULT_BRANCH = "kernelwatch-results"
@@ -83,20 +84,41 @@ def merge_into(src: Path, dest: Path) -> Merge:
             report.added.append(rel)
         elif filecmp.cmp(a, b, shallow=False):
             report.kept.append(rel)
+        elif b.suffix == inventory_file.SUFFIX:
+            merged = _kernels_merge(a, b)
+            if merged is None:
+                report.conflicts.append(rel)
+            elif merged:
+                result_files.write_whole(b, merged)
+                report.merged.append(rel)
+            else:
+                report.kept.append(rel)
         elif (shard := _shard_merge(a, b)) is not None:  # shards of one run: one file
-            b.write_text(shard)
+            result_files.write_whole(b, shard)
             report.merged.append(rel)
         elif rel in MERGED:
             ours, theirs = json.loads(a.read_text()), json.loads(b.read_text())
             merged = {**theirs, **ours}
             if merged != theirs:
-                b.write_text(json.dumps(merged, indent=4, sort_keys=True))
+                result_files.write_whole(b, json.dumps(merged, indent=4, sort_keys=True))
                 report.merged.append(rel)
             else:
                 report.kept.append(rel)
         else:
             report.conflicts.append(rel)
     return report
+
+
+def _kernels_merge(a: Path, b: Path) -> str | None:
+    """Two inventory files of one (machine, commit, environment) as one text, case by case
+    (the shards of one run measure different cases): "" when `a` adds nothing, None when
+    a case differs between the two (then neither is replaced)."""
+    ours, theirs = inventory_file.read(a), inventory_file.read(b)
+    if ours is None or theirs is None or any(
+            case in theirs and theirs[case] != entry for case, entry in ours.items()):
+        return None
+    merged = {**theirs, **ours}
+    return "" if merged == theirs else json.dumps(merged, indent=1, sort_keys=True)
 
 
 def _shard_merge(a: Path, b: Path) -> str | None:

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from kernelwatch import result_files
 from kernelwatch.errors import KernelwatchError
 
 SUFFIX = ".kernels"
@@ -68,7 +69,7 @@ def collect(spool: Path, machine_dir: Path, env_by_prefix: dict[str, str]) -> li
     and said so on stderr; it never stops the run. A full disk raises InventoryDiskFull,
     naming the disk."""
     machine_dir = Path(machine_dir)
-    _remove_stale_temporaries(machine_dir)
+    result_files.remove_temporaries(machine_dir)
     pending: dict[Path, list[tuple[Path, dict]]] = {}
     for note_path in sorted(Path(spool).glob("*.json")) if Path(spool).is_dir() else ():
         try:
@@ -124,34 +125,9 @@ def _free_bytes(path: Path) -> int:
     return 0
 
 
-# write_atomic's temporary file: hidden, beside the file it becomes (os.replace is atomic
-# only within one filesystem).
-_TEMPORARY = ".{name}.{pid}.tmp"
-
-
 def write_atomic(path: Path, data: dict) -> None:
-    """Write `path` whole or not at all: a temporary file beside it, then os.replace. On
-    any failure (a full disk) the temporary file is removed and `path` is as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(_TEMPORARY.format(name=path.name, pid=os.getpid()))
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=1, sort_keys=True))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _remove_stale_temporaries(machine_dir: Path) -> None:
-    """A write killed between its temporary file and os.replace (kill -9) leaves the
-    temporary behind; results/ holds asv's layout only, so it goes (the run lock keeps
-    another run of the checkout from writing there now)."""
-    if machine_dir.is_dir():
-        for tmp in machine_dir.glob(f".*{SUFFIX}.*.tmp"):
-            tmp.unlink(missing_ok=True)
+    """Write the inventory file `path` whole or not at all (result_files.write_whole)."""
+    result_files.write_whole(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def read(path: Path) -> dict | None:
