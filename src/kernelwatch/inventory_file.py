@@ -163,12 +163,16 @@ def aside_dir(results: Path) -> Path:
     return results.parent / ".kernelwatch" / "damaged" / results.name
 
 
-def move_aside(path: Path) -> Path:
-    """Move `path` (results/<machine>/<name>) to aside_dir, stamped with the time so that
-    an earlier copy is never overwritten; returns where it went."""
+def move_aside(path: Path, aside: Path | None = None) -> Path:
+    """Move `path` (RESULTS/<machine>/<name>, or RESULTS/benchmarks.json) under `aside`
+    (default: RESULTS' aside_dir), stamped with the time so that an earlier copy is never
+    overwritten; returns where it went."""
     path = Path(path)
+    in_machine = path.name != "benchmarks.json"
+    results = path.parent.parent if in_machine else path.parent
+    where = Path(aside or aside_dir(results)) / (path.parent.name if in_machine else "")
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    dest = aside_dir(path.parent.parent) / path.parent.name / f"{path.name}.{stamp}"
+    dest = where / f"{path.name}.{stamp}"
     n = 1
     while dest.exists():
         n += 1

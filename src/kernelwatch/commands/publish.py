@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kernelwatch import fidelity, result_files, targets, workloads
+from kernelwatch import fidelity, inventory_file, result_files, targets, workloads
 from kernelwatch.asvrun import (
     asv_config,
     asv_executable,
@@ -54,10 +54,14 @@ def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False
     # what asv writes, or holds a name asv could not have written, never reaches a page.
     checked = repo / ".kernelwatch" / "publish-results"
     refused = result_files.checked_copy(results, checked)
-    if refused and not skip_corrupt:
+    # An inventory only names the kernels behind a change: a damaged one is left out of
+    # the site, never the reason there is no site.
+    blocking = [line for line in refused
+                if not line.split(": ", 1)[0].endswith(inventory_file.SUFFIX)]
+    if blocking and not skip_corrupt:
         raise KernelwatchError(
             f"these files under {results.name}/ cannot be published: "
-            + "; ".join(f"{results}/{line}" for line in refused)
+            + "; ".join(f"{results}/{line}" for line in blocking)
             + f". Move them out of {results.name}/ (keep them if you want to repair them) and "
             "run again, or `kernelwatch publish --skip-corrupt` to publish the rest; the site "
             "was not touched")
