@@ -113,6 +113,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
         raise KernelwatchError("bisect searches a target's commits (--target) or a list of "
                                "versions (--versions), not both")
     library = targets.resolve(target, repo) if target else None
+    parents: dict[str, str] = {}
     listed = releases.parse_versions(versions) if versions else None
     if listed and listed[0] == "torch" and torch:
         raise KernelwatchError("--versions torch=... names the torch versions; drop --torch")
@@ -126,6 +127,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
         config = targets.write_config(repo, targets.target_config(
             asvrun.asv_config(repo), library, repo, torch_versions=torch))
         points = bisect.commit_points(library.repo, good, bad, f"target {dist}")
+        parents = bisect.first_parents(library.repo, points)
     elif listed:
         config = asvrun.derived_config(repo, torch_versions=torch) or repo / "asv.conf.json"
         from asv import util as asv_util
@@ -136,6 +138,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     else:
         config = asvrun.derived_config(repo, torch_versions=torch) or repo / "asv.conf.json"
         points = bisect.commit_points(repo, good, bad, "kernelwatch")
+        parents = bisect.first_parents(repo, points)
     envs = asvrun.environment_names(config, None)
     if len(envs) != 1:
         raise KernelwatchError(f"bisect follows one environment, and the matrix gives "
@@ -162,12 +165,15 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     print(f"kernelwatch bisect: {series.key} over {len(points) - 1} "
           f"{'versions' if listed else 'commits'} after GOOD, threshold {factor:.2f}, at "
           f"most {bisect.max_points(len(points) - 1)} points", flush=True)
+    if note := bisect.merge_note(points, parents):
+        print(f"kernelwatch bisect: {note}", flush=True)
     outcome = bisect.search(points, measured.measure, factor=factor,
                             failed_is_bad=failed_is_bad)
     labels = ({p: p for p in points} if listed else
               targets.subjects(library.repo if library else repo, points))
     print()
-    print("\n".join(bisect.summary(outcome, "version" if listed else "commit", labels)))
+    print("\n".join(bisect.summary(outcome, "version" if listed else "commit", labels,
+                                   parents)))
     if outcome.culprit and outcome.parent and not outcome.candidates:
         rows = results_mod.load(results)
         base, after = (machine, outcome.parent), (machine, outcome.culprit)
