@@ -175,6 +175,35 @@ def test_bisect_search_stays_within_its_bound_and_skips_failures():
     assert flat.culprit is None and len(flat.verdicts) == 2  # GOOD and BAD only
 
 
+def one_commit_repo(path, subject) -> str:
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    (path / "f").write_text(subject)
+    git("add", "-A", cwd=path)
+    git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", subject, cwd=path)
+    return git("rev-parse", "HEAD", cwd=path)
+
+
+def test_a_second_url_for_one_library_is_followed_and_said(tmp_path, capsys):
+    """`--target llmcompressor=URL2` after a run with URL1: the mirror follows URL2 (its
+    commits, its branches; URL1's main is gone) and says so. It used to fetch URL1's
+    mirror again and measure its commits, silently."""
+    first = one_commit_repo(tmp_path / "upstream", "upstream")
+    second = one_commit_repo(tmp_path / "fork", "fork")
+    checkout = tmp_path / "kernelwatch"
+    checkout.mkdir()
+    url1, url2 = (f"file://{tmp_path / name}" for name in ("upstream", "fork"))
+
+    target = targets.resolve(f"llmcompressor={url1}", checkout)
+    assert targets.commits(target, "main^!") == [first]
+    assert "now follows" not in capsys.readouterr().out
+    target = targets.resolve(f"llmcompressor={url2}", checkout)
+    assert targets.commits(target, "main^!") == [second]
+    out = capsys.readouterr().out
+    assert f"followed {url1}; it now follows {url2}" in out
+    assert targets.resolve(f"llmcompressor={url2}", checkout).repo == target.repo
+    assert "now follows" not in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- with asv
 
 @pytest.mark.slow

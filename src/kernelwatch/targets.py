@@ -158,6 +158,7 @@ def resolve(spec: str, kernelwatch_repo: Path) -> Target:
     if _is_url(where):
         mirror = kernelwatch_repo / ".kernelwatch" / "targets" / f"{dist}.git"
         if mirror.exists():
+            _follow(mirror, where, dist)
             r = subprocess.run(["git", "-C", str(mirror), "fetch", "-q", "--prune", "--tags",
                                 "origin"], capture_output=True, text=True)
         else:
@@ -181,6 +182,22 @@ def resolve(spec: str, kernelwatch_repo: Path) -> Target:
         repo = Path(top.stdout.strip())
     origin = _git(repo, "remote", "get-url", "origin").stdout.strip()
     return Target(dist, repo, commit_url(origin) if origin else None)
+
+
+def _follow(mirror: Path, url: str, dist: str) -> None:
+    """Point the mirror of `dist` at `url` where it was cloned from another URL, and say so:
+    the fetch that follows (--prune, a mirror's refs/*) then leaves only `url`'s branches
+    and tags, so the range is read in the repository named."""
+    before = _git(mirror, "remote", "get-url", "origin").stdout.strip()
+    if before == url:
+        return
+    r = _git(mirror, "remote", "set-url", "origin", url)
+    if r.returncode != 0:
+        raise KernelwatchError(f"cannot point the mirror {mirror} at {url}: "
+                               f"{r.stderr.strip()[-300:]}; remove that folder and run again")
+    print(f"kernelwatch: the mirror of {dist} ({mirror}) followed {before or 'another URL'}; "
+          f"it now follows {url}, as --target says (results-{dist}/ keeps the results of "
+          "both, told apart by commit)", flush=True)
 
 
 def commit_url(remote: str) -> str | None:
