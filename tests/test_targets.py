@@ -228,7 +228,7 @@ def test_run_target_files_the_library_s_commits_apart(clone, llmcompressor_repo,
 
     r = kw(["compare", "HEAD~1", "HEAD", "--target", flag], clone)
     assert r.returncode in (0, 1) and "| before | after | ratio |" in r.stdout
-    assert f"`{KEY}` (tiny/proj, w4-sym-g128, 16, llmcompressor-eager)" in r.stdout
+    assert f"`{KEY}` (`tiny/proj, w4-sym-g128, 16, llmcompressor-eager`)" in r.stdout
     r = kw(["report", "--target", "llmcompressor"], clone)
     assert r.returncode == 0 and "llmcompressor-eager" in r.stdout
     r = kw(["publish", "--target", flag], clone)

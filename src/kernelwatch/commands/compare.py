@@ -82,7 +82,7 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
                           inventory_file.load_all(results, machine))
     if why:
         print("\n#### Where the time went\n")
-        print("\n".join(e.markdown() for e in why))
+        print("\n".join(explain.markdown(why)))
     drift = explain.break_even_drift(rows, base, head, workloads.baseline_variant, factor)
     if drift:
         print("\n#### Break-even drift (calls to pay back a compile or quantization)\n")
