@@ -204,6 +204,35 @@ def test_a_second_url_for_one_library_is_followed_and_said(tmp_path, capsys):
     assert "now follows" not in capsys.readouterr().out
 
 
+def test_a_file_an_empty_repository_and_a_short_history_as_repo_say_what_to_do(tmp_path):
+    """A file given as REPO is said to be a file (it was "does not exist"); an empty
+    repository is said to have no commits (it was told to try the range that had just
+    failed); a history of one commit gets a default range that exists."""
+    from kernelwatch.errors import KernelwatchError
+
+    checkout = tmp_path / "kernelwatch"
+    checkout.mkdir()
+    a_file = tmp_path / "llm-compressor.tar.gz"
+    a_file.write_bytes(b"not a repository")
+    with pytest.raises(KernelwatchError, match=f"{a_file} is a file, not a folder; give the "
+                       "path of a git clone"):
+        targets.resolve(f"llmcompressor={a_file}", checkout)
+
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(empty)], check=True)
+    with pytest.raises(KernelwatchError) as caught:
+        targets.resolve(f"llmcompressor={empty}", checkout)
+    assert f"the repository {empty} has no commits yet" in str(caught.value)
+    assert "~2.." not in str(caught.value)
+
+    only = one_commit_repo(tmp_path / "short", "first")
+    target = targets.resolve(f"llmcompressor={tmp_path / 'short'}", checkout)
+    assert targets.commits(target, targets.default_range(target)) == [only]
+    with pytest.raises(KernelwatchError) as caught:
+        targets.commits(target, "main~5..main")
+    assert "e.g. main (all of its few), or COMMIT^! for one" in str(caught.value)
+
+
 # ----------------------------------------------------------------------------- with asv
 
 @pytest.mark.slow
