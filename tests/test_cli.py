@@ -340,3 +340,17 @@ def test_a_damaged_inventory_is_left_out_of_the_site_and_publish_goes_on(tmp_pat
     assert f"left out of the site (unreadable, kept as it is in results/): {damaged}" in r.stderr
     assert (repo / "html" / "index.json").is_file()
     assert damaged.read_text() == '{"bench(tiny)": {"kernels": ["triton_'
+
+
+def test_an_empty_shard_is_a_clear_no_op():
+    """A CI matrix wider than the selection: shard 2 of 2 of a one-case selection has
+    nothing to run. It says so and exits 0 (it was an error, failing that runner's job)."""
+    r = kw("run", "--workload", "gptq", "--shape", "tiny/proj", "--scheme", "w4-sym-g128",
+           "--blocksize", "16", "--variant", "eager", "--metric", "time", "--shard", "2/2",
+           "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (
+        "kernelwatch: shard 2/2 of this selection is empty: it has 1 class x parameter "
+        "combinations, dealt to shards 1-1 of 2; nothing to run here, the other shards "
+        "measure it all (give at most 1 shards to use every runner)")
+    assert "asv" not in r.stdout and r.stderr == ""

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 
 from kernelwatch import workloads
-from kernelwatch.errors import KernelwatchError
+from kernelwatch.errors import KernelwatchError, NothingToRun
 
 
 def parse(spec: str) -> tuple[int, int]:
@@ -65,14 +65,18 @@ _CLASSES = re.compile(r"^\^(\w+)\\\.\(([\w|]+)\)\\\.")
 def narrow(chunk: list[str], selections: Sequence[tuple], k: int, n: int) -> list[str]:
     """A chunk of asv regexes narrowed to shard K of N of the selections' units: each regex
     gets a lookahead admitting only the shard's units; a regex none of whose classes has a
-    unit in the shard is dropped; the environment's regex is kept. Bad input when the shard
-    has no unit at all (fewer units than shards)."""
+    unit in the shard is dropped; the environment's regex is kept. NothingToRun when the
+    shard has no unit at all (fewer units than shards: a CI matrix wider than the
+    selection)."""
     everything = sorted({u for w, chosen, metrics, _ in selections
                          for u in units(w, chosen, metrics)})
     mine = pick(everything, k, n)
     if not mine:
-        raise KernelwatchError(f"shard {k}/{n} of this selection is empty ({len(everything)} "
-                               "class x parameter combinations in all); use fewer shards")
+        raise NothingToRun(
+            f"shard {k}/{n} of this selection is empty: it has {len(everything)} class x "
+            f"parameter combinations, dealt to shards 1-{len(everything)} of {n}; nothing to "
+            f"run here, the other shards measure it all (give at most {len(everything)} "
+            "shards to use every runner)")
     classes = {u.partition("(")[0] for u in mine}
     allowed = "(?=(?:" + "|".join(_unit_pattern(u) for u in mine) + ")$)"
     out = []
