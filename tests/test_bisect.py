@@ -85,3 +85,37 @@ def test_good_on_the_first_parent_line_is_said_nothing_of(tmp_path):
     points = bisect.commit_points(tmp_path / "lib", c["F1"], c["F4"], "lib")
     assert points == [c["F1"], c["F2"], c["M"], c["F3"], c["F4"]]
     assert bisect.merge_note(points, bisect.first_parents(tmp_path / "lib", points)) is None
+
+
+CASE = {"shape": "tiny", "form": "rotate-half", "dtype": "float32", "variant": "eager"}
+TIME = "rope.RopeTime.track_time"
+
+
+def test_the_closing_comparison_claims_no_threshold_it_did_not_use(tmp_path, isolated_home,
+                                                                   capsys):
+    """Every point already recorded (no asv run): the culprit's comparison says it judged at
+    1.10, as `kernelwatch compare` would with no `kernelwatch fidelity` on the machine. It
+    used to claim the series' own fidelity threshold, which did not exist."""
+    from kernelwatch import asvrun
+    from kernelwatch.commands.bisect import bisect_series
+
+    from .conftest import REPO, write_case_results
+
+    clone = tmp_path / "kernelwatch"
+    subprocess.run(["git", "clone", "-q", "--depth", "3", f"file://{REPO}", str(clone)],
+                   check=True)
+    commits = git("rev-list", "HEAD", cwd=clone).split()[::-1]
+    env = asvrun.environment_names(asvrun.derived_config(clone, torch_versions=["2.13.0"]),
+                                   None)[0]
+    for c, base in zip(commits, (1e-4, 1e-4, 3e-4), strict=True):
+        write_case_results(clone / "results", "box", c, env, CASE,
+                           {TIME: [base * (1 + i / 100) for i in range(10)]})
+
+    rc = bisect_series(clone, commits[0], commits[-1], workload="rope",
+                       params=[f"{k}={v}" for k, v in CASE.items()], torch=["2.13.0"],
+                       machine="box", processes=1)
+    out = capsys.readouterr().out
+    assert rc == 0 and f"{commits[-1]} is the first bad commit" in out
+    closing = out.split("### kernelwatch:")[1]
+    assert "the medians differ by more than 1.10x;" in closing
+    assert "kernelwatch fidelity" not in closing

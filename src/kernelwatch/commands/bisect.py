@@ -160,8 +160,13 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
               "skip_machine_facts": True, "torch": torch, "verbose": verbose}
     measured = _Points(repo, results, machine, git_output(repo, "rev-parse", "HEAD"), env_ok,
                        shared, point_field, series, bool(listed))
-    factor = (factor or fidelity.thresholds(repo).get(machine, {}).get(series.key)
-              or detect.DEFAULT_FACTOR)
+    own = fidelity.thresholds(repo).get(machine, {})
+    # The closing comparison is `kernelwatch compare PARENT CULPRIT` as it would judge:
+    # --factor for every series where given, else each series' own threshold where
+    # `kernelwatch fidelity` measured one, 1.10 for the rest; its text says which it used.
+    closing = None if factor else own or None
+    closing_factor = factor or detect.DEFAULT_FACTOR
+    factor = factor or own.get(series.key) or detect.DEFAULT_FACTOR
     print(f"kernelwatch bisect: {series.key} over {len(points) - 1} "
           f"{'versions' if listed else 'commits'} after GOOD, threshold {factor:.2f}, at "
           f"most {bisect.max_points(len(points) - 1)} points", flush=True)
@@ -181,8 +186,8 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
             rows = [dataclasses.replace(r, commit=p, env_name=dist)
                     for p in (outcome.parent, outcome.culprit) for r in rows
                     if r.commit == measured.head and env_ok(r, p)]
-        comparisons = compare.compare(rows, base, after, factor=factor,
-                                      thresholds={series.key: factor})
+        comparisons = compare.compare(rows, base, after, factor=closing_factor,
+                                      thresholds=closing)
         print()
-        print(compare.markdown(comparisons, base, after, factor, {series.key: factor}))
+        print(compare.markdown(comparisons, base, after, closing_factor, closing))
     return 0 if outcome.culprit else 1
