@@ -160,8 +160,8 @@ def test_compare_markdown_prints_hostile_names_as_text_and_bounds_a_huge_invento
             row(b, "w.K.track_kernel_count", 30_003, "count")]
     huge = [f"triton_{i}_" + "x" * 2000 for i in range(30_000)]  # 60 MB of names
     case = f"w({HOSTILE})"
-    inventories = {(a, f"env {HOSTILE}", case): {"kernels": ["k0"]},
-                   (b, f"env {HOSTILE}", case): {"kernels": [HOSTILE, "k1", *huge]}}
+    inventories = {("m", a, f"env {HOSTILE}", case): {"kernels": ["k0"]},
+                   ("m", b, f"env {HOSTILE}", case): {"kernels": [HOSTILE, "k1", *huge]}}
     comparisons = compare.compare(rows, ("m", a), ("m", b))
     why = explain.explain(rows, ("m", a), ("m", b), compare.timed_changes(comparisons),
                           inventories)
@@ -199,3 +199,37 @@ def test_the_explanations_are_bounded_with_a_count():
     lines = explain.markdown(why)
     assert len(lines) == 51 and lines[-1] == "- and 20 more cases"
     assert lines[0] == "- `w (case 0)`: device +1 ms per call"
+
+
+def test_compare_across_two_machines_reads_each_side_s_own_inventory(tmp_path, capsys):
+    """`compare HEAD HEAD --base-machine A --machine B`: the kernels named are A's against
+    B's. It read B's inventory for both sides, so the two were one and no kernel was
+    named."""
+    import json
+    import subprocess
+
+    from kernelwatch import inventory_file
+    from kernelwatch.commands.compare import compare_commits
+
+    from .conftest import git, write_case_results
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "--allow-empty", "-m",
+        "x", cwd=repo)
+    head = git("rev-parse", "HEAD", cwd=repo)
+    case = {"shape": "tiny", "form": "rotate-half", "dtype": "float32", "variant": "compile"}
+    for machine, kernels in (("aa-base", ["triton_poi_fused_rope_0"]),
+                             ("aa-head", ["triton_poi_mul_0", "triton_poi_add_1"])):
+        path = write_case_results(repo / "results", machine, head, "env", case, {
+            "rope.RopeTime.track_time": [1e-4 * len(kernels) * (1 + i / 100)
+                                         for i in range(10)],
+            "rope.RopeKernels.track_kernel_count": [float(len(kernels))]})
+        path.with_suffix(inventory_file.SUFFIX).write_text(json.dumps(
+            {"rope(tiny, rotate-half, float32, compile)": {"kernels": kernels}}))
+
+    rc = compare_commits(repo, "HEAD", "HEAD", machine="aa-head", base_machine="aa-base")
+    why = capsys.readouterr().out.split("#### Where the time went")[1]
+    assert rc == 1
+    assert ("2 kernels, was 1: lost fusion of `triton_poi_fused_rope_0`; new: "
+            "`triton_poi_mul_0`, `triton_poi_add_1`") in why

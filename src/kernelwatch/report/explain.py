@@ -72,8 +72,9 @@ def _delta_seconds(name: str, before: float, after: float, whole: float) -> str:
 def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
             changed: set[tuple], inventories: dict | None = None) -> list[Explanation]:
     """One explanation per changed case. `changed` holds (env, workload, params items) of
-    the cases whose time changed; `inventories` maps (commit, env, case key) -> the
-    recorded kernel inventory (kernelwatch.inventory's dict) where one was kept."""
+    the cases whose time changed; `inventories` maps (machine, commit, env, case key) ->
+    the recorded kernel inventory (kernelwatch.inventory's dict) where one was kept: each
+    side's own machine, so two machines of one commit compare their own kernels."""
     from kernelwatch import inventory
 
     before, after = _by_case(rows, *base), _by_case(rows, *head)
@@ -82,8 +83,8 @@ def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
         b, a = before[key], after[key]
         env, workload, params = key
         parts: list[tuple[float, str]] = []  # (weight, words)
-        inv_b = (inventories or {}).get((base[1], env, _inventory_key(workload, params)))
-        inv_a = (inventories or {}).get((head[1], env, _inventory_key(workload, params)))
+        inv_b = (inventories or {}).get((*base, env, _inventory_key(workload, params)))
+        inv_a = (inventories or {}).get((*head, env, _inventory_key(workload, params)))
         if DEVICE in b and DEVICE in a:
             db, da = b[DEVICE].median, a[DEVICE].median
             whole = b[CALLER].median if CALLER in b else db
