@@ -139,6 +139,39 @@ def write_asv_results(root: Path, machine: str, commits: list[str], bench: str,
     return names
 
 
+def write_case_results(results: Path, machine: str, commit: str, env: str,
+                       params: dict[str, str], values: dict[str, list[float]]) -> Path:
+    """One asv result file (named as asv names it) holding, for one parameter combination
+    of a workload, each benchmark's samples (`values`: benchmark -> samples), and the
+    benchmark list beside it: for commands that read what is recorded, as asv writes it."""
+    import json
+
+    from asv.results import get_filename
+
+    quoted = [[f"'{v}'"] for v in params.values()]
+    rows = {bench: [[sorted(samples)[len(samples) // 2]], quoted, "1", 0, 1.0, None, None,
+                     None, None, None, None, [samples]] for bench, samples in values.items()}
+    path = results / get_filename(machine, commit, env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
+    path.write_text(json.dumps({
+        "commit_hash": commit, "env_name": env, "date": 1_700_000_000_000,
+        "params": {"machine": machine, "python": "3.11"}, "python": "3.11",
+        "requirements": {}, "env_vars": {}, "version": 2, "durations": {},
+        "result_columns": ["result", "params", "version", "started_at", "duration",
+                           "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
+                           "stats_number", "stats_repeat", "samples", "profile"],
+        "results": rows}))
+    listed_path = results / "benchmarks.json"
+    listed = json.loads(listed_path.read_text()) if listed_path.exists() else {"version": 2}
+    for bench in values:
+        listed[bench] = {"name": bench, "param_names": list(params), "params": quoted,
+                         "type": "track", "version": "1",
+                         "unit": "count" if bench.endswith("_count") else "seconds"}
+    listed_path.write_text(json.dumps(listed))
+    return path
+
+
 def branch_files(bare: Path, branch: str = "kernelwatch-results") -> list[str]:
     out = git("ls-tree", "-r", "--name-only", branch, cwd=bare)
     return sorted(out.splitlines())

@@ -317,3 +317,40 @@ def test_outside_a_git_repository_is_one_message(tmp_path, isolated_home):
         assert r.returncode == 2, r.stdout
         assert "is not a git repository with a commit" in r.stderr, r.stderr
         assert "git init && git add -A" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_damaged_inventory_is_left_out_of_the_site_and_publish_goes_on(tmp_path):
+    """An inventory cut short beside a readable result: the site is published without it,
+    and the file is named (it used to stop the publish, as a corrupt result does)."""
+    from .conftest import write_asv_results
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "asv.conf.json").write_text((REPO / "asv.conf.json").read_text())
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q",
+                    "--allow-empty", "-m", "x"], cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    write_asv_results(repo, "box", [head], "bench")
+    damaged = repo / "results" / "box" / f"{head[:8]}-env.kernels"
+    damaged.write_text('{"bench(tiny)": {"kernels": ["triton_')
+    r = kw("publish", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert f"left out of the site (unreadable, kept as it is in results/): {damaged}" in r.stderr
+    assert (repo / "html" / "index.json").is_file()
+    assert damaged.read_text() == '{"bench(tiny)": {"kernels": ["triton_'
+
+
+def test_an_empty_shard_is_a_clear_no_op():
+    """A CI matrix wider than the selection: shard 2 of 2 of a one-case selection has
+    nothing to run. It says so and exits 0 (it was an error, failing that runner's job)."""
+    r = kw("run", "--workload", "gptq", "--shape", "tiny/proj", "--scheme", "w4-sym-g128",
+           "--blocksize", "16", "--variant", "eager", "--metric", "time", "--shard", "2/2",
+           "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (
+        "kernelwatch: shard 2/2 of this selection is empty: it has 1 class x parameter "
+        "combinations, dealt to shards 1-1 of 2; nothing to run here, the other shards "
+        "measure it all (give at most 1 shards to use every runner)")
+    assert "asv" not in r.stdout and r.stderr == ""

@@ -7,7 +7,8 @@ import pytest
 
 from .conftest import kernelwatch_exe, run
 
-pytestmark = pytest.mark.slow
+
+@pytest.mark.slow
 def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clone,
                                                                              isolated_home):
     """Three real runs of one commit under three machine names: two plain, one with the
@@ -27,7 +28,7 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
                 "--machine", "aa-same", "--factor", "10"], clone)
     assert same.returncode == 0, same.stdout
     assert "| before | after | ratio |" in same.stdout and "| 10.00 |" in same.stdout
-    assert "`gptq.GptqTime.track_time` (tiny/proj, w4-sym-g128, 16, eager)" in same.stdout
+    assert "`gptq.GptqTime.track_time` (`tiny/proj, w4-sym-g128, 16, eager`)" in same.stdout
     slow = run([kernelwatch_exe(), "compare", "HEAD", "HEAD", "--base-machine", "aa-base",
                 "--machine", "aa-slow"], clone)
     assert slow.returncode == 1
@@ -48,7 +49,7 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
     own = run([kernelwatch_exe(), "compare", "HEAD", "HEAD", "--base-machine", "aa-base",
                "--machine", "aa-slow"], clone)
     line = next(ln for ln in own.stdout.splitlines()
-                if "`gptq.GptqTime.track_time` (tiny/proj, w4-sym-g128, 16, eager)" in ln)
+                if "`gptq.GptqTime.track_time` (`tiny/proj, w4-sym-g128, 16, eager`)" in ln)
     cells = [c.strip() for c in line.split("|")]
     assert cells[5] == (f"{threshold:.2f}" if threshold else "1.10")
     assert line.startswith("| + |") and float(cells[4]) > 1.50  # 10x: past any threshold
@@ -103,3 +104,132 @@ def test_a_kernel_count_change_is_listed_and_a_gated_speedup_is_not_counted():
     assert found["w.K.track_kernel_count"].mark == "+"  # a lost fusion, whatever the time
     assert found["w.T.track_time"].mark == " "  # faster, but its output fails the gate
     assert "fails its quality gate (error 0.5 > 0.1)" in found["w.T.track_time"].conditions
+
+
+HOSTILE = ("[click](https://evil.example) ![x](https://evil.example/t.png) @octo-org/admins "
+           "<img src=x onerror=alert(1)> **bold** a|b `tick` www.evil.example")
+
+
+def rendered_tags_and_loose_text(markdown: str) -> tuple[set[str], list[str]]:
+    """The markdown as a GitHub-like renderer turns it into HTML (CommonMark, tables, raw
+    HTML passed through): the tags it made, and the text outside <code> (where GitHub would
+    link an @mention or a bare URL)."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    class Seen(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.loose, self.in_code = set(), [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.add(tag)
+            self.in_code += tag == "code"
+
+        def handle_endtag(self, tag):
+            self.in_code -= tag == "code"
+
+        def handle_data(self, data):
+            if not self.in_code:
+                self.loose.append(data)
+
+    seen = Seen()
+    seen.feed(MarkdownIt("commonmark").enable("table").render(markdown))
+    return seen.tags, seen.loose
+
+
+def test_compare_markdown_prints_hostile_names_as_text_and_bounds_a_huge_inventory():
+    """Names from results and inventories other runners wrote (HTML, links, images,
+    @mentions, table pipes) render as literal text in code spans, and a 60 MB inventory
+    becomes a few lines with a count: the comment stays small."""
+    from kernelwatch.report import compare, explain
+    from kernelwatch.results import Row
+
+    a, b = "a" * 40, "b" * 40
+    params = {"variant": HOSTILE}
+
+    def row(commit, bench, value, unit="seconds"):
+        return Row(machine="m", commit=commit, date=0, env_name=f"env {HOSTILE}", env={},
+                   benchmark=bench, params=params, unit=unit, value=value,
+                   samples=[value * (1 + i / 1000) for i in range(30)]
+                   if unit == "seconds" else None)
+
+    rows = [row(a, "w.T.track_time", 1e-3), row(b, "w.T.track_time", 2e-3),
+            row(a, "w.K.track_kernel_count", 1, "count"),
+            row(b, "w.K.track_kernel_count", 30_003, "count")]
+    huge = [f"triton_{i}_" + "x" * 2000 for i in range(30_000)]  # 60 MB of names
+    case = f"w({HOSTILE})"
+    inventories = {("m", a, f"env {HOSTILE}", case): {"kernels": ["k0"]},
+                   ("m", b, f"env {HOSTILE}", case): {"kernels": [HOSTILE, "k1", *huge]}}
+    comparisons = compare.compare(rows, ("m", a), ("m", b))
+    why = explain.explain(rows, ("m", a), ("m", b), compare.timed_changes(comparisons),
+                          inventories)
+    text = "\n".join([compare.markdown(comparisons, ("m", a), ("m", b), 1.1),
+                      *(e.markdown() for e in why)])
+
+    assert len(text) < 10_000, len(text)
+    assert "lost fusion of `k0`; new: " in text and "and 29992 more" in text
+    tags, loose = rendered_tags_and_loose_text(text)
+    assert tags <= {"h3", "p", "table", "thead", "tbody", "tr", "th", "td", "code", "ul", "li"}
+    assert not any(s in t for t in loose for s in ("@octo", "evil", "onerror", "**")), loose
+    table = [ln for ln in text.splitlines() if ln.startswith("| ") and "track_" in ln]
+    assert len(table) == 2
+    assert all(ln.replace("\\|", "").count("|") == 8 for ln in table)  # 7 cells each
+
+
+def test_compare_markdown_shows_a_bounded_number_of_rows_and_counts_the_rest():
+    from kernelwatch.report import compare
+    from kernelwatch.results import Row
+
+    rows = [Row(machine="m", commit=c, date=0, env_name="env", env={},
+                benchmark=f"w.T{i}.track_time", params={"variant": "eager"}, unit="seconds",
+                value=1e-3, samples=[1e-3] * 5) for i in range(500) for c in ("a" * 40, "b" * 40)]
+    comparisons = compare.compare(rows, ("m", "a" * 40), ("m", "b" * 40))
+    text = compare.markdown(comparisons, ("m", "a" * 40), ("m", "b" * 40), 1.1)
+    assert sum(ln.startswith("| ") and "track_time" in ln for ln in text.splitlines()) == 200
+    assert "0 worse, 0 better, 0 not comparable, 500 unchanged of 500 series" in text
+    assert "300 more series not shown (0 of them marked, 300 unchanged)" in text
+
+
+def test_the_explanations_are_bounded_with_a_count():
+    from kernelwatch.report import explain
+
+    why = [explain.Explanation(f"w (case {i})", ["device +1 ms per call"]) for i in range(70)]
+    lines = explain.markdown(why)
+    assert len(lines) == 51 and lines[-1] == "- and 20 more cases"
+    assert lines[0] == "- `w (case 0)`: device +1 ms per call"
+
+
+def test_compare_across_two_machines_reads_each_side_s_own_inventory(tmp_path, capsys):
+    """`compare HEAD HEAD --base-machine A --machine B`: the kernels named are A's against
+    B's. It read B's inventory for both sides, so the two were one and no kernel was
+    named."""
+    import json
+    import subprocess
+
+    from kernelwatch import inventory_file
+    from kernelwatch.commands.compare import compare_commits
+
+    from .conftest import git, write_case_results
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "--allow-empty", "-m",
+        "x", cwd=repo)
+    head = git("rev-parse", "HEAD", cwd=repo)
+    case = {"shape": "tiny", "form": "rotate-half", "dtype": "float32", "variant": "compile"}
+    for machine, kernels in (("aa-base", ["triton_poi_fused_rope_0"]),
+                             ("aa-head", ["triton_poi_mul_0", "triton_poi_add_1"])):
+        path = write_case_results(repo / "results", machine, head, "env", case, {
+            "rope.RopeTime.track_time": [1e-4 * len(kernels) * (1 + i / 100)
+                                         for i in range(10)],
+            "rope.RopeKernels.track_kernel_count": [float(len(kernels))]})
+        path.with_suffix(inventory_file.SUFFIX).write_text(json.dumps(
+            {"rope(tiny, rotate-half, float32, compile)": {"kernels": kernels}}))
+
+    rc = compare_commits(repo, "HEAD", "HEAD", machine="aa-head", base_machine="aa-base")
+    why = capsys.readouterr().out.split("#### Where the time went")[1]
+    assert rc == 1
+    assert ("2 kernels, was 1: lost fusion of `triton_poi_fused_rope_0`; new: "
+            "`triton_poi_mul_0`, `triton_poi_add_1`") in why

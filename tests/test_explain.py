@@ -129,7 +129,7 @@ def test_compare_names_the_lost_fusion_as_a_kernel_count_change(measured):
     row = next(ln for ln in r.stdout.splitlines() if "track_kernel_count" in ln)
     assert row.startswith("| + | 1 | 2 |")
     why = r.stdout.split("#### Where the time went")[1]
-    assert "2 kernels, was 1: lost fusion of cpp_fused_" in why
+    assert "2 kernels, was 1: lost fusion of `cpp_fused_" in why
 
 
 def test_compare_attributes_a_host_only_slowdown_to_the_host(measured):

@@ -43,7 +43,13 @@ def store_and_honest_files(tmp: Path) -> tuple[Path, dict[str, str]]:
                   for p in (honest / "results").rglob("*.json")}
 
 
-def test_a_link_on_the_branch_is_refused_and_nothing_is_pulled(tmp_path):
+def pulled_files(reader: Path) -> set[str]:
+    results = reader / "results"
+    return {p.relative_to(results).as_posix() for p in results.rglob("*")
+            if p.is_file() or p.is_symlink()} if results.exists() else set()
+
+
+def test_a_link_on_the_branch_is_skipped_by_name_and_never_followed(tmp_path):
     secret = tmp_path / "runner-token"
     secret.write_text("ghp_secret")
     bare, files = store_and_honest_files(tmp_path)
@@ -51,31 +57,95 @@ def test_a_link_on_the_branch_is_refused_and_nothing_is_pulled(tmp_path):
 
     reader = clone_of(tmp_path / "reader")
     r = sh([kernelwatch_exe(), "history", "pull", "--remote", str(bare)], reader)
-    assert r.returncode == 2
-    assert "vm/leak.json: not" in r.stderr and "nothing was copied" in r.stderr
-    assert not (reader / "results").exists() or not any((reader / "results").rglob("*"))
+    assert r.returncode == 0, r.stderr
+    assert "skipped on" in r.stderr and "vm/leak.json: not a" in r.stderr
+    assert pulled_files(reader) == set(files)  # the honest files, not the link
+    assert not any("ghp_secret" in p.read_text() for p in (reader / "results").rglob("*")
+                   if p.is_file())
 
-    # A link in one's own results/ is never pushed either (it would publish its target).
+    # A link in one's own results/ is never pushed either (it would publish its target);
+    # the other files are.
     write_asv_results(reader, "vm", ["cd" * 20], "bench")
     os.symlink(secret, reader / "results" / "vm" / "cdcdcdcd-leak.json")
     r = sh([kernelwatch_exe(), "history", "push", "--remote", str(bare)], reader)
-    assert r.returncode == 2 and "vm/cdcdcdcd-leak.json: not a regular file" in r.stderr
+    assert r.returncode == 0, r.stderr
+    assert "not pushed" in r.stderr and "vm/cdcdcdcd-leak.json: not a regular file" in r.stderr
+    assert "vm/cdcdcdcd-env.json" in branch_files(bare)
     assert "ghp_secret" not in git("log", "-p", "--all", cwd=bare)
 
 
-def test_files_outside_the_layout_or_schema_are_refused_by_name(tmp_path):
+def test_files_outside_the_layout_or_schema_are_skipped_by_name(tmp_path):
     bare, files = store_and_honest_files(tmp_path)
     bad_name = json.loads(files["vm/abababab-env.json"])
     bad_name["results"] = {"track_<img src=x onerror=alert(1)>": [[1.0]]}
-    files.update({".github/workflows/x.yml": "on: push",
-                  "vm/abababab-evil.json": json.dumps(bad_name)})
-    branch_with(bare, tmp_path, files)
+    branch_with(bare, tmp_path, {**files, ".github/workflows/x.yml": "on: push",
+                                 "vm/abababab-evil.json": json.dumps(bad_name)})
     reader = clone_of(tmp_path / "reader")
     r = sh([kernelwatch_exe(), "history", "pull", "--remote", str(bare)], reader)
-    assert r.returncode == 2
+    assert r.returncode == 0, r.stderr
     assert ".github/workflows/x.yml: not a file asv writes" in r.stderr
     assert "vm/abababab-evil.json: benchmark name" in r.stderr
-    assert not (reader / "results").exists() or not any((reader / "results").rglob("*"))
+    assert pulled_files(reader) == set(files)
+
+
+def test_one_damaged_file_on_the_branch_stops_no_runner_and_check_repair_removes_it(
+        tmp_path):
+    """A `.kernels` cut at 4096 bytes lands on the branch: pull and push go on with the
+    other files, naming it and the command that removes it; `history check` finds it (exit
+    1) and `check --repair` removes it from the branch in a commit (git keeps it)."""
+    bare, files = store_and_honest_files(tmp_path)
+    whole = json.dumps({f"rope(case{i})": {"kernels": ["k"] * 40} for i in range(100)})
+    damaged = "vm/abababab-env.kernels"
+    branch_with(bare, tmp_path, {**files, damaged: whole[:4096]})
+
+    runner = clone_of(tmp_path / "runner")
+    kw = [kernelwatch_exe(), "history"]
+    pulled = sh([*kw, "pull", "--remote", str(bare)], runner)
+    assert pulled.returncode == 0, pulled.stderr
+    assert f"{damaged}: not valid JSON" in pulled.stderr
+    repair = f"kernelwatch history check --repair --remote {bare} --branch kernelwatch-results"
+    assert repair in pulled.stderr
+    assert pulled_files(runner) == set(files)
+    write_asv_results(runner, "vm", ["ef" * 20], "bench")
+    pushed = sh([*kw, "push", "--remote", str(bare)], runner)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "vm/efefefef-env.json" in branch_files(bare) and damaged in branch_files(bare)
+
+    found = sh([*kw, "check", "--remote", str(bare)], runner)
+    assert found.returncode == 1 and f"{damaged}: not valid JSON" in found.stdout
+    assert repair in found.stderr
+    fixed = sh([*kw, "check", "--repair", "--remote", str(bare)], runner)
+    assert fixed.returncode == 0 and "removed 1 files" in fixed.stdout
+    assert damaged not in branch_files(bare) and "vm/efefefef-env.json" in branch_files(bare)
+    assert git("show", f"kernelwatch-results~1:{damaged}", cwd=bare) == whole[:4096]
+    clean = sh([*kw, "check", "--remote", str(bare)], runner)
+    assert clean.returncode == 0 and "every one an asv result file" in clean.stdout
+
+
+def test_a_damaged_inventory_here_does_not_block_push_or_pull(tmp_path):
+    """One's own `.kernels` cut short: push sends every other file and names it; a pull
+    that brings the good copy moves the damaged one aside and takes it."""
+    from kernelwatch import history
+
+    bare, files = store_and_honest_files(tmp_path)
+    writer = tmp_path / "writer"
+    write_asv_results(writer, "vm", ["ab" * 20], "bench")
+    inventory = {"rope(tiny)": {"kernels": ["triton_poi_fused_0"]}}
+    (writer / "results" / "vm" / "abababab-env.kernels").write_text(json.dumps(inventory))
+    assert history.push(writer / "results", str(bare), message="good").added
+
+    runner = tmp_path / "runner"
+    write_asv_results(runner, "vm", ["ab" * 20, "cd" * 20], "bench")
+    local = runner / "results" / "vm" / "abababab-env.kernels"
+    local.write_text(json.dumps(inventory)[:10])
+    report = history.push(runner / "results", str(bare), message="runner")
+    assert "vm/cdcdcdcd-env.json" in report.added
+    assert [line.split(":")[0] for line in report.left_here] == ["vm/abababab-env.kernels"]
+    pulled = history.pull(runner / "results", str(bare))
+    assert [r.split(" ")[0] for r in pulled.repaired] == ["vm/abababab-env.kernels"]
+    assert json.loads(local.read_text()) == inventory
+    [aside] = (runner / ".kernelwatch" / "damaged" / "results" / "vm").iterdir()
+    assert aside.read_text() == json.dumps(inventory)[:10]
 
 
 def test_a_remote_is_reached_by_its_name(tmp_path):
@@ -200,3 +270,49 @@ def test_shards_of_one_commit_merge_on_the_results_branch(tmp_path):
     got = {r.params["blocksize"]: r.median for r in results_mod.load(fresh / "results")
            if r.value is not None}
     assert got == {"16": 0.01, "32": 0.02, "64": 0.03, "128": 0.04}
+
+
+def shard_inventory(root: Path, machine: str, commit: str, cases: dict[str, list[str]]) -> str:
+    """The kernel inventories a shard files beside its result file (shard_result's name)."""
+    rel = f"{machine}/{commit[:8]}-env.kernels"
+    (root / "results" / rel).write_text(json.dumps(
+        {case: {"kernels": kernels, "code_hash": "", "source": "profiler"}
+         for case, kernels in cases.items()}, indent=1, sort_keys=True))
+    return rel
+
+
+def test_shards_inventories_merge_case_by_case_on_the_branch_and_on_pull(tmp_path):
+    """Two shards of one commit, each with the inventories of its own cases: the second
+    push merges its cases into the branch's file (it used to count as a conflict and never
+    reach the branch); a pull merges them into a local copy the same way. A case that
+    differs is a conflict and replaces nothing."""
+    from kernelwatch import history
+
+    bare = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    commit = "c" * 40
+    shards_cases = ({"gptq(tiny/proj, 16)": ["mm", "add"]}, {"gptq(tiny/proj, 32)": ["mm"]})
+    reports = []
+    for i, (measured, cases) in enumerate(zip(({0: 0.01}, {1: 0.02}), shards_cases,
+                                              strict=True)):
+        w = tmp_path / f"shard{i}"
+        shard_result(w, "gpu-h100", commit, measured)
+        rel = shard_inventory(w, "gpu-h100", commit, cases)
+        reports.append(history.push(w / "results", str(bare), message=f"shard {i}"))
+    assert reports[1].conflicts == [] and rel in reports[1].merged
+    on_branch = json.loads(git("show", f"kernelwatch-results:{rel}", cwd=bare))
+    assert set(on_branch) == {"gptq(tiny/proj, 16)", "gptq(tiny/proj, 32)"}
+
+    reader = tmp_path / "reader"
+    shard_result(reader, "gpu-h100", commit, {0: 0.01})
+    shard_inventory(reader, "gpu-h100", commit, shards_cases[0])
+    pulled = history.pull(reader / "results", str(bare))
+    assert rel in pulled.merged and pulled.conflicts == []
+    assert json.loads((reader / "results" / rel).read_text()) == on_branch
+
+    rival = tmp_path / "rival"
+    shard_result(rival, "gpu-h100", commit, {0: 0.01})
+    shard_inventory(rival, "gpu-h100", commit, {"gptq(tiny/proj, 16)": ["mm", "mul"]})
+    clash = history.push(rival / "results", str(bare), message="rival")
+    assert rel in clash.conflicts
+    assert json.loads(git("show", f"kernelwatch-results:{rel}", cwd=bare)) == on_branch

@@ -119,7 +119,7 @@ def test_guards_are_counted_and_a_host_slowdown_names_the_new_ones():
     a, b = "a" * 40, "b" * 40
     rows = [row(a, "track_time", 10e-6), row(a, "track_caller_time", 40e-6),
             row(b, "track_time", 10e-6), row(b, "track_caller_time", 58e-6)]
-    inventories = {(c, "env", "w(compile)"): {"kernels": ["k"], "guards": g}
+    inventories = {("m", c, "env", "w(compile)"): {"kernels": ["k"], "guards": g}
                    for c, g in ((a, counts[0]), (b, counts[1]))}
     why = explain.explain(rows, ("m", a), ("m", b), {("env", "w", (("variant", "compile"),))},
                           inventories)

@@ -63,3 +63,21 @@ def test_a_machine_name_is_never_a_path():
         with pytest.raises(result_files.Refused):
             result_files.check_machine_name(bad)
     assert result_files.check_machine_name("gpu-h100.runner_2") == "gpu-h100.runner_2"
+
+
+def test_a_corrupt_file_of_a_library_s_results_is_to_be_moved_out_of_its_own_folder(tmp_path):
+    """results-DIST/ holds a --target library's results: the fix names that folder (it
+    said "move them out of results/")."""
+    from kernelwatch import results
+    from kernelwatch.errors import KernelwatchError
+
+    library = tmp_path / "results-llmcompressor"
+    (library / "box").mkdir(parents=True)
+    (library / "box" / "machine.json").write_text(json.dumps({"machine": "box", "version": 1}))
+    bad = library / "box" / "deadbeef-env.json"
+    bad.write_text('{"version": 2, "results": {')
+    with pytest.raises(KernelwatchError, match="Move them out of results-llmcompressor/ "):
+        results.load(library)
+    # As the planner words it, from the path alone.
+    assert "Move them out of results-llmcompressor/ " in str(
+        results.unreadable([f"{bad} (truncated)"]))

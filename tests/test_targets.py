@@ -175,6 +175,64 @@ def test_bisect_search_stays_within_its_bound_and_skips_failures():
     assert flat.culprit is None and len(flat.verdicts) == 2  # GOOD and BAD only
 
 
+def one_commit_repo(path, subject) -> str:
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    (path / "f").write_text(subject)
+    git("add", "-A", cwd=path)
+    git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", subject, cwd=path)
+    return git("rev-parse", "HEAD", cwd=path)
+
+
+def test_a_second_url_for_one_library_is_followed_and_said(tmp_path, capsys):
+    """`--target llmcompressor=URL2` after a run with URL1: the mirror follows URL2 (its
+    commits, its branches; URL1's main is gone) and says so. It used to fetch URL1's
+    mirror again and measure its commits, silently."""
+    first = one_commit_repo(tmp_path / "upstream", "upstream")
+    second = one_commit_repo(tmp_path / "fork", "fork")
+    checkout = tmp_path / "kernelwatch"
+    checkout.mkdir()
+    url1, url2 = (f"file://{tmp_path / name}" for name in ("upstream", "fork"))
+
+    target = targets.resolve(f"llmcompressor={url1}", checkout)
+    assert targets.commits(target, "main^!") == [first]
+    assert "now follows" not in capsys.readouterr().out
+    target = targets.resolve(f"llmcompressor={url2}", checkout)
+    assert targets.commits(target, "main^!") == [second]
+    out = capsys.readouterr().out
+    assert f"followed {url1}; it now follows {url2}" in out
+    assert targets.resolve(f"llmcompressor={url2}", checkout).repo == target.repo
+    assert "now follows" not in capsys.readouterr().out
+
+
+def test_a_file_an_empty_repository_and_a_short_history_as_repo_say_what_to_do(tmp_path):
+    """A file given as REPO is said to be a file (it was "does not exist"); an empty
+    repository is said to have no commits (it was told to try the range that had just
+    failed); a history of one commit gets a default range that exists."""
+    from kernelwatch.errors import KernelwatchError
+
+    checkout = tmp_path / "kernelwatch"
+    checkout.mkdir()
+    a_file = tmp_path / "llm-compressor.tar.gz"
+    a_file.write_bytes(b"not a repository")
+    with pytest.raises(KernelwatchError, match=f"{a_file} is a file, not a folder; give the "
+                       "path of a git clone"):
+        targets.resolve(f"llmcompressor={a_file}", checkout)
+
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(empty)], check=True)
+    with pytest.raises(KernelwatchError) as caught:
+        targets.resolve(f"llmcompressor={empty}", checkout)
+    assert f"the repository {empty} has no commits yet" in str(caught.value)
+    assert "~2.." not in str(caught.value)
+
+    only = one_commit_repo(tmp_path / "short", "first")
+    target = targets.resolve(f"llmcompressor={tmp_path / 'short'}", checkout)
+    assert targets.commits(target, targets.default_range(target)) == [only]
+    with pytest.raises(KernelwatchError) as caught:
+        targets.commits(target, "main~5..main")
+    assert "e.g. main (all of its few), or COMMIT^! for one" in str(caught.value)
+
+
 # ----------------------------------------------------------------------------- with asv
 
 @pytest.mark.slow
@@ -199,7 +257,7 @@ def test_run_target_files_the_library_s_commits_apart(clone, llmcompressor_repo,
 
     r = kw(["compare", "HEAD~1", "HEAD", "--target", flag], clone)
     assert r.returncode in (0, 1) and "| before | after | ratio |" in r.stdout
-    assert f"`{KEY}` (tiny/proj, w4-sym-g128, 16, llmcompressor-eager)" in r.stdout
+    assert f"`{KEY}` (`tiny/proj, w4-sym-g128, 16, llmcompressor-eager`)" in r.stdout
     r = kw(["report", "--target", "llmcompressor"], clone)
     assert r.returncode == 0 and "llmcompressor-eager" in r.stdout
     r = kw(["publish", "--target", flag], clone)

@@ -222,8 +222,13 @@ def measured_of(point: str, row: object | None, reused: bool) -> Measured:
 
 
 def commit_points(repo: Path, good: str, bad: str, what: str) -> list[str]:
-    """GOOD, then the first-parent commits of GOOD..BAD oldest first (BAD last); bad input
-    when GOOD is not an ancestor of BAD."""
+    """GOOD, then BAD's first-parent commits that descend from GOOD, oldest first (BAD
+    last); bad input when GOOD is not an ancestor of BAD.
+
+    Each point is then its predecessor's child, except where GOOD came in through a merge
+    (GOOD on a branch merged into BAD's line): the first point after GOOD is that merge,
+    whose first parent lacks GOOD. `--first-parent` alone would also list the commits
+    before the merge, which do not contain GOOD, and judge them against it."""
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
 
@@ -240,8 +245,31 @@ def commit_points(repo: Path, good: str, bad: str, what: str) -> list[str]:
     if git("merge-base", "--is-ancestor", *ends).returncode != 0:
         raise KernelwatchError(f"GOOD {good} is not an ancestor of BAD {bad} in {what}; "
                                "give GOOD BAD in history order (older first), on one branch")
-    between = git("rev-list", "--first-parent", "--reverse", f"{ends[0]}..{ends[1]}").stdout
-    return [ends[0], *between.split()]
+    span = f"{ends[0]}..{ends[1]}"
+    # git applies --ancestry-path within the first-parent walk, which never meets a GOOD off
+    # that line: the descendants of GOOD come from the whole graph, the order from the line.
+    descendants = set(git("rev-list", "--ancestry-path", span).stdout.split())
+    line = git("rev-list", "--first-parent", "--reverse", span).stdout.split()
+    return [ends[0], *(c for c in line if c in descendants)]
+
+
+def first_parents(repo: Path, points: Sequence[str]) -> dict[str, str]:
+    """point -> its first parent (a root commit has none)."""
+    r = subprocess.run(["git", "rev-list", "--no-walk", "--parents", *points], cwd=repo,
+                       capture_output=True, text=True)
+    return {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()
+            if len(line.split()) > 1}
+
+
+def merge_note(points: Sequence[str], parents: dict[str, str]) -> str | None:
+    """What to say when GOOD is not on BAD's first-parent line (the first point after it is
+    a merge that brought GOOD in), else None."""
+    if len(points) < 2 or parents.get(points[1]) == points[0]:
+        return None
+    return (f"GOOD {points[0][:12]} is not on BAD's first-parent line: it came in with the "
+            f"merge {points[1][:12]}; the points are that merge and the first-parent commits "
+            "after it (each contains GOOD), and the merge is judged against GOOD, not its "
+            f"first parent {parents.get(points[1], '?')[:12]}")
 
 
 def version_points(versions: Sequence[str], good: str, bad: str, dist: str) -> list[str]:
@@ -265,21 +293,29 @@ def _fmt(v: float | None) -> str:
     return "failed" if v is None else fmt_value(v, "seconds")
 
 
-def summary(outcome: Outcome, kind: str, labels: dict[str, str]) -> list[str]:
+def summary(outcome: Outcome, kind: str, labels: dict[str, str],
+            parents: dict[str, str] | None = None) -> list[str]:
     """The lines bisect prints before the comparison: the culprit on its own line, the ratio
-    with its interval, and every point tested."""
+    with its interval, and every point tested. `parents` (commit -> first parent) says
+    whether the point the culprit is judged against is its parent: not so for a merge that
+    brought GOOD in, which is judged against GOOD."""
     lines = []
     by_point = {v.measured.point: v for v in outcome.verdicts}
     if outcome.culprit and not outcome.candidates:
         lines.append(f"{outcome.culprit} is the first bad {kind}")
         parent, culprit = by_point[outcome.parent], by_point[outcome.culprit]
+        real = (parents or {}).get(outcome.culprit, outcome.parent)
+        against = (f"its parent {outcome.parent[:12]}" if real == outcome.parent else
+                   f"GOOD {outcome.parent[:12]} (it is the merge that brought GOOD in; its "
+                   f"first parent {real[:12]} lacks GOOD, so the slowdown is the merge's or "
+                   f"came from that side: `kernelwatch bisect` between the merge base and "
+                   f"{real[:12]} finds which)")
         if parent.measured.samples and culprit.measured.samples:
             r, lo, hi = ratio_interval(parent.measured.samples, culprit.measured.samples)
-            lines.append(f"ratio {r:.2f} (99% CI {lo:.2f}-{hi:.2f}) against its parent "
-                         f"{outcome.parent[:12]}: {_fmt(parent.measured.median)} -> "
-                         f"{_fmt(culprit.measured.median)}")
+            lines.append(f"ratio {r:.2f} (99% CI {lo:.2f}-{hi:.2f}) against {against}: "
+                         f"{_fmt(parent.measured.median)} -> {_fmt(culprit.measured.median)}")
         else:
-            lines.append(f"it fails where its parent {outcome.parent[:12]} measured "
+            lines.append(f"it fails where {against} measured "
                          f"{_fmt(parent.measured.median)} (--failed-is-bad)")
     elif outcome.candidates:
         lines.append(f"the first bad {kind} is one of these (the ones between failed to "

@@ -11,7 +11,7 @@ import sys
 
 from kernelwatch import settings
 from kernelwatch.commands import COMMANDS
-from kernelwatch.errors import KernelwatchError, Terminated
+from kernelwatch.errors import KernelwatchError, NothingToRun, Terminated
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings.check()
         return args.handler(args)
+    except NothingToRun as exc:
+        print(f"kernelwatch: {exc}", flush=True)
+        return 0
     except KernelwatchError as exc:
         print(f"kernelwatch: error: {exc}", file=sys.stderr)
         return 2

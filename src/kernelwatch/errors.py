@@ -1,7 +1,8 @@
 """The two ways a request can fail before anything is measured.
 
 `KernelwatchError` is bad user input (an unknown name, a missing tool): the CLI prints its
-message, which names the fix, and exits 2. `Unavailable` means "this combination cannot run
+message, which names the fix, and exits 2 (`NothingToRun`, a request with nothing to do
+here, exits 0). `Unavailable` means "this combination cannot run
 here" (a GPU-only variant on a CPU, a library that does not import). It subclasses
 NotImplementedError because that is what asv records as skipped rather than failed.
 """
@@ -11,6 +12,11 @@ from collections.abc import Iterable, Mapping
 
 class KernelwatchError(Exception):
     """Bad input or a missing prerequisite; the message says how to fix it."""
+
+
+class NothingToRun(KernelwatchError):
+    """A valid request that leaves nothing to do here (a shard of a selection smaller than
+    the number of shards): the CLI says why and exits 0."""
 
 
 class Unavailable(NotImplementedError):

@@ -11,13 +11,17 @@ The rules that keep concurrent runners from losing each other's work:
 - `benchmarks.json` (asv's list of benchmarks, not a result) is merged key by key;
 - two result files of one name that are shards of one run (`kernelwatch run --shard K/N`:
   disjoint parameter combinations) become one, combination by combination
-  (shards.merge_results); any other difference keeps both apart;
+  (shards.merge_results), and so do their kernel inventories, case by case
+  (`<machine>/<commit>-<environment>.kernels`); any other difference keeps both apart;
 - a rejected push (someone landed first) fetches the branch again, re-adds, and retries.
 
 The branch is data written by every runner that may push, so it is checked as such: pull
 and push move regular files in asv's layout only, each with the shape asv writes
-(kernelwatch.result_files); anything else (a link, a file outside the layout, a name asv
-could not have written) is refused with its path before a single file is written.
+(kernelwatch.result_files). Anything else (a link, a file outside the layout, a name asv
+could not have written, a file cut short) is skipped with its path, never copied and never
+followed, and the other files go on: one bad file must not stop every runner that pulls
+before it measures. `check` lists such files on the branch; `check(repair=True)` removes
+them in one commit.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernelwatch import result_files
+from kernelwatch import inventory_file, result_files
 from kernelwatch.errors import KernelwatchError
 
 DEFAULT_BRANCH = "kernelwatch-results"
@@ -46,6 +50,10 @@ class Merge:
     kept: list[str] = field(default_factory=list)  # present and identical
     conflicts: list[str] = field(default_factory=list)  # present and different: theirs kept
     merged: list[str] = field(default_factory=list)
+    # A copy that failed the checks (cut short, another shape), replaced by the good one.
+    repaired: list[str] = field(default_factory=list)
+    left_here: list[str] = field(default_factory=list)  # "path: why" of ours, not pushed
+    bad_on_branch: list[str] = field(default_factory=list)  # "path: why", left on the branch
 
 
 def _git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -55,48 +63,76 @@ def _git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProce
     return r
 
 
-def refuse_unless_clean(root: Path, what: str) -> None:
-    """Stop, naming every entry of `root` that is not a result file in asv's layout and
-    shape; nothing has been written when this raises."""
-    problems = result_files.check_tree(root)
-    if problems:
-        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more"
-                                            if len(problems) > 10 else "")
-        raise KernelwatchError(
-            f"{what} holds files that are not asv results, so nothing was copied: {shown}. "
-            "The results branch is data: only benchmarks.json, <machine>/machine.json and "
-            "<machine>/<commit>-<environment>.json, as regular files, belong there "
-            "(docs/security.md)")
-
-
-def merge_into(src: Path, dest: Path) -> Merge:
-    """Add `src`'s result files to `dest` without replacing any file already there. `src`
-    must have passed refuse_unless_clean; nothing is written through a link in `dest`."""
+def merge_into(src: Path, dest: Path, files: list[str], *, aside: Path | None = None
+               ) -> Merge:
+    """Add `files` of `src` (each one that passed result_files.check_file) to `dest`
+    without replacing a result file already there; nothing is written through a link in
+    `dest`. A regular file of `dest` that fails the checks is no result: it is replaced by
+    the good one, moved under `aside` first where given (a local results directory; on
+    the branch, git's history keeps it)."""
     report = Merge()
-    for rel in result_files.files_under(src):
+    for rel in files:
         a, b = src / rel, dest / rel
-        if b.is_symlink() or any(p.is_symlink() for p in b.parents if dest in p.parents):
-            report.conflicts.append(rel)  # never written through a link
+        above = [p for p in b.parents if dest in p.parents]
+        if b.is_symlink() or any(p.is_symlink() or (p.exists() and not p.is_dir())
+                                 for p in above):
+            report.conflicts.append(rel)  # never written through a link, nor over a file
         elif not b.exists():
             b.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(a, b)
             report.added.append(rel)
+        elif not b.is_file():
+            report.conflicts.append(rel)  # a directory by that name: left as it is
         elif filecmp.cmp(a, b, shallow=False):
             report.kept.append(rel)
+        elif not _passes(dest, rel):
+            moved = inventory_file.move_aside(b, aside) if aside else None
+            result_files.write_whole(b, a.read_text())
+            report.repaired.append(rel + (f" (the damaged copy is in {moved})" if moved
+                                          else ""))
+        elif b.suffix == inventory_file.SUFFIX:
+            merged = _kernels_merge(a, b)
+            if merged is None:
+                report.conflicts.append(rel)
+            elif merged:
+                result_files.write_whole(b, merged)
+                report.merged.append(rel)
+            else:
+                report.kept.append(rel)
         elif (shard := _shard_merge(a, b)) is not None:  # shards of one run: one file
-            b.write_text(shard)
+            result_files.write_whole(b, shard)
             report.merged.append(rel)
         elif rel in MERGED:
             ours, theirs = json.loads(a.read_text()), json.loads(b.read_text())
             merged = {**theirs, **ours}
             if merged != theirs:
-                b.write_text(json.dumps(merged, indent=4, sort_keys=True))
+                result_files.write_whole(b, json.dumps(merged, indent=4, sort_keys=True))
                 report.merged.append(rel)
             else:
                 report.kept.append(rel)
         else:
             report.conflicts.append(rel)
     return report
+
+
+def _passes(root: Path, rel: str) -> bool:
+    try:
+        result_files.check_file(root, rel)
+        return True
+    except result_files.Refused:
+        return False
+
+
+def _kernels_merge(a: Path, b: Path) -> str | None:
+    """Two inventory files of one (machine, commit, environment) as one text, case by case
+    (the shards of one run measure different cases): "" when `a` adds nothing, None when
+    a case differs between the two (then neither is replaced)."""
+    ours, theirs = inventory_file.read(a), inventory_file.read(b)
+    if ours is None or theirs is None or any(
+            case in theirs and theirs[case] != entry for case, entry in ours.items()):
+        return None
+    merged = {**theirs, **ours}
+    return "" if merged == theirs else json.dumps(merged, indent=1, sort_keys=True)
 
 
 def _shard_merge(a: Path, b: Path) -> str | None:
@@ -143,24 +179,33 @@ def remote_url(repo: Path, remote: str) -> str:
 
 
 def pull(results: Path, remote: str, branch: str = DEFAULT_BRANCH) -> Merge:
-    """Add the branch's result files to `results` (local files are never replaced)."""
+    """Add the branch's result files to `results` (a local result is never replaced; a local
+    copy that fails the checks is moved aside for the branch's). A file on the branch that
+    fails the checks is skipped (Merge.bad_on_branch); the rest are pulled."""
     with tempfile.TemporaryDirectory(prefix="kernelwatch-history-") as d:
         work = Path(d)
         _git("init", "-q", cwd=work)
         if not _fetch(work, remote, branch):
             return Merge()
-        refuse_unless_clean(work, f"the branch {branch} of {remote}")
+        good, refused = result_files.partition(work)
         results.mkdir(parents=True, exist_ok=True)
-        return merge_into(work, results)
+        report = merge_into(work, results, good, aside=inventory_file.aside_dir(results))
+        report.bad_on_branch = list(refused.values())
+        return report
 
 
 def push(results: Path, remote: str, branch: str = DEFAULT_BRANCH, *, message: str,
          retries: int = 8) -> Merge:
     """Land `results`' new files on the branch: add, commit, push; on a rejected push fetch
-    again and retry (with a random back-off, so racing runners spread out)."""
-    if not any(results.glob("*/*.json")):
-        raise KernelwatchError(f"no result files under {results} to push; run first")
-    refuse_unless_clean(results, str(results))
+    again and retry (with a random back-off, so racing runners spread out). A local file
+    that fails the checks is not pushed (Merge.left_here); one on the branch is left as it
+    is (Merge.bad_on_branch: `check --repair` removes it) unless ours replaces it."""
+    good, refused = result_files.partition(results)
+    if not any(result_files.kind_of(rel) == "result" for rel in good):
+        raise KernelwatchError(
+            f"no result files under {results} to push; run first"
+            + (f" (these fail the checks: {'; '.join(list(refused.values())[:5])})"
+               if refused else ""))
     with tempfile.TemporaryDirectory(prefix="kernelwatch-history-") as d:
         work = Path(d)
         _git("init", "-q", cwd=work)
@@ -168,9 +213,10 @@ def push(results: Path, remote: str, branch: str = DEFAULT_BRANCH, *, message: s
             if not _fetch(work, remote, branch):
                 _git("checkout", "-q", "--orphan", "work", cwd=work, check=False)
                 _git("rm", "-rfq", "--ignore-unmatch", ".", cwd=work)
-            refuse_unless_clean(work, f"the branch {branch} of {remote}")
-            report = merge_into(results, work)
-            if not (report.added or report.merged):
+            report = merge_into(results, work, good)
+            report.left_here = list(refused.values())
+            report.bad_on_branch = list(result_files.partition(work)[1].values())
+            if not (report.added or report.merged or report.repaired):
                 return report
             _git("add", "-A", cwd=work)
             _git("-c", "user.name=kernelwatch", "-c", "user.email=kernelwatch@localhost",
@@ -183,5 +229,45 @@ def push(results: Path, remote: str, branch: str = DEFAULT_BRANCH, *, message: s
                     f"could not push to {branch} after {retries} tries (last: "
                     f"{r.stderr.strip()[-300:]}); your results are still in {results}: "
                     "run `kernelwatch history push` again")
+            time.sleep(random.uniform(0.2, 1.0) * attempt)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Check:
+    files: int  # on the branch, bad ones included
+    bad: list[str]  # "path: why"
+    removed: bool = False  # the bad ones were removed from the branch in a commit
+
+
+def check(remote: str, branch: str = DEFAULT_BRANCH, *, repair: bool = False,
+          retries: int = 8) -> Check:
+    """The branch's files that fail the checks. With `repair`, they are removed from the
+    branch in one commit (git's history keeps them), retried as push retries."""
+    with tempfile.TemporaryDirectory(prefix="kernelwatch-history-") as d:
+        work = Path(d)
+        _git("init", "-q", cwd=work)
+        for attempt in range(1, retries + 1):
+            if not _fetch(work, remote, branch):
+                raise KernelwatchError(f"{remote} has no branch {branch}: nothing to check "
+                                       "(`kernelwatch history push` creates it)")
+            good, refused = result_files.partition(work)
+            found = Check(len(good) + len(refused), list(refused.values()))
+            if not refused or not repair:
+                return found
+            for rel in refused:
+                _git("rm", "-q", "--", rel, cwd=work)
+            _git("-c", "user.name=kernelwatch", "-c", "user.email=kernelwatch@localhost",
+                 "commit", "-q", "-m", f"remove {len(refused)} files that are not asv results "
+                 "(kernelwatch history check --repair)", "-m", "\n".join(refused.values()),
+                 cwd=work)
+            r = _git("push", "-q", remote, f"HEAD:refs/heads/{branch}", cwd=work, check=False)
+            if r.returncode == 0:
+                found.removed = True
+                return found
+            if attempt == retries:
+                raise KernelwatchError(
+                    f"could not push the repair to {branch} after {retries} tries (last: "
+                    f"{r.stderr.strip()[-300:]}); nothing was removed: run it again")
             time.sleep(random.uniform(0.2, 1.0) * attempt)
     raise AssertionError("unreachable")

@@ -186,23 +186,26 @@ def new_guards(old: Inventory | dict, new: Inventory | dict) -> str:
             else f"{n} guard{'s' if n != 1 else ''} fewer")
 
 
-def difference(old: Inventory | dict, new: Inventory | dict) -> str:
+def difference(old: Inventory | dict, new: Inventory | dict,
+               names: Callable[[list[str]], str] = ", ".join) -> str:
     """In words, what changed between two inventories ("" when nothing did): the count and
-    the kernels that appeared or went, e.g. "3 kernels, was 1: lost fusion of cpp_fused_..."""
+    the kernels that appeared or went, e.g. "3 kernels, was 1: lost fusion of cpp_fused_...".
+    `names` writes a list of kernel names (markdown bounds and escapes them)."""
     old_k = old.kernels if isinstance(old, Inventory) else old.get("kernels", [])
     new_k = new.kernels if isinstance(new, Inventory) else new.get("kernels", [])
     old_h = old.code_hash if isinstance(old, Inventory) else old.get("code_hash", "")
     new_h = new.code_hash if isinstance(new, Inventory) else new.get("code_hash", "")
     if old_k == new_k:
         return "same kernels, generated code changed" if old_h != new_h else ""
-    gone = [k for k in old_k if k not in new_k]
-    came = [k for k in new_k if k not in old_k]
+    old_set, new_set = set(old_k), set(new_k)
+    gone = [k for k in old_k if k not in new_set]
+    came = [k for k in new_k if k not in old_set]
     head = f"{len(new_k)} kernel{'s' if len(new_k) != 1 else ''}, was {len(old_k)}"
     words = []
     if len(new_k) > len(old_k) and gone:
-        words.append(f"lost fusion of {', '.join(gone)}")
+        words.append(f"lost fusion of {names(gone)}")
     elif gone:
-        words.append(f"gone: {', '.join(gone)}")
+        words.append(f"gone: {names(gone)}")
     if came:
-        words.append(f"new: {', '.join(came)}")
+        words.append(f"new: {names(came)}")
     return head + (": " + "; ".join(words) if words else "")

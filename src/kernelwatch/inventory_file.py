@@ -9,9 +9,16 @@ suffix, which asv's own loader skips), and travel with it through `kernelwatch h
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import sys
+import time
 from pathlib import Path
+
+from kernelwatch import result_files
+from kernelwatch.errors import KernelwatchError
 
 SUFFIX = ".kernels"
 # Set by the run engine for the benchmark processes: where they leave their inventories, and
@@ -32,7 +39,6 @@ def path_for(machine_dir: Path, commit: str, env_name: str) -> Path:
 
 def record(case: str, entry: dict) -> Path | None:
     """Leave `case`'s inventory for the engine to file; None outside a kernelwatch run."""
-    import sys
     import uuid
 
     spool = os.environ.get(SPOOL_ENV)
@@ -55,21 +61,129 @@ def record(case: str, entry: dict) -> Path | None:
 def collect(spool: Path, machine_dir: Path, env_by_prefix: dict[str, str]) -> list[Path]:
     """File every note in `spool` into its (commit, environment)'s inventory file under
     `machine_dir`; the environment is the one whose interpreter prefix the note names (or
-    the only one). Returns the files written."""
-    written = set()
+    the only one). Returns the files written.
+
+    The engine calls this after each asv call. Each file is written whole (write_atomic):
+    a full disk or a kill leaves it as it was, and the notes it would have taken stay in
+    the spool for the next run. A file that is already damaged is moved aside (move_aside)
+    and said so on stderr; it never stops the run. A full disk raises InventoryDiskFull,
+    naming the disk."""
+    machine_dir = Path(machine_dir)
+    result_files.remove_temporaries(machine_dir)
+    pending: dict[Path, list[tuple[Path, dict]]] = {}
     for note_path in sorted(Path(spool).glob("*.json")) if Path(spool).is_dir() else ():
-        note = json.loads(note_path.read_text())
-        env = env_by_prefix.get(note["prefix"]) or (
+        try:
+            note = json.loads(note_path.read_text())
+            prefix, case, entry = note["prefix"], note["case"], note["entry"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _say(f"{note_path}: an inventory note that cannot be read ({exc}); removed")
+            note_path.unlink(missing_ok=True)
+            continue
+        env = env_by_prefix.get(prefix) or (
             next(iter(env_by_prefix.values())) if len(env_by_prefix) == 1 else None)
         if env and note.get("commit"):
             path = path_for(machine_dir, note["commit"], env)
-            data = json.loads(path.read_text()) if path.is_file() else {}
-            data[note["case"]] = note["entry"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(data, indent=1, sort_keys=True))
-            written.add(path)
-        note_path.unlink()
-    return sorted(written)
+            pending.setdefault(path, []).append((note_path, {case: entry}))
+        else:
+            note_path.unlink()
+    written = []
+    for path, notes in sorted(pending.items()):
+        data = {}
+        try:
+            data = read_or_move_aside(path)
+            for _, entry in notes:
+                data.update(entry)
+            write_atomic(path, data)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise InventoryDiskFull(_disk_full(path, data, Path(spool))) from None
+        for note_path, _ in notes:
+            note_path.unlink()
+        written.append(path)
+    return written
+
+
+class InventoryDiskFull(KernelwatchError):
+    """No room to file the kernel inventories; the message names the disk and the room."""
+
+
+def _disk_full(path: Path, data: dict, spool: Path) -> str:
+    results = path.parent.parent
+    free = _free_bytes(results) // 2**20
+    need = max(1, -(-len(json.dumps(data, indent=1)) // 2**20))
+    return (f"the disk holding {results.name}/ ({results}) is full ({free} MiB free) while "
+            f"filing kernel inventories into {path}: free at least {need} MiB there and run "
+            f"again. {path.name} is as it was before; the inventories measured now wait in "
+            f"{spool}, and the next run of this checkout in the same environment files them.")
+
+
+def _free_bytes(path: Path) -> int:
+    for p in (Path(path), *Path(path).parents):
+        if p.exists():
+            return shutil.disk_usage(p).free
+    return 0
+
+
+def write_atomic(path: Path, data: dict) -> None:
+    """Write the inventory file `path` whole or not at all (result_files.write_whole)."""
+    result_files.write_whole(path, json.dumps(data, indent=1, sort_keys=True))
+
+
+def read(path: Path) -> dict | None:
+    """The inventories held in `path` ({} where there is no file); None where the file is
+    damaged (not a JSON object: a truncated write, a disk error)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_or_move_aside(path: Path) -> dict:
+    """`path`'s inventories; a damaged file is moved aside (move_aside), said so on stderr,
+    and counts as empty."""
+    data = read(path)
+    if data is None:
+        aside = move_aside(path)
+        _say(f"{path} was damaged (not a JSON object: a write cut short); moved aside to "
+             f"{aside} and written again from the inventories measured now (the cases only "
+             "it held are in that copy)")
+        return {}
+    return data
+
+
+def aside_dir(results: Path) -> Path:
+    """Where damaged files of a results directory are moved: outside it (results/ holds
+    asv's layout only), under the checkout's .kernelwatch/damaged/<results dir name>/."""
+    results = Path(results)
+    return results.parent / ".kernelwatch" / "damaged" / results.name
+
+
+def move_aside(path: Path, aside: Path | None = None) -> Path:
+    """Move `path` (RESULTS/<machine>/<name>, or RESULTS/benchmarks.json) under `aside`
+    (default: RESULTS' aside_dir), stamped with the time so that an earlier copy is never
+    overwritten; returns where it went."""
+    path = Path(path)
+    in_machine = path.name != "benchmarks.json"
+    results = path.parent.parent if in_machine else path.parent
+    where = Path(aside or aside_dir(results)) / (path.parent.name if in_machine else "")
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    dest = where / f"{path.name}.{stamp}"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = dest.with_name(f"{path.name}.{stamp}.{n}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), dest)
+    return dest
+
+
+def _say(line: str) -> None:
+    print(f"kernelwatch: {line}", file=sys.stderr, flush=True)
 
 
 def load_all(results: Path, machine: str) -> dict[tuple[str, str, str], dict]:

@@ -43,26 +43,48 @@ def parse_versions(spec: str) -> tuple[str, list[str]]:
                                "(asv's matrix takes exact versions only, e.g. 2.13.0)")
     if dist not in targets.WITH_DEPS:
         targets.declared_for(dist)
-    return dist, versions
+    unique = list(dict.fromkeys(versions))
+    if len(unique) < len(versions):
+        twice = sorted({v for v in versions if versions.count(v) > 1})
+        print(f"kernelwatch: --versions {dist} lists {', '.join(twice)} more than once; each "
+              "version is one environment, measured once", file=sys.stderr, flush=True)
+    return dist, unique
 
 
 def check_installable(dist: str, versions: list[str]) -> None:
-    """Bad input naming the versions pip finds, when pip cannot install one of `versions`
-    (asked before any environment is built: a failed build costs minutes)."""
-    missing, available = [], ""
-    for v in versions:
+    """Bad input when pip cannot install one of `versions` (asked before any environment is
+    built: a failed build costs minutes): a version pip does not find, with the versions it
+    finds; a version it finds but will not install (a constraint or pin in pip's own
+    configuration), with pip's reason."""
+    failed: dict[str, str] = {}  # version -> pip's first ERROR line
+    available = ""
+    for v in dict.fromkeys(versions):
         r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps",
                             "--ignore-installed", "-q", f"{dist}=={v}"],
                            capture_output=True, text=True)
         if r.returncode != 0:
-            missing.append(v)
+            errors = re.findall(r"^ERROR: (.+)$", r.stderr, re.MULTILINE)
+            failed[v] = errors[0] if errors else r.stderr.strip()[-300:]
             m = re.search(r"\(from versions: ([^)]*)\)", r.stderr)
-            available = m.group(1) if m else (available or index_versions(dist) or "")
-    if missing:
-        raise KernelwatchError(
-            f"pip cannot install {dist} {', '.join(missing)}"
-            + (f"; the versions pip finds: {available}" if available else
-               " (pip found none: check the name and the index)"))
+            available = m.group(1) if m else available
+    if not failed:
+        return
+    available = available or index_versions(dist) or ""
+    found = {x.strip().split(" (")[0] for x in available.split(",")}
+    refused = [v for v in failed if v in found]
+    absent = [v for v in failed if v not in found]
+    parts = []
+    if absent:
+        parts.append(f"pip cannot install {dist} {', '.join(absent)}"
+                     + (f"; the versions pip finds: {available}" if available else
+                        " (pip found none: check the name and the index)"))
+    if refused:
+        parts.append(
+            f"pip finds {dist} {', '.join(refused)} but will not install it here (pip: "
+            f"{failed[refused[0]]}): a constraint or pin in pip's configuration (`pip config "
+            "list`: constraint, PIP_CONSTRAINT) can forbid a version; `python -m pip install "
+            f"--dry-run --no-deps {dist}=={refused[0]}` shows pip's whole reason")
+    raise KernelwatchError(". ".join(parts))
 
 
 def version_label(value: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -113,13 +114,45 @@ def files_under(root: Path) -> Iterable[str]:
 
 def check_tree(root: Path) -> list[str]:
     """'path: why' for every entry of `root` that the layout or the schema refuses."""
-    problems = []
+    return list(partition(root)[1].values())
+
+
+def partition(root: Path) -> tuple[list[str], dict[str, str]]:
+    """The entries of `root` that pass check_file, and {path: 'path: why'} for the rest."""
+    good, refused = [], {}
     for rel in files_under(root):
         try:
             check_file(root, rel)
+            good.append(rel)
         except Refused as exc:
-            problems.append(str(exc))
-    return problems
+            refused[rel] = str(exc)
+    return good, refused
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a temporary file beside it (os.replace is atomic
+    within one filesystem), then the rename. On any failure (a full disk, a kill) `path`
+    is as it was and no temporary is left, except after a kill -9, which leaves a hidden
+    `.NAME.PID.tmp` (remove_temporaries)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Remove what a write_whole killed before its rename left in `directory`: a results
+    directory holds asv's layout only (the caller holds the checkout's lock)."""
+    if Path(directory).is_dir():
+        for tmp in Path(directory).glob(".*.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- shapes

@@ -89,7 +89,7 @@ def load(results_dir: Path) -> list[Row]:
             continue
         rows.extend(_rows_of(res, machine, meta))
     if bad:
-        raise unreadable(bad)
+        raise unreadable(bad, results_dir)
     return rows
 
 
@@ -97,14 +97,17 @@ def load(results_dir: Path) -> list[Row]:
 UNREADABLE = (asv_util.UserError, ValueError, KeyError, TypeError)
 
 
-def unreadable(bad: list[str]) -> KernelwatchError:
-    """The one message for result files that cannot be read ("path (why)" each): the fix,
-    and that nothing else is touched."""
+def unreadable(bad: list[str], results_dir: Path | None = None) -> KernelwatchError:
+    """The one message for result files that cannot be read ("path (why)" each, every path
+    RESULTS/<machine>/<file>): the fix, in the results directory they are in (results/, or
+    a --target library's results-DIST/), and that nothing else is touched."""
+    if results_dir is None:
+        results_dir = Path(bad[0].split(" (", 1)[0]).parent.parent
     return KernelwatchError(
         "these result files cannot be read: " + "; ".join(bad)
-        + ". Move them out of results/ (keep them if you want to repair them) and run again;"
-        " the other results are untouched (`kernelwatch publish --skip-corrupt` publishes"
-        " the rest without moving anything)"
+        + f". Move them out of {Path(results_dir).name}/ (keep them if you want to repair"
+        " them) and run again; the other results are untouched (`kernelwatch publish"
+        " --skip-corrupt` publishes the rest without moving anything)"
     )
 
 

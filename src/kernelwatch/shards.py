@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 
 from kernelwatch import workloads
-from kernelwatch.errors import KernelwatchError
+from kernelwatch.errors import KernelwatchError, NothingToRun
 
 
 def parse(spec: str) -> tuple[int, int]:
@@ -47,7 +47,8 @@ def pick(all_units: Sequence[str], k: int, n: int,
     if not known:
         return sorted(u for i, u in enumerate(ranked) if i % n == k - 1)
     mean = sum(known.values()) / len(known)
-    cost = {u: known.get(u, mean) for u in ranked}
+    # A unit recorded at 0 s still counts, so no shard takes a second unit before each has one.
+    cost = {u: max(known.get(u, mean), 1e-3) for u in ranked}
     load = [0.0] * n
     mine = []
     for u in sorted(ranked, key=lambda u: -cost[u]):  # stable: hash order among equals
@@ -104,14 +105,17 @@ def narrow(chunk: list[str], selections: Sequence[tuple], k: int, n: int,
     """A chunk of asv regexes narrowed to shard K of N of the selections' units (dealt by
     `seconds`, the recorded seconds per unit, where given): each regex gets a lookahead
     admitting only the shard's units; a regex none of whose classes has a unit in the shard
-    is dropped; the environment's regex is kept. Bad input when the shard has no unit at all
-    (fewer units than shards)."""
+    is dropped; the environment's regex is kept. NothingToRun when the shard has no unit at
+    all (fewer units than shards: a CI matrix wider than the selection)."""
     everything = sorted({u for w, chosen, metrics, _ in selections
                          for u in units(w, chosen, metrics)})
     mine = pick(everything, k, n, seconds)
     if not mine:
-        raise KernelwatchError(f"shard {k}/{n} of this selection is empty ({len(everything)} "
-                               "class x parameter combinations in all); use fewer shards")
+        raise NothingToRun(
+            f"shard {k}/{n} of this selection is empty: it has {len(everything)} class x "
+            f"parameter combinations, dealt to shards 1-{len(everything)} of {n}; nothing to "
+            f"run here, the other shards measure it all (give at most {len(everything)} "
+            "shards to use every runner)")
     classes = {u.partition("(")[0] for u in mine}
     allowed = "(?=(?:" + "|".join(_unit_pattern(u) for u in mine) + ")$)"
     out = []

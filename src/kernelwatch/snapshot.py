@@ -1,4 +1,5 @@
-"""The result files an asv call may rewrite, kept as they were until the call has ended.
+"""The result files an asv call may rewrite, and the kernel inventories filed beside them
+(kernelwatch.inventory_file), kept as they were until the call has ended.
 
 asv rewrites a (commit, environment) result file in place (open, truncate, write): on a full
 disk, or when it is killed mid-write, the file that held earlier results is left truncated
@@ -21,10 +22,13 @@ from pathlib import Path
 
 from asv.results import Results
 
+from kernelwatch import inventory_file
 from kernelwatch.results import UNREADABLE
 
 
 def _readable(path: Path, machine: str) -> bool:
+    if path.suffix == inventory_file.SUFFIX:
+        return inventory_file.read(path) is not None
     try:
         if path.name in ("machine.json", "benchmarks.json", ".asv-machine.json"):
             json.loads(path.read_bytes())
@@ -33,6 +37,13 @@ def _readable(path: Path, machine: str) -> bool:
         return True
     except (OSError, *UNREADABLE):
         return False
+
+
+def _bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 @dataclass
@@ -64,8 +75,14 @@ class Snapshot:
     def _watched(self) -> list[Path]:
         d = self.results / self.machine
         paths = {self.results / "benchmarks.json", d / "machine.json", self.machine_file}
-        paths |= set(d.glob("*.json")) if d.is_dir() else set()
-        return sorted(paths)
+        return sorted(paths | self._recorded())
+
+    def _recorded(self) -> set[Path]:
+        """The machine's result files and their kernel inventories."""
+        d = self.results / self.machine
+        if not d.is_dir():
+            return set()
+        return set(d.glob("*.json")) | set(d.glob(f"*{inventory_file.SUFFIX}"))
 
     def bytes_kept(self) -> int:
         return sum(len(b) for b in self.saved.values() if b)
@@ -75,11 +92,15 @@ class Snapshot:
         and, when no asv call finished, the machine files as they were. Returns what was
         done, one line per file."""
         done = []
-        d = self.results / self.machine
-        candidates = set(self.saved) | (set(d.glob("*.json")) if d.is_dir() else set())
+        candidates = set(self.saved) | self._recorded()
+        # A file that was already unreadable when last saved is not this run's doing:
+        # putting the same bytes back would only claim a repair.
         broken = [p for p in sorted(candidates)
-                  if p.exists() and not _readable(p, self.machine)]
-        results = [p for p in candidates if p.name != "machine.json" and p.parent == d]
+                  if p.exists() and not _readable(p, self.machine)
+                  and _bytes(p) != self.saved.get(p)]
+        d = self.results / self.machine
+        results = [p for p in candidates if p.suffix == ".json" and p.name != "machine.json"
+                   and p.parent == d]
         if any(p.is_file() and p not in broken and p.read_bytes() != self.saved.get(p)
                for p in results):
             self.measured = True  # a result was saved: its machine file belongs with it

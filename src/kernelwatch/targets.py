@@ -158,6 +158,7 @@ def resolve(spec: str, kernelwatch_repo: Path) -> Target:
     if _is_url(where):
         mirror = kernelwatch_repo / ".kernelwatch" / "targets" / f"{dist}.git"
         if mirror.exists():
+            _follow(mirror, where, dist)
             r = subprocess.run(["git", "-C", str(mirror), "fetch", "-q", "--prune", "--tags",
                                 "origin"], capture_output=True, text=True)
         else:
@@ -167,8 +168,11 @@ def resolve(spec: str, kernelwatch_repo: Path) -> Target:
         if r.returncode != 0:
             raise KernelwatchError(f"cannot fetch the target {where}: {r.stderr.strip()[-300:]}"
                                    ". Give a git URL this machine can reach, or a local clone")
-        return Target(dist, mirror, commit_url(where))
+        return _with_commits(Target(dist, mirror, commit_url(where)), where)
     repo = Path(where).expanduser().resolve()
+    if repo.exists() and not repo.is_dir():
+        raise KernelwatchError(f"--target {spec}: {repo} is a file, not a folder; give the "
+                               "path of a git clone of the library (or its git URL)")
     if not repo.is_dir():
         raise KernelwatchError(f"--target {spec}: {repo} does not exist; give the path of a "
                                "git clone of the library (or its git URL)")
@@ -180,7 +184,33 @@ def resolve(spec: str, kernelwatch_repo: Path) -> Target:
     if not bare:
         repo = Path(top.stdout.strip())
     origin = _git(repo, "remote", "get-url", "origin").stdout.strip()
-    return Target(dist, repo, commit_url(origin) if origin else None)
+    return _with_commits(Target(dist, repo, commit_url(origin) if origin else None), where)
+
+
+def _with_commits(target: Target, where: str) -> Target:
+    """`target`, or bad input when its repository has no commit at all (every range of it
+    fails, whichever is tried)."""
+    if not _git(target.repo, "rev-list", "-n", "1", "--all").stdout.strip():
+        raise KernelwatchError(
+            f"--target {target.dist}={where}: the repository {target.repo} has no commits yet; "
+            "commit the library's code there, or give the clone (or URL) that has its history")
+    return target
+
+
+def _follow(mirror: Path, url: str, dist: str) -> None:
+    """Point the mirror of `dist` at `url` where it was cloned from another URL, and say so:
+    the fetch that follows (--prune, a mirror's refs/*) then leaves only `url`'s branches
+    and tags, so the range is read in the repository named."""
+    before = _git(mirror, "remote", "get-url", "origin").stdout.strip()
+    if before == url:
+        return
+    r = _git(mirror, "remote", "set-url", "origin", url)
+    if r.returncode != 0:
+        raise KernelwatchError(f"cannot point the mirror {mirror} at {url}: "
+                               f"{r.stderr.strip()[-300:]}; remove that folder and run again")
+    print(f"kernelwatch: the mirror of {dist} ({mirror}) followed {before or 'another URL'}; "
+          f"it now follows {url}, as --target says (results-{dist}/ keeps the results of "
+          "both, told apart by commit)", flush=True)
 
 
 def commit_url(remote: str) -> str | None:
@@ -206,8 +236,12 @@ def default_branch(target: Target) -> str:
 
 
 def default_range(target: Target) -> str:
-    """The target's last two commits of its default branch."""
-    return f"{default_branch(target)}~2..{default_branch(target)}"
+    """The target's last two commits of its default branch (all of them, where it has
+    fewer than three: BRANCH~2 does not exist)."""
+    branch = default_branch(target)
+    if _git(target.repo, "rev-parse", "--verify", "-q", f"{branch}~2^{{commit}}").returncode:
+        return branch
+    return f"{branch}~2..{branch}"
 
 
 def commits(target: Target, rev_range: str) -> list[str]:
@@ -216,10 +250,13 @@ def commits(target: Target, rev_range: str) -> list[str]:
     r = _git(target.repo, "rev-list", "--first-parent", rev_range, "--")
     if r.returncode != 0 or not r.stdout.split():
         why = r.stderr.strip() or "it selects no commits"
+        default = default_range(target)
+        what = "its last two" if ".." in default else "all of its few"
+        other = (f"e.g. {default} ({what}), or COMMIT^! for one" if default != rev_range
+                 else f"COMMIT^! for one (`git -C {target.repo} log --oneline` lists them)")
         raise KernelwatchError(
             f"the range {rev_range!r} has no commits in the target {target.dist} "
-            f"({target.repo}): {why}. Use a range of its commits, e.g. "
-            f"{default_range(target)} (its last two), or COMMIT^! for one")
+            f"({target.repo}): {why}. Use a range of its commits: {other}")
     return r.stdout.split()
 
 

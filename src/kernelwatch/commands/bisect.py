@@ -113,6 +113,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
         raise KernelwatchError("bisect searches a target's commits (--target) or a list of "
                                "versions (--versions), not both")
     library = targets.resolve(target, repo) if target else None
+    parents: dict[str, str] = {}
     listed = releases.parse_versions(versions) if versions else None
     if listed and listed[0] == "torch" and torch:
         raise KernelwatchError("--versions torch=... names the torch versions; drop --torch")
@@ -126,6 +127,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
         config = targets.write_config(repo, targets.target_config(
             asvrun.asv_config(repo), library, repo, torch_versions=torch))
         points = bisect.commit_points(library.repo, good, bad, f"target {dist}")
+        parents = bisect.first_parents(library.repo, points)
     elif listed:
         config = asvrun.derived_config(repo, torch_versions=torch) or repo / "asv.conf.json"
         from asv import util as asv_util
@@ -136,6 +138,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     else:
         config = asvrun.derived_config(repo, torch_versions=torch) or repo / "asv.conf.json"
         points = bisect.commit_points(repo, good, bad, "kernelwatch")
+        parents = bisect.first_parents(repo, points)
     envs = asvrun.environment_names(config, None)
     if len(envs) != 1:
         raise KernelwatchError(f"bisect follows one environment, and the matrix gives "
@@ -157,17 +160,25 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
               "skip_machine_facts": True, "torch": torch, "verbose": verbose}
     measured = _Points(repo, results, machine, git_output(repo, "rev-parse", "HEAD"), env_ok,
                        shared, point_field, series, bool(listed))
-    factor = (factor or fidelity.thresholds(repo).get(machine, {}).get(series.key)
-              or detect.DEFAULT_FACTOR)
+    own = fidelity.thresholds(repo).get(machine, {})
+    # The closing comparison is `kernelwatch compare PARENT CULPRIT` as it would judge:
+    # --factor for every series where given, else each series' own threshold where
+    # `kernelwatch fidelity` measured one, 1.10 for the rest; its text says which it used.
+    closing = None if factor else own or None
+    closing_factor = factor or detect.DEFAULT_FACTOR
+    factor = factor or own.get(series.key) or detect.DEFAULT_FACTOR
     print(f"kernelwatch bisect: {series.key} over {len(points) - 1} "
           f"{'versions' if listed else 'commits'} after GOOD, threshold {factor:.2f}, at "
           f"most {bisect.max_points(len(points) - 1)} points", flush=True)
+    if note := bisect.merge_note(points, parents):
+        print(f"kernelwatch bisect: {note}", flush=True)
     outcome = bisect.search(points, measured.measure, factor=factor,
                             failed_is_bad=failed_is_bad)
     labels = ({p: p for p in points} if listed else
               targets.subjects(library.repo if library else repo, points))
     print()
-    print("\n".join(bisect.summary(outcome, "version" if listed else "commit", labels)))
+    print("\n".join(bisect.summary(outcome, "version" if listed else "commit", labels,
+                                   parents)))
     if outcome.culprit and outcome.parent and not outcome.candidates:
         rows = results_mod.load(results)
         base, after = (machine, outcome.parent), (machine, outcome.culprit)
@@ -175,8 +186,8 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
             rows = [dataclasses.replace(r, commit=p, env_name=dist)
                     for p in (outcome.parent, outcome.culprit) for r in rows
                     if r.commit == measured.head and env_ok(r, p)]
-        comparisons = compare.compare(rows, base, after, factor=factor,
-                                      thresholds={series.key: factor})
+        comparisons = compare.compare(rows, base, after, factor=closing_factor,
+                                      thresholds=closing)
         print()
-        print(compare.markdown(comparisons, base, after, factor, {series.key: factor}))
+        print(compare.markdown(comparisons, base, after, closing_factor, closing))
     return 0 if outcome.culprit else 1

@@ -78,11 +78,12 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
                                "at both")
     print(compare.markdown(comparisons, base, head, factor, thresholds))
     results = targets.results_dir(repo, library.dist) if target else repo / "results"
-    why = explain.explain(rows, base, head, compare.timed_changes(comparisons),
-                          inventory_file.load_all(results, machine))
+    inventories = {(m, *key): entry for m in {base[0], head[0]}
+                   for key, entry in inventory_file.load_all(results, m).items()}
+    why = explain.explain(rows, base, head, compare.timed_changes(comparisons), inventories)
     if why:
         print("\n#### Where the time went\n")
-        print("\n".join(e.markdown() for e in why))
+        print("\n".join(explain.markdown(why)))
     drift = explain.break_even_drift(rows, base, head, workloads.baseline_variant, factor)
     if drift:
         print("\n#### Break-even drift (calls to pay back a compile or quantization)\n")

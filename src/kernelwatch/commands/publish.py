@@ -4,12 +4,14 @@ site from a checked copy of results/ and moved into place only when whole."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from kernelwatch import fidelity, result_files, targets, workloads
+from kernelwatch import fidelity, inventory_file, result_files, targets, workloads
 from kernelwatch.asvrun import (
     asv_config,
     asv_executable,
@@ -45,6 +47,40 @@ def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False
     """asv's site and kernelwatch's pages from results/ (a --target library's results-DIST/,
     over the library's commits), into html/ (html-DIST/) whole or not at all."""
     library = targets.resolve(target, repo) if target else None
+    # Each site has its own working folders and lock: `publish` and `publish --target` run
+    # side by side, and a second publish of one site waits for the first.
+    site_name = f"site-{library.dist}" if library else "site"
+    with site_lock(repo / ".kernelwatch" / f"publish-{site_name}.lock", site_name):
+        return _publish(repo, library, target, site_name, branch=branch,
+                        skip_corrupt=skip_corrupt)
+
+
+@contextlib.contextmanager
+def site_lock(path: Path, site_name: str) -> Iterator[None]:
+    """One publish of a site at a time: two would share its working folders and its html
+    folder, and each could swap in the other's half-built site."""
+    import filelock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        print(f"kernelwatch: another kernelwatch publish of this checkout's {site_name} is "
+              "under way; waiting for it to finish (Ctrl-C to stop)", flush=True)
+        try:
+            lock.acquire()
+        except KeyboardInterrupt:
+            raise KernelwatchError("interrupted while waiting for the other publish; the "
+                                   "site was not touched") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _publish(repo: Path, library: targets.Target | None, target: str | None, site_name: str,
+             *, branch: str | None, skip_corrupt: bool) -> int:
     results = targets.results_dir(repo, library.dist) if library else repo / "results"
     if not any(results.glob("*/*.json")):
         raise KernelwatchError(
@@ -52,12 +88,16 @@ def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False
             if library else "no results to publish yet; run `kernelwatch run --quick` first")
     # The site is built from a checked copy (results/ is never modified): a file that is not
     # what asv writes, or holds a name asv could not have written, never reaches a page.
-    checked = repo / ".kernelwatch" / "publish-results"
+    checked = repo / ".kernelwatch" / f"publish-results-{site_name}"
     refused = result_files.checked_copy(results, checked)
-    if refused and not skip_corrupt:
+    # An inventory only names the kernels behind a change: a damaged one is left out of
+    # the site, never the reason there is no site.
+    blocking = [line for line in refused
+                if not line.split(": ", 1)[0].endswith(inventory_file.SUFFIX)]
+    if blocking and not skip_corrupt:
         raise KernelwatchError(
             f"these files under {results.name}/ cannot be published: "
-            + "; ".join(f"{results}/{line}" for line in refused)
+            + "; ".join(f"{results}/{line}" for line in blocking)
             + f". Move them out of {results.name}/ (keep them if you want to repair them) and "
             "run again, or `kernelwatch publish --skip-corrupt` to publish the rest; the site "
             "was not touched")
@@ -65,7 +105,7 @@ def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False
         print(f"kernelwatch: left out of the site (unreadable, kept as it is in "
               f"{results.name}/): {results}/{line}", file=sys.stderr)
     # Built beside, moved into place only when whole: a failing publish leaves the last site.
-    building = repo / ".kernelwatch" / "site-building"
+    building = repo / ".kernelwatch" / f"building-{site_name}"
     if building.exists():
         shutil.rmtree(building)
     if library:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kernelwatch import detect
 from kernelwatch.report import clocks
-from kernelwatch.report.format import fmt_value
+from kernelwatch.report.format import fmt_value, md_code, md_text
 from kernelwatch.results import Row
 
 # Only detect.FLAGGED_UNITS series are flagged; never the machine's own facts
@@ -127,13 +127,22 @@ def _value(v: float | None, unit: str) -> str:
     return fmt_value(v, unit)
 
 
+# Rows of the table at most: a comment holds 65536 characters. The flagged rows come first.
+ROW_LIMIT = 200
+
+
 def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[str, str],
-             factor: float, thresholds: dict[str, float] | None = None) -> str:
+             factor: float, thresholds: dict[str, float] | None = None, *,
+             row_limit: int = ROW_LIMIT) -> str:
+    """The comparison as markdown for a pull-request comment: counts, then one row per
+    series (the first `row_limit`, flagged ones first), every name a code span.
+    `thresholds` (series key -> factor) are the series' own from `kernelwatch fidelity`."""
     worse = sum(c.mark in WORSE_MARKS for c in comparisons)
     own = sum(c.series in (thresholds or {}) for c in comparisons)
     better = sum(c.mark in ("-", "*") for c in comparisons)
     incomparable = sum(c.mark == "x" for c in comparisons)
-    lines = [f"### kernelwatch: {head[1][:8]} ({head[0]}) against {base[1][:8]} ({base[0]})",
+    lines = [f"### kernelwatch: {head[1][:8]} ({md_code(head[0])}) against {base[1][:8]} "
+             f"({md_code(base[0])})",
              "",
              f"{worse} worse, {better} better, {incomparable} not comparable, "
              f"{len(comparisons) - worse - better - incomparable} unchanged of "
@@ -146,12 +155,18 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
              "",
              "| | before | after | ratio | threshold | benchmark (parameters) | environment |",
              "|---|---|---|---|---|---|---|"]
-    for c in comparisons:
+    for c in comparisons[:row_limit]:
         ratio = f"{c.ratio:.2f}" if c.ratio is not None and c.mark != "x" else "n/a"
         threshold = (thresholds or {}).get(c.series, factor)
         lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit)} | "
                      f"{_value(c.after, c.unit)} | {ratio} | {threshold:.2f} | "
-                     f"`{c.benchmark}` ({c.params})"
-                     + (f" ({c.conditions})" if c.conditions else "")
-                     + f" | {c.env} |")
+                     f"{md_code(c.benchmark, table=True)} "
+                     f"({md_code(c.params, table=True)})"
+                     + (f" ({md_text(c.conditions)})" if c.conditions else "")
+                     + f" | {md_code(c.env, table=True)} |")
+    if len(comparisons) > row_limit:
+        rest = comparisons[row_limit:]
+        flagged = sum(c.mark.strip() != "" for c in rest)
+        lines += ["", f"{len(rest)} more series not shown ({flagged} of them marked, "
+                  f"{len(rest) - flagged} unchanged); the counts above include them."]
     return "\n".join(lines)

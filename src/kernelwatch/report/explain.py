@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from kernelwatch import detect
 from kernelwatch.report import break_even
-from kernelwatch.report.format import fmt_seconds
+from kernelwatch.report.format import fmt_seconds, md_code, md_list
 from kernelwatch.results import Row
 
 # The tracks a case's explanation reads, by the part of the cost they measure.
@@ -27,10 +27,22 @@ UNCHANGED_SHARE = 0.01
 @dataclass
 class Explanation:
     case: str  # "workload (params)"
-    parts: list[str] = field(default_factory=list)  # in words, largest first
+    parts: list[str] = field(default_factory=list)  # in words (markdown), largest first
 
     def markdown(self) -> str:
-        return f"- `{self.case}`: " + "; ".join(self.parts)
+        return f"- {md_code(self.case)}: " + "; ".join(self.parts)
+
+
+# Cases explained at most, in a comment that must stay readable (and under GitHub's size).
+EXPLAIN_LIMIT = 50
+
+
+def markdown(explanations: list[Explanation], limit: int = EXPLAIN_LIMIT) -> list[str]:
+    """One markdown line per explanation, the first `limit`, and a count of the rest."""
+    lines = [e.markdown() for e in explanations[:limit]]
+    if len(explanations) > limit:
+        lines.append(f"- and {len(explanations) - limit} more cases")
+    return lines
 
 
 def _case(r: Row) -> tuple:
@@ -60,8 +72,9 @@ def _delta_seconds(name: str, before: float, after: float, whole: float) -> str:
 def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
             changed: set[tuple], inventories: dict | None = None) -> list[Explanation]:
     """One explanation per changed case. `changed` holds (env, workload, params items) of
-    the cases whose time changed; `inventories` maps (commit, env, case key) -> the
-    recorded kernel inventory (kernelwatch.inventory's dict) where one was kept."""
+    the cases whose time changed; `inventories` maps (machine, commit, env, case key) ->
+    the recorded kernel inventory (kernelwatch.inventory's dict) where one was kept: each
+    side's own machine, so two machines of one commit compare their own kernels."""
     from kernelwatch import inventory
 
     before, after = _by_case(rows, *base), _by_case(rows, *head)
@@ -70,8 +83,8 @@ def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
         b, a = before[key], after[key]
         env, workload, params = key
         parts: list[tuple[float, str]] = []  # (weight, words)
-        inv_b = (inventories or {}).get((base[1], env, _inventory_key(workload, params)))
-        inv_a = (inventories or {}).get((head[1], env, _inventory_key(workload, params)))
+        inv_b = (inventories or {}).get((*base, env, _inventory_key(workload, params)))
+        inv_a = (inventories or {}).get((*head, env, _inventory_key(workload, params)))
         if DEVICE in b and DEVICE in a:
             db, da = b[DEVICE].median, a[DEVICE].median
             whole = b[CALLER].median if CALLER in b else db
@@ -97,7 +110,7 @@ def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
         if KERNELS in b and KERNELS in a and b[KERNELS].median != a[KERNELS].median:
             words = f"kernels {b[KERNELS].median:g} -> {a[KERNELS].median:g}"
             if inv_b and inv_a:
-                words = inventory.difference(inv_b, inv_a) or words
+                words = inventory.difference(inv_b, inv_a, names=md_list) or words
             parts.append((float("inf"), words))
         if parts:
             parts.sort(key=lambda p: -p[0])
@@ -113,7 +126,12 @@ def _inventory_key(workload: str, params: tuple) -> str:
 def break_even_drift(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
                      baseline_for, factor: float = detect.DEFAULT_FACTOR) -> list[str]:
     """Markdown lines for each variant whose break-even moved beyond `factor` between the
-    two commits (or began or stopped paying back)."""
-    return [f"- `{d.workload}` {d.case}, {d.variant}: break-even {break_even.calls_text(d.before)}"
-            f" -> {break_even.calls_text(d.after)}"
-            for d in break_even.drift(rows, base, head, baseline_for, factor)]
+    two commits (or began or stopped paying back); the first EXPLAIN_LIMIT, and a count of
+    the rest."""
+    drifts = break_even.drift(rows, base, head, baseline_for, factor)
+    lines = [f"- {md_code(d.workload)} {md_code(d.case)}, {md_code(d.variant)}: break-even "
+             f"{break_even.calls_text(d.before)} -> {break_even.calls_text(d.after)}"
+             for d in drifts[:EXPLAIN_LIMIT]]
+    if len(drifts) > EXPLAIN_LIMIT:
+        lines.append(f"- and {len(drifts) - EXPLAIN_LIMIT} more variants")
+    return lines

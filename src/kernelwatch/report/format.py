@@ -5,6 +5,7 @@ a formatter as an argument."""
 from __future__ import annotations
 
 import html
+import re
 
 from kernelwatch.results import Row
 
@@ -63,6 +64,44 @@ def html_table(headers: list[str], body: list[list[str | tuple[str, str]]],
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
         trs.append(f"<tr{cls}>" + "".join(f"<td>{one(c)}</td>" for c in row) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
+
+
+# Markdown (a pull-request comment, a step summary): names come from results and inventories
+# other runners wrote, so each one is a code span, which GitHub renders as literal text: no
+# HTML, link, image, emphasis, autolink or @mention inside one. A name is cut at NAME_LIMIT
+# characters and a list at LIST_LIMIT names, so that no inventory can make a comment huge
+# (GitHub refuses one over 65536 characters).
+NAME_LIMIT, LIST_LIMIT = 120, 10
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def md_code(text: str, *, table: bool = False, limit: int = NAME_LIMIT) -> str:
+    """`text` as one markdown code span, cut at `limit` characters (its length said), in a
+    fence longer than any run of backticks inside it; `table`: for a table cell, whose `|`
+    GitHub reads as a cell border even inside a code span unless escaped."""
+    text = _CONTROL.sub(" ", str(text))
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    # One space each side is dropped by the reader of a code span, and lets the span start
+    # or end with a backtick.
+    pad = " " if not text or text[0] in "` " or text[-1] in "` " else ""
+    body = text.replace("|", "\\|") if table else text
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def md_list(names: list[str], *, limit: int = LIST_LIMIT) -> str:
+    """Names as code spans joined by commas, the first `limit` of them and a count of the
+    rest."""
+    shown = ", ".join(md_code(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def md_text(text: str) -> str:
+    """Text of kernelwatch's own words with values in it, for markdown: HTML and the
+    characters that make links, images, emphasis, code and table cells escaped."""
+    text = html.escape(_CONTROL.sub(" ", str(text)), quote=False)
+    return re.sub(r"([\\`*_\[\]()!|~#])", r"\\\1", text)
 
 
 NAV = ('<p><a href="overview.html">overview</a> &middot; '
