@@ -21,7 +21,7 @@ import torch
 # a user (measure.first_call_seconds_new_process).
 import torch._inductor.compile_fx  # noqa: F401  (imported for its side effect)
 
-from kernelwatch import environment, measure, variants
+from kernelwatch import environment, measure
 from kernelwatch.errors import Unavailable
 
 # CPU kernels run on this many threads (KERNELWATCH_CPU_THREADS, default 1). Measured by
@@ -78,7 +78,8 @@ def for_asv(samples: measure.Samples) -> dict:
 
 class _Workload:
     """The base of a workload's benchmark classes. `class _Rope(_Workload, workload=rope)`
-    takes asv's `params` and `param_names` from the workload's PARAMS; `_build(*params)`
+    (rope: the workload's case module) takes asv's `params` and `param_names` from its
+    declaration; `_build(*params)`
     builds its case on the benchmark device as `self.case` (on `self.dev`), with the CPU's
     threads pinned unless the class sets `pin_threads = False`."""
 
@@ -87,10 +88,10 @@ class _Workload:
 
     def __init_subclass__(cls, workload=None, **kwargs):
         super().__init_subclass__(**kwargs)
-        if workload is not None:
+        if workload is not None:  # the workload's case module; its SPEC declares it
             cls.workload = workload
-            cls.params = list(workload.PARAMS.values())
-            cls.param_names = list(workload.PARAMS)
+            cls.params = list(workload.SPEC.params.values())
+            cls.param_names = list(workload.SPEC.params)
 
     def _build_options(self) -> dict:
         """Keyword arguments of the workload's build_case for this class (none by default)."""
@@ -231,10 +232,10 @@ class _FirstRun:
 class _CompileHealth:
     """Dynamo's counters as asv series, for a class that defines `_health()` returning a
     `kernelwatch.measure.CompileHealth`. Setup skips variants that are not compiled
-    (variants.is_compiled) and builds the case without calling it."""
+    (the declaration's Variant.compiled) and builds the case without calling it."""
 
     def setup(self, *params):
-        if not variants.is_compiled(self._variant(*params)):
+        if not self.workload.SPEC.variants[self._variant(*params)].compiled:
             raise Unavailable(f"{self._variant(*params)} is not compiled")
         self._build(*params)
 

@@ -8,7 +8,7 @@ recorded failure, and the others still run.
 """
 
 from kernelwatch import measure
-from kernelwatch.workloads import gpt2
+from kernelwatch.workloads.gpt2 import case as gpt2
 
 from .common import _FirstRun, _Workload, device
 

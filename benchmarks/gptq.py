@@ -6,7 +6,7 @@ upstream saw hours at block 128), so an overrun fails that parameter only.
 """
 
 from kernelwatch import measure
-from kernelwatch.workloads import gptq
+from kernelwatch.workloads.gptq import case as gptq
 
 from .common import _CallTime, _FirstRun, _PeakCuda, _PeakMemory, _WarmCompile, _Workload
 

@@ -10,7 +10,7 @@ is skipped in `setup` with the reason.
 
 from kernelwatch import measure
 from kernelwatch.errors import Unavailable
-from kernelwatch.workloads import llama_layer
+from kernelwatch.workloads.llama_layer import case as llama_layer
 
 from .common import (
     _CallTime,

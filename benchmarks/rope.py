@@ -6,7 +6,7 @@ run here (a GPU-only variant on a CPU, fp32 on a GPU) are skipped in `setup` wit
 """
 
 from kernelwatch import measure
-from kernelwatch.workloads import rope
+from kernelwatch.workloads.rope import case as rope
 
 from .common import (
     _CallTime,

@@ -8,7 +8,7 @@ Variants that cannot run here (FP8 without an FP8 GPU, CUDA graphs on a CPU) are
 """
 
 from kernelwatch import measure
-from kernelwatch.workloads import vae
+from kernelwatch.workloads.vae import case as vae
 
 from .common import (
     _CallTime,

@@ -10,7 +10,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from kernelwatch.workloads import gptq
+from kernelwatch.workloads.gptq import case as gptq
 
 p = argparse.ArgumentParser()
 p.add_argument("--shape", nargs="+", default=["qwen2.5-3b/q_proj"])

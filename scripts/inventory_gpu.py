@@ -35,7 +35,9 @@ def child(workload: str, params: list[str]) -> dict:
     import torch
 
     from kernelwatch import measure
-    from kernelwatch.workloads import llama_layer, rope, vae
+    from kernelwatch.workloads.llama_layer import case as llama_layer
+    from kernelwatch.workloads.rope import case as rope
+    from kernelwatch.workloads.vae import case as vae
 
     dev = torch.device("cuda")
     module = {"rope": rope, "llama_layer": llama_layer, "vae": vae}[workload]

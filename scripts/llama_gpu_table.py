@@ -35,7 +35,7 @@ from kernelwatch import benchmark_classes, measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.report import clocks
 from kernelwatch.report import llama_layer as layer_report
-from kernelwatch.workloads import llama_layer
+from kernelwatch.workloads.llama_layer import case as llama_layer
 
 REPO = Path(__file__).resolve().parents[1]
 FRESH_SEED = 1234  # inputs of the accuracy checks, not the timed ones
@@ -47,7 +47,7 @@ def _first(output):
 
 def _class(metric: str) -> type:
     """The asv class of a metric family."""
-    return benchmark_classes.load(REPO, "llama_layer", llama_layer.BENCHMARKS[metric])
+    return benchmark_classes.load(REPO, "llama_layer", llama_layer.SPEC.metrics[metric])
 
 
 def _asv(metric: str, case, dev):

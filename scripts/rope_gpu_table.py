@@ -29,7 +29,7 @@ from kernelwatch.errors import Unavailable
 from kernelwatch.report import COPY_KEY, clocks
 from kernelwatch.report import rope as rope_report
 from kernelwatch.results import Row
-from kernelwatch.workloads import rope
+from kernelwatch.workloads.rope import case as rope
 
 
 def main() -> None:

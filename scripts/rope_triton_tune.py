@@ -8,7 +8,7 @@ spills with the programs an SM can hold by registers and by warps (a kernel that
 programs has few loads in flight). Per shape, first: a plain copy of the bytes RoPE moves,
 timed the same way, the ceiling a kernel of that size reaches (the copy bandwidth is read
 off a 2 GiB copy, whose launch and tail cost nothing per byte). The configuration in
-_rope_triton.py is the one this picked.
+rope/kernels.py is the one this picked.
 
 --cpu needs no GPU: each configuration's registers, local memory (spills) and programs per
 SM, read off the cubin Triton builds for an sm_90 GPU (H100 / H200), with the grid and the
@@ -25,8 +25,8 @@ import math
 import torch
 
 from kernelwatch import measure
-from kernelwatch.workloads import _rope_triton as kernel
-from kernelwatch.workloads import rope
+from kernelwatch.workloads.rope import case as rope
+from kernelwatch.workloads.rope import kernels as kernel
 
 SHAPES = ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b")
 SMS = 132  # an H100 / H200

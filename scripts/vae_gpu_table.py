@@ -39,14 +39,14 @@ from kernelwatch import benchmark_classes, inventory, measure
 from kernelwatch.errors import KernelwatchError, Unavailable
 from kernelwatch.report import clocks
 from kernelwatch.report import vae as vae_report
-from kernelwatch.workloads import vae
+from kernelwatch.workloads.vae import case as vae
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _asv(metric: str, case, dev):
     """The asv class of a metric family, measuring the built case."""
-    cls = benchmark_classes.load(REPO, "vae", vae.BENCHMARKS[metric])
+    cls = benchmark_classes.load(REPO, "vae", vae.SPEC.metrics[metric])
     return benchmark_classes.on_case(cls, case, dev)
 
 
@@ -103,8 +103,8 @@ def main() -> None:
     ap.add_argument("--config", default="350M-f16x64", choices=list(vae.CONFIGS))
     ap.add_argument("--part", default="decoder", choices=vae.PARTS)
     ap.add_argument("--batches", default="32,8,1")
-    ap.add_argument("--variants", default=",".join(v for v in vae.VARIANTS
-                                                   if v not in vae.CPU_ONLY))
+    on_gpu = [v for v, d in vae.VARIANTS.items() if d.unavailable_on("cuda") is None]
+    ap.add_argument("--variants", default=",".join(on_gpu))
     ap.add_argument("--repeat", default="", help="variants whose batches 1 and 8 run twice")
     ap.add_argument("--deadline", type=float, default=540, help="seconds for everything")
     ap.add_argument("--out", default=os.environ.get("OUT", "vae-gpu-out"))

@@ -16,9 +16,9 @@ pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 def quick_params(workload: str, variant: str | None = None) -> list[str]:
     """The quick run's first case, at `variant` (default: the CPU's baseline)."""
-    module = workloads.get(workload)
+    spec = workloads.get(workload)
     variant = variant or workloads.baseline_variant(workload, "cpu")
-    return [variant if p == "variant" else module.QUICK[p][0] for p in module.PARAMS]
+    return [variant if p == "variant" else spec.quick[p][0] for p in spec.params]
 
 
 def tracked(workload: str, cls: str, track: str, variant: str | None = None):
@@ -30,12 +30,12 @@ def tracked(workload: str, cls: str, track: str, variant: str | None = None):
 
 @pytest.mark.parametrize("workload", ["rope", "gptq", "vae", "llama_layer"])
 def test_time_and_memory_come_from_the_shared_mixins(workload):
-    time_cls = workloads.get(workload).BENCHMARKS["time"]
+    time_cls = workloads.get(workload).metrics["time"]
     for track in ("track_time", "track_caller_time"):
         samples = tracked(workload, time_cls, track)
         assert samples["number"] >= 1 and len(samples["samples"]) >= 10
         assert all(s > 0 for s in samples["samples"])
-    memory_cls = workloads.get(workload).BENCHMARKS["memory"]
+    memory_cls = workloads.get(workload).metrics["memory"]
     assert tracked(workload, memory_cls, "track_peak_rss") > 0
 
 
@@ -51,13 +51,13 @@ def test_each_class_keeps_its_own_sample_counts():
 def test_first_run_is_the_cases_first_call(workload):
     if workload == "gpt2":
         pytest.importorskip("transformers")
-    assert tracked(workload, workloads.get(workload).BENCHMARKS["first-run"],
+    assert tracked(workload, workloads.get(workload).metrics["first-run"],
                    "track_first_run") > 0
 
 
 @pytest.mark.parametrize("workload", ["rope", "gptq", "vae", "llama_layer"])
 def test_what_a_cpu_cannot_measure_is_skipped_with_its_reason(workload):
-    classes = workloads.get(workload).BENCHMARKS
+    classes = workloads.get(workload).metrics
     with pytest.raises(Unavailable, match="CUDA memory needs a CUDA GPU"):
         tracked(workload, classes["cuda-memory"], "track_peak_cuda_allocated")
     with pytest.raises(Unavailable, match="eager is not compiled"):

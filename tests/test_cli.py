@@ -133,16 +133,21 @@ def test_selection_follows_each_workloads_parameters():
 
 
 TOY_WORKLOAD = '''"""A throwaway workload: proof that adding one is two files."""
-PARAMS = {"size": ["one", "two"], "variant": ["eager", "compile"]}
-BENCHMARKS = {"time": "ToyTime", "accuracy": "ToyAccuracy"}
-QUICK = {"size": ["one"], "variant": ["eager"]}
+from kernelwatch.workloads.declaration import SuitePart, Variant, Workload, variant_table
+
+SPEC = Workload(
+    name="toy", params={"size": ["one", "two"], "variant": ["eager", "compile"]},
+    metrics={"time": "ToyTime", "accuracy": "ToyAccuracy"},
+    variants=variant_table(Variant("eager"), Variant("compile")),
+    suites={"quick": [SuitePart({"size": ["one"], "variant": ["eager"]},
+                                ("time", "accuracy"))]})
 '''
-TOY_BENCHMARKS = '''from kernelwatch.workloads import toy
+TOY_BENCHMARKS = '''from kernelwatch.workloads.toy.spec import SPEC
 
 
 class ToyTime:
-    params = list(toy.PARAMS.values())
-    param_names = list(toy.PARAMS)
+    params = list(SPEC.params.values())
+    param_names = list(SPEC.params)
     version = "1"
 
     def track_time(self, size, variant):
@@ -151,19 +156,20 @@ class ToyTime:
 
 
 def test_a_new_workload_is_two_files_and_the_cli_selects_it(tmp_path, isolated_home):
-    """A workload module and a benchmark file in a clone, nothing else edited: `list` shows
+    """A workload's declaration and a benchmark file in a clone, nothing else edited: `list` shows
     its parameters and `run --dry-run` selects it, by --param and in --quick."""
     import os
     import sys
 
     repo = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
-    (repo / "src" / "kernelwatch" / "workloads" / "toy.py").write_text(TOY_WORKLOAD)
+    (repo / "src" / "kernelwatch" / "workloads" / "toy").mkdir()
+    (repo / "src" / "kernelwatch" / "workloads" / "toy" / "spec.py").write_text(TOY_WORKLOAD)
     (repo / "benchmarks" / "toy.py").write_text(TOY_BENCHMARKS)
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
-                            text=True, check=True).stdout.split("\n")
+    status = subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=repo,
+                            capture_output=True, text=True, check=True).stdout.split("\n")
     assert sorted(filter(None, status)) == ["?? benchmarks/toy.py",
-                                            "?? src/kernelwatch/workloads/toy.py"]
+                                            "?? src/kernelwatch/workloads/toy/spec.py"]
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}
 
     def clone_kw(*args):

@@ -16,7 +16,8 @@ from kernelwatch.report import clocks, compare
 from kernelwatch.report import llama_layer as layer_report
 from kernelwatch.report import rope as rope_report
 from kernelwatch.results import Row
-from kernelwatch.workloads import llama_layer, rope
+from kernelwatch.workloads.llama_layer import case as llama_layer
+from kernelwatch.workloads.rope import case as rope
 
 from .conftest import REPO, requires_cuda
 
@@ -208,7 +209,7 @@ def test_the_triton_kernel_computes_rope_at_odd_sizes_in_tritons_interpreter():
     code = """
 import torch
 from kernelwatch import measure
-from kernelwatch.workloads import rope
+from kernelwatch.workloads.rope import case as rope
 for form in rope.FORMS:
     for dims in [(3, 5, 1, 37, 80), (2, 3, 3, 9, 128), (1, 4, 2, 16, 64)]:
         shape = rope.RopeShape(*dims, rope_theta=1e4)

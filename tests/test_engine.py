@@ -12,7 +12,7 @@ import pytest
 
 from kernelwatch import results as results_mod
 from kernelwatch.report import offline
-from kernelwatch.workloads import rope
+from kernelwatch.workloads.rope import case as rope
 
 from .conftest import MACHINE, git, kernelwatch_exe, run
 

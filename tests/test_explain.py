@@ -16,9 +16,15 @@ pytestmark = pytest.mark.slow
 MACHINE = "explain-test"
 
 WORKLOAD = '''"""A test workload: one pointwise function, fused by inductor into one kernel."""
-PARAMS = {"size": ["tiny"], "variant": ["compile"]}
-BENCHMARKS = {"time": "FusionTime", "kernels": "FusionKernels"}
-QUICK = {"size": ["tiny"], "variant": ["compile"]}
+from kernelwatch.workloads.declaration import SuitePart, Variant, Workload, variant_table
+
+SPEC = Workload(
+    name="fusion", params={"size": ["tiny"], "variant": ["compile"]},
+    metrics={"time": "FusionTime", "kernels": "FusionKernels"},
+    variants=variant_table(Variant("compile")),
+    suites={"quick": [SuitePart({"size": ["tiny"], "variant": ["compile"]})]})
+'''
+CASE = '''"""The test workload's function."""
 HOST_WORK = 0  # busy-loop iterations a caller pays beyond the kernel (its Python wrapper)
 
 
@@ -38,14 +44,15 @@ def kernel(x):
 BENCHMARKS = '''import torch
 
 from kernelwatch import measure
-from kernelwatch.workloads import fusion
+from kernelwatch.workloads.fusion import case as fusion
+from kernelwatch.workloads.fusion.spec import SPEC
 
 from .common import _KernelInventory
 
 
 class _Fusion:
-    params = list(fusion.PARAMS.values())
-    param_names = list(fusion.PARAMS)
+    params = list(SPEC.params.values())
+    param_names = list(SPEC.params)
 
     def setup(self, size, variant):
         torch.set_num_threads(1)
@@ -100,7 +107,9 @@ def measured(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     env = {**os.environ, "HOME": str(home), "KERNELWATCH_MACHINE": MACHINE,
            "PYTHONPATH": str(repo / "src"), "ASV_PYTHONPATH": str(repo / "src")}
-    workload = repo / "src" / "kernelwatch" / "workloads" / "fusion.py"
+    folder = repo / "src" / "kernelwatch" / "workloads" / "fusion"
+    folder.mkdir()
+    (folder / "spec.py").write_text(WORKLOAD)
 
     def run(*args):
         r = subprocess.run([sys.executable, "-m", "kernelwatch.cli", *args], cwd=repo,
@@ -108,13 +117,13 @@ def measured(tmp_path_factory):
         print(r.stdout[-3000:], r.stderr[-3000:])
         return r
 
-    slower_host = WORKLOAD.replace("HOST_WORK = 0", "HOST_WORK = 20000")
-    steps = [("fusion: one fused kernel", WORKLOAD),
+    slower_host = CASE.replace("HOST_WORK = 0", "HOST_WORK = 20000")
+    steps = [("fusion: one fused kernel", CASE),
              ("fusion: the caller's wrapper does more host work", slower_host),
              ("fusion: a graph break splits the kernel",
               slower_host.split("\n\ndef kernel")[0] + BREAK)]
     for message, text in steps:
-        workload.write_text(text)
+        (folder / "case.py").write_text(text)
         (repo / "benchmarks" / "fusion.py").write_text(BENCHMARKS)
         commit(repo, message)
         r = run("run", "--existing", "--workload", "fusion", "--skip-machine-facts")

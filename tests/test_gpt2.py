@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from kernelwatch.errors import KernelwatchError, Unavailable
-from kernelwatch.workloads import gpt2
+from kernelwatch.workloads.gpt2 import case as gpt2
 
 from .conftest import REPO, kernelwatch_exe, requires_cuda
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kernelwatch.errors import KernelwatchError
-from kernelwatch.workloads import gptq
+from kernelwatch.workloads.gptq import case as gptq
 
 W4 = gptq.SCHEMES["w4-sym-g128"]
 
@@ -129,7 +129,7 @@ def test_reference_is_bit_identical_to_llmcompressor(scheme, fresh_seed, monkeyp
 TRITON_CHECK = """
 import json, sys
 import torch
-from kernelwatch.workloads import gptq
+from kernelwatch.workloads.gptq import case as gptq
 from tests.test_gptq import layer, agreement
 seed, device = int(sys.argv[1]), sys.argv[2]
 out = {}

@@ -9,13 +9,13 @@ import torch
 from kernelwatch import benchmark_classes, measure
 from kernelwatch.errors import KernelwatchError, Unavailable
 from kernelwatch.report import llama_layer as layer_report
-from kernelwatch.workloads import llama_layer
+from kernelwatch.workloads.llama_layer import case as llama_layer
 
 from .conftest import REPO, requires_cuda
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
-CPU_VARIANTS = [v for v in llama_layer.VARIANTS if v not in llama_layer.GPU_ONLY]
+CPU_VARIANTS = [v for v, d in llama_layer.VARIANTS.items() if d.unavailable_on("cpu") is None]
 # fp32 on the CPU: a compiled layer reorders sums, nothing more.
 CPU_REL_L2_VS_EAGER = 1e-5
 

@@ -6,7 +6,7 @@ import math
 import torch
 
 from kernelwatch import measure
-from kernelwatch.workloads import rope
+from kernelwatch.workloads.rope import case as rope
 
 from .conftest import requires_cuda
 
@@ -62,7 +62,7 @@ def test_compile_health_counts_recompiles_of_static_not_dynamic():
 COMPILE_SECONDS = """
 import functools, sys, torch
 from kernelwatch import measure
-from kernelwatch.workloads import rope
+from kernelwatch.workloads.rope import case as rope
 cpu = torch.device("cpu")
 case = rope.build_case("tiny", "rotate-half", "float32", "compile", cpu)
 call = functools.partial(case.fn, *case.input_sets[0])

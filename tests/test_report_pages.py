@@ -149,7 +149,7 @@ def test_asvs_own_steps_are_read_from_its_feed(tmp_path):
 def test_rope_table_puts_the_best_variant_first_with_its_share_of_copy_bandwidth():
     from kernelwatch.report import COPY_KEY
     from kernelwatch.report import rope as rope_report
-    from kernelwatch.workloads import rope
+    from kernelwatch.workloads.rope import case as rope
 
     case = {"shape": "llama-3.1-8b", "form": "rotate-half", "dtype": "bfloat16"}
     nbytes = rope.bytes_for(case)

@@ -6,7 +6,7 @@ import torch
 
 from kernelwatch import measure
 from kernelwatch.errors import KernelwatchError, Unavailable
-from kernelwatch.workloads import rope
+from kernelwatch.workloads.rope import case as rope
 
 from .conftest import requires_cuda
 
@@ -112,8 +112,9 @@ def test_half_dtypes_are_not_measured_on_cpu():
 INTERPRETED_KERNEL = """
 import itertools, sys, torch
 from kernelwatch import measure
-from kernelwatch.workloads import _rope_triton as kernel, rope
-from kernelwatch.workloads.rope import RopeShape
+from kernelwatch.workloads.rope import kernels as kernel
+from kernelwatch.workloads.rope import case as rope
+from kernelwatch.workloads.rope.spec import RopeShape
 seed = int(sys.argv[1])
 # odd sizes: 3 batch rows, 5 q heads to 1 kv head, 37 positions, head size 80; and a shape
 # whose kv heads a group count does not divide
@@ -153,7 +154,7 @@ def test_reference_kernel_compiles_for_an_h200_on_the_cpu_and_counts_its_program
     lease's 4096-element, 8-warp configuration read 43% of the copy bandwidth at 1B; its 132
     registers leave one 8-warp program an SM)."""
     pytest.importorskip("triton", reason="ahead-of-time compiles come with the triton package")
-    from kernelwatch.workloads import _rope_triton as kernel
+    from kernelwatch.workloads.rope import kernels as kernel
 
     assert kernel.ResourceUsage(132, 0, 0, num_warps=8).programs_per_sm == 1
     assert kernel.ResourceUsage(80, 0, 0, num_warps=8).programs_per_sm == 3

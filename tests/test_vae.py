@@ -9,7 +9,7 @@ import torch
 
 from kernelwatch.errors import KernelwatchError, Unavailable
 from kernelwatch.report import vae as vae_report
-from kernelwatch.workloads import vae
+from kernelwatch.workloads.vae import case as vae
 
 from .conftest import requires_cuda
 
@@ -150,7 +150,8 @@ def test_gpu_every_variant_reconstructs_like_eager_and_fp8_skips_with_its_reason
         for variant in vae.VARIANTS[1:]:
             if variant == "compile-max-autotune":
                 continue
-            if variant in vae.CPU_ONLY or (variant.startswith("fp8") and not fp8_ok):
+            cpu_only = vae.VARIANTS[variant].unavailable_on("cuda")
+            if cpu_only or (variant.startswith("fp8") and not fp8_ok):
                 with pytest.raises(Unavailable):
                     vae.build_case("tiny", part, "8", variant, dev)
                 continue

@@ -4,8 +4,11 @@ of compile modes, and the renamed parameter values that old results are read und
 import pytest
 
 from kernelwatch import measure, variants, workloads
-from kernelwatch.workloads import gptq, llama_layer, rope, vae
 from kernelwatch.workloads._case import Case
+from kernelwatch.workloads.gptq import case as gptq
+from kernelwatch.workloads.llama_layer import case as llama_layer
+from kernelwatch.workloads.rope import case as rope
+from kernelwatch.workloads.vae import case as vae
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -38,18 +41,18 @@ def test_every_rename_leads_from_a_retired_value_to_a_current_one():
     """A renamed value is no longer valid and its new name is: so a result read through
     the table lands on a parameter asv still runs, and no current value is rewritten."""
     for name in workloads.WORKLOADS:
-        module = workloads.get(name)
+        spec = workloads.get(name)
         for param, table in workloads.renamed_values(f"{name}.X.track_y").items():
-            assert param in module.PARAMS, (name, param)
+            assert param in spec.params, (name, param)
             for old, new in table.items():
-                assert old not in module.PARAMS[param] and new in module.PARAMS[param], (
+                assert old not in spec.params[param] and new in spec.params[param], (
                     name, param, old, new)
-    assert workloads.renamed_values(LAYER) == llama_layer.RENAMED
+    assert workloads.renamed_values(LAYER) == llama_layer.SPEC.renamed
 
 
 def test_one_answer_to_which_variants_are_compiled():
-    compiled = {name: {v for v in workloads.get(name).PARAMS["variant"]
-                       if variants.is_compiled(v)} for name in workloads.WORKLOADS}
+    compiled = {name: {v.name for v in workloads.get(name).variants.values() if v.compiled}
+                for name in workloads.WORKLOADS}
     assert compiled == {
         "gpt2": {"compile"},
         "gptq": {"compile-block", "compile-column"},

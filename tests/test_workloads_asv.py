@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from kernelwatch import results as results_mod
-from kernelwatch.workloads import gpt2, llama_layer, vae
+from kernelwatch.workloads.gpt2 import case as gpt2
+from kernelwatch.workloads.llama_layer import case as llama_layer
+from kernelwatch.workloads.vae import case as vae
 
 from .conftest import git, kernelwatch_exe, run
 
@@ -91,7 +93,7 @@ def test_vae_tiny_every_cpu_variant_through_asv_and_its_table(clone, isolated_ho
     its pinned torchao and scikit-image), every CPU variant; then the write-up shaped table.
     The encoder differs in the model only: both parts run every variant in-process in
     test_vae.py, with its quality (each asv process here costs CI seconds)."""
-    cpu_variants = [v for v in vae.VARIANTS if v not in vae.GPU_ONLY]
+    cpu_variants = [v for v, d in vae.VARIANTS.items() if d.unavailable_on("cpu") is None]
     chosen = [f for v in cpu_variants for f in ("--param", f"variant={v}")]
     r = run([kernelwatch_exe(), "run", "--workload", "vae", "--metric", "time", "--track",
              "time", "--param", "config=tiny", "--param", "batch=1", "--param", "part=decoder",

@@ -171,25 +171,25 @@ def resolve_series(repo: Path, workload: str, chosen: dict[str, list[str]],
                    metrics: Sequence[str] | None, track: str) -> Series:
     """The one series a bisect follows; bad input naming the fix when the choices match
     none or several."""
-    module = workloads.get(workload)
+    spec = workloads.get(workload)
     params = {}
-    for name, valid in module.PARAMS.items():
+    for name, valid in spec.params.items():
         values = chosen.get(name) or valid
         if len(values) != 1:
             raise KernelwatchError(
                 f"bisect follows one series; {workload}'s {name} has {len(values)} values "
                 f"here: choose one with --param {name}=VALUE ({', '.join(values)})")
         params[name] = values[0]
-    families = list(metrics or module.BENCHMARKS)
+    families = list(metrics or spec.metrics)
     for family in families:
-        if family not in module.BENCHMARKS:
+        if family not in spec.metrics:
             raise KernelwatchError(f"unknown metric {family!r} for {workload}; valid metrics: "
-                                   f"{', '.join(module.BENCHMARKS)}")
-    found = [(f, module.BENCHMARKS[f]) for f in families
-             if track in _tracks_of(repo, workload, module.BENCHMARKS[f])]
+                                   f"{', '.join(spec.metrics)}")
+    found = [(f, spec.metrics[f]) for f in families
+             if track in _tracks_of(repo, workload, spec.metrics[f])]
     if not found:
         every = sorted({t for f in families
-                        for t in _tracks_of(repo, workload, module.BENCHMARKS[f])})
+                        for t in _tracks_of(repo, workload, spec.metrics[f])})
         raise KernelwatchError(f"no {workload} benchmark has a track {track!r}: choose one "
                                f"with --track ({', '.join(every)})")
     if len(found) > 1:

@@ -172,7 +172,7 @@ def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
     env: dict[str, str] = {}
     if request.workload:
         chosen, env = planner.parse_params(request.workload, request.params, {})
-        check_choices(workloads.get(request.workload).PARAMS, chosen, where=request.workload)
+        check_choices(workloads.get(request.workload).params, chosen, where=request.workload)
     selections = planner.suite_selections(suite, request.workload)
     return planner.narrow_quick(selections, chosen, request.metrics, request.tracks,
                                 flag=flag), env

@@ -69,8 +69,7 @@ class Target:
 def timed_tracks(repo: Path, workload: str) -> list[str]:
     """The track_ methods of a workload's time class that return timing samples (unit
     seconds), e.g. track_time and track_caller_time."""
-    module = workloads.get(workload)
-    cls = benchmark_classes.load(repo, workload, module.BENCHMARKS["time"])
+    cls = benchmark_classes.load(repo, workload, workloads.get(workload).metrics["time"])
     return [name for name in dir(cls) if name.startswith("track_")
             and getattr(getattr(cls, name), "unit", getattr(cls, "unit", "")) == "seconds"]
 
@@ -79,7 +78,7 @@ def targets(repo: Path, workload: str, chosen: dict[str, list[str] | None],
             tracks: Sequence[str] | None, on_gpu: bool) -> list[Target]:
     """The series to check: the chosen parameter values (the quick case where none are
     chosen) of the workload's time class; its quick tracks, plus caller time on a GPU."""
-    module = workloads.get(workload)
+    spec = workloads.get(workload)
     available = timed_tracks(repo, workload)
     if tracks:
         names = [t if t.startswith("track_") else f"track_{t}" for t in tracks]
@@ -88,12 +87,12 @@ def targets(repo: Path, workload: str, chosen: dict[str, list[str] | None],
                 raise unknown_name("timed track", name.removeprefix("track_"),
                                    [t.removeprefix("track_") for t in available], workload)
     else:
-        quick = getattr(module, "QUICK_TRACKS", ("time",))
+        quick = spec.suites[workloads.QUICK_SUITE][0].tracks or ("time",)
         names = [t for t in available if t.removeprefix("track_") in quick]
         if on_gpu and "track_caller_time" in available and "track_caller_time" not in names:
             names.append("track_caller_time")
-    values = [chosen.get(p) or module.QUICK[p] for p in module.PARAMS]
-    return [Target(workload, module.BENCHMARKS["time"], name, tuple(combo))
+    values = [chosen.get(p) or spec.quick[p] for p in spec.params]
+    return [Target(workload, spec.metrics["time"], name, tuple(combo))
             for combo in itertools.product(*values) for name in names]
 
 

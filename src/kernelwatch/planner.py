@@ -33,15 +33,13 @@ from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 from kernelwatch.results import UNREADABLE, unreadable
 
-QUICK_COMPILE_METRICS = ("cold_compile", "recompiles")
-
 # (workload, chosen params, metric families, track names or None): what one regex selects.
 Selection = tuple[str, dict, list[str] | None, Sequence[str] | None]
 ENVIRONMENT_REGEX = r"^environment\.Environment\.track_\w+$"
 
 
 def check_metrics(workload: str, metrics: Sequence[str] | None) -> None:
-    families = workloads.get(workload).BENCHMARKS
+    families = workloads.get(workload).metrics
     for m in metrics or ():
         if m not in families:
             raise unknown_name("metric", m, families, where=workload)
@@ -51,36 +49,26 @@ def selection_regex(workload: str, chosen: dict[str, list[str] | None],
                     metrics: list[str] | None, tracks: Sequence[str] | None = None) -> str:
     """An asv `-b` regex: asv matches it against `name(param0, param1, ...)`, the params in
     the workload's PARAMS order. `tracks` narrows the classes' track_ methods by name."""
-    module = workloads.get(workload)
+    spec = workloads.get(workload)
     for name, values in chosen.items():
-        if values and name not in module.PARAMS:
+        if values and name not in spec.params:
             raise KernelwatchError(f"workload {workload} has no {name} parameter; its "
-                                   f"parameters: {', '.join(module.PARAMS)}")
-    check_choices(module.PARAMS, chosen, where=workload)
+                                   f"parameters: {', '.join(spec.params)}")
+    check_choices(spec.params, chosen, where=workload)
     check_metrics(workload, metrics)
 
     def alt(values):
         return "(" + "|".join(re.escape(v) for v in values) + ")" if values else "[^']+"
 
-    classes = alt([module.BENCHMARKS[m] for m in metrics or module.BENCHMARKS])
+    classes = alt([spec.metrics[m] for m in metrics or spec.metrics])
     track = "(" + "|".join(tracks) + ")" if tracks else r"\w+"
-    params = ", ".join(f"'{alt(chosen.get(name))}'" for name in module.PARAMS)
+    params = ", ".join(f"'{alt(chosen.get(name))}'" for name in spec.params)
     return rf"^{workload}\.{classes}\.track_{track}\({params}\)$"
 
 
 def quick_selections(workload: str) -> list[Selection]:
-    """The quick set: the workload's QUICK case for its quick metric families (narrowed to
-    QUICK_TRACKS where a workload declares them), and, where it names one, one compile
-    variant's cold compile and recompiles."""
-    module = workloads.get(workload)
-    selections: list[Selection] = [
-        (workload, module.QUICK, workloads.quick_metrics(module),
-         getattr(module, "QUICK_TRACKS", None))]
-    compile_variant = getattr(module, "QUICK_COMPILE_VARIANT", None)
-    if compile_variant and "compile" in module.BENCHMARKS:
-        selections.append((workload, {**module.QUICK, "variant": [compile_variant]},
-                           ["compile"], QUICK_COMPILE_METRICS))
-    return selections
+    """The quick set: the workload's part of the quick suite."""
+    return suite_selections(workloads.QUICK_SUITE, workload)
 
 
 def suite_selections(suite: str, workload: str | None = None) -> list[Selection]:
@@ -90,12 +78,9 @@ def suite_selections(suite: str, workload: str | None = None) -> list[Selection]
         raise unknown_name("suite", suite, workloads.SUITE_NAMES)
     out: list[Selection] = []
     for name in [workload] if workload else list(workloads.WORKLOADS):
-        if suite == "quick":
-            out += quick_selections(name)
-            continue
-        module = workloads.get(name)
-        for part in getattr(module, "SUITES", {}).get(suite, []):
-            check_choices(module.PARAMS, part.params, where=name)
+        spec = workloads.get(name)
+        for part in spec.suites.get(suite, []):
+            check_choices(spec.params, part.params, where=name)
             check_metrics(name, part.metrics)
             out.append((name, {k: list(v) for k, v in part.params.items()}, list(part.metrics),
                         part.tracks))
@@ -150,8 +135,8 @@ def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[st
                  ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """`--param NAME=VALUE` (repeatable) and the alias flags, as (asv parameter choices,
     environment variables for the workload's SETTINGS)."""
-    module = workloads.get(workload)
-    settings = getattr(module, "SETTINGS", {})
+    spec = workloads.get(workload)
+    settings = spec.settings
     chosen: dict[str, list[str]] = {k: list(v) for k, v in aliases.items() if v}
     env: dict[str, str] = {}
     for pair in pairs:
@@ -162,9 +147,9 @@ def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[st
                                    f"{workload}` shows the names")
         if name in settings:
             env[settings[name]] = value
-        elif name in module.PARAMS:
-            renamed = (getattr(module, "RENAMED", None) or {}).get(name, {})
-            if value in renamed and value not in module.PARAMS[name]:
+        elif name in spec.params:
+            renamed = spec.renamed.get(name, {})
+            if value in renamed and value not in spec.params[name]:
                 raise KernelwatchError(
                     f"{workload}'s {name} {value!r} is now called {renamed[value]!r} (results "
                     f"recorded under the old name read under the new one): --param "
@@ -173,9 +158,9 @@ def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[st
         else:
             raise KernelwatchError(
                 f"workload {workload} has no {name} parameter; its parameters: "
-                f"{', '.join([*module.PARAMS, *settings])}")
-    if env and hasattr(module, "validate_settings"):
-        module.validate_settings(env, chosen)
+                f"{', '.join([*spec.params, *settings])}")
+    if env and spec.validate_settings is not None:
+        spec.validate_settings(env, chosen)
     return chosen, env
 
 

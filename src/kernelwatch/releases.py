@@ -25,7 +25,7 @@ def versions_matrix(base: dict, dist: str, versions: list[str]) -> dict:
         req[dist] = list(versions)
         return conf
     for name in targets.declared_for(dist):
-        for k, v in getattr(workloads.get(name), "TARGET_REQUIREMENTS", {}).get(dist, {}).items():
+        for k, v in workloads.get(name).target_requirements.get(dist, {}).items():
             req.setdefault(k, [v])
     req[dist] = [f"{v} --no-deps" for v in versions]
     return conf

@@ -351,7 +351,7 @@ def checked_copy(root: Path, dest: Path) -> list[str]:
 
 def renamed_result(data: dict, param_names: dict[str, list[str]]) -> dict:
     """An asv result file's content with each benchmark's parameter values that its workload
-    has renamed since (workloads.RENAMED) under their new names."""
+    has renamed since (its declaration's `renamed`) under their new names."""
     from kernelwatch import workloads
 
     results = {}

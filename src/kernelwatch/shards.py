@@ -81,9 +81,9 @@ def units(workload: str, chosen: dict[str, list[str] | None],
           metrics: Sequence[str] | None) -> list[str]:
     """`workload.Class(values, ...)` of every class and parameter combination selected (the
     choices as the workload's PARAMS order them; a parameter not chosen is every value)."""
-    module = workloads.get(workload)
-    classes = [module.BENCHMARKS[m] for m in metrics or module.BENCHMARKS]
-    values = [chosen.get(p) or module.PARAMS[p] for p in module.PARAMS]
+    spec = workloads.get(workload)
+    classes = [spec.metrics[m] for m in metrics or spec.metrics]
+    values = [chosen.get(p) or spec.params[p] for p in spec.params]
     return [f"{workload}.{cls}({', '.join(combo)})"
             for cls in classes for combo in itertools.product(*values)]
 

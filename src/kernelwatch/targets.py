@@ -56,11 +56,11 @@ class Target:
 
 def declarations() -> dict[str, dict[str, dict[str, list[str]]]]:
     """DIST -> {workload: {parameter: values}}: what each workload declares it exercises of
-    each distribution (its `TARGETS`; a list of values is a list of variants; an empty dict
-    is every case)."""
+    each distribution (its variants' libraries and its `targets`; a list of values is a list
+    of variants; an empty dict is every case)."""
     out: dict[str, dict[str, dict[str, list[str]]]] = {}
     for name in workloads.WORKLOADS:
-        for dist, selection in getattr(workloads.get(name), "TARGETS", {}).items():
+        for dist, selection in workloads.get(name).all_targets().items():
             if not isinstance(selection, dict):
                 selection = {"variant": list(selection)}
             out.setdefault(dist, {})[name] = {k: list(v) for k, v in selection.items()}
@@ -74,7 +74,8 @@ def declared_for(dist: str) -> dict[str, dict[str, list[str]]]:
         raise KernelwatchError(
             f"no workload declares the distribution {dist!r}; declared: "
             + ", ".join(f"{d} ({', '.join(w)})" for d, w in found.items())
-            + ". A workload declares one in its module's TARGETS (workloads/__init__.py)")
+            + ". A workload declares one as a variant's library or in its targets "
+            "(workloads/declaration.py)")
     return found[dist]
 
 
@@ -85,7 +86,7 @@ def requirements_for(dist: str, base_req: dict) -> dict[str, list[str]]:
     project)."""
     declared: dict[str, str] = {}
     for name in declared_for(dist):
-        declared.update(getattr(workloads.get(name), "TARGET_REQUIREMENTS", {}).get(dist, {}))
+        declared.update(workloads.get(name).target_requirements.get(dist, {}))
     req = {k: list(v) for k, v in base_req.items() if k in CORE_REQUIREMENTS}
     if declared:
         req.update({k: [v] for k, v in declared.items()})
@@ -382,12 +383,13 @@ def run_selections(dist: str, workload: str | None, chosen: dict[str, list[str]]
     metrics and tracks unless the user named some."""
     out = []
     for name, merged in selection_for(dist, workload, chosen):
-        module = workloads.get(name)
+        quick_part = workloads.get(name).suites[workloads.QUICK_SUITE][0]
         families, names = metrics, tracks
         if quick:
-            merged = {**{k: v for k, v in module.QUICK.items() if k not in merged}, **merged}
-            families = families or workloads.quick_metrics(module)
-            names = names or list(getattr(module, "QUICK_TRACKS", ())) or None
+            merged = {**{k: v for k, v in quick_part.params.items() if k not in merged},
+                      **merged}
+            families = families or list(quick_part.metrics)
+            names = names or list(quick_part.tracks or ()) or None
         out.append((name, merged, families, names))
     return out
 

@@ -16,10 +16,12 @@ library kernel, a quantized form).
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from kernelwatch.errors import Unavailable
+
+if TYPE_CHECKING:
+    import torch
 
 # mode -> torch.compile keyword arguments.
 COMPILE_MODES: dict[str, dict] = {
@@ -50,6 +52,8 @@ def apply_compile(mode: str, fn: Callable, device: torch.device | str, *,
     """Return `fn` compiled in `mode` (lazy: compiling happens at first call); Unavailable
     where the mode needs a GPU this device is not. `fullgraph`: fail on a graph break
     rather than run the rest eagerly."""
+    import torch  # the names above are read by declarations that must not import torch
+
     if mode in GPU_ONLY and torch.device(device).type != "cuda":
         raise Unavailable(f"{mode} needs a CUDA GPU: {GPU_ONLY[mode]}")
     return torch.compile(fn, fullgraph=fullgraph, **COMPILE_MODES[mode])

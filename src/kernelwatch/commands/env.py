@@ -37,16 +37,16 @@ def show_environment(as_json: bool = False) -> int:
 def list_workloads(workload: str | None = None) -> int:
     names = [workload] if workload else list(workloads.WORKLOADS)
     for name in names:
-        mod = workloads.get(name)
+        spec = workloads.get(name)
         print(f"{name}")
-        width = max(map(len, [*mod.PARAMS, *getattr(mod, "SETTINGS", {}), "metrics", "quick"]))
-        for param, values in mod.PARAMS.items():
+        width = max(map(len, [*spec.params, *spec.settings, "metrics", "quick"]))
+        for param, values in spec.params.items():
             print(f"  {param + ':':<{width + 2}}" + ", ".join(values))
-        for setting, var in getattr(mod, "SETTINGS", {}).items():
+        for setting, var in spec.settings.items():
             print(f"  {setting + ':':<{width + 2}}--param {setting}=VALUE (or ${var})")
-        families = ", ".join(f"{f} ({c})" for f, c in mod.BENCHMARKS.items())
+        families = ", ".join(f"{f} ({c})" for f, c in spec.metrics.items())
         print(f"  {'metrics:':<{width + 2}}{families}")
-        quick = "; ".join(f"{k}={','.join(v)}" for k, v in mod.QUICK.items())
+        quick = "; ".join(f"{k}={','.join(v)}" for k, v in spec.quick.items())
         print(f"  {'quick:':<{width + 2}}{quick}")
     print("\nSelect with --param NAME=VALUE (repeatable), --metric FAMILY, --track NAME; "
           "named suites: kernelwatch list --suites.")

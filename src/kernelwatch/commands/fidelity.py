@@ -98,11 +98,11 @@ def measure(repo: Path, machine: str, *, workload_names: Sequence[str] | None,
 
     on_gpu = torch.cuda.is_available()
     names = workload_names or [w for w in workloads.WORKLOADS
-                               if "time" in workloads.get(w).BENCHMARKS]
+                               if "time" in workloads.get(w).metrics]
     plan = []
     for name in names:
         chosen, env = planner.parse_params(name, params, {})
-        check_choices(workloads.get(name).PARAMS, chosen, where=name)
+        check_choices(workloads.get(name).params, chosen, where=name)
         os.environ.update(env)
         plan += fidelity.targets(repo, name, chosen, tracks, on_gpu)
     print(f"kernelwatch fidelity: {len(plan)} series x {runs} processes (a case's series "

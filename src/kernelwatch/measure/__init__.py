@@ -46,8 +46,6 @@ from kernelwatch.measure.compiling import (
     warm_compile_seconds_new_process,
 )
 from kernelwatch.measure.device import (
-    DECLARED_METHODS,
-    DEVICE_METHODS,
     DEVICE_OVER_CALLER_MARGIN,
     DeviceCheck,
     check_device_time,
@@ -71,15 +69,19 @@ from kernelwatch.measure.profiler import (
 )
 from kernelwatch.measure.reference import Accuracy, accuracy
 from kernelwatch.measure.timing import (
-    CUDA_EVENTS,
-    CUDA_GRAPH,
-    HOST_CLOCK,
-    PROFILER_KERNELS,
     UNSTABLE_CV,
     Samples,
     l2_cache_bytes,
     synchronize,
     time_cpu,
+)
+from kernelwatch.time_methods import (
+    CUDA_EVENTS,
+    CUDA_GRAPH,
+    DECLARED_METHODS,
+    DEVICE_METHODS,
+    HOST_CLOCK,
+    PROFILER_KERNELS,
 )
 
 __all__ = [

@@ -15,22 +15,18 @@ from kernelwatch.measure.gpu import time_cuda
 from kernelwatch.measure.inject import Region
 from kernelwatch.measure.profiler import time_cuda_kernels
 from kernelwatch.measure.timing import (
-    CUDA_EVENTS,
-    CUDA_GRAPH,
-    HOST_CLOCK,
-    PROFILER_KERNELS,
     Samples,
     calls,
     calls_per_sample,
     sampled,
     time_cpu,
 )
-
-# The device's own time: the GPU's work without its waits for the host.
-DEVICE_METHODS = (CUDA_GRAPH, PROFILER_KERNELS)
-# What a case may declare for its device time: those, or events around plain calls for a
-# case whose time is meant as the GPU's latency, waits for the host included.
-DECLARED_METHODS = (*DEVICE_METHODS, CUDA_EVENTS)
+from kernelwatch.time_methods import (
+    CUDA_GRAPH,
+    DECLARED_METHODS,
+    HOST_CLOCK,
+    PROFILER_KERNELS,
+)
 
 # A device time over the caller's time by more than this, with the device's lower quartile
 # above the caller's upper quartile, is flagged: the GPU cannot do more work than the caller

@@ -10,14 +10,13 @@ from kernelwatch import environment
 from kernelwatch.measure import inject
 from kernelwatch.measure.inject import Region
 from kernelwatch.measure.timing import (
-    CUDA_EVENTS,
-    CUDA_GRAPH,
     Samples,
     calls,
     calls_per_sample,
     l2_cache_bytes,
     sampled,
 )
+from kernelwatch.time_methods import CUDA_EVENTS, CUDA_GRAPH
 
 
 class _Events:

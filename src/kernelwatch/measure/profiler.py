@@ -14,13 +14,13 @@ from kernelwatch.errors import KernelwatchError
 from kernelwatch.measure import inject
 from kernelwatch.measure.inject import Region
 from kernelwatch.measure.timing import (
-    PROFILER_KERNELS,
     Samples,
     calls,
     calls_per_sample,
     sampled,
     synchronize,
 )
+from kernelwatch.time_methods import PROFILER_KERNELS
 
 
 def _busy_seconds(prof) -> float:

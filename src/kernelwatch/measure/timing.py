@@ -14,15 +14,13 @@ from kernelwatch import environment
 from kernelwatch.measure import inject
 from kernelwatch.measure.inject import Region
 
+# How a sample's seconds were read (Samples.method).
+from kernelwatch.time_methods import HOST_CLOCK
+
 # A sample whose coefficient of variation exceeds this is flagged as unstable (pyperf's habit:
 # warn rather than print a noisy number as if it were fine).
 UNSTABLE_CV = 0.10
 
-# How a sample's seconds were read (Samples.method).
-HOST_CLOCK = "host-clock"  # perf_counter; on a GPU synchronised before and after (caller time)
-CUDA_GRAPH = "cuda-graph"  # CUDA events around a CUDA-graph replay
-PROFILER_KERNELS = "profiler-kernels"  # the GPU's busy time in the calls' kernels (CUPTI)
-CUDA_EVENTS = "cuda-events"  # CUDA events around plain calls (time_cuda without a graph)
 
 
 @dataclass

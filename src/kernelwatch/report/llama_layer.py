@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kernelwatch.report import Table, case_metrics, clocks
 from kernelwatch.results import Row
-from kernelwatch.workloads import llama_layer
+from kernelwatch.workloads.llama_layer import spec as llama_layer
 
 PREFIX = "llama_layer."
 TITLE = "Llama layer"

@@ -12,7 +12,7 @@ from collections import defaultdict
 from kernelwatch.report import Table, clocks, copy_bandwidth
 from kernelwatch.report.format import fmt_seconds
 from kernelwatch.results import Row
-from kernelwatch.workloads import rope
+from kernelwatch.workloads.rope import spec as rope
 
 TITLE = "RoPE"
 # The quality gate a speedup must pass (workloads.rope.quality_gate), in words.

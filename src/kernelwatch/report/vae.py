@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kernelwatch.report import Table, case_metrics, clocks
 from kernelwatch.results import Row
-from kernelwatch.workloads import vae
+from kernelwatch.workloads.vae import spec as vae
 
 PREFIX = "vae."
 TITLE = "ViT VAE"

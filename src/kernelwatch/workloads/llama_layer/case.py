@@ -1,14 +1,8 @@
-"""One Llama decoder layer: eager against surgical and whole-layer compilation, forward and
-backward, with torch linears or TransformerEngine's fused ones.
+"""The Llama decoder layer's cases (the declaration is spec.py). This workload measures
+every variant on the same layer, both passes, and the error of each against eager and
+against float64, so the write-up's 0.58 can be pinned on compilation or on FP8.
 
-The write-up this grew from (surgical RoPE compilation in TransformerEngine layers) compiled
-only RoPE and the head reshapes ("surgical"), kept TE's FP8 linears eager, and reported
-1.18x / 1.14x / 1.09x on layers shaped like Llama 1B / 3B / 8B, with an unexplained max
-difference of 0.58 against eager, no backward pass and one sequence length. This workload
-measures every variant on the same layer, both passes, and the error of each against eager
-and against float64, so the 0.58 can be pinned on compilation or on FP8.
-
-The layer is Hugging Face's LlamaDecoderLayer in plain PyTorch (`_llama_model.py`), the
+The layer is Hugging Face's LlamaDecoderLayer in plain PyTorch (`model.py`), the
 transformations applied from outside.
 
 Parameters:
@@ -40,9 +34,8 @@ import torch
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
-from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
-from kernelwatch.workloads._llama_model import (
+from kernelwatch.workloads.llama_layer.model import (
     LlamaLayer,
     TensorOps,
     TeProjections,
@@ -53,118 +46,29 @@ from kernelwatch.workloads._llama_model import (
     te_version,
     transformer_engine,
 )
-from kernelwatch.workloads.rope import RopeShape, cos_sin, rope_rotate_half
+from kernelwatch.workloads.llama_layer.spec import (
+    CHECKPOINT_ENV,
+    INIT_STD,
+    LAYER_LABEL,
+    PARAMS,
+    SEED,
+    SHAPES,
+    SURGICAL_COMPILE,
+    SURGICAL_LABEL,
+    VARIANTS,
+    WHOLE_LAYER,
+    LayerShape,
+    device_time_method,
+)
+from kernelwatch.workloads.llama_layer.spec import (
+    SPEC as SPEC,
+)
+from kernelwatch.workloads.llama_layer.spec import (
+    WRITEUP as WRITEUP,
+)
+from kernelwatch.workloads.rope.case import RopeShape, cos_sin, rope_rotate_half
 
 
-@dataclass(frozen=True)
-class LayerShape:
-    hidden: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    rope_theta: float
-    batch: int  # the write-up's batch for this model
-    rms_eps: float = 1e-5
-
-    @property
-    def qkv_width(self) -> int:
-        return (self.heads + 2 * self.kv_heads) * self.head_dim
-
-
-# Per-layer dimensions from each model's config.json; batch as in the write-up's production
-# runs (1B batch 4, 3B batch 2, 8B batch 1). `tiny` is sized for CPU tests.
-SHAPES: dict[str, LayerShape] = {
-    "tiny": LayerShape(hidden=64, heads=4, kv_heads=2, head_dim=16, intermediate=176,
-                       rope_theta=1e4, batch=1),
-    "llama-3.2-1b": LayerShape(2048, 32, 8, 64, 8192, 500000.0, 4),
-    "llama-3.2-3b": LayerShape(3072, 24, 8, 128, 8192, 500000.0, 2),
-    "llama-3.1-8b": LayerShape(4096, 32, 8, 128, 14336, 500000.0, 1),
-}
-SEQ_LENS = ("128", "512", "2048")
-BACKENDS = ("torch", "te")
-PASSES = ("forward", "forward-backward")
-# The variants that compile the whole layer, each named by its compile mode (variants.py).
-WHOLE_LAYER = ("compile", "compile-reduce-overhead")
-VARIANTS = ("eager", variants.SURGICAL, *WHOLE_LAYER)
-# Old names of values in recorded results: {parameter: {old: new}}. The whole-layer variants
-# were `full` and `full-reduce-overhead`, with the same compile modes.
-RENAMED = {"variant": {"full": "compile", "full-reduce-overhead": "compile-reduce-overhead"}}
-GPU_ONLY = {"compile-reduce-overhead": variants.GPU_ONLY["compile-reduce-overhead"]}
-# The surgical variant's compile mode: shape-specialised, as the timed shape is fixed.
-SURGICAL_COMPILE = "compile"
-
-PARAMS = {"shape": list(SHAPES), "seq_len": list(SEQ_LENS), "backend": list(BACKENDS),
-          "pass": list(PASSES), "variant": list(VARIANTS)}
-# `kernelwatch run --quick`: does compiling the tiny layer pay, surgically or whole, forward.
-# Libraries whose code a case runs (`kernelwatch run --target DIST=REPO`, `--versions`):
-# TransformerEngine's linears are the `te` backend, every strategy.
-TARGETS = {"transformer-engine": {"backend": ["te"]}}
-QUICK = {"shape": ["tiny"], "seq_len": ["128"], "backend": ["torch"], "pass": ["forward"],
-         "variant": ["eager", "surgical", "compile"]}
-QUICK_METRICS = ("time",)
-QUICK_TRACKS = ("time",)
-# Named selections (workloads.SUITE_NAMES). Per commit: the three real layers' forward at
-# sequence 2048 on torch's linears, eager against surgical and whole-layer compile, with the
-# error against eager; one cold compile. Nightly: TransformerEngine's linears, the backward,
-# the compiled share and compile health.
-_LAYERS = {"shape": ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"], "seq_len": ["2048"]}
-SUITES = {
-    "gpu-commit": [
-        SuitePart({**_LAYERS, "backend": ["torch"], "pass": ["forward"],
-                   "variant": ["eager", "surgical", "compile"]},
-                  ("time", "accuracy"), ("time", "caller_time", "rel_l2_vs_eager")),
-        SuitePart({"shape": ["llama-3.2-1b"], "seq_len": ["2048"], "backend": ["torch"],
-                   "pass": ["forward"], "variant": ["compile"]}, ("compile",),
-                  ("cold_compile",)),
-    ],
-    "gpu-nightly": [
-        SuitePart(_LAYERS, ("time", "accuracy", "compiled-share")),
-        SuitePart({**_LAYERS, "variant": ["surgical", "compile"]}, ("compile",)),
-    ],
-}
-# Metric family -> asv class in benchmarks/llama_layer.py.
-BENCHMARKS = {"time": "LayerTime", "compiled-share": "LayerCompiledShare",
-              "compile": "LayerCompile", "memory": "LayerMemory",
-              "cuda-memory": "LayerCudaMemory", "accuracy": "LayerAccuracy",
-              "grad-accuracy": "LayerGradAccuracy", "device-check": "LayerDeviceCheck",
-              "kernels": "LayerKernels"}
-CHECKPOINT_ENV = "KERNELWATCH_LLAMA_LAYER_CHECKPOINT"
-SETTINGS = {"checkpoint": CHECKPOINT_ENV}
-
-SEED = 0
-INIT_STD = 0.02  # HF Llama's initializer_range
-# The write-up's figures (H100 PCIe, torch 2.8 NGC, TE FP8 linears, surgical, forward):
-# speedup over eager and its "tensor ops %" (the share of layer time surgical compiles).
-WRITEUP = {"llama-3.2-1b": (1.184, 0.142), "llama-3.2-3b": (1.145, 0.100),
-           "llama-3.1-8b": (1.094, 0.077)}
-# The quality gate: a variant's output against eager's, relative L2. A correct compile of
-# a bf16 layer reorders sums and fuses roundings: about 1e-3 to 1e-2; fp32 stays near 1e-6.
-REL_L2_VS_EAGER_GATE = 0.02
-# TE's FP8 linears: eager's own error against float64 is 0.04-0.08 (H200, 1B-8B), and a
-# compile that changes a bf16 input by one rounding moves values across FP8's coarse steps
-# (3 mantissa bits), so two correct FP8 layers differ by up to about that error again
-# (surgical vs eager measured 0.016-0.10, their errors vs float64 equal): twice FP8's error.
-REL_L2_VS_EAGER_GATE_FP8 = 0.15
-# Labels of the surgical region for the profiler (measure.region_share).
-LAYER_LABEL = "kernelwatch.layer"
-SURGICAL_LABEL = "kernelwatch.surgical_region"
-
-
-def quality_gate(track: str, params: dict, value: float) -> str | None:
-    """The report's gate: the output of a variant within 2% (relative L2) of eager's; 15%
-    for TE's FP8 linears (REL_L2_VS_EAGER_GATE_FP8)."""
-    gate = REL_L2_VS_EAGER_GATE_FP8 if params.get("backend") == "te" else REL_L2_VS_EAGER_GATE
-    if track == "track_rel_l2_vs_eager" and not value <= gate:
-        return f"rel. L2 vs eager {value:.2g} > {gate:g}"
-    return None
-
-
-# ----------------------------------------------------------------------------- the layer
-
-
-# Tensor names of a layer's weights: the torch projections' state_dict keys. A checkpoint
-# holds these (a converted HF layer: qkv = cat(q, k, v), gate_up = cat(gate, up)).
 def weight_names(shape: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in TorchProjections(SHAPES[shape]).state_dict().items()}
 
@@ -254,8 +158,7 @@ def require_te_compilable(te_version: str, variant: str) -> None:
 
 def check_available(backend: str, variant: str, device: torch.device) -> None:
     """Unavailable (asv: skipped) with the reason when the combination cannot run here."""
-    if device.type != "cuda" and variant in GPU_ONLY:
-        raise Unavailable(f"{variant} needs a CUDA GPU: {GPU_ONLY[variant]}")
+    VARIANTS[variant].check(device.type)
     if backend == "te":
         if device.type != "cuda":
             raise Unavailable("the te backend needs a CUDA GPU (TransformerEngine's kernels)")
@@ -375,26 +278,6 @@ def float64_reference(case: LayerCase, inputs: tuple) -> object:
     return ref.call(*(t.detach().to(torch.float64) for t in inputs))
 
 
-def device_time_uses_graph(backend: str, pass_: str, variant: str) -> bool:
-    """Whether device time replays the calls from a CUDA graph: the torch backend's forward
-    only. Not reduce-overhead (it replays its own graphs, which cannot nest in a capture),
-    not autograd (the backward's capture is not known to be safe for every variant), not
-    TE (FP8 autocast keeps host-side scaling state): those are the profiler's kernel time of
-    plain calls, which leaves out the GPU's waits for the host."""
-    return backend == "torch" and pass_ == "forward" and variant != "compile-reduce-overhead"
-
-
-def device_time_method(backend: str, pass_: str, variant: str) -> str:
-    """How a GPU's device time of this case is read (measure.time_device)."""
-    return (measure.CUDA_GRAPH if device_time_uses_graph(backend, pass_, variant)
-            else measure.PROFILER_KERNELS)
-
-
-def device_method_for(params: dict) -> str:
-    """device_time_method for a benchmark's params dict (used by the report)."""
-    return device_time_method(params["backend"], params["pass"], params["variant"])
-
-
 def prime_compile(shape: str, seq_len: str, backend: str, pass_: str, variant: str,
                   device_type: str) -> None:
     """Compile and run once (in a child process) to fill the on-disk compile cache."""
@@ -409,18 +292,6 @@ def compiled_code(case: LayerCase) -> object:
     if case.variant == "surgical":
         return rope_rotate_half.__code__
     return LlamaLayer.forward.__code__
-
-
-def flops_for(params: dict) -> int:
-    """Matmul FLOPs of one call: the projections (2 per multiply-add) plus causal attention
-    (QK^T and PV over the lower triangle); forward+backward counts three times forward."""
-    s, n = SHAPES[params["shape"]], int(params["seq_len"])
-    tokens = s.batch * n
-    linear = 2 * tokens * (s.hidden * s.qkv_width + s.heads * s.head_dim * s.hidden
-                           + s.hidden * 2 * s.intermediate + s.intermediate * s.hidden)
-    attention = 2 * 2 * s.batch * s.heads * s.head_dim * n * (n + 1) // 2
-    forward = linear + attention
-    return forward * (3 if params["pass"] == "forward-backward" else 1)
 
 
 def parameter_count(shape: str) -> int:

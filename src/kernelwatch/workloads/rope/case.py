@@ -1,21 +1,6 @@
-"""Rotary position embedding (RoPE) applied to the queries and keys of one attention layer.
-
-Two forms:
-- `rotate-half`: Hugging Face Llama's `apply_rotary_pos_emb`, `x*cos + rotate_half(x)*sin`
-  with cos/sin of shape [B, S, D] from `LlamaRotaryEmbedding` (the two halves of the head
-  dimension are rotated together).
-- `interleaved`: the original Meta/GPT-J form, rotating adjacent pairs (x[2i], x[2i+1]),
-  cos/sin of shape [B, S, D/2].
-
-Variant `triton` is the reference kernel of this project (`_rope_triton.py`): one Triton
-launch for q and k together, each program reading the cos/sin rows of its positions once
-and applying them to every head of q and k there, in fp32 with one rounding per output. It
-is the yardstick for how close compile gets to the floor.
-
-The minimal traffic is one read and one write of q and k plus one read of cos and sin, so
-the floor is memory bandwidth: `bytes_moved / copy bandwidth`. FLOPs are ~3 per element and
-irrelevant to the floor.
-"""
+"""RoPE's cases: the eager forms, the float64 reference, the library variants, inputs, and
+`build_case` (the declaration is spec.py). Variant `triton` is the project's reference kernel
+(kernels.py)."""
 
 from __future__ import annotations
 
@@ -26,91 +11,27 @@ import torch
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import Unavailable, check_choices
-from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
-from kernelwatch.workloads._rope_triton import rope_triton as rope_triton
-from kernelwatch.workloads._rope_triton import triton_variant
-
-
-@dataclass(frozen=True)
-class RopeShape:
-    batch: int
-    q_heads: int
-    kv_heads: int
-    seq_len: int
-    head_dim: int
-    rope_theta: float
-
-
-# Attention of the real models (config.json of each); batch and sequence as in the RoPE
-# write-up's production runs (Llama-1B batch 4, 3B batch 2, 8B batch 1, sequence 2048).
-SHAPES: dict[str, RopeShape] = {
-    "tiny": RopeShape(batch=1, q_heads=4, kv_heads=2, seq_len=128, head_dim=64, rope_theta=1e4),
-    "llama-3.2-1b": RopeShape(4, 32, 8, 2048, 64, 500000.0),
-    "llama-3.2-3b": RopeShape(2, 24, 8, 2048, 128, 500000.0),
-    "llama-3.1-8b": RopeShape(1, 32, 8, 2048, 128, 500000.0),
-}
-FORMS = ("rotate-half", "interleaved")
-DTYPES = ("float32", "bfloat16", "float16")
-# fp32 on the CPU; the half types on the GPU (a bf16 CPU RoPE measures nothing users run).
-DTYPES_BY_DEVICE = {"cpu": ("float32",), "cuda": ("bfloat16", "float16")}
-COMPILED = ("compile", "compile-dynamic", "compile-max-autotune")  # modes of variants.py
-VARIANTS = ("eager", *COMPILED, "te-fused", "liger", "triton")
-# The best kernel this project knows for RoPE (the roofline page's yardstick): its own
-# Triton kernel, one launch for q and k, cos/sin read once per position.
-REFERENCE = "triton"
-
-# asv parameters, in order: benchmarks/rope.py declares them from here and the CLI selects by name.
-PARAMS = {"shape": list(SHAPES), "form": list(FORMS), "dtype": list(DTYPES),
-          "variant": list(VARIANTS)}
-# `kernelwatch run --quick`: the CPU-sized case, and the metrics that answer "is it right, is
-# it faster", plus one cold compile and the recompile count of the static variant.
-# Libraries whose kernels a variant runs (`kernelwatch run --target DIST=REPO`, `--versions`).
-TARGETS = {"liger-kernel": ["liger"], "transformer-engine": ["te-fused"]}
-QUICK = {"shape": ["tiny"], "form": ["rotate-half"], "dtype": ["float32"],
-         "variant": ["eager", "compile", "compile-dynamic"]}
-QUICK_COMPILE_VARIANT = "compile"
-# On the CPU the caller's time is the device time: the quick run records it once; and the
-# relative error is the gated one (each track is a process: seconds of make demo).
-QUICK_TRACKS = ("time", "rel_l2_error")
-# Named selections (`kernelwatch run --suite NAME`, workloads.SUITE_NAMES). Per commit: the
-# three real attentions in bf16, the headline form, eager against compile, the reference
-# kernel and Liger's; the cold compile once, at 8B. Nightly: both forms and half dtypes, every
-# variant, and compile health (recompiles at a new length).
-_REAL = {"shape": ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"]}
-SUITES = {
-    "gpu-commit": [
-        SuitePart({**_REAL, "form": ["rotate-half"], "dtype": ["bfloat16"],
-                   "variant": ["eager", "compile", "triton", "liger"]},
-                  ("time", "accuracy"), ("time", "caller_time", "rel_l2_error")),
-        SuitePart({"shape": ["llama-3.1-8b"], "form": ["rotate-half"], "dtype": ["bfloat16"],
-                   "variant": ["compile"]}, ("compile",), ("cold_compile",)),
-    ],
-    "gpu-nightly": [
-        SuitePart({**_REAL, "dtype": ["bfloat16", "float16"]}, ("time", "accuracy"),
-                  ("time", "caller_time", "rel_l2_error")),
-        SuitePart({**_REAL, "dtype": ["bfloat16"], "variant": list(COMPILED)}, ("compile",)),
-    ],
-}
-# Metric family -> asv class in benchmarks/rope.py (`kernelwatch run --metric FAMILY`).
-BENCHMARKS = {"time": "RopeTime", "compile": "RopeCompile", "memory": "RopeMemory",
-              "cuda-memory": "RopeCudaMemory", "accuracy": "RopeAccuracy",
-              "device-check": "RopeDeviceCheck", "kernels": "RopeKernels"}
-# Every variant's calls are captured in a CUDA graph and replayed for device time.
-DEVICE_METHOD = measure.CUDA_GRAPH
-
-# Relative L2 error against float64 that a correct RoPE stays under, per dtype: fp32 lands
-# near 1e-7; half types round each output once (2^-8 / 2^-11 relative) and eager rounds
-# each intermediate too, which stays within a few units of that.
-REL_L2_TOLERANCE = {"float32": 1e-5, "bfloat16": 1.5e-2, "float16": 2e-3}
-
-
-def quality_gate(track: str, params: dict, value: float) -> str | None:
-    """The report's gate: relative L2 error against float64 within the dtype's tolerance."""
-    tolerance = REL_L2_TOLERANCE.get(params.get("dtype", ""))
-    if track == "track_rel_l2_error" and tolerance is not None and value > tolerance:
-        return f"rel. L2 error {value:.2g} > {tolerance:g}"
-    return None
+from kernelwatch.workloads.rope.kernels import rope_triton as rope_triton
+from kernelwatch.workloads.rope.kernels import triton_variant
+from kernelwatch.workloads.rope.spec import (
+    DEVICE_METHOD,
+    DTYPES_BY_DEVICE,
+    PARAMS,
+    SHAPES,
+    VARIANTS,
+    RopeShape,
+    bytes_moved,
+)
+from kernelwatch.workloads.rope.spec import (
+    FORMS as FORMS,
+)
+from kernelwatch.workloads.rope.spec import (
+    REL_L2_TOLERANCE as REL_L2_TOLERANCE,
+)
+from kernelwatch.workloads.rope.spec import (
+    SPEC as SPEC,
+)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -157,16 +78,6 @@ def cos_sin(shape: RopeShape, form: str, dtype: torch.dtype, device) -> tuple:
     return theta.cos().to(dtype).contiguous(), theta.sin().to(dtype).contiguous()
 
 
-def bytes_moved(shape: RopeShape, form: str, dtype: str) -> int:
-    """The fewest bytes any implementation must move: read+write q and k, read cos and sin."""
-    itemsize = torch.empty((), dtype=getattr(torch, dtype)).element_size()
-    s = shape
-    qk = s.batch * (s.q_heads + s.kv_heads) * s.seq_len * s.head_dim
-    table_width = s.head_dim if form == "rotate-half" else s.head_dim // 2
-    tables = 2 * s.batch * s.seq_len * table_width
-    return (2 * qk + tables) * itemsize
-
-
 def make_inputs(shape: RopeShape, form: str, dtype: torch.dtype, device, generator) -> tuple:
     s = shape
     q = torch.randn(s.batch, s.q_heads, s.seq_len, s.head_dim, generator=generator,
@@ -183,8 +94,6 @@ def reference(form: str, inputs: tuple) -> tuple:
 
 
 def _te_fused(form: str, shape: RopeShape, device: torch.device) -> Callable:
-    if device.type != "cuda":
-        raise Unavailable("te-fused needs a CUDA GPU (TransformerEngine's fused RoPE kernel)")
     try:
         from transformer_engine.pytorch.attention.rope import apply_rotary_pos_emb
     except ImportError as exc:
@@ -215,8 +124,6 @@ def _te_fused(form: str, shape: RopeShape, device: torch.device) -> Callable:
 
 
 def _liger(form: str, device: torch.device) -> Callable:
-    if device.type != "cuda":
-        raise Unavailable("liger needs a CUDA GPU (Liger Kernel's RoPE is a Triton kernel)")
     if form != "rotate-half":
         raise Unavailable("liger implements the rotate-half form only (HF Llama's layout)")
     try:
@@ -272,6 +179,7 @@ def build_case(shape: str, form: str, dtype: str, variant: str,
     check_choices(PARAMS, {"shape": [shape], "form": [form], "dtype": [dtype],
                            "variant": [variant]}, where="rope")
     device = torch.device(device)
+    VARIANTS[variant].check(device.type)
     if dtype not in DTYPES_BY_DEVICE[device.type]:
         raise Unavailable(f"rope runs {', '.join(DTYPES_BY_DEVICE[device.type])} on "
                           f"{device.type}; {dtype} is not measured there")
@@ -308,13 +216,3 @@ def prime_compile(shape: str, form: str, dtype: str, variant: str, device: str) 
     case = build_case(shape, form, dtype, variant, device)
     case.run()
     measure.synchronize(case.device)
-
-
-def device_method_for(params: dict) -> str:
-    """How a GPU's device time of a RoPE case is read (the report's "device clock")."""
-    return DEVICE_METHOD
-
-
-def bytes_for(params: dict) -> int:
-    """bytes_moved for a benchmark's params dict (used by the report)."""
-    return bytes_moved(SHAPES[params["shape"]], params["form"], params["dtype"])

@@ -21,10 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from kernelwatch.errors import Unavailable
-from kernelwatch.workloads.rope import rope_rotate_half
+from kernelwatch.workloads.rope.case import rope_rotate_half
 
 if TYPE_CHECKING:
-    from kernelwatch.workloads.llama_layer import LayerShape
+    from kernelwatch.workloads.llama_layer.spec import LayerShape
 
 
 def split_heads(qkv: torch.Tensor, heads: int, kv_heads: int, head_dim: int) -> tuple:

@@ -1,10 +1,7 @@
-"""A ViT VAE (ViTok-v2 style) encoder and decoder: compile modes, INT8, FP8, image quality.
+"""The ViT VAE's cases (the declaration is spec.py): a ViTok-v2-style encoder and decoder
+built, transformed by the variant and fed photographs.
 
-The write-up this grew from (a ViTok compile and INT8 research plan) expected compile at
-1.2-1.5x, INT8 at 1.0-1.25x, FP8 at 1.3-1.6x and a break-even of about 1200 samples; this
-workload measures them, per encoder and decoder, per batch size.
-
-The model (`_vae_model.py`), in plain PyTorch as ViTok-v2 (Na-VAE/vitok-release) builds
+The model (`model.py`), in plain PyTorch as ViTok-v2 (Na-VAE/vitok-release) builds
 it: pixels are cut into p x p patches and embedded by a bias-free Linear; each block
 normalises once
 (RMSNorm) and runs attention and a SwiGLU MLP in parallel on that, each scaled by its own
@@ -40,7 +37,6 @@ would match eager by construction and the quality columns would say nothing).
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,104 +47,47 @@ from torch import nn
 
 from kernelwatch import measure, variants
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
-from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
-from kernelwatch.workloads._vae_images import PSNR_CEILING_DB as PSNR_CEILING_DB
-from kernelwatch.workloads._vae_images import Quality as Quality
-from kernelwatch.workloads._vae_images import photographs as photographs
-from kernelwatch.workloads._vae_images import quality as quality
-from kernelwatch.workloads._vae_model import Autoencoder, load_checkpoint
-
-
-@dataclass(frozen=True)
-class VaeConfig:
-    width: int
-    heads: int
-    encoder_depth: int
-    decoder_depth: int
-    patch: int
-    channels: int  # the latent's channels per patch (C)
-    image: int  # square images of this many pixels a side
-
-    @property
-    def tokens(self) -> int:
-        return (self.image // self.patch) ** 2
-
-    @property
-    def mlp_hidden(self) -> int:
-        # ViTok's SwiGLU hidden size: 2.67 x width, rounded up to a multiple of 16.
-        return 16 * math.ceil(2.67 * self.width / 16)
-
-
-# ViTok-v2's released variants: "350M-f16x64" is `Ld4-Ld24/1x16x64`, "5B" is
-# `Td4-T` (width 3072, 24 heads, depths 4/40), both on 256 x 256 images with 16 x 16
-# patches (256 tokens); `tiny` is sized for CPU tests.
-CONFIGS: dict[str, VaeConfig] = {
-    "tiny": VaeConfig(width=64, heads=2, encoder_depth=1, decoder_depth=2, patch=16,
-                      channels=16, image=64),
-    "350M-f16x64": VaeConfig(1024, 16, 4, 24, 16, 64, 256),
-    "5B": VaeConfig(3072, 24, 4, 40, 16, 64, 256),
-}
-PARTS = ("encoder", "decoder")
-BATCHES = ("1", "8", "32")
-# The whole encoder or decoder compiled in one of variants.py's modes.
-COMPILED = ("compile", "compile-reduce-overhead", "compile-max-autotune")
-QUANTIZED = ("int8-weight-only", "int8-dynamic", "fp8")
-VARIANTS = ("eager", *COMPILED, *(f"{q}{c}" for q in QUANTIZED for c in ("", "-compile")),
-            "torch-ao-int8-dynamic")
-GPU_ONLY = {
-    "compile-reduce-overhead": variants.GPU_ONLY["compile-reduce-overhead"],
-    "compile-max-autotune": variants.GPU_ONLY["compile-max-autotune"],
-    "fp8": "FP8 matmuls need a CUDA GPU of compute capability 8.9 or newer",
-    "fp8-compile": "FP8 matmuls need a CUDA GPU of compute capability 8.9 or newer",
-}
-CPU_ONLY = {"torch-ao-int8-dynamic": "torch.ao dynamic quantization has CPU kernels only"}
-FP8_MIN_CAPABILITY = (8, 9)
-
-PARAMS = {"config": list(CONFIGS), "part": list(PARTS), "batch": list(BATCHES),
-          "variant": list(VARIANTS)}
-# `kernelwatch run --quick` (make demo): does compiling the decoder pay, on the CPU-sized
-# model. Quality and the other variants are in the tests and full runs: every process here
-# costs seconds of the demo.
-# Libraries whose code a variant runs (`kernelwatch run --target DIST=REPO`, `--versions`):
-# torchao quantizes the int8 and fp8 variants (torch-ao-int8-dynamic is torch's own).
-TARGETS = {"torchao": [f"{q}{c}" for q in QUANTIZED for c in ("", "-compile")]}
-QUICK = {"config": ["tiny"], "part": ["decoder"], "batch": ["1"],
-         "variant": ["eager", "compile"]}
-QUICK_METRICS = ("time",)
-QUICK_TRACKS = ("time",)
-# Named selections (workloads.SUITE_NAMES). Per commit: the 350M decoder at batch 8, eager
-# against compile and weight-only INT8 compiled, with SSIM; one cold compile. Nightly: both
-# parts, three batches, every variant and compile health.
-SUITES = {
-    "gpu-commit": [
-        SuitePart({"config": ["350M-f16x64"], "part": ["decoder"], "batch": ["8"],
-                   "variant": ["eager", "compile", "int8-weight-only-compile"]},
-                  ("time", "quality"), ("time", "caller_time", "ssim")),
-        SuitePart({"config": ["350M-f16x64"], "part": ["decoder"], "batch": ["8"],
-                   "variant": ["compile"]}, ("compile",), ("cold_compile",)),
-    ],
-    "gpu-nightly": [
-        SuitePart({"config": ["350M-f16x64"], "batch": ["1", "8", "32"]},
-                  ("time", "quality", "first-run")),
-    ],
-}
-# Metric family -> asv class in benchmarks/vae.py.
-BENCHMARKS = {"time": "VaeTime", "first-run": "VaeFirstRun", "compile": "VaeCompile",
-              "memory": "VaeMemory", "cuda-memory": "VaeCudaMemory", "quality": "VaeQuality",
-              "device-check": "VaeDeviceCheck"}
-CHECKPOINT_ENV = "KERNELWATCH_VAE_CHECKPOINT"
-SETTINGS = {"checkpoint": CHECKPOINT_ENV}
-
-SEED = 0
-# Quality a correct compiled variant keeps against eager on the CPU (fp32: reordered sums
-# only). The GPU's bf16 targets are the gate below, reported rather than asserted.
-CPU_COMPILE_MIN_SSIM = 0.999
-# The quality gate: SSIM of a variant's reconstruction against eager's, per kind of variant.
-SSIM_GATE = {"compile": 0.99, "int8": 0.98, "fp8": 0.98, "torch-ao": 0.98}
-# Quality is judged on other crops than the timed batch: fresh inputs, still photographs.
-FRESH_IMAGE_OFFSET = 1000
-
+from kernelwatch.workloads.vae.images import PSNR_CEILING_DB as PSNR_CEILING_DB
+from kernelwatch.workloads.vae.images import Quality as Quality
+from kernelwatch.workloads.vae.images import photographs as photographs
+from kernelwatch.workloads.vae.images import quality as quality
+from kernelwatch.workloads.vae.model import Autoencoder, load_checkpoint
+from kernelwatch.workloads.vae.spec import (
+    CHECKPOINT_ENV,
+    COMPILED,
+    CONFIGS,
+    FP8_MIN_CAPABILITY,
+    PARAMS,
+    QUANTIZED,
+    SEED,
+    VARIANTS,
+    device_time_method,
+)
+from kernelwatch.workloads.vae.spec import (
+    CPU_COMPILE_MIN_SSIM as CPU_COMPILE_MIN_SSIM,
+)
+from kernelwatch.workloads.vae.spec import (
+    FRESH_IMAGE_OFFSET as FRESH_IMAGE_OFFSET,
+)
+from kernelwatch.workloads.vae.spec import (
+    SPEC as SPEC,
+)
+from kernelwatch.workloads.vae.spec import (
+    SSIM_GATE as SSIM_GATE,
+)
+from kernelwatch.workloads.vae.spec import (
+    break_even_samples as break_even_samples,
+)
+from kernelwatch.workloads.vae.spec import (
+    flops_for as flops_for,
+)
+from kernelwatch.workloads.vae.spec import (
+    ssim_below_gate as ssim_below_gate,
+)
+from kernelwatch.workloads.vae.spec import (
+    variant_kind as variant_kind,
+)
 
 # ----------------------------------------------------------------------------- the model
 
@@ -172,10 +111,7 @@ def build_model(config: str, dtype: torch.dtype, device: torch.device) -> Autoen
 
 def check_available(variant: str, device: torch.device) -> None:
     """Unavailable (asv: skipped) with the reason when the variant cannot run here."""
-    if device.type != "cuda" and variant in GPU_ONLY:
-        raise Unavailable(f"{variant} needs a CUDA GPU: {GPU_ONLY[variant]}")
-    if device.type == "cuda" and variant in CPU_ONLY:
-        raise Unavailable(f"{variant} runs on the CPU only: {CPU_ONLY[variant]}")
+    VARIANTS[variant].check(device.type)
     if variant.startswith("fp8") and device.type == "cuda":
         cap = torch.cuda.get_device_capability(device)
         if cap < FP8_MIN_CAPABILITY:
@@ -211,30 +147,12 @@ def quantize(module: nn.Module, scheme: str) -> None:
     quantize_(module, config)
 
 
-def device_time_uses_graph(variant: str) -> bool:
-    """Whether device time replays the calls from a CUDA graph. Not for reduce-overhead
-    (it replays its own graphs, which cannot nest in a capture), nor for torchao's quantized
-    tensors run eagerly (their dispatch is not known to be capturable): those are the
-    profiler's kernel time of plain calls, which leaves out the GPU's waits for the host."""
-    return variant != "compile-reduce-overhead" and variant not in QUANTIZED
-
-
-def device_time_method(variant: str) -> str:
-    """How a GPU's device time of this variant is read (measure.time_device)."""
-    return measure.CUDA_GRAPH if device_time_uses_graph(variant) else measure.PROFILER_KERNELS
-
-
-def device_method_for(params: dict) -> str:
-    """device_time_method for a benchmark's params dict (used by the report)."""
-    return device_time_method(params["variant"])
-
-
 def transform(module: nn.Module, variant: str, device: torch.device
               ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The variant of `module` (quantized in place where the variant says), as a callable
     without autograd. Compiled variants compile on their first call."""
     scheme = variant.removesuffix("-compile")
-    if scheme in QUANTIZED or scheme in CPU_ONLY:
+    if scheme in QUANTIZED or scheme == "torch-ao-int8-dynamic":
         quantize(module, scheme)
     fn: Callable = module
     if variants.is_compiled(variant):
@@ -250,14 +168,6 @@ def transform(module: nn.Module, variant: str, device: torch.device
 
 
 # ----------------------------------------------------------------------------- a case
-
-
-def break_even_samples(one_time_seconds: float, baseline_seconds_per_batch: float,
-                       variant_seconds_per_batch: float, batch: int) -> float | None:
-    """Images after which a variant's one-time cost (compile, quantization) has paid: the
-    cost over the time it saves per image; None when it saves nothing."""
-    saving = (baseline_seconds_per_batch - variant_seconds_per_batch) / batch
-    return one_time_seconds / saving if saving > 0 else None
 
 
 @dataclass
@@ -363,38 +273,3 @@ def parameter_count(config: str, part: str) -> int:
     with torch.device("meta"):
         module = getattr(Autoencoder(CONFIGS[config]), part)
     return sum(p.numel() for p in module.parameters())
-
-
-def variant_kind(variant: str) -> str | None:
-    """compile, int8, fp8 or torch-ao (None for eager): the write-up's groups."""
-    for key in ("fp8", "int8", "torch-ao"):
-        if variant.startswith(key):
-            return key
-    return "compile" if "compile" in variant else None
-
-
-def ssim_below_gate(variant: str, ssim: float) -> float | None:
-    """The variant's SSIM gate when `ssim` falls under it, else None (passes, or eager)."""
-    gate = SSIM_GATE.get(variant_kind(variant) or "")
-    return gate if gate and ssim < gate else None
-
-
-def quality_gate(track: str, params: dict, value: float) -> str | None:
-    gate = ssim_below_gate(params.get("variant", ""), value) if track == "track_ssim" else None
-    return f"SSIM {value:.4f} < {gate}" if gate else None
-
-
-def flops_for(params: dict) -> int | None:
-    """Matmul FLOPs of one call of a part (2 per multiply-add; attention's QK^T and PV
-    included), for TFLOP/s in the report."""
-    try:
-        cfg, batch = CONFIGS[params["config"]], int(params["batch"])
-        part = params["part"]
-    except (KeyError, ValueError):
-        return None
-    n = cfg.tokens
-    depth = cfg.encoder_depth if part == "encoder" else cfg.decoder_depth
-    per_block = (2 * n * cfg.width * (4 * cfg.width + 3 * cfg.mlp_hidden)
-                 + 4 * n * n * cfg.width)
-    ends = 2 * n * cfg.width * (3 * cfg.patch ** 2 + cfg.channels)
-    return batch * (depth * per_block + ends)

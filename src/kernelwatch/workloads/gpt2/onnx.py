@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
-    from kernelwatch.workloads.gpt2 import Gpt2Size
+    from kernelwatch.workloads.gpt2.spec import Gpt2Size
 
 
 class DecoderWithCache(nn.Module):

@@ -1,4 +1,5 @@
-"""GPT-2 generate: greedy decoding of N new tokens after a fixed prompt, batch 1.
+"""GPT-2 generate's cases (the declaration is spec.py): greedy decoding of N new tokens
+after a fixed prompt, batch 1.
 
 The GPT-2 XL CPU write-up found dynamic INT8 "barely shrinks" the model: GPT-2's layers are
 `transformers.pytorch_utils.Conv1D`, not `nn.Linear`, so `quantize_dynamic` quantized only
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import multiprocessing
 import os
 import shutil
@@ -44,97 +44,37 @@ from pathlib import Path
 import torch
 
 from kernelwatch import measure
-from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
-from kernelwatch.workloads import SuitePart
+from kernelwatch.errors import Unavailable, check_choices
 from kernelwatch.workloads._case import Case
-from kernelwatch.workloads._gpt2_generators import OnnxGenerator, TorchGenerator
-from kernelwatch.workloads._gpt2_onnx import DecoderWithCache as DecoderWithCache
-from kernelwatch.workloads._gpt2_onnx import export_onnx
-from kernelwatch.workloads._gpt2_quantize import conv1d_to_linear as conv1d_to_linear
-from kernelwatch.workloads._gpt2_quantize import (
+from kernelwatch.workloads.gpt2.generators import OnnxGenerator, TorchGenerator
+from kernelwatch.workloads.gpt2.onnx import DecoderWithCache as DecoderWithCache
+from kernelwatch.workloads.gpt2.onnx import export_onnx
+from kernelwatch.workloads.gpt2.quantize import conv1d_to_linear as conv1d_to_linear
+from kernelwatch.workloads.gpt2.quantize import (
     own_weights,
     quantized_count,
     torch_ao_dynamic,
     torchao_quantize,
 )
-
-
-@dataclass(frozen=True)
-class Gpt2Size:
-    n_layer: int
-    n_embd: int
-    n_head: int
-
-
-# The four released GPT-2 sizes (their config.json); vocabulary 50257, context 1024.
-SIZES: dict[str, Gpt2Size] = {
-    "gpt2": Gpt2Size(12, 768, 12),  # 124M
-    "gpt2-medium": Gpt2Size(24, 1024, 16),  # 355M
-    "gpt2-large": Gpt2Size(36, 1280, 20),  # 774M
-    "gpt2-xl": Gpt2Size(48, 1600, 25),  # 1.5B
-}
-VOCAB_SIZE = 50257
-INIT_RANGE = 0.05
-SEED = 0
-# The write-up's prompt, "Once upon a time, there was a magical forest", as GPT-2 token ids
-# (no tokenizer download); longer prompts continue with seeded random ids.
-WRITEUP_PROMPT = (7454, 2402, 257, 640, 11, 612, 373, 257, 10883, 8222)
-
-VARIANTS = ("fp32", "bf16", "int8-dynamic", "int8-dynamic-as-seed", "torchao-int8-weight-only",
-            "torchao-int8-dynamic", "onnx-fp32", "onnx-int8", "compile")
-# Libraries whose code the variants run (`kernelwatch run --target DIST=REPO`, `--versions`):
-# every variant generates with transformers; ONNX Runtime and torchao run only their own.
-TARGETS = {"transformers": {},
-           "onnxruntime": ["onnx-fp32", "onnx-int8"],
-           "torchao": ["torchao-int8-weight-only", "torchao-int8-dynamic"]}
-BASELINE = {"cpu": "fp32", "cuda": "bf16"}
-CPU_ONLY = {
-    "fp32": "the GPU baseline is bf16",
-    "int8-dynamic": "torch.ao dynamic quantization has CPU kernels only",
-    "int8-dynamic-as-seed": "torch.ao dynamic quantization has CPU kernels only",
-    "onnx-fp32": "the ONNX variants use onnxruntime's CPU provider; on a GPU machine they "
-                 "would measure its host CPU",
-    "onnx-int8": "the ONNX variants use onnxruntime's CPU provider; on a GPU machine they "
-                 "would measure its host CPU",
-}
-CUDA_ONLY = {"bf16": "bf16 is the GPU baseline; the CPU's is fp32"}
-
-# Strings: asv params match by repr, and the CLI selects by name. Threads: "all" is every
-# core this process may use; 1 is the write-up's setting.
-PARAMS = {"size": list(SIZES), "prompt_tokens": ["10", "128"], "new_tokens": ["100", "16"],
-          "threads": ["1", "all"], "variant": list(VARIANTS)}
-# The quick run (`make demo`: two commits x two torch versions): the one figure that says
-# whether INT8 pays, the decode step of fp32 and int8-dynamic over a short generation. Every
-# GPT-2 process loads transformers and a model (about 20 s here), so each variant or metric
-# more costs minutes there; ONNX, size and agreement are in the tests and full runs.
-QUICK = {"size": ["gpt2"], "prompt_tokens": ["10"], "new_tokens": ["16"], "threads": ["1"],
-         "variant": ["fp32", "int8-dynamic"]}
-QUICK_METRICS = ("time",)
-QUICK_TRACKS = ("decode_time",)
-# Named selections (workloads.SUITE_NAMES). On a GPU: GPT-2 XL's decode in bf16, weight-only
-# INT8 (the fast path for batch-1 decode) and compiled; the compile's first generation once.
-_GPU_XL = {"size": ["gpt2-xl"], "prompt_tokens": ["128"], "new_tokens": ["100"],
-           "threads": ["1"]}
-SUITES = {
-    "gpu-commit": [
-        SuitePart({**_GPU_XL, "variant": ["bf16", "torchao-int8-weight-only", "compile"]},
-                  ("time", "accuracy"), ("decode_time", "ttft", "token_match")),
-        SuitePart({**_GPU_XL, "variant": ["compile"]}, ("first-run",)),
-    ],
-    "gpu-nightly": [
-        SuitePart({**_GPU_XL, "variant": ["bf16", "torchao-int8-weight-only",
-                                          "torchao-int8-dynamic", "compile"]},
-                  ("time", "accuracy", "first-run", "size")),
-    ],
-}
-# Metric family -> asv class in benchmarks/gpt2.py.
-BENCHMARKS = {"time": "Gpt2Generate", "first-run": "Gpt2FirstRun", "size": "Gpt2Size",
-              "memory": "Gpt2Memory", "accuracy": "Gpt2Accuracy"}
-CHECKPOINT_ENV = "KERNELWATCH_GPT2_CHECKPOINT"
-SETTINGS = {"checkpoint": CHECKPOINT_ENV}
-# Bump when the ONNX graph or its export changes: cached exports are keyed by it.
-EXPORT_VERSION = "2"
-
+from kernelwatch.workloads.gpt2.spec import (
+    BASELINE,
+    CHECKPOINT_ENV,
+    EXPORT_VERSION,
+    INIT_RANGE,
+    PARAMS,
+    SEED,
+    SIZES,
+    VARIANTS,
+    VOCAB_SIZE,
+    WRITEUP_PROMPT,
+    check_checkpoint,
+)
+from kernelwatch.workloads.gpt2.spec import (
+    SPEC as SPEC,
+)
+from kernelwatch.workloads.gpt2.spec import (
+    validate_settings as validate_settings,
+)
 
 # ----------------------------------------------------------------------------- the model
 
@@ -152,33 +92,6 @@ def config(size: str):
     s = SIZES[size]
     return GPT2Config(n_layer=s.n_layer, n_embd=s.n_embd, n_head=s.n_head,
                       vocab_size=VOCAB_SIZE, initializer_range=INIT_RANGE)
-
-
-def check_checkpoint(path: Path, size: str) -> None:
-    """One clear error when a checkpoint directory is not the selected GPT-2 size."""
-    conf_path = Path(path) / "config.json"
-    if not conf_path.is_file():
-        raise KernelwatchError(f"{path} is not a Hugging Face checkpoint directory (no "
-                               "config.json); pass a directory saved by save_pretrained")
-    conf = json.loads(conf_path.read_text())
-    if conf.get("model_type") != "gpt2":
-        raise KernelwatchError(f"{path} holds a {conf.get('model_type')!r} model, not GPT-2; "
-                               "pass a GPT-2 checkpoint directory")
-    want = SIZES[size]
-    differs = [f"{k} {conf.get(k)} (want {getattr(want, k)})" for k in ("n_layer", "n_embd",
-               "n_head") if conf.get(k) != getattr(want, k)]
-    if differs:
-        raise KernelwatchError(f"{path} is not {size}: {', '.join(differs)}; select the size "
-                               f"it is (--param size=...) or another checkpoint")
-
-
-def validate_settings(settings: dict[str, str], chosen: dict[str, list[str]]) -> None:
-    """Called by the CLI before asv starts, so a wrong checkpoint is one message, not a
-    failure per benchmark."""
-    path = settings.get(CHECKPOINT_ENV)
-    if path:
-        for size in chosen.get("size") or list(SIZES):
-            check_checkpoint(Path(path), size)
 
 
 def model_dir(size: str) -> Path:
@@ -382,10 +295,7 @@ def build_case(size: str, prompt_tokens: str, new_tokens: str, threads: str, var
                            "new_tokens": [new_tokens], "threads": [threads],
                            "variant": [variant]}, where="gpt2")
     device = torch.device(device)
-    if device.type == "cuda" and variant in CPU_ONLY:
-        raise Unavailable(f"{variant} runs on the CPU only: {CPU_ONLY[variant]}")
-    if device.type != "cuda" and variant in CUDA_ONLY:
-        raise Unavailable(f"{variant} needs a CUDA GPU: {CUDA_ONLY[variant]}")
+    VARIANTS[variant].check(device.type)
     n_threads = thread_count(threads)
     torch.set_num_threads(n_threads)
     generator = build_generator(size, variant, device, n_threads)

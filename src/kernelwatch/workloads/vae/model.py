@@ -11,10 +11,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from kernelwatch.errors import KernelwatchError
-from kernelwatch.workloads.rope import rope_interleaved
+from kernelwatch.workloads.rope.case import rope_interleaved
 
 if TYPE_CHECKING:
-    from kernelwatch.workloads.vae import VaeConfig
+    from kernelwatch.workloads.vae.spec import VaeConfig
 
 # A trained ViTok starts LayerScale at 1e-4 and learns it; a random model keeps 0.1, so the
 # blocks' output counts in the reconstruction.

@@ -13,10 +13,10 @@ The algorithm (arXiv 2210.17323, section 3.4), as upstream runs it:
 
 `process_block` is the column loop over one block: the function upstream proposed compiling
 (`compile-block`). `column_step` is one column of it (`compile-column`), so compile cost does
-not grow with the block size. `triton_block` (`_gptq_triton.py`) does the same block in one
+not grow with the block size. `triton_block` (`kernels.py`) does the same block in one
 fused Triton kernel (`triton`): each program keeps a tile of rows x block columns in
 registers and walks the columns, so the block costs one launch instead of about ten kernels
-per column. llm-compressor's own GPTQ is `llmcompressor` (`_gptq_upstream.py`).
+per column. llm-compressor's own GPTQ is `llmcompressor` (`upstream.py`).
 """
 
 from __future__ import annotations
@@ -27,64 +27,35 @@ from dataclasses import dataclass
 
 import torch
 
-from kernelwatch import measure, variants
+from kernelwatch import variants
 from kernelwatch.errors import KernelwatchError, check_choices
-from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
-from kernelwatch.workloads._gptq_triton import check_triton, triton_block
-from kernelwatch.workloads._gptq_triton import triton as triton
-from kernelwatch.workloads._gptq_upstream import llmcompressor_quantizer
-from kernelwatch.workloads._gptq_upstream import pin_mismatch as pin_mismatch
-
-
-@dataclass(frozen=True)
-class LayerShape:
-    rows: int  # out_features
-    cols: int  # in_features: the dimension GPTQ walks and the Hessian spans
-
-
-# Weight shapes of real linears (config.json: hidden, intermediate, kv heads x head_dim).
-SHAPES: dict[str, LayerShape] = {
-    "tiny/proj": LayerShape(64, 256),
-    "tinyllama-1.1b/q_proj": LayerShape(2048, 2048),
-    "tinyllama-1.1b/k_proj": LayerShape(256, 2048),
-    "tinyllama-1.1b/v_proj": LayerShape(256, 2048),
-    "tinyllama-1.1b/o_proj": LayerShape(2048, 2048),
-    "tinyllama-1.1b/gate_proj": LayerShape(5632, 2048),
-    "tinyllama-1.1b/up_proj": LayerShape(5632, 2048),
-    "tinyllama-1.1b/down_proj": LayerShape(2048, 5632),
-    "qwen2.5-3b/q_proj": LayerShape(2048, 2048),
-    "qwen2.5-3b/k_proj": LayerShape(256, 2048),
-    "qwen2.5-3b/v_proj": LayerShape(256, 2048),
-    "qwen2.5-3b/o_proj": LayerShape(2048, 2048),
-    "qwen2.5-3b/gate_proj": LayerShape(11008, 2048),
-    "qwen2.5-3b/up_proj": LayerShape(11008, 2048),
-    "qwen2.5-3b/down_proj": LayerShape(2048, 11008),
-}
-
-
-@dataclass(frozen=True)
-class Scheme:
-    bits: int
-    symmetric: bool
-    group_size: int
-
-    # compressed-tensors keeps the signed range for asymmetric schemes too (int4: [-8, 7]) and
-    # moves the zero point instead; matching it keeps codes comparable with llm-compressor's.
-    @property
-    def qmin(self) -> int:
-        return -(1 << (self.bits - 1))
-
-    @property
-    def qmax(self) -> int:
-        return (1 << (self.bits - 1)) - 1
-
-
-SCHEMES = {
-    "w4-sym-g128": Scheme(4, True, 128),
-    "w4-asym-g128": Scheme(4, False, 128),
-    "w8-sym-g128": Scheme(8, True, 128),
-}
+from kernelwatch.workloads.gptq.kernels import check_triton, triton_block
+from kernelwatch.workloads.gptq.kernels import triton as triton
+from kernelwatch.workloads.gptq.spec import (
+    BLOCKSIZES as BLOCKSIZES,
+)
+from kernelwatch.workloads.gptq.spec import (
+    CALIBRATION_SAMPLES,
+    COMPILE_MODE,
+    DEVICE_METHOD,
+    PARAMS,
+    QUALITY_TOLERANCE,
+    SCHEMES,
+    SHAPES,
+    Scheme,
+)
+from kernelwatch.workloads.gptq.spec import (
+    SPEC as SPEC,
+)
+from kernelwatch.workloads.gptq.spec import (
+    VARIANTS as VARIANTS,
+)
+from kernelwatch.workloads.gptq.spec import (
+    LayerShape as LayerShape,
+)
+from kernelwatch.workloads.gptq.upstream import llmcompressor_quantizer
+from kernelwatch.workloads.gptq.upstream import pin_mismatch as pin_mismatch
 
 
 def group_qparams(weight: torch.Tensor, scheme: Scheme) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,76 +225,6 @@ def relative_output_error(weight: torch.Tensor, quantized: torch.Tensor,
     ref = activations.double() @ weight.double().T
     out = activations.double() @ quantized.double().T
     return float((ref - out).norm() / ref.norm())
-
-
-# ----------------------------------------------------------------------------- variants
-
-VARIANTS = ("eager", "compile-block", "compile-column", "triton", "llmcompressor",
-            "llmcompressor-eager")
-# The best kernel this project knows for a GPTQ block (the roofline page's yardstick).
-REFERENCE = "triton"
-# Compiling a whole block unrolls its column loop: its compile cost grows with the block (tens
-# of seconds at 16, hours at 128), so the sizes between let a run find the largest block that
-# compiles within its budget. Strings: asv params match by repr, and the CLI selects by name.
-BLOCKSIZES = ("16", "32", "64", "128")
-# The torch.compile mode of compile-block and compile-column (variants.py), shape-generic as
-# upstream proposed: the column step sees a narrower tail at every column.
-COMPILE_MODE = "compile-dynamic"
-# The column loop runs from the host, so a quantization's time on a GPU is its latency there:
-# CUDA events around plain calls, the GPU's waits for the host included.
-DEVICE_METHOD = measure.CUDA_EVENTS
-
-
-def quality_gate(track: str, params: dict, value: float) -> str | None:
-    """The report's gate: output error no worse than eager's beyond the stated tolerance."""
-    if track == "track_worse_than_eager" and value:
-        return "output error worse than eager's"
-    return None
-
-
-PARAMS = {"shape": list(SHAPES), "scheme": list(SCHEMES), "blocksize": list(BLOCKSIZES),
-          "variant": list(VARIANTS)}
-# The quick run: eager against upstream's proposal (the whole block compiled), at a block
-# small enough to compile in seconds on a CPU; a few tracks, so it adds about a minute.
-QUICK = {"shape": ["tiny/proj"], "scheme": ["w4-sym-g128"], "blocksize": ["16"],
-         "variant": ["eager", "compile-block"]}
-QUICK_TRACKS = ("time", "first_run", "identical_codes", "output_error")
-QUICK_COMPILE_VARIANT = "compile-block"
-# Named selections (workloads.SUITE_NAMES). Per commit: one real projection at upstream's block
-# of 128, eager against the fused kernel, llm-compressor's and the compiled column step; the
-# cold compile is the compiled variant's first run. Nightly: every projection of Qwen2.5-3B.
-SUITES = {
-    "gpu-commit": [
-        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
-                   "blocksize": ["128"],
-                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
-                  ("time", "accuracy"), ("time", "output_error", "identical_codes")),
-        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
-                   "blocksize": ["128"], "variant": ["compile-column"]}, ("first-run",)),
-    ],
-    "gpu-nightly": [
-        SuitePart({"shape": [s for s in SHAPES if s.startswith("qwen2.5-3b/")],
-                   "scheme": ["w4-sym-g128", "w8-sym-g128"], "blocksize": ["128"],
-                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
-                  ("time", "accuracy", "first-run")),
-    ],
-}
-# Metric family -> asv class in benchmarks/gptq.py (`kernelwatch run --metric FAMILY`).
-BENCHMARKS = {"time": "GptqTime", "first-run": "GptqFirstRun", "compile": "GptqCompile",
-              "memory": "GptqMemory", "cuda-memory": "GptqCudaMemory",
-              "accuracy": "GptqAccuracy"}
-# Libraries whose code a variant runs: `kernelwatch run --target llmcompressor=REPO` measures
-# these at the library's commits, `--versions llmcompressor=...` at its releases.
-TARGETS = {"llmcompressor": ["llmcompressor", "llmcompressor-eager"]}
-# What importing llm-compressor's GPTQ needs in an environment beside torch (the library itself
-# goes in with --no-deps): exact versions, as the host's `kernelwatch[gptq]` resolves them.
-TARGET_REQUIREMENTS = {"llmcompressor": {
-    "transformers": "5.17.0", "compressed-tensors": "0.19.0", "loguru": "0.7.3",
-    "datasets": "5.2.0", "accelerate": "1.15.0", "pillow": "", "pyyaml": "", "requests": "",
-    "tqdm": ""}}
-# A variant whose held-out output error exceeds eager's by more than this is flagged.
-QUALITY_TOLERANCE = 0.01
-CALIBRATION_SAMPLES = 512
 
 
 @dataclass

@@ -1,0 +1,144 @@
+"""GPTQ's declaration: quantization of one linear layer's weight as llm-compressor's
+`quantize_weight` does it (the algorithm and its variants: case.py). Shapes are real models'
+linears; the variants are eager, two compiled forms, the project's fused Triton kernel and
+llm-compressor's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kernelwatch.time_methods import CUDA_EVENTS
+from kernelwatch.workloads.declaration import SuitePart, Variant, Workload, variant_table
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    rows: int  # out_features
+    cols: int  # in_features: the dimension GPTQ walks and the Hessian spans
+
+
+# Weight shapes of real linears (config.json: hidden, intermediate, kv heads x head_dim).
+SHAPES: dict[str, LayerShape] = {
+    "tiny/proj": LayerShape(64, 256),
+    "tinyllama-1.1b/q_proj": LayerShape(2048, 2048),
+    "tinyllama-1.1b/k_proj": LayerShape(256, 2048),
+    "tinyllama-1.1b/v_proj": LayerShape(256, 2048),
+    "tinyllama-1.1b/o_proj": LayerShape(2048, 2048),
+    "tinyllama-1.1b/gate_proj": LayerShape(5632, 2048),
+    "tinyllama-1.1b/up_proj": LayerShape(5632, 2048),
+    "tinyllama-1.1b/down_proj": LayerShape(2048, 5632),
+    "qwen2.5-3b/q_proj": LayerShape(2048, 2048),
+    "qwen2.5-3b/k_proj": LayerShape(256, 2048),
+    "qwen2.5-3b/v_proj": LayerShape(256, 2048),
+    "qwen2.5-3b/o_proj": LayerShape(2048, 2048),
+    "qwen2.5-3b/gate_proj": LayerShape(11008, 2048),
+    "qwen2.5-3b/up_proj": LayerShape(11008, 2048),
+    "qwen2.5-3b/down_proj": LayerShape(2048, 11008),
+}
+
+
+@dataclass(frozen=True)
+class Scheme:
+    bits: int
+    symmetric: bool
+    group_size: int
+
+    # compressed-tensors keeps the signed range for asymmetric schemes too (int4: [-8, 7]) and
+    # moves the zero point instead; matching it keeps codes comparable with llm-compressor's.
+    @property
+    def qmin(self) -> int:
+        return -(1 << (self.bits - 1))
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+
+SCHEMES = {
+    "w4-sym-g128": Scheme(4, True, 128),
+    "w4-asym-g128": Scheme(4, False, 128),
+    "w8-sym-g128": Scheme(8, True, 128),
+}
+
+
+VARIANTS = variant_table(
+    Variant("eager"),
+    # The column loop of one block compiled (upstream's proposal), and one column of it.
+    Variant("compile-block"),
+    Variant("compile-column"),
+    # The project's fused block kernel (kernels.py): on a CPU only under TRITON_INTERPRET=1.
+    Variant("triton"),
+    Variant("llmcompressor", library="llmcompressor"),
+    Variant("llmcompressor-eager", library="llmcompressor"),
+)
+# The best kernel this project knows for a GPTQ block (the roofline page's yardstick).
+REFERENCE = "triton"
+# Compiling a whole block unrolls its column loop: its compile cost grows with the block (tens
+# of seconds at 16, hours at 128), so the sizes between let a run find the largest block that
+# compiles within its budget. Strings: asv params match by repr, and the CLI selects by name.
+BLOCKSIZES = ("16", "32", "64", "128")
+# The torch.compile mode of compile-block and compile-column (variants.py), shape-generic as
+# upstream proposed: the column step sees a narrower tail at every column.
+COMPILE_MODE = "compile-dynamic"
+# The column loop runs from the host, so a quantization's time on a GPU is its latency there:
+# CUDA events around plain calls, the GPU's waits for the host included.
+DEVICE_METHOD = CUDA_EVENTS
+
+
+def quality_gate(track: str, params: dict, value: float) -> str | None:
+    """The report's gate: output error no worse than eager's beyond the stated tolerance."""
+    if track == "track_worse_than_eager" and value:
+        return "output error worse than eager's"
+    return None
+
+
+PARAMS = {"shape": list(SHAPES), "scheme": list(SCHEMES), "blocksize": list(BLOCKSIZES),
+          "variant": list(VARIANTS)}
+_TINY = {"shape": ["tiny/proj"], "scheme": ["w4-sym-g128"], "blocksize": ["16"]}
+SUITES = {
+    # The quick run: eager against upstream's proposal (the whole block compiled), at a
+    # block small enough to compile in seconds on a CPU; a few tracks, so it adds about a
+    # minute; the compiled block's recompiles.
+    "quick": [
+        SuitePart({**_TINY, "variant": ["eager", "compile-block"]},
+                  ("time", "accuracy", "first-run"),
+                  ("time", "first_run", "identical_codes", "output_error")),
+        SuitePart({**_TINY, "variant": ["compile-block"]}, ("compile",), ("recompiles",)),
+    ],
+    # Per commit: one real projection at upstream's block of 128, eager against the fused
+    # kernel, llm-compressor's and the compiled column step; the cold compile is the
+    # compiled variant's first run. Nightly: every projection of Qwen2.5-3B.
+    "gpu-commit": [
+        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
+                   "blocksize": ["128"],
+                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
+                  ("time", "accuracy"), ("time", "output_error", "identical_codes")),
+        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
+                   "blocksize": ["128"], "variant": ["compile-column"]}, ("first-run",)),
+    ],
+    "gpu-nightly": [
+        SuitePart({"shape": [s for s in SHAPES if s.startswith("qwen2.5-3b/")],
+                   "scheme": ["w4-sym-g128", "w8-sym-g128"], "blocksize": ["128"],
+                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
+                  ("time", "accuracy", "first-run")),
+    ],
+}
+# Metric family -> asv class in benchmarks/gptq.py (`kernelwatch run --metric FAMILY`).
+BENCHMARKS = {"time": "GptqTime", "first-run": "GptqFirstRun", "compile": "GptqCompile",
+              "memory": "GptqMemory", "cuda-memory": "GptqCudaMemory",
+              "accuracy": "GptqAccuracy"}
+# What importing llm-compressor's GPTQ needs in an environment beside torch (the library itself
+# goes in with --no-deps): exact versions, as the host's `kernelwatch[gptq]` resolves them.
+TARGET_REQUIREMENTS = {"llmcompressor": {
+    "transformers": "5.17.0", "compressed-tensors": "0.19.0", "loguru": "0.7.3",
+    "datasets": "5.2.0", "accelerate": "1.15.0", "pillow": "", "pyyaml": "", "requests": "",
+    "tqdm": ""}}
+# A variant whose held-out output error exceeds eager's by more than this is flagged.
+QUALITY_TOLERANCE = 0.01
+CALIBRATION_SAMPLES = 512
+
+
+SPEC = Workload(
+    name="gptq", params=PARAMS, metrics=BENCHMARKS, variants=VARIANTS, suites=SUITES,
+    reference=REFERENCE, target_requirements=TARGET_REQUIREMENTS, quality_gate=quality_gate,
+    device_method_for=lambda params: DEVICE_METHOD)
