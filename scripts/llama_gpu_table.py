@@ -36,6 +36,7 @@ from kernelwatch.errors import Unavailable
 from kernelwatch.report import clocks
 from kernelwatch.report import llama_layer as layer_report
 from kernelwatch.workloads.llama_layer import case as llama_layer
+from kernelwatch.workloads.llama_layer import spec as llama_layer_spec
 
 REPO = Path(__file__).resolve().parents[1]
 FRESH_SEED = 1234  # inputs of the accuracy checks, not the timed ones
@@ -133,7 +134,7 @@ def table_text(out: Path, shape: str, seq_len: str, machine: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shape", required=True, choices=list(llama_layer.SHAPES))
-    p.add_argument("--seq-len", default="2048", choices=list(llama_layer.SEQ_LENS))
+    p.add_argument("--seq-len", default="2048", choices=list(llama_layer_spec.SEQ_LENS))
     p.add_argument("--backends", default="torch,te")
     p.add_argument("--passes", default="forward,forward-backward")
     p.add_argument("--variants", default=",".join(llama_layer.VARIANTS))

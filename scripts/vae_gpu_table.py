@@ -40,6 +40,7 @@ from kernelwatch.errors import KernelwatchError, Unavailable
 from kernelwatch.report import clocks
 from kernelwatch.report import vae as vae_report
 from kernelwatch.workloads.vae import case as vae
+from kernelwatch.workloads.vae import spec as vae_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,7 @@ def one_variant(config: str, part: str, variant: str, batches: list[str], out: P
             params = (config, part, batch, variant)
             timed = _asv("time", case, dev)
             m["time"] = statistics.median(timed.track_time(*params)["samples"])
-            m["graph"] = vae.device_time_uses_graph(variant)
+            m["graph"] = vae_spec.device_time_uses_graph(variant)
             m["caller_time"] = statistics.median(timed.track_caller_time(*params)["samples"])
             m["check"], m["check_detail"] = benchmark_classes.device_check(
                 _asv("device-check", case, dev), params)
@@ -101,7 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="350M-f16x64", choices=list(vae.CONFIGS))
-    ap.add_argument("--part", default="decoder", choices=vae.PARTS)
+    ap.add_argument("--part", default="decoder", choices=vae_spec.PARTS)
     ap.add_argument("--batches", default="32,8,1")
     on_gpu = [v for v, d in vae.VARIANTS.items() if d.unavailable_on("cuda") is None]
     ap.add_argument("--variants", default=",".join(on_gpu))

@@ -2,6 +2,9 @@
 (every `import` and `from ... import`, at any depth of a module, read with ast)."""
 
 import ast
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 from .conftest import REPO
@@ -95,3 +98,38 @@ def test_no_import_cycles_at_module_level():
     for m in sorted(graph):
         visit(m)
     assert not cycles, "\n".join(cycles)
+
+
+# What runs where torch is not installed: the command line, publishing, the report, the
+# history, the run engine's planning, and every workload's declaration.
+TORCH_FREE = ["kernelwatch.cli", "kernelwatch.commands.publish", "kernelwatch.commands.report",
+              "kernelwatch.commands.compare", "kernelwatch.commands.history",
+              "kernelwatch.commands.env", "kernelwatch.report.site", "kernelwatch.engine",
+              "kernelwatch.planner", "kernelwatch.bisect", "kernelwatch.targets",
+              "kernelwatch.history"]
+
+
+def test_publishing_the_report_and_the_declarations_import_no_torch():
+    """Imported (transitively, as Python imports them) in a process where torch, triton,
+    transformers and torchao cannot be imported; the report's views and each declaration
+    are then used, not only imported."""
+    code = textwrap.dedent(f"""
+        import importlib, importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in ("torch", "triton", "transformers", "torchao"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        for name in {TORCH_FREE!r}:
+            importlib.import_module(name)
+        from kernelwatch import workloads
+        from kernelwatch.report import site
+        assert len(site.views()) == len(workloads.WORKLOADS)
+        for name in workloads.WORKLOADS:
+            spec = workloads.get(name)
+            assert spec.quick and spec.variants, name
+        print("torch-free")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 0 and "torch-free" in r.stdout, r.stderr[-3000:]

@@ -18,6 +18,7 @@ from kernelwatch.report import rope as rope_report
 from kernelwatch.results import Row
 from kernelwatch.workloads.llama_layer import case as llama_layer
 from kernelwatch.workloads.rope import case as rope
+from kernelwatch.workloads.rope import spec as rope_spec
 
 from .conftest import REPO, requires_cuda
 
@@ -117,7 +118,7 @@ def test_each_case_declares_its_device_time_method():
     assert llama_layer.device_time_method("torch", "forward", "compile-reduce-overhead") == \
         kernels
     assert llama_layer.device_time_method("te", "forward", "eager") == kernels
-    assert rope.device_method_for({"variant": "triton"}) == graph
+    assert rope_spec.device_method_for({"variant": "triton"}) == graph
 
 
 def test_te_full_compilation_is_skipped_with_its_reason():
@@ -210,6 +211,7 @@ def test_the_triton_kernel_computes_rope_at_odd_sizes_in_tritons_interpreter():
 import torch
 from kernelwatch import measure
 from kernelwatch.workloads.rope import case as rope
+from kernelwatch.workloads.rope import spec as rope_spec
 for form in rope.FORMS:
     for dims in [(3, 5, 1, 37, 80), (2, 3, 3, 9, 128), (1, 4, 2, 16, 64)]:
         shape = rope.RopeShape(*dims, rope_theta=1e4)

@@ -10,6 +10,7 @@ from kernelwatch import benchmark_classes, measure
 from kernelwatch.errors import KernelwatchError, Unavailable
 from kernelwatch.report import llama_layer as layer_report
 from kernelwatch.workloads.llama_layer import case as llama_layer
+from kernelwatch.workloads.llama_layer import spec as llama_layer_spec
 
 from .conftest import REPO, requires_cuda
 
@@ -61,7 +62,7 @@ def test_the_layer_is_hugging_faces_llama_decoder_layer():
     assert measure.accuracy(got, want).rel_l2 < 1e-12
 
 
-@pytest.mark.parametrize("pass_", llama_layer.PASSES)
+@pytest.mark.parametrize("pass_", llama_layer_spec.PASSES)
 @pytest.mark.parametrize("variant", CPU_VARIANTS)
 def test_each_cpu_variant_matches_eager_on_fresh_inputs(variant, pass_, fresh_seed):
     case = llama_layer.build_case("tiny", "128", "torch", pass_, variant, "cpu")
@@ -113,10 +114,10 @@ def test_shapes_flops_and_parameter_counts():
     # Llama-3.2-1B: 16 layers of about 60.8M (embeddings aside); 3.1-8B: 32 of about 218M.
     assert 60e6 < llama_layer.parameter_count("llama-3.2-1b") < 61e6
     assert 218e6 < llama_layer.parameter_count("llama-3.1-8b") < 219e6
-    fwd = llama_layer.flops_for({"shape": "llama-3.1-8b", "seq_len": "2048",
+    fwd = llama_layer_spec.flops_for({"shape": "llama-3.1-8b", "seq_len": "2048",
                                  "pass": "forward"})
     assert 0.9e12 < fwd < 1.0e12  # 2 x 2048 tokens x 218M weights + causal attention
-    both = llama_layer.flops_for({"shape": "llama-3.1-8b", "seq_len": "2048",
+    both = llama_layer_spec.flops_for({"shape": "llama-3.1-8b", "seq_len": "2048",
                                   "pass": "forward-backward"})
     assert both == 3 * fwd
 
@@ -195,7 +196,7 @@ def test_table_rows_speedups_gate_and_writeup_figures():
 
 @requires_cuda
 @pytest.mark.gpu
-@pytest.mark.parametrize("pass_", llama_layer.PASSES)
+@pytest.mark.parametrize("pass_", llama_layer_spec.PASSES)
 @pytest.mark.parametrize("variant", llama_layer.VARIANTS)
 def test_gpu_variants_match_eager_in_bf16(variant, pass_, fresh_seed):
     case = llama_layer.build_case("llama-3.2-1b", "512", "torch", pass_, variant, "cuda")
@@ -205,4 +206,4 @@ def test_gpu_variants_match_eager_in_bf16(variant, pass_, fresh_seed):
     got, eager = (got, eager) if pass_ == "forward-backward" else ((got,), (eager,))
     err = measure.accuracy(got, eager)
     print(f"{variant} {pass_}: rel. L2 vs eager {err.rel_l2:.3g}, max |diff| {err.max_abs:.3g}")
-    assert err.within(llama_layer.REL_L2_VS_EAGER_GATE)
+    assert err.within(llama_layer_spec.REL_L2_VS_EAGER_GATE)

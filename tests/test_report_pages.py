@@ -149,10 +149,10 @@ def test_asvs_own_steps_are_read_from_its_feed(tmp_path):
 def test_rope_table_puts_the_best_variant_first_with_its_share_of_copy_bandwidth():
     from kernelwatch.report import COPY_KEY
     from kernelwatch.report import rope as rope_report
-    from kernelwatch.workloads.rope import case as rope
+    from kernelwatch.workloads.rope import spec as rope_spec
 
     case = {"shape": "llama-3.1-8b", "form": "rotate-half", "dtype": "bfloat16"}
-    nbytes = rope.bytes_for(case)
+    nbytes = rope_spec.bytes_for(case)
     copy = Row(machine="m", commit="a" * 40, date=1, env_name="e", env={}, benchmark=COPY_KEY,
                value=(2 << 30) / 4e12)  # a 4 TB/s copy
     rows = [copy] + [

@@ -10,6 +10,7 @@ import torch
 from kernelwatch.errors import KernelwatchError, Unavailable
 from kernelwatch.report import vae as vae_report
 from kernelwatch.workloads.vae import case as vae
+from kernelwatch.workloads.vae import spec as vae_spec
 
 from .conftest import requires_cuda
 
@@ -58,7 +59,7 @@ def test_ssim_is_one_for_an_identical_reconstruction_and_falls_for_a_perturbed_o
         20 * math.log10(2 / 0.01), abs=0.01)
 
 
-@pytest.mark.parametrize("part", vae.PARTS)
+@pytest.mark.parametrize("part", vae_spec.PARTS)
 def test_each_cpu_variant_reconstructs_fresh_photographs_like_eager(part):
     """Compiled fp32 matches eager to rounding; the quantized ones stay close in SSIM."""
     for variant in ("compile", "int8-weight-only-compile", "int8-dynamic-compile",
@@ -146,7 +147,7 @@ def test_gpu_every_variant_reconstructs_like_eager_and_fp8_skips_with_its_reason
     fp8_ok = torch.cuda.get_device_capability() >= vae.FP8_MIN_CAPABILITY
     # Not max-autotune: its kernel search alone takes minutes of a lease, and its compile
     # path is RoPE's (tests/test_rope.py); scripts/vae_gpu_table.py measures it.
-    for part in vae.PARTS:
+    for part in vae_spec.PARTS:
         for variant in vae.VARIANTS[1:]:
             if variant == "compile-max-autotune":
                 continue

@@ -7,7 +7,7 @@ import pytest
 
 from kernelwatch import results as results_mod
 from kernelwatch.workloads.gpt2 import case as gpt2
-from kernelwatch.workloads.llama_layer import case as llama_layer
+from kernelwatch.workloads.llama_layer import spec as llama_layer_spec
 from kernelwatch.workloads.vae import case as vae
 
 from .conftest import git, kernelwatch_exe, run
@@ -128,7 +128,7 @@ def test_llama_layer_tiny_every_variant_both_passes_through_asv(clone, isolated_
             and r.benchmark == "llama_layer.LayerTime.track_time"
             and r.params["shape"] == "tiny" and r.params["seq_len"] == "128"
             and r.params["backend"] == "torch"}
-    for pass_ in llama_layer.PASSES:
+    for pass_ in llama_layer_spec.PASSES:
         for variant in ("eager", "surgical", "compile"):
             assert rows[(pass_, variant)].median > 0, (pass_, variant)
         assert rows[(pass_, "compile-reduce-overhead")].value is None
@@ -136,7 +136,7 @@ def test_llama_layer_tiny_every_variant_both_passes_through_asv(clone, isolated_
     assert "compile-reduce-overhead needs a CUDA GPU" in log
     r = run([kernelwatch_exe(), "report"], clone)
     assert r.returncode == 0
-    for pass_ in llama_layer.PASSES:
+    for pass_ in llama_layer_spec.PASSES:
         assert f"-- Llama layer tiny (batch 1, sequence 128), torch linears, {pass_}" in r.stdout
 
 

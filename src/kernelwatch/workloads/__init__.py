@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from types import ModuleType
 
 from kernelwatch.errors import unknown_name
 from kernelwatch.workloads.declaration import (  # noqa: F401  (the names a spec uses)
@@ -44,13 +43,6 @@ def get(name: str) -> Workload:
     if name not in WORKLOADS:
         raise unknown_name("workload", name, WORKLOADS)
     return importlib.import_module(f"{WORKLOADS[name]}.spec").SPEC
-
-
-def case_module(name: str) -> ModuleType:
-    """The torch side of workload `name`: build_case, prime_compile, its references."""
-    if name not in WORKLOADS:
-        raise unknown_name("workload", name, WORKLOADS)
-    return importlib.import_module(f"{WORKLOADS[name]}.case")
 
 
 def of_benchmark(benchmark: str) -> Workload | None:
