@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make demo   install, quick benchmark run over the last two commits (torch 2.13.0) and
 #               HEAD under torch 2.14.1, publish the site, print where to open it
-#   make test   install, lint, run the test suite (what .ci/run runs)
+#   make test   install, lint, the fast layer, then the rest of the test suite (.ci/run)
 # bash, for its `time` keyword: a minimal Debian has no /usr/bin/time.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,7 +14,7 @@ HOST_TORCH ?= torch==2.13.0
 # two keep both cores busy (tests/conftest.py groups the units and orders them).
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo test lint gpu-wheels clean
+.PHONY: setup demo test test-fast lint gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -37,11 +37,16 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# The fast layer (tests/unit): pure logic, no torch, no asv run; seconds in all.
+test-fast: lint
+	time $(BIN)/python -m pytest -q tests/unit
+
 # The Docker tests build real images: make sure an engine runs (installs one on bare Debian).
-test: lint
+test: test-fast
 	scripts/ensure-docker.sh
 	scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest -v -rs --durations=40 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -v -rs --durations=40 -n $(TEST_WORKERS) --dist loadgroup \
+	  --no-loadscope-reorder --ignore=tests/unit
 
 # Wheels the GPU device machine lacks (asv and its deps), for Python 3.12 (docs/gpu.md).
 gpu-wheels:

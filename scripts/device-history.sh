@@ -4,7 +4,7 @@
 # table; results, logs and tables go to $OUT (or ./gpu-out).
 #
 # Usage: scripts/device-history.sh STAGE [STAGE...]
-#   tests    the forkserver's CUDA checks and the loop's tests (tests/test_benchloop.py)
+#   tests    the forkserver's CUDA checks and the loop's tests (test_forkserver.py, unit/)
 #   launch   RoPE 8B bf16 rotate-half, seven variants, track_time, fresh compile caches, under
 #            spawn and then under forkserver (machines gpu-spawn, gpu-forkserver): wall, and
 #            per-process seconds of the trivial environment facts (the cost of a process)
@@ -55,7 +55,7 @@ EOF
 for stage in "$@"; do
   case "$stage" in
     tests)
-      timeout 300 python3 -m pytest -q -rs tests/test_benchloop.py 2>&1 | tail -5 | tee "$out/tests.txt"
+      timeout 300 python3 -m pytest -q -rs tests/test_forkserver.py tests/unit/test_benchloop.py 2>&1 | tail -5 | tee "$out/tests.txt"
       ;;
     launch)
       for launch in spawn forkserver; do

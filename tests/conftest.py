@@ -7,25 +7,21 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-
-from kernelwatch import environment
 
 REPO = Path(__file__).resolve().parents[1]
 # pytest-xdist's worker name ("gw0", "gw1"); "main" without workers.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 # `make test` runs two pytest-xdist workers (`--dist loadgroup`): each file is one unit of
-# work, and the heaviest units go first so that the two workers end together (seconds each
-# unit took with two workers). The Docker unit holds the Docker image's users (one build a
-# run) and the engine's tests, whose recorded results the workflow test reuses as a runner
-# would (measured again on another worker, it cost 470 s instead of 60), and every test that
-# runs torch 2.14.1 (marked torch_matrix): its environment, a CUDA build of 6 GB, is built
-# once, by the engine's quick run (a second copy on the other worker filled CI's disk).
-UNIT_SECONDS = {"docker": 1320, "test_workloads_asv": 800, "test_targets": 380,
-                "test_explain": 250, "test_compare": 170, "test_site_browser": 150,
-                "test_cli": 90, "test_planner": 80, "test_asvrun": 70, "test_measure": 60,
-                "test_snapshot": 60, "test_gptq": 60}
+# work, and the heaviest units go first so that the two workers end together. The Docker
+# unit holds the Docker image's users (one build a run) and the engine's tests, whose
+# recorded results the workflow test reuses as a runner would (measured again on another
+# worker, it cost 470 s instead of 60), and every test that runs torch 2.14.1 (marked
+# torch_matrix): its environment, a CUDA build of 6 GB, is built once, by the engine's quick
+# run (a second copy on the other worker filled CI's disk).
+# A unit's weight is the seconds its tests took in the last run here (pytest's cache);
+# without a record, a test of the Docker unit counts 120 s, a slow one 60, the rest 1.
+DURATIONS_KEY = "kernelwatch/test-seconds"
 
 
 def _work_unit(item: pytest.Item) -> str:
@@ -35,17 +31,46 @@ def _work_unit(item: pytest.Item) -> str:
     return item.path.stem
 
 
+def _guess_seconds(item: pytest.Item) -> float:
+    if _work_unit(item) == "docker":
+        return 120.0
+    return 60.0 if item.get_closest_marker("slow") else 1.0
+
+
 def pytest_sessionstart(session):
-    # keeps the GPU tests' results apart from their order (a te test after a torch test)
-    environment.load_transformer_engine_first()
+    # keeps the GPU tests' results apart from their order (a te test after a torch test);
+    # only where a GPU can be: the fast layer never imports torch
+    if Path("/dev/nvidiactl").exists():
+        from kernelwatch import environment
+
+        environment.load_transformer_engine_first()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    recorded = cache.get(DURATIONS_KEY, {}) if cache else {}
+    weight: dict[str, float] = {}
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
+        unit = _work_unit(item)
+        item.add_marker(pytest.mark.xdist_group(unit))
+        weight[unit] = weight.get(unit, 0.0) + recorded.get(item.nodeid, _guess_seconds(item))
     order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (-UNIT_SECONDS.get(_work_unit(item), 0), order[id(item)]))
+    items.sort(key=lambda item: (-weight[_work_unit(item)], order[id(item)]))
+
+
+_SECONDS: dict[str, float] = {}  # this session's, per test (setup, call and teardown)
+
+
+def pytest_runtest_logreport(report):
+    _SECONDS[report.nodeid] = _SECONDS.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # The controller (or a run without workers) sees every test's reports.
+    if _SECONDS and getattr(session.config, "cache", None) and WORKER == "main":
+        recorded = session.config.cache.get(DURATIONS_KEY, {})
+        session.config.cache.set(DURATIONS_KEY, {**recorded, **_SECONDS})
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -68,13 +93,16 @@ def fresh_seed() -> int:
 @pytest.fixture
 def one_cpu_thread():
     """torch on one thread for the test, as the benchmarks pin it (benchmarks/common.py)."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+# A string condition: evaluated (and torch imported) only for the tests that carry the mark.
+requires_cuda = pytest.mark.skipif("not __import__('torch').cuda.is_available()",
                                    reason="needs a CUDA GPU (run on the device machine)")
 
 

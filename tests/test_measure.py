@@ -240,3 +240,18 @@ def test_kernel_times_names_where_a_call_spends_its_time_longest_first():
     assert "aten::add" in names
     assert [k.seconds for k in found] == sorted((k.seconds for k in found), reverse=True)
     assert next(k for k in found if k.name == "aten::mm").launches == 1
+
+
+def test_injected_slowdown_adds_its_fraction_of_the_calls_time(monkeypatch):
+    # One thread: the hook's busy loop must not compete with torch's other threads here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.randn(192, 192)
+        base = measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median
+        monkeypatch.setenv(measure.INJECT_SLOWDOWN_ENV, "1.0")
+        slowed = measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median
+    finally:
+        torch.set_num_threads(threads)
+    # Doubled: well above what this shared machine does to one process's median (+50%).
+    assert 1.6 < slowed / base < 2.6, slowed / base

@@ -19,11 +19,10 @@ import ast
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-
-# asv's count series reads this; the names go beside the results (kernelwatch.inventory_file).
-KERNEL_COUNT_UNIT = "count"
+if TYPE_CHECKING:  # reading and comparing inventories (the report) needs no torch
+    import torch
 
 
 def short_name(name: str, width: int = 60) -> str:
@@ -126,6 +125,8 @@ def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory
     """Run `call` once (its first call, when it compiles) and list what it launched: from
     the modules inductor generated or loaded during the call, else from the profiler on a
     second call."""
+    import torch
+
     before = {id(m) for m in _generated_modules()}
     compiled_before = {id(m) for m in _compilations()}
     call()
@@ -148,6 +149,7 @@ def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory
 def of_profiled_call(call: Callable[[], object], device: torch.device) -> Inventory:
     """What one call of `call` ran, by the profiler: GPU kernels on CUDA, else the aten
     operators called from Python (not their internal calls)."""
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]

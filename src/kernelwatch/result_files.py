@@ -276,9 +276,6 @@ def _check_kernels(data: object) -> None:
                  f"{case}: guards is not a count")
 
 
-BENCHMARK_TEXT_FIELDS = ("name", "pretty_name", "unit", "type", "version", "pretty_source")
-
-
 def _check_benchmarks(data: object) -> None:
     _require(isinstance(data, dict), "not an object")
     _require(data.get("version") == 2, "version is not 2 (asv 0.6's benchmarks.json)")

@@ -1,13 +1,12 @@
-"""kernelwatch's benchmark loop (kernelwatch.benchloop) and the forkserver it runs under: the
-pieces that need no asv run (names, the atomic save, the time left), and on a GPU that the
-suite's imports leave CUDA alone so forked benchmark processes can use it. The loop's runs
-through real asv are in test_engine.py (a cut run keeps what finished)."""
+"""kernelwatch's benchmark loop (kernelwatch.benchloop), the pieces that need no asv run:
+names, the atomic save, the recorded durations, the estimate and the time left, shards dealt
+by duration. Its runs through real asv are in test_engine.py (a cut run keeps what
+finished); the forkserver's CUDA checks in test_forkserver.py."""
 
 import json
 import os
 import subprocess
 import sys
-import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -15,8 +14,6 @@ import pytest
 
 from kernelwatch import benchloop, planner, shards
 from kernelwatch.progress import Eta
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_combination_names_are_what_asv_matches_b_against():
@@ -98,60 +95,3 @@ def test_shards_are_dealt_by_recorded_seconds():
         sorted(more))
     assert shards.unit_seconds({"w.C.track_a('1')": 2.0, "w.C.track_b('1')": 3.0}) == {
         "w.C(1)": 5.0}
-
-
-gpu = pytest.mark.skipif(not __import__("torch").cuda.is_available(),
-                         reason="the forkserver's CUDA check needs a CUDA GPU")
-
-
-@gpu
-def test_the_suite_leaves_cuda_alone_so_forks_can_use_it():
-    """What asv's forkserver does: import every benchmark module, then fork a benchmark
-    process that uses CUDA. The import must not initialise CUDA (else every fork fails)."""
-    code = textwrap.dedent("""
-        import os, sys
-        sys.path.insert(0, os.getcwd())
-        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
-        import importlib, pkgutil, torch
-        import benchmarks
-        for m in pkgutil.iter_modules(benchmarks.__path__):
-            importlib.import_module(f"benchmarks.{m.name}")
-        from benchmarks.common import device
-        assert device().type == "cuda"   # asks, as discovery and the server may
-        assert not torch.cuda.is_initialized(), "the suite's import initialised CUDA"
-        pid = os.fork()
-        if pid == 0:
-            x = torch.ones(4, device=device())
-            os._exit(0 if float(x.sum()) == 4.0 else 3)
-        _, status = os.waitpid(pid, 0)
-        print("child", os.waitstatus_to_exitcode(status))
-    """)
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0 and "child 0" in r.stdout, r.stderr[-2000:]
-
-
-@gpu
-def test_a_fork_of_a_process_that_initialised_cuda_fails_loudly():
-    code = textwrap.dedent("""
-        import os, sys
-        sys.path.insert(0, os.getcwd())
-        import torch
-        from benchmarks.common import device
-        torch.zeros(1, device="cuda")
-        pid = os.fork()
-        if pid == 0:
-            try:
-                device()
-            except RuntimeError as exc:
-                print("refused:", exc, flush=True)
-                os._exit(0)
-            os._exit(3)
-        _, status = os.waitpid(pid, 0)
-        sys.exit(os.waitstatus_to_exitcode(status))
-    """)
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "CUDA was initialised in asv's forkserver" in r.stdout
-    assert "--launch spawn" in r.stdout

@@ -9,7 +9,7 @@ import pytest
 from kernelwatch import result_files
 from kernelwatch import results as results_mod
 
-from .conftest import write_asv_results
+from ..conftest import write_asv_results
 
 BENCH = "llama_layer.LayerTime.track_time"
 

@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .conftest import REPO
+from ..conftest import REPO
 
 PACKAGE = REPO / "src" / "kernelwatch"
 ENGINE = {"engine", "planner", "asvrun", "gitrepo", "snapshot", "reaper", "settings"}

@@ -1,0 +1,67 @@
+"""asv's forkserver on a GPU: the suite's imports leave CUDA alone, so the benchmark
+processes it forks can use it; and a server that did initialise it fails every benchmark
+loudly with the fix (benchmarks/common.py device())."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from .conftest import REPO
+
+gpu = pytest.mark.skipif("not __import__('torch').cuda.is_available()",
+                         reason="the forkserver's CUDA check needs a CUDA GPU")
+
+
+@gpu
+def test_the_suite_leaves_cuda_alone_so_forks_can_use_it():
+    """What asv's forkserver does: import every benchmark module, then fork a benchmark
+    process that uses CUDA. The import must not initialise CUDA (else every fork fails)."""
+    code = textwrap.dedent("""
+        import os, sys
+        sys.path.insert(0, os.getcwd())
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+        import importlib, pkgutil, torch
+        import benchmarks
+        for m in pkgutil.iter_modules(benchmarks.__path__):
+            importlib.import_module(f"benchmarks.{m.name}")
+        from benchmarks.common import device
+        assert device().type == "cuda"   # asks, as discovery and the server may
+        assert not torch.cuda.is_initialized(), "the suite's import initialised CUDA"
+        pid = os.fork()
+        if pid == 0:
+            x = torch.ones(4, device=device())
+            os._exit(0 if float(x.sum()) == 4.0 else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and "child 0" in r.stdout, r.stderr[-2000:]
+
+
+@gpu
+def test_a_fork_of_a_process_that_initialised_cuda_fails_loudly():
+    code = textwrap.dedent("""
+        import os, sys
+        sys.path.insert(0, os.getcwd())
+        import torch
+        from benchmarks.common import device
+        torch.zeros(1, device="cuda")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                device()
+            except RuntimeError as exc:
+                print("refused:", exc, flush=True)
+                os._exit(0)
+            os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "CUDA was initialised in asv's forkserver" in r.stdout
+    assert "--launch spawn" in r.stdout

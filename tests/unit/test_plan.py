@@ -1,0 +1,73 @@
+"""What to measure, on asv's own file formats and no asv run: the `-b` regexes select the
+names asv matches, recorded combinations are left out per (commit, environment), suites
+narrow with one message naming the fix."""
+
+import re
+
+import pytest
+
+from kernelwatch import planner
+from kernelwatch.errors import KernelwatchError
+
+from ..conftest import write_case_results
+
+TIME = "rope.RopeTime.track_time"
+CASE = {"shape": "tiny", "form": "rotate-half", "dtype": "float32", "variant": "eager"}
+
+
+def name(bench: str, **params: str) -> str:
+    values = {**CASE, **params}
+    return f"{bench}({', '.join(repr(values[p]) for p in CASE)})"
+
+
+def test_a_selection_regex_matches_the_names_asv_gives_combinations():
+    rx = planner.selection_regex("rope", {"shape": ["tiny"], "variant": ["eager", "compile"]},
+                                 ["time"], ["time"])
+    assert re.search(rx, name(TIME))
+    assert re.search(rx, name(TIME, variant="compile"))
+    assert not re.search(rx, name(TIME, variant="triton"))
+    assert not re.search(rx, name("rope.RopeTime.track_caller_time"))
+    assert not re.search(rx, name("rope.RopeAccuracy.track_rel_l2_error"))
+    with pytest.raises(KernelwatchError, match="unknown variant 'nope' for rope"):
+        planner.selection_regex("rope", {"variant": ["nope"]}, None)
+    with pytest.raises(KernelwatchError, match="workload rope has no size parameter"):
+        planner.selection_regex("rope", {"size": ["1"]}, None)
+
+
+def test_recorded_combinations_are_left_out_per_commit_and_environment(tmp_path):
+    """Commit A has eager recorded, B nothing: two calls, A's regex excludes eager; a
+    failed (None) result is measured again."""
+    a, b = "a" * 40, "b" * 40
+    write_case_results(tmp_path, "box", a, "env", CASE, {TIME: [1e-3, 1.1e-3]})
+    regexes = [planner.selection_regex("rope", {"shape": ["tiny"], "form": ["rotate-half"],
+                                                "dtype": ["float32"],
+                                                "variant": ["eager", "compile"]},
+                                       ["time"], ["time"])]
+    calls = planner.plan(tmp_path, "box", [a, b], ["env"], [regexes])
+    by_commit = {tuple(c.commits): c for c in calls}
+    assert set(by_commit) == {(a,), (b,)}
+    done, todo = by_commit[(a,)], by_commit[(b,)]
+    assert done.kept == 1 and todo.kept == 0
+    assert not re.search(done.regexes[0], name(TIME))
+    assert re.search(done.regexes[0], name(TIME, variant="compile"))
+    assert re.search(todo.regexes[0], name(TIME))
+    # benchmarks.json lists the eager case only (what was discovered): B runs it, A nothing
+    benchmarks = planner.read_benchmarks(tmp_path)
+    assert planner.combinations(benchmarks, todo) == {name(TIME): 1}
+    assert not planner.combinations(benchmarks, done)
+
+
+def test_a_suite_narrowed_outside_itself_names_the_way_out():
+    quick = planner.suite_selections("quick", "rope")
+    assert {w for w, *_ in quick} == {"rope"}
+    narrowed = planner.narrow_quick(quick, {"variant": ["compile"]}, None, None)
+    assert all(chosen["variant"] == ["compile"] for _, chosen, _, _ in narrowed)
+    with pytest.raises(KernelwatchError, match="drop --suite gpu-commit to select any value"):
+        planner.narrow_quick(planner.suite_selections("gpu-commit", "rope"),
+                             {"shape": ["tiny"]}, None, None, flag="--suite gpu-commit")
+    with pytest.raises(KernelwatchError, match="unknown suite 'nightly'"):
+        planner.suite_selections("nightly")
+    # every suite's parts are valid selections of every workload that declares one
+    for suite in ("quick", "gpu-commit", "gpu-nightly"):
+        for workload, chosen, metrics, tracks in planner.suite_selections(suite):
+            assert planner.selection_regex(workload, chosen, metrics, tracks)
