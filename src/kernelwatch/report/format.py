@@ -42,10 +42,25 @@ def env_label(row: Row) -> str:
     return f"{row.machine} / {row.env_name} / torch {torch}"
 
 
-def aligned(table: list[list[str]]) -> list[str]:
-    """Rows of text cells as lines of aligned columns."""
+EMPTY_CELLS = ("n/a", "", "-")
+
+
+def with_values(table: list[list[str]]) -> list[list[str]]:
+    """`table` (headers first) without the columns no row has a value in: on a CPU most of
+    a GPU table's columns (caller time, CUDA memory) are n/a, and a reader needs the rest."""
+    if len(table) < 2:
+        return table
+    keep = [i for i in range(len(table[0]))
+            if any(row[i] not in EMPTY_CELLS for row in table[1:])]
+    return [[row[i] for i in keep] for row in table]
+
+
+def aligned(table: list[list[str]], width: int = 120) -> list[str]:
+    """Rows of text cells as lines of aligned columns, two spaces apart, or one where two
+    would take a line past `width` (a terminal's)."""
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+    gap = "  " if sum(widths) + 2 * (len(widths) - 1) <= width else " "
+    return [gap.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
             for r in table]
 
 

@@ -14,6 +14,7 @@ from collections import defaultdict
 from kernelwatch.report import Table
 from kernelwatch.report.format import fmt_seconds
 from kernelwatch.results import Row
+from kernelwatch.workloads.gptq import spec as gptq
 
 PREFIX = "gptq."
 TITLE = "GPTQ"
@@ -38,10 +39,15 @@ WORSE = "gptq.GptqAccuracy.track_worse_than_eager"
 BASELINE_BLOCKSIZE = "128"  # upstream's default block: eager there is the reference speed
 DECODER_LAYER = "decoder layer (sum)"
 
-HEADERS = ["layer", "variant", "block", "first run", "warm avg", "stddev (CV)", "caller",
+HEADERS = ["layer", "variant", "block", "first run", "warm avg", "std (CV)", "caller",
            "compile OH",
-           "speedup", "peak mem", "graph breaks", "recompiles", "identical to eager",
-           "output error", "worse than eager"]
+           "speedup", "peak mem", "graph breaks", "recompiles", "codes = eager",
+           "out error", "worse than eager"]
+
+
+def _compiled(variant: str) -> bool:
+    declared = gptq.VARIANTS.get(variant)
+    return declared is not None and declared.compiled
 
 
 def _warm(row: Row) -> tuple[float, float | None]:
@@ -91,12 +97,14 @@ def summary(env_rows: list[Row]) -> dict[tuple[str, str], list[dict]]:
         tables[(model, scheme)].append({
             "layer": layer, "variant": variant, "block": block, "first run": first,
             "warm avg": mean, "stddev": std, "caller": value(m, CALLER),
-            "compile OH": first - mean if _num(first) and _num(mean) else None,
+            # A one-time cost of compiling: none for a variant that does not compile.
+            "compile OH": (first - mean if _num(first) and _num(mean)
+                           and _compiled(variant) else None),
             "speedup": base_t / mean if base_t and _num(mean) and mean else None,
             "peak mem": peak,
             "graph breaks": _int(value(m, GRAPH_BREAKS)),
             "recompiles": _int(value(m, RECOMPILES)),
-            "identical to eager": value(m, IDENTICAL), "output error": value(m, OUTPUT_ERROR),
+            "codes = eager": value(m, IDENTICAL), "output error": value(m, OUTPUT_ERROR),
             "worse than eager": _int(value(m, WORSE)),
         })
     for rows in tables.values():
@@ -136,12 +144,13 @@ def _decoder_layer_rows(rows: list[dict]) -> list[dict]:
             "caller": _sum_or_none(r["caller"] for r in rs),
             # Layers are quantized one after another: variances add.
             "stddev": math.sqrt(sum(s * s for s in stds)) if None not in stds else None,
-            "compile OH": first - total if first is not None else None,
+            "compile OH": (first - total if first is not None
+                           and _compiled(variant) else None),
             "speedup": base / total if base else None,
             "peak mem": max((r["peak mem"] for r in rs if _num(r["peak mem"])), default=None),
             "graph breaks": _sum_or_none(r["graph breaks"] for r in rs),
             "recompiles": _sum_or_none(r["recompiles"] for r in rs),
-            "identical to eager": None, "output error": None,
+            "codes = eager": None, "output error": None,
             "worse than eager": _sum_or_none(r["worse than eager"] for r in rs),
         })
     return out
@@ -166,7 +175,7 @@ def cells(row: dict) -> list[str]:
         na(row["caller"], fmt_seconds), na(row["compile OH"], fmt_seconds),
         na(row["speedup"], lambda v: f"{v:.2f}x"),
         na(row["peak mem"], lambda v: f"{v / 2**30:.2f} GiB"), na(row["graph breaks"], str),
-        na(row["recompiles"], str), na(row["identical to eager"], lambda v: f"{v:.4f}"),
+        na(row["recompiles"], str), na(row["codes = eager"], lambda v: f"{v:.4f}"),
         na(row["output error"], lambda v: f"{v:.4g}"),
         na(row["worse than eager"], lambda v: "WORSE" if v else "no"),
     ]

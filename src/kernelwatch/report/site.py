@@ -9,6 +9,7 @@ previous commit. Plain HTML, no scripts, so it opens offline.
 from __future__ import annotations
 
 import html
+import textwrap
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,15 @@ from kernelwatch.report import (
     torch_versions,
     views,
 )
-from kernelwatch.report.format import NAV, aligned, cell, env_label, html_table, page
+from kernelwatch.report.format import (
+    NAV,
+    aligned,
+    cell,
+    env_label,
+    html_table,
+    page,
+    with_values,
+)
 from kernelwatch.results import Row, branch_order, load
 
 TIME_SUFFIX = "Time.track_time"
@@ -169,28 +178,44 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
 SPEEDUP_COLUMNS = [("shape", ""), ("form", ""), ("dtype", ""), ("variant", ""),
                    ("seconds", "s"), ("speedup", "x"), ("gb_per_s", "f"), ("pct_copy", "f"),
                    ("caller_seconds", "s"), ("caller_speedup", "x"), ("host_overhead", "s")]
+CALLER_HEADERS = ("caller time", "caller vs eager", "host/call")
 SPEEDUP_HEADERS = ["shape", "form", "dtype", "variant", "device time", "vs eager",
                    "GB/s", "% copy BW", "caller time", "caller vs eager", "host/call"]
 
 
+TEXT_WIDTH = 120  # a terminal's: titles wrap there
+
+
 def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
     """The speedup view as plain text: the newest measurement of each case, per
-    environment."""
+    environment (named by what differs between the environments shown), each table with
+    only the columns that have a value."""
     lines = []
-    for (_machine, _env_name), env_rows in sorted(latest_commit_rows(rows).items()):
+    groups = latest_commit_rows(rows)
+    names = overview.env_names(groups)
+    for key, env_rows in sorted(groups.items()):
         peak = copy_bandwidth(env_rows)
-        lines.append(f"== {env_label(env_rows[0])}  {_commits(env_rows)}"
+        lines.append(f"== {names[key]}  {_commits(env_rows)}"
                      + (f"  copy {peak / 1e9:.1f} GB/s" if peak else ""))
-        table = [SPEEDUP_HEADERS] + [
-            [cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
+        # On a CPU the caller's time is the time itself: its columns would repeat it.
+        columns = [(h, c) for h, c in zip(SPEEDUP_HEADERS, SPEEDUP_COLUMNS, strict=True)
+                   if env_rows[0].device_type != "cpu" or h not in CALLER_HEADERS]
+        table = [[h.removeprefix("device ") if env_rows[0].device_type == "cpu" else h
+                  for h, _ in columns]] + [
+            [cell(d.get(c), k) for _, (c, k) in columns]
             for d in speedup_rows(env_rows, bytes_moved)
         ]
         if len(table) > 1:
-            lines.extend(aligned(table))
+            lines.extend(aligned(with_values(table)))
         for view in views():
             for table in view.tables(env_rows):
-                lines.append(f"-- {table.title}")
-                lines.extend(aligned([table.headers] + table.rows))
+                lines.extend(textwrap.wrap(f"-- {table.title}", TEXT_WIDTH,
+                                           subsequent_indent="   "))
+                rows = [table.headers] + table.rows
+                if env_rows[0].device_type == "cpu" and "device clock" in table.headers:
+                    i = table.headers.index("device clock")  # the host's, on a CPU
+                    rows = [r[:i] + r[i + 1:] for r in rows]
+                lines.extend(aligned(with_values(rows)))
         lines.append("")
     return "\n".join(lines) if lines else "no results yet"
 

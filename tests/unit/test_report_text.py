@@ -1,0 +1,31 @@
+"""`kernelwatch report` as a newcomer reads it on a CPU: environments named by what differs,
+no column without a value, nothing wider than a 120-column terminal."""
+
+from kernelwatch import workloads
+from kernelwatch.report import site
+from kernelwatch.results import Row
+
+ENV = "virtualenv-py3.11-numpy-onnx1.23.2-onnxruntime1.32.0-onnxscript0.7.2-psutil-" \
+      "scikit-image0.26.0-setuptools-torch{torch}-torchao0.18.0-transformers5.17.0"
+
+
+def rope(torch: str, variant: str, seconds: float) -> Row:
+    return Row(machine="ci", commit="a" * 40, date=1, env_name=ENV.format(torch=torch),
+               env={"torch": torch, "gpu": "none", "num_cpu": "2"},
+               benchmark="rope.RopeTime.track_time",
+               params={"shape": "tiny", "form": "rotate-half", "dtype": "float32",
+                       "variant": variant},
+               unit="seconds", value=seconds, samples=[seconds * (1 + i / 1000) for i in range(9)])
+
+
+def test_the_cpu_report_names_environments_by_what_differs_and_fits_120_columns():
+    rows = [rope(t, v, s) for t in ("2.13.0", "2.14.1")
+            for v, s in (("eager", 50e-6), ("compile", 40e-6))]
+    text = site.text_table(rows, workloads.bytes_for_benchmark)
+    print(text)
+    headings = [line for line in text.splitlines() if line.startswith("== ")]
+    assert [h.split("  ")[0] for h in headings] == ["== ci · torch 2.13.0",
+                                                    "== ci · torch 2.14.1"]
+    assert "virtualenv-py3.11" not in text
+    assert "caller" not in text and "host/call" not in text and "n/a" not in text
+    assert max(map(len, text.splitlines())) <= 120
