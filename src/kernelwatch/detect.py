@@ -24,6 +24,12 @@ DEFAULT_FACTOR = 1.10
 # (token match, counts) are shown, never flagged.
 FLAGGED_UNITS = ("seconds", "bytes")
 P_THRESHOLD = 0.002
+# The machine's own facts (copy bandwidth, threads): shown, never a regression of the code.
+MACHINE_FACTS = "environment."
+# A kernel count that moves at all is a change (a lost or a new fusion), however little
+# the time moved: more kernels is worse.
+KERNEL_COUNT = ".track_kernel_count"
+NOT_COMPARABLE = "not comparable"
 
 
 def series_key(benchmark: str, values: Sequence[str]) -> str:
@@ -69,3 +75,22 @@ def compare(before: list[float], after: list[float], *, factor: float = DEFAULT_
         elif a < b / factor:
             flag = "better"
     return Change(b, a, significant, flag)
+
+
+def judge(benchmark: str, unit: str, before: Sequence[float], after: Sequence[float], *,
+          factor: float = DEFAULT_FACTOR, versions: tuple[str | None, str | None] = (None, None)
+          ) -> Change:
+    """The one rule for whether a series changed between two measurements, wherever a
+    change is shown (compare, the site's change table, the versions page): measured by
+    different benchmark code (`versions` differ) is NOT_COMPARABLE; a kernel count is
+    worse or better whenever it moves; times and bytes are `compare`d at `factor`; any other
+    series, and the machine's own facts, are compared and never flagged."""
+    b, a = statistics.median(before), statistics.median(after)
+    if versions[0] and versions[1] and versions[0] != versions[1]:
+        return Change(b, a, False, NOT_COMPARABLE)
+    if benchmark.endswith(KERNEL_COUNT):
+        return Change(b, a, a != b, "worse" if a > b else "better" if a < b else "")
+    change = compare(list(before), list(after), factor=factor)
+    if unit not in FLAGGED_UNITS or benchmark.startswith(MACHINE_FACTS):
+        return Change(change.before, change.after, change.significant, "")
+    return change

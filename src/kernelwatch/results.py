@@ -34,6 +34,29 @@ class Row:
     version: str | None = None  # the benchmark's `version` (hash) when this was measured
 
     @property
+    def workload(self) -> str:
+        """The workload an asv benchmark name belongs to ("rope" of rope.RopeTime.track_time)."""
+        return self.benchmark.split(".", 1)[0]
+
+    @property
+    def track(self) -> str:
+        """The track method ("track_time" of rope.RopeTime.track_time)."""
+        return self.benchmark.rsplit(".", 1)[-1]
+
+    @property
+    def series(self) -> tuple:
+        """What names one series across commits: machine, environment, benchmark and its
+        parameters (sorted)."""
+        return (self.machine, self.env_name, self.benchmark, tuple(sorted(self.params.items())))
+
+    @property
+    def series_key(self) -> str:
+        """The series as per-series thresholds are keyed (detect.series_key)."""
+        from kernelwatch import detect
+
+        return detect.series_key(self.benchmark, list(self.params.values()))
+
+    @property
     def device_type(self) -> str:
         """"cuda" where the machine recorded a GPU, else "cpu"."""
         return "cpu" if self.env.get("gpu", "none") == "none" else "cuda"

@@ -37,3 +37,21 @@ def test_false_alarms_on_pure_noise_stay_within_the_stated_level():
 
 def test_a_single_value_is_never_flagged():
     assert detect.compare([1.0], [3.0]).flag == ""
+
+
+def test_one_rule_judges_every_kind_of_series():
+    """detect.judge: what compare, the site's change table and the versions page show."""
+    fast = [1e-3 * (1 + i / 1000) for i in range(20)]
+    slow = [3 * s for s in fast]
+    assert detect.judge("w.C.track_time", "seconds", fast, slow).flag == "worse"
+    assert detect.judge("w.C.track_time", "seconds", slow, fast).flag == "better"
+    assert detect.judge("w.C.track_time", "seconds", fast, slow,
+                        versions=("1", "2")).flag == detect.NOT_COMPARABLE
+    # a count that moves at all, one value each side
+    assert detect.judge("w.C.track_kernel_count", "count", [1], [2]).flag == "worse"
+    assert detect.judge("w.C.track_kernel_count", "count", [2], [1]).flag == "better"
+    # shown, never flagged: another unit, the machine's own facts
+    assert detect.judge("w.C.track_token_match", "fraction", fast, slow).flag == ""
+    change = detect.judge("environment.Environment.track_copy_seconds_per_gib", "seconds",
+                          fast, slow)
+    assert change.flag == "" and change.significant

@@ -50,7 +50,7 @@ def case_metrics(env_rows: list, prefix: str, tracks: dict[str, str],
     short name): what a workload's summary table is built from."""
     out: dict[tuple, dict[str, dict]] = {}
     for r in env_rows:
-        track = r.benchmark.rsplit(".", 1)[-1]
+        track = r.track
         if not r.benchmark.startswith(prefix) or track not in tracks:
             continue
         value = "failed" if r.failed else (r.median if r.median is not None else r.value)

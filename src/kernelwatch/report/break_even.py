@@ -31,11 +31,11 @@ def rows_of(rows: list[Row], baseline_for: BaselineLookup) -> list[dict]:
     latest: dict[tuple, Row] = {}
     for r in sorted(rows, key=lambda r: r.date):
         if r.median is not None and "variant" in r.params:
-            workload, track = r.benchmark.split(".")[0], r.benchmark.rsplit(".", 1)[-1]
+            workload, track = r.workload, r.track
             latest[(r.machine, r.env_name, workload, track, r.case, r.params["variant"])] = r
 
     def find(r: Row, tracks: tuple[str, ...], variant: str) -> Row | None:
-        workload = r.benchmark.split(".")[0]
+        workload = r.workload
         return next((latest[k] for track in tracks
                      if (k := (r.machine, r.env_name, workload, track, r.case, variant))
                      in latest), None)

@@ -16,10 +16,8 @@ from kernelwatch.report import clocks
 from kernelwatch.report.format import fmt_value, md_code, md_text
 from kernelwatch.results import Row
 
-# Only detect.FLAGGED_UNITS series are flagged; never the machine's own facts
-# (environment.*: copy bandwidth, threads), which describe the machine, not the code.
-MACHINE_FACTS = "environment."
-MARKS = {"worse": "+", "better": "-", "": " "}
+# asv compare's marks for detect.judge's flags: x for a benchmark whose code changed.
+MARKS = {"worse": "+", "better": "-", "": " ", detect.NOT_COMPARABLE: "x"}
 WORSE_MARKS = ("+", "!")
 
 
@@ -50,8 +48,6 @@ def _series(rows: list[Row], machine: str, commit: str) -> dict[tuple, Row]:
             and (r.value is not None or r.failed)}
 
 
-KERNEL_COUNT = ".track_kernel_count"
-
 
 def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             factor: float = detect.DEFAULT_FACTOR,
@@ -70,21 +66,18 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         key_of_series = detect.series_key(bench, [v for _, v in params])
         change = None
         if a.version and b.version and a.version != b.version:
-            mark = "x"  # measured by different benchmark code: never compared
+            mark = MARKS[detect.NOT_COMPARABLE]
         elif a.failed and not b.failed:
             mark = "!"
         elif b.failed and not a.failed:
             mark = "*"
         elif a.median is None or b.median is None:
             mark = " "
-        elif bench.endswith(KERNEL_COUNT):
-            mark = ("+" if a.median > b.median else "-" if a.median < b.median else " ")
         else:
-            change = detect.compare(
-                b.samples or [b.median], a.samples or [a.median],
-                factor=(thresholds or {}).get(key_of_series, factor))
-            flagged = a.unit in detect.FLAGGED_UNITS and not bench.startswith(MACHINE_FACTS)
-            mark = MARKS[change.flag] if flagged else " "
+            change = detect.judge(bench, a.unit, b.samples or [b.median],
+                                  a.samples or [a.median],
+                                  factor=(thresholds or {}).get(key_of_series, factor))
+            mark = MARKS[change.flag]
         notes = [f"{side}: {note}" for side, (machine, commit) in (("base", base), ("head", head))
                  if (note := clocks.note_for(checks, machine, env, commit, bench, params))]
         conditions = f"device check, {'; '.join(notes)}" if notes else ""
@@ -97,7 +90,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
                               b.median, a.median, change, mark, key_of_series,
                               conditions, tuple(k for k, _ in params)))
     order = {"+": 0, "!": 1, "-": 2, "*": 3, "x": 4, " ": 5}
-    out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(MACHINE_FACTS),
+    out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(detect.MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
     return out
 
@@ -109,7 +102,7 @@ def _failing_gates(rows, gate) -> dict[tuple, str]:
     for r in rows:
         reason = gate(r.benchmark, r.params, r.value) if gate and r.value is not None else None
         if reason:
-            out[(r.env_name, r.benchmark.split(".")[0], tuple(r.params.items()))] = reason
+            out[(r.env_name, r.workload, tuple(r.params.items()))] = reason
     return out
 
 
@@ -118,7 +111,7 @@ def timed_changes(comparisons: list[Comparison]) -> set[tuple]:
     return {(c.env, c.benchmark.split(".")[0], tuple(zip(c.param_names, c.params.split(", "),
                                                           strict=False)))
             for c in comparisons if c.mark in ("+", "-")
-            and (c.unit == "seconds" or c.benchmark.endswith(KERNEL_COUNT))}
+            and (c.unit == "seconds" or c.benchmark.endswith(detect.KERNEL_COUNT))}
 
 
 def _value(v: float | None, unit: str) -> str:

@@ -46,14 +46,14 @@ def markdown(explanations: list[Explanation], limit: int = EXPLAIN_LIMIT) -> lis
 
 
 def _case(r: Row) -> tuple:
-    return (r.env_name, r.benchmark.split(".")[0], tuple(r.params.items()))
+    return (r.env_name, r.workload, tuple(r.params.items()))
 
 
 def _by_case(rows: list[Row], machine: str, commit: str) -> dict[tuple, dict[str, Row]]:
     out: dict[tuple, dict[str, Row]] = {}
     for r in rows:
         if r.machine == machine and r.commit == commit and r.median is not None:
-            out.setdefault(_case(r), {})[r.benchmark.rsplit(".", 1)[-1]] = r
+            out.setdefault(_case(r), {})[r.track] = r
     return out
 
 

@@ -57,11 +57,11 @@ def workload_summary(env_rows: list[Row], baseline_for: speedups.BaselineLookup,
         p = dict(params)
         failed_cases[(workload, p.get("variant"))].add(
             tuple((k, v) for k, v in sorted(p.items()) if k != "variant"))
-    timed = [r for r in env_rows if r.benchmark.rsplit(".", 1)[-1] in speedups.PRIMARY_TRACKS
+    timed = [r for r in env_rows if r.track in speedups.PRIMARY_TRACKS
              and "variant" in r.params and r.median]
     out: dict[str, dict] = {}
     for r in timed:
-        workload = r.benchmark.split(".")[0]
+        workload = r.workload
         entry = out.setdefault(workload, {"baseline": baseline_for(workload, r.device_type),
                                           "times": {}, "cells": {}})
         entry["times"][(r.params["variant"], r.benchmark, r.case)] = r

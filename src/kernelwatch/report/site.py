@@ -88,7 +88,7 @@ def speedup_rows(env_rows: list[Row], bytes_moved: BytesLookup | None) -> list[d
         called = _caller_of(r, caller, on_cpu)
         base_called = eager_caller.get(_case_key(r))
         out.append({
-            "workload": r.benchmark.split(".")[0], **r.params, "seconds": t,
+            "workload": r.workload, **r.params, "seconds": t,
             "speedup": base / t if (base and t) else None,
             "gb_per_s": gbs,
             "pct_copy": 100 * gbs * 1e9 / peak if (gbs and peak) else None,
@@ -131,8 +131,7 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
     series: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
         if r.median is not None:
-            key = (r.machine, r.env_name, r.benchmark, tuple(sorted(r.params.items())))
-            series[key].append(r)
+            series[r.series].append(r)
     out = []
     for (machine, env_name, bench, _params), rs in series.items():
         rs.sort(key=in_branch)
@@ -144,18 +143,10 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         if not old.median:
             continue
         ratio = new.median / old.median
-        if old.version and new.version and old.version != new.version:
-            flag = "not comparable"  # the benchmark's code changed: never mixed
-        elif bench.endswith(".track_kernel_count"):
-            flag = ("worse" if new.median > old.median else
-                    "better" if new.median < old.median else "")
-        elif new.unit in detect.FLAGGED_UNITS:
-            key = detect.series_key(bench, list(new.params.values()))
-            factor = (thresholds or {}).get(machine, {}).get(key, detect.DEFAULT_FACTOR)
-            flag = detect.compare(old.samples or [old.median], new.samples or [new.median],
-                                  factor=factor).flag
-        else:
-            flag = ""
+        factor = (thresholds or {}).get(machine, {}).get(new.series_key, detect.DEFAULT_FACTOR)
+        flag = detect.judge(bench, new.unit, old.samples or [old.median],
+                            new.samples or [new.median], factor=factor,
+                            versions=(old.version, new.version)).flag
         case = f"{bench.split('.')[0]}({', '.join(new.params.values())})"
         inv = inventories or {}
         before_inv = inv.get((machine, old.commit, env_name, case))

@@ -45,7 +45,7 @@ def gate_failures(rows: list[Row], gate: GateLookup | None) -> dict[tuple, str]:
         if gate and r.value is not None and "variant" in r.params:
             reason = gate(r.benchmark, r.params, r.value)
             if reason:
-                key = (r.machine, r.env_name, r.commit, r.benchmark.split(".")[0],
+                key = (r.machine, r.env_name, r.commit, r.workload,
                        tuple(sorted(r.params.items())))
                 out[key] = reason
     return out
@@ -56,7 +56,7 @@ def series(rows: list[Row], baseline_for: BaselineLookup,
     """Speedup over commits of each timed case (workload primary track) per machine; each
     point carries the reason its variant failed a quality gate at that commit, if it did."""
     failures = gate_failures(rows, gate)
-    timed = [r for r in rows if r.benchmark.rsplit(".", 1)[-1] in PRIMARY_TRACKS
+    timed = [r for r in rows if r.track in PRIMARY_TRACKS
              and "variant" in r.params and r.median]
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for r in timed:

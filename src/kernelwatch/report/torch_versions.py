@@ -70,8 +70,9 @@ def side_by_side(rows: list[Row], library: str = "torch"
             known = [v for v in versions if v in by_version]
             first, last = by_version[known[0]], by_version[known[-1]]
             # The regression check itself (significance on the samples, beyond 1.10).
-            change = detect.compare(first.samples or [first.median],
-                                    last.samples or [last.median])
+            change = detect.judge(bench, last.unit, first.samples or [first.median],
+                                  last.samples or [last.median],
+                                  versions=(first.version, last.version))
             table.append({"benchmark": bench, "params": ", ".join(params),
                           "medians": {v: r.median for v, r in by_version.items()},
                           "ratio": change.ratio, "flag": change.flag})
