@@ -151,8 +151,8 @@ def _target_selections(request: RunRequest, dist: str) -> tuple[list[Selection],
                    else ({}, {}))
     metrics = list(request.metrics) if request.metrics else None
     tracks = list(request.tracks) if request.tracks else None
-    return targets.run_selections(dist, workload, chosen, quick=request.quick,
-                                  metrics=metrics, tracks=tracks), env
+    return [Selection(*s) for s in targets.run_selections(
+        dist, workload, chosen, quick=request.quick, metrics=metrics, tracks=tracks)], env
 
 
 def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
@@ -161,8 +161,8 @@ def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
     if suite is None:
         workload = request.workload or "rope"
         chosen, env = planner.parse_params(workload, request.params, {})
-        return [(workload, chosen, list(request.metrics or []) or None,
-                 request.tracks)], env
+        return [Selection(workload, chosen, list(request.metrics or []) or None,
+                          request.tracks)], env
     flag = "--quick" if suite == "quick" and request.quick else f"--suite {suite}"
     if request.params and not request.workload:
         raise KernelwatchError(f"{flag} with --param narrows one workload's part of the "
@@ -307,24 +307,29 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, name: str,
             runner.log = stack.enter_context(path.open("a", encoding="utf-8", buffering=1))
             print(f"kernelwatch: asv's full output goes to {path} (-v shows it here)",
                   flush=True)
+        # More processes per benchmark: asv measures each again in a new process and appends
+        # the samples, so a result pools several processes (docs/measurement.md: most of the
+        # noise between two commits is between processes): --processes for every benchmark,
+        # a suite's `processes` for its series that move between processes.
+        by_regex = planner.processes_by_regex(plan.selections)
+        rounds = max(request.processes, *by_regex.values(), 1)
         if request.dry_run:
-            planned = sum((planner.combinations(runner.benchmarks, c) for c in calls),
-                          Counter())
+            planned = sum((planner.combinations(runner.benchmarks,
+                                                _in_round(c, r, request.processes, by_regex))
+                           for c in calls for r in range(1, rounds + 1)), Counter())
             total = planner.estimate(planned, runner.durations)
-            rounds = f" per process round ({request.processes} rounds)" * (request.processes > 1)
             where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
                      "(asv writes it at its first discovery), so combinations are not counted")
-            print(f"kernelwatch: would run {total.describe()}{rounds}{where}", flush=True)
+            print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
         measured = runner.run(calls)
-        # More processes per benchmark: asv measures each again in a fresh process and
-        # appends the samples, so a result pools `processes` processes (docs/measurement.md:
-        # most of the noise between two commits is between processes).
-        for round_ in range(2, request.processes + 1):
-            if not measured or (request.dry_run and round_ > 2):
+        for round_ in range(2, rounds + 1):
+            again = [c for c in (_in_round(c, round_, request.processes, by_regex)
+                                 for c in measured) if c.regexes]
+            if not again or (request.dry_run and round_ > 2):
                 break
-            print(f"kernelwatch: process {round_} of {request.processes} for each benchmark "
-                  "just measured (samples appended)", flush=True)
-            runner.run(measured, extra=["--append-samples"])
+            print(f"kernelwatch: process {round_} of {rounds} for the benchmarks just "
+                  "measured that take it (samples appended)", flush=True)
+            runner.run(again, extra=["--append-samples"])
         if runner.log is not None:
             print(f"kernelwatch: asv's full output is in {runner.log.name}", flush=True)
     if runner.failed:
@@ -335,6 +340,15 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, name: str,
             print(f"kernelwatch: {asvrun.FAILURE_FIXES[cause]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _in_round(call: Call, round_: int, processes: int, by_regex: dict[str, int]) -> Call:
+    """`call` narrowed to its regexes measured in at least `round_` processes."""
+    def wanted(rx: str) -> int:
+        return max([processes, *(k for body, k in by_regex.items() if rx.endswith(body))])
+
+    return Call(call.commits, call.envs, [rx for rx in call.regexes if wanted(rx) >= round_],
+                call.kept)
 
 
 def _config(repo: Path, request: RunRequest, plan: Plan) -> Path | None:

@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from asv import results as asv_results
 
@@ -33,8 +34,18 @@ from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 from kernelwatch.results import UNREADABLE, unreadable
 
-# (workload, chosen params, metric families, track names or None): what one regex selects.
-Selection = tuple[str, dict, list[str] | None, Sequence[str] | None]
+
+class Selection(NamedTuple):
+    """What one regex selects: a workload's chosen parameter values, metric families (None:
+    all), track names (None: all), and the processes each combination is measured in."""
+
+    workload: str
+    params: dict
+    metrics: list[str] | None
+    tracks: Sequence[str] | None
+    processes: int = 1
+
+
 ENVIRONMENT_REGEX = r"^environment\.Environment\.track_\w+$"
 
 
@@ -82,8 +93,8 @@ def suite_selections(suite: str, workload: str | None = None) -> list[Selection]
         for part in spec.suites.get(suite, []):
             check_choices(spec.params, part.params, where=name)
             check_metrics(name, part.metrics)
-            out.append((name, {k: list(v) for k, v in part.params.items()}, list(part.metrics),
-                        part.tracks))
+            out.append(Selection(name, {k: list(v) for k, v in part.params.items()},
+                                 list(part.metrics), part.tracks, part.processes))
     if not out:
         raise KernelwatchError(f"workload {workload} declares no part of the {suite} suite; "
                                "`kernelwatch list --suites` shows what each suite holds")
@@ -97,7 +108,7 @@ def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
     chosen value must be in the suite (else one message: drop `flag` to reach it), and
     what is left selects at least one benchmark."""
     offered: dict[tuple[str, str], list[str]] = {}
-    for workload, part, _, _ in selections:
+    for workload, part, *_ in selections:
         for name, values in part.items():
             seen = offered.setdefault((workload, name), [])
             seen += [v for v in values if v not in seen]
@@ -109,7 +120,7 @@ def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
                 f"{','.join(extra)} is outside it: drop {flag} to select any value "
                 f"(`kernelwatch list {workload}`)")
     out: list[Selection] = []
-    for workload, part, families, quick_tracks in selections:
+    for workload, part, families, quick_tracks, processes in selections:
         params = dict(part)
         for name, values in chosen.items():
             if values:
@@ -121,10 +132,10 @@ def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
         if tracks:
             quick_tracks = [t for t in quick_tracks or tracks if t in tracks]
         if families and quick_tracks != []:
-            out.append((workload, params, families, quick_tracks))
+            out.append(Selection(workload, params, families, quick_tracks, processes))
     asked = {f for f in metrics or ()} | {t for t in tracks or ()}
     if asked and not out:
-        families_offered = sorted({f for _, _, fs, _ in selections for f in fs or ()})
+        families_offered = sorted({f for s in selections for f in s.metrics or ()})
         raise KernelwatchError(
             f"{flag} measures the metric families {', '.join(families_offered)}; "
             f"{', '.join(sorted(asked))} selects none of them: drop {flag} to measure it")
@@ -168,7 +179,14 @@ def chunks(selections: Sequence[Selection], existing: bool) -> list[list[str]]:
     """The regexes of each asv call, environment facts last: one call, whose benchmark loop
     (kernelwatch.benchloop) saves each parameter combination as it ends, so a run cut short
     (a GPU lease, a time limit) keeps every combination that finished."""
-    return [[selection_regex(*sel) for sel in selections] + [ENVIRONMENT_REGEX]]
+    return [[selection_regex(*sel[:4]) for sel in selections] + [ENVIRONMENT_REGEX]]
+
+
+def processes_by_regex(selections: Sequence[Selection]) -> dict[str, int]:
+    """{a selection's regex, less its leading ^: its processes} for those measured in more
+    than one. A planned call's regex ends with it (planner.excluding and shards.narrow only
+    put a lookahead in front)."""
+    return {selection_regex(*s[:4])[1:]: s.processes for s in selections if s.processes > 1}
 
 
 # ----------------------------------------------------------------------------- recorded

@@ -107,7 +107,7 @@ def narrow(chunk: list[str], selections: Sequence[tuple], k: int, n: int,
     admitting only the shard's units; a regex none of whose classes has a unit in the shard
     is dropped; the environment's regex is kept. NothingToRun when the shard has no unit at
     all (fewer units than shards: a CI matrix wider than the selection)."""
-    everything = sorted({u for w, chosen, metrics, _ in selections
+    everything = sorted({u for w, chosen, metrics, *_ in selections
                          for u in units(w, chosen, metrics)})
     mine = pick(everything, k, n, seconds)
     if not mine:

@@ -61,7 +61,7 @@ def test_a_suite_narrowed_outside_itself_names_the_way_out():
     quick = planner.suite_selections("quick", "rope")
     assert {w for w, *_ in quick} == {"rope"}
     narrowed = planner.narrow_quick(quick, {"variant": ["compile"]}, None, None)
-    assert all(chosen["variant"] == ["compile"] for _, chosen, _, _ in narrowed)
+    assert all(s.params["variant"] == ["compile"] for s in narrowed)
     with pytest.raises(KernelwatchError, match="drop --suite gpu-commit to select any value"):
         planner.narrow_quick(planner.suite_selections("gpu-commit", "rope"),
                              {"shape": ["tiny"]}, None, None, flag="--suite gpu-commit")
@@ -69,5 +69,23 @@ def test_a_suite_narrowed_outside_itself_names_the_way_out():
         planner.suite_selections("nightly")
     # every suite's parts are valid selections of every workload that declares one
     for suite in ("quick", "gpu-commit", "gpu-nightly"):
-        for workload, chosen, metrics, tracks in planner.suite_selections(suite):
+        for workload, chosen, metrics, tracks, _ in planner.suite_selections(suite):
             assert planner.selection_regex(workload, chosen, metrics, tracks)
+
+
+def test_a_suites_series_that_move_between_processes_are_measured_in_more():
+    """gpu-commit times compiled RoPE in 3 processes (samples pooled) and the rest in 1:
+    each later round keeps only the regexes that take it, whatever planning put in front."""
+    from kernelwatch.engine import _in_round
+
+    selections = planner.suite_selections("gpu-commit", "rope")
+    by_regex = planner.processes_by_regex(selections)
+    assert sorted(by_regex.values()) == [3]
+    [regex] = [planner.selection_regex(*s[:4]) for s in selections if s.processes == 3]
+    plain = planner.selection_regex(*selections[0][:4])
+    excluded = planner.excluding(regex, [name(TIME, shape="llama-3.2-1b", dtype="bfloat16",
+                                              variant="compile")])
+    call = planner.Call(["a" * 40], ["env"], [plain, excluded, planner.ENVIRONMENT_REGEX])
+    assert _in_round(call, 2, 1, by_regex).regexes == [excluded]
+    assert _in_round(call, 4, 1, by_regex).regexes == []
+    assert _in_round(call, 2, 2, by_regex).regexes == call.regexes  # --processes 2: all

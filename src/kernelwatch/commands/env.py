@@ -58,9 +58,10 @@ def list_suites(workload: str | None = None) -> int:
     families, tracks)."""
     for suite, purpose in workloads.SUITE_NAMES.items():
         print(f"{suite}: {purpose}")
-        for name, params, metrics, tracks in planner.suite_selections(suite, workload):
+        for name, params, metrics, tracks, processes in planner.suite_selections(suite, workload):
             values = "; ".join(f"{k}={','.join(v)}" for k, v in params.items()) or "every case"
             which = ", ".join(metrics or ["all"]) + (f" ({', '.join(tracks)})" if tracks else "")
+            which += f"; {processes} processes each" if processes > 1 else ""
             print(f"  {name}: {values}\n    {which}")
     print("\nkernelwatch run --suite NAME [--workload W] [--param NAME=VALUE]; --dry-run "
           "counts the processes and estimates the time from this machine's records.")

@@ -77,11 +77,13 @@ def compile_variant(mode: str) -> Variant:
 class SuitePart:
     """One part of a workload's share of a suite: these parameter values ({} or a missing
     name: every value), these metric families, and of their track_ methods these names
-    (None: all)."""
+    (None: all); each combination measured in `processes` processes, samples pooled, where
+    its series moves between processes more than within one."""
 
     params: dict[str, list[str]] = field(default_factory=dict)
     metrics: tuple[str, ...] = ("time",)
     tracks: tuple[str, ...] | None = None
+    processes: int = 1
 
 
 @dataclass(frozen=True)

@@ -84,11 +84,19 @@ SUITES = {
                   ("cold_compile", "recompiles")),
     ],
     # Per commit: the three real attentions in bf16, the headline form, eager against
-    # compile, the reference kernel and Liger's; the cold compile once, at 8B.
+    # compile, the reference kernel and Liger's; the cold compile once, at 8B. Five processes
+    # of one commit on an H200 (issue 34) read eager within 1.02x and the reference kernel
+    # within 1.04x of each other, compile up to 1.54x and Liger 1.09x: those two are timed in
+    # three processes, samples pooled, so one process's outlier does not move the median.
     "gpu-commit": [
         SuitePart({**_REAL, "form": ["rotate-half"], "dtype": ["bfloat16"],
-                   "variant": ["eager", "compile", "triton", "liger"]},
+                   "variant": ["eager", "triton"]},
                   ("time", "accuracy"), ("time", "caller_time", "rel_l2_error")),
+        SuitePart({**_REAL, "form": ["rotate-half"], "dtype": ["bfloat16"],
+                   "variant": ["compile", "liger"]},
+                  ("time",), ("time", "caller_time"), processes=3),
+        SuitePart({**_REAL, "form": ["rotate-half"], "dtype": ["bfloat16"],
+                   "variant": ["compile", "liger"]}, ("accuracy",), ("rel_l2_error",)),
         SuitePart({"shape": ["llama-3.1-8b"], "form": ["rotate-half"], "dtype": ["bfloat16"],
                    "variant": ["compile"]}, ("compile",), ("cold_compile",)),
     ],
