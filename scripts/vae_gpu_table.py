@@ -20,6 +20,9 @@ Usage (on the device, with torchao from .whl): python3 scripts/vae_gpu_table.py
 A variant written `fp8-compile@32+8` is measured at those batches only.
 --repeat measures those variants' batches 1 and 8 a second time in fresh children (host-bound
 cases move between runs: the spread is printed).
+Anywhere: --table-only MACHINE --out DIR prints the tables of DIR's results. The H200's records
+are in docs/findings/records/h200-records.tar.xz: extract it first and point --out at a folder
+in it (--out is created when missing, so a wrong path prints empty tables).
 """
 
 from __future__ import annotations

@@ -167,17 +167,21 @@ def test_reference_kernel_compiles_for_an_h200_on_the_cpu_and_counts_its_program
         assert 1 <= usage.programs_per_sm <= kernel.WARPS_PER_SM // usage.num_warps
 
 
-def test_gpu_table_script_renders_a_recorded_device_run_on_the_cpu():
-    # The H200 run's records (docs/rope-h200-12-02/rope.json): the table renders without a GPU,
-    # best variant first, the reference kernel named, te-fused among the rows.
+def test_gpu_table_script_renders_a_recorded_device_run_on_the_cpu(tmp_path):
+    # The H200 run's records (docs/findings/records/h200-records.tar.xz:rope-h200-12-02/rope.json):
+    # the table renders without a GPU, best variant first, the reference kernel named, te-fused
+    # among the rows.
     import subprocess
     import sys
+    import tarfile
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
+    with tarfile.open(root / "docs/findings/records/h200-records.tar.xz") as archive:
+        archive.extract("rope-h200-12-02/rope.json", tmp_path, filter="data")
     out = subprocess.run([sys.executable, "scripts/rope_gpu_table.py", "--table-only", "H200",
-                          "--out", "docs/rope-h200-12-02"], cwd=root, capture_output=True,
-                         text=True, check=True).stdout
+                          "--out", str(tmp_path / "rope-h200-12-02")], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
     assert out.startswith("RoPE on H200, copy bandwidth 4227 GB/s")
     assert "RoPE llama-3.1-8b rotate-half bfloat16: best variant triton" in out
     assert "compile reaches 59% of the reference kernel (triton)" in out
