@@ -4,7 +4,7 @@
 # runs with the flags given. The saved samples and the table go to $OUT (or ./gpu-out).
 #
 # Usage: scripts/device-fidelity.sh [kernelwatch fidelity flags...]
-# The figures in docs/gpu.md:
+# The figures in docs/measurement.md (GPU):
 #   scripts/device-fidelity.sh --workload rope --param shape=llama-3.2-1b \
 #       --param shape=llama-3.1-8b --param dtype=bfloat16 --param variant=eager \
 #       --param variant=compile --runs 16 --slowdowns 0.01,0.03

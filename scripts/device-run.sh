@@ -9,7 +9,7 @@
 #   2. kernelwatch run --existing --workload WORKLOAD FLAGS (one asv call per metric family,
 #      each saved when it ends, so a run cut at a lease's limit keeps what finished);
 #   3. kernelwatch report: the table (speedups, % of bound, the workload's own summary).
-# Examples (the figures in docs/gpu.md):
+# Examples (the figures in docs/findings/: rope-gpu.md, gptq-gpu.md, gpt2-gpu.md):
 #   scripts/device-run.sh rope --param shape=llama-3.1-8b --param dtype=bfloat16 --metric time
 #   scripts/device-run.sh gptq --param shape=qwen2.5-3b/q_proj --param blocksize=128 --metric time
 #   scripts/device-run.sh gpt2 --param size=gpt2-xl --param variant=bf16 --param variant=compile

@@ -1,6 +1,6 @@
 """Where one GPTQ layer's time goes on the GPU: torch.profiler over one warm quantization,
 the top operators by GPU time, and GPU-busy time against the call's wall time (a diagnostic
-for docs/gpu.md, not a benchmark: the figures users compare come from asv).
+for docs/findings/gptq-gpu.md, not a benchmark: the figures users compare come from asv).
 
     python scripts/gptq_profile.py --shape qwen2.5-3b/q_proj --variant triton
 """

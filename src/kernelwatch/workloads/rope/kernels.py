@@ -98,8 +98,8 @@ if triton is not None:
 # scripts/rope_triton_tune.py (bf16, the three Llama shapes): 8192 / 8 / 8 was within 3% of
 # the best configuration tried on every shape and form; 2048 / 4 / 4 left the 8B rotate-half
 # shape at 58% of the copy bandwidth: at 133 registers a thread an SM holds three of its
-# 4-warp programs, too few loads in flight (`resource_usage`, docs/gpu.md). From 24 resident
-# warps up, the shapes read 75-86% whatever the occupancy.
+# 4-warp programs, too few loads in flight (`resource_usage`, docs/findings/rope-gpu.md). From
+# 24 resident warps up, the shapes read 75-86% whatever the occupancy.
 TRITON_STEP_ELEMENTS = 8192
 TRITON_NUM_WARPS = 8
 TRITON_PROGRAMS_PER_SM = 8
