@@ -48,7 +48,7 @@ test: test-fast
 	$(BIN)/python -m pytest -v -rs --durations=40 -n $(TEST_WORKERS) --dist loadgroup \
 	  --no-loadscope-reorder --ignore=tests/unit
 
-# Wheels the GPU device machine lacks (asv and its deps), for Python 3.12 (docs/gpu.md).
+# Wheels the GPU device machine lacks (asv and its deps), for Python 3.12 (docs/runners.md).
 gpu-wheels:
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \

@@ -13,7 +13,7 @@ Usage (on the device): python3 scripts/rope_gpu_table.py [--shapes ...] [--forms
 Anywhere: python3 scripts/rope_gpu_table.py --table-only MACHINE --out DIR prints the table
 of DIR/rope.json (what a device run wrote), headed with MACHINE. The H200's records are in
 docs/findings/records/h200-records.tar.xz: extract it first and point --out at a folder in it.
-te-fused needs TransformerEngine on the machine (docs/llama_layer.md); without it the row says
+te-fused needs TransformerEngine on the machine (docs/workloads.md); without it the row says
 why it was skipped.
 """
 

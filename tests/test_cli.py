@@ -257,7 +257,7 @@ def test_docker_build_with_te_names_what_it_needs():
     assert r.returncode == 2 and "--with-te needs --device cuda" in r.stderr
     r = kw("docker", "build", "--with-te", "--device", "cuda")
     assert r.returncode == 2 and "--with-te needs --base-image" in r.stderr
-    assert "docs/llama_layer.md" in r.stderr
+    assert "docs/workloads.md" in r.stderr
 
 
 def test_a_machine_name_is_a_plain_name_never_a_path(tmp_path, isolated_home):

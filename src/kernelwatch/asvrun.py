@@ -283,7 +283,7 @@ def environment_failure(seen: dict[str, str], repo: Path, log: TextIO | None) ->
     pinned = ", ".join(v for v in matrix.get(name, []) if v) or "no version"
     where = f" asv's whole output: {log.name}." if log is not None else ""
     return (f"{what}. asv.conf.json's matrix has {name} {pinned}: choose one of those (e.g. "
-            f"--torch {pinned.split(', ')[0]}), or add the version to the matrix (README: "
+            f"--torch {pinned.split(', ')[0]}), or add the version to the matrix (docs/cli.md: "
             f"Adding torch versions).{where}")
 
 

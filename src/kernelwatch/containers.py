@@ -96,7 +96,7 @@ def build(repo: Path, *, device: str, tag: str | None, base_image: str | None,
         raise KernelwatchError(
             "--with-te needs --base-image: TransformerEngine's PyTorch extension compiles from "
             "source with nvcc and cuDNN, which the default python image lacks; name a CUDA "
-            "devel image with cuDNN and Python 3.11 (docs/llama_layer.md)")
+            "devel image with cuDNN and Python 3.11 (docs/workloads.md)")
     default_tag, default_torch, default_index = DEVICES[device]
     tag = tag or default_tag
     args = {"DEVICE": device, "TORCH_VERSION": torch_version or default_torch,

@@ -78,7 +78,7 @@ def flagged_checks(rows: list[Row]) -> dict[tuple, str]:
     """{(machine, env, commit, check benchmark, params items): flags in words} for every
     device check that found something: what compare notes beside a time of that case. The
     power cap alone is left out: an H200 under matrix load sits at it in every case
-    measured (docs/llama_layer.md), so it would note every series."""
+    measured (docs/findings/llama-layer-h200.md), so it would note every series."""
     return {(r.machine, r.env_name, r.commit, r.benchmark, tuple(r.params.items())):
             environment.describe_flags(r.value)
             for r in rows if r.benchmark.endswith(CHECK_SUFFIX) and r.value

@@ -116,7 +116,7 @@ def transformer_engine():
     except ImportError as exc:
         raise Unavailable(
             f"the te backend needs transformer_engine, which does not import here ({exc}); "
-            "build the CUDA image with --build-arg WITH_TE=1 (docs/llama_layer.md)") from exc
+            "build the CUDA image with --build-arg WITH_TE=1 (docs/workloads.md)") from exc
     return te
 
 
