@@ -123,6 +123,24 @@ def test_every_workflow_keeps_the_hygiene_rules():
 # ----------------------------------------------------------------------------- commands
 
 
+def test_a_target_on_the_host_is_refused_unless_trusted(tmp_path):
+    """On the host a library's code would run as the runner's user, beside the checkout's
+    .git: bench.sh refuses before it pulls, builds or runs anything, and names the way out."""
+    env = {"KW_RUNNER": "host", "KW_DEVICE": "cpu", "KW_MACHINE": "ci-host",
+           "KW_TARGET": "llmcompressor=https://example.invalid/llm-compressor.git",
+           "KW_REMOTE": str(tmp_path / "no-such-store.git"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    bench = str(REPO / "scripts" / "ci" / "bench.sh")
+    refused = sh([bench, "target"], REPO, env)
+    assert refused.returncode == 2
+    assert "refusing to run llmcompressor's code on this machine" in refused.stderr
+    assert "KW_RUNNER=docker" in refused.stderr and "KW_TRUST_TARGET=1" in refused.stderr
+    assert "history" not in refused.stdout + refused.stderr  # nothing ran before it
+    # Trusted, it goes on: to the pull, which fails here on the missing store.
+    trusted = sh([bench, "target"], REPO, dict(env, KW_TRUST_TARGET="1"))
+    assert trusted.returncode != 0 and "refusing" not in trusted.stderr
+    assert "cannot fetch kernelwatch-results-llmcompressor" in trusted.stderr
+
+
 @pytest.mark.slow
 def test_push_nightly_and_pr_paths_run_end_to_end(clone, cpu_image, isolated_home, tmp_path):
     """scripts/ci/bench.sh as the workflows call it, on this CPU: push (in the reused image),
