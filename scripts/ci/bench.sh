@@ -27,6 +27,9 @@
 #                   reaches the package index)
 #   KW_RUN_ARGS     selection for `kernelwatch run` (default --quick)
 #   KW_REMOTE, KW_RESULTS_BRANCH  where the history lives (origin, kernelwatch-results)
+#   KW_HISTORY      sync (default): pull the results branch first and, for push and nightly,
+#                   push to it at the end; none: neither (the workflows pull in a step of
+#                   their own and push from a hosted job, so no token meets benchmark code)
 #   KW_TRUST_TARGET 1: let `target` run the library's code on the host (KW_RUNNER=host)
 #   KW_SUMMARY      pr: the markdown file (default $GITHUB_STEP_SUMMARY, else compare.md)
 set -euo pipefail
@@ -37,6 +40,8 @@ runner=${KW_RUNNER:-docker}
 device=${KW_DEVICE:-cuda}
 remote=${KW_REMOTE:-origin}
 branch=${KW_RESULTS_BRANCH:-kernelwatch-results}
+sync=${KW_HISTORY:-sync}
+case "$sync" in sync|none) ;; *) echo "bench: KW_HISTORY is sync or none, not $sync" >&2; exit 2 ;; esac
 read -r -a run_args <<< "${KW_RUN_ARGS:---quick}"
 read -r -a build_args <<< "${KW_BUILD_ARGS:-}"
 kw() { if command -v kernelwatch >/dev/null; then kernelwatch "$@"; else .venv/bin/kernelwatch "$@"; fi; }
@@ -88,11 +93,16 @@ if [ "$mode" = target ]; then
   fi
 fi
 [ "$runner" = docker ] && image
-if [ "$mode" = target ]; then
+if [ "$sync" = none ]; then
+  echo "bench: KW_HISTORY=none: the results branch is neither pulled nor pushed here"
+elif [ "$mode" = target ]; then
   kw history pull --target "$KW_TARGET" --remote "$remote" --branch "$branch"
 else
   kw history pull --remote "$remote" --branch "$branch"
 fi
+push_history() {
+  if [ "$sync" = sync ]; then kw history push --remote "$remote" --branch "$branch"; fi
+}
 case "$mode" in
   push)
     after=${KW_AFTER:-$(git rev-parse HEAD)}
@@ -103,11 +113,11 @@ case "$mode" in
       range="$before..$after"
     fi
     measure "$range"
-    kw history push --remote "$remote" --branch "$branch"
+    push_history
     ;;
   nightly)
     measure "HEAD^!"
-    kw history push --remote "$remote" --branch "$branch"
+    push_history
     ;;
   pr)
     : "${KW_BASE:?set KW_BASE (the base commit)}" "${KW_HEAD:?set KW_HEAD (the head commit)}"
