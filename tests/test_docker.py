@@ -194,15 +194,15 @@ def test_a_target_library_cannot_write_the_checkout_nor_another_runs_environment
         # One benchmark process: what is tested is where the library's build could write.
         "KW_RUN_ARGS": "--workload rope --param shape=tiny --param form=rotate-half "
                        "--param dtype=float32 --metric time --torch 2.13.0 --skip-machine-facts"})
-    assert "the repository read-only" in r.stdout
-    report = (clone / "results-liger-kernel" / "hostile-report.txt").read_text()
-    assert "hook in /repo/.git: refused" in report
-    assert "core.fsmonitor in /repo/.git/config: refused" in report
-    assert "file in /repo: refused" in report
-    assert ".pth in its environment: done" in report  # its own volume: its own runs only
     assert not (clone / ".git" / "hooks" / "post-checkout").exists()
     assert git("config", "--default", "", "core.fsmonitor", cwd=clone) == ""
     assert not (clone / "planted.txt").exists()
+    assert "the repository read-only" in r.stdout
+    report = (clone / "results-liger-kernel" / "hostile-report.txt").read_text()
+    assert "hook in /repo/.git: refused" in report  # it did try, and was told no
+    assert "core.fsmonitor in /repo/.git/config: refused" in report
+    assert "file in /repo: refused" in report
+    assert ".pth in its environment: done" in report  # its own volume: its own runs only
     assert _volume_files(own, cpu_image)  # what it planted is where it was allowed to
     for volume in others:  # the suite's volumes, any other library's: untouched
         assert volume != own and not _volume_files(volume, cpu_image), volume
