@@ -17,8 +17,9 @@ What does not run here, and why:
 - gpu-bench's `publish` calls publish.yml through `uses: $/...`, GitHub's self-repository
   syntax, which act 0.2.89 does not resolve; publish.yml's build starts with `make setup` (a
   fresh environment, minutes of downloads), and its deploy needs GitHub Pages.
-- `target` runs a library's code only in Docker (tests/test_docker.py runs bench.sh target
-  there); with KW_RUNNER=host bench.sh refuses it (tests/test_workflows.py).
+- `target` runs with KW_RUNNER=docker (bench.sh refuses a library's code on the host): the
+  library in its read-only container from the CPU image, cloned from a git daemon on
+  localhost as from GitHub.
 - `nightly` has the steps of `push` over the whole torch matrix: minutes per torch version.
 """
 
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, branch_files, git
+from .conftest import REPO, branch_files, git, git_daemon, liger_kernel_repository
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,8 @@ def _workspace(dest: Path) -> Path:
 
 
 def act(setup: dict, workspace: Path, event_name: str, event: dict, store: Path,
-        *flags: str) -> tuple[subprocess.CompletedProcess, float, Path]:
+        *flags: str, settings: dict[str, str] | None = None
+        ) -> tuple[subprocess.CompletedProcess, float, Path]:
     run = Path(setup["root"]) / f"run-{event_name}-{time.monotonic_ns()}"
     (run / "artifacts").mkdir(parents=True)
     (run / "out").mkdir()
@@ -100,10 +102,12 @@ def act(setup: dict, workspace: Path, event_name: str, event: dict, store: Path,
            "--local-repository", f"{CHECKOUT}={setup['checkout']}",
            "--local-repository", f"{UPLOAD}={REPO / 'tests' / 'act' / 'upload-artifact'}",
            "--local-repository", f"{DOWNLOAD}={REPO / 'tests' / 'act' / 'download-artifact'}",
-           "--env", "KW_RUNNER=host", "--env", "KW_DEVICE=cpu", "--env", f"KW_REMOTE={store}",
-           "--env", f"KW_RUN_ARGS={RUN_ARGS}", "--env", f"KERNELWATCH_ENV_DIR={setup['env_dir']}",
-           "--env", f"KW_ACT_TOOLS={REPO / 'tests' / 'act'}",
-           "--env", f"KW_ACT_ARTIFACTS={run / 'artifacts'}", *flags]
+           *flags]
+    for name, value in {"KW_RUNNER": "host", "KW_DEVICE": "cpu", "KW_REMOTE": str(store),
+                        "KW_RUN_ARGS": RUN_ARGS, "KERNELWATCH_ENV_DIR": str(setup["env_dir"]),
+                        "KW_ACT_TOOLS": str(REPO / "tests" / "act"),
+                        "KW_ACT_ARTIFACTS": str(run / "artifacts"), **(settings or {})}.items():
+        cmd += ["--env", f"{name}={value}"]
     t0 = time.monotonic()
     r = subprocess.run(cmd, cwd=workspace, env=env, capture_output=True, text=True)
     took = time.monotonic() - t0
@@ -181,3 +185,40 @@ def test_a_push_lands_on_the_results_branch_through_results_push_under_act(act_s
     assert not [f for f in landed if f.startswith(f"gpu-h100/{before[:8]}-")]  # only pushed
     assert not (ws / "results").exists()  # measured in the job's copy, not here
     print(f"push + results-push under act: {took:.0f} s; the branch: {landed}")
+
+
+def test_a_target_runs_in_its_container_and_target_push_lands_it_under_act(act_setup, cpu_image,
+                                                                           tmp_path):
+    """workflow_dispatch with a target and the default (empty) range, its last two commits:
+    the target job measures the library in Docker, the checkout read-only, and uploads
+    results-DIST/; target-push (hosted) pushes them to kernelwatch-results-DIST. No compare
+    is written for a range that is not A..B, and target-push goes on without one."""
+    ws = _workspace(tmp_path / "ws")
+    store = _bare(tmp_path / "store.git")
+    liger_kernel_repository(tmp_path / "srv" / "liger-kernel", LIBRARY_SETUP, commits=3)
+    with git_daemon(tmp_path / "srv") as url:
+        inputs = {"target": f"liger-kernel={url}/liger-kernel", "range": "",
+                  "run-args": TARGET_RUN_ARGS}
+        r, took, run = act(
+            act_setup, ws, "workflow_dispatch", {"inputs": inputs}, store, "-j", "target-push",
+            settings={"KW_RUNNER": "docker", "KW_IMAGE": cpu_image, "KW_NETWORK": "host"})
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    assert "the repository read-only" in log
+    assert sorted(set(re.findall(r"^\[gpu-bench/([\w-]+) *\]", log, re.M))) == [
+        "target", "target-push"]
+    landed = branch_files(store, "kernelwatch-results-liger-kernel")
+    library = git("rev-list", "-2", "main", cwd=tmp_path / "srv" / "liger-kernel").split()
+    for commit in library:
+        assert [f for f in landed if f.startswith(f"gpu-h100/{commit[:8]}-")], commit
+    assert not git("for-each-ref", "refs/heads/kernelwatch-results", cwd=store)
+    print(f"target + target-push under act: {took:.0f} s; the branch: {landed}")
+
+
+LIBRARY_SETUP = """from setuptools import setup
+
+setup(name="liger-kernel", version="0.0.1", packages=["liger_kernel"])
+"""
+# The target's declared case (RoPE's liger variant), its tiny shape, one metric.
+TARGET_RUN_ARGS = ("--workload rope --param shape=tiny --param form=rotate-half "
+                   "--param dtype=float32 --metric time --torch 2.13.0 --skip-machine-facts")

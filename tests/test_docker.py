@@ -8,7 +8,6 @@ starts one on a bare Debian machine (CI). Slow: minutes.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,16 @@ import pytest
 
 from kernelwatch import containers
 
-from .conftest import BASE, HOST_CA, REPO, git, kernelwatch_exe, sh
+from .conftest import (
+    BASE,
+    HOST_CA,
+    REPO,
+    git,
+    git_daemon,
+    kernelwatch_exe,
+    liger_kernel_repository,
+    sh,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -138,30 +146,11 @@ setup(name="liger-kernel", version="0.0.1", packages=["liger_kernel"])
 
 @pytest.fixture
 def hostile_library(tmp_path):
-    """A git URL (git daemon on localhost) of `liger-kernel` (a distribution the RoPE
-    workload declares) whose build is HOSTILE_SETUP: target runs clone it from a URL inside
-    the container, as from GitHub."""
-    lib = tmp_path / "srv" / "liger-kernel"
-    (lib / "liger_kernel").mkdir(parents=True)
-    (lib / "liger_kernel" / "__init__.py").write_text("")
-    (lib / "setup.py").write_text(HOSTILE_SETUP)
-    git("init", "-q", "-b", "main", cwd=lib)
-    git("add", "-A", cwd=lib)
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "liger", cwd=lib)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    daemon = subprocess.Popen(["git", "daemon", f"--base-path={tmp_path / 'srv'}",
-                               "--export-all", "--reuseaddr", "--listen=127.0.0.1",
-                               f"--port={port}"])
-    url = f"git://127.0.0.1:{port}/liger-kernel"
-    for _ in range(50):
-        if subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0:
-            break
-        time.sleep(0.1)
-    yield url
-    daemon.terminate()
-    daemon.wait(timeout=30)
+    """A git URL of `liger-kernel` whose build is HOSTILE_SETUP: target runs clone it from a
+    URL inside the container, as from GitHub."""
+    liger_kernel_repository(tmp_path / "srv" / "liger-kernel", HOSTILE_SETUP)
+    with git_daemon(tmp_path / "srv") as url:
+        yield f"{url}/liger-kernel"
 
 
 def _volume_files(volume: str, image: str) -> set[str]:
@@ -182,9 +171,12 @@ def test_a_target_library_cannot_write_the_checkout_nor_another_runs_environment
     store = tmp_path / "store.git"
     git("init", "-q", "--bare", str(store), cwd=tmp_path)
     own = f"kernelwatch-asv-env-liger-kernel-{cpu_image.replace(':', '-')}"
-    sh(["docker", "volume", "rm", "-f", own])  # a new environment, as for a new library
-    others = [v for v in sh(["docker", "volume", "ls", "-q"]).stdout.split()
-              if v.startswith("kernelwatch-asv-env-")]
+    # The suite's volume (push, nightly, pr) and any other library's, with what they hold of
+    # the kind planted here (an earlier run on code without this isolation may have left some).
+    sh(["docker", "volume", "create", containers.env_volume_for(cpu_image)], check=True)
+    volumes = sh(["docker", "volume", "ls", "-q"]).stdout.split()
+    others = {v: _volume_files(v, cpu_image) for v in volumes
+              if v.startswith("kernelwatch-asv-env-") and v != own}
     bench = str(clone / "scripts" / "ci" / "bench.sh")
     r = sh([bench, "target"], clone, {
         "KW_RUNNER": "docker", "KW_DEVICE": "cpu", "KW_IMAGE": cpu_image, "KW_NETWORK": "host",
@@ -204,8 +196,8 @@ def test_a_target_library_cannot_write_the_checkout_nor_another_runs_environment
     assert "file in /repo: refused" in report
     assert ".pth in its environment: done" in report  # its own volume: its own runs only
     assert _volume_files(own, cpu_image)  # what it planted is where it was allowed to
-    for volume in others:  # the suite's volumes, any other library's: untouched
-        assert volume != own and not _volume_files(volume, cpu_image), volume
+    for volume, before in others.items():  # untouched by this run
+        assert _volume_files(volume, cpu_image) == before, volume
     assert "leak.json" in r.stderr and not (clone / "results-liger-kernel" / "leak.json"
                                             ).is_symlink()
     assert r.returncode == 1  # the run measured, but left a link behind: not a success

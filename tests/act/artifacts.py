@@ -2,8 +2,9 @@
 under act (tests/test_act.py): the pinned v7/v8 bundles rebuild from their source, but act
 0.2.89's artifact server refuses their CreateArtifact request (`unknown field "mime_type"`),
 so these copy the files to and from a folder (KW_ACT_ARTIFACTS) the way the real actions
-store and restore them: an upload keeps the paths below the least common ancestor of what
-it matched, and a download with merge-multiple lays every matching artifact into one folder.
+store and restore them: an upload keeps the paths below the least common ancestor of its
+search paths (each pattern up to its first wildcard, as @actions/glob has them), and a
+download with merge-multiple lays every matching artifact into one folder.
 
 Usage (from the stand-in action.yml files): artifacts.py upload NAME PATHS IF_NO_FILES
                                              artifacts.py download PATTERN DEST MERGE
@@ -19,18 +20,27 @@ import sys
 from pathlib import Path
 
 
+def _search_path(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    first_wildcard = next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))
+    literal = parts[:first_wildcard]
+    return Path(*literal).resolve() if literal else Path.cwd()
+
+
 def upload(name: str, patterns: str, if_no_files: str) -> int:
     files: list[Path] = []
-    roots: list[Path] = []
-    for pattern in filter(None, (line.strip() for line in patterns.splitlines())):
+    searched = [p for p in (line.strip() for line in patterns.splitlines()) if p]
+    for pattern in searched:
         for match in sorted(glob.glob(pattern)):
             path = Path(match).resolve()
-            roots.append(path if path.is_dir() else path.parent)
             files += [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
     if not files:
         print(f"upload-artifact stand-in: no files match {patterns!r}")
         return 1 if if_no_files == "error" else 0
+    roots = [_search_path(p) for p in searched]
     root = Path(os.path.commonpath(roots))
+    if len(files) == 1 and files[0] == root:  # one file named as it is: kept without folders
+        root = root.parent
     dest = Path(os.environ["KW_ACT_ARTIFACTS"]) / name
     for f in files:
         (dest / f.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
