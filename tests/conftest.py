@@ -1,6 +1,8 @@
+import contextlib
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -277,3 +279,44 @@ def cpu_image(engine, torch_wheelhouse) -> str:
     if previous and previous != sh(["docker", "images", "-q", TAG]).stdout.strip():
         sh(["docker", "rmi", previous])  # the last run's image, now untagged: 2 GB each time
     return TAG
+
+
+# ----------------------------------------------------------------------------- libraries
+
+
+def liger_kernel_repository(dest: Path, setup_py: str, commits: int = 1) -> Path:
+    """A git repository of `liger-kernel` (a distribution the RoPE workload declares) whose
+    build is `setup_py`, with `commits` commits on main: a library for target runs."""
+    (dest / "liger_kernel").mkdir(parents=True)
+    (dest / "liger_kernel" / "__init__.py").write_text("")
+    (dest / "setup.py").write_text(setup_py)
+    git("init", "-q", "-b", "main", cwd=dest)
+    for n in range(commits):
+        (dest / "liger_kernel" / "__init__.py").write_text(f"REVISION = {n}\n")
+        git("add", "-A", cwd=dest)
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"liger {n}",
+            cwd=dest)
+    return dest
+
+
+@contextlib.contextmanager
+def git_daemon(base: Path):
+    """git's own daemon serving the repositories under `base` on localhost, so a container on
+    the host network clones a library from a URL, as from GitHub. Yields git://HOST:PORT."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    daemon = subprocess.Popen(["git", "daemon", f"--base-path={base}", "--export-all",
+                               "--reuseaddr", "--listen=127.0.0.1", f"--port={port}"])
+    url = f"git://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            probe = subprocess.run(["git", "ls-remote", f"{url}/{next(base.iterdir()).name}"],
+                                   capture_output=True)
+            if probe.returncode == 0:
+                break
+            time.sleep(0.1)
+        yield url
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)

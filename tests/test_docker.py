@@ -18,7 +18,16 @@ import pytest
 
 from kernelwatch import containers
 
-from .conftest import BASE, HOST_CA, REPO, git, kernelwatch_exe, sh
+from .conftest import (
+    BASE,
+    HOST_CA,
+    REPO,
+    git,
+    git_daemon,
+    kernelwatch_exe,
+    liger_kernel_repository,
+    sh,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +101,114 @@ def test_interrupted_container_keeps_written_results(cpu_image, clone):
     assert set(before) <= after
     for name in after:
         json.loads((machine_dir / name).read_text())  # whole, readable files
+
+
+# A library whose build (setup.py, run by pip inside asv) tries what a later job on the runner
+# would pay for, and writes down what it managed in the one place it may write.
+HOSTILE_SETUP = """
+import glob, os, subprocess
+from setuptools import setup
+
+report = []
+
+def attempt(what, action):
+    try:
+        action()
+        report.append(what + ": done")
+    except Exception as exc:
+        report.append(what + ": refused (" + type(exc).__name__ + ")")
+
+def write(path, text="import os\\n"):
+    with open(path, "w") as f:
+        f.write(text)
+
+def fsmonitor():
+    subprocess.run(["git", "-C", "/repo", "config", "core.fsmonitor", "touch /tmp/pwned"],
+                   check=True, capture_output=True)
+
+def link(results):
+    if not os.path.lexists(results + "/leak.json"):
+        os.symlink("/etc/passwd", results + "/leak.json")
+
+attempt("hook in /repo/.git", lambda: write("/repo/.git/hooks/post-checkout"))
+attempt("core.fsmonitor in /repo/.git/config", fsmonitor)
+attempt("file in /repo", lambda: write("/repo/planted.txt"))
+for site in glob.glob("/asv-env/*/lib/python*/site-packages"):
+    attempt(".pth in its environment", lambda site=site: write(site + "/zz-planted.pth"))
+attempt("file in /asv-env", lambda: write("/asv-env/planted-by-library"))
+for results in glob.glob("/results/*"):
+    attempt("link in " + results, lambda results=results: link(results))
+    write(results + "/hostile-report.txt", "\\n".join(report) + "\\n")
+
+setup(name="liger-kernel", version="0.0.1", packages=["liger_kernel"])
+"""
+
+
+@pytest.fixture
+def hostile_library(tmp_path):
+    """A git URL of `liger-kernel` whose build is HOSTILE_SETUP: target runs clone it from a
+    URL inside the container, as from GitHub."""
+    liger_kernel_repository(tmp_path / "srv" / "liger-kernel", HOSTILE_SETUP)
+    with git_daemon(tmp_path / "srv") as url:
+        yield f"{url}/liger-kernel"
+
+
+def _volume_files(volume: str, image: str) -> set[str]:
+    r = sh(["docker", "run", "--rm", "-v", f"{volume}:/v:ro", image, "find", "/v",
+            "-name", "zz-planted.pth", "-o", "-name", "planted-by-library"], check=True)
+    return set(r.stdout.split())
+
+
+def test_a_target_library_cannot_write_the_checkout_nor_another_runs_environments(
+        cpu_image, clone, hostile_library, tmp_path):
+    """scripts/ci/bench.sh target as the workflow runs it, in Docker, on a library whose
+    build tries to plant a git hook and core.fsmonitor in the mounted checkout's .git, a file
+    in the checkout, .pth files in every environment it sees, and a link to the host's
+    files among its results. It can reach its own environment volume and results-DIST/, and
+    nothing else: the checkout is read-only, the suite's volume is not mounted, and the link
+    is removed before anything could upload it."""
+    head_before = git("rev-parse", "HEAD", cwd=clone)
+    untracked_before = set(git("status", "--short", "--ignored", cwd=clone).splitlines())
+    store = tmp_path / "store.git"
+    git("init", "-q", "--bare", str(store), cwd=tmp_path)
+    own = f"kernelwatch-asv-env-liger-kernel-{cpu_image.replace(':', '-')}"
+    # The suite's volume (push, nightly, pr) and any other library's, with what they hold of
+    # the kind planted here (an earlier run on code without this isolation may have left some).
+    sh(["docker", "volume", "create", containers.env_volume_for(cpu_image)], check=True)
+    volumes = sh(["docker", "volume", "ls", "-q"]).stdout.split()
+    others = {v: _volume_files(v, cpu_image) for v in volumes
+              if v.startswith("kernelwatch-asv-env-") and v != own}
+    bench = str(clone / "scripts" / "ci" / "bench.sh")
+    r = sh([bench, "target"], clone, {
+        "KW_RUNNER": "docker", "KW_DEVICE": "cpu", "KW_IMAGE": cpu_image, "KW_NETWORK": "host",
+        "KW_MACHINE": "ci-target", "KW_REMOTE": str(store), "KW_RANGE": "main^!",
+        "KW_TARGET": f"liger-kernel={hostile_library}",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        # One benchmark process: what is tested is where the library's build could write.
+        "KW_RUN_ARGS": "--workload rope --param shape=tiny --param form=rotate-half "
+                       "--param dtype=float32 --metric time --torch 2.13.0 --skip-machine-facts"})
+    assert not (clone / ".git" / "hooks" / "post-checkout").exists()
+    assert git("config", "--default", "", "core.fsmonitor", cwd=clone) == ""
+    assert not (clone / "planted.txt").exists()
+    assert "the repository read-only" in r.stdout
+    report = (clone / "results-liger-kernel" / "hostile-report.txt").read_text()
+    assert "hook in /repo/.git: refused" in report  # it did try, and was told no
+    assert "core.fsmonitor in /repo/.git/config: refused" in report
+    assert "file in /repo: refused" in report
+    assert ".pth in its environment: done" in report  # its own volume: its own runs only
+    assert _volume_files(own, cpu_image)  # what it planted is where it was allowed to
+    for volume, before in others.items():  # untouched by this run
+        assert _volume_files(volume, cpu_image) == before, volume
+    assert "leak.json" in r.stderr and not (clone / "results-liger-kernel" / "leak.json"
+                                            ).is_symlink()
+    assert r.returncode == 1  # the run measured, but left a link behind: not a success
+    assert list((clone / "results-liger-kernel" / "ci-target").glob("*-env-*.json"))
+    # kernelwatch wrote its configs, lock, logs and the library's mirror in the container;
+    # the clone holds only the results folder more (the session's other runs left theirs).
+    left = set(git("status", "--short", "--ignored", cwd=clone).splitlines())
+    assert left - untracked_before <= {"!! results-liger-kernel/"}
+    assert not (clone / ".kernelwatch" / "targets" / "liger-kernel.git").exists()
+    assert git("rev-parse", "HEAD", cwd=clone) == head_before
 
 
 def _dangling_images() -> set[str]:

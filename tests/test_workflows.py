@@ -3,17 +3,21 @@ event payloads (a fork never reaches a GPU runner); hygiene every job must keep;
 commands the workflows call, run here: the results branch with concurrent writers, and the
 push, nightly and PR paths of scripts/ci/bench.sh."""
 
+import base64
+import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import REPO, branch_files, git, sh
+from .conftest import REPO, branch_files, git, sh, write_asv_results
 from .github_expressions import evaluate
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -38,6 +42,23 @@ def test_actionlint_and_zizmor_report_nothing():
                            capture_output=True, text=True)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "No findings to report" in audit.stdout + audit.stderr
+
+
+def test_zizmor_auditor_finds_no_persisted_credentials_and_no_unjustified_runner():
+    """zizmor's strictest persona: no artipacked (credentials persisted in a checkout), and
+    self-hosted-runner only where an ignore comment sits on the `runs-on:` line, with its
+    reason on the line above and in docs/security.md."""
+    audit = subprocess.run([str(BIN / "zizmor"), "--persona=auditor", "--offline", "--format",
+                            "json", str(WORKFLOWS)], cwd=REPO, capture_output=True, text=True)
+    found = {f["ident"] for f in json.loads(audit.stdout)}
+    assert not found & {"artipacked", "self-hosted-runner"}, found
+    lines = (WORKFLOWS / "gpu-bench.yml").read_text().splitlines()
+    ignored = [i for i, line in enumerate(lines) if "zizmor: ignore[self-hosted-runner]" in line]
+    assert len(ignored) == 4
+    for i in ignored:
+        assert lines[i].strip().startswith("runs-on: [self-hosted")
+        assert lines[i - 1].strip().startswith("# The GPUs are there")
+    assert "zizmor: ignore[self-hosted-runner]" in (REPO / "docs" / "security.md").read_text()
 
 
 def event(name: str, *, head_repo: str = "kw/kernelwatch", labels=("benchmark",)) -> dict:
@@ -98,6 +119,74 @@ def test_a_target_runs_by_hand_only_read_only_and_its_results_leave_through_a_ho
     assert step["run"] == "scripts/ci/bench.sh target" and "KW_TARGET" in step["env"]
 
 
+def _checkouts(job: dict) -> list[dict]:
+    return [s for s in job.get("steps", []) if s.get("uses", "").startswith("actions/checkout")]
+
+
+def _runs_benchmark_code(job: dict) -> bool:
+    return ("self-hosted" in json.dumps(job.get("runs-on"))
+            or any("bench.sh" in step.get("run", "") for step in job.get("steps", [])))
+
+
+def test_no_token_or_credential_meets_benchmark_code():
+    """GPU runners keep their state from job to job (the workspace's .git, Docker volumes):
+    what one job's code plants there, a later job runs. So no job that runs benchmark code
+    may hold a write permission or keep credentials in .git, and within such a job the token
+    goes only to a step that runs before bench.sh and is not bench.sh; its results leave as
+    an artifact that a hosted job, running no benchmark code, pushes."""
+    benchmark_jobs = []
+    for wf, name, job in all_jobs():
+        where = f"{wf}:{name}"
+        for checkout in _checkouts(job):  # no job keeps a token in .git, benchmark or not
+            assert checkout.get("with", {}).get("persist-credentials") is False, where
+        if not _runs_benchmark_code(job):
+            continue
+        benchmark_jobs.append(name)
+        permissions = job.get("permissions", {})
+        assert "write" not in permissions.values(), f"{where}: {permissions}"
+        steps = job["steps"]
+        bench = next(i for i, s in enumerate(steps) if "bench.sh" in s.get("run", ""))
+        for i, step in enumerate(steps):
+            if "github.token" in json.dumps(step) or "secrets." in json.dumps(step):
+                assert i < bench and "history.sh pull" in step.get("run", ""), \
+                    f"{where}: step {i} gets a token"
+        assert steps[bench]["env"].get("KW_HISTORY") == "none", where
+    assert sorted(benchmark_jobs) == ["nightly", "pr", "push", "target"]
+
+    jobs = load("gpu-bench.yml")["jobs"]
+    for gpu_jobs, pusher, artifact in ((["push", "nightly"], "results-push", "results-"),
+                                       (["target"], "target-push", "target-results-")):
+        for name in gpu_jobs:
+            upload = next(s for s in jobs[name]["steps"]
+                          if s.get("uses", "").startswith("actions/upload-artifact"))
+            assert upload["with"]["name"].startswith(artifact), name
+        push = jobs[pusher]
+        assert sorted(push["needs"] if isinstance(push["needs"], list) else [push["needs"]]) \
+            == sorted(gpu_jobs)
+        assert push["runs-on"] == "ubuntu-24.04" and not _runs_benchmark_code(push)
+        assert push["permissions"] == {"contents": "write"}
+        download = next(s for s in push["steps"]
+                        if s.get("uses", "").startswith("actions/download-artifact"))
+        assert download["with"]["pattern"] == artifact + "*"
+        assert "scripts/ci/history.sh push" in json.dumps(push["steps"])
+    # The site is built after the results landed, not after the GPU jobs.
+    assert jobs["publish"]["needs"] == "results-push"
+
+
+def test_a_push_and_a_nightly_run_land_through_results_push():
+    """The hosted job runs after push or nightly (also when one GPU kind of the matrix
+    failed, for the others' artifacts), and not when neither ran (a pull request, a
+    target)."""
+    push = load("gpu-bench.yml")["jobs"]["results-push"]
+
+    def after(push_result: str, nightly_result: str) -> bool:
+        return runs(push, {"needs": {"push": {"result": push_result},
+                                     "nightly": {"result": nightly_result}}})
+    assert after("success", "skipped") and after("skipped", "success")
+    assert after("failure", "skipped")
+    assert not after("skipped", "skipped")
+
+
 def test_every_workflow_keeps_the_hygiene_rules():
     for path in WORKFLOWS.glob("*.yml"):
         data = yaml.safe_load(path.read_text())
@@ -121,6 +210,139 @@ def test_every_workflow_keeps_the_hygiene_rules():
 
 
 # ----------------------------------------------------------------------------- commands
+
+
+def test_a_target_on_the_host_is_refused_unless_trusted(tmp_path):
+    """On the host a library's code would run as the runner's user, beside the checkout's
+    .git: bench.sh refuses before it pulls, builds or runs anything, and names the way out."""
+    env = {"KW_RUNNER": "host", "KW_DEVICE": "cpu", "KW_MACHINE": "ci-host",
+           "KW_TARGET": "llmcompressor=https://example.invalid/llm-compressor.git",
+           "KW_REMOTE": str(tmp_path / "no-such-store.git"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    bench = str(REPO / "scripts" / "ci" / "bench.sh")
+    refused = sh([bench, "target"], REPO, env)
+    assert refused.returncode == 2
+    assert "refusing to run llmcompressor's code on this machine" in refused.stderr
+    assert "KW_RUNNER=docker" in refused.stderr and "KW_TRUST_TARGET=1" in refused.stderr
+    assert "history" not in refused.stdout + refused.stderr  # nothing ran before it
+    # Trusted, it goes on: to the pull, which fails here on the missing store.
+    trusted = sh([bench, "target"], REPO, dict(env, KW_TRUST_TARGET="1"))
+    assert trusted.returncode != 0 and "refusing" not in trusted.stderr
+    assert "cannot fetch kernelwatch-results-llmcompressor" in trusted.stderr
+
+
+class _GitServer(http.server.BaseHTTPRequestHandler):
+    """git's smart HTTP (git http-backend) behind HTTP basic auth, as GitHub answers a
+    private repository: 401 without the token."""
+    root: Path
+    token: str
+
+    def _serve(self) -> None:
+        scheme, _, credentials = self.headers.get("Authorization", "").partition(" ")
+        expected = base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+        if scheme.lower() != "basic" or credentials != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {**os.environ, "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1",
+               "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+               "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+               "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": "x-access-token",
+               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+               "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
+        out = subprocess.run(["git", "http-backend"], input=body, env=env,
+                             capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(": ")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def private_store(tmp_path):
+    """An empty bare repository served over HTTP that answers only to the token."""
+    (tmp_path / "srv").mkdir()
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "srv" / "store.git")],
+                   check=True)
+    handler = type("Handler", (_GitServer,), {"root": tmp_path / "srv", "token": "s3cret"})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/store.git", tmp_path / "srv/store.git"
+    server.shutdown()
+
+
+def _checkout_with_history_script(dest: Path) -> Path:
+    """A checkout holding what history.sh needs: the script and asv.conf.json, committed."""
+    (dest / "scripts" / "ci").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "ci" / "history.sh", dest / "scripts" / "ci")
+    shutil.copy(REPO / "asv.conf.json", dest)
+    git("init", "-q", cwd=dest)
+    git("add", "-A", cwd=dest)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "checkout", cwd=dest)
+    return dest
+
+
+def test_history_sh_hands_the_token_to_git_and_a_persisted_one_would_not_reach_it(
+        private_store, tmp_path):
+    """The hosted push jobs check out with persist-credentials: false and give the token to
+    scripts/ci/history.sh, which hands it to git for that one command. That is also what
+    makes the push work: `kernelwatch history` fetches and pushes from a temporary clone,
+    where the header actions/checkout persists (v6 and later: an includeIf of a credentials
+    file, scoped to the workspace's .git) does not apply. A private store answers 401 to
+    anything else."""
+    url, bare = private_store
+    runner = _checkout_with_history_script(tmp_path / "runner")
+    write_asv_results(runner, "gpu-h100", ["a" * 40, "b" * 40], "rope")
+    script = str(runner / "scripts" / "ci" / "history.sh")
+    server = url.rsplit("/", 1)[0]
+    env = {"PATH": f"{BIN}:{os.environ['PATH']}", "KW_REMOTE": url, "GITHUB_SERVER_URL": server,
+           "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_GLOBAL": str(tmp_path / "no-gitconfig")}
+
+    # What actions/checkout leaves with persist-credentials: true.
+    creds = tmp_path / "git-credentials-1.config"
+    header = base64.b64encode(b"x-access-token:s3cret").decode()
+    git("config", "--file", str(creds), f"http.{server}/.extraheader",
+        f"AUTHORIZATION: basic {header}", cwd=runner)
+    git("config", f"includeIf.gitdir:{runner}/.git.path", str(creds), cwd=runner)
+    assert git("ls-remote", url, cwd=runner) == ""  # it works in the checkout itself...
+    persisted = sh([script, "push"], runner, env)
+    assert persisted.returncode != 0  # ...not in kernelwatch's temporary clone
+    assert "could not read Username" in persisted.stderr or "401" in persisted.stderr
+    git("config", "--unset", f"includeIf.gitdir:{runner}/.git.path", cwd=runner)
+
+    wrong = sh([script, "push"], runner, dict(env, KW_GIT_TOKEN="guess"))
+    assert wrong.returncode != 0
+    pushed = sh([script, "push"], runner, dict(env, KW_GIT_TOKEN="s3cret"))
+    assert pushed.returncode == 0, pushed.stderr
+    assert "gpu-h100/aaaaaaaa-env.json" in branch_files(bare)
+    assert "s3cret" not in (runner / ".git" / "config").read_text()
+
+    reader = _checkout_with_history_script(tmp_path / "reader")
+    pulled = sh([str(reader / "scripts" / "ci" / "history.sh"), "pull"], reader,
+                dict(env, KW_GIT_TOKEN="s3cret"))
+    assert pulled.returncode == 0, pulled.stderr
+    assert (reader / "results" / "gpu-h100" / "bbbbbbbb-env.json").is_file()
+
+
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What publish.yml runs: install what publishing needs (no torch: kernelwatch[publish]), take
 # the merged history from the results branch, publish the site into html/.
-# Usage: scripts/ci/publish.sh (KW_REMOTE, KW_RESULTS_BRANCH as in bench.sh).
+# Usage: scripts/ci/publish.sh (KW_GIT_TOKEN, KW_REMOTE, KW_RESULTS_BRANCH as in history.sh;
+# KW_PUBLISH_VENV: where to install, default .venv-publish).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=${KW_PUBLISH_VENV:-.venv-publish}
@@ -9,6 +10,5 @@ venv=${KW_PUBLISH_VENV:-.venv-publish}
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q '.[publish]'
 }
-"$venv/bin/kernelwatch" history pull --remote "${KW_REMOTE:-origin}" \
-  --branch "${KW_RESULTS_BRANCH:-kernelwatch-results}"
+PATH="$PWD/$venv/bin:$PATH" scripts/ci/history.sh pull
 "$venv/bin/kernelwatch" publish

@@ -5,6 +5,12 @@ is mounted at /repo and asv runs inside over commits and torch versions, as the 
 results/ and html/ stay owned by that user. Each image gets its own asv machine name
 (`docker-<tag>`), so results of different images never overwrite each other, and its own
 volume for asv's virtualenvs, which the host could not run anyway.
+
+`read_only_repo` is for code this repository does not vouch for (a target library at any
+commit): /repo is mounted read-only, so nothing in the container can plant a git hook or
+config in the checkout's .git for a later job; kernelwatch works in a throwaway clone of HEAD
+inside the container; only the named results folders are mounted writable, and what comes
+back through them is plain files (docs/security.md).
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import tempfile
 from collections import deque
 from pathlib import Path
@@ -151,8 +159,79 @@ def _tmp_near(wheelhouse: Path | None) -> str | None:
         else None
 
 
-def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str]) -> int:
-    """Run `kernelwatch <args>` in the image with the repository mounted; stream its output."""
+# Where a read-only run works: a clone of /repo's HEAD sharing its objects (read through the
+# read-only mount), in the container's own filesystem, gone with the container. kernelwatch
+# writes beside asv.conf.json (derived configs, the run lock, logs, a target's mirror and
+# kernelwatch's exported source); here those writes land in the clone. The results folders
+# are mounted under /results and linked into the clone: a mount point inside the clone would
+# be created by Docker as root before the clone exists, and the host user could not clone
+# into it.
+READ_ONLY_START = """set -eu
+work=/tmp/kernelwatch-repo
+git clone -q --shared --no-checkout /repo "$work"
+git -C "$work" checkout -q --detach "$(git -C /repo rev-parse HEAD)"
+for d in /results/*; do if [ -d "$d" ]; then ln -s "$d" "$work/${d##*/}"; fi; done
+cd "$work"
+exec kernelwatch "$@"
+"""
+RESULTS_NAME = re.compile(r"results(-[A-Za-z0-9_.-]+)?")
+VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def env_volume_for(tag: str, *, read_only_repo: bool = False) -> str:
+    """The default asv environment volume of an image: one per tag, and a separate one for
+    read-only runs, so code run there never shares a virtualenv with the other runs."""
+    name = "kernelwatch-asv-env-" + machine_for(tag).removeprefix("docker-")
+    return name + "-read-only" if read_only_repo else name
+
+
+def _container_options(repo: Path, *, tag: str, gpus: bool, network: str | None,
+                       read_only_repo: bool = False,
+                       results: list[str] | tuple[str, ...] = (),
+                       env_volume: str | None = None) -> dict:
+    """The docker SDK's `containers.run` keyword arguments for a kernelwatch run, less the
+    command and `detach`: mounts, user, environment, network, GPUs. `results` names folders
+    directly in `repo` (results, results-DIST), mounted writable in a `read_only_repo` run."""
+    import docker
+
+    volume = env_volume or env_volume_for(tag, read_only_repo=read_only_repo)
+    if not VOLUME_NAME.fullmatch(volume):
+        raise KernelwatchError(f"--env-volume {volume!r} is not a Docker volume name "
+                               "(letters, digits, '_', '.', '-')")
+    if results and not read_only_repo:
+        raise KernelwatchError("--results names the writable folders of a --read-only-repo "
+                               "run; without it the whole repository is writable already")
+    volumes = {str(repo): {"bind": "/repo", "mode": "ro" if read_only_repo else "rw"},
+               volume: {"bind": "/asv-env", "mode": "rw"}}
+    for name in results:
+        if not RESULTS_NAME.fullmatch(name):
+            raise KernelwatchError(f"--results {name!r}: only results or results-DIST, a "
+                                   "folder directly in the repository, can be mounted writable")
+        host = repo / name
+        if host.is_symlink() or (host.exists() and not host.is_dir()):
+            raise KernelwatchError(f"{host} is not a folder; move it away and run again")
+        host.mkdir(exist_ok=True)  # else Docker creates it, owned by root
+        volumes[str(host)] = {"bind": f"/results/{name}", "mode": "rw"}
+    kwargs = {
+        "volumes": volumes,
+        "working_dir": "/repo",
+        "user": f"{os.getuid()}:{os.getgid()}",
+        "environment": {"KERNELWATCH_MACHINE": machine_for(tag), "KERNELWATCH_ENV_DIR":
+                        "/asv-env", "HOME": "/tmp/kernelwatch-home"},
+        "network_mode": network,
+    }
+    if gpus:
+        kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1,
+                                                                capabilities=[["gpu"]])]
+    return kwargs
+
+
+def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str],
+        read_only_repo: bool = False, results: list[str] | tuple[str, ...] = (),
+        env_volume: str | None = None) -> int:
+    """Run `kernelwatch <args>` in the image with the repository mounted; stream its output.
+    With `read_only_repo` the repository is mounted read-only and only the `results` folders
+    are writable (module docstring)."""
     import docker
 
     c = client()
@@ -162,38 +241,54 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
         raise KernelwatchError(f"no image {tag!r}; build it first: kernelwatch docker build "
                                "--device cpu (or cuda)") from exc
     machine = machine_for(tag)
-    volume = "kernelwatch-asv-env-" + machine.removeprefix("docker-")
-    kwargs = {
-        "command": ["kernelwatch", *args],
-        "volumes": {str(repo): {"bind": "/repo", "mode": "rw"},
-                    volume: {"bind": "/asv-env", "mode": "rw"}},
-        "working_dir": "/repo",
-        "user": f"{os.getuid()}:{os.getgid()}",
-        "environment": {"KERNELWATCH_MACHINE": machine, "KERNELWATCH_ENV_DIR": "/asv-env",
-                        "HOME": "/tmp/kernelwatch-home"},
-        "network_mode": network,
-        "detach": True,
-    }
-    if gpus:
-        kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1,
-                                                                capabilities=[["gpu"]])]
+    kwargs = _container_options(repo, tag=tag, gpus=gpus, network=network,
+                                read_only_repo=read_only_repo, results=results,
+                                env_volume=env_volume)
+    volume = next(k for k, v in kwargs["volumes"].items() if v["bind"] == "/asv-env")
+    command = ["kernelwatch", *args]
+    if read_only_repo:
+        command = ["sh", "-c", READ_ONLY_START, "kernelwatch", *args]
     _prepare_volume(c, volume, tag)
-    print(f"docker run {tag} kernelwatch {' '.join(args)}  (results: results/{machine}/)",
-          flush=True)
-    container = c.containers.run(tag, **kwargs)
+    where = ", ".join(results) if read_only_repo else f"results/{machine}/"
+    print(f"docker run {tag} kernelwatch {' '.join(args)}  (results: {where}"
+          + ("; the repository read-only" if read_only_repo else "") + ")", flush=True)
+    container = c.containers.run(tag, command=command, detach=True, **kwargs)
     # A CI job that is cancelled gets SIGTERM, not Ctrl-C: stop the container on both.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         for line in container.logs(stream=True, follow=True):
             print(line.decode(errors="replace"), end="", flush=True)
-        return container.wait()["StatusCode"]
+        status = container.wait()["StatusCode"]
     except KeyboardInterrupt:
         print(f"\nkernelwatch: interrupted; container stopped. Result files already written "
-              f"under results/{machine}/ are kept", flush=True)
-        return 130
+              f"under {where} are kept", flush=True)
+        status = 130
     finally:
         signal.signal(signal.SIGTERM, previous)
         container.remove(force=True)
+    if read_only_repo:
+        strays = remove_non_files([repo / name for name in results])
+        if strays:
+            print("kernelwatch: removed what the run left in its results folders that is not "
+                  "a plain file or folder (a link there would make a later upload or copy read "
+                  "the host's files): " + ", ".join(strays), file=sys.stderr, flush=True)
+            return status or 1
+    return status
+
+
+def remove_non_files(roots: list[Path]) -> list[str]:
+    """Delete every entry under `roots` that is neither a regular file nor a folder (links,
+    FIFOs, sockets, devices), without following any link; returns their paths."""
+    removed = []
+    for root in roots:
+        for here, dirs, files in os.walk(root, followlinks=False):
+            for name in [*dirs, *files]:
+                path = Path(here) / name
+                mode = path.lstat().st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    path.unlink()
+                    removed.append(str(path))
+    return removed
 
 
 def _interrupt(signum, frame):
@@ -201,8 +296,9 @@ def _interrupt(signum, frame):
 
 
 def _prepare_volume(c, volume: str, tag: str) -> None:
-    """A new named volume is owned by root; let the host user (the container's user) write.
-    Creating a volume that exists returns it."""
+    """A new named volume is owned by root; hand it to the host user (the container's user)
+    alone, rather than to every user. Creating a volume that exists returns it."""
     c.volumes.create(volume)
-    c.containers.run(tag, ["sh", "-c", "chmod 0777 /asv-env"], user="0:0", remove=True,
+    c.containers.run(tag, ["sh", "-c", f"chown {os.getuid()}:{os.getgid()} /asv-env && "
+                           "chmod 0755 /asv-env"], user="0:0", remove=True,
                      volumes={volume: {"bind": "/asv-env", "mode": "rw"}})

@@ -39,6 +39,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dr.add_argument("--tag", default="kernelwatch:cpu", help="image (default kernelwatch:cpu)")
     dr.add_argument("--gpus", action="store_true", help="request all GPUs (--gpus all)")
     dr.add_argument("--network", help="container network, e.g. host")
+    dr.add_argument("--read-only-repo", action="store_true",
+                    help="mount the repository read-only and run in a throwaway clone of its "
+                    "HEAD inside the container: for code this repository does not vouch for "
+                    "(a --target library); only the --results folders come back")
+    dr.add_argument("--results", action="append", metavar="DIR",
+                    help="with --read-only-repo: a results folder of the repository to mount "
+                    "writable, e.g. results-llmcompressor (repeatable)")
+    dr.add_argument("--env-volume", metavar="NAME",
+                    help="the Docker volume for asv's environments (default: one per image "
+                    "tag, and another for --read-only-repo runs)")
     dr.add_argument("kernelwatch_args", nargs=argparse.REMAINDER,
                     help="after --: the kernelwatch command to run inside")
     dr.set_defaults(handler=run)
@@ -65,4 +75,6 @@ def run(args: argparse.Namespace) -> int:
     if rest and rest[0] == "--":
         rest = rest[1:]
     return containers.run(find_repo_root(), tag=args.tag, gpus=args.gpus,
-                          network=args.network, args=rest or ["run", "--quick"])
+                          network=args.network, args=rest or ["run", "--quick"],
+                          read_only_repo=args.read_only_repo, results=args.results or [],
+                          env_volume=args.env_volume)
