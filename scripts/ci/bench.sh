@@ -25,7 +25,12 @@
 #   KW_BUILD_ARGS   extra `kernelwatch docker build` flags (CA bundle, wheelhouse, network)
 #   KW_NETWORK      the container's network for the run (e.g. host, where only the host
 #                   reaches the package index)
-#   KW_RUN_ARGS     selection for `kernelwatch run` (default --quick)
+#   KW_RUN_ARGS     selection for `kernelwatch run` (default: on a GPU the suite of the mode,
+#                   --suite gpu-commit for push and pr, --suite gpu-nightly for nightly;
+#                   --quick for a target and on a CPU)
+#   KW_SHARD        K/N: this runner's part of the selection (`kernelwatch run --shard`,
+#                   dealt by the durations the results branch records), for N runners of one
+#                   GPU kind
 #   KW_REMOTE, KW_RESULTS_BRANCH  where the history lives (origin, kernelwatch-results)
 #   KW_HISTORY      sync (default): pull the results branch first and, for push and nightly,
 #                   push to it at the end; none: neither (the workflows pull in a step of
@@ -42,7 +47,13 @@ remote=${KW_REMOTE:-origin}
 branch=${KW_RESULTS_BRANCH:-kernelwatch-results}
 sync=${KW_HISTORY:-sync}
 case "$sync" in sync|none) ;; *) echo "bench: KW_HISTORY is sync or none, not $sync" >&2; exit 2 ;; esac
-read -r -a run_args <<< "${KW_RUN_ARGS:---quick}"
+case "$device:$mode" in
+  cuda:push|cuda:pr) default_args="--suite gpu-commit" ;;
+  cuda:nightly) default_args="--suite gpu-nightly" ;;
+  *) default_args="--quick" ;;
+esac
+read -r -a run_args <<< "${KW_RUN_ARGS:-$default_args}"
+[ -n "${KW_SHARD:-}" ] && run_args+=(--shard "$KW_SHARD")
 read -r -a build_args <<< "${KW_BUILD_ARGS:-}"
 kw() { if command -v kernelwatch >/dev/null; then kernelwatch "$@"; else .venv/bin/kernelwatch "$@"; fi; }
 
