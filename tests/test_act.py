@@ -146,7 +146,7 @@ def test_the_pr_job_and_its_comment_run_under_act(act_setup, tmp_path):
         "pr", "pr-comment"]
     body = (run / "out" / "comment.md").read_text()
     assert "### kernelwatch:" in body and "| before | after | ratio |" in body
-    assert f"{head[:8]} (gpu-h100) against {base[:8]} (gpu-h100)" in body
+    assert f"{head[:8]} (`gpu-h100`) against {base[:8]} (`gpu-h100`)" in body
     assert (run / "out" / "gh-args").read_text().split() == [
         "pr", "comment", "7", "--repo", "kw/kernelwatch", "--body-file", "comment.md"]
     # bench.sh pr exits 1 on a significant regression (noise on a busy machine can be one):
