@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,8 +25,6 @@ from kernelwatch.workloads import _gptq_upstream, gptq
 
 from .conftest import REPO
 
-BUNDLE = Path(os.environ.get("KERNELWATCH_LLMC_BUNDLE")
-              or REPO.parent / "shared" / "upstream" / "llm-compressor.bundle")
 # release -> (the form its quantize_weight has, the compressed-tensors it needs here: None
 # where the installed one serves). One release per form, and each release where the module
 # moved.
@@ -76,16 +73,6 @@ for tag in sys.argv[4:]:
                 / gptq.relative_output_error(case.weight, ours.dequantized, case.held_out)]
 print(json.dumps(out))
 """
-
-
-@pytest.fixture(scope="session")
-def llmc_clone(tmp_path_factory) -> Path:
-    if not BUNDLE.is_file():
-        pytest.skip(f"llm-compressor's history is not here ({BUNDLE}); set "
-                    "KERNELWATCH_LLMC_BUNDLE to a git bundle of it")
-    dest = tmp_path_factory.mktemp("llmc") / "llm-compressor"
-    subprocess.run(["git", "clone", "-q", str(BUNDLE), str(dest)], check=True)
-    return dest
 
 
 @pytest.fixture(scope="session")

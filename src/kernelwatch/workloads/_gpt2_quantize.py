@@ -8,6 +8,12 @@ from torch import nn
 
 from kernelwatch.errors import Unavailable
 
+# The torchao releases torchao_quantize can call: `quantize_` with the config classes
+# (Int8WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig), which 0.9.0 introduced.
+SUPPORTED = {"torchao": ">=0.9.0"}
+UNSUPPORTED_REASON = {"torchao": "before 0.9.0 quantize_ takes the lower-case functions "
+                                 "(int8_weight_only()), not the config classes called here"}
+
 
 def conv1d_to_linear(model: nn.Module) -> int:
     """Replace every `transformers.pytorch_utils.Conv1D` (weight [in, out]) with an

@@ -45,6 +45,10 @@ UNSUPPORTED_REASON = {
     "llmcompressor": "GPTQ there is GPTQWrapper, a module wrapper fed by forward hooks, with "
                      "no function of a weight and a Hessian to call",
 }
+# The other names the library's own builds went by (0.2-0.5 built `llmcompressor-dev` unless
+# released); a build named otherwise is another project (2019's `neuralmagicml`, 2024's
+# `sparseml-nightly`, the history it grew from), not the library asked for.
+BUILD_NAMES = {"llmcompressor": ("llmcompressor-dev", "llmcompressor-nightly")}
 # Where quantize_weight lived, newest first: 0.11 moved it out of `quantization`, 0.5 out of
 # `utils`.
 MODULES = ("llmcompressor.modifiers.gptq.gptq_quantize",

@@ -30,6 +30,7 @@ from kernelwatch.workloads import SuitePart
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads._rope_triton import rope_triton as rope_triton
 from kernelwatch.workloads._rope_triton import triton_variant
+from kernelwatch.workloads._rope_upstream import te_apply_rotary_pos_emb
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,8 @@ def reference(form: str, inputs: tuple) -> tuple:
 def _te_fused(form: str, shape: RopeShape, device: torch.device) -> Callable:
     if device.type != "cuda":
         raise Unavailable("te-fused needs a CUDA GPU (TransformerEngine's fused RoPE kernel)")
-    try:
-        from transformer_engine.pytorch.attention.rope import apply_rotary_pos_emb
-    except ImportError as exc:
-        raise Unavailable(
-            f"te-fused needs transformer_engine, which does not import here ({exc}); "
-            "install it with `pip install kernelwatch[te]` on a machine with nvcc and cuDNN"
-        ) from exc
+    interleaved = form == "interleaved"
+    apply_rotary_pos_emb = te_apply_rotary_pos_emb(interleaved)
     # TE takes angles [S, 1, 1, D] and a tensor laid out "bshd"; q/k are [B, H, S, D], so
     # transposed views are passed (the fused kernel reads strides) and the result is viewed
     # back. The angles are built once here, as a model would cache them.
@@ -201,13 +197,12 @@ def _te_fused(form: str, shape: RopeShape, device: torch.device) -> Callable:
     else:
         theta = theta.repeat_interleave(2, dim=-1)
     freqs = theta[:, None, None, :].contiguous()
-    interleaved = form == "interleaved"
 
     def te_rope(q, k, cos, sin):
         out = []
         for t in (q, k):
             y = apply_rotary_pos_emb(t.transpose(1, 2), freqs, tensor_format="bshd",
-                                     interleaved=interleaved, fused=True)
+                                     fused=True)
             out.append(y.transpose(1, 2))
         return tuple(out)
 
