@@ -15,16 +15,23 @@ from kernelwatch.asvrun import index_versions
 from kernelwatch.errors import KernelwatchError
 
 
-def versions_matrix(base: dict, dist: str, versions: list[str]) -> dict:
+def versions_matrix(base: dict, dist: str, versions: list[str], *,
+                    requirements: bool = True) -> dict:
     """asv.conf.json with `dist` at each of `versions` in the matrix. torch (WITH_DEPS) is
     installed with its dependencies; any other library with --no-deps, beside what the
-    workloads declare importing it needs, so the matrix's torch stays."""
+    workloads declare importing it needs (`requirements`; without, the core of the matrix
+    only: a version's own requirement set is installed by libenvs), so the matrix's torch
+    stays."""
     conf = json.loads(json.dumps(base))
     req = conf.setdefault("matrix", {}).setdefault("req", {})
     if dist in targets.WITH_DEPS:
         req[dist] = list(versions)
         return conf
-    for name in targets.declared_for(dist):
+    if not requirements:
+        for name in list(req):
+            if name not in targets.CORE_REQUIREMENTS:
+                del req[name]
+    for name in targets.declared_for(dist) if requirements else ():
         for k, v in getattr(workloads.get(name), "TARGET_REQUIREMENTS", {}).get(dist, {}).items():
             req.setdefault(k, [v])
     req[dist] = [f"{v} --no-deps" for v in versions]

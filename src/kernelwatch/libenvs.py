@@ -1,0 +1,541 @@
+"""A library's own requirements at each commit (and release) it is measured at: one asv
+environment per requirement set, what an earlier commit installed never left behind.
+
+A target commit asks for its dependencies in its build files (setup.py, pyproject.toml ...).
+kernelwatch reads what it asks (the metadata its own build declares: pip builds it from the
+commit's tree, as asv's build will), keeps torch fixed (the run's matrix axis, recorded in
+every result) and has pip resolve the rest once (`pip install --dry-run --report`): the
+exact versions of every package that commit needs beside torch, its *requirement set*.
+A development commit asks for lower bounds (`compressed-tensors>=0.14.1a2`), which today's
+index answers with releases that did not exist then and may have dropped what the commit
+imports; so pip resolves as of the day those build files were replaced on the library's
+branch (`--uploaded-prior-to`; the branch head's day for the current ones): the newest
+versions that commit's developers could have installed. Packages from indexes that record
+no upload time (a local mirror, find-links: torch here) are not held back by it.
+Commits whose build files are the same (and live in one period of the branch) share the
+metadata and the set; sets that resolve to the same pins share one environment. Both are
+cached under `.kernelwatch/requirement-sets/`, so a range, a rerun and every point of a
+bisect reuse them (delete the folder to resolve again).
+
+Each set is an asv environment of its own: the core of asv.conf.json's matrix (torch,
+setuptools, numpy, psutil) plus the environment variable KERNELWATCH_REQUIREMENTS=<key>,
+which names it. asv's install command runs `python -m kernelwatch.libenvs prepare` (this
+interpreter) before it installs the commit's wheel: it checks that the wheel is the
+distribution asked for (llm-compressor's commits of 0.2-0.5 build `llmcompressor_dev`, 2019
+ones `neuralmagicml`), installs the set on first use, removes every distribution that is
+neither the environment's own, the set's, kernelwatch nor the library (what an earlier
+commit's build left, under another name), and installs kernelwatch where it is not the run's.
+
+`--versions DIST=V1,V2` uses the same sets, each resolved from `DIST==V`.
+
+What cannot be measured is said before anything is built, with the reason: a commit whose
+build files name another distribution, whose metadata does not build, or whose requirements
+do not resolve together with the fixed torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kernelwatch.errors import KernelwatchError
+
+ENV_VAR = "KERNELWATCH_REQUIREMENTS"
+CACHE = Path(".kernelwatch") / "requirement-sets"
+# The files a commit declares its requirements in; a commit that changes none of them asks
+# for what its parent asked.
+REQUIREMENT_FILES = ("setup.py", "setup.cfg", "pyproject.toml", "requirements.txt")
+# What every benchmark process imports beside the library (kernelwatch has no dependencies
+# of its own): resolved with the library's requirements, so their pins agree.
+KERNELWATCH_NEEDS = ("numpy", "psutil", "setuptools")
+# What prepare keeps in an environment beside the set: the tools asv put there.
+TOOLS = ("pip", "wheel", "setuptools")
+STATE_FILE = "kernelwatch-requirements.json"
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class RequirementSet:
+    """The exact versions a commit (or release) needs beside the fixed ones."""
+
+    key: str
+    pins: tuple[str, ...]  # "name==version", sorted, the fixed ones and the library left out
+    fixed: tuple[str, ...]  # "torch==2.13.0": what the run keeps fixed
+    direct: tuple[str, ...] = ()  # the names the library itself asks for (the rest follow)
+
+    def versions(self) -> dict[str, str]:
+        return dict(p.split("==", 1) for p in self.pins)
+
+    def file(self, repo: Path) -> Path:
+        return repo / CACHE / f"{self.key}.txt"
+
+
+@dataclass(frozen=True)
+class NotMeasurable:
+    """Why a commit or release cannot be measured here."""
+
+    reason: str
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+class _Cache:
+    """`.kernelwatch/requirement-sets/cache.json`: metadata per build-file content, sets per
+    (requirements, fixed); one file, written whole."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.path = repo / CACHE / "cache.json"
+        try:
+            self.data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+        self.data.setdefault("metadata", {})
+        self.data.setdefault("resolved", {})
+        self.data.setdefault("sets", {})
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+
+
+def sources_key(repo: Path, commit: str) -> str:
+    """What a commit's requirements depend on: the blobs of its build files."""
+    listed = _git(repo, "ls-tree", commit, "--", *REQUIREMENT_FILES).stdout
+    return hashlib.sha1(listed.encode()).hexdigest()[:16]
+
+
+def release_of(repo: Path, commit: str) -> str | None:
+    """The release tag a commit follows (`git describe --tags --abbrev=0`), or None."""
+    r = _git(repo, "describe", "--tags", "--abbrev=0", commit)
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
+
+
+def _pip(args: Sequence[str], env: dict[str, str] | None = None,
+         cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
+                          env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **(env or {})},
+                          cwd=cwd)
+
+
+def pip_reason(stderr: str) -> str:
+    """pip's own words for a failure: its ERROR lines and what caused a conflict."""
+    lines = [ln.strip() for ln in stderr.splitlines()]
+    keep = [ln for ln in lines if ln.startswith("ERROR:") or " depends on " in ln
+            or ln.startswith("The user requested")]
+    return "; ".join(dict.fromkeys(keep))[:600] or (lines[-1] if lines else "no output")
+
+
+def declared(repo: Path, commit: str, dist: str, cache: _Cache) -> dict | NotMeasurable:
+    """{name, version, requires} of the distribution the commit builds (its metadata, as pip
+    builds it from the commit's tree); cached per build-file content."""
+    key = f"{canonical(dist)}:{sources_key(repo, commit)}"
+    found = cache.data["metadata"].get(key)
+    if found is None:
+        found = _build_metadata(repo, commit)
+        cache.data["metadata"][key] = found
+        cache.save()
+    if "error" in found:
+        return NotMeasurable(found["error"])
+    if canonical(found["name"]) not in build_names(dist):
+        return NotMeasurable(f"it builds the distribution {found['name']} {found['version']}, "
+                             f"not {dist} (the project under an earlier name): not the "
+                             "library asked for")
+    return found
+
+
+def _build_metadata(repo: Path, commit: str) -> dict:
+    release = release_of(repo, commit) or "0"
+    version = release if re.fullmatch(r"\d+(\.\d+)*", release) else "0"
+    with tempfile.TemporaryDirectory(prefix="kernelwatch-metadata-") as tmp:
+        archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=repo,
+                                 capture_output=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        report = Path(tmp) / "kernelwatch-report.json"
+        # The exported tree has no .git for setuptools_scm to read the version from: the
+        # release it follows stands in (the requirements do not depend on it).
+        r = _pip(["install", "--dry-run", "--no-deps", "--ignore-installed", "-q",
+                  "--report", str(report), tmp],
+                 env={"SETUPTOOLS_SCM_PRETEND_VERSION": version})
+        if r.returncode != 0 or not report.exists():
+            return {"error": f"its metadata does not build here (pip: {pip_reason(r.stderr)})"}
+        meta = json.loads(report.read_text())["install"][0]["metadata"]
+    return {"name": meta["name"], "version": meta["version"],
+            "requires": list(meta.get("requires_dist") or [])}
+
+
+def resolve(requires: Iterable[str], fixed: dict[str, str], repo: Path, cache: _Cache,
+            leave_out: Iterable[str] = (), before: str | None = None
+            ) -> RequirementSet | NotMeasurable:
+    """The set of `requires` (requirement strings, extras' ones dropped) with `fixed`
+    ({name: matrix value, pip flags allowed}) kept: pip resolves them together once, from
+    what was uploaded before `before` (an ISO date) where given."""
+    from packaging.requirements import Requirement
+
+    fixed_names = {canonical(n) for n in fixed}
+    wanted = []
+    for line in requires:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        if canonical(req.name) not in fixed_names:
+            wanted.append(str(req))
+    wanted += [n for n in KERNELWATCH_NEEDS if n not in {canonical(Requirement(w).name)
+                                                         for w in wanted}]
+    fixed_lines = [f"{name}=={value.split()[0]}" for name, value in sorted(fixed.items())]
+    flags = [f for value in fixed.values() for f in value.split()[1:]]
+    if before:
+        flags.append(f"--uploaded-prior-to={before}")
+    request = sorted(wanted) + fixed_lines + flags
+    rkey = hashlib.sha1("\n".join(request).encode()).hexdigest()[:16]
+    found = cache.data["resolved"].get(rkey)
+    if found is None:
+        found = _resolve(request)
+        cache.data["resolved"][rkey] = found
+        cache.save()
+    if "error" in found:
+        what = ", ".join(fixed_lines)
+        when = f", from what was uploaded before {before[:10]}" if before else ""
+        return NotMeasurable(f"its requirements do not resolve together with {what}{when} "
+                             f"(pip: {found['error']})")
+    dropped = fixed_names | {canonical(n) for n in leave_out}
+    pins = tuple(sorted(p for p in found["pins"] if canonical(p.split("==")[0]) not in dropped))
+    key = hashlib.sha1("\n".join(pins + tuple(fixed_lines)).encode()).hexdigest()[:10]
+    direct = tuple(sorted({canonical(Requirement(w).name) for w in wanted} - dropped
+                          - set(KERNELWATCH_NEEDS)))
+    rset = RequirementSet(key, pins, tuple(fixed_lines), direct)
+    path = rset.file(repo)
+    if not path.exists() or cache.data["sets"].get(key, {}).get("direct") != list(direct):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{p}\n" for p in pins))
+        cache.data["sets"][key] = {"pins": list(pins), "fixed": list(fixed_lines),
+                                   "direct": list(direct)}
+        cache.save()
+    return rset
+
+
+def _resolve(request: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="kernelwatch-resolve-") as tmp:
+        reqs = Path(tmp) / "requirements.in"
+        reqs.write_text("\n".join(r for r in request if not r.startswith("-")) + "\n")
+        report = Path(tmp) / "report.json"
+        r = _pip(["install", "--dry-run", "--ignore-installed", "-q", "--report", str(report),
+                  *[r for r in request if r.startswith("-")], "-r", str(reqs)])
+        if r.returncode != 0 or not report.exists():
+            return {"error": pip_reason(r.stderr)}
+        installs = json.loads(report.read_text())["install"]
+    return {"pins": sorted(f"{canonical(i['metadata']['name'])}=={i['metadata']['version']}"
+                           for i in installs)}
+
+
+# ----------------------------------------------------------------------------- commits
+
+
+def _adapter_modules():
+    import importlib
+    import pkgutil
+
+    from kernelwatch import workloads
+
+    for info in pkgutil.iter_modules(workloads.__path__):
+        if info.name.startswith("_") and info.name != "__init__":
+            yield importlib.import_module(f"kernelwatch.workloads.{info.name}")
+
+
+def supported_range(dist: str) -> tuple[str, str] | None:
+    """(specifier, why not before it) that the adapter of `dist` declares (`SUPPORTED` and
+    `UNSUPPORTED_REASON` in a `workloads/_*.py` helper), or None."""
+    for module in _adapter_modules():
+        spec = getattr(module, "SUPPORTED", {}).get(dist)
+        if spec:
+            return spec, getattr(module, "UNSUPPORTED_REASON", {}).get(dist, "")
+    return None
+
+
+def build_names(dist: str) -> set[str]:
+    """The distribution names a build of `dist` may carry: its own, and the others its
+    adapter declares (`BUILD_NAMES`: the dev and nightly builds of some releases)."""
+    names = {canonical(dist)}
+    for module in _adapter_modules():
+        names |= {canonical(n) for n in getattr(module, "BUILD_NAMES", {}).get(dist, ())}
+    return names
+
+
+def below_supported(repo: Path, commit: str, dist: str,
+                    supported: tuple[str, str] | None) -> NotMeasurable | None:
+    """Why a commit is before what the adapter supports, by the release it follows; None
+    where it is not (or no release tag says)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    if supported is None:
+        return None
+    release = release_of(repo, commit)
+    try:
+        version = Version(release) if release else None
+    except InvalidVersion:
+        version = None
+    if version is None or SpecifierSet(supported[0]).contains(version, prereleases=True):
+        return None
+    floor = supported[0].lstrip(">=")
+    return NotMeasurable(f"not measurable before {floor} (it follows the release {release}): "
+                         f"{supported[1]}")
+
+
+class _Periods:
+    """When each content of the build files stopped being the branch's: the day of the next
+    commit on the branch's first-parent line that changed them (the head's day for the
+    current content)."""
+
+    def __init__(self, repo: Path, branch: str) -> None:
+        self.repo = repo
+        line = _git(repo, "rev-list", "--first-parent", "--format=%H %cI", branch).stdout
+        entries = [ln.split() for ln in line.splitlines() if not ln.startswith("commit ")]
+        self.position = {h: i for i, (h, _) in enumerate(entries)}  # 0: the head
+        self.head_date = entries[0][1] if entries else None
+        changes = _git(repo, "rev-list", "--first-parent", branch, "--",
+                       *REQUIREMENT_FILES).stdout.split()
+        self.changes = sorted((self.position[c], dict(entries)[c]) for c in changes
+                              if c in self.position)
+
+    def end(self, commit: str) -> str | None:
+        here = self.position.get(commit)
+        if here is None:
+            r = _git(self.repo, "log", "-1", "--format=%cI", commit)
+            return r.stdout.strip() or None
+        later = [date for pos, date in self.changes if pos < here]
+        return later[-1] if later else self.head_date
+
+
+def sets_for_commits(repo: Path, target_repo: Path, dist: str, commits: Sequence[str],
+                     torch: Sequence[str], branch: str | None = None, say=print
+                     ) -> tuple[dict[tuple[str, str], tuple[RequirementSet, list[str]]],
+                                dict[str, NotMeasurable]]:
+    """{(torch, set key): (set, its commits in the order given)} and {commit: why not} for a
+    target's commits, each torch version of the matrix apart."""
+    cache = _Cache(repo)
+    supported = supported_range(dist)
+    groups: dict[tuple[str, str], tuple[RequirementSet, list[str]]] = {}
+    refused: dict[str, NotMeasurable] = {}
+    seen_sources: set[str] = set()
+    periods = _Periods(target_repo, branch) if branch else None
+    for commit in commits:
+        why = below_supported(target_repo, commit, dist, supported)
+        if why is None:
+            source = sources_key(target_repo, commit)
+            if f"{canonical(dist)}:{source}" not in cache.data["metadata"] and \
+                    source not in seen_sources:
+                say(f"kernelwatch: reading the requirements {dist} declares at "
+                    f"{commit[:8]} (once per content of its build files)")
+            seen_sources.add(source)
+            meta = declared(target_repo, commit, dist, cache)
+            why = meta if isinstance(meta, NotMeasurable) else None
+        if why is not None:
+            refused[commit] = why
+            continue
+        before = periods.end(commit) if periods else None
+        for version in torch:
+            rset = resolve(meta["requires"], {"torch": version}, repo, cache,
+                           leave_out=[dist], before=before)
+            if isinstance(rset, NotMeasurable):
+                refused[commit] = rset
+                break
+            groups.setdefault((version, rset.key), (rset, []))[1].append(commit)
+    return groups, refused
+
+
+def set_for_release(repo: Path, dist: str, version: str, torch: str
+                    ) -> RequirementSet | NotMeasurable:
+    """The set of a release of `dist` (its own requirements, as pip finds them) with torch
+    fixed; below what the adapter supports is not measurable."""
+    from packaging.specifiers import SpecifierSet
+
+    supported = supported_range(dist)
+    if supported and not SpecifierSet(supported[0]).contains(version, prereleases=True):
+        return NotMeasurable(f"not measurable before {supported[0].lstrip('>=')}: "
+                             f"{supported[1]}")
+    return resolve([f"{dist}=={version}"], {"torch": torch}, repo, _Cache(repo),
+                   leave_out=[dist])
+
+
+def describe(rset: RequirementSet, others: Iterable[RequirementSet] = (),
+             limit: int = 4) -> str:
+    """A set by its pins that differ from the others', what the library asks for directly
+    first (its direct pins where no other set is given)."""
+    mine = rset.versions()
+    others = list(others)
+    differing = ({n for o in others for n, v in o.versions().items() if mine.get(n) != v}
+                 | {n for o in others for n in mine if n not in o.versions()}
+                 if others else set(rset.direct))
+    ordered = sorted((n for n in differing if n in mine),
+                     key=lambda n: (n not in rset.direct, n))
+    shown = [f"{n} {mine[n]}" for n in ordered[:limit]]
+    more = f" +{len(ordered) - limit} more" if len(ordered) > limit else ""
+    return (", ".join(shown) + more) or f"requirement set {rset.key}"
+
+
+SET_IN_NAME = re.compile(rf"-{ENV_VAR}([0-9a-f]+)")
+
+
+def base_env(env_name: str) -> str:
+    """An environment's name without its requirement set: what the commits of one library
+    history share (a series is followed across sets)."""
+    return SET_IN_NAME.sub("", env_name)
+
+
+def set_of(env_name: str) -> str | None:
+    """The key of the requirement set an environment's name carries, or None."""
+    m = SET_IN_NAME.search(env_name)
+    return m.group(1) if m else None
+
+
+def known_sets(repo: Path) -> dict[str, RequirementSet]:
+    """Every set this checkout resolved, by key."""
+    cache = _Cache(repo)
+    return {k: RequirementSet(k, tuple(v["pins"]), tuple(v["fixed"]),
+                              tuple(v.get("direct", ())))
+            for k, v in cache.data["sets"].items()}
+
+
+# ----------------------------------------------------------------------------- asv's side
+
+
+def config_for(conf: dict, rset: RequirementSet, repo: Path, *, dist: str | None,
+               kernelwatch_source: Path | None) -> dict:
+    """asv config `conf` turned to one set: its environment named by the set's key, the set
+    installed (and checked, and cleaned) by `prepare` before the project's own install.
+    `dist`: the library whose wheel asv builds (a target), checked by name; None where the
+    project is kernelwatch itself (--versions). `kernelwatch_source`: kernelwatch's tree to
+    install where asv does not (a target)."""
+    conf = json.loads(json.dumps(conf))
+    matrix = conf.setdefault("matrix", {})
+    matrix.setdefault("env", {})[ENV_VAR] = [rset.key]
+    prepare = [f"in-dir={{env_dir}} {sys.executable} -m kernelwatch.libenvs prepare "
+               f"--env {{env_dir}} --requirements {rset.file(repo)}"]
+    if dist:
+        prepare[0] += f" --wheel {{wheel_file}} --dist {dist}"
+    if kernelwatch_source:
+        prepare[0] += f" --kernelwatch {kernelwatch_source}"
+    conf["install_command"] = prepare + list(conf.get("install_command") or [])
+    return conf
+
+
+def _site_packages(env: Path) -> Path:
+    found = sorted(env.glob("lib/python*/site-packages"))
+    if not found:
+        raise KernelwatchError(f"{env} has no site-packages")
+    return found[0]
+
+
+def installed(env: Path) -> dict[str, str]:
+    """{canonical name: version} of the distributions in an environment (read from their
+    metadata folders: no interpreter started)."""
+    out = {}
+    for info in _site_packages(env).glob("*.dist-info"):
+        name, _, version = info.name[:-len(".dist-info")].partition("-")
+        out[canonical(name)] = version
+    for info in _site_packages(env).glob("*.egg-info"):
+        name = info.name.split("-")[0]
+        out.setdefault(canonical(name), "")
+    return out
+
+
+def prepare(env: Path, requirements: Path, wheel: str | None = None, dist: str | None = None,
+            kernelwatch: Path | None = None) -> list[str]:
+    """Make `env` hold its own packages, the set of `requirements`, kernelwatch and nothing
+    else before asv installs the library's wheel; the lines said. Exits through
+    KernelwatchError when the wheel is not `dist`."""
+    said = []
+    built = canonical(dist or "")
+    if wheel and dist:
+        from packaging.utils import parse_wheel_filename
+
+        name, version, *_ = parse_wheel_filename(Path(wheel).name)
+        built = canonical(name)
+        if built not in build_names(dist):
+            raise KernelwatchError(
+                f"the commit built the distribution {name} {version}, not {dist}: not the "
+                "library asked for, so nothing is installed or measured for it")
+    state_path = env / STATE_FILE
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, ValueError):
+        state = {}
+    now = installed(env)
+    if "base" not in state:
+        # The environment as asv made it (the matrix's torch and core), before any set.
+        state["base"] = sorted(n for n in now if n not in {canonical(dist or ""),
+                                                           "kernelwatch"})
+    pins = [p.strip() for p in requirements.read_text().splitlines() if p.strip()]
+    wanted = {canonical(p.split("==")[0]): p.split("==")[1] for p in pins}
+    # The library under the name this build has stays: asv's install replaces it
+    # (--force-reinstall); what a build under another name left (llmcompressor-dev beside
+    # llmcompressor) goes.
+    keep = set(state["base"]) | set(wanted) | set(TOOLS) | {"kernelwatch", built}
+    stale = sorted(n for n in now if n not in keep)
+    if stale:
+        _env_pip(env, ["uninstall", "-y", *stale])
+        said.append(f"removed what an earlier install left: {', '.join(stale)}")
+    missing = [f"{n}=={v}" for n, v in wanted.items() if now.get(n) != v]
+    if missing:
+        _env_pip(env, ["install", "--no-deps", *missing])
+        said.append(f"installed {len(missing)} of the {len(pins)} pins of "
+                    f"{requirements.stem}")
+    if kernelwatch is not None and state.get("kernelwatch") != str(kernelwatch):
+        _env_pip(env, ["install", "--no-deps", "--no-build-isolation", "--force-reinstall",
+                       str(kernelwatch)])
+        state["kernelwatch"] = str(kernelwatch)
+    state["requirements"] = requirements.stem
+    state_path.write_text(json.dumps(state, indent=1))
+    return said
+
+
+def _env_pip(env: Path, args: list[str]) -> None:
+    r = subprocess.run([str(env / "bin" / "python"), "-m", "pip", *args], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        raise KernelwatchError(f"pip {args[0]} in {env} failed: {pip_reason(r.stderr)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m kernelwatch.libenvs prepare ...`: asv's install command (see prepare)."""
+    p = argparse.ArgumentParser(prog="python -m kernelwatch.libenvs")
+    sub = p.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare")
+    prep.add_argument("--env", type=Path, required=True)
+    prep.add_argument("--requirements", type=Path, required=True)
+    prep.add_argument("--wheel")
+    prep.add_argument("--dist")
+    prep.add_argument("--kernelwatch", type=Path)
+    args = p.parse_args(argv)
+    try:
+        for line in prepare(args.env, args.requirements, args.wheel, args.dist,
+                            args.kernelwatch):
+            print(f"kernelwatch: {line}", flush=True)
+    except KernelwatchError as exc:
+        print(f"kernelwatch: not measurable: {exc}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
