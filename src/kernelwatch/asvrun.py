@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kernelwatch import environment, result_files
-from kernelwatch.errors import KernelwatchError, Terminated
+from kernelwatch.errors import Interrupted, KernelwatchError, Terminated
 from kernelwatch.gitrepo import commit_of
 from kernelwatch.progress import AsvProgress, Outcomes
 
@@ -334,14 +334,14 @@ def stream(cmd: list[str], cwd: Path, seen: dict[str, str],
         return rc
     except KeyboardInterrupt:
         proc.wait()  # asv got the same Ctrl-C; it keeps what it saved
-        raise KernelwatchError("interrupted; result files already written under results/ "
-                               "are kept") from None
+        raise Interrupted("interrupted; result files already written under results/ "
+                          "are kept") from None
     except Terminated:
         proc.terminate()  # the reaper ends asv and every benchmark process
         proc.wait()
-        raise KernelwatchError("terminated (SIGTERM): asv and its benchmark processes were "
-                               "stopped; result files already written under results/ are "
-                               "kept") from None
+        raise Interrupted("terminated (SIGTERM): asv and its benchmark processes were "
+                          "stopped; result files already written under results/ are "
+                          "kept") from None
     finally:
         if progress is not None:
             # 2: asv ran everything, some benchmarks failed; "none-selected": nothing to run.
