@@ -7,7 +7,8 @@ from pathlib import Path
 from .conftest import REPO
 
 PACKAGE = REPO / "src" / "kernelwatch"
-ENGINE = {"engine", "planner", "asvrun", "gitrepo", "snapshot", "reaper", "settings"}
+ENGINE = {"engine", "planner", "asvrun", "gitrepo", "snapshot", "reaper", "settings",
+          "libenvs"}
 MEASURING = {"measure", "environment", "inventory", "variants"}
 
 

@@ -8,6 +8,7 @@ Cost: a few pip metadata builds and one resolution (~40 s), one small virtualenv
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 import textwrap
@@ -21,24 +22,23 @@ from kernelwatch.errors import KernelwatchError
 from .conftest import git
 
 # Two build-file changes of llm-compressor's main line: 0.12.0's pins (2026-06-11) and the
-# transformers bound raised after it (2026-06-22). Commits between share one content.
+# transformers bound raised after it (2026-06-22). Commits between share one content, and so
+# one environment.
 PINNED_FOR_0_12, BOUND_RAISED = "a32b17d2", "e5d1ef1c"
 # A commit of 2019 (the project was neuralmagicML) and one of May 2024 (sparseml-nightly).
 
 
-def test_commits_between_two_build_file_changes_share_their_content_and_period(llmc_clone):
+def test_commits_between_two_build_file_changes_share_one_environment_key(llmc_clone):
     between = git("rev-list", "--first-parent", f"{PINNED_FOR_0_12}..{BOUND_RAISED}^",
                   cwd=llmc_clone).split()
     assert len(between) > 5
     keys = {libenvs.sources_key(llmc_clone, c) for c in [*between, PINNED_FOR_0_12]}
     assert len(keys) == 1
     assert libenvs.sources_key(llmc_clone, BOUND_RAISED) not in keys
-    periods = libenvs._Periods(llmc_clone, "main")
-    raised = git("log", "-1", "--format=%cI", BOUND_RAISED, cwd=llmc_clone)
-    # Resolved as of the day the content was replaced: what its developers could install.
-    assert {periods.end(c) for c in between} == {raised}
-    assert periods.end(git("rev-parse", "main", cwd=llmc_clone)) == git(
-        "log", "-1", "--format=%cI", "main", cwd=llmc_clone)
+    # Each resolved as of the end of its own day (UTC): what its developers could install.
+    stamp = int(git("log", "-1", "--format=%ct", BOUND_RAISED, cwd=llmc_clone))
+    day = datetime.datetime.fromtimestamp(stamp, datetime.UTC)
+    assert libenvs.day_end(llmc_clone, BOUND_RAISED) == f"{day.date()}T23:59:59Z"
 
 
 def test_a_commit_below_the_adapter_s_range_is_refused_before_anything_is_built(llmc_clone):

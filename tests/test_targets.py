@@ -285,10 +285,9 @@ def test_run_target_files_the_library_s_commits_apart(clone, llmcompressor_repo,
     assert all(len(t.samples) == 10 and t.median > 0 for t in timed.values())
     # Each commit in the environment of its own requirement set, torch fixed: the set's
     # pins are what the commit's setup.py asks for, resolved (libenvs).
-    sets = libenvs.known_sets(clone)
     for t in timed.values():
         assert t.env["torch"] == "2.13.0" and "compressed-tensors" not in t.env
-        pins = sets[libenvs.set_of(t.env_name)].versions()
+        pins = libenvs.set_at(clone, t.env_name, t.commit).versions()
         assert "compressed-tensors" in pins and "transformers" in pins and "torch" not in pins
     assert re.search(r"kernelwatch: summary: 2 commits run; benchmark processes \d+ ok, "
                      r"0 skipped, 0 failed", r.stdout)

@@ -434,12 +434,43 @@ def _run_rounds(runner: _Calls, request: RunRequest) -> None:
     # More processes per benchmark: asv measures each again in a fresh process and
     # appends the samples, so a result pools `processes` processes (docs/measurement.md:
     # most of the noise between two commits is between processes).
+    if request.processes > 1 and not request.dry_run:
+        measured = _without_failures(runner, measured)
     for round_ in range(2, request.processes + 1):
         if not measured or (request.dry_run and round_ > 2):
             break
         print(f"kernelwatch: process {round_} of {request.processes} for each benchmark "
               "just measured (samples appended)", flush=True)
         runner.run(measured, extra=["--append-samples"])
+
+
+def _without_failures(runner: _Calls, calls: list[Call]) -> list[Call]:
+    """The calls of the further process rounds: what ended skipped or failed in the first
+    left out (a whole commit that did not build, too), one call per commit where the
+    commits of a call ended differently."""
+    ended = runner.ended
+    if ended is None:
+        return calls
+    out = []
+    for call in calls:
+        for commits in ([call.commits] if len(call.commits) == 1 else
+                        [[c] for c in call.commits]):
+            bad = set().union(*(ended.not_ok.get((c, e), set()) for c in commits
+                                for e in call.envs))
+            if outcomes.WHOLE_COMMIT in bad:
+                continue
+            regexes = [planner.excluding(rx, bad) for rx in call.regexes]
+            again = Call(commits, call.envs, regexes, call.kept)
+            if bad and runner.benchmarks and not planner.combinations(runner.benchmarks,
+                                                                      again):
+                continue
+            out.append(again)
+    # One call again where no commit ended differently: fewer asv starts.
+    if len(calls) == 1 and all(len(c.commits) == 1 for c in out) and len(out) > 1 and \
+            len({tuple(c.regexes) for c in out}) == 1:
+        return [Call([c.commits[0] for c in out], calls[0].envs, out[0].regexes,
+                     calls[0].kept)]
+    return out
 
 
 def _subjects(plan: Plan) -> dict[str, str]:
@@ -475,18 +506,16 @@ def _groups(repo: Path, request: RunRequest, plan: Plan) -> list[Group]:
         branch = (request.branch if request.branch and targets.commit(plan.target,
                                                                       request.branch)
                   else None)
-        found, refused = libenvs.sets_for_commits(
-            repo, plan.target.repo, plan.target.dist, plan.commits, matrix_torch,
-            branch=branch or targets.default_branch(plan.target))
+        found, refused = libenvs.sets_for_commits(repo, plan.target.repo, plan.target.dist,
+                                                  plan.commits, matrix_torch)
         plan.refused.update({c: why.reason for c, why in refused.items()})
-        sets = [rset for rset, _ in found.values()]
         groups = []
-        for (version, _), (rset, commits) in sorted(
-                found.items(), key=lambda kv: plan.commits.index(kv[1][1][0])):
+        for (version, _), group in found.items():
             conf = targets.target_config(base, plan.target, repo, torch_versions=[version],
-                                         env_dir=env_dir, branch=branch, requirement_set=rset)
-            label = libenvs.describe(rset, [s for s in sets if s.key != rset.key])
-            groups.append(Group(targets.write_config(repo, conf), commits,
+                                         env_dir=env_dir, branch=branch, requirement_set=group)
+            label = libenvs.describe_group(group, [g for g in found.values()
+                                                   if g.key != group.key])
+            groups.append(Group(targets.write_config(repo, conf), group.commits,
                                 f"torch {version}, {label}" if len(matrix_torch) > 1
                                 else label))
         return groups
@@ -511,13 +540,13 @@ def _groups(repo: Path, request: RunRequest, plan: Plan) -> list[Group]:
     groups = []
     for version in versions:
         for torch_version in matrix_torch:
-            rset = libenvs.set_for_release(repo, dist, version, torch_version)
-            if isinstance(rset, libenvs.NotMeasurable):
-                plan.refused[version] = rset.reason
+            group = libenvs.set_for_release(repo, dist, version, torch_version)
+            if isinstance(group, libenvs.NotMeasurable):
+                plan.refused[version] = group.reason
                 continue
             one = releases.versions_matrix(conf, dist, [version], requirements=False)
             one["matrix"]["req"]["torch"] = [torch_version]
-            one = libenvs.config_for(one, rset, repo, dist=None, kernelwatch_source=None)
+            one = libenvs.config_for(one, group, repo, dist=None, kernelwatch_source=None)
             groups.append(Group(targets.write_config(repo, one), plan.commits,
                                 f"{dist} {version}, torch {torch_version}"))
     return groups
@@ -535,6 +564,9 @@ class RunOutcomes:
         self.counts: Counter[str] = Counter()
         self.commits_ran: set[str] = set()
         self.measured_at: list[str] = []  # commits where a combination ended ok, newest first
+        # (commit, env) -> names that ended skipped or failed in this run: not run again in
+        # the further process rounds (they would only say the same, three times).
+        self.not_ok: dict[tuple[str, str], set[str]] = {}
         self.dist = plan.target.dist if plan.target else (
             plan.versions[0] if plan.versions and plan.versions[0] != "torch" else None)
 
@@ -560,6 +592,8 @@ class RunOutcomes:
                 self.measured_at.sort(key=lambda c: self.plan.commits.index(c)
                                       if c in self.plan.commits else 0)
             outcomes.record(self.plan.results, self.machine, commit, env, entries)
+            self.not_ok.setdefault((commit, env), set()).update(
+                n for n, (status, _) in entries.items() if status != "ok")
             self._say(commit, env, entries, subjects.get(commit, ""))
 
     def _say(self, commit: str, env: str, entries: dict[str, tuple[str, str]],

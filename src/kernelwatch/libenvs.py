@@ -8,25 +8,27 @@ every result) and has pip resolve the rest once (`pip install --dry-run --report
 exact versions of every package that commit needs beside torch, its *requirement set*.
 A development commit asks for lower bounds (`compressed-tensors>=0.14.1a2`), which today's
 index answers with releases that did not exist then and may have dropped what the commit
-imports; so pip resolves as of the day those build files were replaced on the library's
-branch (`--uploaded-prior-to`; the branch head's day for the current ones): the newest
-versions that commit's developers could have installed. Packages from indexes that record
-no upload time (a local mirror, find-links: torch here) are not held back by it.
-Commits whose build files are the same (and live in one period of the branch) share the
-metadata and the set; sets that resolve to the same pins share one environment. Both are
-cached under `.kernelwatch/requirement-sets/`, so a range, a rerun and every point of a
-bisect reuse them (delete the folder to resolve again).
+imports; so pip resolves as of the end of the commit's own day (`--uploaded-prior-to`): the
+newest versions its developers could have installed that day (nightlies included). Packages
+from indexes that record no upload time (a local mirror, find-links: torch here) are not held
+back by it. Resolutions are cached per (requirements, day), so a rerun and every point of a
+bisect get the same pins (`.kernelwatch/requirement-sets/`; delete it to resolve again).
 
-Each set is an asv environment of its own: the core of asv.conf.json's matrix (torch,
-setuptools, numpy, psutil) plus the environment variable KERNELWATCH_REQUIREMENTS=<key>,
-which names it. asv's install command runs `python -m kernelwatch.libenvs prepare` (this
-interpreter) before it installs the commit's wheel: it checks that the wheel is the
-distribution asked for (llm-compressor's commits of 0.2-0.5 build `llmcompressor_dev`, 2019
-ones `neuralmagicml`), installs the set on first use, removes every distribution that is
-neither the environment's own, the set's, kernelwatch nor the library (what an earlier
-commit's build left, under another name), and installs kernelwatch where it is not the run's.
+The commits whose build files have one content share one asv environment: its name carries
+KERNELWATCH_REQUIREMENTS=<key> (the content and the fixed torch). Their sets differ by what
+was published between their days (a dependency's nightly), which `prepare` brings the
+environment to for each commit, a few packages at most.
 
-`--versions DIST=V1,V2` uses the same sets, each resolved from `DIST==V`.
+The environment holds the core of asv.conf.json's matrix (torch, setuptools, numpy, psutil).
+asv's install command runs `python -m kernelwatch.libenvs prepare` (this interpreter) before
+it installs the commit's wheel: it checks that the wheel is the distribution asked for
+(2019's commits build `neuralmagicML`, 2024's `sparseml-nightly`; 0.2-0.5's
+`llmcompressor-dev` is the library under another name), installs the commit's set where
+the environment differs from it, removes every distribution that is neither the
+environment's own, the set's, kernelwatch nor the library under this build's name (what an
+earlier commit's build left, under another name), and installs kernelwatch once.
+
+`--versions DIST=V1,V2` resolves each `DIST==V` alike, one environment per version.
 
 What cannot be measured is said before anything is built, with the reason: a commit whose
 build files name another distribution, whose metadata does not build, or whose requirements
@@ -87,6 +89,40 @@ class NotMeasurable:
     """Why a commit or release cannot be measured here."""
 
     reason: str
+
+
+# Where a group's commits find their set (prepare's --sets): a release measured at
+# kernelwatch's commit is under this key.
+ANY_COMMIT = "*"
+
+
+@dataclass
+class EnvGroup:
+    """The commits (or the release) measured in one asv environment, and each one's set."""
+
+    key: str  # names the environment (KERNELWATCH_REQUIREMENTS)
+    sets: dict[str, RequirementSet]  # commit (or ANY_COMMIT) -> its set
+
+    @property
+    def commits(self) -> list[str]:
+        return [c for c in self.sets if c != ANY_COMMIT]
+
+    def first(self) -> RequirementSet:
+        return next(iter(self.sets.values()))
+
+    def file(self, repo: Path) -> Path:
+        """The commit -> set file map prepare reads."""
+        return repo / CACHE / f"env-{self.key}.json"
+
+    def write(self, repo: Path) -> Path:
+        path = self.file(repo)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        known = json.loads(path.read_text()) if path.exists() else {}
+        known.update({c: str(r.file(repo)) for c, r in self.sets.items()})
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+        tmp.replace(path)
+        return path
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -301,47 +337,31 @@ def below_supported(repo: Path, commit: str, dist: str,
                          f"{supported[1]}")
 
 
-class _Periods:
-    """When each content of the build files stopped being the branch's: the day of the next
-    commit on the branch's first-parent line that changed them (the head's day for the
-    current content)."""
+def day_end(repo: Path, commit: str) -> str | None:
+    """The end (UTC) of the day the commit was made: what its developers could install."""
+    import datetime
 
-    def __init__(self, repo: Path, branch: str) -> None:
-        self.repo = repo
-        line = _git(repo, "rev-list", "--first-parent", "--format=%H %cI", branch).stdout
-        entries = [ln.split() for ln in line.splitlines() if not ln.startswith("commit ")]
-        self.position = {h: i for i, (h, _) in enumerate(entries)}  # 0: the head
-        self.head_date = entries[0][1] if entries else None
-        changes = _git(repo, "rev-list", "--first-parent", branch, "--",
-                       *REQUIREMENT_FILES).stdout.split()
-        self.changes = sorted((self.position[c], dict(entries)[c]) for c in changes
-                              if c in self.position)
-
-    def end(self, commit: str) -> str | None:
-        here = self.position.get(commit)
-        if here is None:
-            r = _git(self.repo, "log", "-1", "--format=%cI", commit)
-            return r.stdout.strip() or None
-        later = [date for pos, date in self.changes if pos < here]
-        return later[-1] if later else self.head_date
+    r = _git(repo, "log", "-1", "--format=%ct", commit)
+    if not r.stdout.strip():
+        return None
+    day = datetime.datetime.fromtimestamp(int(r.stdout.strip()), datetime.UTC).date()
+    return f"{day.isoformat()}T23:59:59Z"
 
 
 def sets_for_commits(repo: Path, target_repo: Path, dist: str, commits: Sequence[str],
-                     torch: Sequence[str], branch: str | None = None, say=print
-                     ) -> tuple[dict[tuple[str, str], tuple[RequirementSet, list[str]]],
-                                dict[str, NotMeasurable]]:
-    """{(torch, set key): (set, its commits in the order given)} and {commit: why not} for a
-    target's commits, each torch version of the matrix apart."""
+                     torch: Sequence[str], say=print
+                     ) -> tuple[dict[tuple[str, str], EnvGroup], dict[str, NotMeasurable]]:
+    """{(torch, environment key): its group} and {commit: why not} for a target's commits,
+    each torch version of the matrix apart; the groups in the order of their first commit."""
     cache = _Cache(repo)
     supported = supported_range(dist)
-    groups: dict[tuple[str, str], tuple[RequirementSet, list[str]]] = {}
+    groups: dict[tuple[str, str], EnvGroup] = {}
     refused: dict[str, NotMeasurable] = {}
     seen_sources: set[str] = set()
-    periods = _Periods(target_repo, branch) if branch else None
     for commit in commits:
         why = below_supported(target_repo, commit, dist, supported)
+        source = sources_key(target_repo, commit)
         if why is None:
-            source = sources_key(target_repo, commit)
             if f"{canonical(dist)}:{source}" not in cache.data["metadata"] and \
                     source not in seen_sources:
                 say(f"kernelwatch: reading the requirements {dist} declares at "
@@ -352,29 +372,41 @@ def sets_for_commits(repo: Path, target_repo: Path, dist: str, commits: Sequence
         if why is not None:
             refused[commit] = why
             continue
-        before = periods.end(commit) if periods else None
         for version in torch:
             rset = resolve(meta["requires"], {"torch": version}, repo, cache,
-                           leave_out=[dist], before=before)
+                           leave_out=[dist], before=day_end(target_repo, commit))
             if isinstance(rset, NotMeasurable):
                 refused[commit] = rset
                 break
-            groups.setdefault((version, rset.key), (rset, []))[1].append(commit)
+            key = hashlib.sha1(f"{canonical(dist)}:{source}:{version}".encode()
+                               ).hexdigest()[:10]
+            groups.setdefault((version, key), EnvGroup(key, {})).sets[commit] = rset
     return groups, refused
 
 
 def set_for_release(repo: Path, dist: str, version: str, torch: str
-                    ) -> RequirementSet | NotMeasurable:
-    """The set of a release of `dist` (its own requirements, as pip finds them) with torch
-    fixed; below what the adapter supports is not measurable."""
+                    ) -> EnvGroup | NotMeasurable:
+    """The environment of a release of `dist` (its own requirements, as pip finds them now)
+    with torch fixed; below what the adapter supports is not measurable."""
     from packaging.specifiers import SpecifierSet
 
     supported = supported_range(dist)
     if supported and not SpecifierSet(supported[0]).contains(version, prereleases=True):
         return NotMeasurable(f"not measurable before {supported[0].lstrip('>=')}: "
                              f"{supported[1]}")
-    return resolve([f"{dist}=={version}"], {"torch": torch}, repo, _Cache(repo),
+    rset = resolve([f"{dist}=={version}"], {"torch": torch}, repo, _Cache(repo),
                    leave_out=[dist])
+    if isinstance(rset, NotMeasurable):
+        return rset
+    return EnvGroup(rset.key, {ANY_COMMIT: rset})
+
+
+def describe_group(group: EnvGroup, others: Iterable[EnvGroup] = ()) -> str:
+    """A group by what its first commit's set has that the others' first sets do not, and
+    how many sets its commits bring (their days' nightlies)."""
+    label = describe(group.first(), [o.first() for o in others])
+    distinct = len({r.key for r in group.sets.values()})
+    return label + (f"; {distinct} sets over its commits' days" if distinct > 1 else "")
 
 
 def describe(rset: RequirementSet, others: Iterable[RequirementSet] = (),
@@ -408,6 +440,17 @@ def set_of(env_name: str) -> str | None:
     return m.group(1) if m else None
 
 
+def set_at(repo: Path, env_name: str, commit: str) -> RequirementSet | None:
+    """The set a commit was measured with in an environment of this checkout, or None."""
+    key = set_of(env_name)
+    path = repo / CACHE / f"env-{key}.json"
+    if key is None or not path.exists():
+        return None
+    found = requirements_of(path, commit) if commit else None
+    known = known_sets(repo)
+    return known.get(found.stem) if found else None
+
+
 def known_sets(repo: Path) -> dict[str, RequirementSet]:
     """Every set this checkout resolved, by key."""
     cache = _Cache(repo)
@@ -419,18 +462,19 @@ def known_sets(repo: Path) -> dict[str, RequirementSet]:
 # ----------------------------------------------------------------------------- asv's side
 
 
-def config_for(conf: dict, rset: RequirementSet, repo: Path, *, dist: str | None,
+def config_for(conf: dict, group: EnvGroup, repo: Path, *, dist: str | None,
                kernelwatch_source: Path | None) -> dict:
-    """asv config `conf` turned to one set: its environment named by the set's key, the set
-    installed (and checked, and cleaned) by `prepare` before the project's own install.
+    """asv config `conf` turned to one environment group: named by its key, each commit's
+    set installed (and checked, and cleaned) by `prepare` before the project's own install.
     `dist`: the library whose wheel asv builds (a target), checked by name; None where the
     project is kernelwatch itself (--versions). `kernelwatch_source`: kernelwatch's tree to
     install where asv does not (a target)."""
     conf = json.loads(json.dumps(conf))
     matrix = conf.setdefault("matrix", {})
-    matrix.setdefault("env", {})[ENV_VAR] = [rset.key]
+    matrix.setdefault("env", {})[ENV_VAR] = [group.key]
+    sets = group.write(repo) if group.sets else group.file(repo)
     prepare = [f"in-dir={{env_dir}} {sys.executable} -m kernelwatch.libenvs prepare "
-               f"--env {{env_dir}} --requirements {rset.file(repo)}"]
+               f"--env {{env_dir}} --sets {sets} --commit {{commit}}"]
     if dist:
         prepare[0] += f" --wheel {{wheel_file}} --dist {dist}"
     if kernelwatch_source:
@@ -457,6 +501,16 @@ def installed(env: Path) -> dict[str, str]:
         name = info.name.split("-")[0]
         out.setdefault(canonical(name), "")
     return out
+
+
+def requirements_of(sets: Path, commit: str) -> Path:
+    """The set file of `commit` in a group's map (ANY_COMMIT for a release's)."""
+    known = json.loads(sets.read_text())
+    found = known.get(commit) or known.get(ANY_COMMIT)
+    if not found:
+        raise KernelwatchError(f"no requirement set for {commit[:12]} in {sets}: kernelwatch "
+                               "resolves it before asv runs; run through kernelwatch")
+    return Path(found)
 
 
 def prepare(env: Path, requirements: Path, wheel: str | None = None, dist: str | None = None,
@@ -522,14 +576,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare")
     prep.add_argument("--env", type=Path, required=True)
-    prep.add_argument("--requirements", type=Path, required=True)
+    prep.add_argument("--sets", type=Path, required=True)
+    prep.add_argument("--commit", required=True)
     prep.add_argument("--wheel")
     prep.add_argument("--dist")
     prep.add_argument("--kernelwatch", type=Path)
     args = p.parse_args(argv)
     try:
-        for line in prepare(args.env, args.requirements, args.wheel, args.dist,
-                            args.kernelwatch):
+        for line in prepare(args.env, requirements_of(args.sets, args.commit), args.wheel,
+                            args.dist, args.kernelwatch):
             print(f"kernelwatch: {line}", flush=True)
     except KernelwatchError as exc:
         print(f"kernelwatch: not measurable: {exc}", flush=True)

@@ -321,9 +321,9 @@ def target_config(base: dict, target: Target, kernelwatch_repo: Path, *,
                   branch: str | None = None, requirement_set=None) -> dict:
     """asv.conf.json turned to the target: asv's project is the library, kernelwatch (its
     HEAD) is installed beside it by the install command, the suite is kernelwatch's. With a
-    `requirement_set` (libenvs.RequirementSet: what the target's commits ask for, resolved),
-    the environment holds the core of the matrix and that set, and libenvs' prepare installs
-    and checks it; without one, the workloads' TARGET_REQUIREMENTS (or the matrix)."""
+    `requirement_set` (libenvs.EnvGroup: commits that ask for the same, each with its set),
+    the environment holds the core of the matrix and libenvs' prepare installs and checks
+    each commit's set; without one, the workloads' TARGET_REQUIREMENTS (or the matrix)."""
     source = kernelwatch_source(kernelwatch_repo)
     conf = json.loads(json.dumps(base))
     req = requirements_for(target.dist, base.get("matrix", {}).get("req", {}))

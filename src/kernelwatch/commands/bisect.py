@@ -22,7 +22,7 @@ from kernelwatch import (
 )
 from kernelwatch import results as results_mod
 from kernelwatch.engine import RunRequest, run_suite
-from kernelwatch.errors import KernelwatchError
+from kernelwatch.errors import Interrupted, KernelwatchError
 from kernelwatch.gitrepo import find_repo_root, git_output
 from kernelwatch.report import compare
 
@@ -121,6 +121,8 @@ class _Points:
               f"({self.request['processes']} processes)", flush=True)
         try:
             run_suite(self.repo, RunRequest(**self.request, **self.point_field(point)))
+        except Interrupted:
+            raise
         except KernelwatchError as exc:
             # A point's environment or build that fails is that point's verdict (skipped,
             # or bad with --failed-is-bad), not the end of the search.
@@ -143,6 +145,8 @@ class _Points:
                   "rerun": True, "asv_args": ["--append-samples"]}
         try:
             run_suite(self.repo, RunRequest(**fields))
+        except Interrupted:
+            raise
         except KernelwatchError as exc:
             print(f"kernelwatch bisect: topping up {point[:12]} stopped ({exc}); its "
                   "recorded samples are used", flush=True)
@@ -159,8 +163,8 @@ def _per_process(repo: Path, series: bisect.Series) -> int | None:
     return counts.get("samples")
 
 
-def _static_refusal(repo: Path, library: targets.Target, torch: list[str] | None,
-                    branch: str) -> Callable[[str], str | None]:
+def _static_refusal(repo: Path, library: targets.Target, torch: list[str] | None
+                    ) -> Callable[[str], str | None]:
     """Why a library's commit cannot be measured, as far as is known before running it (the
     adapter's supported range, its build files, its requirements with the fixed torch)."""
     matrix_torch = torch or list(asvrun.asv_config(repo).get("matrix", {}).get("req", {})
@@ -168,8 +172,7 @@ def _static_refusal(repo: Path, library: targets.Target, torch: list[str] | None
 
     def why(point: str) -> str | None:
         _, refused = libenvs.sets_for_commits(repo, library.repo, library.dist, [point],
-                                              matrix_torch, branch=branch,
-                                              say=lambda line: None)
+                                              matrix_torch, say=lambda line: None)
         return refused[point].reason if point in refused else None
 
     return why
@@ -201,7 +204,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     if library:
         # The environment as the run names it, less its requirement set: each commit's set
         # is its own (libenvs), the series follows the library across them.
-        naming = libenvs.RequirementSet("0" * 10, (), ())
+        naming = libenvs.EnvGroup("0" * 10, {})
         config = targets.write_config(repo, targets.target_config(
             asvrun.asv_config(repo), library, repo, torch_versions=torch,
             requirement_set=naming))
@@ -244,7 +247,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
                        shared, point_field, series, bool(listed),
                        per_process=_per_process(repo, series))
     if library:
-        measured.refused = _static_refusal(repo, library, torch, targets.default_branch(library))
+        measured.refused = _static_refusal(repo, library, torch)
 
     def nearest_good(candidates):
         """The first point after GOOD not known to give nothing (not refused before running,

@@ -52,7 +52,6 @@ def _not_measurable(repo, library, commit: str) -> str | None:
     range), or None."""
     torch = list(asv_config(repo).get("matrix", {}).get("req", {}).get("torch", []))[:1]
     _, refused = libenvs.sets_for_commits(repo, library.repo, library.dist, [commit], torch,
-                                          branch=targets.default_branch(library),
                                           say=lambda line: None)
     return refused[commit].reason if commit in refused else None
 

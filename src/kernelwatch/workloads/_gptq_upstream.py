@@ -106,9 +106,10 @@ def installed_form() -> Form:
         importlib.import_module("llmcompressor")
     except ImportError as exc:
         raise Unavailable(
-            f"llmcompressor does not import here ({exc}); `kernelwatch run --target` and "
-            "`--versions` install it with the requirements it declares, and "
-            "`pip install 'kernelwatch[gptq]'` installs the newest release") from exc
+            f"llmcompressor does not import here ({exc}); in a `--target` or `--versions` "
+            "environment its requirements are the newest its commit's day allowed "
+            "(docs/libraries.md), elsewhere `pip install 'kernelwatch[gptq]'` installs the "
+            "newest release") from exc
     errors = []
     for name in MODULES:
         try:
