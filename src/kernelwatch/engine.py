@@ -535,6 +535,7 @@ def _groups(repo: Path, request: RunRequest, plan: Plan) -> list[Group]:
 
     dist, versions = plan.versions
     releases.check_installable(dist, versions)
+    plan.settings_env.update(releases.NO_DEPS_ENV)
     conf = asv_util.load_json(str(config or repo / "asv.conf.json"), js_comments=True)
     matrix_torch = conf.get("matrix", {}).get("req", {}).get("torch", [])
     groups = []

@@ -358,6 +358,7 @@ def sets_for_commits(repo: Path, target_repo: Path, dist: str, commits: Sequence
     groups: dict[tuple[str, str], EnvGroup] = {}
     refused: dict[str, NotMeasurable] = {}
     seen_sources: set[str] = set()
+    resolved_before = len(cache.data["resolved"])
     for commit in commits:
         why = below_supported(target_repo, commit, dist, supported)
         source = sources_key(target_repo, commit)
@@ -381,6 +382,10 @@ def sets_for_commits(repo: Path, target_repo: Path, dist: str, commits: Sequence
             key = hashlib.sha1(f"{canonical(dist)}:{source}:{version}".encode()
                                ).hexdigest()[:10]
             groups.setdefault((version, key), EnvGroup(key, {})).sets[commit] = rset
+    cache = _Cache(repo)  # resolve() saved what it added
+    if len(cache.data["resolved"]) > resolved_before:
+        say(f"kernelwatch: resolved what {len(cache.data['resolved']) - resolved_before} "
+            "commit days ask for (pip, once each; kept in .kernelwatch/requirement-sets)")
     return groups, refused
 
 

@@ -34,8 +34,16 @@ def versions_matrix(base: dict, dist: str, versions: list[str], *,
     for name in targets.declared_for(dist) if requirements else ():
         for k, v in getattr(workloads.get(name), "TARGET_REQUIREMENTS", {}).get(dist, {}).items():
             req.setdefault(k, [v])
-    req[dist] = [f"{v} --no-deps" for v in versions]
+    # Without the declared requirements, the run installs with PIP_NO_DEPS (see
+    # NO_DEPS_ENV): a pip flag in the value would put a space in the environment's name,
+    # which a result file's name may not hold.
+    req[dist] = [f"{v} --no-deps" if requirements else v for v in versions]
     return conf
+
+
+# What keeps pip from resolving a release's dependencies when asv builds its environment
+# (libenvs' prepare installs the release's own requirement set, torch's included, instead).
+NO_DEPS_ENV = {"PIP_NO_DEPS": "1"}
 
 
 def parse_versions(spec: str) -> tuple[str, list[str]]:
