@@ -22,10 +22,11 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 # would (measured again on another worker, it cost 470 s instead of 60), and every test that
 # runs torch 2.14.1 (marked torch_matrix): its environment, a CUDA build of 6 GB, is built
 # once, by the engine's quick run (a second copy on the other worker filled CI's disk).
-UNIT_SECONDS = {"docker": 1320, "test_workloads_asv": 800, "test_targets": 380,
+UNIT_SECONDS = {"docker": 1320, "test_workloads_asv": 800, "test_targets": 650,
                 "test_explain": 250, "test_compare": 170, "test_site_browser": 150,
                 "test_cli": 90, "test_planner": 80, "test_asvrun": 70, "test_measure": 60,
-                "test_snapshot": 60, "test_gptq": 60}
+                "test_snapshot": 60, "test_gptq": 60, "test_gptq_upstream": 50,
+                "test_libenvs": 30}
 
 
 def _work_unit(item: pytest.Item) -> str:
