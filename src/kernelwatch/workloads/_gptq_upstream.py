@@ -70,6 +70,20 @@ class Form:
     function: Callable
 
 
+def installed_name(dist: str) -> str:
+    """The name `dist` is installed under here: its own, or one of its BUILD_NAMES (0.4.0's
+    build is `llmcompressor-dev`)."""
+    from importlib import metadata
+
+    for name in (dist, *BUILD_NAMES.get(dist, ())):
+        try:
+            metadata.version(name)
+            return name
+        except metadata.PackageNotFoundError:
+            continue
+    return dist
+
+
 def pin_mismatch(dist: str, installed: dict[str, str] | None = None,
                  fixed: tuple[str, ...] = ()) -> str | None:
     """Why `dist` should not be trusted here, or None: an installed requirement of it
@@ -81,6 +95,7 @@ def pin_mismatch(dist: str, installed: dict[str, str] | None = None,
     from packaging.requirements import Requirement
 
     problems = []
+    dist = installed_name(dist)
     for line in metadata.requires(dist) or ():
         req = Requirement(line)
         if req.name in fixed or (req.marker is not None
