@@ -384,8 +384,9 @@ def sets_for_commits(repo: Path, target_repo: Path, dist: str, commits: Sequence
             groups.setdefault((version, key), EnvGroup(key, {})).sets[commit] = rset
     cache = _Cache(repo)  # resolve() saved what it added
     if len(cache.data["resolved"]) > resolved_before:
-        say(f"kernelwatch: resolved what {len(cache.data['resolved']) - resolved_before} "
-            "commit days ask for (pip, once each; kept in .kernelwatch/requirement-sets)")
+        count = len(cache.data["resolved"]) - resolved_before
+        say(f"kernelwatch: resolved the requirements of {count} commit day"
+            f"{'s' * (count != 1)} (pip, once each; kept in .kernelwatch/requirement-sets)")
     return groups, refused
 
 
