@@ -119,7 +119,7 @@ def _alive(pid: int) -> bool:
 _saver = _Saver(None)
 
 
-def reason_of(res, status: str) -> str:
+def reason_of(res: object, status: str) -> str:
     """One line saying why a combination was skipped (the message of the NotImplementedError
     its setup raised, as asv_runner prints it) or failed (the last line of its output: the
     exception, or asv's timeout)."""

@@ -45,7 +45,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -349,7 +349,7 @@ def day_end(repo: Path, commit: str) -> str | None:
 
 
 def sets_for_commits(repo: Path, target_repo: Path, dist: str, commits: Sequence[str],
-                     torch: Sequence[str], say=print
+                     torch: Sequence[str], say: Callable[[str], object] = print
                      ) -> tuple[dict[tuple[str, str], EnvGroup], dict[str, NotMeasurable]]:
     """{(torch, environment key): its group} and {commit: why not} for a target's commits,
     each torch version of the matrix apart; the groups in the order of their first commit."""
