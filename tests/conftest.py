@@ -128,6 +128,24 @@ def clone(tmp_path_factory) -> Path:
     return dest
 
 
+# llm-compressor's real git history (3,188 commits, tags 0.1.0..0.13.0), as a git bundle: the
+# tests of a library's history read it where KERNELWATCH_LLMC_BUNDLE says, else beside the
+# repository, and are skipped, saying so, where it is not.
+LLMC_BUNDLE = Path(os.environ.get("KERNELWATCH_LLMC_BUNDLE")
+                   or REPO.parent / "shared" / "upstream" / "llm-compressor.bundle")
+
+
+@pytest.fixture(scope="session")
+def llmc_clone(tmp_path_factory) -> Path:
+    """A clone of the bundle, once a session (about 10 s)."""
+    if not LLMC_BUNDLE.is_file():
+        pytest.skip(f"llm-compressor's history is not here ({LLMC_BUNDLE}); set "
+                    "KERNELWATCH_LLMC_BUNDLE to a git bundle of it")
+    dest = tmp_path_factory.mktemp("llmc") / "llm-compressor"
+    subprocess.run(["git", "clone", "-q", str(LLMC_BUNDLE), str(dest)], check=True)
+    return dest
+
+
 @pytest.fixture
 def isolated_home(tmp_path, monkeypatch) -> Path:
     """asv keeps machine info in ~/.asv-machine.json: tests use their own home."""

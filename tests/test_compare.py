@@ -81,6 +81,43 @@ def test_compare_marks_a_changed_benchmark_version_not_comparable_and_a_new_fail
     assert marks == {"w.T.track_time": "x", "w.T.track_other": "+", "w.T.track_gone": "!"}
 
 
+def test_failing_at_both_skipped_then_failed_and_skipped_are_said_with_their_reasons():
+    """A series that fails at both commits is `failing`, not unchanged; one that was skipped
+    and now fails is newly failing (`!`); one skipped at HEAD is `skipped` with its reason.
+    A library's two commits in two requirement sets are one environment (env_key)."""
+    from kernelwatch import libenvs
+    from kernelwatch.report import compare
+    from kernelwatch.results import Row
+
+    def row(commit, bench, env, *, value=None, failed=False, skipped=False, reason=""):
+        return Row(machine="m", commit=commit, date=0, env_name=env, env={},
+                   benchmark=bench, params={"variant": "llmcompressor-eager"}, unit="seconds",
+                   value=value, samples=[value] * 5 if value else None, failed=failed,
+                   skipped=skipped, reason=reason)
+
+    base_env, head_env = ("virtualenv-py3.11-torch2.13.0-KERNELWATCH_REQUIREMENTS" + k
+                          for k in ("aaaaaaaaaa", "bbbbbbbbbb"))
+    a, b = "a" * 40, "b" * 40
+    rows = [row(a, "g.T.track_broken", base_env, failed=True, reason="TypeError: old"),
+            row(b, "g.T.track_broken", head_env, failed=True, reason="TypeError: new"),
+            row(a, "g.T.track_time", base_env, skipped=True, reason="not importable"),
+            row(b, "g.T.track_time", head_env, failed=True, reason="TypeError: x"),
+            row(a, "g.T.track_gone", base_env, value=1e-3),
+            row(b, "g.T.track_gone", head_env, skipped=True,
+                reason="llmcompressor is not measurable before 0.4.0")]
+    found = compare.compare(rows, ("m", a), ("m", b), env_key=libenvs.base_env)
+    marks = {c.benchmark: c.mark for c in found}
+    assert marks == {"g.T.track_broken": "failing", "g.T.track_time": "!",
+                     "g.T.track_gone": "skipped"}
+    assert {c.env for c in found} == {"virtualenv-py3.11-torch2.13.0"}
+    text = compare.markdown(found, ("m", a), ("m", b), 1.1)
+    assert "1 worse, 0 better, 1 failing, 1 skipped" in text
+    gone = next(line for line in text.splitlines() if "track_gone" in line)
+    assert gone.startswith("| skipped | 1 ms | skipped |")
+    assert "head: llmcompressor is not measurable before 0.4.0" in gone
+    assert "requirement set aaaaaaaaaa -&gt; bbbbbbbbbb" in gone
+
+
 def test_a_kernel_count_change_is_listed_and_a_gated_speedup_is_not_counted():
     from kernelwatch.report import compare
     from kernelwatch.results import Row
@@ -188,7 +225,8 @@ def test_compare_markdown_shows_a_bounded_number_of_rows_and_counts_the_rest():
     comparisons = compare.compare(rows, ("m", "a" * 40), ("m", "b" * 40))
     text = compare.markdown(comparisons, ("m", "a" * 40), ("m", "b" * 40), 1.1)
     assert sum(ln.startswith("| ") and "track_time" in ln for ln in text.splitlines()) == 200
-    assert "0 worse, 0 better, 0 not comparable, 500 unchanged of 500 series" in text
+    assert ("0 worse, 0 better, 0 failing, 0 skipped, 0 not comparable, 500 unchanged of "
+            "500 series") in text
     assert "300 more series not shown (0 of them marked, 300 unchanged)" in text
 
 

@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from kernelwatch import bisect, shards, targets
+from kernelwatch import bisect, libenvs, shards, targets
 from kernelwatch import results as results_mod
 from kernelwatch.report import torch_versions
 from kernelwatch.results import Row
@@ -175,6 +175,39 @@ def test_bisect_search_stays_within_its_bound_and_skips_failures():
     assert flat.culprit is None and len(flat.verdicts) == 2  # GOOD and BAD only
 
 
+def test_bisect_refusing_good_names_the_reason_and_the_nearest_point_that_would_run():
+    """GOOD gives nothing (its library release is below what the adapter calls): the
+    refusal says why and which later point would run; a skipped point in the middle is
+    skipped whatever --failed-is-bad says, a failed one is bad with it."""
+    from kernelwatch.errors import KernelwatchError
+
+    points = [f"p{i}" for i in range(8)]
+    skipped = bisect.Measured("p0", failed=True, skipped=True,
+                              reason="not measurable before 0.4.0: GPTQWrapper")
+    with pytest.raises(KernelwatchError) as caught:
+        bisect.search(points, lambda p: skipped, factor=1.1,
+                      nearest_good=lambda ps: ps[2])
+    assert str(caught.value) == (
+        "GOOD (p0) has no result for the series: not measurable before 0.4.0: GPTQWrapper; "
+        "the nearest later point that would run: p2 (`kernelwatch bisect p2 p7 ...`)")
+
+    def measure(p):
+        i = int(p[1:])
+        if p == "p3":
+            return bisect.Measured(p, failed=True, skipped=True, reason="cannot import")
+        if p == "p5":
+            return bisect.Measured(p, failed=True, reason="TypeError: got multiple values")
+        return bisect.Measured(p, tuple((3.0 if i >= 6 else 1.0) * (1 + j / 100)
+                                        for j in range(10)))
+
+    out = bisect.search(points, measure, factor=1.1, failed_is_bad=True)
+    verdicts = {v.measured.point: v.bad for v in out.verdicts}
+    assert verdicts.get("p3", None) is None  # skipped: never a slowdown
+    assert out.culprit == "p5" and verdicts["p5"] is True  # failed, --failed-is-bad
+    lines = bisect.summary(out, "commit", {})
+    assert any("bad (failed: TypeError: got multiple values)" in ln for ln in lines)
+
+
 def one_commit_repo(path, subject) -> str:
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
     (path / "f").write_text(subject)
@@ -250,8 +283,14 @@ def test_run_target_files_the_library_s_commits_apart(clone, llmcompressor_repo,
     timed = {r.commit: r for r in rows if r.benchmark == KEY and r.value is not None}
     assert set(timed) == {head, parent}
     assert all(len(t.samples) == 10 and t.median > 0 for t in timed.values())
-    assert all(t.env["torch"] == "2.13.0" and t.env["compressed-tensors"] == "0.19.0"
-               for t in timed.values())
+    # Each commit in the environment of its own requirement set, torch fixed: the set's
+    # pins are what the commit's setup.py asks for, resolved (libenvs).
+    for t in timed.values():
+        assert t.env["torch"] == "2.13.0" and "compressed-tensors" not in t.env
+        pins = libenvs.set_at(clone, t.env_name, t.commit).versions()
+        assert "compressed-tensors" in pins and "transformers" in pins and "torch" not in pins
+    assert re.search(r"kernelwatch: summary: 2 commits run; benchmark processes \d+ ok, "
+                     r"0 skipped, 0 failed", r.stdout)
     ours = clone / "results"
     assert not any(head[:8] in p.name for p in ours.rglob("*.json")) if ours.exists() else True
 
@@ -348,3 +387,51 @@ def test_target_config_builds_the_library_with_kernelwatch_beside_it(clone, llmc
     req = conf["matrix"]["req"]
     assert req["torch"] == ["2.13.0"] and req["compressed-tensors"] == ["0.19.0"]
     assert "onnx" not in req and "llmcompressor" not in req
+
+
+# ----------------------------------------------------------------------------- real history
+
+
+@pytest.mark.slow
+def test_a_real_history_measures_what_its_adapter_calls_and_names_what_it_cannot(
+        clone, llmc_clone, isolated_home):
+    """llm-compressor's own history (the bundle): the last two commits of 0.13.0 (one build
+    file content, one requirement set, one environment) measured in the form 0.11-0.13 call
+    (module + weight_observer), with codes identical to the project's eager GPTQ; 0.3.0
+    named as not measurable, with the reason, before anything is built (and the run is not
+    "done"); bisect over the two: no regression, nothing measured again."""
+    flag = f"llmcompressor={llmc_clone}"
+    series = ["--workload", "gptq", "--param", "shape=tiny/proj", "--param",
+              "scheme=w4-sym-g128", "--param", "blocksize=16", "--param",
+              "variant=llmcompressor-eager", "--torch", "2.13.0"]
+    r = kw(["run", "--target", flag, *series, "0.3.0^!"], clone)
+    assert r.returncode == 1
+    assert ("not measurable here: 1 commit, " in r.stdout
+            and "not measurable before 0.4.0 (it follows the release 0.3.0): GPTQ there is "
+                "GPTQWrapper" in r.stdout)
+    assert "nothing of llmcompressor was measured" in r.stderr
+    assert "Creating environments" not in r.stdout
+
+    r = kw(["run", "--target", flag, *series, "--metric", "time", "--metric", "accuracy",
+            "--track", "time", "--track", "identical_codes", "--skip-machine-facts",
+            "dcd3ca85^..0.13.0"], clone)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("requirement set ") <= 1  # one set for both commits
+    rows = results_mod.load(clone / "results-llmcompressor")
+    commits = {git("rev-parse", c, cwd=llmc_clone) for c in ("dcd3ca85", "0.13.0")}
+    mine = [r for r in rows if r.commit in commits and r.params.get("variant")
+            == "llmcompressor-eager" and r.params.get("shape") == "tiny/proj"
+            and r.params.get("blocksize") == "16" and r.params.get("scheme") == "w4-sym-g128"]
+    codes = {r.commit: r.value for r in mine if r.benchmark.endswith("track_identical_codes")}
+    times = {r.commit: r.median for r in mine if r.benchmark == KEY}
+    assert codes == dict.fromkeys(commits, 1.0)
+    assert set(times) == commits and all(t > 0 for t in times.values())
+    # The project's own eager, measured once for the speedups page: at the newest commit.
+    eager = [r for r in rows if r.benchmark == KEY and r.params.get("variant") == "eager"
+             and r.commit in commits and r.value]
+    assert {r.commit for r in eager} == {git("rev-parse", "0.13.0", cwd=llmc_clone)}
+
+    r = kw(["bisect", "dcd3ca85", "0.13.0", "--target", flag, *series, "--processes", "1"],
+           clone)
+    assert r.returncode == 1, r.stderr
+    assert "no regression" in r.stdout and "0 measured now, 2 already recorded" in r.stdout

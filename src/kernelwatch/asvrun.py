@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TextIO
 
 from kernelwatch import environment, result_files
-from kernelwatch.errors import KernelwatchError, Terminated
+from kernelwatch.errors import Interrupted, KernelwatchError, Terminated
 from kernelwatch.gitrepo import commit_of
-from kernelwatch.progress import AsvProgress
+from kernelwatch.progress import AsvProgress, Outcomes
 
 
 def asv_executable() -> str:
@@ -304,12 +304,13 @@ def index_versions(name: str, newest: int = 12) -> str | None:
 
 
 def stream(cmd: list[str], cwd: Path, seen: dict[str, str],
-                   extra_env: dict[str, str] | None = None,
-                   progress: AsvProgress | None = None) -> int:
+           extra_env: dict[str, str] | None = None,
+           progress: AsvProgress | None = None, outcomes: Outcomes | None = None) -> int:
     """Run asv and note in `seen` what its output reports (ASV_OUTPUT_PATTERNS), so the
     summary can name the fix. Its output goes to `progress` (a bar and the failures, the
-    whole in a log file), or line by line to stdout when there is none (-v). `extra_env`
-    reaches the benchmark processes (a workload's SETTINGS)."""
+    whole in a log file), or line by line to stdout when there is none (-v); every line also
+    to `outcomes` (what each combination ended as). `extra_env` reaches the benchmark
+    processes (a workload's SETTINGS)."""
     env = {**os.environ, **extra_env} if extra_env else None
     # Through the reaper: no benchmark process outlives kernelwatch, SIGKILL included.
     guarded = [sys.executable, "-m", "kernelwatch.reaper", str(os.getpid()), "--", *cmd]
@@ -324,6 +325,8 @@ def stream(cmd: list[str], cwd: Path, seen: dict[str, str],
                 print(line, end="", flush=True)
             else:
                 progress.feed(line)
+            if outcomes is not None:
+                outcomes.feed(line)
             for key, pattern in ASV_OUTPUT_PATTERNS.items():
                 if key not in seen and pattern.search(line):
                     seen[key] = line
@@ -331,14 +334,14 @@ def stream(cmd: list[str], cwd: Path, seen: dict[str, str],
         return rc
     except KeyboardInterrupt:
         proc.wait()  # asv got the same Ctrl-C; it keeps what it saved
-        raise KernelwatchError("interrupted; result files already written under results/ "
-                               "are kept") from None
+        raise Interrupted("interrupted; result files already written under results/ "
+                          "are kept") from None
     except Terminated:
         proc.terminate()  # the reaper ends asv and every benchmark process
         proc.wait()
-        raise KernelwatchError("terminated (SIGTERM): asv and its benchmark processes were "
-                               "stopped; result files already written under results/ are "
-                               "kept") from None
+        raise Interrupted("terminated (SIGTERM): asv and its benchmark processes were "
+                          "stopped; result files already written under results/ are "
+                          "kept") from None
     finally:
         if progress is not None:
             # 2: asv ran everything, some benchmarks failed; "none-selected": nothing to run.

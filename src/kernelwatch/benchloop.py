@@ -18,11 +18,13 @@ not), and each child checks that (benchmarks/common.py `device()`).
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import datetime
 import itertools
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -32,6 +34,11 @@ from collections.abc import Sequence
 # log. The engine's progress reads these (kernelwatch.progress.COMBINATION_LINE).
 COMBINATION_FORMAT = "kernelwatch {done}/{total} {seconds:.1f}s {status} {name}"
 LOOP_FORMAT = "kernelwatch {count} combinations in {env}"
+# Why a combination was skipped or failed, right after its line: the engine counts and
+# names these per commit (its summary, the run's exit status, the outcome files the report
+# reads), since asv keeps a benchmark's output in memory only.
+REASON_FORMAT = "kernelwatch reason {name}: {reason}"
+REASON_LIMIT = 600
 # A combination's duration, kept in its result file's `durations` (asv keeps keys in angle
 # brackets there): what `kernelwatch run --dry-run` estimates a run from, and what
 # `--shard` balances by.
@@ -110,6 +117,25 @@ def _alive(pid: int) -> bool:
 
 
 _saver = _Saver(None)
+
+
+def reason_of(res: object, status: str) -> str:
+    """One line saying why a combination was skipped (the message of the NotImplementedError
+    its setup raised, as asv_runner prints it) or failed (the last line of its output: the
+    exception, or asv's timeout)."""
+    lines = [ln.strip() for ln in (res.stderr or "").splitlines() if ln.strip()]
+    if status == "skipped":
+        for line in lines:
+            m = re.match(r"asv: skipped: \w+\((.*)\)$", line)
+            if m:
+                try:
+                    text = str(ast.literal_eval(m.group(1)))
+                except (ValueError, SyntaxError):
+                    text = m.group(1)
+                return " ".join(text.split())[:REASON_LIMIT]
+        return "skipped (no reason printed)"
+    tail = next((ln for ln in reversed(lines) if not ln.startswith(("File ", "^", "~"))), "")
+    return " ".join(tail.split())[:REASON_LIMIT] or f"exit code {res.errcode}"
 
 
 def _status(res, idx: int | None) -> str:
@@ -227,6 +253,8 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
             _saver.save(results)
             log.info(COMBINATION_FORMAT.format(done=i + 1, total=len(items), seconds=seconds,
                                                status=status, name=combo))
+            if status != "ok":
+                log.info(REASON_FORMAT.format(name=combo, reason=reason_of(res, status)))
             if is_final and last_item[name] == i:
                 log.info(name, reserve_space=True)
                 runner.log_benchmark_result(results, benchmark, show_stderr=show_stderr)

@@ -32,12 +32,15 @@ from kernelwatch.errors import KernelwatchError
 
 @dataclass(frozen=True)
 class Measured:
-    """One point's result for the series: its samples (or one value), or a failure."""
+    """One point's result for the series: its samples (or one value), or why there is none
+    (it failed, it was skipped, or it cannot be measured here)."""
 
     point: str
     samples: tuple[float, ...] = ()
-    failed: bool = False
+    failed: bool = False  # no value: `skipped` says whether it ran and was skipped
     reused: bool = False  # recorded before this bisect: not measured again
+    reason: str = ""
+    skipped: bool = False  # the code under test could not run there (never a slowdown)
 
     @property
     def median(self) -> float | None:
@@ -75,22 +78,30 @@ def max_points(n: int) -> int:
 
 
 def search(points: Sequence[str], measure: Callable[[str], Measured], *, factor: float,
-           failed_is_bad: bool = False) -> Outcome:
-    """Bisect `points` (GOOD first, BAD last, in the order the history runs)."""
+           failed_is_bad: bool = False,
+           nearest_good: Callable[[Sequence[str]], str | None] | None = None) -> Outcome:
+    """Bisect `points` (GOOD first, BAD last, in the order the history runs). A point that
+    failed is skipped (bad with `failed_is_bad`); one that was skipped or cannot be measured
+    is always skipped. `nearest_good(points)` names the point after GOOD that would run, for
+    the refusal when GOOD itself gives nothing."""
     if len(points) < 2:
         raise KernelwatchError("bisect needs GOOD and a later BAD")
     good = measure(points[0])
     if good.failed or not good.samples:
-        raise KernelwatchError(
-            f"GOOD ({points[0]}) has no result for the series (it failed, or measured "
-            "nothing): choose a GOOD where the series runs")
+        why = good.reason or "it failed, or measured nothing"
+        near = nearest_good(points) if nearest_good else None
+        hint = (f"the nearest later point that would run: {near} (`kernelwatch bisect "
+                f"{near[:12]} {points[-1][:12]} ...`)" if near else
+                "no later point is known to run: choose a GOOD where the series runs")
+        raise KernelwatchError(f"GOOD ({points[0][:12]}) has no result for the series: "
+                               f"{why}; {hint}")
     outcome = Outcome(list(points), Verdict(good, False))
     outcome.verdicts.append(outcome.good)
 
     def judge(i: int) -> bool | None:
         m = measure(points[i])
         if m.failed or not m.samples:
-            verdict = Verdict(m, True if failed_is_bad else None)
+            verdict = Verdict(m, True if failed_is_bad and not m.skipped else None)
         else:
             change = detect.compare(list(good.samples), list(m.samples), factor=outcome.bar)
             verdict = Verdict(m, change.flag == "worse", change)
@@ -100,9 +111,12 @@ def search(points: Sequence[str], measure: Callable[[str], Measured], *, factor:
     outcome.bar = factor
     last = judge(len(points) - 1)
     if last is None:
+        bad = outcome.verdicts[-1].measured
+        how = "was skipped" if bad.skipped else "failed to measure"
         raise KernelwatchError(
-            f"BAD ({points[-1]}) failed to measure; --failed-is-bad counts a failure as a "
-            "slowdown, or choose a BAD where the series runs")
+            f"BAD ({points[-1][:12]}) {how}: {bad.reason or 'no reason recorded'}; "
+            + ("--failed-is-bad counts a failure as a slowdown, or " if not bad.skipped
+               else "") + "choose a BAD where the series runs")
     if not last:
         return outcome
     change = outcome.verdicts[-1].change
@@ -206,16 +220,23 @@ def find(rows: Sequence, machine: str, commit: str, series: Series,
     """The recorded row of the series at (machine, commit) in an environment `env` admits."""
     for r in rows:
         if (r.machine == machine and r.commit == commit and r.benchmark == series.benchmark
-                and r.params == series.params and env(r) and (r.value is not None or r.failed)):
+                and r.params == series.params and env(r)
+                and (r.value is not None or r.failed or r.skipped)):
             return r
     return None
 
 
-def measured_of(point: str, row: object | None, reused: bool) -> Measured:
+def measured_of(point: str, row: object | None, reused: bool, limit: int | None = None,
+                why_missing: str = "nothing was recorded for the series there") -> Measured:
+    """The point's result from its recorded row; at most `limit` samples (the first ones:
+    the first processes), so that points measured in more processes weigh the same."""
     if row is None:
-        return Measured(point, failed=True, reused=reused)
+        return Measured(point, failed=True, reused=reused, reason=why_missing)
     samples = tuple(row.samples or ([row.value] if row.value is not None else []))
-    return Measured(point, samples, failed=row.failed or not samples, reused=reused)
+    if limit:
+        samples = samples[:limit]
+    return Measured(point, samples, failed=row.failed or not samples, reused=reused,
+                    reason=getattr(row, "reason", ""), skipped=getattr(row, "skipped", False))
 
 
 # ----------------------------------------------------------------------------- the points
@@ -290,7 +311,7 @@ def version_points(versions: Sequence[str], good: str, bad: str, dist: str) -> l
 def _fmt(v: float | None) -> str:
     from kernelwatch.report.format import fmt_value
 
-    return "failed" if v is None else fmt_value(v, "seconds")
+    return "none" if v is None else fmt_value(v, "seconds")
 
 
 def summary(outcome: Outcome, kind: str, labels: dict[str, str],
@@ -337,9 +358,10 @@ def summary(outcome: Outcome, kind: str, labels: dict[str, str],
         m = v.measured
         ratio = f"{v.change.ratio:.2f}" if v.change else ("1.00" if v is outcome.good else "")
         verdict = ("GOOD" if v is outcome.good else "bad" if v.bad else
-                   "skipped (failed)" if v.bad is None else "good")
+                   f"skipped ({'skipped' if m.skipped else 'failed'}: "
+                   f"{m.reason or 'no reason recorded'})" if v.bad is None else "good")
         if m.failed and v.bad:
-            verdict = "bad (failed)"
+            verdict = f"bad (failed: {m.reason or 'no reason recorded'})"
         lines.append(f"| {m.point[:12]} | {labels.get(m.point, '')} | {_fmt(m.median)} | "
                      f"{ratio} | {verdict}{' (recorded)' if m.reused else ''} |")
     return lines

@@ -20,11 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import asvrun, inventory_file, planner, releases, shards, targets, workloads
+from kernelwatch import (
+    asvrun,
+    environment,
+    inventory_file,
+    libenvs,
+    outcomes,
+    planner,
+    releases,
+    shards,
+    targets,
+    workloads,
+)
 from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.gitrepo import commits_in, git_output
 from kernelwatch.planner import Call, Selection
-from kernelwatch.progress import AsvProgress, log_path
+from kernelwatch.progress import AsvProgress, Outcomes, log_path
 from kernelwatch.snapshot import Snapshot, free_bytes
 
 
@@ -60,6 +71,12 @@ class RunRequest:
     # How asv starts a benchmark process: None keeps asv.conf.json's (forkserver), "spawn"
     # a fresh interpreter for each.
     launch_method: str | None = None
+    # At most this many commits of the range, spread evenly, the newest and oldest included
+    # (asv's --steps, chosen before the commits are grouped by requirement set).
+    steps: int | None = None
+    # A library's run: the project's own baseline variant of the cases measured, once (at the
+    # newest commit measured), so the speedups page has what the library is judged against.
+    baseline_once: bool = True
 
 
 @dataclass
@@ -74,6 +91,20 @@ class Plan:
     results: Path  # results/, or a target's results-DIST/
     target: targets.Target | None = None
     versions: tuple[str, list[str]] | None = None
+    # What cannot be measured here, said before anything runs: commit (or version) -> why.
+    refused: dict[str, str] = field(default_factory=dict)
+    facts_once: bool = False  # the machine's facts at one point of the run, not at each
+    baseline: list[str] = field(default_factory=list)  # the baseline's regexes, run once
+
+
+@dataclass
+class Group:
+    """Commits measured under one asv configuration: a target's requirement set, a released
+    version's, or the one configuration of a plain run."""
+
+    config: Path | None
+    commits: list[str]
+    label: str = ""
 
 
 class DiskFull(KernelwatchError):
@@ -96,13 +127,21 @@ def resolve(repo: Path, request: RunRequest) -> Plan:
         raise KernelwatchError(
             f"the range {rev!r} selects no commits; HEAD~2..HEAD selects the last two "
             "(a clone needs that many: `git clone` without --depth 1)")
+    if request.steps is not None:
+        if request.steps < 1:
+            raise KernelwatchError("--steps takes a count of 1 or more (10 measures ten "
+                                   "commits of the range, spread evenly)")
+        commits = spread(commits, request.steps)
     if target or versions:
         selections, settings_env = _target_selections(
             request, target.dist if target else versions[0])
     else:
         selections, settings_env = select(request)
     chunks = planner.chunks(selections, request.existing)
-    if request.skip_machine_facts:
+    # A library's history or its releases: the machine's facts describe the machine, not the
+    # library, so they are measured at one point of the run, not at every commit.
+    facts_once = bool(target or (versions and versions[0] != "torch"))
+    if request.skip_machine_facts or facts_once:
         chunks = [c for c in ([rx for rx in c if rx != planner.ENVIRONMENT_REGEX]
                               for c in chunks) if c]
     results = targets.results_dir(repo, target.dist) if target else repo / "results"
@@ -112,7 +151,35 @@ def resolve(repo: Path, request: RunRequest) -> Plan:
         recorded = planner.combination_durations(results, asvrun.machine_name(request.machine))
         chunks = [shards.narrow(chunk, selections, *shard, shards.unit_seconds(recorded))
                   for chunk in chunks]
-    return Plan(rev, commits, selections, chunks, settings_env, results, target, versions)
+    baseline = (_baseline_regexes(selections) if target and request.baseline_once
+                and not request.dry_run else [])
+    return Plan(rev, commits, selections, chunks, settings_env, results, target, versions,
+                facts_once=facts_once and not request.skip_machine_facts, baseline=baseline)
+
+
+def _baseline_regexes(selections: list[Selection]) -> list[str]:
+    """The regexes of each selection's cases in its workload's baseline variant (eager, or
+    what the workload names for this machine's device): the project's own code, the same at
+    every commit of a library."""
+    device = "cuda" if environment.host().get("gpu", "none") != "none" else "cpu"
+    out = []
+    for workload, chosen, families, tracks, _ in selections:
+        if "variant" not in workloads.get(workload).params:
+            continue
+        variant = workloads.baseline_variant(workload, device)
+        out.append(planner.selection_regex(workload, {**chosen, "variant": [variant]},
+                                           families, tracks))
+    return out
+
+
+def spread(commits: Sequence[str], steps: int) -> list[str]:
+    """At most `steps` of `commits` (newest first), evenly spaced, both ends kept."""
+    if steps >= len(commits):
+        return list(commits)
+    if steps == 1:
+        return [commits[0]]
+    picks = sorted({round(i * (len(commits) - 1) / (steps - 1)) for i in range(steps)})
+    return [commits[i] for i in picks]
 
 
 def _target_flags(repo: Path, request: RunRequest):
@@ -267,7 +334,8 @@ LAUNCH_METHODS = ("forkserver", "spawn")
 def _run_planned(repo: Path, request: RunRequest, plan: Plan, name: str,
                  snap: Snapshot | None) -> int:
     asvrun.write_machine_info(name, request.existing)
-    config = _config(repo, request, plan)
+    groups = _groups(repo, request, plan)
+    say_refused(plan, subjects=_subjects(plan))
     # Where the benchmark processes leave the kernel inventories, filed after each call.
     spool = repo / ".kernelwatch" / "inventory-spool"
     plan.settings_env[inventory_file.SPOOL_ENV] = str(spool)
@@ -276,20 +344,67 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, name: str,
     plan.settings_env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     if request.existing:
         plan.settings_env[inventory_file.COMMIT_ENV] = plan.commits[0]
+    # This interpreter, named explicitly (asv's --python=same is the interpreter asv's script
+    # runs under), so that kernelwatch knows the environment's result file.
+    python = sys.executable if request.existing else None
+    ended = RunOutcomes(plan, name)
+    with contextlib.ExitStack() as stack:
+        log = None
+        if not (request.verbose or request.dry_run):
+            path = log_path(repo)
+            # Line-buffered, so `tail -f` follows it.
+            log = stack.enter_context(path.open("a", encoding="utf-8", buffering=1))
+            print(f"kernelwatch: asv's full output goes to {path} (-v shows it here)",
+                  flush=True)
+        runners = []
+        for i, group in enumerate(groups):
+            if len(groups) > 1:
+                print(f"kernelwatch: requirement set {i + 1} of {len(groups)}"
+                      + (f" ({group.label})" if group.label else "")
+                      + f": {len(group.commits)} commit{'s' * (len(group.commits) != 1)}"
+                      if plan.target else
+                      f"kernelwatch: environment {i + 1} of {len(groups)}: {group.label}",
+                      flush=True)
+            runner = _group_runner(repo, request, plan, name, group, plan.chunks, python,
+                                   spool, snap, log, ended)
+            runners.append(runner)
+            _run_rounds(runner, request)
+        once = (plan.baseline + [planner.ENVIRONMENT_REGEX] * plan.facts_once)
+        if once and groups and ended.measured_at:
+            # The machine's facts and the project's own baseline once, at the newest point
+            # that was measured: they describe the machine and kernelwatch, not the library.
+            group = next(g for g in groups if ended.measured_at[0] in g.commits)
+            point = Group(group.config, [ended.measured_at[0]], group.label)
+            what = " and ".join(filter(None, [
+                "the project's own baseline" if plan.baseline else "",
+                "the machine's facts" if plan.facts_once else ""]))
+            print(f"kernelwatch: {what}, once for the run, at {ended.measured_at[0][:8]}",
+                  flush=True)
+            runners.append(_group_runner(repo, request, plan, name, point, [once], python,
+                                         spool, snap, log, ended))
+            runners[-1].run(runners[-1].calls)
+        if log is not None:
+            print(f"kernelwatch: asv's full output is in {log.name}", flush=True)
+    failed = any(r.failed for r in runners)
+    causes = set().union(*(r.causes for r in runners)) if runners else set()
+    return ended.summary(failed, causes, dry_run=request.dry_run)
+
+
+def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group: Group,
+                  chunks: list[list[str]], python: str | None, spool: Path,
+                  snap: Snapshot | None, log: TextIO | None, ended: RunOutcomes) -> _Calls:
+    config = group.config
     # asv's `run` with kernelwatch's loop: each parameter combination saved as it ends.
     base = [sys.executable, "-m", "kernelwatch.benchloop", "--save-to", str(plan.results),
             "--", *(["--config", str(config)] if config else []),
             "run", "--machine", name, "--record-samples", "--show-stderr",
             *(["--launch-method", request.launch_method] if request.launch_method else [])]
-    # This interpreter, named explicitly (asv's --python=same is the interpreter asv's script
-    # runs under), so that kernelwatch knows the environment's result file.
-    python = sys.executable if request.existing else None
     if request.existing:
         # asv saves results of an `existing` environment only with a commit to file them under.
         base += ["-E", f"existing:{python}", "--set-commit-hash", plan.commits[0]]
     envs = asvrun.environment_names(config or repo / "asv.conf.json", python)
-    calls = (planner.plan(plan.results, name, plan.commits, envs, plan.chunks)
-             if not request.rerun else [Call(plan.commits, envs, c) for c in plan.chunks])
+    calls = (planner.plan(plan.results, name, group.commits, envs, chunks)
+             if not request.rerun else [Call(group.commits, envs, c) for c in chunks])
     prefixes = asvrun.environment_prefixes(config or repo / "asv.conf.json", python)
 
     def saved() -> None:
@@ -299,47 +414,39 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, name: str,
 
     runner = _Calls(repo, request, plan, base, envs, saved=saved,
                     benchmarks=planner.read_benchmarks(plan.results),
-                    durations=planner.combination_durations(plan.results, name))
-    with contextlib.ExitStack() as stack:
-        if not (request.verbose or request.dry_run):
-            path = log_path(repo)
-            # Line-buffered, so `tail -f` follows it.
-            runner.log = stack.enter_context(path.open("a", encoding="utf-8", buffering=1))
-            print(f"kernelwatch: asv's full output goes to {path} (-v shows it here)",
-                  flush=True)
-        # More processes per benchmark: asv measures each again in a new process and appends
-        # the samples, so a result pools several processes (docs/measurement.md: most of the
-        # noise between two commits is between processes): --processes for every benchmark,
-        # a suite's `processes` for its series that move between processes.
-        by_regex = planner.processes_by_regex(plan.selections)
-        rounds = max(request.processes, *by_regex.values(), 1)
-        if request.dry_run:
-            planned = sum((planner.combinations(runner.benchmarks,
-                                                _in_round(c, r, request.processes, by_regex))
-                           for c in calls for r in range(1, rounds + 1)), Counter())
-            total = planner.estimate(planned, runner.durations)
-            where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
-                     "(asv writes it at its first discovery), so combinations are not counted")
-            print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
-        measured = runner.run(calls)
-        for round_ in range(2, rounds + 1):
-            again = [c for c in (_in_round(c, round_, request.processes, by_regex)
-                                 for c in measured) if c.regexes]
-            if not again or (request.dry_run and round_ > 2):
-                break
-            print(f"kernelwatch: process {round_} of {rounds} for the benchmarks just "
-                  "measured that take it (samples appended)", flush=True)
-            runner.run(again, extra=["--append-samples"])
-        if runner.log is not None:
-            print(f"kernelwatch: asv's full output is in {runner.log.name}", flush=True)
-    if runner.failed:
-        print("kernelwatch: some benchmarks failed or timed out (see the messages above); "
-              "those parameters are recorded as failed, every other result is saved",
-              file=sys.stderr)
-        for cause in sorted(runner.causes):
-            print(f"kernelwatch: {asvrun.FAILURE_FIXES[cause]}", file=sys.stderr)
-        return 1
-    return 0
+                    durations=planner.combination_durations(plan.results, name),
+                    rev=plan.rev if group.commits == plan.commits else None, ended=ended)
+    runner.log = log
+    runner.calls = calls
+    return runner
+
+
+def _run_rounds(runner: _Calls, request: RunRequest) -> None:
+    # More processes per benchmark: asv measures each again in a new process and appends
+    # the samples, so a result pools several processes (docs/measurement.md: most of the
+    # noise between two commits is between processes): --processes for every benchmark, a
+    # suite's `processes` for its series that move between processes.
+    by_regex = planner.processes_by_regex(runner.plan.selections)
+    rounds = max(request.processes, *by_regex.values(), 1)
+    if request.dry_run:
+        planned = sum((planner.combinations(runner.benchmarks,
+                                            _in_round(c, r, request.processes, by_regex))
+                       for c in runner.calls for r in range(1, rounds + 1)), Counter())
+        total = planner.estimate(planned, runner.durations)
+        where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
+                 "(asv writes it at its first discovery), so combinations are not counted")
+        print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
+    measured = runner.run(runner.calls)
+    if rounds > 1 and not request.dry_run:
+        measured = _without_failures(runner, measured)
+    for round_ in range(2, rounds + 1):
+        again = [c for c in (_in_round(c, round_, request.processes, by_regex)
+                             for c in measured) if c.regexes]
+        if not again or (request.dry_run and round_ > 2):
+            break
+        print(f"kernelwatch: process {round_} of {rounds} for the benchmarks just measured "
+              "that take it (samples appended)", flush=True)
+        runner.run(again, extra=["--append-samples"])
 
 
 def _in_round(call: Call, round_: int, processes: int, by_regex: dict[str, int]) -> Call:
@@ -351,28 +458,216 @@ def _in_round(call: Call, round_: int, processes: int, by_regex: dict[str, int])
                 call.kept)
 
 
-def _config(repo: Path, request: RunRequest, plan: Plan) -> Path | None:
-    """The asv config of this run: asv.conf.json with kernelwatch's overrides, a target's
-    (the library as asv's project), or a matrix of released versions."""
+def _without_failures(runner: _Calls, calls: list[Call]) -> list[Call]:
+    """The calls of the further process rounds: what ended skipped or failed in the first
+    left out (a whole commit that did not build, too), one call per commit where the
+    commits of a call ended differently."""
+    ended = runner.ended
+    if ended is None:
+        return calls
+    out = []
+    for call in calls:
+        for commits in ([call.commits] if len(call.commits) == 1 else
+                        [[c] for c in call.commits]):
+            bad = set().union(*(ended.not_ok.get((c, e), set()) for c in commits
+                                for e in call.envs))
+            if outcomes.WHOLE_COMMIT in bad:
+                continue
+            regexes = [planner.excluding(rx, bad) for rx in call.regexes]
+            again = Call(commits, call.envs, regexes, call.kept)
+            if bad and runner.benchmarks and not planner.combinations(runner.benchmarks,
+                                                                      again):
+                continue
+            out.append(again)
+    # One call again where no commit ended differently: fewer asv starts.
+    if len(calls) == 1 and all(len(c.commits) == 1 for c in out) and len(out) > 1 and \
+            len({tuple(c.regexes) for c in out}) == 1:
+        return [Call([c.commits[0] for c in out], calls[0].envs, out[0].regexes,
+                     calls[0].kept)]
+    return out
+
+
+def _subjects(plan: Plan) -> dict[str, str]:
+    if plan.target is None:
+        return {}
+    return targets.subjects(plan.target.repo, list(plan.refused))
+
+
+def say_refused(plan: Plan, subjects: dict[str, str] | None = None, limit: int = 6) -> None:
+    """The commits (or versions) that cannot be measured here, by reason, before anything
+    runs."""
+    by_reason: dict[str, list[str]] = {}
+    for point, why in plan.refused.items():
+        by_reason.setdefault(why, []).append(point)
+    what = "version" if plan.versions else "commit"
+    for why, points in by_reason.items():
+        named = ", ".join(f"{p[:8]}" + (f" ({subjects[p][:50]})" if subjects and p in
+                                         subjects else "") for p in points[:limit])
+        more = f" and {len(points) - limit} more" if len(points) > limit else ""
+        print(f"kernelwatch: not measurable here: {len(points)} {what}"
+              f"{'s' * (len(points) != 1)}, {named}{more}: {why}", flush=True)
+
+
+def _groups(repo: Path, request: RunRequest, plan: Plan) -> list[Group]:
+    """The asv configurations of this run and the commits each measures: one per requirement
+    set of a target (libenvs), one per released version of a library, one otherwise. What
+    cannot be measured goes to plan.refused."""
     torch = list(request.torch or []) or None
     env_dir = os.environ.get("KERNELWATCH_ENV_DIR")
     if plan.target:
+        base = asvrun.asv_config(repo)
+        matrix_torch = torch or list(base.get("matrix", {}).get("req", {}).get("torch", []))
         branch = (request.branch if request.branch and targets.commit(plan.target,
                                                                       request.branch)
                   else None)
-        return targets.write_config(repo, targets.target_config(
-            asvrun.asv_config(repo), plan.target, repo, torch_versions=torch,
-            env_dir=env_dir, branch=branch))
+        found, refused = libenvs.sets_for_commits(repo, plan.target.repo, plan.target.dist,
+                                                  plan.commits, matrix_torch)
+        plan.refused.update({c: why.reason for c, why in refused.items()})
+        groups = []
+        for (version, _), group in found.items():
+            conf = targets.target_config(base, plan.target, repo, torch_versions=[version],
+                                         env_dir=env_dir, branch=branch, requirement_set=group)
+            label = libenvs.describe_group(group, [g for g in found.values()
+                                                   if g.key != group.key])
+            groups.append(Group(targets.write_config(repo, conf), group.commits,
+                                f"torch {version}, {label}" if len(matrix_torch) > 1
+                                else label))
+        return groups
     config = asvrun.derived_config(repo, existing=request.existing, torch_versions=torch,
                                    env_dir=env_dir,
                                    branch=asvrun.history_branch(repo, request.branch))
-    if plan.versions:
-        from asv import util as asv_util
+    if not plan.versions or plan.versions[0] == "torch":
+        if plan.versions:
+            from asv import util as asv_util
 
-        conf = asv_util.load_json(str(config or repo / "asv.conf.json"), js_comments=True)
-        releases.check_installable(*plan.versions)
-        config = targets.write_config(repo, releases.versions_matrix(conf, *plan.versions))
-    return config
+            conf = asv_util.load_json(str(config or repo / "asv.conf.json"), js_comments=True)
+            releases.check_installable(*plan.versions)
+            config = targets.write_config(repo, releases.versions_matrix(conf,
+                                                                         *plan.versions))
+        return [Group(config, plan.commits)]
+    from asv import util as asv_util
+
+    dist, versions = plan.versions
+    releases.check_installable(dist, versions)
+    plan.settings_env.update(releases.NO_DEPS_ENV)
+    conf = asv_util.load_json(str(config or repo / "asv.conf.json"), js_comments=True)
+    matrix_torch = conf.get("matrix", {}).get("req", {}).get("torch", [])
+    groups = []
+    for version in versions:
+        for torch_version in matrix_torch:
+            group = libenvs.set_for_release(repo, dist, version, torch_version)
+            if isinstance(group, libenvs.NotMeasurable):
+                plan.refused[version] = group.reason
+                continue
+            one = releases.versions_matrix(conf, dist, [version], requirements=False)
+            one["matrix"]["req"]["torch"] = [torch_version]
+            one = libenvs.config_for(one, group, repo, dist=None, kernelwatch_source=None)
+            groups.append(Group(targets.write_config(repo, one), plan.commits,
+                                f"{dist} {version}, torch {torch_version}"))
+    return groups
+
+
+class RunOutcomes:
+    """What the combinations of a run ended as, across its asv calls: said on the console
+    per commit as each call ends (the reason, and what to do), kept in the outcome files
+    beside the results (kernelwatch.outcomes), and summed up at the end with the exit
+    status."""
+
+    def __init__(self, plan: Plan, machine: str) -> None:
+        self.plan = plan
+        self.machine = machine
+        self.counts: Counter[str] = Counter()
+        self.commits_ran: set[str] = set()
+        self.measured_at: list[str] = []  # commits where a combination ended ok, newest first
+        # (commit, env) -> names that ended skipped or failed in this run: not run again in
+        # the further process rounds (they would only say the same, three times).
+        self.not_ok: dict[tuple[str, str], set[str]] = {}
+        self.dist = plan.target.dist if plan.target else (
+            plan.versions[0] if plan.versions and plan.versions[0] != "torch" else None)
+
+    def _commit(self, short: str) -> str:
+        return next((c for c in self.plan.commits if c.startswith(short)), short)
+
+    def add(self, ended: Outcomes) -> None:
+        subjects = (targets.subjects(self.plan.target.repo, [self._commit(c) for c, _ in
+                                                             ended.by_point])
+                    if self.plan.target else {})
+        for (short, env), entries in ended.by_point.items():
+            if not short or not env:
+                continue
+            commit = self._commit(short)
+            self.commits_ran.add(commit)
+            # The machine's facts are no case of the code under test: not counted.
+            real = {n: v for n, v in entries.items()
+                    if n != outcomes.WHOLE_COMMIT and not n.startswith("environment.")}
+            self.counts.update(status for status, _ in real.values())
+            if any(status == "ok" for status, _ in real.values()) and \
+                    commit not in self.measured_at:
+                self.measured_at.append(commit)
+                self.measured_at.sort(key=lambda c: self.plan.commits.index(c)
+                                      if c in self.plan.commits else 0)
+            outcomes.record(self.plan.results, self.machine, commit, env, entries)
+            self.not_ok.setdefault((commit, env), set()).update(
+                n for n, (status, _) in entries.items() if status != "ok")
+            self._say(commit, env, entries, subjects.get(commit, ""))
+
+    def _say(self, commit: str, env: str, entries: dict[str, tuple[str, str]],
+             subject: str) -> None:
+        bad = {n: v for n, v in entries.items() if v[0] != "ok"}
+        if not bad:
+            return
+        where = f"{commit[:8]}" + (f" ({subject[:60]})" if subject else "")
+        by_reason: dict[tuple[str, str], list[str]] = {}
+        for name, (status, reason) in bad.items():
+            by_reason.setdefault((status, reason), []).append(name)
+        total = sum(1 for n in entries if n != outcomes.WHOLE_COMMIT)
+        for (status, reason), names in by_reason.items():
+            if names == [outcomes.WHOLE_COMMIT]:
+                print(f"kernelwatch: {where}: {reason}; its benchmarks are recorded as "
+                      f"failed. {self._fix('build')}", flush=True)
+                continue
+            first = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+            print(f"kernelwatch: {where}: {len(names)} of {total} {status}: {first}: "
+                  f"{reason or 'no reason printed'}. {self._fix(status)}", flush=True)
+
+    def _fix(self, status: str) -> str:
+        if self.dist and status == "failed":
+            return (f"A failure of {self.dist}'s code (or its build) at this point: bisect "
+                    "skips such a point (--failed-is-bad counts it as bad); the traceback is "
+                    "in asv's log")
+        if status == "failed":
+            return "The traceback is in asv's log (-v shows it here)"
+        if status == "build":
+            return "pip's output is in asv's log"
+        return "The reason names what would make it run"
+
+    def summary(self, failed: bool, causes: set[str], *, dry_run: bool) -> int:
+        """The run's last lines and its exit status: 1 when something failed, or when a
+        library's run measured nothing (every case skipped, every commit refused)."""
+        if dry_run:
+            return 0
+        ok, skipped, bad = (self.counts[k] for k in ("ok", "skipped", "failed"))
+        what = "version" if self.plan.versions and self.dist else "commit"
+        refused = len(self.plan.refused)
+        parts = [f"{ok} ok", f"{skipped} skipped", f"{bad} failed"]
+        line = (f"kernelwatch: summary: {len(self.commits_ran)} {what}"
+                f"{'s' * (len(self.commits_ran) != 1)} run; benchmark processes "
+                f"{', '.join(parts)}")
+        if refused:
+            line += f"; {refused} {what}{'s' * (refused != 1)} not measurable (named above)"
+        print(line, flush=True)
+        if failed:
+            print("kernelwatch: some benchmarks failed or timed out (see the messages above); "
+                  "those parameters are recorded as failed, every other result is saved",
+                  file=sys.stderr)
+            for cause in sorted(causes):
+                print(f"kernelwatch: {asvrun.FAILURE_FIXES[cause]}", file=sys.stderr)
+            return 1
+        if self.dist and not ok and (skipped or refused):
+            print(f"kernelwatch: nothing of {self.dist} was measured: every case was skipped "
+                  "or not measurable (the reasons are above); not done", file=sys.stderr)
+            return 1
+        return 0
 
 
 @dataclass
@@ -390,11 +685,14 @@ class _Calls:
     log: TextIO | None = None
     failed: bool = False
     causes: set[str] = field(default_factory=set)
+    rev: str | None = None  # the range that names this runner's commits, where one does
+    ended: RunOutcomes | None = None
+    calls: list[Call] = field(default_factory=list)
 
     def command(self, call: Call, extra: Sequence[str]) -> list[str]:
         full = list(self.base)
         if not self.request.existing:
-            full.append(self.plan.rev if call.commits == self.plan.commits
+            full.append(self.rev if self.rev and call.commits == self.plan.commits
                         else asvrun.hashfile(self.repo, call.commits))
             if call.envs != self.envs:
                 for env in call.envs:
@@ -419,6 +717,13 @@ class _Calls:
                 continue
             if len(calls) > 1:
                 print(f"kernelwatch: part {i} of {len(calls)}", flush=True)
+            if call.kept and self.benchmarks and not planned:
+                # Everything this call would measure is recorded: no asv start for nothing.
+                print(f"kernelwatch: {call.kept} selected results already recorded at "
+                      f"{', '.join(c[:8] for c in call.commits[:6])}"
+                      f"{' ...' * (len(call.commits) > 6)} are kept, not measured again "
+                      "(--rerun measures them again)", flush=True)
+                continue
             if call.kept:
                 everything = call.commits == self.plan.commits and call.envs == self.envs
                 where = ("" if everything else f" at {', '.join(c[:8] for c in call.commits)}"
@@ -438,7 +743,13 @@ class _Calls:
         seen: dict[str, str] = {}
         progress = (AsvProgress(self.log, label, planned=planned, estimates=self.durations)
                     if self.log is not None else None)
-        rc = asvrun.stream(full, self.repo, seen, self.plan.settings_env, progress)
+        outcomes = Outcomes()
+        try:
+            rc = asvrun.stream(full, self.repo, seen, self.plan.settings_env, progress,
+                               outcomes)
+        finally:
+            if self.ended is not None:
+                self.ended.add(outcomes)
         self.causes |= seen.keys() & asvrun.FAILURE_FIXES.keys()
         if rc != 0 and "disk-full" in seen:
             raise DiskFull(seen["disk-full"])

@@ -14,6 +14,11 @@ class KernelwatchError(Exception):
     """Bad input or a missing prerequisite; the message says how to fix it."""
 
 
+class Interrupted(KernelwatchError):
+    """Ctrl-C or SIGTERM stopped a run: whatever called it stops too (a bisect does not
+    take it for a point that failed)."""
+
+
 class NothingToRun(KernelwatchError):
     """A valid request that leaves nothing to do here (a shard of a selection smaller than
     the number of shards): the CLI says why and exits 0."""

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from asv import results as asv_results
 
-from kernelwatch import workloads
+from kernelwatch import outcomes, workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 from kernelwatch.results import UNREADABLE, unreadable
 
@@ -215,10 +215,14 @@ def recorded_names(results_dir: Path, machine: str, commit: str, env_name: str,
                    benchmarks: dict) -> set[str]:
     """Combinations with a measured value (not failed, not unrun) stored for this commit and
     environment, at the benchmark's current version (asv measures a changed benchmark
-    again)."""
+    again), and those that ran and were skipped (their outcome says so: the code under test
+    cannot run there, and running it again says the same; --rerun tries)."""
     path = results_dir / asv_results.get_filename(machine, commit, env_name)
     if not path.is_file():
         return set()
+    skipped = {name for name, entry in outcomes.read(
+        outcomes.path_of(results_dir, machine, commit, env_name)).items()
+        if entry.get("status") == "skipped"}
     try:
         res = asv_results.Results.load(str(path))
     except UNREADABLE as exc:
@@ -228,12 +232,13 @@ def recorded_names(results_dir: Path, machine: str, commit: str, env_name: str,
         params = benchmarks[key].get("params") or []
         values = res.get_result_value(key, params)
         if not params:
-            if _is_value(values):
+            if _is_value(values) or (key in skipped and values is not None):
                 done.add(key)
             continue
         for combo, v in zip(itertools.product(*params), values, strict=True):
-            if _is_value(v):
-                done.add(f"{key}({', '.join(combo)})")
+            name = f"{key}({', '.join(combo)})"
+            if _is_value(v) or (name in skipped and v is not None):
+                done.add(name)
     return done
 
 

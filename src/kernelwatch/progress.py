@@ -39,6 +39,17 @@ LOOP_START = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch (\d+) combination
 COMBINATION_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch (\d+)/(\d+) ([\d.]+)s "
                               r"(\w+) (\S.*)$")
 MAX_SHOWN = 40  # lines passed through per asv call; the rest are in the log
+# What the outcomes of a run are read from: asv's `For llmcompressor commit 0dcfa37f <0.12.0>:`
+# before each commit, the loop's environment, each combination's status and reason, and a
+# build or install that failed (asv then marks the commit's benchmarks as failed).
+COMMIT_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ For \S+ commit ([0-9a-f]{7,40})\b")
+LOOP_ENV = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch \d+ combinations in (\S+)")
+REASON_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch reason (\S+?(?:\(.*?\))?): (.*)$")
+NOT_MEASURABLE = re.compile(r"kernelwatch: not measurable: (.*)$")
+BUILD_ERROR = re.compile(r"Error running (.*?) \(exit status (-?\d+)\)")
+SKIPPING_ENV = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ Skipping (\S+)")
+# The name of a commit's outcome that is the commit's own (it did not build or install).
+WHOLE_COMMIT = "*"
 
 
 class AsvProgress:
@@ -67,6 +78,7 @@ class AsvProgress:
         self.planned = sum((planned or Counter()).values())
         self.announced = 0  # combinations the loops have announced so far
         self.eta = Eta(planned or Counter(), estimates or {})
+        self.statuses: Counter[str] = Counter()  # ok / skipped / failed, per combination
         self.bar = tqdm(total=100, desc=label, file=self.out, disable=not self.tty,
                         bar_format="{desc} |{bar:20}| {n:.0f}% {elapsed} {postfix}",
                         leave=True, dynamic_ncols=True)
@@ -91,6 +103,7 @@ class AsvProgress:
             self.announced += int(start.group(1))
         combination = COMBINATION_LINE.match(text)
         if combination:
+            self.statuses[combination.group(4)] += 1
             self.eta.done(combination.group(5), float(combination.group(3)))
             self.percent = 100.0 * self.eta.count / max(self.combinations(), 1)
             self._current(combination.group(5)[:60])
@@ -142,10 +155,56 @@ class AsvProgress:
     def close(self, finished: bool = True) -> None:
         self.bar.close()
         self.log.flush()
-        how = "done" if finished else "stopped"
+        # "done" only where something was measured: a call whose every combination skipped
+        # or failed finished, and measured nothing.
+        nothing = self.statuses and not self.statuses["ok"]
+        how = ("stopped" if not finished else
+               "finished, nothing measured" if nothing else "done")
         counts = self.counts().split(", about")[0]
-        print(f"{self.label}: {how}, {counts} in {self._elapsed()}", file=self.out,
-              flush=True)
+        ended = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()) if s != "ok")
+        print(f"{self.label}: {how}, {counts}" + (f" ({ended})" if ended else "")
+              + f" in {self._elapsed()}", file=self.out, flush=True)
+
+
+class Outcomes:
+    """What each (commit, environment) of asv calls ended as: {(commit[:8], env): {name:
+    (status, reason)}} for every combination the benchmark loop ran (status ok, skipped or
+    failed; the reason for the last two), and WHOLE_COMMIT where the commit did not build or
+    install. Fed every line of asv's output, whatever is shown."""
+
+    def __init__(self) -> None:
+        self.by_point: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+        self.commit = ""
+        self.env = ""
+        self.build_error = ""
+
+    def feed(self, line: str) -> None:
+        text = line.rstrip("\n")
+        if m := COMMIT_LINE.match(text):
+            self.commit, self.env, self.build_error = m.group(1)[:8], "", ""
+        elif m := LOOP_ENV.match(text):
+            self.env = m.group(1)
+        elif m := COMBINATION_LINE.match(text):
+            self._point()[m.group(5)] = (m.group(4), "")
+        elif m := REASON_LINE.match(text):
+            status = self._point().get(m.group(1), ("failed", ""))[0]
+            self._point()[m.group(1)] = (status, m.group(2))
+        elif m := NOT_MEASURABLE.search(text):
+            self.build_error = m.group(1).strip()
+        elif (m := BUILD_ERROR.search(text)) and not self.build_error:
+            self.build_error = (f"{m.group(1).strip()[:200]} exited with status "
+                                f"{m.group(2)} (its output is in asv's log)")
+        elif m := SKIPPING_ENV.match(text):
+            self.env = m.group(1)
+            self._point()[WHOLE_COMMIT] = (
+                "failed", f"did not build or install: {self.build_error or 'see asv log'}")
+
+    def _point(self) -> dict[str, tuple[str, str]]:
+        return self.by_point.setdefault((self.commit, self.env), {})
+
+    def counts(self) -> Counter[str]:
+        return Counter(status for point in self.by_point.values()
+                       for name, (status, _) in point.items() if name != WHOLE_COMMIT)
 
 
 def _clock(seconds: float) -> str:

@@ -15,20 +15,35 @@ from kernelwatch.asvrun import index_versions
 from kernelwatch.errors import KernelwatchError
 
 
-def versions_matrix(base: dict, dist: str, versions: list[str]) -> dict:
+def versions_matrix(base: dict, dist: str, versions: list[str], *,
+                    requirements: bool = True) -> dict:
     """asv.conf.json with `dist` at each of `versions` in the matrix. torch (WITH_DEPS) is
     installed with its dependencies; any other library with --no-deps, beside what the
-    workloads declare importing it needs, so the matrix's torch stays."""
+    workloads declare importing it needs (`requirements`; without, the core of the matrix
+    only: a version's own requirement set is installed by libenvs), so the matrix's torch
+    stays."""
     conf = json.loads(json.dumps(base))
     req = conf.setdefault("matrix", {}).setdefault("req", {})
     if dist in targets.WITH_DEPS:
         req[dist] = list(versions)
         return conf
-    for name in targets.declared_for(dist):
+    if not requirements:
+        for name in list(req):
+            if name not in targets.CORE_REQUIREMENTS:
+                del req[name]
+    for name in targets.declared_for(dist) if requirements else ():
         for k, v in workloads.get(name).target_requirements.get(dist, {}).items():
             req.setdefault(k, [v])
-    req[dist] = [f"{v} --no-deps" for v in versions]
+    # Without the declared requirements, the run installs with PIP_NO_DEPS (see
+    # NO_DEPS_ENV): a pip flag in the value would put a space in the environment's name,
+    # which a result file's name may not hold.
+    req[dist] = [f"{v} --no-deps" if requirements else v for v in versions]
     return conf
+
+
+# What keeps pip from resolving a release's dependencies when asv builds its environment
+# (libenvs' prepare installs the release's own requirement set, torch's included, instead).
+NO_DEPS_ENV = {"PIP_NO_DEPS": "1"}
 
 
 def parse_versions(spec: str) -> tuple[str, list[str]]:

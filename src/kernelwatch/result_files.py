@@ -11,7 +11,9 @@ The layout asv writes, and nothing else:
 - `<machine>/machine.json`: the machine's facts;
 - `<machine>/<commit[:8]>-<environment>.json`: one commit measured in one environment;
 - `<machine>/<commit[:8]>-<environment>.kernels`: the kernel inventories of that run
-  (kernelwatch.inventory_file), which asv does not read.
+  (kernelwatch.inventory_file), which asv does not read;
+- `<machine>/<commit[:8]>-<environment>.outcomes`: why combinations of that run were skipped
+  or failed (kernelwatch.outcomes), which asv does not read either.
 Each is a regular file (never a link) whose content has the shape asv 0.6 writes.
 """
 
@@ -28,6 +30,7 @@ from pathlib import Path, PurePosixPath
 MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RESULT_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.json")
 KERNELS_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.kernels")
+OUTCOMES_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.outcomes")
 # Kernel names come from compilers and the profiler (C++ templates): any text but control
 # characters; only kernelwatch's pages show them, escaped.
 KERNEL_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,2000}")
@@ -71,8 +74,11 @@ def kind_of(rel: str) -> str:
             return "result"
         if KERNELS_FILE.fullmatch(parts[1]):
             return "kernels"
+        if OUTCOMES_FILE.fullmatch(parts[1]):
+            return "outcomes"
     raise Refused(f"{rel}: not a file asv writes (benchmarks.json, <machine>/machine.json, "
-                  "<machine>/<commit>-<environment>.json, or its .kernels beside it)")
+                  "<machine>/<commit>-<environment>.json, or its .kernels or .outcomes "
+                  "beside it)")
 
 
 def check_file(root: Path, rel: str) -> dict:
@@ -94,6 +100,8 @@ def check_file(root: Path, rel: str) -> dict:
             _check_machine(data, PurePosixPath(rel).parts[0])
         elif kind == "kernels":
             _check_kernels(data)
+        elif kind == "outcomes":
+            _check_outcomes(data)
         else:
             _check_result(data, PurePosixPath(rel).parts[0])
     except Refused as exc:
@@ -274,6 +282,23 @@ def _check_kernels(data: object) -> None:
         guards = entry.get("guards")
         _require(guards is None or (isinstance(guards, int) and not isinstance(guards, bool)),
                  f"{case}: guards is not a count")
+
+
+def _check_outcomes(data: object) -> None:
+    # Reasons are a library's own messages (a pin like "<=2.14.0", quotes): any text but
+    # control characters; only kernelwatch's pages show them, escaped.
+    _require(isinstance(data, dict), "not an object")
+    for name, entry in data.items():
+        _require(name == "*" or DOTTED_NAME.fullmatch(name.split("(", 1)[0]) is not None,
+                 f"{name!r}: not a benchmark name")
+        _plain(name, "name", KERNEL_NAME)
+        _require(isinstance(entry, dict) and entry.get("status") in ("skipped", "failed")
+                 and isinstance(entry.get("reason"), str)
+                 and KERNEL_NAME.fullmatch(entry["reason"]) is not None,
+                 f"{name}: not a status (skipped or failed) and a reason")
+
+
+BENCHMARK_TEXT_FIELDS = ("name", "pretty_name", "unit", "type", "version", "pretty_source")
 
 
 def _check_benchmarks(data: object) -> None:

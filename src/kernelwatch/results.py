@@ -12,7 +12,7 @@ from pathlib import Path
 from asv import util as asv_util
 from asv.results import Results, iter_results_paths
 
-from kernelwatch import result_files, workloads
+from kernelwatch import outcomes, result_files, workloads
 from kernelwatch.errors import KernelwatchError
 
 
@@ -32,6 +32,10 @@ class Row:
     unit: str = ""
     failed: bool = False  # asv recorded a failure (error, timeout): its value is None
     version: str | None = None  # the benchmark's `version` (hash) when this was measured
+    # It ran and was skipped (its value is None): NaN in asv's file, told apart from a
+    # combination that was not selected by its outcome (kernelwatch.outcomes).
+    skipped: bool = False
+    reason: str = ""  # why it was skipped or failed, where the run said
 
     @property
     def workload(self) -> str:
@@ -99,6 +103,7 @@ def load(results_dir: Path) -> list[Row]:
         ) from None
     rows: list[Row] = []
     bad: list[str] = []
+    ended = outcomes.load_all(results_dir)
     for root, filename, machine in iter_results_paths(str(results_dir)):
         path = Path(root) / filename
         try:
@@ -110,7 +115,8 @@ def load(results_dir: Path) -> list[Row]:
         except UNREADABLE as exc:
             bad.append(f"{path} ({exc})")
             continue
-        rows.extend(_rows_of(res, machine, meta))
+        rows.extend(_rows_of(res, machine, meta,
+                             ended.get((machine, res.commit_hash[:8], res.env_name), {})))
     if bad:
         raise unreadable(bad, results_dir)
     return rows
@@ -134,7 +140,8 @@ def unreadable(bad: list[str], results_dir: Path | None = None) -> KernelwatchEr
     )
 
 
-def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
+def _rows_of(res: Results, machine: str, meta: dict,
+             ended: dict[str, dict[str, str]] | None = None) -> list[Row]:
     rows = []
     for key in res.get_all_result_keys():
         if meta and key not in meta:
@@ -148,9 +155,13 @@ def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
         # benchmark. NaN marks a combination that was skipped or not selected in that run.
         combos = list(itertools.product(*params)) if params else [()]
         for combo, value, samp in zip(combos, values, samples, strict=True):
-            failed = value is None  # asv's mark of a failure; NaN: not run
+            failed = value is None  # asv's mark of a failure; NaN: not run, or skipped
+            name = f"{key}({', '.join(combo)})" if params else key
+            outcome = (ended or {}).get(name) or (ended or {}).get(outcomes.WHOLE_COMMIT) or {}
             if not isinstance(value, int | float) or math.isnan(value):
                 value, samp = None, None
+            else:
+                outcome = {}  # measured since: an older outcome no longer applies
             rows.append(Row(
                 machine=machine, commit=res.commit_hash, date=res.date or 0,
                 env_name=res.env_name, env=dict(res.params), benchmark=key,
@@ -159,5 +170,7 @@ def _rows_of(res: Results, machine: str, meta: dict) -> list[Row]:
                 value=value,
                 samples=samp if samp else None, unit=info.get("unit", ""), failed=failed,
                 version=res.benchmark_version.get(key),
+                skipped=not failed and outcome.get("status") == "skipped",
+                reason=outcome.get("reason", "") if (failed or outcome) else "",
             ))
     return rows

@@ -319,12 +319,18 @@ def kernelwatch_source(kernelwatch_repo: Path) -> Path:
 
 def target_config(base: dict, target: Target, kernelwatch_repo: Path, *,
                   torch_versions: list[str] | None = None, env_dir: str | None = None,
-                  branch: str | None = None) -> dict:
+                  branch: str | None = None, requirement_set=None) -> dict:
     """asv.conf.json turned to the target: asv's project is the library, kernelwatch (its
-    HEAD) is installed beside it by the install command, the suite is kernelwatch's."""
+    HEAD) is installed beside it by the install command, the suite is kernelwatch's. With a
+    `requirement_set` (libenvs.EnvGroup: commits that ask for the same, each with its set),
+    the environment holds the core of the matrix and libenvs' prepare installs and checks
+    each commit's set; without one, the workloads' TARGET_REQUIREMENTS (or the matrix)."""
     source = kernelwatch_source(kernelwatch_repo)
     conf = json.loads(json.dumps(base))
     req = requirements_for(target.dist, base.get("matrix", {}).get("req", {}))
+    if requirement_set is not None:
+        req = {k: list(v) for k, v in base.get("matrix", {}).get("req", {}).items()
+               if k in CORE_REQUIREMENTS}
     if torch_versions:
         req["torch"] = list(torch_versions)
     conf.update({
@@ -347,6 +353,16 @@ def target_config(base: dict, target: Target, kernelwatch_repo: Path, *,
     conf.pop("repo_subdir", None)
     if target.url:
         conf["show_commit_url"] = target.url
+    if requirement_set is not None:
+        from kernelwatch import libenvs
+
+        # prepare (libenvs) removes what another commit's build left and installs
+        # kernelwatch once per environment; the wheel replaces the library's last build.
+        conf["uninstall_command"] = []
+        conf["install_command"] = [
+            "in-dir={env_dir} python -m pip install --no-deps --force-reinstall {wheel_file}"]
+        conf = libenvs.config_for(conf, requirement_set, kernelwatch_repo, dist=target.dist,
+                                  kernelwatch_source=source)
     return conf
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from ..conftest import REPO
 
 PACKAGE = REPO / "src" / "kernelwatch"
-ENGINE = {"engine", "planner", "asvrun", "gitrepo", "snapshot", "reaper", "settings"}
+ENGINE = {"engine", "planner", "asvrun", "gitrepo", "snapshot", "reaper", "settings",
+          "libenvs"}
 MEASURING = {"measure", "environment", "inventory", "variants"}
 
 

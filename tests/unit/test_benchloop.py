@@ -26,6 +26,74 @@ def test_combination_names_are_what_asv_matches_b_against():
         "rope.RopeTime(big, compile)")
 
 
+def test_the_outcome_of_each_combination_is_logged_read_back_and_kept(tmp_path):
+    """The loop's lines (status, then the reason of a skip or failure, from the benchmark's
+    own output) as asv prints them, read by the engine's collector, kept in the outcomes
+    file beside the result file, and given to the rows by results.load. A commit that did
+    not build is one outcome for all of its benchmarks."""
+    import json
+    import math
+    import types
+
+    from kernelwatch import outcomes, progress, results
+    from kernelwatch.benchloop import COMBINATION_FORMAT, LOOP_FORMAT, REASON_FORMAT, reason_of
+
+    from ..conftest import write_case_results
+
+    skipped = types.SimpleNamespace(stderr="noise\nasv: skipped: Unavailable('llmcompressor "
+                                           "is not measurable before 0.4.0: why') \n",
+                                    errcode=0)
+    failed = types.SimpleNamespace(stderr="Traceback (most recent call last):\n  File \"x\"\n"
+                                          "TypeError: quantize_weight() got multiple values",
+                                   errcode=1)
+    assert reason_of(skipped, "skipped") == "llmcompressor is not measurable before 0.4.0: why"
+    assert reason_of(failed, "failed") == "TypeError: quantize_weight() got multiple values"
+
+    env, commit = "virtualenv-py3.11-torch2.13.0", "0dcfa37f" + "0" * 32
+    time_name = "gptq.GptqTime.track_time('tiny/proj', 'llmcompressor-eager')"
+    err_name = "gptq.GptqAccuracy.track_output_error('tiny/proj', 'llmcompressor-eager')"
+    lines = ["· For llmcompressor commit 0dcfa37f <0.12.0~30>:",
+             f"[ 10.00%] ·· {LOOP_FORMAT.format(count=2, env=env)}",
+             "[ 50.00%] ·· " + COMBINATION_FORMAT.format(done=1, total=2, seconds=3.2,
+                                                           status="skipped", name=time_name),
+             "[ 50.00%] ·· " + REASON_FORMAT.format(name=time_name,
+                                                     reason=reason_of(skipped, "skipped")),
+             "[100.00%] ·· " + COMBINATION_FORMAT.format(done=2, total=2, seconds=1.0,
+                                                          status="failed", name=err_name),
+             "[100.00%] ·· " + REASON_FORMAT.format(name=err_name,
+                                                     reason=reason_of(failed, "failed")),
+             "· For llmcompressor commit 3593ae06 <0.1.0~900>:",
+             "·· Error running /x/python -m kernelwatch.libenvs prepare (exit status 1)",
+             "   kernelwatch: not measurable: the commit built the distribution neuralmagicML",
+             f"·· Skipping {env}"]
+    ended = progress.Outcomes()
+    for line in lines:
+        ended.feed(line + "\n")
+    point = ended.by_point[("0dcfa37f", env)]
+    assert point[time_name] == ("skipped", "llmcompressor is not measurable before 0.4.0: why")
+    assert point[err_name] == ("failed", "TypeError: quantize_weight() got multiple values")
+    assert ended.by_point[("3593ae06", env)] == {"*": (
+        "failed", "did not build or install: the commit built the distribution neuralmagicML")}
+    assert ended.counts() == {"skipped": 1, "failed": 1}
+
+    res = tmp_path / "results"
+    path = write_case_results(res, "m", commit, env, {"shape": "tiny/proj",
+                                                      "variant": "llmcompressor-eager"},
+                              {"gptq.GptqTime.track_time": [1.0]})
+    data = json.loads(path.read_text())
+    data["results"]["gptq.GptqTime.track_time"][0] = [math.nan]
+    data["results"]["gptq.GptqTime.track_time"][-2] = None
+    path.write_text(json.dumps(data))
+    outcomes.record(res, "m", commit, env, point)
+    assert outcomes.path_of(res, "m", commit, env).is_file()
+    [row] = [r for r in results.load(res) if r.benchmark == "gptq.GptqTime.track_time"]
+    assert row.value is None and row.skipped and not row.failed
+    assert row.reason == "llmcompressor is not measurable before 0.4.0: why"
+    # It runs at last: the outcome goes.
+    outcomes.record(res, "m", commit, env, {time_name: ("ok", ""), err_name: ("ok", "")})
+    assert not outcomes.path_of(res, "m", commit, env).exists()
+
+
 def test_the_save_is_atomic_and_a_killed_saves_leftover_is_removed(tmp_path):
     """The result file is replaced whole; the temporary file of a process that died while
     saving is removed by the next run, and one of a live process is left alone."""

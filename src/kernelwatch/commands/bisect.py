@@ -9,10 +9,20 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch import asvrun, bisect, detect, fidelity, planner, releases, targets
+from kernelwatch import (
+    asvrun,
+    benchmark_classes,
+    bisect,
+    detect,
+    fidelity,
+    libenvs,
+    planner,
+    releases,
+    targets,
+)
 from kernelwatch import results as results_mod
 from kernelwatch.engine import RunRequest, run_suite
-from kernelwatch.errors import KernelwatchError
+from kernelwatch.errors import Interrupted, KernelwatchError
 from kernelwatch.gitrepo import find_repo_root, git_output
 from kernelwatch.report import compare
 
@@ -79,6 +89,14 @@ class _Points:
     point_field: Callable[[str], dict]  # the RunRequest fields of one point
     series: bisect.Series
     versions: bool
+    # Why a point cannot be measured here, known before running (a library's commit whose
+    # requirements or form are out of reach); None where nothing is known against it.
+    refused: Callable[[str], str | None] = lambda point: None
+    per_process: int | None = None  # samples one process records for the series
+
+    @property
+    def limit(self) -> int | None:
+        return self.per_process * self.request["processes"] if self.per_process else None
 
     def recorded(self, point: str):
         commit = self.head if self.versions else point
@@ -89,15 +107,75 @@ class _Points:
     def measure(self, point: str) -> bisect.Measured:
         row = self.recorded(point)
         if row is not None and not row.failed:
-            return bisect.measured_of(point, row, reused=True)
+            if row.skipped:  # it ran and the code under test could not: not again
+                return bisect.measured_of(point, row, reused=True)
+            self._top_up(point, row)
+            return bisect.measured_of(point, self.recorded(point), reused=True,
+                                      limit=self.limit)
+        why = self.refused(point)
+        if why:
+            print(f"kernelwatch bisect: {point[:12]} is not measurable here: {why}",
+                  flush=True)
+            return bisect.Measured(point, failed=True, skipped=True, reason=why)
         print(f"kernelwatch bisect: measuring {point[:12]} "
               f"({self.request['processes']} processes)", flush=True)
         try:
             run_suite(self.repo, RunRequest(**self.request, **self.point_field(point)))
+        except Interrupted:
+            raise
         except KernelwatchError as exc:
-            raise KernelwatchError(f"measuring {point} stopped ({exc}); the points measured "
-                                   "before it are recorded") from None
-        return bisect.measured_of(point, self.recorded(point), reused=False)
+            # A point's environment or build that fails is that point's verdict (skipped,
+            # or bad with --failed-is-bad), not the end of the search.
+            print(f"kernelwatch bisect: measuring {point[:12]} stopped: {exc}", flush=True)
+            return bisect.Measured(point, failed=True, reason=f"measuring it stopped: {exc}")
+        return bisect.measured_of(point, self.recorded(point), reused=False, limit=self.limit,
+                                  why_missing="the run recorded nothing for the series "
+                                  "(asv's log says why)")
+
+    def _top_up(self, point: str, row) -> None:
+        """A point recorded in fewer processes than the bisect asks: measured in the missing
+        ones (samples appended), so every point weighs the same."""
+        if not self.limit or not row.samples or len(row.samples) >= self.limit:
+            return
+        rounds = -(-(self.limit - len(row.samples)) // self.per_process)
+        print(f"kernelwatch bisect: {point[:12]} is recorded with {len(row.samples)} samples; "
+              f"{rounds} more process{'es' * (rounds != 1)} for the "
+              f"{self.limit} every point has", flush=True)
+        fields = {**self.request, **self.point_field(point), "processes": rounds,
+                  "rerun": True, "asv_args": ["--append-samples"]}
+        try:
+            run_suite(self.repo, RunRequest(**fields))
+        except Interrupted:
+            raise
+        except KernelwatchError as exc:
+            print(f"kernelwatch bisect: topping up {point[:12]} stopped ({exc}); its "
+                  "recorded samples are used", flush=True)
+
+
+def _per_process(repo: Path, series: bisect.Series) -> int | None:
+    """Samples one process records for the series: its class's `timed_counts`, where set."""
+    workload, cls_name, _ = series.benchmark.split(".", 2)
+    try:
+        cls = benchmark_classes.load(repo, workload, cls_name)
+    except Exception:  # a checkout whose benchmarks do not load: no top-up, nothing else
+        return None
+    counts = getattr(cls, "timed_counts", None) or {}
+    return counts.get("samples")
+
+
+def _static_refusal(repo: Path, library: targets.Target, torch: list[str] | None
+                    ) -> Callable[[str], str | None]:
+    """Why a library's commit cannot be measured, as far as is known before running it (the
+    adapter's supported range, its build files, its requirements with the fixed torch)."""
+    matrix_torch = torch or list(asvrun.asv_config(repo).get("matrix", {}).get("req", {})
+                                 .get("torch", []))
+
+    def why(point: str) -> str | None:
+        _, refused = libenvs.sets_for_commits(repo, library.repo, library.dist, [point],
+                                              matrix_torch, say=lambda line: None)
+        return refused[point].reason if point in refused else None
+
+    return why
 
 
 def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
@@ -124,8 +202,12 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     series = bisect.resolve_series(repo, workload, chosen, metrics, track)
     results = targets.results_dir(repo, library.dist) if library else repo / "results"
     if library:
+        # The environment as the run names it, less its requirement set: each commit's set
+        # is its own (libenvs), the series follows the library across them.
+        naming = libenvs.EnvGroup("0" * 10, {})
         config = targets.write_config(repo, targets.target_config(
-            asvrun.asv_config(repo), library, repo, torch_versions=torch))
+            asvrun.asv_config(repo), library, repo, torch_versions=torch,
+            requirement_set=naming))
         points = bisect.commit_points(library.repo, good, bad, f"target {dist}")
         parents = bisect.first_parents(library.repo, points)
     elif listed:
@@ -147,6 +229,8 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     def env_ok(row, point):
         if listed:
             return releases.version_label(str(row.env.get(dist, ""))) == point
+        if library:
+            return libenvs.base_env(row.env_name) == libenvs.base_env(envs[0])
         return row.env_name == envs[0]
 
     def point_field(point):
@@ -157,9 +241,25 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
         return {"range": f"{point}^!"}
 
     shared = {**series.selection(), "processes": processes, "machine": machine,
-              "skip_machine_facts": True, "torch": torch, "verbose": verbose}
+              "skip_machine_facts": True, "baseline_once": False, "torch": torch,
+              "verbose": verbose}
     measured = _Points(repo, results, machine, git_output(repo, "rev-parse", "HEAD"), env_ok,
-                       shared, point_field, series, bool(listed))
+                       shared, point_field, series, bool(listed),
+                       per_process=_per_process(repo, series))
+    if library:
+        measured.refused = _static_refusal(repo, library, torch)
+
+    def nearest_good(candidates):
+        """The first point after GOOD not known to give nothing (not refused before running,
+        not recorded as skipped or failed)."""
+        for point in candidates[1:]:
+            row = measured.recorded(point)
+            if row is not None and (row.failed or row.skipped):
+                continue
+            if row is None and measured.refused(point):
+                continue
+            return point
+        return None
     own = fidelity.thresholds(repo).get(machine, {})
     # The closing comparison is `kernelwatch compare PARENT CULPRIT` as it would judge:
     # --factor for every series where given, else each series' own threshold where
@@ -173,7 +273,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     if note := bisect.merge_note(points, parents):
         print(f"kernelwatch bisect: {note}", flush=True)
     outcome = bisect.search(points, measured.measure, factor=factor,
-                            failed_is_bad=failed_is_bad)
+                            failed_is_bad=failed_is_bad, nearest_good=nearest_good)
     labels = ({p: p for p in points} if listed else
               targets.subjects(library.repo if library else repo, points))
     print()
@@ -187,7 +287,8 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
                     for p in (outcome.parent, outcome.culprit) for r in rows
                     if r.commit == measured.head and env_ok(r, p)]
         comparisons = compare.compare(rows, base, after, factor=closing_factor,
-                                      thresholds=closing)
+                                      thresholds=closing,
+                                      env_key=libenvs.base_env if library else None)
         print()
         print(compare.markdown(comparisons, base, after, closing_factor, closing))
     return 0 if outcome.culprit else 1

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kernelwatch import detect, fidelity, inventory_file, targets, workloads
+from kernelwatch import detect, fidelity, inventory_file, libenvs, targets, workloads
 from kernelwatch import results as results_mod
-from kernelwatch.asvrun import machine_name
+from kernelwatch.asvrun import asv_config, machine_name
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.gitrepo import find_repo_root, resolve_commit
 from kernelwatch.report import compare, explain
@@ -46,6 +46,16 @@ def handle(args: argparse.Namespace) -> int:
                            base_machine=base_machine, factor=args.factor, target=args.target)
 
 
+def _not_measurable(repo, library, commit: str) -> str | None:
+    """Why a library's commit cannot be measured here, as `run` would say it before
+    running (its build files, its requirements with the matrix's torch, the adapter's
+    range), or None."""
+    torch = list(asv_config(repo).get("matrix", {}).get("req", {}).get("torch", []))[:1]
+    _, refused = libenvs.sets_for_commits(repo, library.repo, library.dist, [commit], torch,
+                                          say=lambda line: None)
+    return refused[commit].reason if commit in refused else None
+
+
 def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_machine: str,
                     factor: float | None = None, target: str | None = None) -> int:
     """Print the comparison of BASE and HEAD; 1 when something got worse beyond its
@@ -64,6 +74,10 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
     for m, commit in (base, head):
         if not any(r.machine == m and r.commit == commit for r in rows):
             machines = sorted({r.machine for r in rows if r.commit == commit})
+            why = _not_measurable(repo, library, commit) if target else None
+            if why:
+                raise KernelwatchError(f"{commit[:8]} of {library.dist} has no results: it is "
+                                       f"not measurable here ({why})")
             raise KernelwatchError(
                 f"no results for commit {commit[:8]} on machine {m!r}"
                 + (f" (it has results on: {', '.join(machines)}; --machine / "
@@ -72,7 +86,8 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
     thresholds = None if factor else fidelity.thresholds(repo).get(machine)
     factor = factor or detect.DEFAULT_FACTOR
     comparisons = compare.compare(rows, base, head, factor=factor, thresholds=thresholds,
-                                  gate=workloads.gate_failure)
+                                  gate=workloads.gate_failure,
+                                  env_key=libenvs.base_env if target else None)
     if not comparisons:
         raise KernelwatchError("the two have no series in common; run the same selection "
                                "at both")
@@ -88,6 +103,10 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
     if drift:
         print("\n#### Break-even drift (calls to pay back a compile or quantization)\n")
         print("\n".join(drift))
+    failing = [c for c in comparisons if c.mark == compare.FAILING]
+    if failing:
+        print(f"kernelwatch: {len(failing)} series fail at both commits (marked `failing`; "
+              "the reasons are in the table)", file=sys.stderr)
     worse = [c for c in comparisons if c.mark in compare.WORSE_MARKS]
     if worse:
         print(f"\nkernelwatch: {len(worse)} series worse beyond their threshold "

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from kernelwatch import fidelity, inventory_file, result_files, targets, workloads
+from kernelwatch import fidelity, inventory_file, libenvs, result_files, targets, workloads
 from kernelwatch.asvrun import (
     asv_config,
     asv_executable,
@@ -131,6 +131,7 @@ def _publish(repo: Path, library: targets.Target | None, target: str | None, sit
                commit_order={c: len(history) - i for i, c in enumerate(history)},
                commit_subjects=targets.subjects(library.repo, history) if library else None,
                commit_url=library.url if library else None,
+               env_key=libenvs.base_env if library else None,
                **fidelity_for_site(repo))
     for left in offline.make_offline(building):
         print(f"kernelwatch: warning: {left} still loads from the network (asv's pages "

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
+from kernelwatch import libenvs, targets, workloads
 from kernelwatch import results as results_mod
-from kernelwatch import targets, workloads
 from kernelwatch.gitrepo import find_repo_root
 from kernelwatch.report import site
 
@@ -23,5 +24,7 @@ def print_report(repo: Path, target: str | None = None) -> int:
     """The text tables of results/ (a --target library's: results-DIST/)."""
     results = targets.results_dir(repo, targets.dist_of(target)) if target else repo / "results"
     rows = results_mod.load(results)
+    if target:  # a library's history: one environment across its commits' requirement sets
+        rows = [dataclasses.replace(r, env_name=libenvs.base_env(r.env_name)) for r in rows]
     print(site.text_table(rows, workloads.bytes_for_benchmark))
     return 0

@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--rerun", action="store_true",
                    help="measure again what is already recorded, replacing it (default: each "
                    "commit and environment measures only the selected results not yet "
-                   "recorded; failed ones are tried again)")
+                   "recorded; failed ones are tried again, skipped ones are kept: their "
+                   "reason is recorded and would be the same)")
     r.add_argument("--processes", type=int, default=1, metavar="K",
                    help="measure each benchmark in K fresh processes, samples pooled (asv "
                    "--append-samples): K=3 halves the noise between commits on a shared "
@@ -70,6 +71,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="these released versions of DIST side by side in asv's matrix (torch "
                    "or a declared library, installed with --no-deps beside its declared "
                    "requirements); the versions page compares them")
+    r.add_argument("--steps", type=int, metavar="N",
+                   help="at most N commits of the range, spread evenly (the newest and the "
+                   "oldest included), as asv's --steps")
     r.add_argument("--shard", metavar="K/N",
                    help="only the K-th of N deterministic parts of the selection (class x "
                    "parameter combinations; environment facts in every part), for N runners")
@@ -103,4 +107,4 @@ def handle(args: argparse.Namespace) -> int:
         processes=args.processes, dry_run=args.dry_run, verbose=args.verbose,
         asv_args=args.asv_args, target=args.target, versions=args.versions,
         shard=args.shard, skip_machine_facts=args.skip_machine_facts,
-        launch_method=args.launch_method))
+        launch_method=args.launch_method, steps=args.steps))

@@ -1,7 +1,11 @@
 """`kernelwatch compare BASE HEAD`: every series measured at both commits, as markdown for a
 pull-request comment or a CI step summary, significant changes first. The marks are
-`asv compare`'s: `+` worse, `-` better, `!` newly failing, `*` no longer failing, `x` not
-comparable (the benchmark's `version` changed between the two), blank otherwise. The kernels
+`asv compare`'s: `+` worse, `-` better, `!` newly failing (after it ran, or after it was
+skipped), `*` no longer failing, `x` not comparable (the benchmark's `version` changed
+between the two), blank otherwise; and two words where no number can be compared:
+`failing` (failed at both) and `skipped` (skipped at HEAD, with the reason). A library's
+commits measured with different requirement sets are compared as one environment (the
+`env_key` that drops the set), the sets named beside. The kernels
 one call launches are a change whenever their count differs, however little the time moved
 (more kernels `+`: a fusion was lost). A faster variant whose output fails its workload's
 quality gate at HEAD is not counted as better.
@@ -9,6 +13,7 @@ quality gate at HEAD is not counted as better.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kernelwatch import detect
@@ -19,6 +24,7 @@ from kernelwatch.results import Row
 # asv compare's marks for detect.judge's flags: x for a benchmark whose code changed.
 MARKS = {"worse": "+", "better": "-", "": " ", detect.NOT_COMPARABLE: "x"}
 WORSE_MARKS = ("+", "!")
+FAILING, SKIPPED = "failing", "skipped"
 
 
 @dataclass
@@ -36,27 +42,31 @@ class Comparison:
     # change measured so may be the GPU's, not the code's.
     conditions: str = ""
     param_names: tuple[str, ...] = ()
+    skipped: tuple[bool, bool] = (False, False)  # (base, head) ran and were skipped
 
     @property
     def ratio(self) -> float | None:
         return self.change.ratio if self.change else None
 
 
-def _series(rows: list[Row], machine: str, commit: str) -> dict[tuple, Row]:
-    return {(r.env_name, r.benchmark, tuple(r.params.items())): r for r in rows
+def _series(rows: list[Row], machine: str, commit: str,
+            env_key: Callable[[str], str] | None = None) -> dict[tuple, Row]:
+    key = env_key or (lambda env: env)
+    return {(key(r.env_name), r.benchmark, tuple(r.params.items())): r for r in rows
             if r.machine == machine and r.commit == commit
-            and (r.value is not None or r.failed)}
+            and (r.value is not None or r.failed or r.skipped)}
 
 
 
 def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             factor: float = detect.DEFAULT_FACTOR,
             thresholds: dict[str, float] | None = None,
-            gate=None) -> list[Comparison]:
+            gate=None, env_key: Callable[[str], str] | None = None) -> list[Comparison]:
     """Series recorded at `base` and `head`, each a (machine, full commit hash). A series
     with a threshold in `thresholds` (series key -> factor, from `kernelwatch fidelity` on
-    the head's machine) is judged at it; the others at `factor`."""
-    before, after = _series(rows, *base), _series(rows, *head)
+    the head's machine) is judged at it; the others at `factor`. `env_key` names the
+    environment a series is matched by (a library's commits: without its requirement set)."""
+    before, after = _series(rows, *base, env_key), _series(rows, *head, env_key)
     checks = clocks.flagged_checks(rows)
     failing = _failing_gates(after.values(), gate)
     out = []
@@ -67,10 +77,14 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         change = None
         if a.version and b.version and a.version != b.version:
             mark = MARKS[detect.NOT_COMPARABLE]
-        elif a.failed and not b.failed:
-            mark = "!"
-        elif b.failed and not a.failed:
+        elif a.failed and b.failed:
+            mark = FAILING
+        elif a.failed:
+            mark = "!"  # after a value, or after a skip: either way it now fails
+        elif b.failed and not a.skipped:
             mark = "*"
+        elif a.skipped:
+            mark = SKIPPED
         elif a.median is None or b.median is None:
             mark = " "
         else:
@@ -81,6 +95,13 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         notes = [f"{side}: {note}" for side, (machine, commit) in (("base", base), ("head", head))
                  if (note := clocks.note_for(checks, machine, env, commit, bench, params))]
         conditions = f"device check, {'; '.join(notes)}" if notes else ""
+        why = [f"{side}: {r.reason}" for side, r in (("base", b), ("head", a))
+               if (r.failed or r.skipped) and r.reason]
+        if why:
+            conditions = "; ".join(filter(None, [conditions, *why]))
+        if env_key and b.env_name != a.env_name:
+            conditions = "; ".join(filter(None, [conditions,
+                                                 _env_change(b.env_name, a.env_name)]))
         reason = failing.get((env, bench.split(".")[0], params))
         if mark == "-" and reason:
             mark = " "  # a speedup counts only when the output passes its quality gate
@@ -88,11 +109,22 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
                                                  f"quality gate ({reason})"]))
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark, key_of_series,
-                              conditions, tuple(k for k, _ in params)))
-    order = {"+": 0, "!": 1, "-": 2, "*": 3, "x": 4, " ": 5}
+                              conditions, tuple(k for k, _ in params),
+                              (b.skipped, a.skipped)))
+    order = {"+": 0, "!": 1, FAILING: 2, SKIPPED: 3, "-": 4, "*": 5, "x": 6, " ": 7}
     out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(detect.MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
     return out
+
+
+def _env_change(before: str, after: str) -> str:
+    """What differs between two environment names (a library's requirement sets)."""
+    b, a = before.split("-"), after.split("-")
+    old = "-".join(t for t in b if t not in a)
+    new = "-".join(t for t in a if t not in b)
+    label = "requirement set" if "KERNELWATCH_REQUIREMENTS" in old + new else "environment"
+    strip = "KERNELWATCH_REQUIREMENTS"
+    return f"{label} {old.replace(strip, '')} -> {new.replace(strip, '')}"
 
 
 def _failing_gates(rows, gate) -> dict[tuple, str]:
@@ -114,9 +146,9 @@ def timed_changes(comparisons: list[Comparison]) -> set[tuple]:
             and (c.unit == "seconds" or c.benchmark.endswith(detect.KERNEL_COUNT))}
 
 
-def _value(v: float | None, unit: str) -> str:
+def _value(v: float | None, unit: str, skipped: bool = False) -> str:
     if v is None:
-        return "failed"
+        return "skipped" if skipped else "failed"
     return fmt_value(v, unit)
 
 
@@ -134,16 +166,21 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
     own = sum(c.series in (thresholds or {}) for c in comparisons)
     better = sum(c.mark in ("-", "*") for c in comparisons)
     incomparable = sum(c.mark == "x" for c in comparisons)
+    failing = sum(c.mark == FAILING for c in comparisons)
+    skipped = sum(c.mark == SKIPPED for c in comparisons)
     lines = [f"### kernelwatch: {head[1][:8]} ({md_code(head[0])}) against {base[1][:8]} "
              f"({md_code(base[0])})",
              "",
-             f"{worse} worse, {better} better, {incomparable} not comparable, "
-             f"{len(comparisons) - worse - better - incomparable} unchanged of "
-             f"{len(comparisons)} series (a change counts when asv's test on the samples "
+             f"{worse} worse, {better} better, {failing} failing, {skipped} skipped, "
+             f"{incomparable} not comparable, "
+             f"{len(comparisons) - worse - better - incomparable - failing - skipped} "
+             f"unchanged of {len(comparisons)} series (a change counts when asv's test on "
+             "the samples "
              f"finds it significant and the medians differ by more than {factor:.2f}x"
              + (f", or by the series' own threshold from `kernelwatch fidelity` where "
                 f"measured ({own} series, column `threshold`)" if own else "") + "; `+` "
-             "worse, `-` better, `!` newly failing, `*` fixed, `x` not comparable: the "
+             "worse, `-` better, `!` newly failing, `*` fixed, `failing` failed at both, "
+             "`skipped` skipped at HEAD (the reason beside), `x` not comparable: the "
              "benchmark's version changed).",
              "",
              "| | before | after | ratio | threshold | benchmark (parameters) | environment |",
@@ -151,8 +188,8 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
     for c in comparisons[:row_limit]:
         ratio = f"{c.ratio:.2f}" if c.ratio is not None and c.mark != "x" else "n/a"
         threshold = (thresholds or {}).get(c.series, factor)
-        lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit)} | "
-                     f"{_value(c.after, c.unit)} | {ratio} | {threshold:.2f} | "
+        lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit, c.skipped[0])} | "
+                     f"{_value(c.after, c.unit, c.skipped[1])} | {ratio} | {threshold:.2f} | "
                      f"{md_code(c.benchmark, table=True)} "
                      f"({md_code(c.params, table=True)})"
                      + (f" ({md_text(c.conditions)})" if c.conditions else "")

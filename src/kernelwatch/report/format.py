@@ -42,6 +42,32 @@ def env_label(row: Row) -> str:
     return f"{row.machine} / {row.env_name} / torch {torch}"
 
 
+# Facts that tell two environments apart, in the order a reader looks for them.
+ENV_FACTS = ("gpu", "torch", "cuda", "transformers", "onnxruntime", "torchao",
+             "llmcompressor", "transformer_engine", "liger_kernel", "num_cpu", "threads")
+
+
+def short_env_names(groups: dict[tuple[str, str], list[Row]]) -> dict[tuple[str, str], str]:
+    """A short name per (machine, env): the machine, then the facts whose values differ
+    between the environments given (torch always, where recorded); where two are still
+    alike, the parts of asv's environment names that differ (a requirement set, a pin)."""
+    facts = {key: rows[0].env for key, rows in groups.items()}
+    differing = [f for f in ENV_FACTS
+                 if f == "torch" or len({str(e.get(f)) for e in facts.values()}) > 1]
+    out = {}
+    for (machine, env_name), env in facts.items():
+        shown = [f"{f} {env[f]}" for f in differing if env.get(f) not in (None, "", "none")]
+        out[(machine, env_name)] = " · ".join([machine, *shown])
+    alike = [k for k in out if list(out.values()).count(out[k]) > 1]
+    if alike:
+        tokens = {k: k[1].split("-") for k in alike}
+        common = set.intersection(*(set(t) for t in tokens.values()))
+        for k in alike:
+            extra = [t for t in tokens[k] if t not in common]
+            out[k] += " · " + ("-".join(extra) or k[1])
+    return out
+
+
 EMPTY_CELLS = ("n/a", "", "-")
 
 
@@ -124,6 +150,7 @@ NAV = ('<p><a href="overview.html">overview</a> &middot; '
        '<a href="../index.html">asv history (all series, per commit)</a> &middot; '
        '<a href="speedups.html">speedups over commits (charts)</a> &middot; '
        '<a href="regressions.html">regressions</a> &middot; '
+       '<a href="outcomes.html">skipped and failed</a> &middot; '
        '<a href="torch.html">versions side by side</a> &middot; '
        '<a href="roofline.html">roofline</a> &middot; '
        '<a href="break-even.html">break-even of compiling and quantizing</a> &middot; '

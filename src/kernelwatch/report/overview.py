@@ -15,27 +15,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from kernelwatch.report import speedups
-from kernelwatch.report.format import NAV, html_table, page
+from kernelwatch.report.format import NAV, html_table, page, short_env_names
 from kernelwatch.results import Row
 
-# Facts that tell two environments apart, in the order a reader looks for them.
-ENV_FACTS = ("gpu", "torch", "cuda", "transformers", "onnxruntime", "torchao",
-             "llmcompressor", "transformer_engine", "liger_kernel", "num_cpu", "threads")
 COLD_COMPILE = "track_cold_compile"
 PEAK_MEMORY = ("track_peak_cuda_allocated", "track_peak_rss")
-
-
-def env_names(groups: dict[tuple[str, str], list[Row]]) -> dict[tuple[str, str], str]:
-    """A short name per (machine, env): the machine, then the facts whose values differ
-    between the environments of the page (torch always, where recorded)."""
-    facts = {key: rows[0].env for key, rows in groups.items()}
-    differing = [f for f in ENV_FACTS
-                 if f == "torch" or len({str(e.get(f)) for e in facts.values()}) > 1]
-    out = {}
-    for (machine, _env), env in facts.items():
-        shown = [f"{f} {env[f]}" for f in differing if env.get(f) not in (None, "", "none")]
-        out[(machine, _env)] = " · ".join([machine, *shown])
-    return out
+# The short names of environments (what differs between them): format's, named here too.
+env_names = short_env_names
 
 
 def _geomean(values: list[float]) -> float | None:

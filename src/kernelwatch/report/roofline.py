@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kernelwatch.report import copy_bandwidth
-from kernelwatch.report.format import NAV, env_label, fmt_seconds, html_table, page
+from kernelwatch.report.format import NAV, fmt_seconds, html_table, page, short_env_names
 from kernelwatch.results import Row
 
 MATMUL_KEY = "environment.Environment.track_matmul_seconds_per_tflop"
@@ -95,7 +95,8 @@ def write(env_groups: dict[tuple, list[Row]], out_dir: Path, bytes_for: WorkLook
              "kernel the project knows for the case, marked \u201cthe reference\u201d), "
              "each variant's speed as a share of it on the same case.</p>"]
     any_rows = False
-    for _, env_rows in sorted(env_groups.items()):
+    names = short_env_names(env_groups)
+    for key, env_rows in sorted(env_groups.items()):
         rows = rows_of(env_rows, bytes_for, flops_for, reference_for)
         if not rows:
             continue
@@ -103,7 +104,7 @@ def write(env_groups: dict[tuple, list[Row]], out_dir: Path, bytes_for: WorkLook
         bandwidth, peak = ceilings(env_rows)
         facts = (f"copy {bandwidth / 1e9:.3g} GB/s" if bandwidth else "copy not measured") + (
             f", matmul {peak / 1e12:.3g} TFLOP/s" if peak else ", matmul not measured")
-        parts.append(f"<h2>{html.escape(env_label(env_rows[0]))} "
+        parts.append(f"<h2>{html.escape(names[key])} "
                      f"({env_rows[0].device_type})</h2><p class=env>{html.escape(facts)}</p>")
         parts.append(html_table(HEADERS, [cells(r) for r in rows]))
     if not any_rows:

@@ -8,6 +8,7 @@ previous commit. Plain HTML, no scripts, so it opens offline.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import textwrap
 from collections import defaultdict
@@ -25,6 +26,7 @@ from kernelwatch.report import (
     torch_versions,
     views,
 )
+from kernelwatch.report import outcomes as outcome_view
 from kernelwatch.report.format import (
     NAV,
     aligned,
@@ -32,6 +34,7 @@ from kernelwatch.report.format import (
     env_label,
     html_table,
     page,
+    short_env_names,
     with_values,
 )
 from kernelwatch.results import Row, branch_order, load
@@ -183,7 +186,7 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
     only the columns that have a value."""
     lines = []
     groups = latest_commit_rows(rows)
-    names = overview.env_names(groups)
+    names = short_env_names(groups)
     for key, env_rows in sorted(groups.items()):
         peak = copy_bandwidth(env_rows)
         lines.append(f"== {names[key]}  {_commits(env_rows)}"
@@ -207,6 +210,8 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
                     i = table.headers.index("device clock")  # the host's, on a CPU
                     rows = [r[:i] + r[i + 1:] for r in rows]
                 lines.extend(aligned(with_values(rows)))
+        lines.extend(outcome_view.text_lines([r for r in env_rows
+                                              if r.failed or r.skipped]))
         lines.append("")
     return "\n".join(lines) if lines else "no results yet"
 
@@ -215,11 +220,11 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
 FidelityTables = dict[str, tuple[dict, list[str], list[list[str]], str]]
 
 
-def _env_heading(env_rows: list[Row]) -> str:
+def _env_heading(env_rows: list[Row], name: str | None = None) -> str:
     r0 = env_rows[0]
     env_facts = ", ".join(f"{k}={v}" for k, v in sorted(r0.env.items())
                           if k in ("cpu", "gpu", "driver", "torch", "cuda", "num_cpu"))
-    return (f"<h3>{html.escape(env_label(r0))} &mdash; "
+    return (f"<h3>{html.escape(name or env_label(r0))} &mdash; "
             f"<code>{html.escape(_commits(env_rows))}</code></h3>"
             f"<p class=env>{html.escape(env_facts)}</p>")
 
@@ -244,13 +249,20 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
           gate: speedups.GateLookup | None = None,
           commit_subjects: dict[str, str] | None = None,
           commit_url: str | None = None,
-          reference_for: roofline.ReferenceLookup | None = None) -> Path:
+          reference_for: roofline.ReferenceLookup | None = None,
+          env_key: Callable[[str], str] | None = None) -> Path:
     """Write html/kernelwatch/: index.html (speedup vs eager per environment, and a count of
     flagged changes), regressions.html, writeups.html, roofline.html, torch.html,
     fidelity.html and (given `baseline_for`) speedups.html and break-even.html, from
     results/; return the index's path. asv's own site must already be in `html_dir`
-    (regressions.html reads its regressions.xml)."""
+    (regressions.html reads its regressions.xml). `env_key` names the environment a series
+    is followed in (a library's history: without the requirement set of each commit, which
+    stays in the row's facts as `asv environment`)."""
     rows = load(results_dir)
+    if env_key:
+        rows = [dataclasses.replace(r, env_name=env_key(r.env_name),
+                                    env={**r.env, "asv environment": r.env_name})
+                for r in rows]
     out_dir = Path(html_dir) / "kernelwatch"
     out_dir.mkdir(parents=True, exist_ok=True)
     ch = changes(rows, thresholds, commit_order, _inventories(results_dir, rows))
@@ -262,6 +274,9 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     parts = ["<h1>kernelwatch</h1>", NAV,
              f'<p><a href="regressions.html">Regressions</a>: {flagged} of {len(ch)} '
              "series got significantly worse in their newest commit.</p>",
+             f'<p><a href="outcomes.html">Skipped and failed</a>: '
+             f"{sum(r.skipped for r in rows)} cases skipped and {sum(r.failed for r in rows)} "
+             "failed across the results, each with the reason its run recorded.</p>",
              "<h2>Speedup vs eager: the newest measurement of each case, per environment</h2>",
              "<p>Device time is the median per call of the kernel's own work: on a GPU, "
              "CUDA-graph replays where the case can be captured, else the GPU's busy time in "
@@ -282,8 +297,9 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     env_groups = latest_commit_rows(rows)
     overview.write(env_groups, out_dir, baseline_for or (lambda workload, device: "eager"),
                    gate, ch)
-    for _, env_rows in sorted(env_groups.items()):
-        heading = _env_heading(env_rows)
+    names = short_env_names(env_groups)
+    for key, env_rows in sorted(env_groups.items()):
+        heading = _env_heading(env_rows, names[key])
         body = [[cell(d.get(c), k) for c, k in SPEEDUP_COLUMNS]
                 for d in speedup_rows(env_rows, bytes_moved)]
         if body:
@@ -306,9 +322,10 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     (out_dir / "fidelity.html").write_text(page("kernelwatch: fidelity",
                                                  _fidelity_parts(fidelity or {})))
     if baseline_for:
-        speedups.write(rows, out_dir, baseline_for, gate)
+        speedups.write(rows, out_dir, baseline_for, gate, baseline_once=env_key is not None)
         break_even.write(rows, out_dir, baseline_for, commit_order)
     torch_versions.write(rows, out_dir)
+    outcome_view.write(rows, out_dir, commit_subjects)
     return out
 
 

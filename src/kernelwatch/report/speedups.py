@@ -52,9 +52,11 @@ def gate_failures(rows: list[Row], gate: GateLookup | None) -> dict[tuple, str]:
 
 
 def series(rows: list[Row], baseline_for: BaselineLookup,
-           gate: GateLookup | None = None) -> list[Series]:
+           gate: GateLookup | None = None, baseline_once: bool = False) -> list[Series]:
     """Speedup over commits of each timed case (workload primary track) per machine; each
-    point carries the reason its variant failed a quality gate at that commit, if it did."""
+    point carries the reason its variant failed a quality gate at that commit, if it did.
+    `baseline_once`: a library's history, where the baseline is the project's own code,
+    measured once: a commit without one is judged against the newest of its environment."""
     failures = gate_failures(rows, gate)
     timed = [r for r in rows if r.track in PRIMARY_TRACKS
              and "variant" in r.params and r.median]
@@ -66,9 +68,11 @@ def series(rows: list[Row], baseline_for: BaselineLookup,
         baseline = baseline_for(bench.split(".")[0], rs[0].device_type)
         base = {(r.env_name, r.commit): r.median for r in rs
                 if r.params["variant"] == baseline}
+        newest = {r.env_name: r.median for r in sorted(rs, key=lambda r: r.date)
+                  if r.params["variant"] == baseline} if baseline_once else {}
         lines: dict[tuple[str, str], list] = defaultdict(list)
         for r in sorted(rs, key=lambda r: r.date):
-            b = base.get((r.env_name, r.commit))
+            b = base.get((r.env_name, r.commit)) or newest.get(r.env_name)
             if b and r.params["variant"] != baseline:
                 torch = r.env.get("torch", "?")
                 failed = failures.get((r.machine, r.env_name, r.commit, bench.split(".")[0],
@@ -121,12 +125,15 @@ def _table(s: Series) -> str:
 
 
 def write(rows: list[Row], out_dir: Path, baseline_for: BaselineLookup,
-          gate: GateLookup | None = None) -> Path:
+          gate: GateLookup | None = None, baseline_once: bool = False) -> Path:
     """html/kernelwatch/speedups.html (and plotly.min.js beside it)."""
     from plotly.offline import get_plotlyjs
 
-    all_series = series(rows, baseline_for, gate)
-    parts = ["<h1>Speedups over commits</h1>", NAV,
+    all_series = series(rows, baseline_for, gate, baseline_once)
+    once = ("<p>A library's history: its variants at each of its commits against the "
+            "project's own baseline, the same code at every commit, measured once per run "
+            "(the newest measurement of each environment).</p>" if baseline_once else "")
+    parts = ["<h1>Speedups over commits</h1>", NAV, once,
              "<p>Each variant's time against its workload's baseline variant (eager; GPT-2: "
              "fp32 on a CPU, bf16 on a GPU) in the same environment and commit: device time "
              "for kernels, the decode step for generation. One line per variant and torch "

@@ -20,6 +20,7 @@ from kernelwatch.errors import unknown_name
 from kernelwatch.workloads.declaration import (  # noqa: F401  (the names a spec uses)
     QUICK_SUITE,
     SUITE_NAMES,
+    Library,
     SuitePart,
     Variant,
     Workload,

@@ -74,6 +74,19 @@ def compile_variant(mode: str) -> Variant:
 
 
 @dataclass(frozen=True)
+class Library:
+    """A library whose code some of a workload's cases run, as its adapter (the code that
+    calls it, beside the case) can call it: `supported`, the releases it follows (a PEP 440
+    specifier); `why_not_before`, what is said of a commit or release below them;
+    `build_names`, the other names the library's own builds went by (a build named otherwise
+    is another project, not the library asked for)."""
+
+    supported: str
+    why_not_before: str
+    build_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SuitePart:
     """One part of a workload's share of a suite: these parameter values ({} or a missing
     name: every value), these metric families, and of their track_ methods these names
@@ -102,6 +115,8 @@ class Workload:
     - targets: {distribution: the cases that run its code} beyond the variants' own
       `library` (a {parameter: values} dict, {} for every case); target_requirements:
       {distribution: {requirement: exact version or ""}}, what importing it needs.
+    - libraries: {distribution: Library}: the releases each adapter follows (kernelwatch
+      run --target and --versions name what is below them before building anything).
     - renamed: {parameter name: {old value: new value}}: results recorded under old names
       read under the new ones (asv names, params and versions never change).
     - bytes_for / flops_for(params): the fewest bytes a case moves, its matmul FLOPs (GB/s,
@@ -121,6 +136,7 @@ class Workload:
     validate_settings: Callable[[dict, dict], None] | None = None
     targets: dict[str, list[str] | dict] = field(default_factory=dict)
     target_requirements: dict[str, dict[str, str]] = field(default_factory=dict)
+    libraries: dict[str, Library] = field(default_factory=dict)
     renamed: dict[str, dict[str, str]] = field(default_factory=dict)
     bytes_for: Callable[[dict], int] | None = None
     flops_for: Callable[[dict], int] | None = None

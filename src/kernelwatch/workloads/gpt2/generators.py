@@ -9,6 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+# The transformers releases the GPT-2 generator can call: `generate(min_new_tokens=...)`
+# (4.26.0 on), without which random weights stop early on EOS, and Conv1D in
+# `transformers.pytorch_utils` (there since before 4.25).
+
 
 class _TokenStreamer:
     """transformers' streamer protocol: `put` gets the prompt first, then each new token

@@ -8,6 +8,10 @@ from torch import nn
 
 from kernelwatch.errors import Unavailable
 
+# torchao_quantize calls `quantize_` with the config classes (Int8WeightOnlyConfig,
+# Int8DynamicActivationInt8WeightConfig), which 0.9.0 introduced: the releases it follows
+# are the workload's declaration (spec.LIBRARIES).
+
 
 def conv1d_to_linear(model: nn.Module) -> int:
     """Replace every `transformers.pytorch_utils.Conv1D` (weight [in, out]) with an

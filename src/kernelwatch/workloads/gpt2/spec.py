@@ -13,6 +13,7 @@ from kernelwatch.errors import KernelwatchError
 from kernelwatch.workloads.declaration import (
     CPU,
     CUDA,
+    Library,
     SuitePart,
     Variant,
     Workload,
@@ -123,7 +124,16 @@ def validate_settings(settings: dict[str, str], chosen: dict[str, list[str]]) ->
             check_checkpoint(Path(path), size)
 
 
+# What generators.py and quantize.py call: generate(min_new_tokens=...) and torchao's
+# quantize_ with the config classes.
+TORCHAO = Library(">=0.9.0", "before 0.9.0 quantize_ takes the lower-case functions "
+                  "(int8_weight_only()), not the config classes called here")
+LIBRARIES = {"transformers": Library(">=4.26.0", "generate() takes min_new_tokens from "
+                                     "4.26.0 on"),
+             "torchao": TORCHAO}
+
+
 SPEC = Workload(
     name="gpt2", params=PARAMS, metrics=BENCHMARKS, variants=VARIANTS, suites=SUITES,
     baseline=BASELINE, settings=SETTINGS, validate_settings=validate_settings,
-    targets={"transformers": {}})
+    targets={"transformers": {}}, libraries=LIBRARIES)

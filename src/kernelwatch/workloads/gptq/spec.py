@@ -8,7 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kernelwatch.time_methods import CUDA_EVENTS
-from kernelwatch.workloads.declaration import SuitePart, Variant, Workload, variant_table
+from kernelwatch.workloads.declaration import (
+    Library,
+    SuitePart,
+    Variant,
+    Workload,
+    variant_table,
+)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,17 @@ QUALITY_TOLERANCE = 0.01
 CALIBRATION_SAMPLES = 512
 
 
+# llm-compressor's quantize_weight as upstream.py follows it: four forms back to 0.4.0. 0.2-0.5
+# built `llmcompressor-dev` unless released; 2019's `neuralmagicml` and 2024's
+# `sparseml-nightly` (the history it grew from) are another project.
+LIBRARIES = {"llmcompressor": Library(
+    ">=0.4.0", "GPTQ there is GPTQWrapper, a module wrapper fed by forward hooks, with no "
+    "function of a weight and a Hessian to call",
+    ("llmcompressor-dev", "llmcompressor-nightly"))}
+
+
 SPEC = Workload(
     name="gptq", params=PARAMS, metrics=BENCHMARKS, variants=VARIANTS, suites=SUITES,
-    reference=REFERENCE, target_requirements=TARGET_REQUIREMENTS, quality_gate=quality_gate,
+    reference=REFERENCE, target_requirements=TARGET_REQUIREMENTS, libraries=LIBRARIES,
+    quality_gate=quality_gate,
     device_method_for=lambda params: DEVICE_METHOD)

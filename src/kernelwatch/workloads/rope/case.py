@@ -32,6 +32,7 @@ from kernelwatch.workloads.rope.spec import (
 from kernelwatch.workloads.rope.spec import (
     SPEC as SPEC,
 )
+from kernelwatch.workloads.rope.upstream import te_apply_rotary_pos_emb
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -94,13 +95,8 @@ def reference(form: str, inputs: tuple) -> tuple:
 
 
 def _te_fused(form: str, shape: RopeShape, device: torch.device) -> Callable:
-    try:
-        from transformer_engine.pytorch.attention.rope import apply_rotary_pos_emb
-    except ImportError as exc:
-        raise Unavailable(
-            f"te-fused needs transformer_engine, which does not import here ({exc}); "
-            "install it with `pip install kernelwatch[te]` on a machine with nvcc and cuDNN"
-        ) from exc
+    interleaved = form == "interleaved"
+    apply_rotary_pos_emb = te_apply_rotary_pos_emb(interleaved)
     # TE takes angles [S, 1, 1, D] and a tensor laid out "bshd"; q/k are [B, H, S, D], so
     # transposed views are passed (the fused kernel reads strides) and the result is viewed
     # back. The angles are built once here, as a model would cache them.
@@ -110,13 +106,12 @@ def _te_fused(form: str, shape: RopeShape, device: torch.device) -> Callable:
     else:
         theta = theta.repeat_interleave(2, dim=-1)
     freqs = theta[:, None, None, :].contiguous()
-    interleaved = form == "interleaved"
 
     def te_rope(q, k, cos, sin):
         out = []
         for t in (q, k):
             y = apply_rotary_pos_emb(t.transpose(1, 2), freqs, tensor_format="bshd",
-                                     interleaved=interleaved, fused=True)
+                                     fused=True)
             out.append(y.transpose(1, 2))
         return tuple(out)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from kernelwatch.time_methods import CUDA_GRAPH
 from kernelwatch.workloads.declaration import (
     CUDA,
+    Library,
     SuitePart,
     Variant,
     Workload,
@@ -142,7 +143,15 @@ def device_method_for(params: dict) -> str:
     return DEVICE_METHOD
 
 
+# The releases upstream.py calls: TransformerEngine's apply_rotary_pos_emb in its three
+# module paths (the interleaved form from 2.3.0), Liger's LigerRopeFunction in one form.
+LIBRARIES = {
+    "transformer-engine": Library(">=1.13.0", "releases before 1.13.0 were not surveyed "
+                                  "(their wheels hold the framework code elsewhere)"),
+    "liger-kernel": Library(">=0.1.0", "there is no release before 0.1.0"),
+}
+
 SPEC = Workload(
     name="rope", params=PARAMS, metrics=BENCHMARKS, variants=VARIANTS, suites=SUITES,
-    reference="triton", bytes_for=bytes_for, quality_gate=quality_gate,
+    reference="triton", libraries=LIBRARIES, bytes_for=bytes_for, quality_gate=quality_gate,
     device_method_for=device_method_for)

@@ -17,6 +17,7 @@ from kernelwatch.workloads.declaration import (
     CPU,
     CUDA,
     DEVICE_TYPES,
+    Library,
     SuitePart,
     Variant,
     Workload,
@@ -172,7 +173,13 @@ def flops_for(params: dict) -> int | None:
     return batch * (depth * per_block + ends)
 
 
+# torchao's quantize_ with the config classes (case.py), as GPT-2 calls it.
+LIBRARIES = {"torchao": Library(">=0.9.0", "before 0.9.0 quantize_ takes the lower-case "
+                                "functions (int8_weight_only()), not the config classes "
+                                "called here")}
+
+
 SPEC = Workload(
     name="vae", params=PARAMS, metrics=BENCHMARKS, variants=VARIANTS, suites=SUITES,
-    settings=SETTINGS, flops_for=flops_for, quality_gate=quality_gate,
+    settings=SETTINGS, libraries=LIBRARIES, flops_for=flops_for, quality_gate=quality_gate,
     device_method_for=device_method_for)
