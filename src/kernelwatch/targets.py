@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import subprocess
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -376,17 +375,6 @@ def write_config(kernelwatch_repo: Path, conf: dict) -> Path:
         tmp.write_text(text)
         tmp.replace(path)
     return path
-
-
-def build_requirements(target: Target, commit_hash: str) -> list[str]:
-    """The [build-system] requires of the target at a commit (shown when its build fails)."""
-    r = _git(target.repo, "show", f"{commit_hash}:pyproject.toml")
-    if r.returncode != 0:
-        return ["setuptools", "wheel"]
-    try:
-        return list(tomllib.loads(r.stdout).get("build-system", {}).get("requires", []))
-    except tomllib.TOMLDecodeError:
-        return []
 
 
 def run_selections(dist: str, workload: str | None, chosen: dict[str, list[str]], *,

@@ -21,6 +21,7 @@ from kernelwatch import (
     targets,
 )
 from kernelwatch import results as results_mod
+from kernelwatch.commands import common_args
 from kernelwatch.engine import RunRequest, run_suite
 from kernelwatch.errors import Interrupted, KernelwatchError
 from kernelwatch.gitrepo import find_repo_root, git_output
@@ -42,19 +43,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bis.add_argument("good", help="a commit (or version) where the series is as it should be")
     bis.add_argument("bad", help="a later commit (or version) where it is slower")
     bis.add_argument("--workload", required=True, help="the series' workload")
-    bis.add_argument("--param", action="append", metavar="NAME=VALUE",
-                     help="one value of each parameter that has several (repeatable)")
+    common_args.add_param(bis, "one value of each parameter that has several (repeatable)")
     bis.add_argument("--metric", action="append", metavar="FAMILY",
                      help="the benchmark class, where the track is in several")
     bis.add_argument("--track", help="the track, e.g. time (default), caller_time")
-    bis.add_argument("--target", metavar="DIST=REPO",
-                     help="bisect the library's commits (as run --target)")
+    common_args.add_target(bis, "bisect the library's commits (as run --target)")
     bis.add_argument("--versions", metavar="DIST=V1,V2,...",
                      help="bisect these versions, oldest first (as run --versions)")
     bis.add_argument("--torch", action="append", metavar="VERSION",
                      help="the torch version of the matrix (one environment)")
-    bis.add_argument("--machine", help="asv machine name (default: $KERNELWATCH_MACHINE or "
-                     "host)")
+    common_args.add_machine(bis)
     bis.add_argument("--processes", type=int, default=3, metavar="K",
                      help="fresh processes per point, samples pooled (default 3)")
     bis.add_argument("--factor", type=float,

@@ -9,6 +9,7 @@ import sys
 from kernelwatch import detect, fidelity, inventory_file, libenvs, targets, workloads
 from kernelwatch import results as results_mod
 from kernelwatch.asvrun import asv_config, machine_name
+from kernelwatch.commands import common_args
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.gitrepo import find_repo_root, resolve_commit
 from kernelwatch.report import compare, explain
@@ -29,12 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="smallest ratio of medians that counts, for every series (default: "
                      "each series' threshold from `kernelwatch fidelity` on this machine, "
                      "else 1.10)")
-    cmp.add_argument("--machine", help="asv machine of HEAD's results (default: "
-                     "$KERNELWATCH_MACHINE or host)")
+    common_args.add_machine(cmp, "asv machine of HEAD's results")
     cmp.add_argument("--base-machine", help="asv machine of BASE's results (default: "
                      "--machine); two machine names of one commit compare two runs of it")
-    cmp.add_argument("--target", metavar="DIST=REPO",
-                     help="BASE and HEAD are commits of the library (results-DIST/)")
+    common_args.add_target(cmp, "BASE and HEAD are commits of the library (results-DIST/)")
     cmp.set_defaults(handler=handle)
 
 

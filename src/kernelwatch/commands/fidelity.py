@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kernelwatch import environment, fidelity, planner, workloads
 from kernelwatch.asvrun import machine_name
+from kernelwatch.commands import common_args
 from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.gitrepo import find_repo_root
 
@@ -29,9 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(plus caller time on a GPU); on 2 CPU cores about 30 min.")
     fid.add_argument("--workload", action="append",
                      help="only this workload (repeatable; default all)")
-    fid.add_argument("--param", action="append", metavar="NAME=VALUE",
-                     help="this value of the workload's parameter (repeatable; default the "
-                     "quick case)")
+    common_args.add_param(fid, "this value of the workload's parameter (repeatable; default "
+                          "the quick case)")
     fid.add_argument("--track", action="append", metavar="NAME",
                      help="this timed track, e.g. time, caller_time (default: the quick ones)")
     fid.add_argument("--runs", type=int, default=21,
@@ -40,8 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="injected slowdowns, fractions (default 0.02,0.05,0.10)")
     fid.add_argument("--timeout", type=float, default=600,
                      help="seconds one process may take (default 600)")
-    fid.add_argument("--machine", help="machine name the figures are filed under (default: "
-                     "$KERNELWATCH_MACHINE or host)")
+    common_args.add_machine(fid, "machine name the figures are filed under")
     fid.add_argument("--show", action="store_true",
                      help="print the table from the newest saved runs; measure nothing")
     fid.add_argument("--pool", type=int, default=1, metavar="K",

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from kernelwatch import history, targets
+from kernelwatch.commands import common_args
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.gitrepo import find_repo_root
 
@@ -27,9 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="git remote name or URL (default origin)")
     hist.add_argument("--branch", default="kernelwatch-results",
                       help="the results branch (default kernelwatch-results)")
-    hist.add_argument("--target", metavar="DIST[=REPO]",
-                      help="the library's results (results-DIST/), on the branch "
-                      "BRANCH-DIST")
+    common_args.add_target(hist, "the library's results (results-DIST/), on the branch "
+                           "BRANCH-DIST", needs_repo=False)
     hist.add_argument("--repair", action="store_true",
                       help="with check: remove the files that are not asv results from the "
                       "branch (one commit, pushed)")

@@ -19,6 +19,7 @@ from kernelwatch.asvrun import (
     history_branch,
     run_checked,
 )
+from kernelwatch.commands import common_args
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.gitrepo import commits_in, find_repo_root
 from kernelwatch.report import offline, site
@@ -32,8 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="publish every readable result and name the unreadable ones "
                      "(default: an unreadable file stops the publish); results/ is never "
                      "modified")
-    pub.add_argument("--target", metavar="DIST=REPO",
-                     help="publish the library's history (results-DIST/) to html-DIST/")
+    common_args.add_target(pub, "publish the library's history (results-DIST/) to html-DIST/")
     pub.set_defaults(handler=handle)
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from kernelwatch import libenvs, targets, workloads
 from kernelwatch import results as results_mod
+from kernelwatch.commands import common_args
 from kernelwatch.gitrepo import find_repo_root
 from kernelwatch.report import site
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="print speedups vs eager and GB/s from results/")
-    rep.add_argument("--target", metavar="DIST[=REPO]",
-                     help="the library's results (results-DIST/)")
+    common_args.add_target(rep, "the library's results (results-DIST/)", needs_repo=False)
     rep.set_defaults(handler=lambda args: print_report(find_repo_root(needs_git=False),
                                                        target=args.target))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from kernelwatch.commands import common_args
 from kernelwatch.engine import LAUNCH_METHODS, RunRequest, run_suite
 from kernelwatch.gitrepo import find_repo_root
 from kernelwatch.workloads import SUITE_NAMES
@@ -35,8 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="benchmark with this interpreter's torch (asv -E existing:PYTHON), HEAD "
                    "only; one asv call per metric family, each saved when it ends")
     r.add_argument("--workload", help="workload (default: rope; with --quick, every workload)")
-    r.add_argument("--param", action="append", metavar="NAME=VALUE",
-                   help="only this value of the workload's parameter NAME (repeatable; "
+    common_args.add_param(r, "only this value of the workload's parameter NAME (repeatable; "
                    "default all values). `kernelwatch list WORKLOAD` shows the names, e.g. "
                    "--param variant=eager --param size=gpt2")
     for flag in PARAM_ALIASES:
@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--torch", action="append", metavar="VERSION",
                    help="only this torch version of asv.conf.json's matrix (repeatable; an "
                    "exact version, pip flags allowed as in the matrix)")
-    r.add_argument("--machine", help="asv machine name (default: $KERNELWATCH_MACHINE or host)")
+    common_args.add_machine(r)
     r.add_argument("--branch", help="the branch asv follows (default: asv.conf.json's, or the "
                    "checked-out branch where that one does not exist)")
     r.add_argument("--rerun", action="store_true",
@@ -62,8 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="measure each benchmark in K fresh processes, samples pooled (asv "
                    "--append-samples): K=3 halves the noise between commits on a shared "
                    "machine (docs/measurement.md); default 1")
-    r.add_argument("--target", metavar="DIST=REPO",
-                   help="benchmark the library DIST at its commits: REPO is a local git "
+    common_args.add_target(r, "benchmark the library DIST at its commits: REPO is a local git "
                    "clone or a git URL, RANGE its commits (default its last two). Only the "
                    "cases the workloads declare for DIST run (kernelwatch list); kernelwatch "
                    "itself (HEAD) is installed beside it; results go to results-DIST/")

@@ -1,0 +1,24 @@
+"""The arguments several commands share, defined once (asv's commands/common_args.py): the
+machine results are filed under, a library's results, one workload parameter's value."""
+
+from __future__ import annotations
+
+import argparse
+
+MACHINE_DEFAULT = "default: $KERNELWATCH_MACHINE or this host's name"
+
+
+def add_machine(parser: argparse.ArgumentParser, what: str = "asv machine name") -> None:
+    parser.add_argument("--machine", help=f"{what} ({MACHINE_DEFAULT}): a plain name, "
+                        "never a path")
+
+
+def add_target(parser: argparse.ArgumentParser, what: str, *, needs_repo: bool = True) -> None:
+    """--target DIST=REPO (a library and its git clone or URL), or DIST[=REPO] where only
+    the library's results are read."""
+    parser.add_argument("--target", metavar="DIST=REPO" if needs_repo else "DIST[=REPO]",
+                        help=what)
+
+
+def add_param(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE", help=what)
