@@ -205,23 +205,32 @@ RUN_LOCK = ".kernelwatch-run.lock"
 
 @contextlib.contextmanager
 def results_lock(repo: Path) -> Iterator[None]:
-    """One `kernelwatch run` at a time per checkout. asv writes a (commit, environment)
-    result file whole at the end of its run, so two runs sharing one would each write what
-    they measured and the last writer would drop the other's results; the derived config is
-    shared too. A second run waits here, saying so."""
+    """One `kernelwatch run` at a time per checkout. Two runs sharing a (commit,
+    environment) result file would each write what they measured and the last writer would
+    drop the other's results; the derived config is shared too. A second run waits here,
+    saying so."""
+    with waiting_lock(repo / RUN_LOCK,
+                      f"another kernelwatch run is using this checkout ({repo})",
+                      "interrupted while waiting for the other run; nothing was run"):
+        yield
+
+
+@contextlib.contextmanager
+def waiting_lock(path: Path, busy: str, interrupted: str) -> Iterator[None]:
+    """Hold the lock file `path`; where another process holds it, say `busy` and wait (Ctrl-C
+    ends the wait with `interrupted`)."""
     import filelock
 
-    lock = filelock.FileLock(str(repo / RUN_LOCK))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(path))
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
-        print(f"kernelwatch: another kernelwatch run is using this checkout ({repo}); waiting "
-              "for it to finish (Ctrl-C to stop)", flush=True)
+        print(f"kernelwatch: {busy}; waiting for it to finish (Ctrl-C to stop)", flush=True)
         try:
             lock.acquire()
         except KeyboardInterrupt:
-            raise KernelwatchError("interrupted while waiting for the other run; "
-                                   "nothing was run") from None
+            raise KernelwatchError(interrupted) from None
     try:
         yield
     finally:

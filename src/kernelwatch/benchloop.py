@@ -147,6 +147,44 @@ def _status(res, idx: int | None) -> str:
     return "ok"
 
 
+def _plan(benchmarks, env, extra_params: dict, run_rounds) -> tuple[list, list[int]]:
+    """(round, name, index) of every combination to run, in asv's order (rounds outermost,
+    the last first; then benchmarks by name; then each one's parameter combinations), and
+    the rounds. Benchmarks without a timeout get the environment's default, as asv does."""
+    def rounds_of(benchmark: dict) -> int:
+        return int(extra_params.get("rounds", benchmark.get("rounds", 1)))
+
+    for benchmark in benchmarks.values():
+        if benchmark.get("timeout") is None:
+            benchmark["timeout"] = extra_params.get("timeout", env._default_benchmark_timeout)
+    max_rounds = max((rounds_of(b) for b in benchmarks.values()), default=1)
+    rounds = list(run_rounds or range(1, max_rounds + 1))
+    items = [(rnd, name, idx) for rnd in rounds[::-1]
+             for name, b in sorted(benchmarks.items()) if rnd <= rounds_of(b)
+             for idx in _selected(benchmarks, name, b)]
+    return items, rounds
+
+
+class _Record:
+    """A run's bookkeeping per benchmark, kept over its combinations: asv's add_result keeps
+    the last combination's output, exit code and duration, and a failure anywhere must
+    survive for asv's exit status and log."""
+
+    def __init__(self) -> None:
+        self.stderr: dict[str, list[str]] = {}
+        self.errcode: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+
+    def add(self, results, name: str, combo: str, res, seconds: float) -> None:
+        if res.stderr:
+            self.stderr.setdefault(name, []).append(res.stderr)
+        if res.errcode:
+            self.errcode.setdefault(name, res.errcode)
+        results._stderr[name] = "\n\n".join(self.stderr.get(name, []))
+        results._errcode[name] = self.errcode.get(name, 0)
+        results._duration[DURATION_KEY.format(name=combo)] = round(seconds, 3)
+
+
 def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False,
                    profile=False, extra_params=None, record_samples=False,
                    append_samples=False, run_rounds=None, launch_method=None):
@@ -168,27 +206,11 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
         results = Results.unnamed()
     # asv saves the file once more when the loop returns: atomically too.
     results.save = lambda results_dir: _saver.save(results, results_dir)
-
-    def rounds_of(benchmark: dict) -> int:
-        return int(extra_params.get("rounds", benchmark.get("rounds", 1)))
-
-    for benchmark in benchmarks.values():
-        if benchmark.get("timeout") is None:
-            benchmark["timeout"] = extra_params.get("timeout",
-                                                    env._default_benchmark_timeout)
-    max_rounds = max((rounds_of(b) for b in benchmarks.values()), default=1)
-    rounds = list(run_rounds or range(1, max_rounds + 1))
-    # asv's order: rounds outermost (the last first), then benchmarks by name, then each
-    # benchmark's parameter combinations.
-    items = [(rnd, name, idx) for rnd in rounds[::-1]
-             for name, b in sorted(benchmarks.items()) if rnd <= rounds_of(b)
-             for idx in _selected(benchmarks, name, b)]
+    items, rounds = _plan(benchmarks, env, extra_params, run_rounds)
     existing = results.get_result_keys(benchmarks) if append_samples else set()
     measured: set[tuple[str, int | None]] = set()  # in an earlier round of this run
     failed: set[tuple[str, int | None]] = set()
-    stderr: dict[str, list[str]] = {}
-    errcode: dict[str, int] = {}
-    durations: dict[str, float] = {}
+    record = _Record()
     last_item = {name: i for i, (rnd, name, _) in enumerate(items) if rnd == rounds[0]}
 
     # asv counts its percentage in benchmarks per environment; this loop steps per
@@ -231,21 +253,13 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
             res = runner.run_benchmark(benchmark, spawner, profile=profile,
                                        selected_idx=selected, extra_params=params)
             seconds = time.monotonic() - t0
-            durations[name] = durations.get(name, 0.0) + seconds
+            record.seconds[name] = record.seconds.get(name, 0.0) + seconds
             results.add_result(benchmark, res, selected_idx=selected, started_at=started,
-                               duration=durations[name],
+                               duration=record.seconds[name],
                                record_samples=(not is_final or record_samples),
                                append_samples=appending)
-            # add_result keeps the last combination's output and code; a benchmark's
-            # failure anywhere must survive for asv's exit status and log.
-            if res.stderr:
-                stderr.setdefault(name, []).append(res.stderr)
-            if res.errcode:
-                errcode.setdefault(name, res.errcode)
-            results._stderr[name] = "\n\n".join(stderr.get(name, []))
-            results._errcode[name] = errcode.get(name, 0)
             combo = combination_name(name, benchmark["params"], idx)
-            results._duration[DURATION_KEY.format(name=combo)] = round(seconds, 3)
+            record.add(results, name, combo, res, seconds)
             measured.add(key)
             status = _status(res, idx)
             if status == "failed":

@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from kernelwatch import fidelity, inventory_file, libenvs, result_files, targets, workloads
@@ -18,6 +17,7 @@ from kernelwatch.asvrun import (
     derived_config,
     history_branch,
     run_checked,
+    waiting_lock,
 )
 from kernelwatch.commands import common_args
 from kernelwatch.errors import KernelwatchError
@@ -55,28 +55,12 @@ def publish(repo: Path, *, branch: str | None = None, skip_corrupt: bool = False
                         skip_corrupt=skip_corrupt)
 
 
-@contextlib.contextmanager
-def site_lock(path: Path, site_name: str) -> Iterator[None]:
+def site_lock(path: Path, site_name: str) -> contextlib.AbstractContextManager:
     """One publish of a site at a time: two would share its working folders and its html
     folder, and each could swap in the other's half-built site."""
-    import filelock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(path))
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        print(f"kernelwatch: another kernelwatch publish of this checkout's {site_name} is "
-              "under way; waiting for it to finish (Ctrl-C to stop)", flush=True)
-        try:
-            lock.acquire()
-        except KeyboardInterrupt:
-            raise KernelwatchError("interrupted while waiting for the other publish; the "
-                                   "site was not touched") from None
-    try:
-        yield
-    finally:
-        lock.release()
+    return waiting_lock(
+        path, f"another kernelwatch publish of this checkout's {site_name} is under way",
+        "interrupted while waiting for the other publish; the site was not touched")
 
 
 def _publish(repo: Path, library: targets.Target | None, target: str | None, site_name: str,
