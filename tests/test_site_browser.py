@@ -108,7 +108,7 @@ def test_compare_of_the_two_commits_prints_the_table_and_fails_on_the_slowdown(s
     assert r.returncode == 1, r.stdout + r.stderr
     assert "| before | after | ratio |" in r.stdout
     line = next(ln for ln in r.stdout.splitlines()
-                if "`rope.RopeTime.track_time` (tiny, rotate-half, float32, compile)" in ln)
+                if "`rope.RopeTime.track_time` (`tiny, rotate-half, float32, compile`)" in ln)
     assert line.startswith("| + |")
 
 
