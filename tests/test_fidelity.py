@@ -10,7 +10,7 @@ import pytest
 from kernelwatch import detect, fidelity
 
 from .conftest import kernelwatch_exe, sh
-from .test_detect import noisy
+from .unit.test_detect import noisy
 
 TARGET = fidelity.Target("w", "WTime", "track_time", ("tiny", "eager"))
 
