@@ -55,7 +55,7 @@ EOF
 for stage in "$@"; do
   case "$stage" in
     tests)
-      timeout 300 python3 -m pytest -q -rs tests/test_forkserver.py tests/unit/test_benchloop.py 2>&1 | tail -5 | tee "$out/tests.txt"
+      timeout 300 python3 -m pytest -q -rs tests/test_forkserver.py tests/test_inventory.py tests/unit/test_benchloop.py 2>&1 | tail -5 | tee "$out/tests.txt"
       ;;
     launch)
       for launch in spawn forkserver; do

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from kernelwatch import inventory
 
+from .conftest import requires_cuda
+
 # The shape of inductor's wrapper with graph partitions (torch 2.11 on CUDA with
 # mode="reduce-overhead"): `call` runs each partition through the Runner, and an operator
 # that cannot be captured (here attention) runs between them.
@@ -85,6 +87,21 @@ def test_an_operator_left_to_aten_counts_as_a_kernel_of_the_compiled_call():
     assert any(k.startswith("aten._scaled_dot_product") for k in found.kernels), found.kernels
     assert "extern_kernels.mm" in found.kernels
     assert found.count == len(found.kernels) >= 3
+    assert found.launch == {}  # C++ kernels: no launch for autotuning to pick
+
+
+@requires_cuda
+def test_each_triton_kernel_keeps_the_launch_autotuning_picked():
+    """On the GPU every Triton kernel of the compiled call is kept with the configuration
+    it ran with after autotuning, and the kernels file keeps it."""
+    torch._dynamo.reset()
+    x = torch.randn(4096, 4096, device="cuda")
+    compiled = torch.compile(lambda t: (t.sin() * 2).cos() + t.sum(dim=1, keepdim=True))
+    found = inventory.of_first_call(lambda: compiled(x), torch.device("cuda"))
+    triton = {k for k in found.kernels if k.startswith("triton_")}
+    assert triton and set(found.launch) == triton, (found.kernels, found.launch)
+    assert all("num_warps=" in v and "BLOCK=" in v for v in found.launch.values()), found.launch
+    assert found.as_dict()["launch"] == found.launch
 
 
 def test_guards_are_counted_and_a_host_slowdown_names_the_new_ones():

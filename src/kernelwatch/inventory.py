@@ -8,6 +8,10 @@ move by less than the noise, but the count goes from 1 to 2 and the names say wh
   change of the generated code changes it, also when the count stays.
 - Eager code (nothing generated): the profiler's list of what ran (GPU kernels on CUDA,
   top-level aten operators on the CPU); no hash.
+- Launch: for each of inductor's Triton kernels, the launch configuration (block sizes,
+  warps, stages) its autotuning picked on the first run. The pick can differ between two
+  processes of one commit (same code, another config, another time), so it is kept to
+  explain such a change rather than take it for the code's.
 - Guards: what dynamo installed for the frames the call compiled (its compilation metrics'
   guard counts). Each call checks them before it runs, so new guards are host time per call.
 Counting only: nothing here times (that is kernelwatch.measure's job).
@@ -42,6 +46,8 @@ class Inventory:
     code_hash: str = ""  # sha256 of the generated code, "" where nothing was generated
     source: str = "profiler"  # "inductor": from the generated code; "profiler": eager
     guards: int | None = None  # dynamo's guards on what the call compiled; None: none compiled
+    launch: dict[str, str] = field(default_factory=dict)  # Triton kernel -> picked config
+
 
     @property
     def count(self) -> int:
@@ -50,7 +56,11 @@ class Inventory:
     def as_dict(self) -> dict:
         found = {"kernels": list(self.kernels), "code_hash": self.code_hash,
                  "source": self.source}
-        return found if self.guards is None else {**found, "guards": self.guards}
+        if self.guards is not None:
+            found["guards"] = self.guards
+        if self.launch:
+            found["launch"] = dict(self.launch)
+        return found
 
 
 def _compilations() -> list:
@@ -121,6 +131,19 @@ def kernels_of_source(source: str) -> list[str]:
     return [name for fn in calls for name in launched_by(fn)]
 
 
+def launch_of(kernel: object) -> str:
+    """The launch configuration an inductor Triton kernel (a `CachingAutotuner`) runs with,
+    e.g. "XBLOCK=1024 num_warps=4 num_stages=1": after its first run autotuning has left
+    it one launcher. "" for any other kernel (C++, extern) or one not yet down to one."""
+    launchers = getattr(kernel, "launchers", None)
+    config = getattr(launchers[0], "config", None) if launchers and len(launchers) == 1 else None
+    if config is None:
+        return ""
+    sizes = [f"{k}={v}" for k, v in sorted(getattr(config, "kwargs", {}).items())]
+    return " ".join([*sizes, f"num_warps={config.num_warps}",
+                     f"num_stages={config.num_stages}"])
+
+
 def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory:
     """Run `call` once (its first call, when it compiles) and list what it launched: from
     the modules inductor generated or loaded during the call, else from the profiler on a
@@ -135,12 +158,19 @@ def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory
     new = [m for m in _generated_modules() if id(m) not in before]
     frames = [m for m in _compilations() if id(m) not in compiled_before]
     guards = sum(m.guard_count or 0 for m in frames) if frames else None
-    sources = [open(m.__file__).read() for m in new if getattr(m, "__file__", None)]
-    sources = [s for s in sources if "def call" in s]
-    if sources:
-        digest = hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
-        return Inventory([k for s in sources for k in kernels_of_source(s)], digest,
-                         "inductor", guards)
+    read = [(m, open(m.__file__).read()) for m in new if getattr(m, "__file__", None)]
+    read = [(m, s) for m, s in read if "def call" in s]
+    if read:
+        digest = hashlib.sha256("\n".join(s for _, s in read).encode()).hexdigest()[:16]
+        kernels, launch = [], {}
+        for module, source in read:
+            for name in kernels_of_source(source):
+                kernels.append(name)
+                if picked := launch_of(getattr(module, name, None)):
+                    # a name inductor gave in two graphs (forward, backward): keep both
+                    key = name if name not in launch else f"{name}@{len(launch)}"
+                    launch[key] = picked
+        return Inventory(kernels, digest, "inductor", guards, launch)
     found = of_profiled_call(call, device)
     found.guards = guards
     return found
@@ -188,6 +218,17 @@ def new_guards(old: Inventory | dict, new: Inventory | dict) -> str:
             else f"{n} guard{'s' if n != 1 else ''} fewer")
 
 
+def launch_difference(old: Inventory | dict, new: Inventory | dict) -> str:
+    """In words, which kernels autotuning launched differently ("" when none did), e.g.
+    "autotuning picked another launch: triton_poi_fused_0 XBLOCK=512 num_warps=8 num_stages=1
+    (was XBLOCK=1024 num_warps=4 num_stages=1)"."""
+    before = old.launch if isinstance(old, Inventory) else old.get("launch", {})
+    after = new.launch if isinstance(new, Inventory) else new.get("launch", {})
+    moved = [f"{k} {after[k]} (was {before[k]})" for k in after
+             if k in before and before[k] != after[k]]
+    return "autotuning picked another launch: " + "; ".join(moved) if moved else ""
+
+
 def difference(old: Inventory | dict, new: Inventory | dict,
                names: Callable[[list[str]], str] = ", ".join) -> str:
     """In words, what changed between two inventories ("" when nothing did): the count and
@@ -198,7 +239,9 @@ def difference(old: Inventory | dict, new: Inventory | dict,
     old_h = old.code_hash if isinstance(old, Inventory) else old.get("code_hash", "")
     new_h = new.code_hash if isinstance(new, Inventory) else new.get("code_hash", "")
     if old_k == new_k:
-        return "same kernels, generated code changed" if old_h != new_h else ""
+        if old_h != new_h:
+            return "same kernels, generated code changed"
+        return launch_difference(old, new)
     old_set, new_set = set(old_k), set(new_k)
     gone = [k for k in old_k if k not in new_set]
     came = [k for k in new_k if k not in old_set]

@@ -282,6 +282,11 @@ def _check_kernels(data: object) -> None:
         guards = entry.get("guards")
         _require(guards is None or (isinstance(guards, int) and not isinstance(guards, bool)),
                  f"{case}: guards is not a count")
+        launch = entry.get("launch", {})
+        _require(isinstance(launch, dict), f"{case}: launch is not an object")
+        for kernel, config in launch.items():
+            _plain(kernel, f"{case} launch kernel", KERNEL_NAME)
+            _plain(config, f"{case} launch of {kernel}", PARAM_VALUE)
 
 
 def _check_outcomes(data: object) -> None:

@@ -112,6 +112,10 @@ def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
             if inv_b and inv_a:
                 words = inventory.difference(inv_b, inv_a, names=md_list) or words
             parts.append((float("inf"), words))
+        elif inv_b and inv_a and (words := inventory.difference(inv_b, inv_a, names=md_list)):
+            # the same kernels, yet other code or another autotuned launch: a cause that
+            # moves a compiled series between processes of one commit as well as between two
+            parts.append((float("inf"), words))
         if parts:
             parts.sort(key=lambda p: -p[0])
             out.append(Explanation(f"{workload} ({', '.join(v for _, v in params)})",

@@ -154,8 +154,10 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         inv = inventories or {}
         before_inv = inv.get((machine, old.commit, env_name, case))
         after_inv = inv.get((machine, new.commit, env_name, case))
+        # what the kernels say of the change: fewer fusions, other code, or (same code)
+        # another launch picked by autotuning
         note = (inventory.difference(before_inv, after_inv) if before_inv and after_inv
-                and bench.endswith(".track_kernel_count") else "")
+                else "")
         out.append({"machine": machine, "env": env_name, "benchmark": bench, "note": note,
                     "params": ", ".join(new.params.values()), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,

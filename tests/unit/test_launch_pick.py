@@ -1,0 +1,68 @@
+"""A compiled kernel's launch configuration, picked by inductor's autotuning on its first
+run, is kept with the kernel inventory: when a series moves with the same generated code
+and another pick, the report says so instead of leaving a bare ratio. The figures are the
+H200's: RoPE `compile`, 13.7 us with XBLOCK=1024 / 4 warps, 15.4-16.0 us with 512 / 8."""
+
+import json
+
+import pytest
+
+from kernelwatch import inventory, result_files
+from kernelwatch.report import explain
+from kernelwatch.results import Row
+
+FAST = "XBLOCK=1024 num_warps=4 num_stages=1"
+SLOW = "XBLOCK=512 num_warps=8 num_stages=1"
+KERNELS = ["triton_poi_fused_0", "triton_poi_fused_1"]
+
+
+def picked(k_launch: str) -> dict:
+    return {"kernels": KERNELS, "code_hash": "c0de", "source": "inductor",
+            "launch": {"triton_poi_fused_0": FAST, "triton_poi_fused_1": k_launch}}
+
+
+def test_another_pick_of_the_same_code_is_named_kernel_by_kernel():
+    assert inventory.difference(picked(FAST), picked(FAST)) == ""
+    assert inventory.difference(picked(FAST), picked(SLOW)) == (
+        f"autotuning picked another launch: triton_poi_fused_1 {SLOW} (was {FAST})")
+    # other code says that first: a new pick of new code is no news
+    other = {**picked(SLOW), "code_hash": "beef"}
+    assert inventory.difference(picked(FAST), other) == "same kernels, generated code changed"
+    # inventories filed before launches were kept: nothing to say
+    assert inventory.difference({"kernels": KERNELS, "code_hash": "c0de"}, picked(SLOW)) == ""
+
+
+def test_the_explanation_of_a_compiled_slowdown_names_the_pick():
+    def row(commit: str, value: float) -> Row:
+        return Row(machine="m", commit=commit, date=0, env_name="env", env={},
+                   benchmark="rope.RopeTime.track_time", params={"variant": "compile"},
+                   unit="seconds", value=value, samples=[value] * 20)
+
+    a, b = "a" * 40, "b" * 40
+    inventories = {("m", a, "env", "rope(compile)"): picked(FAST),
+                   ("m", b, "env", "rope(compile)"): picked(SLOW)}
+    why = explain.explain([row(a, 13.7e-6), row(b, 15.7e-6)], ("m", a), ("m", b),
+                          {("env", "rope", (("variant", "compile"),))}, inventories)
+    assert len(why) == 1
+    assert why[0].parts[0].startswith("autotuning picked another launch: "), why[0].parts
+    assert SLOW in why[0].parts[0] and FAST in why[0].parts[0]
+
+
+@pytest.mark.parametrize("launch, ok", [
+    ({"triton_poi_fused_0": FAST}, True),
+    ({}, True),
+    (["XBLOCK=1024"], False),
+    ({"triton_poi_fused_0": 1024}, False),
+    ({"triton_poi_fused_0": "<script>"}, False),
+])
+def test_a_kernels_file_keeps_plain_launches_only(tmp_path, launch, ok):
+    rel = f"box/{'ab' * 4}-env.kernels"
+    (tmp_path / "box").mkdir()
+    entry = {"kernels": ["triton_poi_fused_0"], "code_hash": "c0de", "source": "inductor",
+             "launch": launch}
+    (tmp_path / rel).write_text(json.dumps({"rope(tiny, compile)": entry}))
+    if ok:
+        assert result_files.check_file(tmp_path, rel)["rope(tiny, compile)"] == entry
+    else:
+        with pytest.raises(result_files.Refused, match="launch"):
+            result_files.check_file(tmp_path, rel)
