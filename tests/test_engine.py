@@ -161,7 +161,7 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
              "--param", "variant=eager", "--metric", "time", "--track", "time",
              "--processes", "2", "--machine", "two-procs"], clone)
     assert r.returncode == 0, r.stderr
-    assert "process 2 of 2 for each benchmark just measured" in r.stdout
+    assert "process 2 of 2 for the benchmarks just measured" in r.stdout
     case = {"shape": "tiny", "form": "rotate-half", "dtype": "float32", "variant": "eager"}
     rows = [x for x in results_mod.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
