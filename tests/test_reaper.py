@@ -34,17 +34,30 @@ def marked(marker: str) -> list[int]:
     return pids
 
 
+def _argv(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2:].split()[1])
+
+
 def benchmark_processes(pids: list[int]) -> list[int]:
-    """asv's benchmark processes among `pids`: `asv/benchmark.py run`, each in a process
-    group of its own (not discovery, which ends by itself)."""
+    """asv's benchmark processes among `pids`, outside kernelwatch's process group: a
+    `asv/benchmark.py run` (launch method spawn), or a fork of `benchmark.py run_server`
+    made to run one benchmark (forkserver); not discovery, nor the idle server."""
     out = []
     for pid in pids:
         try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if (any(a.endswith(b"benchmark.py") for a in argv) and b"run" in argv
-                    and os.getpgid(pid) != os.getpgrp()):
+            argv = _argv(pid)
+            if not any(a.endswith(b"benchmark.py") for a in argv):
+                continue
+            spawned = b"run" in argv
+            forked = b"run_server" in argv and b"run_server" in _argv(_parent(pid))
+            if (spawned or forked) and os.getpgid(pid) != os.getpgrp():
                 out.append(pid)
-        except (OSError, ProcessLookupError):
+        except (OSError, ProcessLookupError, ValueError):
             pass
     return out
 
