@@ -294,7 +294,9 @@ def test_every_setting_is_checked_before_anything_starts(isolated_home):
 def test_quick_narrows_by_param_and_metric_or_refuses(isolated_home):
     r = kw("run", "--quick", "--workload", "rope", "--param", "variant=eager", "--dry-run")
     assert r.returncode == 0, r.stderr
-    regexes = [a for a in shlex.split(r.stdout) if a.startswith("^rope")]
+    assert r.stdout.startswith("kernelwatch: would run ")  # the estimate, then the calls
+    calls = [line for line in r.stdout.splitlines() if not line.startswith("kernelwatch:")]
+    regexes = [a for line in calls for a in shlex.split(line) if a.startswith("^rope")]
     assert regexes and all("(eager)" in a for a in regexes)
     assert not any("compile" in a for a in regexes)  # the compile selection is dropped
     r = kw("run", "--quick", "--workload", "rope", "--param", "variant=nosuch", "--dry-run")

@@ -155,7 +155,9 @@ def test_sample_process_sees_rss_grow_and_a_busy_core():
     usage = measure.sample_process(busy, interval=0.05)
     assert len(usage.rss) >= 5
     assert usage.peak_rss - min(usage.rss) >= 150 << 20 or usage.peak_rss >= 200 << 20
-    assert usage.peak_cpu >= 50  # one core mostly busy (100 = a whole core)
+    # One core busy (100 = a whole core) reads 45-100 on this 2-core machine when other
+    # tests share it; an idle process reads about 0.
+    assert usage.peak_cpu >= 25
     assert usage.p90_rss <= usage.peak_rss and usage.p90_cpu <= usage.peak_cpu
 
 
@@ -248,10 +250,13 @@ def test_injected_slowdown_adds_its_fraction_of_the_calls_time(monkeypatch):
     torch.set_num_threads(1)
     try:
         x = torch.randn(192, 192)
-        base = measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median
-        monkeypatch.setenv(measure.INJECT_SLOWDOWN_ENV, "1.0")
-        slowed = measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median
+        base, slowed = [], []
+        for _ in range(3):  # in turns, the least of each: what other tests take is left out
+            monkeypatch.delenv(measure.INJECT_SLOWDOWN_ENV, raising=False)
+            base.append(measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median)
+            monkeypatch.setenv(measure.INJECT_SLOWDOWN_ENV, "1.0")
+            slowed.append(measure.time_cpu(lambda a: a @ a, [(x,)], samples=15).median)
     finally:
         torch.set_num_threads(threads)
     # Doubled: well above what this shared machine does to one process's median (+50%).
-    assert 1.6 < slowed / base < 2.6, slowed / base
+    assert 1.6 < min(slowed) / min(base) < 2.6, (base, slowed)
