@@ -219,6 +219,28 @@ def _build_metadata(repo: Path, commit: str) -> dict:
             "requires": list(meta.get("requires_dist") or [])}
 
 
+# pip's --uploaded-prior-to, which resolves as of a commit's day, came with pip 26.0.
+DATED_PIP = (26, 0)
+
+
+def _require_dated_pip() -> None:
+    """Refuse, naming the fix, where this interpreter's pip cannot resolve as of a day
+    (before anything is resolved, so no failure of the tool is kept as the commit's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("pip")
+    except PackageNotFoundError:
+        found = "none"
+    numbers = tuple(int(p) for p in found.split(".")[:2] if p.isdigit())
+    if numbers < DATED_PIP:
+        raise KernelwatchError(
+            f"a library's requirements are resolved as of each commit's day with pip's "
+            f"--uploaded-prior-to, which needs pip >= {'.'.join(map(str, DATED_PIP))}; "
+            f"{sys.executable} has pip {found}: {sys.executable} -m pip install -U "
+            f"'pip>={'.'.join(map(str, DATED_PIP))}'")
+
+
 def resolve(requires: Iterable[str], fixed: dict[str, str], repo: Path, cache: _Cache,
             leave_out: Iterable[str] = (), before: str | None = None
             ) -> RequirementSet | NotMeasurable:
@@ -244,7 +266,11 @@ def resolve(requires: Iterable[str], fixed: dict[str, str], repo: Path, cache: _
     request = sorted(wanted) + fixed_lines + flags
     rkey = hashlib.sha1("\n".join(request).encode()).hexdigest()[:16]
     found = cache.data["resolved"].get(rkey)
+    if found is not None and "no such option" in found.get("error", ""):
+        found = None  # an older pip's refusal of a flag: not the commit's to keep
     if found is None:
+        if before:
+            _require_dated_pip()
         found = _resolve(request)
         cache.data["resolved"][rkey] = found
         cache.save()
