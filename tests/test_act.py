@@ -205,7 +205,13 @@ def test_a_target_runs_in_its_container_and_target_push_lands_it_under_act(act_s
             act_setup, ws, "workflow_dispatch", {"inputs": inputs}, store, "-j", "target-push",
             settings={"KW_RUNNER": "docker", "KW_IMAGE": cpu_image, "KW_NETWORK": "host"})
     log = r.stdout + r.stderr
-    assert r.returncode == 0, log[-3000:]
+    # Liger's RoPE is a Triton kernel: on this CPU every case is skipped with its reason, so
+    # the target job fails as a library run that measured nothing does; target-push still
+    # lands what it recorded (the skips and their reasons are the library's history too).
+    assert "nothing of liger-kernel was measured" in log, log[-3000:]
+    assert re.search(r"^\[gpu-bench/target *\] .*Job failed", log, re.M), log[-3000:]
+    assert re.search(r"^\[gpu-bench/target-push *\] .*Job succeeded", log, re.M), log[-3000:]
+    assert "liger needs a CUDA GPU" in log
     assert "the repository read-only" in log
     assert sorted(set(re.findall(r"^\[gpu-bench/([\w-]+) *\]", log, re.M))) == [
         "target", "target-push"]
