@@ -11,7 +11,7 @@ The rules that keep concurrent runners from losing each other's work:
 - `benchmarks.json` (asv's list of benchmarks, not a result) is merged key by key;
 - two result files of one name that are shards of one run (`kernelwatch run --shard K/N`:
   disjoint parameter combinations) become one, combination by combination
-  (shards.merge_results), and so do their kernel inventories, case by case
+  (merge_results), and so do their kernel inventories, case by case
   (`<machine>/<commit>-<environment>.kernels`); any other difference keeps both apart;
 - a rejected push (someone landed first) fetches the branch again, re-adds, and retries.
 
@@ -135,16 +135,62 @@ def _kernels_merge(a: Path, b: Path) -> str | None:
     return "" if merged == theirs else json.dumps(merged, indent=1, sort_keys=True)
 
 
+# Columns of an asv (v2) result that hold one entry per parameter combination.
+_PER_COMBINATION = ("result", "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
+                    "stats_number", "stats_repeat", "samples")
+
+
+def _unrun(v: object) -> bool:
+    return isinstance(v, float) and v != v  # asv's NaN: not selected in that run
+
+
+def merge_results(ours: dict, theirs: dict) -> dict | None:
+    """One asv result file from two shards' files of one (machine, commit, environment):
+    each combination's values from whichever side ran it. None when the two are not shards
+    of one run (another commit or environment, another benchmark version or parameters) or
+    when both ran one combination (then neither is replaced: history keeps both apart)."""
+    same = ("commit_hash", "env_name", "result_columns", "version")
+    if any(ours.get(k) != theirs.get(k) for k in same) or not isinstance(
+            ours.get("results"), dict) or not isinstance(theirs.get("results"), dict):
+        return None
+    columns = ours["result_columns"]
+    merged = {**theirs, "results": dict(theirs["results"]),
+              "durations": {**ours.get("durations", {}), **theirs.get("durations", {})}}
+    for bench, row in ours["results"].items():
+        other = theirs["results"].get(bench)
+        if other is None:
+            merged["results"][bench] = row
+            continue
+        a, b = dict(zip(columns, row, strict=False)), dict(zip(columns, other, strict=False))
+        if a.get("params") != b.get("params") or a.get("version") != b.get("version"):
+            return None
+        values_a, values_b = a.get("result") or [], b.get("result") or []
+        if not a.get("params") or len(values_a) != len(values_b):
+            if row != other:
+                return None
+            continue
+        out = dict(b)
+        for i, (va, vb) in enumerate(zip(values_a, values_b, strict=True)):
+            if _unrun(va):
+                continue
+            if not _unrun(vb) and va != vb:
+                return None
+            for col in _PER_COMBINATION:
+                if isinstance(a.get(col), list) and isinstance(out.get(col), list):
+                    out[col] = list(out[col])
+                    out[col][i] = a[col][i]
+        merged["results"][bench] = [out.get(c) for c in columns[:len(other)]]
+    return merged
+
+
 def _shard_merge(a: Path, b: Path) -> str | None:
     """The merged text of two asv result files that are shards of one run (kernelwatch run
-    --shard K/N on several runners), or None (shards.merge_results)."""
-    from kernelwatch import shards
-
+    --shard K/N on several runners), or None (merge_results)."""
     if a.suffix != ".json" or a.name in ("machine.json", *MERGED):
         return None
     try:
         theirs = json.loads(b.read_text())
-        merged = shards.merge_results(json.loads(a.read_text()), theirs)
+        merged = merge_results(json.loads(a.read_text()), theirs)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     # Nothing of ours to add: the two differ in something else, which is a conflict.

@@ -3,7 +3,7 @@ one unit's results from two shards merge case by case."""
 
 import re
 
-from kernelwatch import shards
+from kernelwatch import history, shards
 
 UNITS = [f"w.C({i})" for i in range(23)]
 
@@ -46,9 +46,9 @@ def test_two_shards_results_merge_case_by_case():
             "durations": {"<kernelwatch b.C.track_t('x')>": 3.0}}
     theirs = {**base, "results": {"b.C.track_t": [[float("nan"), 2.0], [["'x'", "'y'"]], "1"]},
               "durations": {"<kernelwatch b.C.track_t('y')>": 4.0}}
-    merged = shards.merge_results(ours, theirs)
+    merged = history.merge_results(ours, theirs)
     assert merged["results"]["b.C.track_t"][0] == [1.0, 2.0]
     assert set(merged["durations"]) == {"<kernelwatch b.C.track_t('x')>",
                                         "<kernelwatch b.C.track_t('y')>"}
     clash = {**theirs, "results": {"b.C.track_t": [[9.0, 2.0], [["'x'", "'y'"]], "1"]}}
-    assert shards.merge_results(ours, clash) is None
+    assert history.merge_results(ours, clash) is None
