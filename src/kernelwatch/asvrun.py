@@ -22,6 +22,7 @@ from kernelwatch import environment, result_files
 from kernelwatch.errors import Interrupted, KernelwatchError, Terminated
 from kernelwatch.gitrepo import commit_of
 from kernelwatch.progress import AsvProgress, Outcomes
+from kernelwatch.releases import index_versions
 
 
 def asv_executable() -> str:
@@ -294,22 +295,6 @@ def environment_failure(seen: dict[str, str], repo: Path, log: TextIO | None) ->
     return (f"{what}. asv.conf.json's matrix has {name} {pinned}: choose one of those (e.g. "
             f"--torch {pinned.split(', ')[0]}), or add the version to the matrix (docs/cli.md: "
             f"Adding torch versions).{where}")
-
-
-def index_versions(name: str, newest: int = 12) -> str | None:
-    """The newest versions of `name` that pip's configured index offers (`pip index
-    versions`), for a message; None where pip cannot say."""
-    try:
-        out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", name],
-                             capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(r"Available versions: (.+)", out.stdout)
-    if not m:
-        return None
-    versions = [v.strip() for v in m.group(1).split(",")]
-    more = f" (and {len(versions) - newest} older)" if len(versions) > newest else ""
-    return ", ".join(versions[:newest]) + more
 
 
 def stream(cmd: list[str], cwd: Path, seen: dict[str, str],

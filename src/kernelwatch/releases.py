@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 from kernelwatch import targets, workloads
-from kernelwatch.asvrun import index_versions
 from kernelwatch.errors import KernelwatchError
 
 
@@ -64,6 +63,22 @@ def parse_versions(spec: str) -> tuple[str, list[str]]:
         print(f"kernelwatch: --versions {dist} lists {', '.join(twice)} more than once; each "
               "version is one environment, measured once", file=sys.stderr, flush=True)
     return dist, unique
+
+
+def index_versions(name: str, newest: int = 12) -> str | None:
+    """The newest versions of `name` that pip's configured index offers (`pip index
+    versions`), for a message; None where pip cannot say."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", name],
+                             capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"Available versions: (.+)", out.stdout)
+    if not m:
+        return None
+    versions = [v.strip() for v in m.group(1).split(",")]
+    more = f" (and {len(versions) - newest} older)" if len(versions) > newest else ""
+    return ", ".join(versions[:newest]) + more
 
 
 def check_installable(dist: str, versions: list[str]) -> None:
