@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 from kernelwatch import bisect
+from kernelwatch.report import bisect as bisect_view
 
 from .conftest import git
 
@@ -62,7 +63,7 @@ def test_good_through_a_merge_names_the_commit_after_the_merge_against_its_paren
     note = bisect.merge_note(points, parents)
     assert note.startswith(f"GOOD {c['S1'][:12]} is not on BAD's first-parent line: it came "
                            f"in with the merge {c['M'][:12]}")
-    lines = bisect.summary(outcome, "commit", {}, parents)
+    lines = bisect_view.summary(outcome, "commit", {}, parents)
     assert lines[0] == f"{c['F3']} is the first bad commit"
     assert f"against its parent {c['M'][:12]}:" in lines[1]
 
@@ -74,8 +75,8 @@ def test_a_merge_that_brings_the_slowdown_is_named_against_good_not_its_parent(t
     points = bisect.commit_points(tmp_path / "lib", c["S1"], c["F4"], "lib")
     outcome = bisect.search(points, series({"F1", "F2", "M", "F3", "F4"}, c), factor=1.1)
     assert (outcome.culprit, outcome.parent) == (c["M"], c["S1"])
-    lines = bisect.summary(outcome, "commit", {},
-                           bisect.first_parents(tmp_path / "lib", points))
+    lines = bisect_view.summary(outcome, "commit", {},
+                                bisect.first_parents(tmp_path / "lib", points))
     assert f"against GOOD {c['S1'][:12]} (it is the merge that brought GOOD in; its first " \
            f"parent {c['F2'][:12]} lacks GOOD" in lines[1]
 

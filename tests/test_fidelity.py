@@ -8,6 +8,7 @@ import random
 import pytest
 
 from kernelwatch import detect, fidelity
+from kernelwatch.report import fidelity as fidelity_view
 
 from .conftest import kernelwatch_exe, sh
 from .unit.test_detect import noisy
@@ -50,7 +51,7 @@ def test_process_to_process_noise_raises_the_threshold_and_is_reported():
 
 def test_the_table_names_each_series_threshold_and_its_catches():
     a = fidelity.analyse(synthetic(run_cv=0.003, sample_cv=0.01))
-    text = fidelity.markdown([a], [fidelity.Measured(TARGET, [], "needs a CUDA GPU")])
+    text = fidelity_view.markdown([a], [fidelity.Measured(TARGET, [], "needs a CUDA GPU")])
     assert "| w.WTime.track_time(tiny, eager) |" in text
     assert f"| {a.threshold:.2f} | 0/20 |" in text and "| 5% |" in text
     assert "skipped: needs a CUDA GPU" in text

@@ -18,6 +18,7 @@ import pytest
 
 from kernelwatch import bisect, libenvs, shards, targets
 from kernelwatch import results as results_mod
+from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import torch_versions
 from kernelwatch.results import Row
 
@@ -204,7 +205,7 @@ def test_bisect_refusing_good_names_the_reason_and_the_nearest_point_that_would_
     verdicts = {v.measured.point: v.bad for v in out.verdicts}
     assert verdicts.get("p3", None) is None  # skipped: never a slowdown
     assert out.culprit == "p5" and verdicts["p5"] is True  # failed, --failed-is-bad
-    lines = bisect.summary(out, "commit", {})
+    lines = bisect_view.summary(out, "commit", {})
     assert any("bad (failed: TypeError: got multiple values)" in ln for ln in lines)
 
 

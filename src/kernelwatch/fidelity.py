@@ -18,9 +18,10 @@ slowdown caught in at least 95% of pairs at that factor is its smallest detected
 asv's own check is the same test at its fixed factor (1.10 in asv.conf.json), shown beside.
 The thresholds are chosen on the same runs they are judged on; more runs make them honest.
 
-Runner, statistics and output are apart: `measure_target` runs processes, `analyse` turns
-samples into figures, `markdown` and the site print them. Raw samples are saved, so a new
-analysis never needs a new run. Files are never overwritten: one per run, newest wins.
+Runner, statistics and output are apart: `measure_case` runs processes, `analyse` turns
+samples into figures, and the views (report/fidelity.py) print them, as the site's page and
+as markdown. Raw samples are saved, so a new analysis never needs a new run. Files are
+never overwritten: one per run, newest wins.
 """
 
 from __future__ import annotations
@@ -326,58 +327,6 @@ def thresholds(repo: Path) -> dict[str, dict[str, float]]:
     """machine -> series_thresholds of the newest fidelity runs on that machine."""
     return {machine: series_thresholds(analyses)
             for machine, (_, analyses, _) in latest_analyses(repo).items()}
-
-
-# ----------------------------------------------------------------------------- output
-
-
-def _pct(x: float | None) -> str:
-    return "none" if x is None else f"{100 * x:.0f}%"
-
-
-NOTE = ("Each pair compares two disjoint sets of fresh processes (processes: how many per "
-        "side, their samples pooled as `kernelwatch run --processes` records them). run CV: "
-        "spread of the medians of one side; "
-        "sample CV: inside one process. threshold: the smallest factor with no A/A alarm "
-        "and at least 3 x sqrt(2) x run CV above 1; caught: A/B pairs flagged worse at that "
-        f"threshold; smallest caught: the smallest slowdown caught in at least "
-        f"{CAUGHT_RATE:.0%} of pairs. injected -> achieved: the slowdown as measured inside "
-        "one process.")
-
-
-def table(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()
-          ) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows: noise; alarms and catches at the threshold; asv's 1.10 beside."""
-    from kernelwatch.report.format import fmt_seconds
-
-    slowdowns = sorted({x for a in analyses for x in a.caught}, key=float)
-    head = ["series", "processes", "median", "run CV", "sample CV", "threshold", "A/A alarms",
-            *[f"{_pct(float(x))} caught" for x in slowdowns], "smallest caught",
-            "asv 1.10: A/A alarms", "asv 1.10: smallest caught", "injected -> achieved"]
-    rows = []
-    for a in analyses:
-        t = f"{a.threshold:.2f}" if a.threshold else None
-        worst = f"{FACTORS[-1]:.2f}"
-        rows.append([
-            a.key, str(a.pool), fmt_seconds(a.median_seconds), f"{100 * a.run_cv:.2f}%",
-            f"{100 * a.sample_cv:.2f}%", t or f"> {worst}",
-            f"{a.aa_alarms[t or worst]}/{a.pairs}",
-            *[f"{a.caught[x][t]}/{a.pairs}" if t and x in a.caught else "-"
-              for x in slowdowns],
-            _pct(a.smallest_caught), f"{a.asv_aa_alarms}/{a.pairs}",
-            _pct(a.asv_smallest_caught),
-            ", ".join(f"{_pct(float(x))}->{100 * v:.1f}%" for x, v in a.achieved.items())])
-    rows += [[m.target.key, f"skipped: {m.skipped}", *[""] * (len(head) - 2)] for m in skipped]
-    return head, rows
-
-
-def markdown(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()) -> str:
-    if not analyses and not skipped:
-        return "no fidelity runs yet"
-    head, rows = table(analyses, skipped)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join([*lines, "", NOTE])
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from kernelwatch.commands import common_args
 from kernelwatch.engine import RunRequest, run_suite
 from kernelwatch.errors import Interrupted, KernelwatchError
 from kernelwatch.gitrepo import find_repo_root, git_output
+from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import compare
 
 
@@ -275,8 +276,8 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     labels = ({p: p for p in points} if listed else
               targets.subjects(library.repo if library else repo, points))
     print()
-    print("\n".join(bisect.summary(outcome, "version" if listed else "commit", labels,
-                                   parents)))
+    print("\n".join(bisect_view.summary(outcome, "version" if listed else "commit", labels,
+                                        parents)))
     if outcome.culprit and outcome.parent and not outcome.candidates:
         rows = results_mod.load(results)
         base, after = (machine, outcome.parent), (machine, outcome.culprit)

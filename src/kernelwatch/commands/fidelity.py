@@ -13,6 +13,7 @@ from kernelwatch.asvrun import machine_name
 from kernelwatch.commands import common_args
 from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.gitrepo import find_repo_root
+from kernelwatch.report import fidelity as fidelity_view
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -126,6 +127,6 @@ def _print(measured: list, pool: int) -> int:
         raise KernelwatchError(f"--pool {pool} needs at least {2 * pool} runs per series; "
                                "the saved runs have fewer")
     print()
-    print(fidelity.markdown([fidelity.analyse(m, pool=pool) for m in done],
-                            [m for m in measured if m.skipped]))
+    print(fidelity_view.markdown([fidelity.analyse(m, pool=pool) for m in done],
+                                 [m for m in measured if m.skipped]))
     return 0

@@ -22,6 +22,7 @@ from kernelwatch.asvrun import (
 from kernelwatch.commands import common_args
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.gitrepo import commits_in, find_repo_root
+from kernelwatch.report import fidelity as fidelity_view
 from kernelwatch.report import offline, site
 
 
@@ -150,7 +151,7 @@ def fidelity_for_site(repo: Path) -> dict:
     """The newest `kernelwatch fidelity` figures per machine, as site.write takes them."""
     tables, thresholds = {}, {}
     for machine, (env, analyses, skipped) in fidelity.latest_analyses(repo).items():
-        headers, body = fidelity.table(analyses, skipped)
-        tables[machine] = (env, headers, body, fidelity.NOTE)
+        headers, body = fidelity_view.table(analyses, skipped)
+        tables[machine] = (env, headers, body, fidelity_view.NOTE)
         thresholds[machine] = fidelity.series_thresholds(analyses)
     return {"fidelity": tables, "thresholds": thresholds}
