@@ -1,4 +1,4 @@
-"""asv's glue (kernelwatch.asvrun) through real asv: the run lock keeps two runs of one
+"""asv's glue (kernelwatch.engine.asvrun) through real asv: the run lock keeps two runs of one
 checkout apart, and an environment pip cannot build is one message."""
 
 import json

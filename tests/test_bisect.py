@@ -97,8 +97,8 @@ def test_the_closing_comparison_claims_no_threshold_it_did_not_use(tmp_path, iso
     """Every point already recorded (no asv run): the culprit's comparison says it judged at
     1.10, as `kernelwatch compare` would with no `kernelwatch fidelity` on the machine. It
     used to claim the series' own fidelity threshold, which did not exist."""
-    from kernelwatch import asvrun
     from kernelwatch.commands.bisect import bisect_series
+    from kernelwatch.engine import asvrun
 
     from .conftest import REPO, write_case_results
 

@@ -96,7 +96,7 @@ def test_run_stops_at_a_corrupt_result_file_of_a_commit_it_would_measure(tmp_pat
                                                                           isolated_home):
     """`run` reads what is recorded before it plans asv's calls: a file it cannot read is the
     same one message as for report and publish, and stays as it was."""
-    from kernelwatch import asvrun
+    from kernelwatch.engine import asvrun
 
     repo = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
@@ -231,7 +231,7 @@ def test_progress_keeps_asv_output_in_the_log_and_shows_steps_and_failures(tmp_p
     its failures with their parameters; benchmark stderr noise stays in the log."""
     import io
 
-    from kernelwatch.progress import AsvProgress
+    from kernelwatch.engine.progress import AsvProgress
 
     log_file = tmp_path / "run.log"
     out = io.StringIO()

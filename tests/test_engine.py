@@ -1,4 +1,4 @@
-"""The run engine (kernelwatch.engine) through real asv in a fresh clone: the quick run over
+"""The run engine (kernelwatch.engine.run) through real asv in a fresh clone: the quick run over
 the last two commits x the two torch versions, then publish and compare; the per-benchmark
 timeout as the compile budget; an existing environment saved part by part; K processes
 pooled into one result. Slow (minutes): the first run builds two torch environments."""

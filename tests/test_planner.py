@@ -1,4 +1,4 @@
-"""The planner (kernelwatch.planner) through real asv: a second run on a commit measures
+"""The planner (kernelwatch.engine.planner) through real asv: a second run on a commit measures
 only what is not recorded yet."""
 
 
@@ -14,7 +14,7 @@ def test_a_second_run_on_a_commit_measures_only_what_is_missing(clone, isolated_
     parameters is recorded (the rest are stored as NaN). kernelwatch leaves out only the
     recorded combinations: a second run adds the compile variant, keeps eager's samples as
     they were, and a third run of both measures nothing."""
-    from kernelwatch import planner
+    from kernelwatch.engine import planner
 
     sel = [kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--shape", "tiny",
            "--form", "rotate-half", "--dtype", "float32", "--metric", "time"]

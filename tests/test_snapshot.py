@@ -76,7 +76,7 @@ def test_a_full_disk_message_names_the_disk_that_filled(tmp_path):
     environments); with no file named and room on every disk (pip's temporary files were
     removed when it stopped), it gives the room left on each and what a torch environment
     takes."""
-    from kernelwatch.engine import disk_full_message
+    from kernelwatch.engine.run import disk_full_message
 
     results, envs = tmp_path / "results", tmp_path / ".asv" / "env"
     envs.mkdir(parents=True)

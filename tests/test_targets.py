@@ -16,8 +16,9 @@ import subprocess
 
 import pytest
 
-from kernelwatch import bisect, libenvs, shards, targets
+from kernelwatch import bisect, libenvs, targets
 from kernelwatch import results as results_mod
+from kernelwatch.engine import shards
 from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import torch_versions
 from kernelwatch.results import Row

@@ -9,8 +9,8 @@ import argparse
 import signal
 import sys
 
-from kernelwatch import settings
 from kernelwatch.commands import COMMANDS
+from kernelwatch.engine import settings
 from kernelwatch.errors import KernelwatchError, NothingToRun, Terminated
 
 

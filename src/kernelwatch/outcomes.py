@@ -2,7 +2,7 @@
 
 asv keeps a benchmark's output in memory only, and records a skipped combination as NaN,
 exactly as one that was not selected: neither the reason nor the fact that it ran survive
-into its files. The engine reads both from asv's output (kernelwatch.progress.Outcomes) and
+into its files. The engine reads both from asv's output (kernelwatch.engine.progress.Outcomes) and
 writes them to `<machine>/<commit[:8]>-<environment>.outcomes` beside the result file:
 {combination name: {"status": "skipped" | "failed", "reason": text}}, where a combination
 that runs again replaces its entry (one that ends ok removes it), and "*" stands for the

@@ -10,8 +10,7 @@ from pathlib import Path
 from ..conftest import REPO
 
 PACKAGE = REPO / "src" / "kernelwatch"
-ENGINE = {"engine", "planner", "asvrun", "gitrepo", "snapshot", "reaper", "settings",
-          "libenvs"}
+ENGINE = {"engine", "libenvs"}
 MEASURING = {"measure", "environment", "inventory", "variants"}
 
 
@@ -105,8 +104,8 @@ def test_no_import_cycles_at_module_level():
 # history, the run engine's planning, and every workload's declaration.
 TORCH_FREE = ["kernelwatch.cli", "kernelwatch.commands.publish", "kernelwatch.commands.report",
               "kernelwatch.commands.compare", "kernelwatch.commands.history",
-              "kernelwatch.commands.env", "kernelwatch.report.site", "kernelwatch.engine",
-              "kernelwatch.planner", "kernelwatch.bisect", "kernelwatch.targets",
+              "kernelwatch.commands.env", "kernelwatch.report.site", "kernelwatch.engine.run",
+              "kernelwatch.engine.planner", "kernelwatch.bisect", "kernelwatch.targets",
               "kernelwatch.history"]
 
 

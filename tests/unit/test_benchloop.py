@@ -1,4 +1,4 @@
-"""kernelwatch's benchmark loop (kernelwatch.benchloop), the pieces that need no asv run:
+"""kernelwatch's benchmark loop (kernelwatch.engine.benchloop), the pieces that need no asv run:
 names, the atomic save, the recorded durations, the estimate and the time left, shards dealt
 by duration. Its runs through real asv are in test_engine.py (a cut run keeps what
 finished); the forkserver's CUDA checks in test_forkserver.py."""
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kernelwatch import benchloop, planner, shards
-from kernelwatch.progress import Eta
+from kernelwatch.engine import benchloop, planner, shards
+from kernelwatch.engine.progress import Eta
 
 
 def test_combination_names_are_what_asv_matches_b_against():
@@ -35,8 +35,14 @@ def test_the_outcome_of_each_combination_is_logged_read_back_and_kept(tmp_path):
     import math
     import types
 
-    from kernelwatch import outcomes, progress, results
-    from kernelwatch.benchloop import COMBINATION_FORMAT, LOOP_FORMAT, REASON_FORMAT, reason_of
+    from kernelwatch import outcomes, results
+    from kernelwatch.engine import progress
+    from kernelwatch.engine.benchloop import (
+        COMBINATION_FORMAT,
+        LOOP_FORMAT,
+        REASON_FORMAT,
+        reason_of,
+    )
 
     from ..conftest import write_case_results
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from kernelwatch import inventory_file
+from kernelwatch.engine.snapshot import Snapshot
 from kernelwatch.errors import KernelwatchError
-from kernelwatch.snapshot import Snapshot
 
 COMMIT = "ab" * 20
 ENV = "virtualenv-py3.11-torch2.13.0"

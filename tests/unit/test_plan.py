@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from kernelwatch import planner
+from kernelwatch.engine import planner
 from kernelwatch.errors import KernelwatchError
 
 from ..conftest import write_case_results
@@ -76,7 +76,7 @@ def test_a_suite_narrowed_outside_itself_names_the_way_out():
 def test_a_suites_series_that_move_between_processes_are_measured_in_more():
     """gpu-commit times compiled RoPE in 3 processes (samples pooled) and the rest in 1:
     each later round keeps only the regexes that take it, whatever planning put in front."""
-    from kernelwatch.engine import _in_round
+    from kernelwatch.engine.run import _in_round
 
     selections = planner.suite_selections("gpu-commit", "rope")
     by_regex = planner.processes_by_regex(selections)

@@ -4,7 +4,7 @@ with the results it describes."""
 
 import json
 
-from kernelwatch.snapshot import Snapshot
+from kernelwatch.engine.snapshot import Snapshot
 
 from ..conftest import write_case_results
 

@@ -9,22 +9,13 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch import (
-    asvrun,
-    benchmark_classes,
-    bisect,
-    detect,
-    fidelity,
-    libenvs,
-    planner,
-    releases,
-    targets,
-)
+from kernelwatch import benchmark_classes, bisect, detect, fidelity, libenvs, releases, targets
 from kernelwatch import results as results_mod
 from kernelwatch.commands import common_args
-from kernelwatch.engine import RunRequest, run_suite
+from kernelwatch.engine import asvrun, planner
+from kernelwatch.engine.gitrepo import find_repo_root, git_output
+from kernelwatch.engine.run import RunRequest, run_suite
 from kernelwatch.errors import Interrupted, KernelwatchError
-from kernelwatch.gitrepo import find_repo_root, git_output
 from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import compare
 

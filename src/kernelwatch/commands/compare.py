@@ -8,10 +8,10 @@ import sys
 
 from kernelwatch import detect, fidelity, inventory_file, libenvs, targets, workloads
 from kernelwatch import results as results_mod
-from kernelwatch.asvrun import asv_config, machine_name
 from kernelwatch.commands import common_args
+from kernelwatch.engine.asvrun import asv_config, machine_name
+from kernelwatch.engine.gitrepo import find_repo_root, resolve_commit
 from kernelwatch.errors import KernelwatchError
-from kernelwatch.gitrepo import find_repo_root, resolve_commit
 from kernelwatch.report import compare, explain
 
 

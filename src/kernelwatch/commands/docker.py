@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kernelwatch.gitrepo import find_repo_root
+from kernelwatch.engine.gitrepo import find_repo_root
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

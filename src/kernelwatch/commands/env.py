@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from kernelwatch import environment, planner, workloads
+from kernelwatch import environment, workloads
+from kernelwatch.engine import planner
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -8,11 +8,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from kernelwatch import environment, fidelity, planner, workloads
-from kernelwatch.asvrun import machine_name
+from kernelwatch import environment, fidelity, workloads
 from kernelwatch.commands import common_args
+from kernelwatch.engine import planner
+from kernelwatch.engine.asvrun import machine_name
+from kernelwatch.engine.gitrepo import find_repo_root
 from kernelwatch.errors import KernelwatchError, check_choices
-from kernelwatch.gitrepo import find_repo_root
 from kernelwatch.report import fidelity as fidelity_view
 
 

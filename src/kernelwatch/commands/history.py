@@ -9,8 +9,8 @@ from pathlib import Path
 
 from kernelwatch import history, targets
 from kernelwatch.commands import common_args
+from kernelwatch.engine.gitrepo import find_repo_root
 from kernelwatch.errors import KernelwatchError
-from kernelwatch.gitrepo import find_repo_root
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from kernelwatch import fidelity, inventory_file, libenvs, result_files, targets, workloads
-from kernelwatch.asvrun import (
+from kernelwatch.commands import common_args
+from kernelwatch.engine.asvrun import (
     asv_config,
     asv_executable,
     derived_config,
@@ -19,9 +20,8 @@ from kernelwatch.asvrun import (
     run_checked,
     waiting_lock,
 )
-from kernelwatch.commands import common_args
+from kernelwatch.engine.gitrepo import commits_in, find_repo_root
 from kernelwatch.errors import KernelwatchError
-from kernelwatch.gitrepo import commits_in, find_repo_root
 from kernelwatch.report import fidelity as fidelity_view
 from kernelwatch.report import offline, site
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from kernelwatch import libenvs, targets, workloads
 from kernelwatch import results as results_mod
 from kernelwatch.commands import common_args
-from kernelwatch.gitrepo import find_repo_root
+from kernelwatch.engine.gitrepo import find_repo_root
 from kernelwatch.report import site
 
 

@@ -1,13 +1,13 @@
 """`kernelwatch run`: measure benchmarks with asv over a commit range and the torch matrix,
-or in this interpreter (--existing). The work is the run engine's (kernelwatch.engine)."""
+or in this interpreter (--existing). The work is the run engine's (kernelwatch.engine.run)."""
 
 from __future__ import annotations
 
 import argparse
 
 from kernelwatch.commands import common_args
-from kernelwatch.engine import LAUNCH_METHODS, RunRequest, run_suite
-from kernelwatch.gitrepo import find_repo_root
+from kernelwatch.engine.gitrepo import find_repo_root
+from kernelwatch.engine.run import LAUNCH_METHODS, RunRequest, run_suite
 from kernelwatch.workloads import SUITE_NAMES
 
 # Flags kept from before `--param`: each is `--param NAME=VALUE` for the parameter it names.

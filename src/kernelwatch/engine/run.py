@@ -20,23 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import (
-    asvrun,
-    environment,
-    inventory_file,
-    libenvs,
-    outcomes,
-    planner,
-    releases,
-    shards,
-    targets,
-    workloads,
-)
+from kernelwatch import environment, inventory_file, libenvs, outcomes, releases, targets, workloads
+from kernelwatch.engine import asvrun, planner, shards
+from kernelwatch.engine.gitrepo import commits_in, git_output
+from kernelwatch.engine.planner import Call, Selection
+from kernelwatch.engine.progress import AsvProgress, Outcomes, log_path
+from kernelwatch.engine.snapshot import Snapshot, free_bytes
 from kernelwatch.errors import KernelwatchError, check_choices
-from kernelwatch.gitrepo import commits_in, git_output
-from kernelwatch.planner import Call, Selection
-from kernelwatch.progress import AsvProgress, Outcomes, log_path
-from kernelwatch.snapshot import Snapshot, free_bytes
 
 
 @dataclass
@@ -395,7 +385,7 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
                   snap: Snapshot | None, log: TextIO | None, ended: RunOutcomes) -> _Calls:
     config = group.config
     # asv's `run` with kernelwatch's loop: each parameter combination saved as it ends.
-    base = [sys.executable, "-m", "kernelwatch.benchloop", "--save-to", str(plan.results),
+    base = [sys.executable, "-m", "kernelwatch.engine.benchloop", "--save-to", str(plan.results),
             "--", *(["--config", str(config)] if config else []),
             "run", "--machine", name, "--record-samples", "--show-stderr",
             *(["--launch-method", request.launch_method] if request.launch_method else [])]

@@ -6,7 +6,7 @@ asv 0.6 keeps a (commit, environment)'s results in memory until every selected b
 there has run, then writes the file once: a run cut after seven minutes of a 42-combination
 benchmark keeps nothing. kernelwatch runs asv's own `run` command (its environments, builds,
 discovery, spawner and `Results`) with this loop in place of `asv.runner.run_benchmarks`:
-`python -m kernelwatch.benchloop --save-to RESULTS_DIR -- run ...`. Plain `asv run` keeps
+`python -m kernelwatch.engine.benchloop --save-to RESULTS_DIR -- run ...`. Plain `asv run` keeps
 asv's loop.
 
 With `launch_method: forkserver` (asv.conf.json) asv starts one server per environment that
@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 
 # `kernelwatch 12/42 5.2s ok rope.RopeTime.track_time(...)`: one combination ended, in asv's
-# log. The engine's progress reads these (kernelwatch.progress.COMBINATION_LINE).
+# log. The engine's progress reads these (kernelwatch.engine.progress.COMBINATION_LINE).
 COMBINATION_FORMAT = "kernelwatch {done}/{total} {seconds:.1f}s {status} {name}"
 LOOP_FORMAT = "kernelwatch {count} combinations in {env}"
 # Why a combination was skipped or failed, right after its line: the engine counts and
@@ -278,9 +278,9 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m kernelwatch.benchloop [--save-to DIR] -- ASV-ARGS`: asv's command line with
+    """`python -m kernelwatch.engine.benchloop [--save-to DIR] -- ASV-ARGS`: asv's command line with
     this module's loop; --save-to writes each combination's result there as it ends."""
-    parser = argparse.ArgumentParser(prog="python -m kernelwatch.benchloop")
+    parser = argparse.ArgumentParser(prog="python -m kernelwatch.engine.benchloop")
     parser.add_argument("--save-to", metavar="DIR",
                         help="asv's results directory, written after every combination")
     parser.add_argument("asv_args", nargs=argparse.REMAINDER)

@@ -3,7 +3,7 @@ asv's full output in a log file.
 
 asv prints a line per benchmark (`[ 37.50%] ··· rope.RopeTime.track_time  ok`) and grids of
 parameters; a quick run over two commits and two torch versions is some 24,000 lines, which
-scroll the summary away. kernelwatch's benchmark loop (kernelwatch.benchloop) adds a line per
+scroll the summary away. kernelwatch's benchmark loop (kernelwatch.engine.benchloop) adds a line per
 parameter combination; kernelwatch shows those as a bar (tqdm) with the count and an estimate
 of the time left, the current benchmark or environment step, and passes through only
 failures. `-v` streams everything.
@@ -34,7 +34,7 @@ STEP_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·{1,2} ((Creating|Installing|Buil
 SHOWN = re.compile(r"^\[\s*[\d.]+%\] ··· \S+\s.*\bfailed\b|timed out \(timeout|"
                    r"OutOfMemoryError|out of memory")
 PARAMETERS_LINE = re.compile(r"^\[\s*[\d.]+%\] ···· For parameters: ")
-# kernelwatch.benchloop's lines: a loop's count as it starts, and each combination's end.
+# kernelwatch.engine.benchloop's lines: a loop's count as it starts, and each combination's end.
 LOOP_START = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch (\d+) combinations in ")
 COMBINATION_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch (\d+)/(\d+) ([\d.]+)s "
                               r"(\w+) (\S.*)$")

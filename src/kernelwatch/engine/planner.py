@@ -177,7 +177,7 @@ def parse_params(workload: str, pairs: Sequence[str], aliases: dict[str, list[st
 
 def chunks(selections: Sequence[Selection], existing: bool) -> list[list[str]]:
     """The regexes of each asv call, environment facts last: one call, whose benchmark loop
-    (kernelwatch.benchloop) saves each parameter combination as it ends, so a run cut short
+    (kernelwatch.engine.benchloop) saves each parameter combination as it ends, so a run cut short
     (a GPU lease, a time limit) keeps every combination that finished."""
     return [[selection_regex(*sel[:4]) for sel in selections] + [ENVIRONMENT_REGEX]]
 
@@ -292,7 +292,7 @@ def plan(results_dir: Path, machine: str, commits: Sequence[str], envs: Sequence
 
 # ----------------------------------------------------------------------------- durations
 
-# kernelwatch.benchloop keeps each combination's seconds in its result file's `durations`
+# kernelwatch.engine.benchloop keeps each combination's seconds in its result file's `durations`
 # under this key (asv keeps keys in angle brackets there).
 DURATION_PREFIX, DURATION_SUFFIX = "<kernelwatch ", ">"
 

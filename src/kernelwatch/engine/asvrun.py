@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TextIO
 
 from kernelwatch import environment, result_files
+from kernelwatch.engine.gitrepo import commit_of
+from kernelwatch.engine.progress import AsvProgress, Outcomes
 from kernelwatch.errors import Interrupted, KernelwatchError, Terminated
-from kernelwatch.gitrepo import commit_of
-from kernelwatch.progress import AsvProgress, Outcomes
 from kernelwatch.releases import index_versions
 
 
@@ -307,7 +307,7 @@ def stream(cmd: list[str], cwd: Path, seen: dict[str, str],
     processes (a workload's SETTINGS)."""
     env = {**os.environ, **extra_env} if extra_env else None
     # Through the reaper: no benchmark process outlives kernelwatch, SIGKILL included.
-    guarded = [sys.executable, "-m", "kernelwatch.reaper", str(os.getpid()), "--", *cmd]
+    guarded = [sys.executable, "-m", "kernelwatch.engine.reaper", str(os.getpid()), "--", *cmd]
     proc = subprocess.Popen(guarded, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
                             env=env)

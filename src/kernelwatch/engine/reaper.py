@@ -12,7 +12,7 @@ sits between kernelwatch and asv:
 Ctrl-C reaches asv directly (same process group); the reaper waits for asv to stop, then
 ends what asv left behind.
 
-Usage: python -m kernelwatch.reaper PARENT_PID -- COMMAND...
+Usage: python -m kernelwatch.engine.reaper PARENT_PID -- COMMAND...
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def end_descendants(grace: float = GRACE_SECONDS) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python -m kernelwatch.reaper PARENT_PID -- COMMAND...", file=sys.stderr)
+        print("usage: python -m kernelwatch.engine.reaper PARENT_PID -- COMMAND...",
+              file=sys.stderr)
         return 2
     parent = int(argv[0])
     _prctl(PR_SET_CHILD_SUBREAPER, 1)

@@ -2,9 +2,9 @@
 GPU kind split one commit (or one bisect step's processes) between them.
 
 The unit is one benchmark class at one parameter combination (every track of it: they share
-a process's setup). Where the machine has recorded how long the units took (kernelwatch.
-benchloop keeps each combination's seconds in its result file, and runners share the results
-branch), the units are dealt by duration: the longest first, each to the shard with the
+a process's setup). Where the machine has recorded how long the units took (the benchmark
+loop, benchloop.py, keeps each combination's seconds in its result file, and runners share
+the results branch), the units are dealt by duration: the longest first, each to the shard with the
 least so far, so N runners finish together; a unit with no record counts as the mean of
 those with one. Without records, they are ranked by a hash of their names and dealt
 round-robin. Either way the shards of one selection are disjoint, cover it, and split the
