@@ -86,8 +86,9 @@ def download(dest: Path) -> dict[str, Path]:
 
 
 # The commits are dated in the last days before now, an hour apart: a target's requirements
-# resolve from what was uploaded before its build files were replaced (kernelwatch.libenvs),
-# so a history dated before the releases it holds would ask for packages not yet uploaded.
+# resolve from what was uploaded before its build files were replaced
+# (kernelwatch.libraries.requirements), so a history dated before the releases it holds
+# would ask for packages not yet uploaded.
 START = int(time.time()) - 48 * 3600
 
 

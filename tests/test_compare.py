@@ -85,7 +85,7 @@ def test_failing_at_both_skipped_then_failed_and_skipped_are_said_with_their_rea
     """A series that fails at both commits is `failing`, not unchanged; one that was skipped
     and now fails is newly failing (`!`); one skipped at HEAD is `skipped` with its reason.
     A library's two commits in two requirement sets are one environment (env_key)."""
-    from kernelwatch import libenvs
+    from kernelwatch.libraries import requirements
     from kernelwatch.report import compare
     from kernelwatch.results import Row
 
@@ -105,7 +105,7 @@ def test_failing_at_both_skipped_then_failed_and_skipped_are_said_with_their_rea
             row(a, "g.T.track_gone", base_env, value=1e-3),
             row(b, "g.T.track_gone", head_env, skipped=True,
                 reason="llmcompressor is not measurable before 0.4.0")]
-    found = compare.compare(rows, ("m", a), ("m", b), env_key=libenvs.base_env)
+    found = compare.compare(rows, ("m", a), ("m", b), env_key=requirements.base_env)
     marks = {c.benchmark: c.mark for c in found}
     assert marks == {"g.T.track_broken": "failing", "g.T.track_time": "!",
                      "g.T.track_gone": "skipped"}

@@ -1,8 +1,8 @@
-"""A library's requirements at each commit (kernelwatch.libenvs), with real git, real pip and
-llm-compressor's real history (the bundle: tests/conftest.py's llmc_clone): which commits
-share build files and a resolution date, which builds are another project, which commits
-are below the adapter's range, the resolved set with torch fixed, and what `prepare` (asv's
-install command) leaves in an environment.
+"""A library's requirements at each commit (kernelwatch.libraries.requirements), with real
+git, real pip and llm-compressor's real history (the bundle: tests/conftest.py's
+llmc_clone): which commits share build files and a resolution date, which builds are another
+project, which commits are below the adapter's range, the resolved set with torch fixed, and
+what `prepare` (asv's install command) leaves in an environment.
 
 Cost: a few pip metadata builds and one resolution (~40 s), one small virtualenv (~10 s)."""
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kernelwatch import libenvs
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.libraries import requirements
 
 from .conftest import git
 
@@ -32,53 +32,53 @@ def test_commits_between_two_build_file_changes_share_one_environment_key(llmc_c
     between = git("rev-list", "--first-parent", f"{PINNED_FOR_0_12}..{BOUND_RAISED}^",
                   cwd=llmc_clone).split()
     assert len(between) > 5
-    keys = {libenvs.sources_key(llmc_clone, c) for c in [*between, PINNED_FOR_0_12]}
+    keys = {requirements.sources_key(llmc_clone, c) for c in [*between, PINNED_FOR_0_12]}
     assert len(keys) == 1
-    assert libenvs.sources_key(llmc_clone, BOUND_RAISED) not in keys
+    assert requirements.sources_key(llmc_clone, BOUND_RAISED) not in keys
     # Each resolved as of the end of its own day (UTC): what its developers could install.
     stamp = int(git("log", "-1", "--format=%ct", BOUND_RAISED, cwd=llmc_clone))
     day = datetime.datetime.fromtimestamp(stamp, datetime.UTC)
-    assert libenvs.day_end(llmc_clone, BOUND_RAISED) == f"{day.date()}T23:59:59Z"
+    assert requirements.day_end(llmc_clone, BOUND_RAISED) == f"{day.date()}T23:59:59Z"
 
 
 def test_a_commit_below_the_adapter_s_range_is_refused_before_anything_is_built(llmc_clone):
-    supported = libenvs.supported_range("llmcompressor")
+    supported = requirements.supported_range("llmcompressor")
     assert supported and supported[0] == ">=0.4.0"
-    why = libenvs.below_supported(llmc_clone, "0.3.0", "llmcompressor", supported)
+    why = requirements.below_supported(llmc_clone, "0.3.0", "llmcompressor", supported)
     assert why and why.reason.startswith("not measurable before 0.4.0 (it follows the release "
                                          "0.3.0): GPTQ there is GPTQWrapper")
-    assert libenvs.below_supported(llmc_clone, "0.4.0", "llmcompressor", supported) is None
+    assert requirements.below_supported(llmc_clone, "0.4.0", "llmcompressor", supported) is None
 
 
 def test_another_project_s_build_is_refused_and_the_library_s_dev_build_is_not(llmc_clone,
                                                                               tmp_path):
     """2019 commits build neuralmagicML and 2024 ones sparseml-nightly: another project;
     0.4.0 builds llmcompressor-dev, a name the library's own builds went by."""
-    cache = libenvs._Cache(tmp_path)
+    cache = requirements._Cache(tmp_path)
     for commit, name in (("3593ae06", "neuralmagicML"), ("5df0d8aa", "sparseml-nightly")):
-        why = libenvs.declared(llmc_clone, commit, "llmcompressor", cache)
-        assert isinstance(why, libenvs.NotMeasurable), commit
+        why = requirements.declared(llmc_clone, commit, "llmcompressor", cache)
+        assert isinstance(why, requirements.NotMeasurable), commit
         assert f"it builds the distribution {name}" in why.reason
         assert "not llmcompressor" in why.reason
-    meta = libenvs.declared(llmc_clone, "0.4.0", "llmcompressor", cache)
+    meta = requirements.declared(llmc_clone, "0.4.0", "llmcompressor", cache)
     assert isinstance(meta, dict) and meta["name"] == "llmcompressor-dev"
 
 
 def test_requirements_resolve_with_torch_fixed_or_say_why_they_cannot(tmp_path):
-    cache = libenvs._Cache(tmp_path)
-    rset = libenvs.resolve(["loguru>=0.7.2", "torch>=2.10.0", 'pytest; extra == "dev"'],
+    cache = requirements._Cache(tmp_path)
+    rset = requirements.resolve(["loguru>=0.7.2", "torch>=2.10.0", 'pytest; extra == "dev"'],
                            {"torch": "2.13.0"}, tmp_path, cache, leave_out=["mylib"])
-    assert isinstance(rset, libenvs.RequirementSet)
+    assert isinstance(rset, requirements.RequirementSet)
     names = set(rset.versions())
     assert "loguru" in names and "numpy" in names and "psutil" in names
     assert "torch" not in names and "pytest" not in names
     assert rset.direct == ("loguru",) and rset.fixed == ("torch==2.13.0",)
     assert rset.file(tmp_path).read_text().splitlines() == list(rset.pins)
     # Cached: the same request is not resolved again (and gives the same set).
-    assert libenvs.resolve(["loguru>=0.7.2", "torch>=2.10.0"], {"torch": "2.13.0"},
+    assert requirements.resolve(["loguru>=0.7.2", "torch>=2.10.0"], {"torch": "2.13.0"},
                            tmp_path, cache, leave_out=["mylib"]).key == rset.key
-    why = libenvs.resolve(["numpy<1.0"], {"torch": "2.13.0"}, tmp_path, cache)
-    assert isinstance(why, libenvs.NotMeasurable)
+    why = requirements.resolve(["numpy<1.0"], {"torch": "2.13.0"}, tmp_path, cache)
+    assert isinstance(why, requirements.NotMeasurable)
     assert why.reason.startswith("its requirements do not resolve together with "
                                  "torch==2.13.0 (pip: ")
 
@@ -117,18 +117,18 @@ def test_prepare_leaves_the_environment_s_own_the_set_and_the_library_only(tmp_p
     pins = tmp_path / "set.txt"
     pins.write_text("tinydep==1.0\n")
 
-    said = libenvs.prepare(env, pins, str(dev), "llmcompressor")
+    said = requirements.prepare(env, pins, str(dev), "llmcompressor")
     assert said == ["installed 1 of the 1 pins of set"]
     subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
                     str(dev)], check=True)  # as asv's install command does
-    assert "llmcompressor-dev" in libenvs.installed(env)
-    assert libenvs.prepare(env, pins, str(dev), "llmcompressor") == []  # nothing to do
+    assert "llmcompressor-dev" in requirements.installed(env)
+    assert requirements.prepare(env, pins, str(dev), "llmcompressor") == []  # nothing to do
 
-    said = libenvs.prepare(env, pins, str(release), "llmcompressor")
+    said = requirements.prepare(env, pins, str(release), "llmcompressor")
     assert said == ["removed what an earlier install left: llmcompressor-dev"]
-    assert "llmcompressor-dev" not in libenvs.installed(env)
-    assert libenvs.installed(env)["tinydep"] == "1.0"
+    assert "llmcompressor-dev" not in requirements.installed(env)
+    assert requirements.installed(env)["tinydep"] == "1.0"
 
     with pytest.raises(KernelwatchError, match="the commit built the distribution "
                        "neuralmagicml 1.0.0, not llmcompressor"):
-        libenvs.prepare(env, pins, str(other), "llmcompressor")
+        requirements.prepare(env, pins, str(other), "llmcompressor")

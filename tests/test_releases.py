@@ -3,8 +3,8 @@ finds but will not install is told apart from one it does not find (real pip, it
 
 import pytest
 
-from kernelwatch import releases
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.libraries import releases
 
 
 def test_a_version_listed_twice_is_measured_once_and_said_so(capsys):

@@ -16,9 +16,10 @@ import subprocess
 
 import pytest
 
-from kernelwatch import bisect, libenvs, targets
+from kernelwatch import bisect
 from kernelwatch import results as results_mod
 from kernelwatch.engine import shards
+from kernelwatch.libraries import requirements, targets
 from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import torch_versions
 from kernelwatch.results import Row
@@ -286,10 +287,10 @@ def test_run_target_files_the_library_s_commits_apart(clone, llmcompressor_repo,
     assert set(timed) == {head, parent}
     assert all(len(t.samples) == 10 and t.median > 0 for t in timed.values())
     # Each commit in the environment of its own requirement set, torch fixed: the set's
-    # pins are what the commit's setup.py asks for, resolved (libenvs).
+    # pins are what the commit's setup.py asks for, resolved (kernelwatch.libraries.requirements).
     for t in timed.values():
         assert t.env["torch"] == "2.13.0" and "compressed-tensors" not in t.env
-        pins = libenvs.set_at(clone, t.env_name, t.commit).versions()
+        pins = requirements.set_at(clone, t.env_name, t.commit).versions()
         assert "compressed-tensors" in pins and "transformers" in pins and "torch" not in pins
     assert re.search(r"kernelwatch: summary: 2 commits run; benchmark processes \d+ ok, "
                      r"0 skipped, 0 failed", r.stdout)

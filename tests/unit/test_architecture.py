@@ -10,7 +10,7 @@ from pathlib import Path
 from ..conftest import REPO
 
 PACKAGE = REPO / "src" / "kernelwatch"
-ENGINE = {"engine", "libenvs"}
+ENGINE = {"engine", "libraries"}
 MEASURING = {"measure", "environment", "inventory", "variants"}
 
 
@@ -105,7 +105,7 @@ def test_no_import_cycles_at_module_level():
 TORCH_FREE = ["kernelwatch.cli", "kernelwatch.commands.publish", "kernelwatch.commands.report",
               "kernelwatch.commands.compare", "kernelwatch.commands.history",
               "kernelwatch.commands.env", "kernelwatch.report.site", "kernelwatch.engine.run",
-              "kernelwatch.engine.planner", "kernelwatch.bisect", "kernelwatch.targets",
+              "kernelwatch.engine.planner", "kernelwatch.bisect", "kernelwatch.libraries.targets",
               "kernelwatch.history"]
 
 

@@ -69,7 +69,8 @@ def test_the_outcome_of_each_combination_is_logged_read_back_and_kept(tmp_path):
              "[100.00%] ·· " + REASON_FORMAT.format(name=err_name,
                                                      reason=reason_of(failed, "failed")),
              "· For llmcompressor commit 3593ae06 <0.1.0~900>:",
-             "·· Error running /x/python -m kernelwatch.libenvs prepare (exit status 1)",
+             "·· Error running /x/python -m kernelwatch.libraries.requirements prepare "
+             "(exit status 1)",
              "   kernelwatch: not measurable: the commit built the distribution neuralmagicML",
              f"·· Skipping {env}"]
     ended = progress.Outcomes()

@@ -9,13 +9,14 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch import benchmark_classes, bisect, detect, fidelity, libenvs, releases, targets
+from kernelwatch import benchmark_classes, bisect, detect, fidelity
 from kernelwatch import results as results_mod
 from kernelwatch.commands import common_args
 from kernelwatch.engine import asvrun, planner
 from kernelwatch.engine.gitrepo import find_repo_root, git_output
 from kernelwatch.engine.run import RunRequest, run_suite
 from kernelwatch.errors import Interrupted, KernelwatchError
+from kernelwatch.libraries import releases, requirements, targets
 from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import compare
 
@@ -161,7 +162,7 @@ def _static_refusal(repo: Path, library: targets.Target, torch: list[str] | None
                                  .get("torch", []))
 
     def why(point: str) -> str | None:
-        _, refused = libenvs.sets_for_commits(repo, library.repo, library.dist, [point],
+        _, refused = requirements.sets_for_commits(repo, library.repo, library.dist, [point],
                                               matrix_torch, say=lambda line: None)
         return refused[point].reason if point in refused else None
 
@@ -193,8 +194,8 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     results = targets.results_dir(repo, library.dist) if library else repo / "results"
     if library:
         # The environment as the run names it, less its requirement set: each commit's set
-        # is its own (libenvs), the series follows the library across them.
-        naming = libenvs.EnvGroup("0" * 10, {})
+        # is its own (libraries/requirements.py), the series follows the library across them.
+        naming = requirements.EnvGroup("0" * 10, {})
         config = targets.write_config(repo, targets.target_config(
             asvrun.asv_config(repo), library, repo, torch_versions=torch,
             requirement_set=naming))
@@ -220,7 +221,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
         if listed:
             return releases.version_label(str(row.env.get(dist, ""))) == point
         if library:
-            return libenvs.base_env(row.env_name) == libenvs.base_env(envs[0])
+            return requirements.base_env(row.env_name) == requirements.base_env(envs[0])
         return row.env_name == envs[0]
 
     def point_field(point):
@@ -278,7 +279,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
                     if r.commit == measured.head and env_ok(r, p)]
         comparisons = compare.compare(rows, base, after, factor=closing_factor,
                                       thresholds=closing,
-                                      env_key=libenvs.base_env if library else None)
+                                      env_key=requirements.base_env if library else None)
         print()
         print(compare.markdown(comparisons, base, after, closing_factor, closing))
     return 0 if outcome.culprit else 1

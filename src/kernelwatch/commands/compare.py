@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kernelwatch import detect, fidelity, inventory_file, libenvs, targets, workloads
+from kernelwatch import detect, fidelity, inventory_file, workloads
 from kernelwatch import results as results_mod
 from kernelwatch.commands import common_args
 from kernelwatch.engine.asvrun import asv_config, machine_name
 from kernelwatch.engine.gitrepo import find_repo_root, resolve_commit
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.libraries import requirements, targets
 from kernelwatch.report import compare, explain
 
 
@@ -50,7 +51,7 @@ def _not_measurable(repo, library, commit: str) -> str | None:
     running (its build files, its requirements with the matrix's torch, the adapter's
     range), or None."""
     torch = list(asv_config(repo).get("matrix", {}).get("req", {}).get("torch", []))[:1]
-    _, refused = libenvs.sets_for_commits(repo, library.repo, library.dist, [commit], torch,
+    _, refused = requirements.sets_for_commits(repo, library.repo, library.dist, [commit], torch,
                                           say=lambda line: None)
     return refused[commit].reason if commit in refused else None
 
@@ -86,7 +87,7 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
     factor = factor or detect.DEFAULT_FACTOR
     comparisons = compare.compare(rows, base, head, factor=factor, thresholds=thresholds,
                                   gate=workloads.gate_failure,
-                                  env_key=libenvs.base_env if target else None)
+                                  env_key=requirements.base_env if target else None)
     if not comparisons:
         raise KernelwatchError("the two have no series in common; run the same selection "
                                "at both")

@@ -7,10 +7,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from kernelwatch import history, targets
+from kernelwatch import history
 from kernelwatch.commands import common_args
 from kernelwatch.engine.gitrepo import find_repo_root
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.libraries import targets
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kernelwatch import fidelity, inventory_file, libenvs, result_files, targets, workloads
+from kernelwatch import fidelity, inventory_file, result_files, workloads
 from kernelwatch.commands import common_args
 from kernelwatch.engine.asvrun import (
     asv_config,
@@ -22,6 +22,7 @@ from kernelwatch.engine.asvrun import (
 )
 from kernelwatch.engine.gitrepo import commits_in, find_repo_root
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.libraries import requirements, targets
 from kernelwatch.report import fidelity as fidelity_view
 from kernelwatch.report import offline, site
 
@@ -116,7 +117,7 @@ def _publish(repo: Path, library: targets.Target | None, target: str | None, sit
                commit_order={c: len(history) - i for i, c in enumerate(history)},
                commit_subjects=targets.subjects(library.repo, history) if library else None,
                commit_url=library.url if library else None,
-               env_key=libenvs.base_env if library else None,
+               env_key=requirements.base_env if library else None,
                **fidelity_for_site(repo))
     for left in offline.make_offline(building):
         print(f"kernelwatch: warning: {left} still loads from the network (asv's pages "

@@ -6,10 +6,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from kernelwatch import libenvs, targets, workloads
 from kernelwatch import results as results_mod
+from kernelwatch import workloads
 from kernelwatch.commands import common_args
 from kernelwatch.engine.gitrepo import find_repo_root
+from kernelwatch.libraries import requirements, targets
 from kernelwatch.report import site
 
 
@@ -25,6 +26,6 @@ def print_report(repo: Path, target: str | None = None) -> int:
     results = targets.results_dir(repo, targets.dist_of(target)) if target else repo / "results"
     rows = results_mod.load(results)
     if target:  # a library's history: one environment across its commits' requirement sets
-        rows = [dataclasses.replace(r, env_name=libenvs.base_env(r.env_name)) for r in rows]
+        rows = [dataclasses.replace(r, env_name=requirements.base_env(r.env_name)) for r in rows]
     print(site.text_table(rows, workloads.bytes_for_benchmark))
     return 0

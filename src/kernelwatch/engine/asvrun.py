@@ -22,7 +22,7 @@ from kernelwatch import environment, result_files
 from kernelwatch.engine.gitrepo import commit_of
 from kernelwatch.engine.progress import AsvProgress, Outcomes
 from kernelwatch.errors import Interrupted, KernelwatchError, Terminated
-from kernelwatch.releases import index_versions
+from kernelwatch.libraries.releases import index_versions
 
 
 def asv_executable() -> str:

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import environment, inventory_file, libenvs, outcomes, releases, targets, workloads
+from kernelwatch import environment, inventory_file, outcomes, workloads
 from kernelwatch.engine import asvrun, planner, shards
 from kernelwatch.engine.gitrepo import commits_in, git_output
 from kernelwatch.engine.planner import Call, Selection
 from kernelwatch.engine.progress import AsvProgress, Outcomes, log_path
 from kernelwatch.engine.snapshot import Snapshot, free_bytes
 from kernelwatch.errors import KernelwatchError, check_choices
+from kernelwatch.libraries import releases, requirements, targets
 
 
 @dataclass
@@ -500,8 +501,8 @@ def say_refused(plan: Plan, subjects: dict[str, str] | None = None, limit: int =
 
 def _groups(repo: Path, request: RunRequest, plan: Plan) -> list[Group]:
     """The asv configurations of this run and the commits each measures: one per requirement
-    set of a target (libenvs), one per released version of a library, one otherwise. What
-    cannot be measured goes to plan.refused."""
+    set of a target (libraries/requirements.py), one per released version of a library, one
+    otherwise. What cannot be measured goes to plan.refused."""
     torch = list(request.torch or []) or None
     env_dir = os.environ.get("KERNELWATCH_ENV_DIR")
     if plan.target:
@@ -510,14 +511,14 @@ def _groups(repo: Path, request: RunRequest, plan: Plan) -> list[Group]:
         branch = (request.branch if request.branch and targets.commit(plan.target,
                                                                       request.branch)
                   else None)
-        found, refused = libenvs.sets_for_commits(repo, plan.target.repo, plan.target.dist,
+        found, refused = requirements.sets_for_commits(repo, plan.target.repo, plan.target.dist,
                                                   plan.commits, matrix_torch)
         plan.refused.update({c: why.reason for c, why in refused.items()})
         groups = []
         for (version, _), group in found.items():
             conf = targets.target_config(base, plan.target, repo, torch_versions=[version],
                                          env_dir=env_dir, branch=branch, requirement_set=group)
-            label = libenvs.describe_group(group, [g for g in found.values()
+            label = requirements.describe_group(group, [g for g in found.values()
                                                    if g.key != group.key])
             groups.append(Group(targets.write_config(repo, conf), group.commits,
                                 f"torch {version}, {label}" if len(matrix_torch) > 1
@@ -545,13 +546,13 @@ def _groups(repo: Path, request: RunRequest, plan: Plan) -> list[Group]:
     groups = []
     for version in versions:
         for torch_version in matrix_torch:
-            group = libenvs.set_for_release(repo, dist, version, torch_version)
-            if isinstance(group, libenvs.NotMeasurable):
+            group = requirements.set_for_release(repo, dist, version, torch_version)
+            if isinstance(group, requirements.NotMeasurable):
                 plan.refused[version] = group.reason
                 continue
             one = releases.versions_matrix(conf, dist, [version], requirements=False)
             one["matrix"]["req"]["torch"] = [torch_version]
-            one = libenvs.config_for(one, group, repo, dist=None, kernelwatch_source=None)
+            one = requirements.config_for(one, group, repo, dist=None, kernelwatch_source=None)
             groups.append(Group(targets.write_config(repo, one), plan.commits,
                                 f"{dist} {version}, torch {torch_version}"))
     return groups

@@ -20,11 +20,11 @@ was published between their days (a dependency's nightly), which `prepare` bring
 environment to for each commit, a few packages at most.
 
 The environment holds the core of asv.conf.json's matrix (torch, setuptools, numpy, psutil).
-asv's install command runs `python -m kernelwatch.libenvs prepare` (this interpreter) before
-it installs the commit's wheel: it checks that the wheel is the distribution asked for
-(2019's commits build `neuralmagicML`, 2024's `sparseml-nightly`; 0.2-0.5's
-`llmcompressor-dev` is the library under another name), installs the commit's set where
-the environment differs from it, removes every distribution that is neither the
+asv's install command runs `python -m kernelwatch.libraries.requirements prepare` (this
+interpreter) before it installs the commit's wheel: it checks that the wheel is the
+distribution asked for (2019's commits build `neuralmagicML`, 2024's `sparseml-nightly`;
+0.2-0.5's `llmcompressor-dev` is the library under another name), installs the commit's set
+where the environment differs from it, removes every distribution that is neither the
 environment's own, the set's, kernelwatch nor the library under this build's name (what an
 earlier commit's build left, under another name), and installs kernelwatch once.
 
@@ -496,7 +496,7 @@ def config_for(conf: dict, group: EnvGroup, repo: Path, *, dist: str | None,
     matrix = conf.setdefault("matrix", {})
     matrix.setdefault("env", {})[ENV_VAR] = [group.key]
     sets = group.write(repo) if group.sets else group.file(repo)
-    prepare = [f"in-dir={{env_dir}} {sys.executable} -m kernelwatch.libenvs prepare "
+    prepare = [f"in-dir={{env_dir}} {sys.executable} -m kernelwatch.libraries.requirements prepare "
                f"--env {{env_dir}} --sets {sets} --commit {{commit}}"]
     if dist:
         prepare[0] += f" --wheel {{wheel_file}} --dist {dist}"
@@ -594,8 +594,9 @@ def _env_pip(env: Path, args: list[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m kernelwatch.libenvs prepare ...`: asv's install command (see prepare)."""
-    p = argparse.ArgumentParser(prog="python -m kernelwatch.libenvs")
+    """`python -m kernelwatch.libraries.requirements prepare ...`: asv's install command
+    (see prepare)."""
+    p = argparse.ArgumentParser(prog="python -m kernelwatch.libraries.requirements")
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare")
     prep.add_argument("--env", type=Path, required=True)

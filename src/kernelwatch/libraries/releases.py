@@ -10,8 +10,9 @@ import re
 import subprocess
 import sys
 
-from kernelwatch import targets, workloads
+from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.libraries import targets
 
 
 def versions_matrix(base: dict, dist: str, versions: list[str], *,
@@ -19,8 +20,8 @@ def versions_matrix(base: dict, dist: str, versions: list[str], *,
     """asv.conf.json with `dist` at each of `versions` in the matrix. torch (WITH_DEPS) is
     installed with its dependencies; any other library with --no-deps, beside what the
     workloads declare importing it needs (`requirements`; without, the core of the matrix
-    only: a version's own requirement set is installed by libenvs), so the matrix's torch
-    stays."""
+    only: a version's own requirement set is installed by the install command's prepare), so
+    the matrix's torch stays."""
     conf = json.loads(json.dumps(base))
     req = conf.setdefault("matrix", {}).setdefault("req", {})
     if dist in targets.WITH_DEPS:
@@ -41,7 +42,7 @@ def versions_matrix(base: dict, dist: str, versions: list[str], *,
 
 
 # What keeps pip from resolving a release's dependencies when asv builds its environment
-# (libenvs' prepare installs the release's own requirement set, torch's included, instead).
+# (requirements.prepare installs the release's own requirement set, torch's included, instead).
 NO_DEPS_ENV = {"PIP_NO_DEPS": "1"}
 
 

@@ -321,9 +321,9 @@ def target_config(base: dict, target: Target, kernelwatch_repo: Path, *,
                   branch: str | None = None, requirement_set=None) -> dict:
     """asv.conf.json turned to the target: asv's project is the library, kernelwatch (its
     HEAD) is installed beside it by the install command, the suite is kernelwatch's. With a
-    `requirement_set` (libenvs.EnvGroup: commits that ask for the same, each with its set),
-    the environment holds the core of the matrix and libenvs' prepare installs and checks
-    each commit's set; without one, the workloads' TARGET_REQUIREMENTS (or the matrix)."""
+    `requirement_set` (requirements.EnvGroup: commits that ask for the same, each with its
+    set), the environment holds the core of the matrix and requirements.prepare installs and
+    checks each commit's set; without one, the workloads' TARGET_REQUIREMENTS (or the matrix)."""
     source = kernelwatch_source(kernelwatch_repo)
     conf = json.loads(json.dumps(base))
     req = requirements_for(target.dist, base.get("matrix", {}).get("req", {}))
@@ -353,14 +353,14 @@ def target_config(base: dict, target: Target, kernelwatch_repo: Path, *,
     if target.url:
         conf["show_commit_url"] = target.url
     if requirement_set is not None:
-        from kernelwatch import libenvs
+        from kernelwatch.libraries import requirements
 
-        # prepare (libenvs) removes what another commit's build left and installs
+        # requirements.prepare removes what another commit's build left and installs
         # kernelwatch once per environment; the wheel replaces the library's last build.
         conf["uninstall_command"] = []
         conf["install_command"] = [
             "in-dir={env_dir} python -m pip install --no-deps --force-reinstall {wheel_file}"]
-        conf = libenvs.config_for(conf, requirement_set, kernelwatch_repo, dist=target.dist,
+        conf = requirements.config_for(conf, requirement_set, kernelwatch_repo, dist=target.dist,
                                   kernelwatch_source=source)
     return conf
 
