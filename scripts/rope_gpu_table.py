@@ -29,7 +29,7 @@ from kernelwatch import environment, measure
 from kernelwatch.errors import Unavailable
 from kernelwatch.report import COPY_KEY, clocks
 from kernelwatch.report import rope as rope_report
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 from kernelwatch.workloads.rope import case as rope
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelwatch import results as results_mod
+from kernelwatch.results import rows as result_rows
 
 from .conftest import MACHINE, REPO, git, kernelwatch_exe, run
 
@@ -36,7 +36,7 @@ def test_two_runs_at_once_on_a_branch_not_named_main_keep_both_and_publish(tmp_p
     assert [p.returncode for p in procs] == [0, 0]
     assert any("another kernelwatch run is using this checkout" in o for o in outs)
     assert all("following the checked-out branch trunk" in o for o in outs)
-    rows = {r.benchmark for r in results_mod.load(repo / "results")
+    rows = {r.benchmark for r in result_rows.load(repo / "results")
             if r.env_name.startswith("existing") and r.value is not None}
     assert {"rope.RopeTime.track_time", "gptq.GptqTime.track_time"} <= rows
     for out in outs:

@@ -63,7 +63,7 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
 
 def test_compare_marks_a_changed_benchmark_version_not_comparable_and_a_new_failure():
     from kernelwatch.report import compare
-    from kernelwatch.results import Row
+    from kernelwatch.results.rows import Row
 
     def row(commit, bench, samples, version="v1", failed=False):
         return Row(machine="m", commit=commit, date=0, env_name="env", env={},
@@ -87,7 +87,7 @@ def test_failing_at_both_skipped_then_failed_and_skipped_are_said_with_their_rea
     A library's two commits in two requirement sets are one environment (env_key)."""
     from kernelwatch.libraries import requirements
     from kernelwatch.report import compare
-    from kernelwatch.results import Row
+    from kernelwatch.results.rows import Row
 
     def row(commit, bench, env, *, value=None, failed=False, skipped=False, reason=""):
         return Row(machine="m", commit=commit, date=0, env_name=env, env={},
@@ -120,7 +120,7 @@ def test_failing_at_both_skipped_then_failed_and_skipped_are_said_with_their_rea
 
 def test_a_kernel_count_change_is_listed_and_a_gated_speedup_is_not_counted():
     from kernelwatch.report import compare
-    from kernelwatch.results import Row
+    from kernelwatch.results.rows import Row
 
     def row(commit, bench, value, variant="compile", unit="seconds"):
         samples = [value * (1 + i / 1000) for i in range(30)]
@@ -181,7 +181,7 @@ def test_compare_markdown_prints_hostile_names_as_text_and_bounds_a_huge_invento
     @mentions, table pipes) render as literal text in code spans, and a 60 MB inventory
     becomes a few lines with a count: the comment stays small."""
     from kernelwatch.report import compare, explain
-    from kernelwatch.results import Row
+    from kernelwatch.results.rows import Row
 
     a, b = "a" * 40, "b" * 40
     params = {"variant": HOSTILE}
@@ -217,7 +217,7 @@ def test_compare_markdown_prints_hostile_names_as_text_and_bounds_a_huge_invento
 
 def test_compare_markdown_shows_a_bounded_number_of_rows_and_counts_the_rest():
     from kernelwatch.report import compare
-    from kernelwatch.results import Row
+    from kernelwatch.results.rows import Row
 
     rows = [Row(machine="m", commit=c, date=0, env_name="env", env={},
                 benchmark=f"w.T{i}.track_time", params={"variant": "eager"}, unit="seconds",

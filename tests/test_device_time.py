@@ -15,7 +15,7 @@ from kernelwatch.errors import Unavailable
 from kernelwatch.report import clocks, compare
 from kernelwatch.report import llama_layer as layer_report
 from kernelwatch.report import rope as rope_report
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 from kernelwatch.workloads.llama_layer import case as llama_layer
 from kernelwatch.workloads.rope import case as rope
 from kernelwatch.workloads.rope import spec as rope_spec

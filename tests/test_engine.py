@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from kernelwatch import results as results_mod
 from kernelwatch.report import offline
+from kernelwatch.results import rows as result_rows
 from kernelwatch.workloads.rope import case as rope
 
 from .conftest import MACHINE, git, kernelwatch_exe, run
@@ -38,7 +38,7 @@ def test_quick_run_publish_and_compare(clone, isolated_home):
         for key in ("cpu", "num_cpu", "arch", "os", "ram", "gpu", "driver"):
             assert d["params"].get(key), key
 
-    rows = results_mod.load(clone / "results")
+    rows = result_rows.load(clone / "results")
     by = {(r.commit, r.env["torch"], r.benchmark, tuple(r.params.values())): r for r in rows}
     for commit, torch_version in ((head, "2.13.0"), (head, "2.14.1"), (parent, "2.13.0")):
         def value(bench, params=(), c=commit, t=torch_version):
@@ -107,7 +107,7 @@ def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):
     r = run(cmd, clone, KERNELWATCH_BENCHMARK_TIMEOUT="8")
     assert "timed out (timeout 8.0s)" in r.stdout
     rows = {(r.benchmark, r.params.get("variant")): r
-            for r in results_mod.load(clone / "results") if r.params.get("shape") == "tiny"
+            for r in result_rows.load(clone / "results") if r.params.get("shape") == "tiny"
             and r.params.get("form") == "rotate-half" and r.params.get("dtype") == "float32"
             and r.env_name.startswith("existing")}
     assert rows[("rope.RopeTime.track_time", "eager")].median > 0
@@ -139,7 +139,7 @@ def test_a_cut_run_keeps_every_combination_that_finished(clone, isolated_home):
     proc.wait(timeout=60)
     print("".join(seen[-20:]))
     assert any("kernelwatch 3 combinations in existing" in line for line in seen)
-    rows = [r for r in results_mod.load(clone / "results") if r.machine == MACHINE
+    rows = [r for r in result_rows.load(clone / "results") if r.machine == MACHINE
             and r.env_name.startswith("existing") and r.params.get("shape") == "tiny/proj"
             and r.params.get("variant") == "eager" and r.params.get("blocksize") == "16"
             and r.params.get("scheme") == "w4-sym-g128"]
@@ -162,6 +162,6 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     assert r.returncode == 0, r.stderr
     assert "process 2 of 2 for the benchmarks just measured" in r.stdout
     case = {"shape": "tiny", "form": "rotate-half", "dtype": "float32", "variant": "eager"}
-    rows = [x for x in results_mod.load(clone / "results") if x.machine == "two-procs"
+    rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
     assert len(rows) == 1 and len(rows[0].samples) == 60  # 30 samples from each process

@@ -125,7 +125,7 @@ def test_one_damaged_file_on_the_branch_stops_no_runner_and_check_repair_removes
 def test_a_damaged_inventory_here_does_not_block_push_or_pull(tmp_path):
     """One's own `.kernels` cut short: push sends every other file and names it; a pull
     that brings the good copy moves the damaged one aside and takes it."""
-    from kernelwatch import history
+    from kernelwatch.results import history
 
     bare, files = store_and_honest_files(tmp_path)
     writer = tmp_path / "writer"
@@ -245,7 +245,7 @@ def test_shards_of_one_commit_merge_on_the_results_branch(tmp_path):
     """`run --shard K/2` on two runners of one kind writes one result file name each (same
     machine, commit and environment), with disjoint combinations: pushed at once, the branch
     holds one file with both shards' values; a pull reads all four."""
-    from kernelwatch import results as results_mod
+    from kernelwatch.results import rows as result_rows
 
     bare = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
@@ -267,7 +267,7 @@ def test_shards_of_one_commit_merge_on_the_results_branch(tmp_path):
                    check=True)
     assert sh([kernelwatch_exe(), "history", "pull", "--remote", str(bare)], fresh).returncode == 0
     assert (fresh / "results" / name).is_file()
-    got = {r.params["blocksize"]: r.median for r in results_mod.load(fresh / "results")
+    got = {r.params["blocksize"]: r.median for r in result_rows.load(fresh / "results")
            if r.value is not None}
     assert got == {"16": 0.01, "32": 0.02, "64": 0.03, "128": 0.04}
 
@@ -286,7 +286,7 @@ def test_shards_inventories_merge_case_by_case_on_the_branch_and_on_pull(tmp_pat
     push merges its cases into the branch's file (it used to count as a conflict and never
     reach the branch); a pull merges them into a local copy the same way. A case that
     differs is a conflict and replaces nothing."""
-    from kernelwatch import history
+    from kernelwatch.results import history
 
     bare = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)

@@ -109,7 +109,7 @@ def test_guards_are_counted_and_a_host_slowdown_names_the_new_ones():
     inventory counts dynamo's guards, and the explanation of a host-side slowdown between
     two commits says how many guards came with it."""
     from kernelwatch.report import explain
-    from kernelwatch.results import Row
+    from kernelwatch.results.rows import Row
 
     def plain(x, scale):
         return x.sin() * scale

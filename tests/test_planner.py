@@ -4,7 +4,7 @@ only what is not recorded yet."""
 
 import pytest
 
-from kernelwatch import results as results_mod
+from kernelwatch.results import rows as result_rows
 
 from .conftest import MACHINE, git, kernelwatch_exe, run
 
@@ -20,7 +20,7 @@ def test_a_second_run_on_a_commit_measures_only_what_is_missing(clone, isolated_
            "--form", "rotate-half", "--dtype", "float32", "--metric", "time"]
 
     def rows():
-        return {r.params["variant"]: r for r in results_mod.load(clone / "results")
+        return {r.params["variant"]: r for r in result_rows.load(clone / "results")
                 if r.machine == MACHINE and r.env_name.startswith("existing")
                 and r.benchmark == "rope.RopeTime.track_time" and r.params["shape"] == "tiny"
                 and r.params["form"] == "rotate-half" and r.params["dtype"] == "float32"

@@ -17,12 +17,12 @@ import subprocess
 import pytest
 
 from kernelwatch import bisect
-from kernelwatch import results as results_mod
 from kernelwatch.engine import shards
 from kernelwatch.libraries import requirements, targets
 from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import torch_versions
-from kernelwatch.results import Row
+from kernelwatch.results import rows as result_rows
+from kernelwatch.results.rows import Row
 
 from . import target_repo
 from .conftest import git, kernelwatch_exe
@@ -282,7 +282,7 @@ def test_run_target_files_the_library_s_commits_apart(clone, llmcompressor_repo,
             "--torch", "2.13.0", "--skip-machine-facts"], clone)
     assert r.returncode == 0, r.stderr
     head, parent = (git("rev-parse", rev, cwd=llmcompressor_repo) for rev in ("HEAD", "HEAD~1"))
-    rows = results_mod.load(clone / "results-llmcompressor")
+    rows = result_rows.load(clone / "results-llmcompressor")
     timed = {r.commit: r for r in rows if r.benchmark == KEY and r.value is not None}
     assert set(timed) == {head, parent}
     assert all(len(t.samples) == 10 and t.median > 0 for t in timed.values())
@@ -363,7 +363,7 @@ def test_versions_puts_two_torch_releases_side_by_side(clone, isolated_home):
             "--skip-machine-facts", "HEAD^!"], clone)
     assert r.returncode == 0, r.stderr
     head = git("rev-parse", "HEAD", cwd=clone)
-    rows = [r for r in results_mod.load(clone / "results") if r.commit == head
+    rows = [r for r in result_rows.load(clone / "results") if r.commit == head
             and r.benchmark == KEY and r.params.get("variant") == "eager"
             and r.params.get("shape") == "tiny/proj" and r.params.get("blocksize") == "16"
             and r.value is not None and not r.env_name.startswith("existing")]
@@ -420,7 +420,7 @@ def test_a_real_history_measures_what_its_adapter_calls_and_names_what_it_cannot
             "dcd3ca85^..0.13.0"], clone)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("requirement set ") <= 1  # one set for both commits
-    rows = results_mod.load(clone / "results-llmcompressor")
+    rows = result_rows.load(clone / "results-llmcompressor")
     commits = {git("rev-parse", c, cwd=llmc_clone) for c in ("dcd3ca85", "0.13.0")}
     mine = [r for r in rows if r.commit in commits and r.params.get("variant")
             == "llmcompressor-eager" and r.params.get("shape") == "tiny/proj"

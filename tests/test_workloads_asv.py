@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelwatch import results as results_mod
+from kernelwatch.results import rows as result_rows
 from kernelwatch.workloads.gpt2 import case as gpt2
 from kernelwatch.workloads.llama_layer import spec as llama_layer_spec
 from kernelwatch.workloads.vae import case as vae
@@ -22,7 +22,7 @@ def test_gptq_quick_run_through_asv_and_its_summary(clone, isolated_home):
     assert r.returncode == 0
     head = git("rev-parse", "HEAD", cwd=clone)
     quick = {"shape": "tiny/proj", "scheme": "w4-sym-g128", "blocksize": "16"}
-    rows = {(r.benchmark, r.params["variant"]): r for r in results_mod.load(clone / "results")
+    rows = {(r.benchmark, r.params["variant"]): r for r in result_rows.load(clone / "results")
             if r.commit == head and r.benchmark.startswith("gptq.")
             and quick.items() <= r.params.items()}
     for variant in ("eager", "compile-block"):
@@ -65,7 +65,7 @@ def test_gpt2_every_variant_through_asv_and_its_table(clone, isolated_home):
     head = git("rev-parse", "HEAD", cwd=clone)
     case = {"size": "gpt2", "prompt_tokens": "10", "new_tokens": "16", "threads": "1"}
     rows = {(r.benchmark.rsplit(".", 1)[1], r.params["variant"]): r
-            for r in results_mod.load(clone / "results") if r.commit == head
+            for r in result_rows.load(clone / "results") if r.commit == head
             and r.benchmark.startswith("gpt2.") and case.items() <= r.params.items()}
     timed = ("fp32", "int8-dynamic", "torchao-int8-weight-only", "torchao-int8-dynamic")
     for variant in timed:
@@ -101,7 +101,7 @@ def test_vae_tiny_every_cpu_variant_through_asv_and_its_table(clone, isolated_ho
     assert r.returncode == 0
     head = git("rev-parse", "HEAD", cwd=clone)
     times = {(r.params["part"], r.params["variant"]): r
-             for r in results_mod.load(clone / "results") if r.commit == head
+             for r in result_rows.load(clone / "results") if r.commit == head
              and r.benchmark == "vae.VaeTime.track_time" and r.params["config"] == "tiny"
              and r.params["batch"] == "1"}
     for variant in cpu_variants:
@@ -124,7 +124,7 @@ def test_llama_layer_tiny_every_variant_both_passes_through_asv(clone, isolated_
     assert r.returncode == 0
     head = git("rev-parse", "HEAD", cwd=clone)
     rows = {(r.params["pass"], r.params["variant"]): r
-            for r in results_mod.load(clone / "results") if r.commit == head
+            for r in result_rows.load(clone / "results") if r.commit == head
             and r.benchmark == "llama_layer.LayerTime.track_time"
             and r.params["shape"] == "tiny" and r.params["seq_len"] == "128"
             and r.params["backend"] == "torch"}
@@ -152,7 +152,7 @@ def test_gptq_compile_over_budget_is_a_recorded_failure_with_the_budget(clone, i
     assert "timed out (timeout 8.0s)" in r.stdout
     assert "some benchmarks failed or timed out" in r.stderr
     assert "raise KERNELWATCH_BENCHMARK_TIMEOUT" in r.stderr  # the fix, named
-    rows = {(r.benchmark, r.params["variant"]): r for r in results_mod.load(clone / "results")
+    rows = {(r.benchmark, r.params["variant"]): r for r in result_rows.load(clone / "results")
             if r.env_name.startswith("existing") and r.params.get("shape") == "tiny/proj"
             and r.params.get("blocksize") == "128" and r.params.get("scheme") == "w4-sym-g128"}
     assert rows[("gptq.GptqFirstRun.track_first_run", "eager")].value > 0

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from kernelwatch import result_files
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.results import files as result_files
 
 SUFFIX = ".kernels"
 # Set by the run engine for the benchmark processes: where they leave their inventories, and

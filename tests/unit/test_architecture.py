@@ -106,7 +106,7 @@ TORCH_FREE = ["kernelwatch.cli", "kernelwatch.commands.publish", "kernelwatch.co
               "kernelwatch.commands.compare", "kernelwatch.commands.history",
               "kernelwatch.commands.env", "kernelwatch.report.site", "kernelwatch.engine.run",
               "kernelwatch.engine.planner", "kernelwatch.bisect", "kernelwatch.libraries.targets",
-              "kernelwatch.history"]
+              "kernelwatch.results.history"]
 
 
 def test_publishing_the_report_and_the_declarations_import_no_torch():

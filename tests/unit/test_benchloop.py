@@ -29,13 +29,12 @@ def test_combination_names_are_what_asv_matches_b_against():
 def test_the_outcome_of_each_combination_is_logged_read_back_and_kept(tmp_path):
     """The loop's lines (status, then the reason of a skip or failure, from the benchmark's
     own output) as asv prints them, read by the engine's collector, kept in the outcomes
-    file beside the result file, and given to the rows by results.load. A commit that did
+    file beside the result file, and given to the rows by result_rows.load. A commit that did
     not build is one outcome for all of its benchmarks."""
     import json
     import math
     import types
 
-    from kernelwatch import outcomes, results
     from kernelwatch.engine import progress
     from kernelwatch.engine.benchloop import (
         COMBINATION_FORMAT,
@@ -43,6 +42,8 @@ def test_the_outcome_of_each_combination_is_logged_read_back_and_kept(tmp_path):
         REASON_FORMAT,
         reason_of,
     )
+    from kernelwatch.results import outcomes
+    from kernelwatch.results import rows as result_rows
 
     from ..conftest import write_case_results
 
@@ -93,7 +94,7 @@ def test_the_outcome_of_each_combination_is_logged_read_back_and_kept(tmp_path):
     path.write_text(json.dumps(data))
     outcomes.record(res, "m", commit, env, point)
     assert outcomes.path_of(res, "m", commit, env).is_file()
-    [row] = [r for r in results.load(res) if r.benchmark == "gptq.GptqTime.track_time"]
+    [row] = [r for r in result_rows.load(res) if r.benchmark == "gptq.GptqTime.track_time"]
     assert row.value is None and row.skipped and not row.failed
     assert row.reason == "llmcompressor is not measurable before 0.4.0: why"
     # It runs at last: the outcome goes.

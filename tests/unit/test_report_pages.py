@@ -1,7 +1,7 @@
 """kernelwatch's derived pages on hand-checked rows: break-even and torch versions."""
 
 from kernelwatch.report import break_even, torch_versions
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 
 def row(bench, variant, value, torch="2.13.0", commit="a" * 40, samples=None):

@@ -3,7 +3,7 @@ no column without a value, nothing wider than a 120-column terminal."""
 
 from kernelwatch import workloads
 from kernelwatch.report import site
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 ENV = "virtualenv-py3.11-numpy-onnx1.23.2-onnxruntime1.32.0-onnxscript0.7.2-psutil-" \
       "scikit-image0.26.0-setuptools-torch{torch}-torchao0.18.0-transformers5.17.0"

@@ -1,4 +1,4 @@
-"""What results/ may hold (kernelwatch.result_files): asv's layout and shape, plain names; and
+"""What results/ may hold (kernelwatch.results.files): asv's layout and shape, plain names; and
 old parameter values read under their new names, in kernelwatch's rows and in the copy asv
 publishes from."""
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from kernelwatch import result_files
-from kernelwatch import results as results_mod
+from kernelwatch.results import files as result_files
+from kernelwatch.results import rows as result_rows
 
 from ..conftest import write_asv_results
 
@@ -31,7 +31,7 @@ def llama_results(root, variants):
 
 def test_old_variant_names_read_under_the_new_ones(tmp_path):
     llama_results(tmp_path, ["eager", "full", "full-reduce-overhead"])
-    rows = results_mod.load(tmp_path / "results")
+    rows = result_rows.load(tmp_path / "results")
     assert sorted(r.params["variant"] for r in rows if r.benchmark == BENCH) == [
         "compile", "compile-reduce-overhead", "eager"]
     copy = tmp_path / "copy"
@@ -68,8 +68,8 @@ def test_a_machine_name_is_never_a_path():
 def test_a_corrupt_file_of_a_library_s_results_is_to_be_moved_out_of_its_own_folder(tmp_path):
     """results-DIST/ holds a --target library's results: the fix names that folder (it
     said "move them out of results/")."""
-    from kernelwatch import results
     from kernelwatch.errors import KernelwatchError
+    from kernelwatch.results import rows as result_rows
 
     library = tmp_path / "results-llmcompressor"
     (library / "box").mkdir(parents=True)
@@ -77,7 +77,7 @@ def test_a_corrupt_file_of_a_library_s_results_is_to_be_moved_out_of_its_own_fol
     bad = library / "box" / "deadbeef-env.json"
     bad.write_text('{"version": 2, "results": {')
     with pytest.raises(KernelwatchError, match="Move them out of results-llmcompressor/ "):
-        results.load(library)
+        result_rows.load(library)
     # As the planner words it, from the path alone.
     assert "Move them out of results-llmcompressor/ " in str(
-        results.unreadable([f"{bad} (truncated)"]))
+        result_rows.unreadable([f"{bad} (truncated)"]))

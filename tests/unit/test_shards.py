@@ -3,8 +3,8 @@ one unit's results from two shards merge case by case."""
 
 import re
 
-from kernelwatch import history
 from kernelwatch.engine import shards
+from kernelwatch.results import history
 
 UNITS = [f"w.C({i})" for i in range(23)]
 

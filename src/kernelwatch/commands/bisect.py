@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kernelwatch import benchmark_classes, bisect, detect, fidelity
-from kernelwatch import results as results_mod
 from kernelwatch.commands import common_args
 from kernelwatch.engine import asvrun, planner
 from kernelwatch.engine.gitrepo import find_repo_root, git_output
@@ -19,6 +18,7 @@ from kernelwatch.errors import Interrupted, KernelwatchError
 from kernelwatch.libraries import releases, requirements, targets
 from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import compare
+from kernelwatch.results import rows as result_rows
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,7 +91,7 @@ class _Points:
 
     def recorded(self, point: str):
         commit = self.head if self.versions else point
-        rows = results_mod.load(self.results) if self.results.is_dir() else []
+        rows = result_rows.load(self.results) if self.results.is_dir() else []
         return bisect.find(rows, self.machine, commit, self.series,
                            lambda r: self.env_ok(r, point))
 
@@ -271,7 +271,7 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     print("\n".join(bisect_view.summary(outcome, "version" if listed else "commit", labels,
                                         parents)))
     if outcome.culprit and outcome.parent and not outcome.candidates:
-        rows = results_mod.load(results)
+        rows = result_rows.load(results)
         base, after = (machine, outcome.parent), (machine, outcome.culprit)
         if listed:  # one commit, two environments: compared as two points
             rows = [dataclasses.replace(r, commit=p, env_name=dist)

@@ -7,13 +7,13 @@ import argparse
 import sys
 
 from kernelwatch import detect, fidelity, inventory_file, workloads
-from kernelwatch import results as results_mod
 from kernelwatch.commands import common_args
 from kernelwatch.engine.asvrun import asv_config, machine_name
 from kernelwatch.engine.gitrepo import find_repo_root, resolve_commit
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.libraries import requirements, targets
 from kernelwatch.report import compare, explain
+from kernelwatch.results import rows as result_rows
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,11 +66,11 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
         library = targets.resolve(target, repo)
         base = (base_machine, targets.commit(library, base_rev))
         head = (machine, targets.commit(library, head_rev))
-        rows = results_mod.load(targets.results_dir(repo, library.dist))
+        rows = result_rows.load(targets.results_dir(repo, library.dist))
     else:
         base = (base_machine, resolve_commit(repo, base_rev))
         head = (machine, resolve_commit(repo, head_rev))
-        rows = results_mod.load(repo / "results")
+        rows = result_rows.load(repo / "results")
     for m, commit in (base, head):
         if not any(r.machine == m and r.commit == commit for r in rows):
             machines = sorted({r.machine for r in rows if r.commit == commit})

@@ -1,4 +1,5 @@
-"""`kernelwatch history pull|push|check`: the shared results branch (kernelwatch.history)."""
+"""`kernelwatch history pull|push|check`: the shared results branch
+(kernelwatch.results.history)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from kernelwatch import history
 from kernelwatch.commands import common_args
 from kernelwatch.engine.gitrepo import find_repo_root
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.libraries import targets
+from kernelwatch.results import history
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

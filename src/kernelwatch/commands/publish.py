@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kernelwatch import fidelity, inventory_file, result_files, workloads
+from kernelwatch import fidelity, inventory_file, workloads
 from kernelwatch.commands import common_args
 from kernelwatch.engine.asvrun import (
     asv_config,
@@ -25,6 +25,7 @@ from kernelwatch.errors import KernelwatchError
 from kernelwatch.libraries import requirements, targets
 from kernelwatch.report import fidelity as fidelity_view
 from kernelwatch.report import offline, site
+from kernelwatch.results import files as result_files
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

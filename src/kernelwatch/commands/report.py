@@ -6,12 +6,12 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from kernelwatch import results as results_mod
 from kernelwatch import workloads
 from kernelwatch.commands import common_args
 from kernelwatch.engine.gitrepo import find_repo_root
 from kernelwatch.libraries import requirements, targets
 from kernelwatch.report import site
+from kernelwatch.results import rows as result_rows
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def print_report(repo: Path, target: str | None = None) -> int:
     """The text tables of results/ (a --target library's: results-DIST/)."""
     results = targets.results_dir(repo, targets.dist_of(target)) if target else repo / "results"
-    rows = results_mod.load(results)
+    rows = result_rows.load(results)
     if target:  # a library's history: one environment across its commits' requirement sets
         rows = [dataclasses.replace(r, env_name=requirements.base_env(r.env_name)) for r in rows]
     print(site.text_table(rows, workloads.bytes_for_benchmark))

@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import environment, result_files
+from kernelwatch import environment
 from kernelwatch.engine.gitrepo import commit_of
 from kernelwatch.engine.progress import AsvProgress, Outcomes
 from kernelwatch.errors import Interrupted, KernelwatchError, Terminated
 from kernelwatch.libraries.releases import index_versions
+from kernelwatch.results import files as result_files
 
 
 def asv_executable() -> str:

@@ -30,9 +30,10 @@ from typing import NamedTuple
 
 from asv import results as asv_results
 
-from kernelwatch import outcomes, workloads
+from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
-from kernelwatch.results import UNREADABLE, unreadable
+from kernelwatch.results import outcomes
+from kernelwatch.results.rows import UNREADABLE, unreadable
 
 
 class Selection(NamedTuple):

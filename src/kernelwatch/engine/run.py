@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kernelwatch import environment, inventory_file, outcomes, workloads
+from kernelwatch import environment, inventory_file, workloads
 from kernelwatch.engine import asvrun, planner, shards
 from kernelwatch.engine.gitrepo import commits_in, git_output
 from kernelwatch.engine.planner import Call, Selection
@@ -28,6 +28,7 @@ from kernelwatch.engine.progress import AsvProgress, Outcomes, log_path
 from kernelwatch.engine.snapshot import Snapshot, free_bytes
 from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.libraries import releases, requirements, targets
+from kernelwatch.results import outcomes
 
 
 @dataclass
@@ -561,7 +562,7 @@ def _groups(repo: Path, request: RunRequest, plan: Plan) -> list[Group]:
 class RunOutcomes:
     """What the combinations of a run ended as, across its asv calls: said on the console
     per commit as each call ends (the reason, and what to do), kept in the outcome files
-    beside the results (kernelwatch.outcomes), and summed up at the end with the exit
+    beside the results (kernelwatch.results.outcomes), and summed up at the end with the exit
     status."""
 
     def __init__(self, plan: Plan, machine: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kernelwatch.errors import KernelwatchError
-from kernelwatch.result_files import Refused, check_machine_name
+from kernelwatch.results.files import Refused, check_machine_name
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from asv.results import Results
 
 from kernelwatch import inventory_file
-from kernelwatch.results import UNREADABLE
+from kernelwatch.results.rows import UNREADABLE
 
 
 def _readable(path: Path, machine: str) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 from kernelwatch import detect
 from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
 from kernelwatch.report.speedups import PRIMARY_TRACKS, BaselineLookup
-from kernelwatch.results import Row, branch_order
+from kernelwatch.results.rows import Row, branch_order
 
 ONE_TIME = ("track_first_run", "track_cold_compile")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kernelwatch import environment
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 TIME_SUFFIXES = ("Time.track_time", "Time.track_caller_time")
 CHECK_SUFFIX = "DeviceCheck.track_device_check"

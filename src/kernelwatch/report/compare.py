@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from kernelwatch import detect
 from kernelwatch.report import clocks
 from kernelwatch.report.format import fmt_value, md_code, md_text
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 # asv compare's marks for detect.judge's flags: x for a benchmark whose code changed.
 MARKS = {"worse": "+", "better": "-", "": " ", detect.NOT_COMPARABLE: "x"}

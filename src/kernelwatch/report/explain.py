@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from kernelwatch import detect
 from kernelwatch.report import break_even
 from kernelwatch.report.format import fmt_seconds, md_code, md_list
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 # The tracks a case's explanation reads, by the part of the cost they measure.
 DEVICE, CALLER = "track_time", "track_caller_time"

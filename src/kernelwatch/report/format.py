@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import re
 
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 
 def fmt_seconds(s: float | None) -> str:

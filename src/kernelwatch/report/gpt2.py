@@ -10,7 +10,7 @@ import statistics
 from collections import defaultdict
 
 from kernelwatch.report import Table, copy_bandwidth
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 PREFIX = "gpt2."
 TITLE = "GPT-2"

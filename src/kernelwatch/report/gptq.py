@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from kernelwatch.report import Table
 from kernelwatch.report.format import fmt_seconds
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 from kernelwatch.workloads.gptq import spec as gptq
 
 PREFIX = "gptq."

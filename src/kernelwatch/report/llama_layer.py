@@ -8,7 +8,7 @@ the write-up's surgical figures.
 from __future__ import annotations
 
 from kernelwatch.report import Table, case_metrics, clocks
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 from kernelwatch.workloads.llama_layer import spec as llama_layer
 
 PREFIX = "llama_layer."

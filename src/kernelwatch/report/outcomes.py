@@ -1,5 +1,5 @@
 """The skipped and failed page: every case that ran and gave no value, at each commit and
-environment, with the reason the run recorded (kernelwatch.outcomes). A library's commit
+environment, with the reason the run recorded (kernelwatch.results.outcomes). A library's commit
 that its adapter cannot call, a requirement it lacks, a traceback of its code: said here as
 on the console, never a blank in a table."""
 
@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from kernelwatch.report.format import NAV, html_table, page, short_env_names
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 HEADERS = ["commit", "environment", "status", "cases", "reason"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kernelwatch.report import speedups
 from kernelwatch.report.format import NAV, html_table, page, short_env_names
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 COLD_COMPILE = "track_cold_compile"
 PEAK_MEMORY = ("track_peak_cuda_allocated", "track_peak_rss")

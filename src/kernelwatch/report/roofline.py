@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kernelwatch.report import copy_bandwidth
 from kernelwatch.report.format import NAV, fmt_seconds, html_table, page, short_env_names
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 MATMUL_KEY = "environment.Environment.track_matmul_seconds_per_tflop"
 # Work lookups: (benchmark, params) -> bytes or FLOPs of one call, or None.

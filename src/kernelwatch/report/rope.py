@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from kernelwatch.report import Table, clocks, copy_bandwidth
 from kernelwatch.report.format import fmt_seconds
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 from kernelwatch.workloads.rope import spec as rope
 
 TITLE = "RoPE"

@@ -37,7 +37,7 @@ from kernelwatch.report.format import (
     short_env_names,
     with_values,
 )
-from kernelwatch.results import Row, branch_order, load
+from kernelwatch.results.rows import Row, branch_order, load
 
 TIME_SUFFIX = "Time.track_time"
 # Beside each Time class's track_time (device time), what a Python caller pays per call.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kernelwatch.report import views
 from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 # The time a workload's speedup is of: its device time (or, for generation, the decode step).
 PRIMARY_TRACKS = ("track_time", "track_decode_time")

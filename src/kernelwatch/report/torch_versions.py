@@ -14,7 +14,7 @@ from packaging.version import InvalidVersion, Version
 
 from kernelwatch import detect
 from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 
 
 def _version(v: str) -> tuple:

@@ -8,7 +8,7 @@ at batch 1 and 8 the caller's time is the one a user sees (the GPU waits for the
 from __future__ import annotations
 
 from kernelwatch.report import Table, case_metrics, clocks
-from kernelwatch.results import Row
+from kernelwatch.results.rows import Row
 from kernelwatch.workloads.vae import spec as vae
 
 PREFIX = "vae."

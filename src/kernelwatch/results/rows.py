@@ -12,8 +12,10 @@ from pathlib import Path
 from asv import util as asv_util
 from asv.results import Results, iter_results_paths
 
-from kernelwatch import outcomes, result_files, workloads
+from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.results import files as result_files
+from kernelwatch.results import outcomes
 
 
 @dataclass
@@ -33,7 +35,7 @@ class Row:
     failed: bool = False  # asv recorded a failure (error, timeout): its value is None
     version: str | None = None  # the benchmark's `version` (hash) when this was measured
     # It ran and was skipped (its value is None): NaN in asv's file, told apart from a
-    # combination that was not selected by its outcome (kernelwatch.outcomes).
+    # combination that was not selected by its outcome (kernelwatch.results.outcomes).
     skipped: bool = False
     reason: str = ""  # why it was skipped or failed, where the run said
 

@@ -17,7 +17,7 @@ The rules that keep concurrent runners from losing each other's work:
 
 The branch is data written by every runner that may push, so it is checked as such: pull
 and push move regular files in asv's layout only, each with the shape asv writes
-(kernelwatch.result_files). Anything else (a link, a file outside the layout, a name asv
+(kernelwatch.results.files). Anything else (a link, a file outside the layout, a name asv
 could not have written, a file cut short) is skipped with its path, never copied and never
 followed, and the other files go on: one bad file must not stop every runner that pulls
 before it measures. `check` lists such files on the branch; `check(repair=True)` removes
@@ -37,8 +37,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernelwatch import inventory_file, result_files
+from kernelwatch import inventory_file
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.results import files as result_files
 
 DEFAULT_BRANCH = "kernelwatch-results"
 MERGED = ("benchmarks.json",)  # asv metadata merged key by key; every other file is added

@@ -13,7 +13,7 @@ The layout asv writes, and nothing else:
 - `<machine>/<commit[:8]>-<environment>.kernels`: the kernel inventories of that run
   (kernelwatch.inventory_file), which asv does not read;
 - `<machine>/<commit[:8]>-<environment>.outcomes`: why combinations of that run were skipped
-  or failed (kernelwatch.outcomes), which asv does not read either.
+  or failed (kernelwatch.results.outcomes), which asv does not read either.
 Each is a regular file (never a link) whose content has the shape asv 0.6 writes.
 """
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kernelwatch import result_files
+from kernelwatch.results import files as result_files
 
 SUFFIX = ".outcomes"
 WHOLE_COMMIT = "*"
