@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 
-from kernelwatch import benchmark_classes, measure
+from kernelwatch import measure
 from kernelwatch.errors import Unavailable
+from kernelwatch.regression import benchmark_classes
 from kernelwatch.report import clocks
 from kernelwatch.report import llama_layer as layer_report
 from kernelwatch.workloads.llama_layer import case as llama_layer

@@ -38,8 +38,9 @@ from pathlib import Path
 
 import torch
 
-from kernelwatch import benchmark_classes, inventory, measure
+from kernelwatch import inventory, measure
 from kernelwatch.errors import KernelwatchError, Unavailable
+from kernelwatch.regression import benchmark_classes
 from kernelwatch.report import clocks
 from kernelwatch.report import vae as vae_report
 from kernelwatch.workloads.vae import case as vae

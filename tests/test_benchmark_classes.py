@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from kernelwatch import benchmark_classes, workloads
+from kernelwatch import workloads
 from kernelwatch.errors import Unavailable
+from kernelwatch.regression import benchmark_classes
 
 from .conftest import REPO
 

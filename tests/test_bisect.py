@@ -5,7 +5,7 @@ before it, and the report says when that point is not the culprit's parent."""
 import subprocess
 from pathlib import Path
 
-from kernelwatch import bisect
+from kernelwatch.regression import bisect
 from kernelwatch.report import bisect as bisect_view
 
 from .conftest import git

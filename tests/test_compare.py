@@ -39,7 +39,7 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
     fid = run([kernelwatch_exe(), "fidelity", "--machine", "aa-slow", "--workload", "gptq",
                "--param", "variant=eager", "--runs", "3", "--slowdowns", "0.2"], clone)
     assert fid.returncode == 0, fid.stderr
-    from kernelwatch import fidelity
+    from kernelwatch.regression import fidelity
 
     key = "gptq.GptqTime.track_time(tiny/proj, w4-sym-g128, 16, eager)"
     # None where three runs spread too far for any factor up to 1.50 to be safe (the

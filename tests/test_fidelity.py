@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from kernelwatch import detect, fidelity
+from kernelwatch.regression import detect, fidelity
 from kernelwatch.report import fidelity as fidelity_view
 
 from .conftest import kernelwatch_exe, sh

@@ -6,8 +6,9 @@ is in test_asv_end_to_end.py; the GPU variants in the tests marked gpu, on the d
 import pytest
 import torch
 
-from kernelwatch import benchmark_classes, measure
+from kernelwatch import measure
 from kernelwatch.errors import KernelwatchError, Unavailable
+from kernelwatch.regression import benchmark_classes
 from kernelwatch.report import llama_layer as layer_report
 from kernelwatch.workloads.llama_layer import case as llama_layer
 from kernelwatch.workloads.llama_layer import spec as llama_layer_spec

@@ -16,9 +16,9 @@ import subprocess
 
 import pytest
 
-from kernelwatch import bisect
 from kernelwatch.engine import shards
 from kernelwatch.libraries import requirements, targets
+from kernelwatch.regression import bisect
 from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import torch_versions
 from kernelwatch.results import rows as result_rows

@@ -105,8 +105,8 @@ def test_no_import_cycles_at_module_level():
 TORCH_FREE = ["kernelwatch.cli", "kernelwatch.commands.publish", "kernelwatch.commands.report",
               "kernelwatch.commands.compare", "kernelwatch.commands.history",
               "kernelwatch.commands.env", "kernelwatch.report.site", "kernelwatch.engine.run",
-              "kernelwatch.engine.planner", "kernelwatch.bisect", "kernelwatch.libraries.targets",
-              "kernelwatch.results.history"]
+              "kernelwatch.engine.planner", "kernelwatch.regression.bisect",
+              "kernelwatch.libraries.targets", "kernelwatch.results.history"]
 
 
 def test_publishing_the_report_and_the_declarations_import_no_torch():

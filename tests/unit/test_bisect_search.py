@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from kernelwatch.bisect import Measured, max_points, search
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.regression.bisect import Measured, max_points, search
 
 FAST = tuple(1.0 + i / 1000 for i in range(20))
 SLOW = tuple(2 * s for s in FAST)

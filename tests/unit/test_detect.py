@@ -3,7 +3,7 @@ cries wolf on pure noise (the test-only slowdown hook it is checked against: tes
 
 import random
 
-from kernelwatch import detect
+from kernelwatch.regression import detect
 
 
 def noisy(rng: random.Random, median: float, cv: float, n: int = 30) -> list[float]:

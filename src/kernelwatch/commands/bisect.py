@@ -1,6 +1,7 @@
 """`kernelwatch bisect GOOD BAD`: the first commit (of kernelwatch or a --target library),
-or the first of --versions, at which one series got worse. The search and its report are
-kernelwatch.bisect's; each point is measured by the run engine, reusing what is recorded."""
+or the first of --versions, at which one series got worse. The search is
+kernelwatch.regression.bisect's and the lines it prints kernelwatch.report.bisect's; each point
+is measured by the run engine, reusing what is recorded."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch import benchmark_classes, bisect, detect, fidelity
 from kernelwatch.commands import common_args
 from kernelwatch.engine import asvrun, planner
 from kernelwatch.engine.gitrepo import find_repo_root, git_output
 from kernelwatch.engine.run import RunRequest, run_suite
 from kernelwatch.errors import Interrupted, KernelwatchError
 from kernelwatch.libraries import releases, requirements, targets
+from kernelwatch.regression import benchmark_classes, bisect, detect, fidelity
 from kernelwatch.report import bisect as bisect_view
 from kernelwatch.report import compare
 from kernelwatch.results import rows as result_rows

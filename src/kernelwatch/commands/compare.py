@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kernelwatch import detect, fidelity, inventory_file, workloads
+from kernelwatch import inventory_file, workloads
 from kernelwatch.commands import common_args
 from kernelwatch.engine.asvrun import asv_config, machine_name
 from kernelwatch.engine.gitrepo import find_repo_root, resolve_commit
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.libraries import requirements, targets
+from kernelwatch.regression import detect, fidelity
 from kernelwatch.report import compare, explain
 from kernelwatch.results import rows as result_rows
 

@@ -1,5 +1,5 @@
 """`kernelwatch fidelity`: each timed benchmark's noise, false alarms and the smallest
-slowdown its regression check catches (kernelwatch.fidelity does the measuring)."""
+slowdown its regression check catches (kernelwatch.regression.fidelity does the measuring)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from kernelwatch import environment, fidelity, workloads
+from kernelwatch import environment, workloads
 from kernelwatch.commands import common_args
 from kernelwatch.engine import planner
 from kernelwatch.engine.asvrun import machine_name
 from kernelwatch.engine.gitrepo import find_repo_root
 from kernelwatch.errors import KernelwatchError, check_choices
+from kernelwatch.regression import fidelity
 from kernelwatch.report import fidelity as fidelity_view
 
 

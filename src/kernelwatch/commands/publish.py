@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kernelwatch import fidelity, inventory_file, workloads
+from kernelwatch import inventory_file, workloads
 from kernelwatch.commands import common_args
 from kernelwatch.engine.asvrun import (
     asv_config,
@@ -23,6 +23,7 @@ from kernelwatch.engine.asvrun import (
 from kernelwatch.engine.gitrepo import commits_in, find_repo_root
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.libraries import requirements, targets
+from kernelwatch.regression import fidelity
 from kernelwatch.report import fidelity as fidelity_view
 from kernelwatch.report import offline, site
 from kernelwatch.results import files as result_files

@@ -3,7 +3,7 @@ point it is judged against, and every point tested, in a markdown table."""
 
 from __future__ import annotations
 
-from kernelwatch.bisect import Outcome, ratio_interval
+from kernelwatch.regression.bisect import Outcome, ratio_interval
 from kernelwatch.report.format import fmt_value
 
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernelwatch import detect
+from kernelwatch.regression import detect
 from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
 from kernelwatch.report.speedups import PRIMARY_TRACKS, BaselineLookup
 from kernelwatch.results.rows import Row, branch_order

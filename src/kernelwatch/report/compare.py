@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kernelwatch import detect
+from kernelwatch.regression import detect
 from kernelwatch.report import clocks
 from kernelwatch.report.format import fmt_value, md_code, md_text
 from kernelwatch.results.rows import Row

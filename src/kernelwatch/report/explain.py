@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kernelwatch import detect
+from kernelwatch.regression import detect
 from kernelwatch.report import break_even
 from kernelwatch.report.format import fmt_seconds, md_code, md_list
 from kernelwatch.results.rows import Row

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kernelwatch.fidelity import CAUGHT_RATE, FACTORS, Analysis, Measured
+from kernelwatch.regression.fidelity import CAUGHT_RATE, FACTORS, Analysis, Measured
 from kernelwatch.report.format import fmt_seconds
 
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch import detect
+from kernelwatch.regression import detect
 from kernelwatch.report import (
     break_even,
     copy_bandwidth,
@@ -121,9 +121,9 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
             commit_order: dict[str, int] | None = None,
             inventories: dict[tuple, dict] | None = None) -> list[dict]:
     """Each series' newest value against the commit before it, flagged by
-    kernelwatch.detect: significant on the samples and beyond the threshold, which is the
-    series' own from `kernelwatch fidelity` on its machine (machine -> series key ->
-    factor) where measured, else asv.conf.json's 10%. Commits are ordered by
+    kernelwatch.regression.detect: significant on the samples and beyond the threshold,
+    which is the series' own from `kernelwatch fidelity` on its machine (machine -> series
+    key -> factor) where measured, else asv.conf.json's 10%. Commits are ordered by
     `commit_order` (hash -> position in the branch's history, oldest 0) where given: commit
     dates have one-second resolution and can tie; else by date. A kernel count that differs
     is a change however little the time moved, with the kernels that went and came as its

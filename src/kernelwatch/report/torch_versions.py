@@ -12,7 +12,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from kernelwatch import detect
+from kernelwatch.regression import detect
 from kernelwatch.report.format import NAV, fmt_seconds, html_table, page
 from kernelwatch.results.rows import Row
 

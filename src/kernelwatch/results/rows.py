@@ -58,7 +58,7 @@ class Row:
     @property
     def series_key(self) -> str:
         """The series as per-series thresholds are keyed (detect.series_key)."""
-        from kernelwatch import detect
+        from kernelwatch.regression import detect
 
         return detect.series_key(self.benchmark, list(self.params.values()))
 

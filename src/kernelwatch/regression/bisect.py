@@ -26,8 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernelwatch import benchmark_classes, detect, workloads
+from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.regression import benchmark_classes, detect
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kernelwatch import benchmark_classes, detect, workloads
+from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError, unknown_name
+from kernelwatch.regression import benchmark_classes, detect
 
 # Candidate factors, smallest first: the threshold is the first with no A/A alarm.
 FACTORS = (1.01, 1.02, 1.03, 1.05, 1.10, 1.20, 1.50)
@@ -145,7 +146,8 @@ def measure_case(repo: Path, case: Sequence[Target], runs: int, slowdowns: Seque
                 "tracks": [t.track for t in case], "params": list(first.params),
                 "fractions": [0.0, *slowdowns], "seed": i}
         try:
-            proc = subprocess.run([sys.executable, "-m", "kernelwatch.fidelity", json.dumps(spec)],
+            proc = subprocess.run([sys.executable, "-m", "kernelwatch.regression.fidelity",
+                                   json.dumps(spec)],
                                   cwd=repo, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise KernelwatchError(
