@@ -3,7 +3,8 @@ of compile modes, and the renamed parameter values that old results are read und
 
 import pytest
 
-from kernelwatch import measure, variants, workloads
+from kernelwatch import measure, workloads
+from kernelwatch.workloads import variants
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads.gptq import case as gptq
 from kernelwatch.workloads.llama_layer import case as llama_layer

@@ -8,7 +8,9 @@ cases from) and `benchmarks/<name>.py` (and `report/<name>.py` only for a table 
 own). Nothing else names it: this package finds the folders by listing itself,
 and the engine, the report and the CLI read each one's declaration through `get(name)`.
 Each case follows one protocol (`workloads/_case.py`), which the benchmark classes' shared
-mixins measure. Names starting with `_` are helpers, not workloads.
+mixins measure; every torch.compile of a case goes through `variants.apply_compile`, in the
+compile modes' names the declarations use (`workloads/variants.py`). Names starting with `_`
+are helpers, not workloads.
 """
 
 from __future__ import annotations

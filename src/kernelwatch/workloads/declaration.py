@@ -14,8 +14,8 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kernelwatch import variants as compile_modes
 from kernelwatch.errors import Unavailable
+from kernelwatch.workloads import variants as compile_modes
 
 # The named selections a runner or a user asks for (`kernelwatch run --suite NAME`).
 SUITE_NAMES = {
@@ -66,7 +66,7 @@ class Variant:
 
 
 def compile_variant(mode: str) -> Variant:
-    """A variant that is torch.compile in `mode` (kernelwatch.variants), with the device
+    """A variant that is torch.compile in `mode` (kernelwatch.workloads.variants), with the device
     that mode needs."""
     if mode in compile_modes.GPU_ONLY:
         return Variant(mode, CUDA, compile_modes.GPU_ONLY[mode])

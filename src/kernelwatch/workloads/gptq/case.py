@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from kernelwatch import variants
 from kernelwatch.errors import KernelwatchError, check_choices
+from kernelwatch.workloads import variants
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads.gptq.kernels import check_triton, triton_block
 from kernelwatch.workloads.gptq.kernels import triton as triton

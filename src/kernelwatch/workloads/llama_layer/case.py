@@ -32,8 +32,9 @@ from pathlib import Path
 
 import torch
 
-from kernelwatch import measure, variants
+from kernelwatch import measure
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads import variants
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads.llama_layer.model import (
     LlamaLayer,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kernelwatch import variants as compile_modes
 from kernelwatch.time_methods import CUDA_GRAPH, PROFILER_KERNELS
+from kernelwatch.workloads import variants as compile_modes
 from kernelwatch.workloads.declaration import (
     SuitePart,
     Variant,

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
-from kernelwatch import measure, variants
+from kernelwatch import measure
 from kernelwatch.errors import Unavailable, check_choices
+from kernelwatch.workloads import variants
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads.rope.kernels import rope_triton as rope_triton
 from kernelwatch.workloads.rope.kernels import triton_variant

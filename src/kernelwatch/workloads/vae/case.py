@@ -45,8 +45,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kernelwatch import measure, variants
+from kernelwatch import measure
 from kernelwatch.errors import KernelwatchError, Unavailable, check_choices
+from kernelwatch.workloads import variants
 from kernelwatch.workloads._case import Case
 from kernelwatch.workloads.vae.images import PSNR_CEILING_DB as PSNR_CEILING_DB
 from kernelwatch.workloads.vae.images import Quality as Quality
