@@ -6,7 +6,7 @@ into its files. The engine reads both from asv's output (kernelwatch.engine.prog
 writes them to `<machine>/<commit[:8]>-<environment>.outcomes` beside the result file:
 {combination name: {"status": "skipped" | "failed", "reason": text}}, where a combination
 that runs again replaces its entry (one that ends ok removes it), and "*" stands for the
-whole commit when it did not build or install. `results.load` gives the reasons to the
+whole commit when it did not build or install. `rows.load` gives the reasons to the
 rows, which the report, compare, the site and bisect show.
 """
 
