@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from kernelwatch import inventory, result_files
+from kernelwatch import inventory
 from kernelwatch.report import explain
-from kernelwatch.results import Row
+from kernelwatch.results import files as result_files
+from kernelwatch.results.rows import Row
 
 FAST = "XBLOCK=1024 num_warps=4 num_stages=1"
 SLOW = "XBLOCK=512 num_warps=8 num_stages=1"
