@@ -76,6 +76,8 @@ for stage in "$@"; do
         --suite gpu-commit > "$out/suite-$(date +%H%M%S).log" 2>&1
       echo "suite: exit $?, wall $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s" | tee -a "$out/suite.txt"
       table "$KERNELWATCH_MACHINE" > "$out/suite-table.txt"
+      # the docs' tables, from the results the suite recorded (docs/findings/README.md)
+      kw report --machine "$KERNELWATCH_MACHINE" --markdown > "$out/suite-tables.md" 2>&1
       kw run --existing --suite gpu-commit --dry-run 2>&1 | grep "would run" | tee -a "$out/suite.txt"
       tail -n 60 "$out/suite-table.txt"
       cat "$out/suite.txt"

@@ -52,6 +52,12 @@ def test_publish_report_compare_and_history_without_torch(publish_venv, tmp_path
     assert run(*kw, "history", "push", "--remote", str(bare)).returncode == 0
     report = run(*kw, "report")
     assert report.returncode == 0 and "rope" in report.stdout.lower()
+    # docs/' tables: one workload of one machine, as markdown
+    table = run(*kw, "report", "--workload", "rope", "--machine", MACHINE, "--markdown")
+    assert table.returncode == 0 and table.stdout.startswith(f"### {MACHINE}")
+    assert "|---|" in table.stdout
+    other = run(*kw, "report", "--machine", "no-such-box")
+    assert other.returncode == 2 and f"it holds {MACHINE}" in other.stderr
     compare = run(*kw, "compare", parent, head, "--machine", MACHINE)
     assert compare.returncode == 1 and "rope.RopeTime.track_time" in compare.stdout
 

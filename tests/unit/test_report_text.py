@@ -29,3 +29,20 @@ def test_the_cpu_report_names_environments_by_what_differs_and_fits_120_columns(
     assert "virtualenv-py3.11" not in text
     assert "caller" not in text and "host/call" not in text and "n/a" not in text
     assert max(map(len, text.splitlines())) <= 120
+
+
+def test_the_markdown_report_is_the_same_tables_for_docs():
+    """`kernelwatch report --markdown`: each environment a heading, each table a markdown
+    table with the same cells as the text (docs/ tables regenerated from results)."""
+    rows = [rope("2.13.0", v, s) for v, s in (("eager", 50e-6), ("compile", 40e-6))]
+    text = site.text_table(rows, workloads.bytes_for_benchmark)
+    md = site.text_table(rows, workloads.bytes_for_benchmark, markdown=True)
+    print(md)
+    assert md.splitlines()[0].startswith("### ci · torch 2.13.0")
+    header = next(line for line in md.splitlines() if line.startswith("| shape"))
+    assert [c.strip() for c in header.strip("|").split("|")][-3:] == ["time", "vs eager", "GB/s"]
+    compile_md = next(line for line in md.splitlines() if line.startswith("| tiny")
+                      and "| compile |" in line)
+    compile_text = next(line for line in text.splitlines() if " compile " in line)
+    cells = [c.strip() for c in compile_md.strip("|").split("|")]
+    assert " ".join(cells).split() == compile_text.split()

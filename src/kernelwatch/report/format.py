@@ -90,6 +90,14 @@ def aligned(table: list[list[str]], width: int = 120) -> list[str]:
             for r in table]
 
 
+def markdown_table(table: list[list[str]]) -> list[str]:
+    """Rows of text cells (headers first) as a markdown table, for pasting into docs/."""
+    def line(row: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+
+    return [line(table[0]), "|" + "---|" * len(table[0]), *map(line, table[1:])]
+
+
 def html_table(headers: list[str], body: list[list[str | tuple[str, str]]],
                classes: list[str] | None = None) -> str:
     """One HTML table of text cells (escaped); a (text, href) cell is a link. `classes`

@@ -33,6 +33,7 @@ from kernelwatch.report.format import (
     cell,
     env_label,
     html_table,
+    markdown_table,
     page,
     short_env_names,
     with_values,
@@ -182,17 +183,22 @@ SPEEDUP_HEADERS = ["shape", "form", "dtype", "variant", "device time", "vs eager
 TEXT_WIDTH = 120  # a terminal's: titles wrap there
 
 
-def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
+def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None, *,
+               markdown: bool = False) -> str:
     """The speedup view as plain text: the newest measurement of each case, per
     environment (named by what differs between the environments shown), each table with
-    only the columns that have a value."""
+    only the columns that have a value; with `markdown`, as markdown tables (docs/)."""
+    def render(table: list[list[str]]) -> list[str]:
+        return markdown_table(table) + [""] if markdown else aligned(table)
+
     lines = []
     groups = latest_commit_rows(rows)
     names = short_env_names(groups)
     for key, env_rows in sorted(groups.items()):
         peak = copy_bandwidth(env_rows)
-        lines.append(f"== {names[key]}  {_commits(env_rows)}"
-                     + (f"  copy {peak / 1e9:.1f} GB/s" if peak else ""))
+        heading = (f"{names[key]}  {_commits(env_rows)}"
+                   + (f"  copy {peak / 1e9:.1f} GB/s" if peak else ""))
+        lines.extend([f"### {heading}", ""] if markdown else [f"== {heading}"])
         # On a CPU the caller's time is the time itself: its columns would repeat it.
         columns = [(h, c) for h, c in zip(SPEEDUP_HEADERS, SPEEDUP_COLUMNS, strict=True)
                    if env_rows[0].device_type != "cpu" or h not in CALLER_HEADERS]
@@ -202,16 +208,17 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None) -> str:
             for d in speedup_rows(env_rows, bytes_moved)
         ]
         if len(table) > 1:
-            lines.extend(aligned(with_values(table)))
+            lines.extend(render(with_values(table)))
         for view in views():
             for table in view.tables(env_rows):
-                lines.extend(textwrap.wrap(f"-- {table.title}", TEXT_WIDTH,
+                lines.extend([f"#### {table.title}", ""] if markdown else
+                             textwrap.wrap(f"-- {table.title}", TEXT_WIDTH,
                                            subsequent_indent="   "))
                 rows = [table.headers] + table.rows
                 if env_rows[0].device_type == "cpu" and "device clock" in table.headers:
                     i = table.headers.index("device clock")  # the host's, on a CPU
                     rows = [r[:i] + r[i + 1:] for r in rows]
-                lines.extend(aligned(with_values(rows)))
+                lines.extend(render(with_values(rows)))
         lines.extend(outcome_view.text_lines([r for r in env_rows
                                               if r.failed or r.skipped]))
         lines.append("")
