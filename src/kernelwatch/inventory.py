@@ -48,7 +48,6 @@ class Inventory:
     guards: int | None = None  # dynamo's guards on what the call compiled; None: none compiled
     launch: dict[str, str] = field(default_factory=dict)  # Triton kernel -> picked config
 
-
     @property
     def count(self) -> int:
         return len(self.kernels)
@@ -163,13 +162,13 @@ def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory
     if read:
         digest = hashlib.sha256("\n".join(s for _, s in read).encode()).hexdigest()[:16]
         kernels, launch = [], {}
-        for module, source in read:
-            for name in kernels_of_source(source):
-                kernels.append(name)
+        for index, (module, source) in enumerate(read):
+            names = kernels_of_source(source)
+            kernels += names
+            for name in dict.fromkeys(names):  # a kernel launched twice has one config
                 if picked := launch_of(getattr(module, name, None)):
-                    # a name inductor gave in two graphs (forward, backward): keep both
-                    key = name if name not in launch else f"{name}@{len(launch)}"
-                    launch[key] = picked
+                    # one name in two graphs (forward, backward): the second by its graph
+                    launch[name if name not in launch else f"{name}@{index}"] = picked
         return Inventory(kernels, digest, "inductor", guards, launch)
     found = of_profiled_call(call, device)
     found.guards = guards
@@ -218,15 +217,17 @@ def new_guards(old: Inventory | dict, new: Inventory | dict) -> str:
             else f"{n} guard{'s' if n != 1 else ''} fewer")
 
 
-def launch_difference(old: Inventory | dict, new: Inventory | dict) -> str:
+def launch_difference(old: Inventory | dict, new: Inventory | dict,
+                      names: Callable[[list[str]], str] = "; ".join) -> str:
     """In words, which kernels autotuning launched differently ("" when none did), e.g.
     "autotuning picked another launch: triton_poi_fused_0 XBLOCK=512 num_warps=8 num_stages=1
-    (was XBLOCK=1024 num_warps=4 num_stages=1)"."""
+    (was XBLOCK=1024 num_warps=4 num_stages=1)". `names` writes the list (markdown bounds
+    and escapes it)."""
     before = old.launch if isinstance(old, Inventory) else old.get("launch", {})
     after = new.launch if isinstance(new, Inventory) else new.get("launch", {})
     moved = [f"{k} {after[k]} (was {before[k]})" for k in after
              if k in before and before[k] != after[k]]
-    return "autotuning picked another launch: " + "; ".join(moved) if moved else ""
+    return "autotuning picked another launch: " + names(moved) if moved else ""
 
 
 def difference(old: Inventory | dict, new: Inventory | dict,
@@ -241,7 +242,7 @@ def difference(old: Inventory | dict, new: Inventory | dict,
     if old_k == new_k:
         if old_h != new_h:
             return "same kernels, generated code changed"
-        return launch_difference(old, new)
+        return launch_difference(old, new, names)
     old_set, new_set = set(old_k), set(new_k)
     gone = [k for k in old_k if k not in new_set]
     came = [k for k in new_k if k not in old_set]

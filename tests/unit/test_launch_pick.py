@@ -8,7 +8,9 @@ import json
 import pytest
 
 from kernelwatch import inventory
+from kernelwatch.libraries import requirements
 from kernelwatch.report import explain
+from kernelwatch.report.format import LIST_LIMIT, md_list
 from kernelwatch.results import files as result_files
 from kernelwatch.results.rows import Row
 
@@ -47,6 +49,22 @@ def test_the_explanation_of_a_compiled_slowdown_names_the_pick():
     assert len(why) == 1
     assert why[0].parts[0].startswith("autotuning picked another launch: "), why[0].parts
     assert SLOW in why[0].parts[0] and FAST in why[0].parts[0]
+    assert f"`triton_poi_fused_1 {SLOW} (was {FAST})`" in why[0].parts[0]  # a code span
+
+
+def test_many_new_picks_are_bounded_in_markdown():
+    kernels = [f"triton_poi_fused_{i}" for i in range(LIST_LIMIT + 5)]
+    old = {"kernels": kernels, "code_hash": "c", "launch": dict.fromkeys(kernels, FAST)}
+    new = {**old, "launch": dict.fromkeys(kernels, SLOW)}
+    words = inventory.difference(old, new, names=md_list)
+    assert words.endswith(" and 5 more") and words.count("`") == 2 * LIST_LIMIT
+
+
+@pytest.mark.parametrize("pip, dated", [("26.0", True), ("26.0.1", True), ("26.1b1", True),
+                                        ("27.2", True), ("25.3", False), ("9.0.1", False),
+                                        ("none", False)])
+def test_resolving_as_of_a_day_needs_pip_26(pip, dated):
+    assert requirements.dated_pip(pip) is dated
 
 
 @pytest.mark.parametrize("launch, ok", [
@@ -55,6 +73,9 @@ def test_the_explanation_of_a_compiled_slowdown_names_the_pick():
     (["XBLOCK=1024"], False),
     ({"triton_poi_fused_0": 1024}, False),
     ({"triton_poi_fused_0": "<script>"}, False),
+    ({"triton_poi_fused_0": "X=1 @octocat [x](https://e.vil)"}, False),
+    ({"k`<img src=x>": FAST}, False),
+    ({"triton_poi_fused_0@3": FAST}, True),
 ])
 def test_a_kernels_file_keeps_plain_launches_only(tmp_path, launch, ok):
     rel = f"box/{'ab' * 4}-env.kernels"

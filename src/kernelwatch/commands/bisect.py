@@ -164,7 +164,7 @@ def _static_refusal(repo: Path, library: targets.Target, torch: list[str] | None
 
     def why(point: str) -> str | None:
         _, refused = requirements.sets_for_commits(repo, library.repo, library.dist, [point],
-                                              matrix_torch, say=lambda line: None)
+                                                   matrix_torch, say=lambda line: None)
         return refused[point].reason if point in refused else None
 
     return why

@@ -52,8 +52,8 @@ def _not_measurable(repo, library, commit: str) -> str | None:
     running (its build files, its requirements with the matrix's torch, the adapter's
     range), or None."""
     torch = list(asv_config(repo).get("matrix", {}).get("req", {}).get("torch", []))[:1]
-    _, refused = requirements.sets_for_commits(repo, library.repo, library.dist, [commit], torch,
-                                          say=lambda line: None)
+    _, refused = requirements.sets_for_commits(repo, library.repo, library.dist, [commit],
+                                               torch, say=lambda line: None)
     return refused[commit].reason if commit in refused else None
 
 

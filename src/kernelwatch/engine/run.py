@@ -513,14 +513,14 @@ def _groups(repo: Path, request: RunRequest, plan: Plan) -> list[Group]:
                                                                       request.branch)
                   else None)
         found, refused = requirements.sets_for_commits(repo, plan.target.repo, plan.target.dist,
-                                                  plan.commits, matrix_torch)
+                                                       plan.commits, matrix_torch)
         plan.refused.update({c: why.reason for c, why in refused.items()})
         groups = []
         for (version, _), group in found.items():
             conf = targets.target_config(base, plan.target, repo, torch_versions=[version],
                                          env_dir=env_dir, branch=branch, requirement_set=group)
             label = requirements.describe_group(group, [g for g in found.values()
-                                                   if g.key != group.key])
+                                                        if g.key != group.key])
             groups.append(Group(targets.write_config(repo, conf), group.commits,
                                 f"torch {version}, {label}" if len(matrix_torch) > 1
                                 else label))

@@ -223,6 +223,16 @@ def _build_metadata(repo: Path, commit: str) -> dict:
 DATED_PIP = (26, 0)
 
 
+def dated_pip(found: str) -> bool:
+    """Whether pip `found` ("26.0.1", "26.1b1", "none") has --uploaded-prior-to."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(found).release[:2] >= DATED_PIP
+    except InvalidVersion:
+        return False
+
+
 def _require_dated_pip() -> None:
     """Refuse, naming the fix, where this interpreter's pip cannot resolve as of a day
     (before anything is resolved, so no failure of the tool is kept as the commit's)."""
@@ -232,8 +242,7 @@ def _require_dated_pip() -> None:
         found = version("pip")
     except PackageNotFoundError:
         found = "none"
-    numbers = tuple(int(p) for p in found.split(".")[:2] if p.isdigit())
-    if numbers < DATED_PIP:
+    if not dated_pip(found):
         raise KernelwatchError(
             f"a library's requirements are resolved as of each commit's day with pip's "
             f"--uploaded-prior-to, which needs pip >= {'.'.join(map(str, DATED_PIP))}; "

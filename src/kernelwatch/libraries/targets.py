@@ -360,8 +360,8 @@ def target_config(base: dict, target: Target, kernelwatch_repo: Path, *,
         conf["uninstall_command"] = []
         conf["install_command"] = [
             "in-dir={env_dir} python -m pip install --no-deps --force-reinstall {wheel_file}"]
-        conf = requirements.config_for(conf, requirement_set, kernelwatch_repo, dist=target.dist,
-                                  kernelwatch_source=source)
+        conf = requirements.config_for(conf, requirement_set, kernelwatch_repo,
+                                       dist=target.dist, kernelwatch_source=source)
     return conf
 
 

@@ -34,6 +34,10 @@ OUTCOMES_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.outcomes")
 # Kernel names come from compilers and the profiler (C++ templates): any text but control
 # characters; only kernelwatch's pages show them, escaped.
 KERNEL_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,2000}")
+# An inductor Triton kernel's name (its second graph's "@N"), and its launch configuration
+# ("XBLOCK=1024 num_warps=4 num_stages=1").
+LAUNCH_KERNEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,200}(@\d{1,4})?")
+LAUNCH_CONFIG = re.compile(r"[A-Za-z0-9_=. ]{1,200}")
 COMMIT = re.compile(r"[0-9a-f]{7,40}")
 # A dotted Python name, as asv names benchmarks ("rope.RopeTime.track_time").
 DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -285,8 +289,8 @@ def _check_kernels(data: object) -> None:
         launch = entry.get("launch", {})
         _require(isinstance(launch, dict), f"{case}: launch is not an object")
         for kernel, config in launch.items():
-            _plain(kernel, f"{case} launch kernel", KERNEL_NAME)
-            _plain(config, f"{case} launch of {kernel}", PARAM_VALUE)
+            _plain(kernel, f"{case} launch kernel", LAUNCH_KERNEL)
+            _plain(config, f"{case} launch of {kernel}", LAUNCH_CONFIG)
 
 
 def _check_outcomes(data: object) -> None:
