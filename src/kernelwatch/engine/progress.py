@@ -34,20 +34,21 @@ STEP_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·{1,2} ((Creating|Installing|Buil
 SHOWN = re.compile(r"^\[\s*[\d.]+%\] ··· \S+\s.*\bfailed\b|timed out \(timeout|"
                    r"OutOfMemoryError|out of memory")
 PARAMETERS_LINE = re.compile(r"^\[\s*[\d.]+%\] ···· For parameters: ")
-# kernelwatch.engine.benchloop's lines: a loop's count as it starts, and each combination's end.
-LOOP_START = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch (\d+) combinations in ")
-COMBINATION_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch (\d+)/(\d+) ([\d.]+)s "
-                              r"(\w+) (\S.*)$")
+# A line of asv's log at any depth: its percentage where it has one, then its dots.
+ASV_LINE = r"^(?:\[\s*[\d.]+%\] )?·+ "
+# kernelwatch.engine.benchloop's lines: a loop's count and environment as it starts, and
+# each combination's end.
+LOOP_LINE = re.compile(ASV_LINE + r"kernelwatch (\d+) combinations in (\S*)")
+COMBINATION_LINE = re.compile(ASV_LINE + r"kernelwatch (\d+)/(\d+) ([\d.]+)s (\w+) (\S.*)$")
 MAX_SHOWN = 40  # lines passed through per asv call; the rest are in the log
 # What the outcomes of a run are read from: asv's `For llmcompressor commit 0dcfa37f <0.12.0>:`
 # before each commit, the loop's environment, each combination's status and reason, and a
 # build or install that failed (asv then marks the commit's benchmarks as failed).
-COMMIT_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ For \S+ commit ([0-9a-f]{7,40})\b")
-LOOP_ENV = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch \d+ combinations in (\S+)")
-REASON_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ kernelwatch reason (\S+?(?:\(.*?\))?): (.*)$")
+COMMIT_LINE = re.compile(ASV_LINE + r"For \S+ commit ([0-9a-f]{7,40})\b")
+REASON_LINE = re.compile(ASV_LINE + r"kernelwatch reason (\S+?(?:\(.*?\))?): (.*)$")
 NOT_MEASURABLE = re.compile(r"kernelwatch: not measurable: (.*)$")
 BUILD_ERROR = re.compile(r"Error running (.*?) \(exit status (-?\d+)\)")
-SKIPPING_ENV = re.compile(r"^(?:\[\s*[\d.]+%\] )?·+ Skipping (\S+)")
+SKIPPING_ENV = re.compile(ASV_LINE + r"Skipping (\S+)")
 # The name of a commit's outcome that is the commit's own (it did not build or install).
 WHOLE_COMMIT = "*"
 
@@ -98,7 +99,7 @@ class AsvProgress:
         total = TOTAL.match(text)
         if total:
             self.total = int(total.group(1))
-        start = LOOP_START.match(text)
+        start = LOOP_LINE.match(text)
         if start:
             self.announced += int(start.group(1))
         combination = COMBINATION_LINE.match(text)
@@ -182,8 +183,8 @@ class Outcomes:
         text = line.rstrip("\n")
         if m := COMMIT_LINE.match(text):
             self.commit, self.env, self.build_error = m.group(1)[:8], "", ""
-        elif m := LOOP_ENV.match(text):
-            self.env = m.group(1)
+        elif (m := LOOP_LINE.match(text)) and m.group(2):
+            self.env = m.group(2)
         elif m := COMBINATION_LINE.match(text):
             self._point()[m.group(5)] = (m.group(4), "")
         elif m := REASON_LINE.match(text):

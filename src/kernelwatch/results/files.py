@@ -28,9 +28,10 @@ from pathlib import Path, PurePosixPath
 
 # A machine name is a plain name: it becomes a directory under results/.
 MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-RESULT_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.json")
-KERNELS_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.kernels")
-OUTCOMES_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.outcomes")
+# A (commit, environment)'s files: asv's result, and the kernel inventories and outcomes
+# kernelwatch keeps beside it; the suffix says which.
+COMMIT_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.(json|kernels|outcomes)")
+COMMIT_FILE_KIND = {"json": "result", "kernels": "kernels", "outcomes": "outcomes"}
 # Kernel names come from compilers and the profiler (C++ templates): any text but control
 # characters; only kernelwatch's pages show them, escaped.
 KERNEL_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,2000}")
@@ -74,12 +75,8 @@ def kind_of(rel: str) -> str:
     if len(parts) == 2 and MACHINE_NAME.fullmatch(parts[0]) and parts[0] not in (".", ".."):
         if parts[1] == "machine.json":
             return "machine"
-        if RESULT_FILE.fullmatch(parts[1]):
-            return "result"
-        if KERNELS_FILE.fullmatch(parts[1]):
-            return "kernels"
-        if OUTCOMES_FILE.fullmatch(parts[1]):
-            return "outcomes"
+        if m := COMMIT_FILE.fullmatch(parts[1]):
+            return COMMIT_FILE_KIND[m.group(1)]
     raise Refused(f"{rel}: not a file asv writes (benchmarks.json, <machine>/machine.json, "
                   "<machine>/<commit>-<environment>.json, or its .kernels or .outcomes "
                   "beside it)")
