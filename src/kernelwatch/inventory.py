@@ -205,11 +205,18 @@ def _inside_aten(event) -> bool:
     return False
 
 
+def _field(inventory: Inventory | dict, name: str, default: object) -> object:
+    """A field of an inventory, measured now (Inventory) or read from a .kernels file (its
+    as_dict, where an absent field has `default`)."""
+    if isinstance(inventory, Inventory):
+        return getattr(inventory, name)
+    return inventory.get(name, default)
+
+
 def new_guards(old: Inventory | dict, new: Inventory | dict) -> str:
     """In words, how the guards changed ("2 new guards", "3 guards fewer"; "" when they did
     not, or either inventory has no count)."""
-    before = old.guards if isinstance(old, Inventory) else old.get("guards")
-    after = new.guards if isinstance(new, Inventory) else new.get("guards")
+    before, after = _field(old, "guards", None), _field(new, "guards", None)
     if before is None or after is None or before == after:
         return ""
     n = abs(after - before)
@@ -223,8 +230,7 @@ def launch_difference(old: Inventory | dict, new: Inventory | dict,
     "autotuning picked another launch: triton_poi_fused_0 XBLOCK=512 num_warps=8 num_stages=1
     (was XBLOCK=1024 num_warps=4 num_stages=1)". `names` writes the list (markdown bounds
     and escapes it)."""
-    before = old.launch if isinstance(old, Inventory) else old.get("launch", {})
-    after = new.launch if isinstance(new, Inventory) else new.get("launch", {})
+    before, after = _field(old, "launch", {}), _field(new, "launch", {})
     moved = [f"{k} {after[k]} (was {before[k]})" for k in after
              if k in before and before[k] != after[k]]
     return "autotuning picked another launch: " + names(moved) if moved else ""
@@ -235,10 +241,8 @@ def difference(old: Inventory | dict, new: Inventory | dict,
     """In words, what changed between two inventories ("" when nothing did): the count and
     the kernels that appeared or went, e.g. "3 kernels, was 1: lost fusion of cpp_fused_...".
     `names` writes a list of kernel names (markdown bounds and escapes them)."""
-    old_k = old.kernels if isinstance(old, Inventory) else old.get("kernels", [])
-    new_k = new.kernels if isinstance(new, Inventory) else new.get("kernels", [])
-    old_h = old.code_hash if isinstance(old, Inventory) else old.get("code_hash", "")
-    new_h = new.code_hash if isinstance(new, Inventory) else new.get("code_hash", "")
+    old_k, new_k = _field(old, "kernels", []), _field(new, "kernels", [])
+    old_h, new_h = _field(old, "code_hash", ""), _field(new, "code_hash", "")
     if old_k == new_k:
         if old_h != new_h:
             return "same kernels, generated code changed"

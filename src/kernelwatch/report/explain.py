@@ -107,14 +107,13 @@ def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
             if track in b and track in a and b[track].median != a[track].median:
                 parts.append((0.0, f"{track.removeprefix('track_').replace('_', ' ')} "
                                    f"{b[track].median:g} -> {a[track].median:g}"))
+        # What the kernels say: other kernels, other code, or (the same code) another
+        # autotuned launch, which moves a compiled series between processes of one commit
+        # as well as between two; a count that moved is said even without inventories.
+        words = inventory.difference(inv_b, inv_a, names=md_list) if inv_b and inv_a else ""
         if KERNELS in b and KERNELS in a and b[KERNELS].median != a[KERNELS].median:
-            words = f"kernels {b[KERNELS].median:g} -> {a[KERNELS].median:g}"
-            if inv_b and inv_a:
-                words = inventory.difference(inv_b, inv_a, names=md_list) or words
-            parts.append((float("inf"), words))
-        elif inv_b and inv_a and (words := inventory.difference(inv_b, inv_a, names=md_list)):
-            # the same kernels, yet other code or another autotuned launch: a cause that
-            # moves a compiled series between processes of one commit as well as between two
+            words = words or f"kernels {b[KERNELS].median:g} -> {a[KERNELS].median:g}"
+        if words:
             parts.append((float("inf"), words))
         if parts:
             parts.sort(key=lambda p: -p[0])
