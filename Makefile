@@ -45,7 +45,7 @@ test-fast: lint
 test: test-fast
 	scripts/ensure-docker.sh
 	scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest -v -rs --durations=40 -n $(TEST_WORKERS) --dist loadgroup \
+	$(BIN)/python -m pytest -v -rfEs --durations=40 -n $(TEST_WORKERS) --dist loadgroup \
 	  --no-loadscope-reorder --ignore=tests/unit
 
 # Wheels the GPU device machine lacks (asv and its deps), for Python 3.12 (docs/runners.md).
