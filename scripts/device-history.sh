@@ -10,8 +10,11 @@
 #            per-process seconds of the trivial environment facts (the cost of a process)
 #   suite    `--suite gpu-commit` (dry run first: its estimate), cut at KW_SUITE_SECONDS
 #            (default 420); run it again to go on: only what is missing is measured
-#   aa       KW_AA_RUNS (default 5) runs of the suite's compiled series on one commit, each
-#            its own machine name (gpu-aa-N), fresh compile caches per run
+#   aa       KW_AA_RUNS (default 5) runs of the suite's time series on one commit (KW_AA_ARGS
+#            narrows them), each its own machine name (gpu-aa-N), fresh compile caches per
+#            run; then `compare` of run 2 against run 1, and a run with a 5% slowdown
+#            injected (gpu-aa-slow) compared against run 1 at --factor 1.03
+#   KW_LAUNCHES (default "spawn forkserver") names the launches the launch stage times
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 kw env > "$out/env.txt" 2>&1
@@ -58,7 +61,7 @@ for stage in "$@"; do
       timeout 300 python3 -m pytest -q -rs tests/test_forkserver.py tests/test_inventory.py tests/unit/test_benchloop.py 2>&1 | tail -5 | tee "$out/tests.txt"
       ;;
     launch)
-      for launch in spawn forkserver; do
+      for launch in ${KW_LAUNCHES:-spawn forkserver}; do
         fresh_caches
         start=$(date +%s.%N)
         kw run --existing --launch "$launch" --machine "gpu-$launch" --rerun "${rope8b[@]}" \
@@ -66,7 +69,7 @@ for stage in "$@"; do
         echo "launch $launch: exit $?, wall $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s" \
           | tee -a "$out/launch.txt"
       done
-      table gpu-spawn gpu-forkserver | tee "$out/launch-table.txt"
+      table $(printf "gpu-%s " ${KW_LAUNCHES:-spawn forkserver}) | tee "$out/launch-table.txt"
       cat "$out/launch.txt"
       ;;
     suite)
@@ -90,11 +93,25 @@ for stage in "$@"; do
           --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-$i.log" 2>&1
         echo "aa run $i: exit $?" | tee -a "$out/aa.txt"
       done
+      fresh_caches
+      KERNELWATCH_INJECT_SLOWDOWN=0.05 timeout -s TERM "${KW_AA_SECONDS:-100}" python3 -m \
+        kernelwatch.cli run --existing --machine gpu-aa-slow --suite gpu-commit --metric time \
+        --track time --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-slow.log" 2>&1
+      echo "aa run with 5% injected: exit $?" | tee -a "$out/aa.txt"
+      kw compare HEAD HEAD --base-machine gpu-aa-1 --machine gpu-aa-2 > "$out/aa-compare.md" 2>&1
+      echo "compare run 2 against run 1 (default thresholds): exit $?" | tee -a "$out/aa.txt"
+      kw compare HEAD HEAD --base-machine gpu-aa-1 --machine gpu-aa-2 --factor 1.03 \
+        > "$out/aa-compare-103.md" 2>&1
+      echo "compare run 2 against run 1 at --factor 1.03: exit $?" | tee -a "$out/aa.txt"
+      kw compare HEAD HEAD --base-machine gpu-aa-1 --machine gpu-aa-slow --factor 1.03 \
+        > "$out/aa-compare-slow.md" 2>&1
+      echo "compare the 5% slower run against run 1 at --factor 1.03: exit $?" | tee -a "$out/aa.txt"
+      grep -h "worse, .* better" "$out"/aa-compare*.md | tee -a "$out/aa.txt"
       python3 - <<'EOF' | tee "$out/aa-table.txt"
 import glob, json, statistics
 from collections import defaultdict
 series = defaultdict(list)
-for f in sorted(glob.glob("results/gpu-aa-*/*.json")):
+for f in sorted(glob.glob("results/gpu-aa-[0-9]*/*.json")):
     if f.endswith("machine.json"):
         continue
     d = json.loads(open(f).read())

@@ -434,7 +434,9 @@ def test_a_real_history_measures_what_its_adapter_calls_and_names_what_it_cannot
              and r.commit in commits and r.value]
     assert {r.commit for r in eager} == {git("rev-parse", "0.13.0", cwd=llmc_clone)}
 
-    r = kw(["bisect", "dcd3ca85", "0.13.0", "--target", flag, *series, "--processes", "1"],
-           clone)
-    assert r.returncode == 1, r.stderr
+    # Two identical processes on this CPU can differ by 15-50%: the bar is far above that,
+    # so what is checked is the reading of recorded points, not this machine's weather.
+    r = kw(["bisect", "dcd3ca85", "0.13.0", "--target", flag, *series, "--processes", "1",
+            "--factor", "2.5"], clone)
+    assert r.returncode == 1, r.stdout
     assert "no regression" in r.stdout and "0 measured now, 2 already recorded" in r.stdout
