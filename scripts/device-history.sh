@@ -73,15 +73,15 @@ for stage in "$@"; do
       cat "$out/launch.txt"
       ;;
     suite)
-      kw run --existing --suite gpu-commit --dry-run 2>&1 | grep "would run" | tee -a "$out/suite.txt"
+      kw run --existing --suite gpu-commit ${KW_SUITE_ARGS:-} --dry-run 2>&1 | grep "would run" | tee -a "$out/suite.txt"
       start=$(date +%s.%N)
       timeout -s TERM "${KW_SUITE_SECONDS:-420}" python3 -m kernelwatch.cli run --existing \
-        --suite gpu-commit > "$out/suite-$(date +%H%M%S).log" 2>&1
+        --suite gpu-commit ${KW_SUITE_ARGS:-} > "$out/suite-$(date +%H%M%S).log" 2>&1
       echo "suite: exit $?, wall $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s" | tee -a "$out/suite.txt"
       table "$KERNELWATCH_MACHINE" > "$out/suite-table.txt"
       # the docs' tables, from the results the suite recorded (docs/findings/README.md)
       kw report --machine "$KERNELWATCH_MACHINE" --markdown > "$out/suite-tables.md" 2>&1
-      kw run --existing --suite gpu-commit --dry-run 2>&1 | grep "would run" | tee -a "$out/suite.txt"
+      kw run --existing --suite gpu-commit ${KW_SUITE_ARGS:-} --dry-run 2>&1 | grep "would run" | tee -a "$out/suite.txt"
       tail -n 60 "$out/suite-table.txt"
       cat "$out/suite.txt"
       ;;

@@ -74,18 +74,47 @@ def test_a_suite_narrowed_outside_itself_names_the_way_out():
 
 
 def test_a_suites_series_that_move_between_processes_are_measured_in_more():
-    """gpu-commit times compiled RoPE in 3 processes (samples pooled) and the rest in 1:
-    each later round keeps only the regexes that take it, whatever planning put in front."""
-    from kernelwatch.engine.run import _in_round
+    """gpu-commit times compiled RoPE in 3 processes (samples pooled) and the rest in 1, all
+    in one asv call: the benchmark loop plans the extra rounds for the combinations that take
+    them (last round first, as asv's rounds), whatever planning put in front of the regex,
+    and the estimate counts every process."""
+    from kernelwatch.engine import benchloop
 
     selections = planner.suite_selections("gpu-commit", "rope")
     by_regex = planner.processes_by_regex(selections)
     assert sorted(by_regex.values()) == [3]
     [regex] = [planner.selection_regex(*s[:4]) for s in selections if s.processes == 3]
     plain = planner.selection_regex(*selections[0][:4])
-    excluded = planner.excluding(regex, [name(TIME, shape="llama-3.2-1b", dtype="bfloat16",
-                                              variant="compile")])
-    call = planner.Call(["a" * 40], ["env"], [plain, excluded, planner.ENVIRONMENT_REGEX])
-    assert _in_round(call, 2, 1, by_regex).regexes == [excluded]
-    assert _in_round(call, 4, 1, by_regex).regexes == []
-    assert _in_round(call, 2, 2, by_regex).regexes == call.regexes  # --processes 2: all
+    shapes, variants = ["llama-3.2-1b", "llama-3.1-8b"], ["eager", "compile"]
+    params = [[repr(v) for v in values] for values in
+              (shapes, ["rotate-half"], ["bfloat16"], variants)]
+
+    def case(shape: str, variant: str) -> str:
+        return name(TIME, shape=shape, dtype="bfloat16", variant=variant)
+
+    skipped = case("llama-3.2-1b", "compile")
+    call = planner.Call(["a" * 40], ["env"], [plain, planner.excluding(regex, [skipped]),
+                                              planner.ENVIRONMENT_REGEX])
+    listed = {TIME: {"name": TIME, "params": params}}
+    assert planner.combinations(listed, call, by_regex) == {
+        case("llama-3.2-1b", "eager"): 1, case("llama-3.1-8b", "eager"): 1,
+        case("llama-3.1-8b", "compile"): 3}
+    # --processes 2 for the run: every selected series in at least 2
+    assert planner.processes_by_regex(selections, 2)[plain[1:]] == 2
+
+    class Selected(dict):
+        benchmark_selection = {TIME: {0, 1, 2, 3}}
+
+    class Env:
+        _default_benchmark_timeout = 60
+
+    options = [f"{body}={k}" for body, k in by_regex.items()]
+    items, rounds = benchloop._plan(Selected({TIME: {"params": params}}), Env(), {}, None,
+                                    benchloop.parse_processes(options))
+    named = [(rnd, benchloop.combination_name(TIME, params, idx)) for rnd, _, idx in items]
+    compiled = [case(s, "compile") for s in shapes]
+    assert rounds == [1, 2, 3]
+    assert named[:4] == [(r, c) for r in (3, 2) for c in compiled]
+    assert [n for rnd, n in named if rnd == 1] == [case(s, v) for s in shapes for v in variants]
+    with pytest.raises(SystemExit, match="REGEX=K"):
+        benchloop.parse_processes(["rope=0"])

@@ -59,9 +59,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "recorded; failed ones are tried again, skipped ones are kept: their "
                    "reason is recorded and would be the same)")
     r.add_argument("--processes", type=int, default=1, metavar="K",
-                   help="measure each benchmark in K fresh processes, samples pooled (asv "
-                   "--append-samples): K=3 halves the noise between commits on a shared "
-                   "machine (docs/measurement.md); default 1")
+                   help="measure each selected benchmark in K fresh processes, samples "
+                   "pooled (in one asv call: each process appends its samples): K=3 halves "
+                   "the noise between commits on a shared machine (docs/measurement.md); "
+                   "default 1, or a suite's own count for its series that move between "
+                   "processes")
     common_args.add_target(r, "benchmark the library DIST at its commits: REPO is a local git "
                    "clone or a git URL, RANGE its commits (default its last two). Only the "
                    "cases the workloads declare for DIST run (kernelwatch list); kernelwatch "

@@ -117,6 +117,7 @@ def _alive(pid: int) -> bool:
 
 
 _saver = _Saver(None)
+_processes: list[tuple[re.Pattern, int]] = []
 
 
 def reason_of(res: object, status: str) -> str:
@@ -147,21 +148,40 @@ def _status(res, idx: int | None) -> str:
     return "ok"
 
 
-def _plan(benchmarks, env, extra_params: dict, run_rounds) -> tuple[list, list[int]]:
+def parse_processes(specs: Sequence[str]) -> list[tuple[re.Pattern, int]]:
+    """`REGEX=K` options: the combinations a regex selects (as asv's -b does) are measured
+    in K processes, samples pooled."""
+    out = []
+    for spec in specs:
+        regex, sep, count = spec.rpartition("=")
+        if not sep or not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"--processes takes REGEX=K with K a count of 1 or more: {spec!r}")
+        out.append((re.compile(regex), int(count)))
+    return out
+
+
+def _plan(benchmarks, env, extra_params: dict, run_rounds,
+          processes: Sequence[tuple[re.Pattern, int]] = ()) -> tuple[list, list[int]]:
     """(round, name, index) of every combination to run, in asv's order (rounds outermost,
     the last first; then benchmarks by name; then each one's parameter combinations), and
-    the rounds. Benchmarks without a timeout get the environment's default, as asv does."""
-    def rounds_of(benchmark: dict) -> int:
-        return int(extra_params.get("rounds", benchmark.get("rounds", 1)))
+    the rounds. A combination takes its benchmark's `rounds` (asv's), or as many as the
+    `processes` that select it ask: each round is one more process of it, its samples
+    appended, so the extra processes of a series cost no further asv start, discovery or
+    suite import. Benchmarks without a timeout get the environment's default, as asv does."""
+    def rounds_of(name: str, benchmark: dict, idx: int | None) -> int:
+        own = int(extra_params.get("rounds", benchmark.get("rounds", 1)))
+        combo = combination_name(name, benchmark["params"], idx) if processes else ""
+        return max([own, *(k for rx, k in processes if rx.search(combo))])
 
     for benchmark in benchmarks.values():
         if benchmark.get("timeout") is None:
             benchmark["timeout"] = extra_params.get("timeout", env._default_benchmark_timeout)
-    max_rounds = max((rounds_of(b) for b in benchmarks.values()), default=1)
+    combos = [(name, idx, rounds_of(name, b, idx)) for name, b in sorted(benchmarks.items())
+              for idx in _selected(benchmarks, name, b)]
+    max_rounds = max((k for _, _, k in combos), default=1)
     rounds = list(run_rounds or range(1, max_rounds + 1))
     items = [(rnd, name, idx) for rnd in rounds[::-1]
-             for name, b in sorted(benchmarks.items()) if rnd <= rounds_of(b)
-             for idx in _selected(benchmarks, name, b)]
+             for name, idx, k in combos if rnd <= k]
     return items, rounds
 
 
@@ -206,7 +226,7 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
         results = Results.unnamed()
     # asv saves the file once more when the loop returns: atomically too.
     results.save = lambda results_dir: _saver.save(results, results_dir)
-    items, rounds = _plan(benchmarks, env, extra_params, run_rounds)
+    items, rounds = _plan(benchmarks, env, extra_params, run_rounds, _processes)
     existing = results.get_result_keys(benchmarks) if append_samples else set()
     measured: set[tuple[str, int | None]] = set()  # in an earlier round of this run
     failed: set[tuple[str, int | None]] = set()
@@ -235,6 +255,7 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
         for i, (rnd, name, idx) in enumerate(items):
             benchmark = benchmarks[name]
             key = (name, idx)
+            # The last round is final for every combination, however many rounds it takes.
             is_final = rnd == rounds[0]
             log.step()
             if key in failed:
@@ -283,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kernelwatch.engine.benchloop")
     parser.add_argument("--save-to", metavar="DIR",
                         help="asv's results directory, written after every combination")
+    parser.add_argument("--processes", action="append", default=[], metavar="REGEX=K",
+                        help="measure the combinations REGEX selects in K processes each")
     parser.add_argument("asv_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     import asv
@@ -294,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                          f"this is asv {asv.__version__}: pip install asv=={ASV_VERSION}")
     _saver.results_dir = os.path.abspath(args.save_to) if args.save_to else None
     _saver.remove_stale()
+    _processes[:] = parse_processes(args.processes)
     asv_run.run_benchmarks = run_benchmarks
     rest = list(args.asv_args)
     if rest[:1] == ["--"]:

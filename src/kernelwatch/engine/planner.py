@@ -183,11 +183,13 @@ def chunks(selections: Sequence[Selection], existing: bool) -> list[list[str]]:
     return [[selection_regex(*sel[:4]) for sel in selections] + [ENVIRONMENT_REGEX]]
 
 
-def processes_by_regex(selections: Sequence[Selection]) -> dict[str, int]:
+def processes_by_regex(selections: Sequence[Selection], processes: int = 1) -> dict[str, int]:
     """{a selection's regex, less its leading ^: its processes} for those measured in more
-    than one. A planned call's regex ends with it (planner.excluding and shards.narrow only
-    put a lookahead in front)."""
-    return {selection_regex(*s[:4])[1:]: s.processes for s in selections if s.processes > 1}
+    than one (`processes`, the run's --processes, for every one where that is more). A
+    planned call's regex ends with it (planner.excluding and shards.narrow only put a
+    lookahead in front); the benchmark loop matches it against combination names."""
+    return {selection_regex(*s[:4])[1:]: max(s.processes, processes) for s in selections
+            if max(s.processes, processes) > 1}
 
 
 # ----------------------------------------------------------------------------- recorded
@@ -308,11 +310,17 @@ def read_benchmarks(results_dir: Path) -> dict:
         return {}
 
 
-def combinations(benchmarks: dict, call: Call) -> Counter[str]:
+def combinations(benchmarks: dict, call: Call,
+                 processes: dict[str, int] | None = None) -> Counter[str]:
     """The combination names one asv call runs, each counted once per commit and
-    environment (one benchmark process each); empty where benchmarks.json is not known."""
-    names = selectable_names(benchmarks, call.regexes)
-    return Counter({n: len(call.commits) * len(call.envs) for n in names})
+    environment and process (`processes`: {regex body: processes} for those measured in
+    more than one); empty where benchmarks.json is not known."""
+    counts: Counter[str] = Counter()
+    for rx in call.regexes:
+        k = max((n for body, n in (processes or {}).items() if rx.endswith(body)), default=1)
+        for name in selectable_names(benchmarks, [rx]):
+            counts[name] = max(counts[name], k * len(call.commits) * len(call.envs))
+    return counts
 
 
 def combination_durations(results_dir: Path, machine: str) -> dict[str, float]:

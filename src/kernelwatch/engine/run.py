@@ -9,6 +9,7 @@ it plans the asv calls (planner), runs each under the lock of the checkout and t
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import shlex
@@ -387,7 +388,15 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
                   snap: Snapshot | None, log: TextIO | None, ended: RunOutcomes) -> _Calls:
     config = group.config
     # asv's `run` with kernelwatch's loop: each parameter combination saved as it ends.
+    # More processes per benchmark (--processes for every benchmark, a suite's `processes`
+    # for its series that move between processes): the benchmark loop measures each such
+    # combination again in a new process within the same asv call and appends the samples,
+    # so a result pools several processes (docs/measurement.md: most of the noise between
+    # two commits is between processes) at no further asv start or suite import.
+    by_regex = planner.processes_by_regex(plan.selections, request.processes)
     base = [sys.executable, "-m", "kernelwatch.engine.benchloop", "--save-to", str(plan.results),
+            *itertools.chain.from_iterable(("--processes", f"{body}={k}")
+                                           for body, k in by_regex.items()),
             "--", *(["--config", str(config)] if config else []),
             "run", "--machine", name, "--record-samples", "--show-stderr",
             *(["--launch-method", request.launch_method] if request.launch_method else [])]
@@ -407,76 +416,21 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
     runner = _Calls(repo, request, plan, base, envs, saved=saved,
                     benchmarks=planner.read_benchmarks(plan.results),
                     durations=planner.combination_durations(plan.results, name),
-                    rev=plan.rev if group.commits == plan.commits else None, ended=ended)
+                    rev=plan.rev if group.commits == plan.commits else None, ended=ended,
+                    processes=by_regex)
     runner.log = log
     runner.calls = calls
     return runner
 
 
 def _run_rounds(runner: _Calls, request: RunRequest) -> None:
-    # More processes per benchmark: asv measures each again in a new process and appends
-    # the samples, so a result pools several processes (docs/measurement.md: most of the
-    # noise between two commits is between processes): --processes for every benchmark, a
-    # suite's `processes` for its series that move between processes.
-    by_regex = planner.processes_by_regex(runner.plan.selections)
-    rounds = max(request.processes, *by_regex.values(), 1)
     if request.dry_run:
-        planned = sum((planner.combinations(runner.benchmarks,
-                                            _in_round(c, r, request.processes, by_regex))
-                       for c in runner.calls for r in range(1, rounds + 1)), Counter())
+        planned = sum((runner.planned(c) for c in runner.calls), Counter())
         total = planner.estimate(planned, runner.durations)
         where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
                  "(asv writes it at its first discovery), so combinations are not counted")
         print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
-    measured = runner.run(runner.calls)
-    if rounds > 1 and not request.dry_run:
-        measured = _without_failures(runner, measured)
-    for round_ in range(2, rounds + 1):
-        again = [c for c in (_in_round(c, round_, request.processes, by_regex)
-                             for c in measured) if c.regexes]
-        if not again or (request.dry_run and round_ > 2):
-            break
-        print(f"kernelwatch: process {round_} of {rounds} for the benchmarks just measured "
-              "that take it (samples appended)", flush=True)
-        runner.run(again, extra=["--append-samples"])
-
-
-def _in_round(call: Call, round_: int, processes: int, by_regex: dict[str, int]) -> Call:
-    """`call` narrowed to its regexes measured in at least `round_` processes."""
-    def wanted(rx: str) -> int:
-        return max([processes, *(k for body, k in by_regex.items() if rx.endswith(body))])
-
-    return Call(call.commits, call.envs, [rx for rx in call.regexes if wanted(rx) >= round_],
-                call.kept)
-
-
-def _without_failures(runner: _Calls, calls: list[Call]) -> list[Call]:
-    """The calls of the further process rounds: what ended skipped or failed in the first
-    left out (a whole commit that did not build, too), one call per commit where the
-    commits of a call ended differently."""
-    ended = runner.ended
-    if ended is None:
-        return calls
-    out = []
-    for call in calls:
-        for commits in ([call.commits] if len(call.commits) == 1 else
-                        [[c] for c in call.commits]):
-            bad = set().union(*(ended.not_ok.get((c, e), set()) for c in commits
-                                for e in call.envs))
-            if outcomes.WHOLE_COMMIT in bad:
-                continue
-            regexes = [planner.excluding(rx, bad) for rx in call.regexes]
-            again = Call(commits, call.envs, regexes, call.kept)
-            if bad and runner.benchmarks and not planner.combinations(runner.benchmarks,
-                                                                      again):
-                continue
-            out.append(again)
-    # One call again where no commit ended differently: fewer asv starts.
-    if len(calls) == 1 and all(len(c.commits) == 1 for c in out) and len(out) > 1 and \
-            len({tuple(c.regexes) for c in out}) == 1:
-        return [Call([c.commits[0] for c in out], calls[0].envs, out[0].regexes,
-                     calls[0].kept)]
-    return out
+    runner.run(runner.calls)
 
 
 def _subjects(plan: Plan) -> dict[str, str]:
@@ -680,6 +634,11 @@ class _Calls:
     rev: str | None = None  # the range that names this runner's commits, where one does
     ended: RunOutcomes | None = None
     calls: list[Call] = field(default_factory=list)
+    processes: dict[str, int] = field(default_factory=dict)  # {regex body: processes}
+
+    def planned(self, call: Call) -> Counter[str]:
+        """The benchmark processes `call` starts, per combination name."""
+        return planner.combinations(self.benchmarks, call, self.processes)
 
     def command(self, call: Call, extra: Sequence[str]) -> list[str]:
         full = list(self.base)
@@ -698,7 +657,7 @@ class _Calls:
         measured: list[Call] = []
         for i, call in enumerate(calls, 1):
             full = self.command(call, extra)
-            planned = planner.combinations(self.benchmarks, call)
+            planned = self.planned(call)
             if self.request.dry_run:
                 if self.benchmarks and len(calls) > 1:
                     print(f"kernelwatch: part {i}: "

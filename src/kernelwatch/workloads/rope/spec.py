@@ -100,6 +100,10 @@ SUITES = {
                    "variant": ["compile", "liger"]}, ("accuracy",), ("rel_l2_error",)),
         SuitePart({"shape": ["llama-3.1-8b"], "form": ["rotate-half"], "dtype": ["bfloat16"],
                    "variant": ["compile"]}, ("compile",), ("cold_compile",)),
+        # The kernels and the launch autotuning picked for them: compile's two picks on an
+        # H200 differ by 1.1-1.17x, and a commit whose pick moved is explained, not flagged.
+        SuitePart({**_REAL, "form": ["rotate-half"], "dtype": ["bfloat16"],
+                   "variant": ["compile", "triton"]}, ("kernels",)),
     ],
     # Nightly: both forms and half dtypes, every variant, and compile health (recompiles at
     # a new length).
