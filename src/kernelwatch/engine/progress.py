@@ -175,6 +175,9 @@ class Outcomes:
 
     def __init__(self) -> None:
         self.by_point: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+        # Benchmark processes per status, the machine's facts left out: a combination
+        # measured in K processes (rounds of the loop) is K of them.
+        self.processes: dict[tuple[str, str], Counter[str]] = {}
         self.commit = ""
         self.env = ""
         self.build_error = ""
@@ -187,6 +190,8 @@ class Outcomes:
             self.env = m.group(2)
         elif m := COMBINATION_LINE.match(text):
             self._point()[m.group(5)] = (m.group(4), "")
+            if not m.group(5).startswith("environment."):
+                self.processes.setdefault((self.commit, self.env), Counter())[m.group(4)] += 1
         elif m := REASON_LINE.match(text):
             status = self._point().get(m.group(1), ("failed", ""))[0]
             self._point()[m.group(1)] = (status, m.group(2))

@@ -546,7 +546,7 @@ class RunOutcomes:
             # The machine's facts are no case of the code under test: not counted.
             real = {n: v for n, v in entries.items()
                     if n != outcomes.WHOLE_COMMIT and not n.startswith("environment.")}
-            self.counts.update(status for status, _ in real.values())
+            self.counts.update(ended.processes.get((short, env), Counter()))
             if any(status == "ok" for status, _ in real.values()) and \
                     commit not in self.measured_at:
                 self.measured_at.append(commit)
