@@ -167,3 +167,35 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
     assert len(rows) == 1 and len(rows[0].samples) == 60  # 30 samples from each process
+
+
+def test_an_existing_environment_discovers_again_only_when_what_it_imports_changed(
+        clone, isolated_home):
+    """--existing keeps asv's discovery (one import of the whole suite per asv call): the
+    second run answers from it; a new benchmark file, or a kept answer left unreadable, is
+    discovered again, and the new benchmark is there to select."""
+    cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
+           "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
+           "--param", "variant=eager", "--metric", "time", "--track", "time",
+           "--skip-machine-facts", "--rerun", "--machine", "discovery", "-v"]
+    kept = "Discovering benchmarks: kept from an earlier run"
+    first = run(cmd, clone)
+    assert first.returncode == 0, first.stderr
+    second = run(cmd, clone)
+    assert second.returncode == 0 and kept in second.stdout, second.stdout[-3000:]
+
+    kept_dir = clone / ".kernelwatch" / "discovery"
+    extra = clone / "benchmarks" / "zz_discovery_probe.py"
+    extra.write_text("def track_probe():\n    return 1.0\n")
+    try:
+        third = run(cmd, clone)
+    finally:
+        extra.unlink()
+    assert third.returncode == 0 and kept not in third.stdout, third.stdout[-3000:]
+    assert any("zz_discovery_probe.track_probe" in f.read_text() for f in kept_dir.glob("*"))
+    assert kept in run(cmd, clone).stdout  # the probe gone: the first answer again
+    for path in kept_dir.glob("*.json"):
+        path.write_text("{not json")
+    fifth = run(cmd, clone)
+    assert fifth.returncode == 0 and kept not in fifth.stdout
+    assert kept in run(cmd, clone).stdout  # written anew

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 # `kernelwatch 12/42 5.2s ok rope.RopeTime.track_time(...)`: one combination ended, in asv's
 # log. The engine's progress reads these (kernelwatch.engine.progress.COMBINATION_LINE).
@@ -306,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="asv's results directory, written after every combination")
     parser.add_argument("--processes", action="append", default=[], metavar="REGEX=K",
                         help="measure the combinations REGEX selects in K processes each")
+    parser.add_argument("--discovery-cache", metavar="DIR",
+                        help="keep an `existing` environment's benchmark discovery here, "
+                        "reused while its inputs are unchanged (kernelwatch.engine.discovery)")
     parser.add_argument("asv_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     import asv
@@ -319,6 +323,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     _saver.remove_stale()
     _processes[:] = parse_processes(args.processes)
     asv_run.run_benchmarks = run_benchmarks
+    if args.discovery_cache:
+        from asv.benchmarks import Benchmarks
+
+        from kernelwatch.engine import discovery
+
+        Benchmarks._disc_benchmarks = discovery.kept(Benchmarks._disc_benchmarks,
+                                                     Path(args.discovery_cache))
     rest = list(args.asv_args)
     if rest[:1] == ["--"]:
         rest = rest[1:]

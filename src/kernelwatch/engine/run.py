@@ -397,6 +397,8 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
     base = [sys.executable, "-m", "kernelwatch.engine.benchloop", "--save-to", str(plan.results),
             *itertools.chain.from_iterable(("--processes", f"{body}={k}")
                                            for body, k in by_regex.items()),
+            *(["--discovery-cache", str(repo / ".kernelwatch" / "discovery")]
+              if request.existing else []),
             "--", *(["--config", str(config)] if config else []),
             "run", "--machine", name, "--record-samples", "--show-stderr",
             *(["--launch-method", request.launch_method] if request.launch_method else [])]

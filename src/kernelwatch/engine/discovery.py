@@ -1,0 +1,87 @@
+"""asv's benchmark discovery, kept for an `existing` environment.
+
+Each `asv run` discovers the suite first: a new process of the environment imports every
+benchmark module (torch, the compiler, kernelwatch) and lists the benchmarks, their
+parameters and code versions; only then does the forkserver import it all again to measure.
+On the H200 that first import is ~12 s of every asv call (docs/findings/gpu-history-h200.md).
+For asv's own environments discovery also builds the commit, and stays asv's. For an
+`existing` one (a GPU runner's `kernelwatch run --existing`) nothing is built, and what
+discovery finds is fixed by what it imports: the benchmark files, the kernelwatch package
+the environment imports, the installed distributions and the interpreter. Their hash names
+a kept discovery; any change to one of them discovers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+# Run by the environment's interpreter, with its environment variables (so its PYTHONPATH):
+# finds the kernelwatch it imports without importing it, and hashes everything above.
+KEY_SCRIPT = r"""
+import hashlib, importlib.metadata, importlib.util, os, sys
+digest = hashlib.sha256(repr((sys.executable, sys.version, sys.path)).encode())
+dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+digest.update("\n".join(dists).encode())
+spec = importlib.util.find_spec("kernelwatch")
+roots = [sys.argv[1]] + list(spec.submodule_search_locations or []) if spec else [sys.argv[1]]
+for root in roots:
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as f:
+                    digest.update(hashlib.sha256(f.read()).digest())
+print(digest.hexdigest())
+"""
+
+
+def _key(benchmark_dir: str, env) -> str | None:
+    env_vars = {**os.environ, **env.env_vars}
+    try:
+        out = env.run(["-c", KEY_SCRIPT, os.path.abspath(benchmark_dir)], env=env_vars,
+                      dots=False)
+    except Exception:  # any failure: discover as asv does, which says what is wrong
+        return None
+    key = out.strip().splitlines()[-1] if out.strip() else ""
+    return key if len(key) == 64 else None
+
+
+def kept(original: Callable, folder: Path) -> Callable:
+    """asv's `Benchmarks._disc_benchmarks`, answering from `folder` for an `existing`
+    environment whose discovery inputs are unchanged, and keeping each new answer there."""
+    from asv.console import log
+    from asv.environment import ExistingEnvironment
+
+    def discover(cls, conf, repo, environments, commit_hashes, check):
+        envs = list(environments)
+        if check or not envs or not all(isinstance(e, ExistingEnvironment) for e in envs):
+            return original(conf, repo, environments, commit_hashes, check)
+        key = _key(conf.benchmark_dir, envs[0])
+        path = folder / f"{key}.json" if key else None
+        if path is not None and path.is_file():
+            try:
+                found = json.loads(path.read_text())
+                if isinstance(found, list) and all(isinstance(b, dict) for b in found):
+                    log.info(f"Discovering benchmarks: kept from an earlier run with the "
+                             f"same benchmark files, kernelwatch and packages ({path.name})")
+                    return found
+            except (OSError, ValueError):
+                pass  # unreadable: discovered again and written anew
+        found = original(conf, repo, environments, commit_hashes, check)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                folder.mkdir(parents=True, exist_ok=True)
+                fd, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
+                with os.fdopen(fd, "w") as f:
+                    json.dump(found, f)
+                os.replace(partial, path)
+        return found
+
+    return classmethod(discover)
