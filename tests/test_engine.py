@@ -155,14 +155,20 @@ def test_a_cut_run_keeps_every_combination_that_finished(clone, isolated_home):
 def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     """`--processes 2`: the benchmark loop measures the benchmark again in a second process
     of the same asv call and appends its samples (docs/measurement.md: the noise between
-    commits is mostly between processes)."""
+    commits is mostly between processes); a combination that skipped is not run again."""
     r = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
              "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
-             "--param", "variant=eager", "--metric", "time", "--track", "time",
-             "--processes", "2", "--machine", "two-procs"], clone)
+             "--param", "variant=eager", "--param", "variant=liger", "--metric", "time",
+             "--track", "time", "--processes", "2", "--machine", "two-procs", "-v"], clone)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("-m kernelwatch.engine.benchloop") == 1  # one asv start
     assert "--processes " in r.stdout
+    # Liger needs a GPU: skipped in its first process and not started again; asv's log of
+    # the benchmark still comes, after its last round.
+    assert "benchmark processes 2 ok, 1 skipped, 0 failed" in r.stdout, r.stdout[-3000:]
+    assert r.stdout.count("skipped rope.RopeTime.track_time('tiny', 'rotate-half', "
+                          "'float32', 'liger')") == 1
+    assert "For parameters: 'tiny', 'rotate-half', 'float32', 'liger'" in r.stdout
     case = {"shape": "tiny", "form": "rotate-half", "dtype": "float32", "variant": "eager"}
     rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
@@ -172,8 +178,8 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
 def test_an_existing_environment_discovers_again_only_when_what_it_imports_changed(
         clone, isolated_home):
     """--existing keeps asv's discovery (one import of the whole suite per asv call): the
-    second run answers from it; a new benchmark file, or a kept answer left unreadable, is
-    discovered again, and the new benchmark is there to select."""
+    second run answers from it; a new benchmark file, another benchmark timeout, or a kept
+    answer left unreadable is discovered again, and the new benchmark is there to select."""
     cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
            "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
            "--param", "variant=eager", "--metric", "time", "--track", "time",
@@ -194,6 +200,8 @@ def test_an_existing_environment_discovers_again_only_when_what_it_imports_chang
     assert third.returncode == 0 and kept not in third.stdout, third.stdout[-3000:]
     assert any("zz_discovery_probe.track_probe" in f.read_text() for f in kept_dir.glob("*"))
     assert kept in run(cmd, clone).stdout  # the probe gone: the first answer again
+    # The benchmark timeout is read as the suite is imported: another one discovers again.
+    assert kept not in run(cmd, clone, KERNELWATCH_BENCHMARK_TIMEOUT="700").stdout
     for path in kept_dir.glob("*.json"):
         path.write_text("{not json")
     fifth = run(cmd, clone)

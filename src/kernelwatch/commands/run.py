@@ -63,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "pooled (in one asv call: each process appends its samples): K=3 halves "
                    "the noise between commits on a shared machine (docs/measurement.md); "
                    "default 1, or a suite's own count for its series that move between "
-                   "processes")
+                   "processes. The machine's facts are measured once; a case that skips or "
+                   "fails is not started again")
     common_args.add_target(r, "benchmark the library DIST at its commits: REPO is a local git "
                    "clone or a git URL, RANGE its commits (default its last two). Only the "
                    "cases the workloads declare for DIST run (kernelwatch list); kernelwatch "

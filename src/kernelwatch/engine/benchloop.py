@@ -163,16 +163,17 @@ def parse_processes(specs: Sequence[str]) -> list[tuple[re.Pattern, int]]:
 
 def _plan(benchmarks, env, extra_params: dict, run_rounds,
           processes: Sequence[tuple[re.Pattern, int]] = ()) -> tuple[list, list[int]]:
-    """(round, name, index) of every combination to run, in asv's order (rounds outermost,
-    the last first; then benchmarks by name; then each one's parameter combinations), and
-    the rounds. A combination takes its benchmark's `rounds` (asv's), or as many as the
-    `processes` that select it ask: each round is one more process of it, its samples
-    appended, so the extra processes of a series cost no further asv start, discovery or
-    suite import. Benchmarks without a timeout get the environment's default, as asv does."""
+    """(round, name, index) of every combination to run, and the rounds. A combination takes
+    its benchmark's `rounds` (asv's), or as many as the `processes` that select it ask: each
+    round is one more process of it, its samples appended, so the extra processes of a
+    series cost no further asv start, discovery or suite import. The first round comes
+    first (then benchmarks by name, then each one's parameter combinations): a run cut
+    short has measured every combination it reached once before measuring any again.
+    Benchmarks without a timeout get the environment's default, as asv does."""
     def rounds_of(name: str, benchmark: dict, idx: int | None) -> int:
         own = int(extra_params.get("rounds", benchmark.get("rounds", 1)))
         combo = combination_name(name, benchmark["params"], idx) if processes else ""
-        return max([own, *(k for rx, k in processes if rx.search(combo))])
+        return max([own, *(k for rx, k in processes if rx.match(combo))])
 
     for benchmark in benchmarks.values():
         if benchmark.get("timeout") is None:
@@ -181,8 +182,7 @@ def _plan(benchmarks, env, extra_params: dict, run_rounds,
               for idx in _selected(benchmarks, name, b)]
     max_rounds = max((k for _, _, k in combos), default=1)
     rounds = list(run_rounds or range(1, max_rounds + 1))
-    items = [(rnd, name, idx) for rnd in rounds[::-1]
-             for name, idx, k in combos if rnd <= k]
+    items = [(rnd, name, idx) for rnd in rounds for name, idx, k in combos if rnd <= k]
     return items, rounds
 
 
@@ -195,8 +195,10 @@ class _Record:
         self.stderr: dict[str, list[str]] = {}
         self.errcode: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
+        self.last_seconds = 0.0  # the process that ended last
 
     def add(self, results, name: str, combo: str, res, seconds: float) -> None:
+        self.last_seconds = seconds
         if res.stderr:
             self.stderr.setdefault(name, []).append(res.stderr)
         if res.errcode:
@@ -204,6 +206,36 @@ class _Record:
         results._stderr[name] = "\n\n".join(self.stderr.get(name, []))
         results._errcode[name] = self.errcode.get(name, 0)
         results._duration[DURATION_KEY.format(name=combo)] = round(seconds, 3)
+
+
+def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record: _Record,
+                 profile: bool, extra_params: dict, *, record_samples: bool,
+                 appending: bool) -> tuple[str, str, object]:
+    """One benchmark process of one combination, its result added and the file saved: its
+    status (ok, skipped, failed), its name and asv's result."""
+    from asv import runner
+
+    selected = None if idx is None else {idx}
+    params = extra_params
+    if appending:
+        # The same `number` as the samples appended to, as asv keeps it.
+        stats = results.get_result_stats(name, benchmark["params"])
+        prev = stats[idx or 0] if stats else None
+        if prev and "number" in prev:
+            params = {**extra_params, "number": prev["number"]}
+    started = datetime.datetime.now(datetime.UTC)
+    t0 = time.monotonic()
+    res = runner.run_benchmark(benchmark, spawner, profile=profile, selected_idx=selected,
+                               extra_params=params)
+    seconds = time.monotonic() - t0
+    record.seconds[name] = record.seconds.get(name, 0.0) + seconds
+    results.add_result(benchmark, res, selected_idx=selected, started_at=started,
+                       duration=record.seconds[name], record_samples=record_samples,
+                       append_samples=appending)
+    combo = combination_name(name, benchmark["params"], idx)
+    record.add(results, name, combo, res, seconds)
+    _saver.save(results)
+    return _status(res, idx), combo, res
 
 
 def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False,
@@ -227,12 +259,17 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
         results = Results.unnamed()
     # asv saves the file once more when the loop returns: atomically too.
     results.save = lambda results_dir: _saver.save(results, results_dir)
-    items, rounds = _plan(benchmarks, env, extra_params, run_rounds, _processes)
+    if run_rounds and _processes:
+        log.warning("asv's --interleave-rounds runs asv's own rounds only: the extra "
+                    "processes kernelwatch asks for are not measured")
+    items, _ = _plan(benchmarks, env, extra_params, run_rounds, _processes)
     existing = results.get_result_keys(benchmarks) if append_samples else set()
     measured: set[tuple[str, int | None]] = set()  # in an earlier round of this run
-    failed: set[tuple[str, int | None]] = set()
+    # Not measured again in a later round: a skip or a failure would only say the same.
+    stopped: set[tuple[str, int | None]] = set()
     record = _Record()
-    last_item = {name: i for i, (rnd, name, _) in enumerate(items) if rnd == rounds[0]}
+    last_of = {(name, idx): i for i, (_, name, idx) in enumerate(items)}
+    last_item = {name: i for i, (_, name, _) in enumerate(items)}
 
     # asv counts its percentage in benchmarks per environment; this loop steps per
     # combination, so its benchmarks' share of what remains becomes its combinations'.
@@ -253,45 +290,25 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
                     selected_idx=benchmarks.benchmark_selection.get(name))
             _saver.save(results)
             return results
-        for i, (rnd, name, idx) in enumerate(items):
+        for i, (_, name, idx) in enumerate(items):
             benchmark = benchmarks[name]
             key = (name, idx)
-            # The last round is final for every combination, however many rounds it takes.
-            is_final = rnd == rounds[0]
             log.step()
-            if key in failed:
-                continue
-            selected = None if idx is None else {idx}
-            appending = key in measured or (name in existing)
-            params = extra_params
-            if appending:
-                # The same `number` as the samples appended to, as asv keeps it.
-                stats = results.get_result_stats(name, benchmark["params"])
-                prev = stats[idx or 0] if stats else None
-                if prev and "number" in prev:
-                    params = {**extra_params, "number": prev["number"]}
-            started = datetime.datetime.now(datetime.UTC)
-            t0 = time.monotonic()
-            res = runner.run_benchmark(benchmark, spawner, profile=profile,
-                                       selected_idx=selected, extra_params=params)
-            seconds = time.monotonic() - t0
-            record.seconds[name] = record.seconds.get(name, 0.0) + seconds
-            results.add_result(benchmark, res, selected_idx=selected, started_at=started,
-                               duration=record.seconds[name],
-                               record_samples=(not is_final or record_samples),
-                               append_samples=appending)
-            combo = combination_name(name, benchmark["params"], idx)
-            record.add(results, name, combo, res, seconds)
-            measured.add(key)
-            status = _status(res, idx)
-            if status == "failed":
-                failed.add(key)
-            _saver.save(results)
-            log.info(COMBINATION_FORMAT.format(done=i + 1, total=len(items), seconds=seconds,
-                                               status=status, name=combo))
-            if status != "ok":
-                log.info(REASON_FORMAT.format(name=combo, reason=reason_of(res, status)))
-            if is_final and last_item[name] == i:
+            if key not in stopped:
+                status, combo, res = _measure_one(
+                    benchmark, name, idx, spawner, results, record, profile, extra_params,
+                    record_samples=last_of[key] != i or record_samples,
+                    appending=key in measured or name in existing)
+                measured.add(key)
+                log.info(COMBINATION_FORMAT.format(done=i + 1, total=len(items),
+                                                   seconds=record.last_seconds,
+                                                   status=status, name=combo))
+                if status != "ok":
+                    stopped.add(key)
+                    log.info(REASON_FORMAT.format(name=combo, reason=reason_of(res, status)))
+            if last_item[name] == i:
+                # asv's log of the benchmark (its output, a failure's traceback) once its
+                # last round has passed, whether or not that round ran.
                 log.info(name, reserve_space=True)
                 runner.log_benchmark_result(results, benchmark, show_stderr=show_stderr)
     finally:

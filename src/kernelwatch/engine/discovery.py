@@ -6,9 +6,11 @@ parameters and code versions; only then does the forkserver import it all again 
 On the H200 that first import is ~12 s of every asv call (docs/findings/gpu-history-h200.md).
 For asv's own environments discovery also builds the commit, and stays asv's. For an
 `existing` one (a GPU runner's `kernelwatch run --existing`) nothing is built, and what
-discovery finds is fixed by what it imports: the benchmark files, the kernelwatch package
-the environment imports, the installed distributions and the interpreter. Their hash names
-a kept discovery; any change to one of them discovers again.
+discovery finds is fixed by what it imports and reads: the benchmark files, the kernelwatch
+package the environment imports, the installed distributions, the interpreter and the
+KERNELWATCH_ variables (the benchmark timeout is read at import), less those only a
+measurement reads. Their hash names a kept discovery; any change to one of them discovers
+again. The newest KEEP are kept.
 """
 
 from __future__ import annotations
@@ -20,18 +22,24 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+KEEP = 8
+# Set per run or per commit and read only while measuring: no part of what discovery finds.
+MEASURING_ONLY = ("KERNELWATCH_COMMIT", "KERNELWATCH_INVENTORY_SPOOL", "KERNELWATCH_MACHINE",
+                  "KERNELWATCH_INJECT_SLOWDOWN")
+
 # Run by the environment's interpreter, with its environment variables (so its PYTHONPATH):
 # finds the kernelwatch it imports without importing it, and hashes everything above.
 KEY_SCRIPT = r"""
 import hashlib, importlib.metadata, importlib.util, os, sys
-digest = hashlib.sha256(repr((sys.executable, sys.version, sys.path)).encode())
+variables = sorted((k, v) for k, v in os.environ.items()
+                   if k.startswith("KERNELWATCH_") and k not in sys.argv[2:])
+digest = hashlib.sha256(repr((sys.executable, sys.version, sys.path, variables)).encode())
 dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
 digest.update("\n".join(dists).encode())
 spec = importlib.util.find_spec("kernelwatch")
 roots = [sys.argv[1]] + list(spec.submodule_search_locations or []) if spec else [sys.argv[1]]
 for root in roots:
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
+    for folder, _, files in sorted(os.walk(root)):
         for name in sorted(files):
             if name.endswith(".py"):
                 path = os.path.join(folder, name)
@@ -45,8 +53,8 @@ print(digest.hexdigest())
 def _key(benchmark_dir: str, env) -> str | None:
     env_vars = {**os.environ, **env.env_vars}
     try:
-        out = env.run(["-c", KEY_SCRIPT, os.path.abspath(benchmark_dir)], env=env_vars,
-                      dots=False)
+        out = env.run(["-c", KEY_SCRIPT, os.path.abspath(benchmark_dir), *MEASURING_ONLY],
+                      env=env_vars, dots=False)
     except Exception:  # any failure: discover as asv does, which says what is wrong
         return None
     key = out.strip().splitlines()[-1] if out.strip() else ""
@@ -62,7 +70,7 @@ def kept(original: Callable, folder: Path) -> Callable:
     def discover(cls, conf, repo, environments, commit_hashes, check):
         envs = list(environments)
         if check or not envs or not all(isinstance(e, ExistingEnvironment) for e in envs):
-            return original(conf, repo, environments, commit_hashes, check)
+            return original(conf, repo, envs, commit_hashes, check)
         key = _key(conf.benchmark_dir, envs[0])
         path = folder / f"{key}.json" if key else None
         if path is not None and path.is_file():
@@ -71,17 +79,35 @@ def kept(original: Callable, folder: Path) -> Callable:
                 if isinstance(found, list) and all(isinstance(b, dict) for b in found):
                     log.info(f"Discovering benchmarks: kept from an earlier run with the "
                              f"same benchmark files, kernelwatch and packages ({path.name})")
+                    os.utime(path)  # the newest used: kept longest
                     return found
             except (OSError, ValueError):
                 pass  # unreadable: discovered again and written anew
-        found = original(conf, repo, environments, commit_hashes, check)
+        found = original(conf, repo, envs, commit_hashes, check)
         if path is not None:
-            with contextlib.suppress(OSError):
-                folder.mkdir(parents=True, exist_ok=True)
-                fd, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
-                with os.fdopen(fd, "w") as f:
-                    json.dump(found, f)
-                os.replace(partial, path)
+            _keep(folder, path, found)
         return found
 
     return classmethod(discover)
+
+
+def _keep(folder: Path, path: Path, found: list) -> None:
+    """Write `found` whole (a sibling file, then a rename) and drop all but the newest KEEP.
+    A folder that cannot be written only costs the next run its discovery."""
+    partial = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
+        with os.fdopen(fd, "w") as f:
+            json.dump(found, f)
+        os.replace(partial, path)
+        partial = None
+        kept_files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for old in kept_files[:-KEEP]:
+            old.unlink()
+    except OSError:
+        pass
+    finally:
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                os.remove(partial)

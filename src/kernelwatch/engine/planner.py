@@ -188,8 +188,12 @@ def processes_by_regex(selections: Sequence[Selection], processes: int = 1) -> d
     than one (`processes`, the run's --processes, for every one where that is more). A
     planned call's regex ends with it (planner.excluding and shards.narrow only put a
     lookahead in front); the benchmark loop matches it against combination names."""
-    return {selection_regex(*s[:4])[1:]: max(s.processes, processes) for s in selections
-            if max(s.processes, processes) > 1}
+    found: dict[str, int] = {}
+    for s in selections:
+        body, k = selection_regex(*s[:4])[1:], max(s.processes, processes)
+        if k > 1:
+            found[body] = max(k, found.get(body, 1))
+    return found
 
 
 # ----------------------------------------------------------------------------- recorded

@@ -361,7 +361,7 @@ def _run_planned(repo: Path, request: RunRequest, plan: Plan, name: str,
             runner = _group_runner(repo, request, plan, name, group, plan.chunks, python,
                                    spool, snap, log, ended)
             runners.append(runner)
-            _run_rounds(runner, request)
+            _run_group(runner, request)
         once = (plan.baseline + [planner.ENVIRONMENT_REGEX] * plan.facts_once)
         if once and groups and ended.measured_at:
             # The machine's facts and the project's own baseline once, at the newest point
@@ -425,7 +425,7 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
     return runner
 
 
-def _run_rounds(runner: _Calls, request: RunRequest) -> None:
+def _run_group(runner: _Calls, request: RunRequest) -> None:
     if request.dry_run:
         planned = sum((runner.planned(c) for c in runner.calls), Counter())
         total = planner.estimate(planned, runner.durations)
@@ -527,9 +527,6 @@ class RunOutcomes:
         self.counts: Counter[str] = Counter()
         self.commits_ran: set[str] = set()
         self.measured_at: list[str] = []  # commits where a combination ended ok, newest first
-        # (commit, env) -> names that ended skipped or failed in this run: not run again in
-        # the further process rounds (they would only say the same, three times).
-        self.not_ok: dict[tuple[str, str], set[str]] = {}
         self.dist = plan.target.dist if plan.target else (
             plan.versions[0] if plan.versions and plan.versions[0] != "torch" else None)
 
@@ -555,8 +552,6 @@ class RunOutcomes:
                 self.measured_at.sort(key=lambda c: self.plan.commits.index(c)
                                       if c in self.plan.commits else 0)
             outcomes.record(self.plan.results, self.machine, commit, env, entries)
-            self.not_ok.setdefault((commit, env), set()).update(
-                n for n, (status, _) in entries.items() if status != "ok")
             self._say(commit, env, entries, subjects.get(commit, ""))
 
     def _say(self, commit: str, env: str, entries: dict[str, tuple[str, str]],
@@ -642,7 +637,7 @@ class _Calls:
         """The benchmark processes `call` starts, per combination name."""
         return planner.combinations(self.benchmarks, call, self.processes)
 
-    def command(self, call: Call, extra: Sequence[str]) -> list[str]:
+    def command(self, call: Call) -> list[str]:
         full = list(self.base)
         if not self.request.existing:
             full.append(self.rev if self.rev and call.commits == self.plan.commits
@@ -652,13 +647,12 @@ class _Calls:
                     full += ["-E", env]
         for r in call.regexes:
             full += ["-b", r]
-        return [*full, *self.request.asv_args, *extra]
+        return [*full, *self.request.asv_args]
 
-    def run(self, calls: list[Call], extra: Sequence[str] = ()) -> list[Call]:
-        """One asv run per call; the calls that measured something."""
-        measured: list[Call] = []
+    def run(self, calls: list[Call]) -> None:
+        """One asv run per call."""
         for i, call in enumerate(calls, 1):
-            full = self.command(call, extra)
+            full = self.command(call)
             planned = self.planned(call)
             if self.request.dry_run:
                 if self.benchmarks and len(calls) > 1:
@@ -666,7 +660,6 @@ class _Calls:
                           f"{planner.estimate(planned, self.durations).describe()}",
                           flush=True)
                 print(shlex.join(full))
-                measured.append(call)
                 continue
             if len(calls) > 1:
                 print(f"kernelwatch: part {i} of {len(calls)}", flush=True)
@@ -684,11 +677,9 @@ class _Calls:
                 print(f"kernelwatch: {call.kept} selected results already recorded{where} "
                       "are kept, not measured again (--rerun measures them again)", flush=True)
             label = f"part {i}/{len(calls)}" if len(calls) > 1 else "asv"
-            if self._run_one(full, call, label, planned):
-                measured.append(call)
-        return measured
+            self._run_one(full, call, label, planned)
 
-    def _run_one(self, full: list[str], call: Call, label: str, planned: Counter[str]) -> bool:
+    def _run_one(self, full: list[str], call: Call, label: str, planned: Counter[str]) -> None:
         print("+", shlex.join(full), flush=True)
         if planned:
             print(f"kernelwatch: {planner.estimate(planned, self.durations).describe()}",
@@ -714,7 +705,7 @@ class _Calls:
                                        "`kernelwatch list` shows what exists")
             print("kernelwatch: nothing left to measure there; every selected result is "
                   "recorded", flush=True)
-            return False
+            return
         if rc in (0, 2) and self.saved is not None:
             self.saved()
         if rc == 2:  # asv's own code for "some benchmark failed": the run finished and saved
@@ -724,4 +715,3 @@ class _Calls:
             raise KernelwatchError(f"asv run exited with status {rc}{where}; every "
                                    "parameter combination that finished is saved in "
                                    f"{self.plan.results.name}/")
-        return True

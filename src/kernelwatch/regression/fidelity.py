@@ -210,9 +210,9 @@ def _smallest_caught(caught: dict[str, dict[str, int]], factor: float, pairs: in
 
 def pooled(runs: list[dict[str, list[float]]], k: int) -> list[dict[str, list[float]]]:
     """Each window of `k` neighbouring processes as one run with their samples pooled: what
-    a commit measured in `k` processes records (`kernelwatch run --processes k`, asv's
-    --append-samples). Windows i and i+k share no process, so pair i compares two disjoint
-    sets of processes."""
+    a commit measured in `k` processes records (`kernelwatch run --processes k`: each
+    process appends its samples). Windows i and i+k share no process, so pair i compares
+    two disjoint sets of processes."""
     if k <= 1:
         return runs
     return [{x: [v for r in runs[i:i + k] for v in r[x]] for x in runs[0]}
