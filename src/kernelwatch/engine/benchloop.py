@@ -195,10 +195,8 @@ class _Record:
         self.stderr: dict[str, list[str]] = {}
         self.errcode: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
-        self.last_seconds = 0.0  # the process that ended last
 
     def add(self, results, name: str, combo: str, res, seconds: float) -> None:
-        self.last_seconds = seconds
         if res.stderr:
             self.stderr.setdefault(name, []).append(res.stderr)
         if res.errcode:
@@ -210,9 +208,9 @@ class _Record:
 
 def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record: _Record,
                  profile: bool, extra_params: dict, *, record_samples: bool,
-                 appending: bool) -> tuple[str, str, object]:
+                 appending: bool) -> tuple[str, str, float, object]:
     """One benchmark process of one combination, its result added and the file saved: its
-    status (ok, skipped, failed), its name and asv's result."""
+    status (ok, skipped, failed), its name, its seconds and asv's result."""
     from asv import runner
 
     selected = None if idx is None else {idx}
@@ -235,7 +233,7 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
     combo = combination_name(name, benchmark["params"], idx)
     record.add(results, name, combo, res, seconds)
     _saver.save(results)
-    return _status(res, idx), combo, res
+    return _status(res, idx), combo, seconds, res
 
 
 def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False,
@@ -295,14 +293,14 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
             key = (name, idx)
             log.step()
             if key not in stopped:
-                status, combo, res = _measure_one(
+                status, combo, seconds, res = _measure_one(
                     benchmark, name, idx, spawner, results, record, profile, extra_params,
                     record_samples=last_of[key] != i or record_samples,
                     appending=key in measured or name in existing)
                 measured.add(key)
                 log.info(COMBINATION_FORMAT.format(done=i + 1, total=len(items),
-                                                   seconds=record.last_seconds,
-                                                   status=status, name=combo))
+                                                   seconds=seconds, status=status,
+                                                   name=combo))
                 if status != "ok":
                     stopped.add(key)
                     log.info(REASON_FORMAT.format(name=combo, reason=reason_of(res, status)))
