@@ -10,9 +10,9 @@
 #            per-process seconds of the trivial environment facts (the cost of a process)
 #   suite    `--suite gpu-commit` (dry run first: its estimate), cut at KW_SUITE_SECONDS
 #            (default 420); run it again to go on: only what is missing is measured
-#   aa       KW_AA_RUNS (default 5) runs of the suite's time series on one commit (KW_AA_ARGS
-#            narrows them), each its own machine name (gpu-aa-N), fresh compile caches per
-#            run; then `compare` of run 2 against run 1, and a run with a 5% slowdown
+#   aa       KW_AA_RUNS (default 5) runs of the suite's time series and kernel inventories
+#            (the launch autotuning picked) on one commit (KW_AA_ARGS narrows them), each its
+#            own machine name (gpu-aa-N), fresh compile caches per run; then `compare` of run 2 against run 1, and a run with a 5% slowdown
 #            injected (gpu-aa-slow) compared against run 1 at --factor 1.03
 #   KW_LAUNCHES (default "spawn forkserver") names the launches the launch stage times
 set -uo pipefail
@@ -89,14 +89,15 @@ for stage in "$@"; do
       for i in $(seq 1 "${KW_AA_RUNS:-5}"); do
         fresh_caches
         timeout -s TERM "${KW_AA_SECONDS:-100}" python3 -m kernelwatch.cli run --existing \
-          --machine "gpu-aa-$i" --suite gpu-commit --metric time --track time \
+          --machine "gpu-aa-$i" --suite gpu-commit --metric time --metric kernels --track time \
+          --track kernel_count \
           --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-$i.log" 2>&1
         echo "aa run $i: exit $?" | tee -a "$out/aa.txt"
       done
       fresh_caches
       KERNELWATCH_INJECT_SLOWDOWN=0.05 timeout -s TERM "${KW_AA_SECONDS:-100}" python3 -m \
         kernelwatch.cli run --existing --machine gpu-aa-slow --suite gpu-commit --metric time \
-        --track time --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-slow.log" 2>&1
+        --metric kernels --track time --track kernel_count --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-slow.log" 2>&1
       echo "aa run with 5% injected: exit $?" | tee -a "$out/aa.txt"
       kw compare HEAD HEAD --base-machine gpu-aa-1 --machine gpu-aa-2 > "$out/aa-compare.md" 2>&1
       echo "compare run 2 against run 1 (default thresholds): exit $?" | tee -a "$out/aa.txt"

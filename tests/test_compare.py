@@ -271,3 +271,49 @@ def test_compare_across_two_machines_reads_each_side_s_own_inventory(tmp_path, c
     assert rc == 1
     assert ("2 kernels, was 1: lost fusion of `triton_poi_fused_rope_0`; new: "
             "`triton_poi_mul_0`, `triton_poi_add_1`") in why
+
+
+def test_compare_of_two_runs_whose_only_difference_is_autotuning_s_pick_exits_0(tmp_path,
+                                                                              capsys):
+    """Two runs of one commit (two machine names, as the H200's A/A files them) whose
+    compiled RoPE read 13.7 and 15.7 us with the same kernels and another launch: the table
+    marks it `launch`, the explanation names the picks, and compare exits 0; the same files
+    with one kernel's code changed exit 1."""
+    import json
+    import subprocess
+
+    from kernelwatch import inventory_file
+    from kernelwatch.commands.compare import compare_commits
+
+    from .conftest import git, write_case_results
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "--allow-empty", "-m",
+        "x", cwd=repo)
+    head = git("rev-parse", "HEAD", cwd=repo)
+    case = {"shape": "llama-3.1-8b", "form": "rotate-half", "dtype": "bfloat16",
+            "variant": "compile"}
+    key = "rope(llama-3.1-8b, rotate-half, bfloat16, compile)"
+    kernels = ["triton_poi_fused_0", "triton_poi_fused_1"]
+
+    def file_run(machine: str, seconds: float, launch: str, code: str = "c0de") -> None:
+        path = write_case_results(repo / "results", machine, head, "env", case, {
+            "rope.RopeTime.track_time": [seconds * (1 + i / 2000) for i in range(20)]})
+        path.with_suffix(inventory_file.SUFFIX).write_text(json.dumps({key: {
+            "kernels": kernels, "code_hash": code, "source": "inductor",
+            "launch": {"triton_poi_fused_0": "XBLOCK=1024 num_warps=4 num_stages=1",
+                       "triton_poi_fused_1": launch}}}))
+
+    file_run("aa-1", 13.7e-6, "XBLOCK=1024 num_warps=4 num_stages=1")
+    file_run("aa-2", 15.7e-6, "XBLOCK=512 num_warps=8 num_stages=1")
+    rc = compare_commits(repo, "HEAD", "HEAD", machine="aa-2", base_machine="aa-1")
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "0 worse, 0 better" in out and "1 moved with autotuning's launch pick" in out
+    assert "| launch |" in out
+    assert ("autotuning picked another launch: `triton_poi_fused_1 XBLOCK=512 num_warps=8 "
+            "num_stages=1 (was XBLOCK=1024 num_warps=4 num_stages=1)`") in out
+    file_run("aa-2", 15.7e-6, "XBLOCK=512 num_warps=8 num_stages=1", code="beef")
+    assert compare_commits(repo, "HEAD", "HEAD", machine="aa-2", base_machine="aa-1") == 1
+    assert "same kernels, generated code changed" in capsys.readouterr().out

@@ -236,6 +236,17 @@ def launch_difference(old: Inventory | dict, new: Inventory | dict,
     return "autotuning picked another launch: " + names(moved) if moved else ""
 
 
+def only_launch_moved(old: Inventory | dict | None, new: Inventory | dict | None) -> bool:
+    """Whether two inventories of a case hold the same kernels of the same generated code
+    with the same guards, and autotuning launched at least one of them differently: then the
+    launch is the one thing of the code that moved."""
+    if not old or not new:
+        return False
+    same = all(_field(old, f, None) == _field(new, f, None)
+               for f in ("kernels", "code_hash", "guards"))
+    return same and bool(launch_difference(old, new))
+
+
 def difference(old: Inventory | dict, new: Inventory | dict,
                names: Callable[[list[str]], str] = ", ".join) -> str:
     """In words, what changed between two inventories ("" when nothing did): the count and

@@ -88,3 +88,66 @@ def test_a_kernels_file_keeps_plain_launches_only(tmp_path, launch, ok):
     else:
         with pytest.raises(result_files.Refused, match="launch"):
             result_files.check_file(tmp_path, rel)
+
+
+def _time_rows(values: dict[str, float], track: str = "track_time") -> list[Row]:
+    """RoPE compile's time at each commit (commit -> seconds), 20 samples spread 1%."""
+    return [Row(machine="m", commit=commit, date=0, env_name="env", env={},
+                benchmark=f"rope.RopeTime.{track}", params={"variant": "compile"},
+                unit="seconds", value=v, samples=[v * (1 + i / 2000) for i in range(20)])
+            for commit, v in values.items()]
+
+
+A, B = "a" * 40, "b" * 40
+
+
+@pytest.mark.parametrize("track", ["track_time", "track_caller_time"])
+def test_a_time_that_moved_with_only_the_pick_is_marked_launch_and_not_counted(track):
+    from kernelwatch.report import compare
+
+    rows = _time_rows({A: 13.7e-6, B: 15.7e-6}, track)  # 1.15x: beyond 1.10
+    moved = {("m", A, "env", "rope(compile)"): picked(FAST),
+             ("m", B, "env", "rope(compile)"): picked(SLOW)}
+    (c,) = compare.compare(rows, ("m", A), ("m", B), inventories=moved)
+    assert c.mark == compare.LAUNCH and c.ratio == pytest.approx(15.7 / 13.7, rel=1e-3)
+    text = compare.markdown([c], ("m", A), ("m", B), 1.10)
+    assert "0 worse, 0 better" in text and "1 moved with autotuning's launch pick" in text
+    assert "| launch |" in text and "0 unchanged of 1 series" in text
+    # the explanation below the table names the picks
+    assert compare.timed_changes([c]) == {("env", "rope", (("variant", "compile"),))}
+
+    # the same pick at both: the slowdown is the code's or the machine's, and counts
+    same = {k: picked(FAST) for k in moved}
+    assert compare.compare(rows, ("m", A), ("m", B), inventories=same)[0].mark == "+"
+    # other code, another pick: the code moved too, and the change counts
+    recoded = {**moved, ("m", B, "env", "rope(compile)"): {**picked(SLOW), "code_hash": "beef"}}
+    assert compare.compare(rows, ("m", A), ("m", B), inventories=recoded)[0].mark == "+"
+    # no inventory at one side (filed before launches were kept): counted as before
+    one = {("m", B, "env", "rope(compile)"): picked(SLOW)}
+    assert compare.compare(rows, ("m", A), ("m", B), inventories=one)[0].mark == "+"
+
+
+def test_a_launch_move_within_the_threshold_stays_unchanged_and_other_series_are_counted():
+    from kernelwatch.regression import detect
+
+    def spread(v: float) -> list[float]:
+        return [v * (1 + i / 2000) for i in range(20)]
+
+    little = detect.judge("rope.RopeTime.track_time", "seconds", spread(1.0), spread(1.05),
+                          launch_moved=True)
+    assert little.significant and little.flag == ""  # under 1.10: nothing to explain away
+    memory = detect.judge("rope.RopeCudaMemory.track_peak_bytes", "bytes", spread(1.0),
+                          spread(2.0), launch_moved=True)
+    assert memory.flag == "worse"  # a launch moves time, not what a call allocates
+
+
+def test_the_site_s_change_table_flags_a_launch_move_as_launch():
+    from kernelwatch.report import site
+
+    rows = _time_rows({A: 13.7e-6, B: 15.7e-6})
+    moved = {("m", A, "env", "rope(compile)"): picked(FAST),
+             ("m", B, "env", "rope(compile)"): picked(SLOW)}
+    (c,) = site.changes(rows, commit_order={A: 0, B: 1}, inventories=moved)
+    assert c["flag"] == "launch" and c["note"].startswith("autotuning picked another launch")
+    (c,) = site.changes(rows, commit_order={A: 0, B: 1})
+    assert c["flag"] == "worse"

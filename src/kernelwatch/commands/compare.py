@@ -86,16 +86,17 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
                    f"; measure it first: kernelwatch run {commit[:8]}^!"))
     thresholds = None if factor else fidelity.thresholds(repo).get(machine)
     factor = factor or detect.DEFAULT_FACTOR
+    results = targets.results_dir(repo, library.dist) if target else repo / "results"
+    inventories = {(m, *key): entry for m in {base[0], head[0]}
+                   for key, entry in inventory_file.load_all(results, m).items()}
     comparisons = compare.compare(rows, base, head, factor=factor, thresholds=thresholds,
                                   gate=workloads.gate_failure,
-                                  env_key=requirements.base_env if target else None)
+                                  env_key=requirements.base_env if target else None,
+                                  inventories=inventories)
     if not comparisons:
         raise KernelwatchError("the two have no series in common; run the same selection "
                                "at both")
     print(compare.markdown(comparisons, base, head, factor, thresholds))
-    results = targets.results_dir(repo, library.dist) if target else repo / "results"
-    inventories = {(m, *key): entry for m in {base[0], head[0]}
-                   for key, entry in inventory_file.load_all(results, m).items()}
     why = explain.explain(rows, base, head, compare.timed_changes(comparisons), inventories)
     if why:
         print("\n#### Where the time went\n")

@@ -7,8 +7,11 @@ between the two), blank otherwise; and two words where no number can be compared
 commits measured with different requirement sets are compared as one environment (the
 `env_key` that drops the set), the sets named beside. The kernels
 one call launches are a change whenever their count differs, however little the time moved
-(more kernels `+`: a fusion was lost). A faster variant whose output fails its workload's
-quality gate at HEAD is not counted as better.
+(more kernels `+`: a fusion was lost). A call's time that moved while its kernels are the same
+code at both, launched with another configuration autotuning picked, is marked `launch` and
+not counted (the pick varies between processes of one commit; the picks are named below the
+table). A faster variant whose output fails its workload's quality gate at HEAD is not counted
+as better.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from kernelwatch.report.format import fmt_value, md_code, md_text
 from kernelwatch.results.rows import Row
 
 # asv compare's marks for detect.judge's flags: x for a benchmark whose code changed.
-MARKS = {"worse": "+", "better": "-", "": " ", detect.NOT_COMPARABLE: "x"}
+FAILING, SKIPPED, LAUNCH = "failing", "skipped", "launch"
+MARKS = {"worse": "+", "better": "-", "": " ", detect.NOT_COMPARABLE: "x",
+         detect.LAUNCH: LAUNCH}
 WORSE_MARKS = ("+", "!")
-FAILING, SKIPPED = "failing", "skipped"
 
 
 @dataclass
@@ -61,12 +65,18 @@ def _series(rows: list[Row], machine: str, commit: str,
 def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             factor: float = detect.DEFAULT_FACTOR,
             thresholds: dict[str, float] | None = None,
-            gate=None, env_key: Callable[[str], str] | None = None) -> list[Comparison]:
+            gate=None, env_key: Callable[[str], str] | None = None,
+            inventories: dict | None = None) -> list[Comparison]:
     """Series recorded at `base` and `head`, each a (machine, full commit hash). A series
     with a threshold in `thresholds` (series key -> factor, from `kernelwatch fidelity` on
     the head's machine) is judged at it; the others at `factor`. `env_key` names the
-    environment a series is matched by (a library's commits: without its requirement set)."""
+    environment a series is matched by (a library's commits: without its requirement set).
+    `inventories`: (machine, commit, env, case key) -> the case's kernel inventory, where a
+    call's time whose kernels only changed launch is marked LAUNCH."""
+    from kernelwatch import inventory
+
     before, after = _series(rows, *base, env_key), _series(rows, *head, env_key)
+    inv = inventories or {}
     checks = clocks.flagged_checks(rows)
     failing = _failing_gates(after.values(), gate)
     out = []
@@ -88,9 +98,13 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         elif a.median is None or b.median is None:
             mark = " "
         else:
+            case = f"{bench.split('.')[0]}({', '.join(v for _, v in params)})"
+            launch_moved = inventory.only_launch_moved(inv.get((*base, b.env_name, case)),
+                                                       inv.get((*head, a.env_name, case)))
             change = detect.judge(bench, a.unit, b.samples or [b.median],
                                   a.samples or [a.median],
-                                  factor=(thresholds or {}).get(key_of_series, factor))
+                                  factor=(thresholds or {}).get(key_of_series, factor),
+                                  launch_moved=launch_moved)
             mark = MARKS[change.flag]
         notes = [f"{side}: {note}" for side, (machine, commit) in (("base", base), ("head", head))
                  if (note := clocks.note_for(checks, machine, env, commit, bench, params))]
@@ -111,7 +125,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
                               b.median, a.median, change, mark, key_of_series,
                               conditions, tuple(k for k, _ in params),
                               (b.skipped, a.skipped)))
-    order = {"+": 0, "!": 1, FAILING: 2, SKIPPED: 3, "-": 4, "*": 5, "x": 6, " ": 7}
+    order = {"+": 0, "!": 1, FAILING: 2, SKIPPED: 3, "-": 4, "*": 5, LAUNCH: 6, "x": 7, " ": 8}
     out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(detect.MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
     return out
@@ -142,7 +156,7 @@ def timed_changes(comparisons: list[Comparison]) -> set[tuple]:
     """(env, workload, params items) of the cases whose time or kernel count changed."""
     return {(c.env, c.benchmark.split(".")[0], tuple(zip(c.param_names, c.params.split(", "),
                                                           strict=False)))
-            for c in comparisons if c.mark in ("+", "-")
+            for c in comparisons if c.mark in ("+", "-", LAUNCH)
             and (c.unit == "seconds" or c.benchmark.endswith(detect.KERNEL_COUNT))}
 
 
@@ -168,12 +182,14 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
     incomparable = sum(c.mark == "x" for c in comparisons)
     failing = sum(c.mark == FAILING for c in comparisons)
     skipped = sum(c.mark == SKIPPED for c in comparisons)
+    launch = sum(c.mark == LAUNCH for c in comparisons)
     lines = [f"### kernelwatch: {head[1][:8]} ({md_code(head[0])}) against {base[1][:8]} "
              f"({md_code(base[0])})",
              "",
              f"{worse} worse, {better} better, {failing} failing, {skipped} skipped, "
              f"{incomparable} not comparable, "
-             f"{len(comparisons) - worse - better - incomparable - failing - skipped} "
+             + (f"{launch} moved with autotuning's launch pick, " if launch else "")
+             + f"{len(comparisons) - worse - better - incomparable - failing - skipped - launch} "
              f"unchanged of {len(comparisons)} series (a change counts when asv's test on "
              "the samples "
              f"finds it significant and the medians differ by more than {factor:.2f}x"
@@ -181,7 +197,10 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
                 f"measured ({own} series, column `threshold`)" if own else "") + "; `+` "
              "worse, `-` better, `!` newly failing, `*` fixed, `failing` failed at both, "
              "`skipped` skipped at HEAD (the reason beside), `x` not comparable: the "
-             "benchmark's version changed).",
+             "benchmark's version changed"
+             + ("; `launch` the same kernels' code at both, launched as autotuning picked "
+                "otherwise: the pick moves between processes of one commit, so the change is "
+                "shown, not counted" if launch else "") + ").",
              "",
              "| | before | after | ratio | threshold | benchmark (parameters) | environment |",
              "|---|---|---|---|---|---|---|"]

@@ -14,6 +14,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from kernelwatch.regression import detect
 from kernelwatch.report import speedups
 from kernelwatch.report.format import NAV, html_table, page, short_env_names
 from kernelwatch.results.rows import Row
@@ -142,7 +143,7 @@ def write(env_groups: dict[tuple[str, str], list[Row]], out_dir: Path,
     """html/kernelwatch/overview.html."""
     changed = defaultdict(set)
     for c in ch:
-        if c["flag"]:
+        if c["flag"] and c["flag"] != detect.LAUNCH:
             changed[(c["machine"], c["env"])].add(
                 (c["benchmark"], tuple(sorted(c.get("params_dict", {}).items()))))
     names = env_names(env_groups)

@@ -128,7 +128,8 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
     `commit_order` (hash -> position in the branch's history, oldest 0) where given: commit
     dates have one-second resolution and can tie; else by date. A kernel count that differs
     is a change however little the time moved, with the kernels that went and came as its
-    note (`inventories`: (machine, commit, env, case) -> inventory)."""
+    note (`inventories`: (machine, commit, env, case) -> inventory); a call's time that moved
+    with only its kernels' launch is flagged `launch`, not worse or better."""
     from kernelwatch import inventory
 
     in_branch = branch_order(commit_order)
@@ -148,13 +149,14 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
             continue
         ratio = new.median / old.median
         factor = (thresholds or {}).get(machine, {}).get(new.series_key, detect.DEFAULT_FACTOR)
-        flag = detect.judge(bench, new.unit, old.samples or [old.median],
-                            new.samples or [new.median], factor=factor,
-                            versions=(old.version, new.version)).flag
         case = f"{bench.split('.')[0]}({', '.join(new.params.values())})"
         inv = inventories or {}
         before_inv = inv.get((machine, old.commit, env_name, case))
         after_inv = inv.get((machine, new.commit, env_name, case))
+        flag = detect.judge(bench, new.unit, old.samples or [old.median],
+                            new.samples or [new.median], factor=factor,
+                            versions=(old.version, new.version),
+                            launch_moved=inventory.only_launch_moved(before_inv, after_inv)).flag
         # what the kernels say of the change: fewer fusions, other code, or (same code)
         # another launch picked by autotuning
         note = (inventory.difference(before_inv, after_inv) if before_inv and after_inv
