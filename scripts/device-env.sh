@@ -1,8 +1,20 @@
 # Sourced by scripts/device-run.sh: make a GPU machine with a preinstalled torch ready for
 # kernelwatch. Installs the wheels of `make gpu-wheels` (.whl/) into /tmp/site, sets the paths
 # for this shell and asv's benchmark processes, names the asv machine after the GPU, gives a
-# working tree without .git a commit for asv to file results under, and sets $out.
-out=${OUT:-$PWD/gpu-out}; mkdir -p "$out"
+# working tree without .git a commit for asv to file results under, sets $out (where the
+# stages write their logs and tables) and pack_out.
+# The device hands back at most 8 files of $OUT: the stages write into $out, which a warm
+# machine keeps from one call to the next, and pack_out bundles it with results/ and
+# kernelwatch's logs into $OUT/device-out.tgz, the tables into $OUT/summary.txt.
+out=/tmp/kw-device-out; mkdir -p "$out"
+pack_out() {
+  local to=${OUT:-$PWD/gpu-out}; mkdir -p "$to"
+  tar -czf "$to/device-out.tgz" -C "$(dirname "$out")" "$(basename "$out")" \
+    -C "$PWD" results .kernelwatch/logs 2>/dev/null
+  for f in "$out"/*.txt "$out"/*.md; do [ -f "$f" ] && { echo "== $(basename "$f")"; tail -n 60 "$f"; }; done \
+    > "$to/summary.txt"
+  echo "packed into $to: device-out.tgz ($(du -h "$to/device-out.tgz" | cut -f1)), summary.txt"
+}
 rm -rf /tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
 # asv imports the importlib_metadata backport; the standard library's module serves on 3.12.
 python3 -c "import importlib_metadata" 2>/dev/null || echo "from importlib.metadata import *  # noqa" > /tmp/site/importlib_metadata.py

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `kernelwatch fidelity` on a GPU machine whose torch is preinstalled (see device-run.sh):
 # first the measuring core's GPU tests (the injected slowdown among them), then the fidelity
-# runs with the flags given. The saved samples and the table go to $OUT (or ./gpu-out).
+# runs with the flags given. The saved samples and the table come back packed (pack_out).
 #
 # Usage: scripts/device-fidelity.sh [kernelwatch fidelity flags...]
 # The figures in docs/measurement.md (GPU):
@@ -20,3 +20,4 @@ timeout "${KERNELWATCH_RUN_TIMEOUT:-480}" python3 -m kernelwatch.cli fidelity "$
   2>&1 | tee "$out/fidelity.log"
 cp .kernelwatch/fidelity/*.json "$out/" 2>/dev/null
 kw fidelity --show > "$out/fidelity-table.md" 2>&1
+pack_out

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU history's main loop on a GPU machine whose torch is preinstalled (device-env.sh):
 # what a runner's `kernelwatch run --existing` costs and keeps. Each stage ends with a short
-# table; results, logs and tables go to $OUT (or ./gpu-out).
+# table; results, logs and tables come back packed (device-env.sh's pack_out).
 #
 # Usage: scripts/device-history.sh STAGE [STAGE...]
 #   tests    the forkserver's CUDA checks and the loop's tests (test_forkserver.py, unit/)
@@ -132,4 +132,4 @@ EOF
     *) echo "unknown stage $stage (tests, launch, suite, aa)"; exit 2 ;;
   esac
 done
-tar -C . -czf "$out/results.tgz" results .kernelwatch/logs 2>/dev/null
+pack_out

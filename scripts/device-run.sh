@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Any workload on a GPU machine whose torch is preinstalled (asv's `existing` environment).
 # Needs the wheels of `make gpu-wheels` in .whl/ (asv and the workloads' extra libraries are
-# not installed there). Results, logs and the report go to $OUT (or ./gpu-out).
+# not installed there). Results, logs and the report come back packed (device-env.sh's
+# pack_out).
 #
 # Usage: scripts/device-run.sh WORKLOAD [kernelwatch run flags...]
 #   1. the workload's GPU tests (tests/test_WORKLOAD.py -k gpu), which check every variant
@@ -29,5 +30,5 @@ timeout "${KERNELWATCH_RUN_TIMEOUT:-480}" python3 -m kernelwatch.cli run --exist
   > "$out/asv-$workload.log" 2>&1
 echo "kernelwatch run exit $?"
 grep -E "timed out|failed|error" "$out/asv-$workload.log" | grep -v "^\s*$" | head -20
-tar -C . -czf "$out/results.tgz" results
 kw report | tee "$out/report.txt"
+pack_out
