@@ -155,7 +155,9 @@ def test_a_cut_run_keeps_every_combination_that_finished(clone, isolated_home):
 def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     """`--processes 2`: the benchmark loop measures the benchmark again in a second process
     of the same asv call and appends its samples (docs/measurement.md: the noise between
-    commits is mostly between processes); a combination that skipped is not run again."""
+    commits is mostly between processes); a combination that skipped is not run again. A
+    later run asking for more processes measures only the missing ones, and one of those
+    that fails leaves the recorded samples as they were."""
     r = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
              "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
              "--param", "variant=eager", "--param", "variant=liger", "--metric", "time",
@@ -173,6 +175,30 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
     assert len(rows) == 1 and len(rows[0].samples) == 60  # 30 samples from each process
+
+    # Asked for 3 now, as after a run cut among its processes: the third only is measured,
+    # its samples appended; the skipped case stays as it ran.
+    more = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
+                "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
+                "--param", "variant=eager", "--param", "variant=liger", "--metric", "time",
+                "--track", "time", "--processes", "3", "--machine", "two-procs"], clone)
+    assert more.returncode == 0, more.stderr
+    assert "1 selected results recorded in fewer processes than asked" in more.stdout
+    assert "benchmark processes 1 ok, 0 skipped, 0 failed" in more.stdout, more.stdout[-3000:]
+    rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
+            and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
+    assert len(rows) == 1 and len(rows[0].samples) == 90
+
+    # A fourth process that times out adds nothing and takes nothing: the 90 samples stay.
+    cut = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
+               "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
+               "--param", "variant=eager", "--metric", "time", "--track", "time",
+               "--processes", "4", "--machine", "two-procs"], clone,
+              KERNELWATCH_BENCHMARK_TIMEOUT="0.05")
+    assert cut.returncode != 0 and "1 failed" in cut.stdout, cut.stdout[-3000:]
+    rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
+            and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
+    assert len(rows) == 1 and len(rows[0].samples) == 90 and not rows[0].failed
 
 
 def test_an_existing_environment_discovers_again_only_when_what_it_imports_changed(

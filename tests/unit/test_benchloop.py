@@ -171,3 +171,29 @@ def test_shards_are_dealt_by_recorded_seconds():
         sorted(more))
     assert shards.unit_seconds({"w.C.track_a('1')": 2.0, "w.C.track_b('1')": 3.0}) == {
         "w.C(1)": 5.0}
+
+
+def test_a_stopped_case_s_rounds_leave_the_progress_total(tmp_path):
+    """A series planned in 3 processes whose first skipped: the loop says the other 2 are not
+    started, and the progress reaches its end at the 2 combinations that did run."""
+    import io
+
+    from kernelwatch.engine.benchloop import COMBINATION_FORMAT, DROPPED_FORMAT, LOOP_FORMAT
+    from kernelwatch.engine.progress import AsvProgress
+
+    liger = "rope.RopeTime.track_time('tiny', 'liger')"
+    eager = "rope.RopeTime.track_time('tiny', 'eager')"
+    out = io.StringIO()
+    with open(tmp_path / "asv.log", "w") as log:
+        bar = AsvProgress(log, "asv", out=out, planned=Counter({liger: 3, eager: 1}))
+        for line in [LOOP_FORMAT.format(count=4, env="existing"),
+                     COMBINATION_FORMAT.format(done=1, total=4, seconds=1.0, status="ok",
+                                               name=eager),
+                     COMBINATION_FORMAT.format(done=2, total=4, seconds=0.5,
+                                               status="skipped", name=liger),
+                     DROPPED_FORMAT.format(count=2, name=liger, status="skipped")]:
+            bar.feed(f"[ 50.00%] ·· {line}\n")
+        assert bar.combinations() == 2 and bar.percent == 100.0
+        assert bar.eta.seconds_left(bar.combinations()) == 0
+        bar.close()
+    assert "2 of 2 combinations" in out.getvalue()

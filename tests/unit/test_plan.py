@@ -119,3 +119,56 @@ def test_a_suites_series_that_move_between_processes_are_measured_in_more():
     assert named[4:] == [(r, c) for r in (2, 3) for c in compiled]
     with pytest.raises(SystemExit, match="REGEX=K"):
         benchloop.parse_processes(["rope=0"])
+
+
+def test_a_series_recorded_in_fewer_processes_than_asked_is_measured_in_the_rest(tmp_path):
+    """A run cut after the first of a series' 3 processes kept its samples and their count:
+    the next run's call still selects it, counts 2 processes for it, and the benchmark loop
+    plans those 2 only; a series with its 3 and one without a count (recorded before counts
+    were kept) are left out."""
+    import json
+
+    from kernelwatch.engine import benchloop
+
+    a = "a" * 40
+    variants = ["eager", "compile", "liger"]
+    path = write_case_results(tmp_path, "box", a, "env", CASE, {TIME: [1e-3, 1.1e-3]})
+    data = json.loads(path.read_text())
+    # three variants of one benchmark: eager counted 1 process, compile 3, liger no count
+    entry = data["results"][TIME]
+    entry[0], entry[1][3] = [1e-3, 2e-3, 3e-3], [repr(v) for v in variants]
+    entry[-1] = [[1e-3, 1.1e-3]] * 3
+    data["durations"] = {benchloop.PROCESSES_KEY.format(name=name(TIME)): 1,
+                         benchloop.PROCESSES_KEY.format(name=name(TIME, variant="compile")): 3}
+    path.write_text(json.dumps(data))
+    listed = json.loads((tmp_path / "benchmarks.json").read_text())
+    listed[TIME]["params"][3] = [repr(v) for v in variants]
+    (tmp_path / "benchmarks.json").write_text(json.dumps(listed))
+
+    selection = planner.Selection("rope", {"shape": ["tiny"], "form": ["rotate-half"],
+                                           "dtype": ["float32"], "variant": variants},
+                                  ["time"], ["time"], 3)
+    regexes = [planner.selection_regex(*selection[:4])]
+    by_regex = planner.processes_by_regex([selection])
+    (call,) = planner.plan(tmp_path, "box", [a], ["env"], [regexes], by_regex)
+    assert call.pooled == {name(TIME): 1} and call.kept == 2
+    assert planner.combinations(planner.read_benchmarks(tmp_path), call, by_regex) == {
+        name(TIME): 2}
+
+    class Selected(dict):
+        benchmark_selection = {TIME: {0}}
+
+    class Env:
+        _default_benchmark_timeout = 60
+
+    params = [[repr(v)] for v in CASE.values()]
+    items, _ = benchloop._plan(Selected({TIME: {"params": params}}), Env(), {}, None,
+                               benchloop.parse_processes([f"{b}={k}" for b, k in
+                                                          by_regex.items()]),
+                               lambda bench, idx: 1)
+    assert [rnd for rnd, _, _ in items] == [1, 2]
+    items, _ = benchloop._plan(Selected({TIME: {"params": params}}), Env(), {}, None,
+                               benchloop.parse_processes([f"{b}={k}" for b, k in
+                                                          by_regex.items()]),
+                               lambda bench, idx: 3)
+    assert items == []

@@ -64,7 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "the noise between commits on a shared machine (docs/measurement.md); "
                    "default 1, or a suite's own count for its series that move between "
                    "processes. The machine's facts are measured once; a case that skips or "
-                   "fails is not started again")
+                   "fails is not started again; one recorded in fewer processes (a run cut "
+                   "short) is measured in the rest only")
     common_args.add_target(r, "benchmark the library DIST at its commits: REPO is a local git "
                    "clone or a git URL, RANGE its commits (default its last two). Only the "
                    "cases the workloads declare for DIST run (kernelwatch list); kernelwatch "

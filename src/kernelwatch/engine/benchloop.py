@@ -39,11 +39,16 @@ LOOP_FORMAT = "kernelwatch {count} combinations in {env}"
 # names these per commit (its summary, the run's exit status, the outcome files the report
 # reads), since asv keeps a benchmark's output in memory only.
 REASON_FORMAT = "kernelwatch reason {name}: {reason}"
+# The rounds a combination that skipped or failed no longer takes, out of the run's count.
+DROPPED_FORMAT = "kernelwatch {count} more processes of {name} not started: it {status}"
 REASON_LIMIT = 600
 # A combination's duration, kept in its result file's `durations` (asv keeps keys in angle
 # brackets there): what `kernelwatch run --dry-run` estimates a run from, and what
 # `--shard` balances by.
 DURATION_KEY = "<kernelwatch {name}>"
+# How many benchmark processes a combination's samples pool, kept beside its duration: a run
+# cut among a series' extra processes keeps fewer, and a later run measures only the rest.
+PROCESSES_KEY = "<kernelwatch-processes {name}>"
 
 ASV_VERSION = "0.6.6"  # the asv whose loop this one stands in for (its call signature)
 
@@ -119,6 +124,7 @@ def _alive(pid: int) -> bool:
 
 _saver = _Saver(None)
 _processes: list[tuple[re.Pattern, int]] = []
+_top_up = False  # --top-up: a combination recorded in fewer processes than asked gets the rest
 
 
 def reason_of(res: object, status: str) -> str:
@@ -161,25 +167,45 @@ def parse_processes(specs: Sequence[str]) -> list[tuple[re.Pattern, int]]:
     return out
 
 
+def recorded_processes(results, benchmark: dict, idx: int | None) -> int:
+    """How many processes the recorded samples of a combination pool: 0 where it has no
+    measured value at the benchmark's current version, or no count was kept with it."""
+    name = benchmark["name"]
+    if results is None or results._benchmark_version.get(name) != benchmark["version"]:
+        return 0
+    values = results.get_result_value(name, benchmark["params"]) if name in results._results \
+        else None
+    value = values[idx or 0] if values else None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return 0
+    combo = combination_name(name, benchmark["params"], idx)
+    return int(results._duration.get(PROCESSES_KEY.format(name=combo), 0))
+
+
 def _plan(benchmarks, env, extra_params: dict, run_rounds,
-          processes: Sequence[tuple[re.Pattern, int]] = ()) -> tuple[list, list[int]]:
+          processes: Sequence[tuple[re.Pattern, int]] = (),
+          recorded=lambda name, idx: 0) -> tuple[list, list[int]]:
     """(round, name, index) of every combination to run, and the rounds. A combination takes
     its benchmark's `rounds` (asv's), or as many as the `processes` that select it ask: each
     round is one more process of it, its samples appended, so the extra processes of a
-    series cost no further asv start, discovery or suite import. The first round comes
+    series cost no further asv start, discovery or suite import; `recorded(name, idx)`, the
+    processes its recorded samples already pool, are not taken again. The first round comes
     first (then benchmarks by name, then each one's parameter combinations): a run cut
     short has measured every combination it reached once before measuring any again.
     Benchmarks without a timeout get the environment's default, as asv does."""
     def rounds_of(name: str, benchmark: dict, idx: int | None) -> int:
         own = int(extra_params.get("rounds", benchmark.get("rounds", 1)))
         combo = combination_name(name, benchmark["params"], idx) if processes else ""
-        return max([own, *(k for rx, k in processes if rx.match(combo))])
+        wanted = max([own, *(k for rx, k in processes if rx.match(combo))])
+        have = recorded(name, idx)
+        return wanted - have if have else wanted
 
     for benchmark in benchmarks.values():
         if benchmark.get("timeout") is None:
             benchmark["timeout"] = extra_params.get("timeout", env._default_benchmark_timeout)
     combos = [(name, idx, rounds_of(name, b, idx)) for name, b in sorted(benchmarks.items())
               for idx in _selected(benchmarks, name, b)]
+    combos = [c for c in combos if c[2] > 0]
     max_rounds = max((k for _, _, k in combos), default=1)
     rounds = list(run_rounds or range(1, max_rounds + 1))
     items = [(rnd, name, idx) for rnd in rounds for name, idx, k in combos if rnd <= k]
@@ -208,9 +234,12 @@ class _Record:
 
 def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record: _Record,
                  profile: bool, extra_params: dict, *, record_samples: bool,
-                 appending: bool) -> tuple[str, str, float, object]:
+                 appending: bool, onto_recorded: bool = False
+                 ) -> tuple[str, str, float, object]:
     """One benchmark process of one combination, its result added and the file saved: its
-    status (ok, skipped, failed), its name, its seconds and asv's result."""
+    status (ok, skipped, failed), its name, its seconds and asv's result. A process adding
+    to samples recorded before this run (`onto_recorded`) that does not end ok leaves them
+    as they were: recorded results are never lost; its failure is logged and counted."""
     from asv import runner
 
     selected = None if idx is None else {idx}
@@ -226,14 +255,22 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
     res = runner.run_benchmark(benchmark, spawner, profile=profile, selected_idx=selected,
                                extra_params=params)
     seconds = time.monotonic() - t0
-    record.seconds[name] = record.seconds.get(name, 0.0) + seconds
-    results.add_result(benchmark, res, selected_idx=selected, started_at=started,
-                       duration=record.seconds[name], record_samples=record_samples,
-                       append_samples=appending)
+    status = _status(res, idx)
     combo = combination_name(name, benchmark["params"], idx)
+    record.seconds[name] = record.seconds.get(name, 0.0) + seconds
+    if status == "ok" or not onto_recorded:
+        key = PROCESSES_KEY.format(name=combo)
+        pooled = int(results._duration.get(key, 0)) + 1 if appending else 1
+        results.add_result(benchmark, res, selected_idx=selected, started_at=started,
+                           duration=record.seconds[name], record_samples=record_samples,
+                           append_samples=appending)
+        if status == "ok":
+            results._duration[key] = pooled
+        else:
+            results._duration.pop(key, None)
     record.add(results, name, combo, res, seconds)
     _saver.save(results)
-    return _status(res, idx), combo, seconds, res
+    return status, combo, seconds, res
 
 
 def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False,
@@ -260,12 +297,17 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
     if run_rounds and _processes:
         log.warning("asv's --interleave-rounds runs asv's own rounds only: the extra "
                     "processes kernelwatch asks for are not measured")
-    items, _ = _plan(benchmarks, env, extra_params, run_rounds, _processes)
+    before = {(name, idx): recorded_processes(results, b, idx)
+              for name, b in benchmarks.items() for idx in _selected(benchmarks, name, b)
+              } if _top_up and not run_rounds else {}
+    items, _ = _plan(benchmarks, env, extra_params, run_rounds, _processes,
+                     lambda name, idx: before.get((name, idx), 0))
     existing = results.get_result_keys(benchmarks) if append_samples else set()
     measured: set[tuple[str, int | None]] = set()  # in an earlier round of this run
     # Not measured again in a later round: a skip or a failure would only say the same.
     stopped: set[tuple[str, int | None]] = set()
     record = _Record()
+    done, total = 0, len(items)
     last_of = {(name, idx): i for i, (_, name, idx) in enumerate(items)}
     last_item = {name: i for i, (_, name, _) in enumerate(items)}
 
@@ -293,17 +335,24 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
             key = (name, idx)
             log.step()
             if key not in stopped:
+                onto_recorded = before.get(key, 0) > 0
                 status, combo, seconds, res = _measure_one(
                     benchmark, name, idx, spawner, results, record, profile, extra_params,
                     record_samples=last_of[key] != i or record_samples,
-                    appending=key in measured or name in existing)
+                    appending=key in measured or name in existing or onto_recorded,
+                    onto_recorded=onto_recorded)
                 measured.add(key)
-                log.info(COMBINATION_FORMAT.format(done=i + 1, total=len(items),
-                                                   seconds=seconds, status=status,
-                                                   name=combo))
+                done += 1
+                log.info(COMBINATION_FORMAT.format(done=done, total=total, seconds=seconds,
+                                                   status=status, name=combo))
                 if status != "ok":
                     stopped.add(key)
                     log.info(REASON_FORMAT.format(name=combo, reason=reason_of(res, status)))
+                    later = sum((n, x) == key for _, n, x in items[i + 1:])
+                    if later:
+                        total -= later
+                        log.info(DROPPED_FORMAT.format(count=later, name=combo,
+                                                       status=status))
             if last_item[name] == i:
                 # asv's log of the benchmark (its output, a failure's traceback) once its
                 # last round has passed, whether or not that round ran.
@@ -322,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="asv's results directory, written after every combination")
     parser.add_argument("--processes", action="append", default=[], metavar="REGEX=K",
                         help="measure the combinations REGEX selects in K processes each")
+    parser.add_argument("--top-up", action="store_true",
+                        help="a combination recorded in fewer processes than --processes "
+                        "asks is measured in the rest only, its samples appended")
     parser.add_argument("--discovery-cache", metavar="DIR",
                         help="keep an `existing` environment's benchmark discovery here, "
                         "reused while its inputs are unchanged (kernelwatch.engine.discovery)")
@@ -337,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     _saver.results_dir = os.path.abspath(args.save_to) if args.save_to else None
     _saver.remove_stale()
     _processes[:] = parse_processes(args.processes)
+    global _top_up
+    _top_up = args.top_up
     asv_run.run_benchmarks = run_benchmarks
     if args.discovery_cache:
         from asv.benchmarks import Benchmarks

@@ -24,13 +24,14 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from asv import results as asv_results
 
 from kernelwatch import workloads
+from kernelwatch.engine.benchloop import PROCESSES_KEY
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 from kernelwatch.results import outcomes
 from kernelwatch.results.rows import UNREADABLE, unreadable
@@ -219,11 +220,13 @@ def _is_value(v: object) -> bool:
 
 
 def recorded_names(results_dir: Path, machine: str, commit: str, env_name: str,
-                   benchmarks: dict) -> set[str]:
+                   benchmarks: dict, pooled: dict[str, int] | None = None) -> set[str]:
     """Combinations with a measured value (not failed, not unrun) stored for this commit and
     environment, at the benchmark's current version (asv measures a changed benchmark
     again), and those that ran and were skipped (their outcome says so: the code under test
-    cannot run there, and running it again says the same; --rerun tries)."""
+    cannot run there, and running it again says the same; --rerun tries). `pooled`, where
+    given, gets {name: processes} of each measured combination whose file counts the
+    processes its samples pool (kernelwatch.engine.benchloop.PROCESSES_KEY)."""
     path = results_dir / asv_results.get_filename(machine, commit, env_name)
     if not path.is_file():
         return set()
@@ -246,6 +249,11 @@ def recorded_names(results_dir: Path, machine: str, commit: str, env_name: str,
             name = f"{key}({', '.join(combo)})"
             if _is_value(v) or (name in skipped and v is not None):
                 done.add(name)
+    if pooled is not None:
+        for name in done:
+            count = res._duration.get(PROCESSES_KEY.format(name=name))
+            if isinstance(count, int | float) and count > 0:
+                pooled[name] = int(count)
     return done
 
 
@@ -262,38 +270,55 @@ def excluding(regex: str, names: Iterable[str]) -> str:
 class Call:
     """One asv call: these commits x these environments, these regexes. `kept` counts the
     recorded results its regexes leave out (known from the benchmarks.json of the last
-    discovery; a benchmark added since is not counted, and asv measures it)."""
+    discovery; a benchmark added since is not counted, and asv measures it); `pooled`, the
+    recorded processes of each combination it measures in the rest of its processes only
+    (a run cut among a series' processes)."""
 
     commits: list[str]
     envs: list[str]
     regexes: list[str]
     kept: int = 0
+    pooled: dict[str, int] = field(default_factory=dict)
+
+
+def processes_of(name: str, processes: dict[str, int] | None) -> int:
+    """The processes a combination is measured in: the most any regex body in `processes`
+    ({body: K}, processes_by_regex) that matches its name asks, else 1."""
+    return max((k for body, k in (processes or {}).items() if re.match(body, name)), default=1)
 
 
 def plan(results_dir: Path, machine: str, commits: Sequence[str], envs: Sequence[str],
-         chunks: Sequence[Sequence[str]]) -> list[Call]:
+         chunks: Sequence[Sequence[str]], processes: dict[str, int] | None = None
+         ) -> list[Call]:
     """The asv calls that measure what each chunk of regexes selects and is not yet recorded,
     for every commit x environment, chunk after chunk. A call whose regexes select nothing at
-    all makes asv say "No benchmarks selected": everything there is recorded."""
+    all makes asv say "No benchmarks selected": everything there is recorded. A combination
+    recorded in fewer processes than `processes` ({regex body: K}) asks is left in, for the
+    benchmark loop's --top-up to measure the rest."""
     # asv rewrites benchmarks.json at discovery; where it is missing nothing is known to be
     # recorded.
     benchmarks = read_benchmarks(results_dir)
-    recorded = {(env, commit): recorded_names(results_dir, machine, commit, env, benchmarks)
+    pooled: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    recorded = {(env, commit): recorded_names(results_dir, machine, commit, env, benchmarks,
+                                              pooled[(env, commit)])
                 for env in envs for commit in commits} if benchmarks else {}
     calls = []
     for regexes in chunks:
         selected = selectable_names(benchmarks, regexes)
-        groups: dict[tuple[str, frozenset[str]], list[str]] = defaultdict(list)
+        groups: dict[tuple, list[str]] = defaultdict(list)
         for env in envs:
             for commit in commits:
                 done = recorded.get((env, commit), set()) & selected
-                groups[(env, frozenset(done))].append(commit)
-        merged: dict[tuple[frozenset[str], tuple[str, ...]], list[str]] = defaultdict(list)
-        for (env, done), group_commits in groups.items():
-            merged[(done, tuple(group_commits))].append(env)
+                short = {n: k for n, k in pooled[(env, commit)].items()
+                         if n in done and k < processes_of(n, processes)}
+                groups[(env, frozenset(done - short.keys()),
+                        frozenset(short.items()))].append(commit)
+        merged: dict[tuple, list[str]] = defaultdict(list)
+        for (env, done, short), group_commits in groups.items():
+            merged[(done, short, tuple(group_commits))].append(env)
         calls += [Call(list(group_commits), group_envs,
-                       [excluding(rx, done) for rx in regexes], len(done))
-                  for (done, group_commits), group_envs in merged.items()]
+                       [excluding(rx, done) for rx in regexes], len(done), dict(short))
+                  for (done, short, group_commits), group_envs in merged.items()]
     return calls
 
 
@@ -323,8 +348,9 @@ def combinations(benchmarks: dict, call: Call,
     for rx in call.regexes:
         k = max((n for body, n in (processes or {}).items() if rx.endswith(body)), default=1)
         for name in selectable_names(benchmarks, [rx]):
-            counts[name] = max(counts[name], k * len(call.commits) * len(call.envs))
-    return counts
+            left = max(k - call.pooled.get(name, 0), 0)
+            counts[name] = max(counts[name], left * len(call.commits) * len(call.envs))
+    return +counts
 
 
 def combination_durations(results_dir: Path, machine: str) -> dict[str, float]:

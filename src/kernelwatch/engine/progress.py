@@ -46,6 +46,8 @@ MAX_SHOWN = 40  # lines passed through per asv call; the rest are in the log
 # build or install that failed (asv then marks the commit's benchmarks as failed).
 COMMIT_LINE = re.compile(ASV_LINE + r"For \S+ commit ([0-9a-f]{7,40})\b")
 REASON_LINE = re.compile(ASV_LINE + r"kernelwatch reason (\S+?(?:\(.*?\))?): (.*)$")
+# The loop's DROPPED_FORMAT: rounds of a combination that skipped or failed, not started.
+DROPPED_LINE = re.compile(ASV_LINE + r"kernelwatch (\d+) more processes of (\S.*) not started: ")
 NOT_MEASURABLE = re.compile(r"kernelwatch: not measurable: (.*)$")
 BUILD_ERROR = re.compile(r"Error running (.*?) \(exit status (-?\d+)\)")
 SKIPPING_ENV = re.compile(ASV_LINE + r"Skipping (\S+)")
@@ -78,6 +80,7 @@ class AsvProgress:
         self.parameters = ""  # asv's latest `For parameters: ...`, named before a failure
         self.planned = sum((planned or Counter()).values())
         self.announced = 0  # combinations the loops have announced so far
+        self.dropped = 0  # of those, rounds of a skipped or failed case not started
         self.eta = Eta(planned or Counter(), estimates or {})
         self.statuses: Counter[str] = Counter()  # ok / skipped / failed, per combination
         self.bar = tqdm(total=100, desc=label, file=self.out, disable=not self.tty,
@@ -102,6 +105,10 @@ class AsvProgress:
         start = LOOP_LINE.match(text)
         if start:
             self.announced += int(start.group(1))
+        if dropped := DROPPED_LINE.match(text):
+            self.dropped += int(dropped.group(1))
+            self.eta.drop(dropped.group(2), int(dropped.group(1)))
+            self.percent = 100.0 * self.eta.count / max(self.combinations(), 1)
         combination = COMBINATION_LINE.match(text)
         if combination:
             self.statuses[combination.group(4)] += 1
@@ -137,7 +144,7 @@ class AsvProgress:
                   f"{self._elapsed()})", file=self.out, flush=True)
 
     def combinations(self) -> int:
-        return max(self.planned, self.announced, self.eta.count)
+        return max(max(self.planned, self.announced) - self.dropped, self.eta.count)
 
     def counts(self) -> str:
         if self.eta.count or self.announced:
@@ -242,6 +249,10 @@ class Eta:
         if name in self.estimates:
             self.recorded += self.estimates[name]
             self.actual += seconds
+
+    def drop(self, name: str, count: int) -> None:
+        """`count` planned processes of `name` will not run."""
+        self.left[name] = max(self.left[name] - count, 0)
 
     def seconds_left(self, total: int) -> float | None:
         """Seconds still to go of `total` combinations, None before the first has ended."""

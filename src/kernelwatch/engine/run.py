@@ -399,6 +399,8 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
                                            for body, k in by_regex.items()),
             *(["--discovery-cache", str(repo / ".kernelwatch" / "discovery")]
               if request.existing else []),
+            # a series cut among its processes gets the rest, unless all is measured again
+            *([] if request.rerun else ["--top-up"]),
             "--", *(["--config", str(config)] if config else []),
             "run", "--machine", name, "--record-samples", "--show-stderr",
             *(["--launch-method", request.launch_method] if request.launch_method else [])]
@@ -406,7 +408,7 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
         # asv saves results of an `existing` environment only with a commit to file them under.
         base += ["-E", f"existing:{python}", "--set-commit-hash", plan.commits[0]]
     envs = asvrun.environment_names(config or repo / "asv.conf.json", python)
-    calls = (planner.plan(plan.results, name, group.commits, envs, chunks)
+    calls = (planner.plan(plan.results, name, group.commits, envs, chunks, by_regex)
              if not request.rerun else [Call(group.commits, envs, c) for c in chunks])
     prefixes = asvrun.environment_prefixes(config or repo / "asv.conf.json", python)
 
@@ -676,6 +678,10 @@ class _Calls:
                          f" in {', '.join(call.envs)}")
                 print(f"kernelwatch: {call.kept} selected results already recorded{where} "
                       "are kept, not measured again (--rerun measures them again)", flush=True)
+            if call.pooled:
+                print(f"kernelwatch: {len(call.pooled)} selected results recorded in fewer "
+                      "processes than asked (a run cut short) are measured in the rest only, "
+                      "their samples appended", flush=True)
             label = f"part {i}/{len(calls)}" if len(calls) > 1 else "asv"
             self._run_one(full, call, label, planned)
 
