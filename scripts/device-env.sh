@@ -3,10 +3,12 @@
 # for this shell and asv's benchmark processes, names the asv machine after the GPU, gives a
 # working tree without .git a commit for asv to file results under, sets $out (where the
 # stages write their logs and tables) and pack_out.
-# The device hands back at most 8 files of $OUT: the stages write into $out, which a warm
-# machine keeps from one call to the next, and pack_out bundles it with results/ and
-# kernelwatch's logs into $OUT/device-out.tgz, the tables into $OUT/summary.txt.
-out=/tmp/kw-device-out; mkdir -p "$out"
+# The device hands back at most 8 files of $OUT: the stages write into $out (this call's
+# logs and tables), and pack_out bundles it with results/ (kept by a warm machine from one
+# call to the next) and kernelwatch's logs into $OUT/device-out.tgz, the tables into
+# $OUT/summary.txt. It runs when the script exits, also on SIGTERM (a call's time limit);
+# device-history.sh packs after each stage too.
+out=/tmp/kw-device-out; rm -rf "$out"; mkdir -p "$out"
 pack_out() {
   local to=${OUT:-$PWD/gpu-out}; mkdir -p "$to"
   tar -czf "$to/device-out.tgz" -C "$(dirname "$out")" "$(basename "$out")" \
@@ -15,6 +17,8 @@ pack_out() {
     > "$to/summary.txt"
   echo "packed into $to: device-out.tgz ($(du -h "$to/device-out.tgz" | cut -f1)), summary.txt"
 }
+trap pack_out EXIT
+trap 'exit 143' TERM
 rm -rf /tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
 # asv imports the importlib_metadata backport; the standard library's module serves on 3.12.
 python3 -c "import importlib_metadata" 2>/dev/null || echo "from importlib.metadata import *  # noqa" > /tmp/site/importlib_metadata.py

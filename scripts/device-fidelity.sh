@@ -20,4 +20,3 @@ timeout "${KERNELWATCH_RUN_TIMEOUT:-480}" python3 -m kernelwatch.cli fidelity "$
   2>&1 | tee "$out/fidelity.log"
 cp .kernelwatch/fidelity/*.json "$out/" 2>/dev/null
 kw fidelity --show > "$out/fidelity-table.md" 2>&1
-pack_out

@@ -12,8 +12,9 @@
 #            (default 420); run it again to go on: only what is missing is measured
 #   aa       KW_AA_RUNS (default 5) runs of the suite's time series and kernel inventories
 #            (the launch autotuning picked) on one commit (KW_AA_ARGS narrows them), each its
-#            own machine name (gpu-aa-N), fresh compile caches per run; then `compare` of run 2 against run 1, and a run with a 5% slowdown
-#            injected (gpu-aa-slow) compared against run 1 at --factor 1.03
+#            own machine name (gpu-aa-N), fresh compile caches per run, each cut at
+#            KW_AA_SECONDS (default 75); then `compare` of run 2 against run 1, and a run
+#            with a 5% slowdown injected (gpu-aa-slow) compared against run 1 at --factor 1.03
 #   KW_LAUNCHES (default "spawn forkserver") names the launches the launch stage times
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
@@ -88,14 +89,14 @@ for stage in "$@"; do
     aa)
       for i in $(seq 1 "${KW_AA_RUNS:-5}"); do
         fresh_caches
-        timeout -s TERM "${KW_AA_SECONDS:-100}" python3 -m kernelwatch.cli run --existing \
+        timeout -s TERM "${KW_AA_SECONDS:-75}" python3 -m kernelwatch.cli run --existing \
           --machine "gpu-aa-$i" --suite gpu-commit --metric time --metric kernels --track time \
           --track kernel_count \
           --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-$i.log" 2>&1
         echo "aa run $i: exit $?" | tee -a "$out/aa.txt"
       done
       fresh_caches
-      KERNELWATCH_INJECT_SLOWDOWN=0.05 timeout -s TERM "${KW_AA_SECONDS:-100}" python3 -m \
+      KERNELWATCH_INJECT_SLOWDOWN=0.05 timeout -s TERM "${KW_AA_SECONDS:-75}" python3 -m \
         kernelwatch.cli run --existing --machine gpu-aa-slow --suite gpu-commit --metric time \
         --metric kernels --track time --track kernel_count --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-slow.log" 2>&1
       echo "aa run with 5% injected: exit $?" | tee -a "$out/aa.txt"
@@ -131,5 +132,5 @@ EOF
       ;;
     *) echo "unknown stage $stage (tests, launch, suite, aa)"; exit 2 ;;
   esac
+  pack_out
 done
-pack_out

@@ -31,4 +31,3 @@ timeout "${KERNELWATCH_RUN_TIMEOUT:-480}" python3 -m kernelwatch.cli run --exist
 echo "kernelwatch run exit $?"
 grep -E "timed out|failed|error" "$out/asv-$workload.log" | grep -v "^\s*$" | head -20
 kw report | tee "$out/report.txt"
-pack_out

@@ -199,6 +199,16 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
     assert len(rows) == 1 and len(rows[0].samples) == 90 and not rows[0].failed
+    # So does one appended by asv's --append-samples (bisect's top-up: --rerun with it).
+    appended = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
+                    "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
+                    "--param", "variant=eager", "--metric", "time", "--track", "time",
+                    "--machine", "two-procs", "--rerun", "--", "--append-samples"], clone,
+                   KERNELWATCH_BENCHMARK_TIMEOUT="0.05")
+    assert appended.returncode != 0, appended.stdout[-3000:]
+    rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
+            and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
+    assert len(rows) == 1 and len(rows[0].samples) == 90 and not rows[0].failed
 
 
 def test_an_existing_environment_discovers_again_only_when_what_it_imports_changed(

@@ -3,6 +3,7 @@ run, is kept with the kernel inventory: when a series moves with the same genera
 and another pick, the report says so instead of leaving a bare ratio. The figures are the
 H200's: RoPE `compile`, 13.7 us with XBLOCK=1024 / 4 warps, 15.4-16.0 us with 512 / 8."""
 
+import dataclasses
 import json
 
 import pytest
@@ -101,11 +102,10 @@ def _time_rows(values: dict[str, float], track: str = "track_time") -> list[Row]
 A, B = "a" * 40, "b" * 40
 
 
-@pytest.mark.parametrize("track", ["track_time", "track_caller_time"])
-def test_a_time_that_moved_with_only_the_pick_is_marked_launch_and_not_counted(track):
+def test_a_device_time_that_moved_with_only_the_pick_is_marked_launch_and_not_counted():
     from kernelwatch.report import compare
 
-    rows = _time_rows({A: 13.7e-6, B: 15.7e-6}, track)  # 1.15x: beyond 1.10
+    rows = _time_rows({A: 13.7e-6, B: 15.7e-6})  # 1.15x: beyond 1.10
     moved = {("m", A, "env", "rope(compile)"): picked(FAST),
              ("m", B, "env", "rope(compile)"): picked(SLOW)}
     (c,) = compare.compare(rows, ("m", A), ("m", B), inventories=moved)
@@ -125,6 +125,19 @@ def test_a_time_that_moved_with_only_the_pick_is_marked_launch_and_not_counted(t
     # no inventory at one side (filed before launches were kept): counted as before
     one = {("m", B, "env", "rope(compile)"): picked(SLOW)}
     assert compare.compare(rows, ("m", A), ("m", B), inventories=one)[0].mark == "+"
+    # what a caller pays has a host part the pick does not explain
+    caller = _time_rows({A: 13.7e-6, B: 15.7e-6}, "track_caller_time")
+    assert compare.compare(caller, ("m", A), ("m", B), inventories=moved)[0].mark == "+"
+    # beyond what two picks of one kernel differ by: counted whatever the pick
+    far = _time_rows({A: 13.7e-6, B: 20.0e-6})  # 1.46x
+    assert compare.compare(far, ("m", A), ("m", B), inventories=moved)[0].mark == "+"
+    # two environments (a library's requirement sets, another Triton): counted
+    other_env = [dataclasses.replace(r, env_name="env-2") if r.commit == B else r
+                 for r in rows]
+    moved_envs = {**moved, ("m", B, "env-2", "rope(compile)"): picked(SLOW)}
+    (c,) = compare.compare(other_env, ("m", A), ("m", B), inventories=moved_envs,
+                           env_key=lambda env: "env")
+    assert c.mark == "+"
 
 
 def test_a_launch_move_within_the_threshold_stays_unchanged_and_other_series_are_counted():

@@ -8,6 +8,7 @@ import pytest
 
 from kernelwatch.engine import planner
 from kernelwatch.errors import KernelwatchError
+from kernelwatch.results import outcomes
 
 from ..conftest import write_case_results
 
@@ -154,6 +155,13 @@ def test_a_series_recorded_in_fewer_processes_than_asked_is_measured_in_the_rest
     assert call.pooled == {name(TIME): 1} and call.kept == 2
     assert planner.combinations(planner.read_benchmarks(tmp_path), call, by_regex) == {
         name(TIME): 2}
+    # without top-up (--rerun, asv's --interleave-rounds) a recorded series is just recorded
+    (call,) = planner.plan(tmp_path, "box", [a], ["env"], [regexes])
+    assert call.pooled == {} and call.kept == 3
+    # its last process failed (and kept the samples): not started again until --rerun
+    outcomes.record(tmp_path, "box", a, "env", {name(TIME): ("failed", "timed out")})
+    (call,) = planner.plan(tmp_path, "box", [a], ["env"], [regexes], by_regex)
+    assert call.pooled == {} and call.kept == 3
 
     class Selected(dict):
         benchmark_selection = {TIME: {0}}

@@ -28,8 +28,12 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from asv.results import Results
 
 # `kernelwatch 12/42 5.2s ok rope.RopeTime.track_time(...)`: one combination ended, in asv's
 # log. The engine's progress reads these (kernelwatch.engine.progress.COMBINATION_LINE).
@@ -167,24 +171,32 @@ def parse_processes(specs: Sequence[str]) -> list[tuple[re.Pattern, int]]:
     return out
 
 
-def recorded_processes(results, benchmark: dict, idx: int | None) -> int:
-    """How many processes the recorded samples of a combination pool: 0 where it has no
-    measured value at the benchmark's current version, or no count was kept with it."""
+def has_value(results: Results, benchmark: dict, idx: int | None) -> bool:
+    """Whether `results` hold a measured value (not failed, not skipped or unrun) of the
+    combination, at the benchmark's current version."""
     name = benchmark["name"]
-    if results is None or results._benchmark_version.get(name) != benchmark["version"]:
-        return 0
-    values = results.get_result_value(name, benchmark["params"]) if name in results._results \
-        else None
+    if name not in results._results or \
+            results._benchmark_version.get(name) != benchmark["version"]:
+        return False
+    values = results.get_result_value(name, benchmark["params"])
     value = values[idx or 0] if values else None
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def recorded_processes(results: Results, benchmark: dict, idx: int | None) -> int:
+    """How many processes the recorded samples of a combination pool: 0 where it has no
+    measured value, or no count was kept with it (a file written before counts were: the
+    planner takes it as complete)."""
+    if not has_value(results, benchmark, idx):
         return 0
-    combo = combination_name(name, benchmark["params"], idx)
+    combo = combination_name(benchmark["name"], benchmark["params"], idx)
     return int(results._duration.get(PROCESSES_KEY.format(name=combo), 0))
 
 
 def _plan(benchmarks, env, extra_params: dict, run_rounds,
           processes: Sequence[tuple[re.Pattern, int]] = (),
-          recorded=lambda name, idx: 0) -> tuple[list, list[int]]:
+          recorded: Callable[[str, int | None], int] = lambda name, idx: 0
+          ) -> tuple[list, list[int]]:
     """(round, name, index) of every combination to run, and the rounds. A combination takes
     its benchmark's `rounds` (asv's), or as many as the `processes` that select it ask: each
     round is one more process of it, its samples appended, so the extra processes of a
@@ -260,14 +272,17 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
     record.seconds[name] = record.seconds.get(name, 0.0) + seconds
     if status == "ok" or not onto_recorded:
         key = PROCESSES_KEY.format(name=combo)
-        pooled = int(results._duration.get(key, 0)) + 1 if appending else 1
+        # asv appends only to samples of the same benchmark version; samples appended to
+        # whose count was never kept stay without one
+        adds_to = appending and has_value(results, benchmark, idx)
+        pooled = results._duration.get(key)
         results.add_result(benchmark, res, selected_idx=selected, started_at=started,
                            duration=record.seconds[name], record_samples=record_samples,
                            append_samples=appending)
-        if status == "ok":
-            results._duration[key] = pooled
-        else:
+        if status != "ok" or (adds_to and pooled is None):
             results._duration.pop(key, None)
+        else:
+            results._duration[key] = int(pooled) + 1 if adds_to else 1
     record.add(results, name, combo, res, seconds)
     _saver.save(results)
     return status, combo, seconds, res
@@ -297,11 +312,15 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
     if run_rounds and _processes:
         log.warning("asv's --interleave-rounds runs asv's own rounds only: the extra "
                     "processes kernelwatch asks for are not measured")
-    before = {(name, idx): recorded_processes(results, b, idx)
-              for name, b in benchmarks.items() for idx in _selected(benchmarks, name, b)
-              } if _top_up and not run_rounds else {}
+    combos = [(name, idx) for name, b in benchmarks.items()
+              for idx in _selected(benchmarks, name, b)]
+    # Measured before this loop: a process appending to these that does not end ok must
+    # leave them as they were.
+    had_value = {key for key in combos if has_value(results, benchmarks[key[0]], key[1])}
+    recorded_counts = {key: recorded_processes(results, benchmarks[key[0]], key[1])
+                       for key in had_value} if _top_up and not run_rounds else {}
     items, _ = _plan(benchmarks, env, extra_params, run_rounds, _processes,
-                     lambda name, idx: before.get((name, idx), 0))
+                     lambda name, idx: recorded_counts.get((name, idx), 0))
     existing = results.get_result_keys(benchmarks) if append_samples else set()
     measured: set[tuple[str, int | None]] = set()  # in an earlier round of this run
     # Not measured again in a later round: a skip or a failure would only say the same.
@@ -335,7 +354,8 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
             key = (name, idx)
             log.step()
             if key not in stopped:
-                onto_recorded = before.get(key, 0) > 0
+                onto_recorded = key in had_value and (
+                    recorded_counts.get(key, 0) > 0 or name in existing)
                 status, combo, seconds, res = _measure_one(
                     benchmark, name, idx, spawner, results, record, profile, extra_params,
                     record_samples=last_of[key] != i or record_samples,

@@ -226,13 +226,13 @@ def recorded_names(results_dir: Path, machine: str, commit: str, env_name: str,
     again), and those that ran and were skipped (their outcome says so: the code under test
     cannot run there, and running it again says the same; --rerun tries). `pooled`, where
     given, gets {name: processes} of each measured combination whose file counts the
-    processes its samples pool (kernelwatch.engine.benchloop.PROCESSES_KEY)."""
+    processes its samples pool (kernelwatch.engine.benchloop.PROCESSES_KEY), less those
+    whose last process failed (it kept its samples; started again it would say the same)."""
     path = results_dir / asv_results.get_filename(machine, commit, env_name)
     if not path.is_file():
         return set()
-    skipped = {name for name, entry in outcomes.read(
-        outcomes.path_of(results_dir, machine, commit, env_name)).items()
-        if entry.get("status") == "skipped"}
+    ended = outcomes.read(outcomes.path_of(results_dir, machine, commit, env_name))
+    skipped = {name for name, entry in ended.items() if entry.get("status") == "skipped"}
     try:
         res = asv_results.Results.load(str(path))
     except UNREADABLE as exc:
@@ -252,7 +252,8 @@ def recorded_names(results_dir: Path, machine: str, commit: str, env_name: str,
     if pooled is not None:
         for name in done:
             count = res._duration.get(PROCESSES_KEY.format(name=name))
-            if isinstance(count, int | float) and count > 0:
+            if isinstance(count, int | float) and count > 0 and \
+                    ended.get(name, {}).get("status") != "failed":
                 pooled[name] = int(count)
     return done
 

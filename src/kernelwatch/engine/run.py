@@ -394,13 +394,15 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
     # so a result pools several processes (docs/measurement.md: most of the noise between
     # two commits is between processes) at no further asv start or suite import.
     by_regex = planner.processes_by_regex(plan.selections, request.processes)
+    # A series cut among its processes gets the rest, unless all is measured again or asv's
+    # own rounds run (they do not append to what is recorded).
+    topping_up = not request.rerun and "--interleave-rounds" not in request.asv_args
     base = [sys.executable, "-m", "kernelwatch.engine.benchloop", "--save-to", str(plan.results),
             *itertools.chain.from_iterable(("--processes", f"{body}={k}")
                                            for body, k in by_regex.items()),
             *(["--discovery-cache", str(repo / ".kernelwatch" / "discovery")]
               if request.existing else []),
-            # a series cut among its processes gets the rest, unless all is measured again
-            *([] if request.rerun else ["--top-up"]),
+            *(["--top-up"] if topping_up else []),
             "--", *(["--config", str(config)] if config else []),
             "run", "--machine", name, "--record-samples", "--show-stderr",
             *(["--launch-method", request.launch_method] if request.launch_method else [])]
@@ -408,7 +410,8 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
         # asv saves results of an `existing` environment only with a commit to file them under.
         base += ["-E", f"existing:{python}", "--set-commit-hash", plan.commits[0]]
     envs = asvrun.environment_names(config or repo / "asv.conf.json", python)
-    calls = (planner.plan(plan.results, name, group.commits, envs, chunks, by_regex)
+    calls = (planner.plan(plan.results, name, group.commits, envs, chunks,
+                          by_regex if topping_up else None)
              if not request.rerun else [Call(group.commits, envs, c) for c in chunks])
     prefixes = asvrun.environment_prefixes(config or repo / "asv.conf.json", python)
 
@@ -603,8 +606,9 @@ class RunOutcomes:
         print(line, flush=True)
         if failed:
             print("kernelwatch: some benchmarks failed or timed out (see the messages above); "
-                  "those parameters are recorded as failed, every other result is saved",
-                  file=sys.stderr)
+                  "those parameters are recorded as failed (one whose failing process was "
+                  "to add to samples recorded earlier keeps those), every other result is "
+                  "saved", file=sys.stderr)
             for cause in sorted(causes):
                 print(f"kernelwatch: {asvrun.FAILURE_FIXES[cause]}", file=sys.stderr)
             return 1

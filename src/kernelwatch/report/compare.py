@@ -7,9 +7,10 @@ between the two), blank otherwise; and two words where no number can be compared
 commits measured with different requirement sets are compared as one environment (the
 `env_key` that drops the set), the sets named beside. The kernels
 one call launches are a change whenever their count differs, however little the time moved
-(more kernels `+`: a fusion was lost). A call's time that moved while its kernels are the same
-code at both, launched with another configuration autotuning picked, is marked `launch` and
-not counted (the pick varies between processes of one commit; the picks are named below the
+(more kernels `+`: a fusion was lost). A device time that moved (by at most
+detect.LAUNCH_BOUND) while its kernels are the same code at both, in one environment,
+launched with another configuration autotuning picked, is marked `launch` and not counted
+(the pick varies between runs with fresh compile caches; the picks are named below the
 table). A faster variant whose output fails its workload's quality gate at HEAD is not counted
 as better.
 """
@@ -25,7 +26,7 @@ from kernelwatch.report.format import fmt_value, md_code, md_text
 from kernelwatch.results.rows import Row
 
 # asv compare's marks for detect.judge's flags: x for a benchmark whose code changed.
-FAILING, SKIPPED, LAUNCH = "failing", "skipped", "launch"
+FAILING, SKIPPED, LAUNCH = "failing", "skipped", detect.LAUNCH
 MARKS = {"worse": "+", "better": "-", "": " ", detect.NOT_COMPARABLE: "x",
          detect.LAUNCH: LAUNCH}
 WORSE_MARKS = ("+", "!")
@@ -72,7 +73,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
     the head's machine) is judged at it; the others at `factor`. `env_key` names the
     environment a series is matched by (a library's commits: without its requirement set).
     `inventories`: (machine, commit, env, case key) -> the case's kernel inventory, where a
-    call's time whose kernels only changed launch is marked LAUNCH."""
+    device time whose kernels only changed launch, in one environment, is marked LAUNCH."""
     from kernelwatch import inventory
 
     before, after = _series(rows, *base, env_key), _series(rows, *head, env_key)
@@ -99,8 +100,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             mark = " "
         else:
             case = f"{bench.split('.')[0]}({', '.join(v for _, v in params)})"
-            launch_moved = inventory.only_launch_moved(inv.get((*base, b.env_name, case)),
-                                                       inv.get((*head, a.env_name, case)))
+            launch_moved = b.env_name == a.env_name and inventory.only_launch_moved(
+                inv.get((*base, b.env_name, case)), inv.get((*head, a.env_name, case)))
             change = detect.judge(bench, a.unit, b.samples or [b.median],
                                   a.samples or [a.median],
                                   factor=(thresholds or {}).get(key_of_series, factor),
@@ -198,9 +199,11 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
              "worse, `-` better, `!` newly failing, `*` fixed, `failing` failed at both, "
              "`skipped` skipped at HEAD (the reason beside), `x` not comparable: the "
              "benchmark's version changed"
-             + ("; `launch` the same kernels' code at both, launched as autotuning picked "
-                "otherwise: the pick moves between processes of one commit, so the change is "
-                "shown, not counted" if launch else "") + ").",
+             + ("; `launch` device time of the same kernels' code at both, launched as "
+                "autotuning picked otherwise: the pick moves between runs with fresh compile "
+                "caches, so a change up to "
+                f"{detect.LAUNCH_BOUND:.2f}x is shown, not counted" if launch else "")
+             + ").",
              "",
              "| | before | after | ratio | threshold | benchmark (parameters) | environment |",
              "|---|---|---|---|---|---|---|"]

@@ -128,8 +128,8 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
     `commit_order` (hash -> position in the branch's history, oldest 0) where given: commit
     dates have one-second resolution and can tie; else by date. A kernel count that differs
     is a change however little the time moved, with the kernels that went and came as its
-    note (`inventories`: (machine, commit, env, case) -> inventory); a call's time that moved
-    with only its kernels' launch is flagged `launch`, not worse or better."""
+    note (`inventories`: (machine, commit, env, case) -> inventory); a device time that moved
+    with only its kernels' launch is flagged `launch`, not worse or better (detect.judge)."""
     from kernelwatch import inventory
 
     in_branch = branch_order(commit_order)
@@ -168,7 +168,8 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
                     "params_dict": dict(new.params), "commit": new.commit,
                     "_newest": in_branch(new)})
     # Newest change first; within a commit, flagged rows, then the largest ratio.
-    out.sort(key=lambda c: (c["_newest"], bool(c["flag"]), abs(c["ratio"] - 1)), reverse=True)
+    out.sort(key=lambda c: (c["_newest"], c["flag"] not in ("", detect.LAUNCH),
+                            abs(c["ratio"] - 1)), reverse=True)
     for c in out:
         del c["_newest"]
     return out
