@@ -167,7 +167,8 @@ NAV = ('<p><a href="overview.html">overview</a> &middot; '
 
 STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
          "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
-         "tr.worse{background:#fdd}tr.better{background:#dfd}tr.best{font-weight:bold}"
+         "tr.worse{background:#fdd}tr.better{background:#dfd}tr.launch{background:#ffe}"
+         "tr.best{font-weight:bold}"
          ".env{color:#555}.heatmap td{text-align:center;min-width:5em}"
          ".heatmap a{color:#000;text-decoration:none}")
 

@@ -328,7 +328,9 @@ def write(results_dir: Path, html_dir: Path, bytes_moved: BytesLookup | None = N
     regressions.write(Path(html_dir), ch,
                       "kernelwatch: change vs previous commit, newest first (flagged: "
                       "significant on the samples and beyond the series' threshold from the "
-                      f"fidelity page, else {detect.DEFAULT_FACTOR - 1:.0%})")
+                      f"fidelity page, else {detect.DEFAULT_FACTOR - 1:.0%}; launch: a device "
+                      "time that moved with autotuning's launch of the same kernels, not "
+                      "counted)")
     roofline.write(env_groups, out_dir, bytes_moved or (lambda b, p: None),
                    flops or (lambda b, p: None), reference_for or (lambda b: None))
     (out_dir / "fidelity.html").write_text(page("kernelwatch: fidelity",
