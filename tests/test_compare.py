@@ -301,7 +301,7 @@ def test_compare_of_two_runs_whose_only_difference_is_autotuning_s_pick_exits_0(
         path = write_case_results(repo / "results", machine, head, "env", case, {
             "rope.RopeTime.track_time": [seconds * (1 + i / 2000) for i in range(20)]})
         path.with_suffix(inventory_file.SUFFIX).write_text(json.dumps({key: {
-            "kernels": kernels, "code_hash": code, "source": "inductor",
+            "kernels": kernels, "code_digest": code, "source": "inductor",
             "launch": {"triton_poi_fused_0": "XBLOCK=1024 num_warps=4 num_stages=1",
                        "triton_poi_fused_1": launch}}}))
 

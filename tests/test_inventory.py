@@ -4,6 +4,7 @@ operators it left to ATen, and kernels inside the graph partitions that CUDA-gra
 
 import functools
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -88,6 +89,24 @@ def test_an_operator_left_to_aten_counts_as_a_kernel_of_the_compiled_call():
     assert "extern_kernels.mm" in found.kernels
     assert found.count == len(found.kernels) >= 3
     assert found.launch == {}  # C++ kernels: no launch for autotuning to pick
+    assert len(found.code_digest) == 16 and found.as_dict()["code_digest"] == found.code_digest
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_cuda)])
+def test_the_same_code_compiled_with_fresh_caches_has_one_digest(device, tmp_path):
+    """Inductor names each Triton kernel's file in the compile cache in a comment of the
+    module it generates: a run with fresh caches (another folder) must not read as new code."""
+    from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
+
+    x = torch.randn(64, 128, device=device)
+    digests = []
+    for run in ("a", "b"):
+        with temporary_cache_dir(str(tmp_path / run)):
+            torch._dynamo.reset()
+            compiled = torch.compile(lambda t: (t.sin() * 2).cos() + t.sum(dim=1, keepdim=True))
+            digests.append(inventory.of_first_call(lambda: compiled(x), torch.device(device)))
+    assert digests[0].kernels == digests[1].kernels
+    assert digests[0].code_digest == digests[1].code_digest != ""
 
 
 @requires_cuda

@@ -4,8 +4,12 @@ move by less than the noise, but the count goes from 1 to 2 and the names say wh
 
 - Compiled code: read from the modules inductor wrote (`PyCodeCache`) while the call ran:
   each module's `call` launches its kernels in order (a generated C++ or Triton kernel, or an
-  extern kernel such as `extern_kernels.mm`). The hash is over those modules' source, so any
-  change of the generated code changes it, also when the count stays.
+  extern kernel such as `extern_kernels.mm`). The digest is over those modules' code, so any
+  change of the generated code changes it, also when the count stays. Comments are left out:
+  inductor writes each Triton kernel's path in the compile cache there, another folder in
+  each run with fresh caches, which made every such run's code look new. Files recorded
+  before hold `code_hash`, over the source with its comments; it is compared only with
+  another `code_hash`.
 - Eager code (nothing generated): the profiler's list of what ran (GPU kernels on CUDA,
   top-level aten operators on the CPU); no hash.
 - Launch: for each of inductor's Triton kernels, the launch configuration (block sizes,
@@ -43,7 +47,7 @@ def short_name(name: str, width: int = 60) -> str:
 @dataclass
 class Inventory:
     kernels: list[str] = field(default_factory=list)  # in launch order, one call
-    code_hash: str = ""  # sha256 of the generated code, "" where nothing was generated
+    code_digest: str = ""  # code_digest() of the generated code, "" where none was
     source: str = "profiler"  # "inductor": from the generated code; "profiler": eager
     guards: int | None = None  # dynamo's guards on what the call compiled; None: none compiled
     launch: dict[str, str] = field(default_factory=dict)  # Triton kernel -> picked config
@@ -53,7 +57,7 @@ class Inventory:
         return len(self.kernels)
 
     def as_dict(self) -> dict:
-        found = {"kernels": list(self.kernels), "code_hash": self.code_hash,
+        found = {"kernels": list(self.kernels), "code_digest": self.code_digest,
                  "source": self.source}
         if self.guards is not None:
             found["guards"] = self.guards
@@ -130,6 +134,16 @@ def kernels_of_source(source: str) -> list[str]:
     return [name for fn in calls for name in launched_by(fn)]
 
 
+def code_digest(sources: list[str], cache_dir: str = "") -> str:
+    """sha256 (16 hex digits) of generated modules' code: comments dropped (`ast.unparse`)
+    and `cache_dir` (the compile cache's folder) written as `<cache>` wherever the code
+    names it, so two runs with fresh caches that generate the same code agree."""
+    code = [ast.unparse(ast.parse(source)) for source in sources]
+    if cache_dir:
+        code = [c.replace(cache_dir, "<cache>") for c in code]
+    return hashlib.sha256("\n".join(code).encode()).hexdigest()[:16]
+
+
 def launch_of(kernel: object) -> str:
     """The launch configuration an inductor Triton kernel (a `CachingAutotuner`) runs with,
     e.g. "XBLOCK=1024 num_warps=4 num_stages=1": after its first run autotuning has left
@@ -160,7 +174,9 @@ def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory
     read = [(m, open(m.__file__).read()) for m in new if getattr(m, "__file__", None)]
     read = [(m, s) for m, s in read if "def call" in s]
     if read:
-        digest = hashlib.sha256("\n".join(s for _, s in read).encode()).hexdigest()[:16]
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        digest = code_digest([s for _, s in read], cache_dir())
         kernels, launch = [], {}
         for index, (module, source) in enumerate(read):
             names = kernels_of_source(source)
@@ -209,8 +225,20 @@ def _field(inventory: Inventory | dict, name: str, default: object) -> object:
     """A field of an inventory, measured now (Inventory) or read from a .kernels file (its
     as_dict, where an absent field has `default`)."""
     if isinstance(inventory, Inventory):
-        return getattr(inventory, name)
+        return getattr(inventory, name, default)
     return inventory.get(name, default)
+
+
+def _codes(old: Inventory | dict, new: Inventory | dict) -> tuple[str, str] | None:
+    """The two inventories' code digests ("" where nothing was generated), or None where
+    only one holds a `code_digest` (the other, recorded before, a `code_hash` taken with
+    the comments): then whether the code changed is not known."""
+    old_d, new_d = _field(old, "code_digest", None), _field(new, "code_digest", None)
+    if old_d is not None and new_d is not None:
+        return old_d, new_d
+    if old_d is not None or new_d is not None:
+        return None
+    return _field(old, "code_hash", ""), _field(new, "code_hash", "")
 
 
 def new_guards(old: Inventory | dict, new: Inventory | dict) -> str:
@@ -242,8 +270,9 @@ def only_launch_moved(old: Inventory | dict | None, new: Inventory | dict | None
     launch is the one thing of the code that moved."""
     if not old or not new:
         return False
-    same = all(_field(old, f, None) == _field(new, f, None)
-               for f in ("kernels", "code_hash", "guards"))
+    codes = _codes(old, new)
+    same = codes is not None and codes[0] == codes[1] and all(
+        _field(old, f, None) == _field(new, f, None) for f in ("kernels", "guards"))
     return same and bool(launch_difference(old, new))
 
 
@@ -253,11 +282,12 @@ def difference(old: Inventory | dict, new: Inventory | dict,
     the kernels that appeared or went, e.g. "3 kernels, was 1: lost fusion of cpp_fused_...".
     `names` writes a list of kernel names (markdown bounds and escapes them)."""
     old_k, new_k = _field(old, "kernels", []), _field(new, "kernels", [])
-    old_h, new_h = _field(old, "code_hash", ""), _field(new, "code_hash", "")
     if old_k == new_k:
-        if old_h != new_h:
-            return "same kernels, generated code changed"
-        return launch_difference(old, new, names)
+        codes = _codes(old, new)
+        launch = launch_difference(old, new, names)
+        if codes is not None and codes[0] != codes[1]:
+            return "; ".join(filter(None, ["same kernels, generated code changed", launch]))
+        return launch
     old_set, new_set = set(old_k), set(new_k)
     gone = [k for k in old_k if k not in new_set]
     came = [k for k in new_k if k not in old_set]

@@ -21,19 +21,60 @@ KERNELS = ["triton_poi_fused_0", "triton_poi_fused_1"]
 
 
 def picked(k_launch: str) -> dict:
-    return {"kernels": KERNELS, "code_hash": "c0de", "source": "inductor",
+    return {"kernels": KERNELS, "code_digest": "c0de", "source": "inductor",
             "launch": {"triton_poi_fused_0": FAST, "triton_poi_fused_1": k_launch}}
 
 
 def test_another_pick_of_the_same_code_is_named_kernel_by_kernel():
+    moved = f"autotuning picked another launch: triton_poi_fused_1 {SLOW} (was {FAST})"
+    assert inventory.difference(picked(FAST), picked(SLOW)) == moved
     assert inventory.difference(picked(FAST), picked(FAST)) == ""
-    assert inventory.difference(picked(FAST), picked(SLOW)) == (
-        f"autotuning picked another launch: triton_poi_fused_1 {SLOW} (was {FAST})")
-    # other code says that first: a new pick of new code is no news
-    other = {**picked(SLOW), "code_hash": "beef"}
-    assert inventory.difference(picked(FAST), other) == "same kernels, generated code changed"
+    # other code and another pick: both are said
+    other = {**picked(SLOW), "code_digest": "beef"}
+    assert inventory.difference(picked(FAST), other) == (
+        "same kernels, generated code changed; " + moved)
     # inventories filed before launches were kept: nothing to say
-    assert inventory.difference({"kernels": KERNELS, "code_hash": "c0de"}, picked(SLOW)) == ""
+    assert inventory.difference({"kernels": KERNELS, "code_digest": "c0de"}, picked(SLOW)) == ""
+
+
+# One RoPE `compile` module as inductor writes it on a GPU: the comment names the kernel's
+# file in the compile cache, another folder in each run with fresh caches (H100, 2026-12-05:
+# four runs of one commit, four hashes of the source, the same two kernels).
+MODULE = """# kernel path: {cache}/ab/cab4x.py
+# Topologically Sorted Source Nodes: [cat, mul], Original ATen: [aten.cat, aten.mul]
+triton_poi_fused_0 = async_compile.triton('triton_poi_fused_0', \'\'\'
+import triton
+@triton.jit
+def triton_poi_fused_0(in_ptr0, xnumel, XBLOCK: tl.constexpr):
+    pass
+\'\'\', device_str='cuda')
+def call(args):
+    triton_poi_fused_0.run(args[0], 4096, stream=stream0)  # one launch
+    return ('{cache}/ab',)
+"""
+
+
+def test_the_code_digest_leaves_out_comments_and_the_compile_cache_s_folder():
+    def digest(cache: str, module: str = MODULE) -> str:
+        return inventory.code_digest([module.format(cache=cache)], cache)
+
+    assert digest("/tmp/inductor-aaaa") == digest("/tmp/inductor-bbbb")
+    assert digest("/tmp/inductor-aaaa") != digest(
+        "/tmp/inductor-aaaa", MODULE.replace("4096, stream", "8192, stream"))
+    assert digest("/tmp/inductor-aaaa") != digest(
+        "/tmp/inductor-aaaa", MODULE.replace("pass", "tl.store(in_ptr0, 0)"))
+
+
+def test_a_digest_is_compared_with_a_digest_and_an_older_code_hash_with_a_code_hash():
+    old = {"kernels": KERNELS, "code_hash": "5eed", "source": "inductor",
+           "launch": {"triton_poi_fused_0": FAST, "triton_poi_fused_1": FAST}}
+    # recorded before comments were left out: whether the code moved is not known, so a
+    # moved pick is said but not taken for the one thing that moved
+    assert inventory.difference(old, picked(SLOW)).startswith("autotuning picked another")
+    assert not inventory.only_launch_moved(old, picked(SLOW))
+    assert inventory.only_launch_moved(picked(FAST), picked(SLOW))
+    assert inventory.difference(old, {**old, "code_hash": "beef"}).startswith(
+        "same kernels, generated code changed")
 
 
 def test_the_explanation_of_a_compiled_slowdown_names_the_pick():
@@ -55,7 +96,7 @@ def test_the_explanation_of_a_compiled_slowdown_names_the_pick():
 
 def test_many_new_picks_are_bounded_in_markdown():
     kernels = [f"triton_poi_fused_{i}" for i in range(LIST_LIMIT + 5)]
-    old = {"kernels": kernels, "code_hash": "c", "launch": dict.fromkeys(kernels, FAST)}
+    old = {"kernels": kernels, "code_digest": "c", "launch": dict.fromkeys(kernels, FAST)}
     new = {**old, "launch": dict.fromkeys(kernels, SLOW)}
     words = inventory.difference(old, new, names=md_list)
     assert words.endswith(" and 5 more") and words.count("`") == 2 * LIST_LIMIT
@@ -81,7 +122,7 @@ def test_resolving_as_of_a_day_needs_pip_26(pip, dated):
 def test_a_kernels_file_keeps_plain_launches_only(tmp_path, launch, ok):
     rel = f"box/{'ab' * 4}-env.kernels"
     (tmp_path / "box").mkdir()
-    entry = {"kernels": ["triton_poi_fused_0"], "code_hash": "c0de", "source": "inductor",
+    entry = {"kernels": ["triton_poi_fused_0"], "code_digest": "c0de", "source": "inductor",
              "launch": launch}
     (tmp_path / rel).write_text(json.dumps({"rope(tiny, compile)": entry}))
     if ok:
@@ -120,7 +161,7 @@ def test_a_device_time_that_moved_with_only_the_pick_is_marked_launch_and_not_co
     same = {k: picked(FAST) for k in moved}
     assert compare.compare(rows, ("m", A), ("m", B), inventories=same)[0].mark == "+"
     # other code, another pick: the code moved too, and the change counts
-    recoded = {**moved, ("m", B, "env", "rope(compile)"): {**picked(SLOW), "code_hash": "beef"}}
+    recoded = {**moved, ("m", B, "env", "rope(compile)"): {**picked(SLOW), "code_digest": "beef"}}
     assert compare.compare(rows, ("m", A), ("m", B), inventories=recoded)[0].mark == "+"
     # no inventory at one side (filed before launches were kept): counted as before
     one = {("m", B, "env", "rope(compile)"): picked(SLOW)}

@@ -279,6 +279,7 @@ def _check_kernels(data: object) -> None:
                  and all(isinstance(k, str) and KERNEL_NAME.fullmatch(k)
                          for k in entry["kernels"]), f"{case}: kernels is not a list of names")
         _plain(entry.get("code_hash", ""), f"{case} code_hash")
+        _plain(entry.get("code_digest", ""), f"{case} code_digest")
         _plain(entry.get("source", ""), f"{case} source")
         guards = entry.get("guards")
         _require(guards is None or (isinstance(guards, int) and not isinstance(guards, bool)),
