@@ -11,7 +11,7 @@ move by less than the noise, but the count goes from 1 to 2 and the names say wh
   before hold `code_hash`, over the source with its comments; it is compared only with
   another `code_hash`.
 - Eager code (nothing generated): the profiler's list of what ran (GPU kernels on CUDA,
-  top-level aten operators on the CPU); no hash.
+  top-level aten operators on the CPU); no digest.
 - Launch: for each of inductor's Triton kernels, the launch configuration (block sizes,
   warps, stages) its autotuning picked on the first run. The pick can differ between two
   processes of one commit (same code, another config, another time), so it is kept to
