@@ -104,7 +104,8 @@ def test_the_same_code_compiled_with_fresh_caches_has_one_digest(device, tmp_pat
         with temporary_cache_dir(str(tmp_path / run)):
             torch._dynamo.reset()
             compiled = torch.compile(lambda t: (t.sin() * 2).cos() + t.sum(dim=1, keepdim=True))
-            digests.append(inventory.of_first_call(lambda: compiled(x), torch.device(device)))
+            call = functools.partial(compiled, x)
+            digests.append(inventory.of_first_call(call, torch.device(device)))
     assert digests[0].kernels == digests[1].kernels
     assert digests[0].code_digest == digests[1].code_digest != ""
 
