@@ -43,14 +43,20 @@ def test_diagonal_hessian_reduces_to_round_to_nearest(fresh_seed):
 
 
 def test_gptq_beats_round_to_nearest_on_calibration_statistics(fresh_seed):
-    weight, h, held_out = layer(fresh_seed)
-    res = gptq.gptq(weight, h, W4)
-    rtn = gptq.relative_output_error(weight, gptq.round_to_nearest(weight, W4), held_out)
-    err = gptq.relative_output_error(weight, res.dequantized, held_out)
-    print(f"held-out output error: gptq {err:.4f}, rtn {rtn:.4f}, loss {res.loss:.4g}")
-    assert err < 0.8 * rtn
-    assert not res.used_rtn_fallback
-    assert res.codes.min() >= W4.qmin and res.codes.max() <= W4.qmax
+    # Over four layers: on one random layer the held-out gain ranges from 0.94 to under
+    # 0.4 of RTN's error (1 seed in 100 above 0.8); the mean of four stayed under 0.66 in
+    # 200 tries.
+    ratios = []
+    for k in range(4):
+        weight, h, held_out = layer(fresh_seed + 7919 * k)
+        res = gptq.gptq(weight, h, W4)
+        rtn = gptq.relative_output_error(weight, gptq.round_to_nearest(weight, W4), held_out)
+        err = gptq.relative_output_error(weight, res.dequantized, held_out)
+        print(f"held-out output error: gptq {err:.4f}, rtn {rtn:.4f}, loss {res.loss:.4g}")
+        ratios.append(err / rtn)
+        assert not res.used_rtn_fallback
+        assert res.codes.min() >= W4.qmin and res.codes.max() <= W4.qmax
+    assert sum(ratios) / len(ratios) < 0.8, ratios
 
 
 def test_dead_columns_are_zeroed(fresh_seed):
