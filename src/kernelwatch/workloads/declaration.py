@@ -22,7 +22,8 @@ SUITE_NAMES = {
     "quick": "every workload's tiny case: the CPU demo (make demo), a few minutes on 2 cores",
     "gpu-commit": "every workload at its real model shapes, its headline variants; time, "
                   "caller time and accuracy, and one cold compile each: what a GPU runner "
-                  "measures on every commit (about 10 minutes on an H200)",
+                  "measures on every commit (--dry-run counts its processes and estimates its "
+                  "time from this machine's records)",
     "gpu-nightly": "wider than gpu-commit: both dtypes and forms, the library variants, "
                    "compile health; what a GPU runner measures each night over the torch "
                    "matrix",
