@@ -315,6 +315,19 @@ def test_quick_narrows_by_param_and_metric_or_refuses(isolated_home):
     assert r.returncode == 2 and "/no/such/dir" in r.stderr
 
 
+def test_a_suite_takes_several_workloads_parts(isolated_home):
+    r = kw("run", "--suite", "quick", "--workload", "rope", "--workload", "vae", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    regexes = [a for line in r.stdout.splitlines() if not line.startswith("kernelwatch:")
+               for a in shlex.split(line) if a.startswith("^")]
+    assert {a[1:].split("\\")[0] for a in regexes} == {"rope", "vae", "environment"}
+    r = kw("run", "--workload", "rope", "--workload", "vae", "--dry-run")
+    assert r.returncode == 2 and "add --suite NAME" in r.stderr
+    r = kw("run", "--quick", "--workload", "rope", "--workload", "vae", "--param",
+           "variant=eager", "--dry-run")
+    assert r.returncode == 2 and "run once per workload" in r.stderr
+
+
 def test_outside_a_git_repository_is_one_message(tmp_path, isolated_home):
     copy = tmp_path / "copy"
     copy.mkdir()

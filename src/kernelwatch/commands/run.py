@@ -35,7 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--existing", action="store_true",
                    help="benchmark with this interpreter's torch (asv -E existing:PYTHON), HEAD "
                    "only; one asv call per metric family, each saved when it ends")
-    r.add_argument("--workload", help="workload (default: rope; with --quick, every workload)")
+    r.add_argument("--workload", action="append",
+                   help="workload (default: rope; with --quick or --suite, every workload); "
+                   "repeat it to take several workloads' parts of a suite")
     common_args.add_param(r, "only this value of the workload's parameter NAME (repeatable; "
                    "default all values). `kernelwatch list WORKLOAD` shows the names, e.g. "
                    "--param variant=eager --param size=gpt2")
@@ -103,7 +105,8 @@ def handle(args: argparse.Namespace) -> int:
     aliased = [f"{name}={value}" for name in PARAM_ALIASES
                for value in getattr(args, name) or ()]
     return run_suite(find_repo_root(), RunRequest(
-        range=args.range, workload=args.workload, params=[*aliased, *(args.param or ())],
+        range=args.range, workload=args.workload[0] if len(args.workload or ()) == 1 else None,
+        workloads=args.workload or (), params=[*aliased, *(args.param or ())],
         metrics=args.metric, tracks=args.track, quick=args.quick, suite=args.suite,
         existing=args.existing,
         torch=args.torch, machine=args.machine, branch=args.branch, rerun=args.rerun,

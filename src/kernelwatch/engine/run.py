@@ -41,6 +41,9 @@ class RunRequest:
 
     range: str | None = None
     workload: str | None = None
+    # Several workloads' parts of a suite (--suite or --quick); `workload` is the one of a
+    # single-workload request.
+    workloads: Sequence[str] = ()
     params: Sequence[str] = ()
     metrics: Sequence[str] | None = None
     tracks: Sequence[str] | None = None
@@ -206,6 +209,9 @@ def _target_selections(request: RunRequest, dist: str) -> tuple[list[Selection],
     `dist`, narrowed by --workload and --param (torch: every workload, as a plain run)."""
     if dist == "torch":
         return select(request)
+    if len(request.workloads) > 1:
+        raise KernelwatchError(f"a run of {dist} takes one --workload (or none: every "
+                               "workload that declares it); run once per workload")
     workload = request.workload or (targets.only_workload(dist) if request.params else None)
     chosen, env = (planner.parse_params(workload, request.params, {}) if workload
                    else ({}, {}))
@@ -218,12 +224,27 @@ def _target_selections(request: RunRequest, dist: str) -> tuple[list[Selection],
 def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
     """The request's selections and the environment variables of its workload settings."""
     suite = _suite(request)
+    if len(request.workloads) > 1:
+        named = " ".join(f"--workload {w}" for w in request.workloads)
+        if suite is None:
+            raise KernelwatchError(f"{named}: without a suite, run measures one workload; "
+                                   "add --suite NAME (or --quick) to take each one's part of "
+                                   "it, or run once per workload")
+        if request.params:
+            raise KernelwatchError(f"{named} with --param: a --param belongs to one "
+                                   "workload; run once per workload")
+        for name in request.workloads:
+            workloads.get(name)  # unknown: one message naming the known ones
+        selections = [s for name in request.workloads
+                      for s in planner.suite_selections(suite, name)]
+        return planner.narrow_quick(selections, {}, request.metrics, request.tracks,
+                                    flag=_suite_flag(request, suite)), {}
     if suite is None:
         workload = request.workload or "rope"
         chosen, env = planner.parse_params(workload, request.params, {})
         return [Selection(workload, chosen, list(request.metrics or []) or None,
                           request.tracks)], env
-    flag = "--quick" if suite == "quick" and request.quick else f"--suite {suite}"
+    flag = _suite_flag(request, suite)
     if request.params and not request.workload:
         raise KernelwatchError(f"{flag} with --param narrows one workload's part of the "
                                "suite: add --workload W (`kernelwatch list --suites` shows "
@@ -236,6 +257,10 @@ def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
     selections = planner.suite_selections(suite, request.workload)
     return planner.narrow_quick(selections, chosen, request.metrics, request.tracks,
                                 flag=flag), env
+
+
+def _suite_flag(request: RunRequest, suite: str) -> str:
+    return "--quick" if suite == "quick" and request.quick else f"--suite {suite}"
 
 
 def _suite(request: RunRequest) -> str | None:
