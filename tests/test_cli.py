@@ -326,6 +326,9 @@ def test_a_suite_takes_several_workloads_parts(isolated_home):
     r = kw("run", "--quick", "--workload", "rope", "--workload", "vae", "--param",
            "variant=eager", "--dry-run")
     assert r.returncode == 2 and "run once per workload" in r.stderr
+    r = kw("run", "--quick", "--workload", "rope", "--workload", "rope", "--dry-run")
+    assert r.returncode == 0 and r.stdout.count("^rope") == kw(
+        "run", "--quick", "--workload", "rope", "--dry-run").stdout.count("^rope")
 
 
 def test_outside_a_git_repository_is_one_message(tmp_path, isolated_home):

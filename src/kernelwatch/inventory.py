@@ -134,6 +134,18 @@ def kernels_of_source(source: str) -> list[str]:
     return [name for fn in calls for name in launched_by(fn)]
 
 
+def _inductor_cache_dir() -> str:
+    """Inductor's compile cache folder ("" where this torch has no such function)."""
+    try:  # torch >= 2.6
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+    except ImportError:
+        try:  # torch 2.5
+            from torch._inductor.runtime.runtime_utils import cache_dir
+        except ImportError:
+            return ""
+    return cache_dir()
+
+
 def code_digest(sources: list[str], cache_dir: str = "") -> str:
     """sha256 (16 hex digits) of generated modules' code: comments dropped (`ast.unparse`)
     and `cache_dir` (the compile cache's folder) written as `<cache>` wherever the code
@@ -174,9 +186,7 @@ def of_first_call(call: Callable[[], object], device: torch.device) -> Inventory
     read = [(m, open(m.__file__).read()) for m in new if getattr(m, "__file__", None)]
     read = [(m, s) for m, s in read if "def call" in s]
     if read:
-        from torch._inductor.runtime.cache_dir_utils import cache_dir
-
-        digest = code_digest([s for _, s in read], cache_dir())
+        digest = code_digest([s for _, s in read], _inductor_cache_dir())
         kernels, launch = [], {}
         for index, (module, source) in enumerate(read):
             names = kernels_of_source(source)

@@ -105,8 +105,7 @@ def handle(args: argparse.Namespace) -> int:
     aliased = [f"{name}={value}" for name in PARAM_ALIASES
                for value in getattr(args, name) or ()]
     return run_suite(find_repo_root(), RunRequest(
-        range=args.range, workload=args.workload[0] if len(args.workload or ()) == 1 else None,
-        workloads=args.workload or (), params=[*aliased, *(args.param or ())],
+        range=args.range, workloads=args.workload or (), params=[*aliased, *(args.param or ())],
         metrics=args.metric, tracks=args.track, quick=args.quick, suite=args.suite,
         existing=args.existing,
         torch=args.torch, machine=args.machine, branch=args.branch, rerun=args.rerun,

@@ -190,7 +190,8 @@ def recorded_processes(results: Results, benchmark: dict, idx: int | None) -> in
     if not has_value(results, benchmark, idx):
         return 0
     combo = combination_name(benchmark["name"], benchmark["params"], idx)
-    return int(results._duration.get(PROCESSES_KEY.format(name=combo), 0))
+    count = results._duration.get(PROCESSES_KEY.format(name=combo))
+    return int(count) if isinstance(count, int | float) and count > 0 else 0
 
 
 def _plan(benchmarks, env, extra_params: dict, run_rounds,
@@ -279,7 +280,7 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
         results.add_result(benchmark, res, selected_idx=selected, started_at=started,
                            duration=record.seconds[name], record_samples=record_samples,
                            append_samples=appending)
-        if status != "ok" or (adds_to and pooled is None):
+        if status != "ok" or (adds_to and not isinstance(pooled, int | float)):
             results._duration.pop(key, None)
         else:
             results._duration[key] = int(pooled) + 1 if adds_to else 1

@@ -74,6 +74,12 @@ class RunRequest:
     # newest commit measured), so the speedups page has what the library is judged against.
     baseline_once: bool = True
 
+    def __post_init__(self) -> None:
+        self.workloads = tuple(dict.fromkeys([*self.workloads, *(
+            [self.workload] if self.workload and not self.workloads else [])]))
+        if len(self.workloads) == 1:
+            self.workload = self.workloads[0]
+
 
 @dataclass
 class Plan:
@@ -231,8 +237,9 @@ def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
                                    "add --suite NAME (or --quick) to take each one's part of "
                                    "it, or run once per workload")
         if request.params:
-            raise KernelwatchError(f"{named} with --param: a --param belongs to one "
-                                   "workload; run once per workload")
+            raise KernelwatchError(f"{named} with a parameter's value (--param, --variant, "
+                                   "--shape, ...): a value belongs to one workload; run once "
+                                   "per workload")
         for name in request.workloads:
             workloads.get(name)  # unknown: one message naming the known ones
         selections = [s for name in request.workloads
@@ -709,8 +716,9 @@ class _Calls:
                       "are kept, not measured again (--rerun measures them again)", flush=True)
             if call.pooled:
                 print(f"kernelwatch: {len(call.pooled)} selected results recorded in fewer "
-                      "processes than asked (a run cut short) are measured in the rest only, "
-                      "their samples appended", flush=True)
+                      "processes than this run asks (a run cut short, or fewer asked then) "
+                      "are measured in the rest only, their samples appended (--rerun "
+                      "measures them anew)", flush=True)
             label = f"part {i}/{len(calls)}" if len(calls) > 1 else "asv"
             self._run_one(full, call, label, planned)
 
