@@ -317,3 +317,14 @@ def test_compare_of_two_runs_whose_only_difference_is_autotuning_s_pick_exits_0(
     file_run("aa-2", 15.7e-6, "XBLOCK=512 num_warps=8 num_stages=1", code="beef")
     assert compare_commits(repo, "HEAD", "HEAD", machine="aa-2", base_machine="aa-1") == 1
     assert "same kernels, generated code changed" in capsys.readouterr().out
+    # Two machine names on two GPUs: the move may be the hardware's, never `launch`.
+    for machine, gpu in (("aa-1", "NVIDIA H200"), ("aa-2", "NVIDIA H100 80GB HBM3")):
+        file_run(machine, 13.7e-6 if machine == "aa-1" else 15.7e-6,
+                 "XBLOCK=1024 num_warps=4 num_stages=1" if machine == "aa-1"
+                 else "XBLOCK=512 num_warps=8 num_stages=1")
+        path = next((repo / "results" / machine).glob("*-env.json"))
+        data = json.loads(path.read_text())
+        data["params"]["gpu"] = gpu
+        path.write_text(json.dumps(data))
+    assert compare_commits(repo, "HEAD", "HEAD", machine="aa-2", base_machine="aa-1") == 1
+    assert "| launch |" not in capsys.readouterr().out
