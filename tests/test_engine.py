@@ -183,7 +183,7 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
                 "--param", "variant=eager", "--param", "variant=liger", "--metric", "time",
                 "--track", "time", "--processes", "3", "--machine", "two-procs"], clone)
     assert more.returncode == 0, more.stderr
-    assert "1 selected results recorded in fewer processes than asked" in more.stdout
+    assert "1 selected results recorded in fewer processes than this run asks" in more.stdout
     assert "benchmark processes 1 ok, 0 skipped, 0 failed" in more.stdout, more.stdout[-3000:]
     rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
@@ -209,6 +209,52 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
     assert len(rows) == 1 and len(rows[0].samples) == 90 and not rows[0].failed
+
+
+def test_a_second_process_that_fails_leaves_the_first_one_s_value(clone, isolated_home,
+                                                                  tmp_path):
+    """Within one run, a combination's second process (a round of `--processes 2`) that
+    fails leaves what its first process recorded, counted as one process: a run cut or
+    failing among a series' processes keeps every process that finished. The benchmark loop
+    runs as `kernelwatch run` starts it, on a benchmark whose second process raises."""
+    import shlex
+
+    probe = clone / "benchmarks" / "zz_second_fails.py"
+    probe.write_text(
+        "import os, pathlib\n\n\n"
+        "def track_first_ok():\n"
+        "    marker = pathlib.Path(os.environ['KW_PROBE_MARKER'])\n"
+        "    if marker.exists():\n"
+        "        raise RuntimeError('the second process fails')\n"
+        "    marker.write_text('measured')\n"
+        "    return 42.0\n")
+    try:
+        shown = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
+                     "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
+                     "--param", "variant=eager", "--metric", "time", "--track", "time",
+                     "--skip-machine-facts", "--machine", "second-fails", "-v"], clone)
+        assert shown.returncode == 0, shown.stderr
+        line = next(x for x in shown.stdout.splitlines() if x.startswith("+ ")
+                    and "kernelwatch.engine.benchloop" in x)
+        argv, keep = shlex.split(line[2:]), []
+        skip = False
+        for arg in argv:  # the loop's own command, on the probe only
+            if skip:
+                skip = False
+            elif arg in ("-b", "--processes"):
+                skip = True
+            elif arg == "--":
+                keep += ["--processes", r"zz_second_fails\.track_first_ok$=2", arg]
+            else:
+                keep.append(arg)
+        keep += ["-b", "^zz_second_fails"]
+        loop = run(keep, clone, KW_PROBE_MARKER=str(tmp_path / "marker"))
+    finally:
+        probe.unlink()
+    assert loop.returncode != 0, loop.stdout[-3000:]  # the failure is the run's
+    rows = [r for r in result_rows.load(clone / "results") if r.machine == "second-fails"
+            and r.benchmark == "zz_second_fails.track_first_ok"]
+    assert len(rows) == 1 and rows[0].value == 42.0 and not rows[0].failed, rows
 
 
 def test_an_existing_environment_discovers_again_only_when_what_it_imports_changed(

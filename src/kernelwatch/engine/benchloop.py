@@ -355,8 +355,10 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
             key = (name, idx)
             log.step()
             if key not in stopped:
-                onto_recorded = key in had_value and (
-                    recorded_counts.get(key, 0) > 0 or name in existing)
+                # An earlier round of this run ended ok (a failed one is stopped): its
+                # samples are recorded results too.
+                onto_recorded = key in measured or (key in had_value and (
+                    recorded_counts.get(key, 0) > 0 or name in existing))
                 status, combo, seconds, res = _measure_one(
                     benchmark, name, idx, spawner, results, record, profile, extra_params,
                     record_samples=last_of[key] != i or record_samples,
