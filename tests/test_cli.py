@@ -326,6 +326,9 @@ def test_a_suite_takes_several_workloads_parts(isolated_home):
     r = kw("run", "--quick", "--workload", "rope", "--workload", "vae", "--param",
            "variant=eager", "--dry-run")
     assert r.returncode == 2 and "run once per workload" in r.stderr
+    r = kw("run", "--suite", "quick", "--workload", "rope", "--workload", "vae", "--metric",
+           "memory", "--dry-run")
+    assert r.returncode == 2 and "once per workload, without the suite" in r.stderr
     r = kw("run", "--quick", "--workload", "rope", "--workload", "rope", "--dry-run")
     assert r.returncode == 0 and r.stdout.count("^rope") == kw(
         "run", "--quick", "--workload", "rope", "--dry-run").stdout.count("^rope")

@@ -105,10 +105,11 @@ def suite_selections(suite: str, workload: str | None = None) -> list[Selection]
 
 def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
                  metrics: Sequence[str] | None, tracks: Sequence[str] | None,
-                 flag: str = "--quick") -> list[Selection]:
+                 flag: str = "--quick", fix: str | None = None) -> list[Selection]:
     """A suite (the quick set by default) narrowed by --param, --metric and --track: each
     chosen value must be in the suite (else one message: drop `flag` to reach it), and
-    what is left selects at least one benchmark."""
+    what is left selects at least one benchmark (else one message: `fix`, by default drop
+    `flag`)."""
     offered: dict[tuple[str, str], list[str]] = {}
     for workload, part, *_ in selections:
         for name, values in part.items():
@@ -140,7 +141,8 @@ def narrow_quick(selections: list[Selection], chosen: dict[str, list[str]],
         families_offered = sorted({f for s in selections for f in s.metrics or ()})
         raise KernelwatchError(
             f"{flag} measures the metric families {', '.join(families_offered)}; "
-            f"{', '.join(sorted(asked))} selects none of them: drop {flag} to measure it")
+            f"{', '.join(sorted(asked))} selects none of them: "
+            f"{fix or f'drop {flag} to measure it'}")
     return out
 
 

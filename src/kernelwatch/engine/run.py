@@ -244,8 +244,9 @@ def select(request: RunRequest) -> tuple[list[Selection], dict[str, str]]:
             workloads.get(name)  # unknown: one message naming the known ones
         selections = [s for name in request.workloads
                       for s in planner.suite_selections(suite, name)]
-        return planner.narrow_quick(selections, {}, request.metrics, request.tracks,
-                                    flag=_suite_flag(request, suite)), {}
+        return planner.narrow_quick(
+            selections, {}, request.metrics, request.tracks, flag=_suite_flag(request, suite),
+            fix="measure it once per workload, without the suite"), {}
     if suite is None:
         workload = request.workload or "rope"
         chosen, env = planner.parse_params(workload, request.params, {})
