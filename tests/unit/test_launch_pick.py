@@ -169,6 +169,9 @@ def test_a_device_time_that_moved_with_only_the_pick_is_marked_launch_and_not_co
     # what a caller pays has a host part the pick does not explain
     caller = _time_rows({A: 13.7e-6, B: 15.7e-6}, "track_caller_time")
     assert compare.compare(caller, ("m", A), ("m", B), inventories=moved)[0].mark == "+"
+    # the H100's A/A (2026-12-06): one code, the picks 1.30x apart
+    h100 = _time_rows({A: 21.89e-6, B: 16.88e-6})
+    assert compare.compare(h100, ("m", A), ("m", B), inventories=moved)[0].mark == compare.LAUNCH
     # beyond what two picks of one kernel differ by: counted whatever the pick
     far = _time_rows({A: 13.7e-6, B: 30.0e-6})  # 2.19x
     assert compare.compare(far, ("m", A), ("m", B), inventories=moved)[0].mark == "+"
@@ -204,4 +207,9 @@ def test_the_site_s_change_table_flags_a_launch_move_as_launch():
     (c,) = site.changes(rows, commit_order={A: 0, B: 1}, inventories=moved)
     assert c["flag"] == "launch" and c["note"].startswith("autotuning picked another launch")
     (c,) = site.changes(rows, commit_order={A: 0, B: 1})
+    assert c["flag"] == "worse"
+    # one machine name whose GPU changed between the commits: the move may be the hardware's
+    regpu = [dataclasses.replace(r, env={"gpu": "NVIDIA H100 80GB HBM3"}) if r.commit == B
+             else r for r in rows]
+    (c,) = site.changes(regpu, commit_order={A: 0, B: 1}, inventories=moved)
     assert c["flag"] == "worse"

@@ -41,6 +41,10 @@ NOT_COMPARABLE = "not comparable"
 # counts whatever the pick.
 LAUNCH = "launch"
 LAUNCH_BOUND = 2.0
+# Facts of the machine a launch is picked for: a move is autotuning's pick only where these
+# agree at both measurements (two machine names of an A/A, or one name whose GPU or driver
+# changed between commits).
+HARDWARE_FACTS = ("gpu", "driver", "cpu", "arch")
 # The series a launch moves: the device's own time of a call. What a caller pays has a
 # host part the launch does not explain.
 DEVICE_TIME = ".track_time"
@@ -89,6 +93,11 @@ def compare(before: list[float], after: list[float], *, factor: float = DEFAULT_
         elif a < b / factor:
             flag = "better"
     return Change(b, a, significant, flag)
+
+
+def same_hardware(before: dict, after: dict) -> bool:
+    """Whether two measurements' machine facts (a result's `env`) name the same hardware."""
+    return all(before.get(k) == after.get(k) for k in HARDWARE_FACTS)
 
 
 def judge(benchmark: str, unit: str, before: Sequence[float], after: Sequence[float], *,

@@ -63,15 +63,6 @@ def _series(rows: list[Row], machine: str, commit: str,
 
 
 
-# Facts of the machine a launch is picked for: across two machine names (an A/A's runs) a
-# move is autotuning's pick only where these agree.
-HARDWARE_FACTS = ("gpu", "driver", "cpu", "arch")
-
-
-def _same_hardware(before: Row, after: Row) -> bool:
-    return all(before.env.get(k) == after.env.get(k) for k in HARDWARE_FACTS)
-
-
 def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             factor: float = detect.DEFAULT_FACTOR,
             thresholds: dict[str, float] | None = None,
@@ -109,7 +100,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             mark = " "
         else:
             case = f"{bench.split('.')[0]}({', '.join(v for _, v in params)})"
-            launch_moved = (b.env_name == a.env_name and _same_hardware(b, a)
+            launch_moved = (b.env_name == a.env_name and detect.same_hardware(b.env, a.env)
                             and inventory.only_launch_moved(inv.get((*base, b.env_name, case)),
                                                             inv.get((*head, a.env_name, case))))
             change = detect.judge(bench, a.unit, b.samples or [b.median],

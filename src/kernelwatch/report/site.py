@@ -156,7 +156,8 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         flag = detect.judge(bench, new.unit, old.samples or [old.median],
                             new.samples or [new.median], factor=factor,
                             versions=(old.version, new.version),
-                            launch_moved=inventory.only_launch_moved(before_inv, after_inv)).flag
+                            launch_moved=detect.same_hardware(old.env, new.env)
+                            and inventory.only_launch_moved(before_inv, after_inv)).flag
         # what the kernels say of the change: fewer fusions, other code, or (same code)
         # another launch picked by autotuning
         note = (inventory.difference(before_inv, after_inv) if before_inv and after_inv
