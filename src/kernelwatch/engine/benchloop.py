@@ -189,8 +189,14 @@ def recorded_processes(results: Results, benchmark: dict, idx: int | None) -> in
     planner takes it as complete)."""
     if not has_value(results, benchmark, idx):
         return 0
-    combo = combination_name(benchmark["name"], benchmark["params"], idx)
-    count = results._duration.get(PROCESSES_KEY.format(name=combo))
+    return pooled_processes(results._duration,
+                            combination_name(benchmark["name"], benchmark["params"], idx))
+
+
+def pooled_processes(durations: dict, combo: str) -> int:
+    """The processes a combination's samples pool, as its result file's `durations` keep
+    it (PROCESSES_KEY); 0 where no count is kept (or one not a positive number)."""
+    count = durations.get(PROCESSES_KEY.format(name=combo))
     return int(count) if isinstance(count, int | float) and count > 0 else 0
 
 
@@ -276,14 +282,14 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
         # asv appends only to samples of the same benchmark version; samples appended to
         # whose count was never kept stay without one
         adds_to = appending and has_value(results, benchmark, idx)
-        pooled = results._duration.get(key)
+        pooled = pooled_processes(results._duration, combo)
         results.add_result(benchmark, res, selected_idx=selected, started_at=started,
                            duration=record.seconds[name], record_samples=record_samples,
                            append_samples=appending)
-        if status != "ok" or (adds_to and not isinstance(pooled, int | float)):
+        if status != "ok" or (adds_to and not pooled):
             results._duration.pop(key, None)
         else:
-            results._duration[key] = int(pooled) + 1 if adds_to else 1
+            results._duration[key] = pooled + 1 if adds_to else 1
     record.add(results, name, combo, res, seconds)
     _saver.save(results)
     return status, combo, seconds, res

@@ -31,7 +31,7 @@ from typing import NamedTuple
 from asv import results as asv_results
 
 from kernelwatch import workloads
-from kernelwatch.engine.benchloop import PROCESSES_KEY
+from kernelwatch.engine.benchloop import pooled_processes
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 from kernelwatch.results import outcomes
 from kernelwatch.results.rows import UNREADABLE, unreadable
@@ -253,10 +253,9 @@ def recorded_names(results_dir: Path, machine: str, commit: str, env_name: str,
                 done.add(name)
     if pooled is not None:
         for name in done:
-            count = res._duration.get(PROCESSES_KEY.format(name=name))
-            if isinstance(count, int | float) and count > 0 and \
-                    ended.get(name, {}).get("status") != "failed":
-                pooled[name] = int(count)
+            count = pooled_processes(res._duration, name)
+            if count and ended.get(name, {}).get("status") != "failed":
+                pooled[name] = count
     return done
 
 
