@@ -5,14 +5,15 @@
 # stages write their logs and tables) and pack_out.
 # The device hands back at most 8 files of $OUT: the stages write into $out (this call's
 # logs and tables), and pack_out bundles it with results/ (kept by a warm machine from one
-# call to the next) and kernelwatch's logs into $OUT/device-out.tgz, the tables into
+# call to the next), kernelwatch's logs and its discovery cache (carried to a fresh machine,
+# it spares asv's discovery of the suite) into $OUT/device-out.tgz, the tables into
 # $OUT/summary.txt. It runs when the script exits, also on SIGTERM (a call's time limit);
 # device-history.sh packs after each stage too.
 out=/tmp/kw-device-out; rm -rf "$out"; mkdir -p "$out"
 pack_out() {
   local to=${OUT:-$PWD/gpu-out}; mkdir -p "$to"
   tar -czf "$to/device-out.tgz" -C "$(dirname "$out")" "$(basename "$out")" \
-    -C "$PWD" results .kernelwatch/logs 2>/dev/null
+    -C "$PWD" results .kernelwatch/logs .kernelwatch/discovery 2>/dev/null
   for f in "$out"/*.txt "$out"/*.md; do [ -f "$f" ] && { echo "== $(basename "$f")"; tail -n 60 "$f"; }; done \
     > "$to/summary.txt"
   echo "packed into $to: device-out.tgz ($(du -h "$to/device-out.tgz" | cut -f1)), summary.txt"

@@ -180,7 +180,10 @@ def test_a_push_lands_on_the_results_branch_through_results_push_under_act(act_s
     assert re.search(r"download-artifact stand-in: results-h100-[12] matched 'results-\*'", log)
     assert re.search(r"kernelwatch history: [1-9]\d* result files added", log)
     assert sorted(set(re.findall(r"^\[gpu-bench/([\w-]+) *\]", log, re.M))) == [
-        "push-1", "push-2", "results-push"]  # nightly, also needed, is skipped by its if:
+        "push-1", "push-2", "records", "results-push"]  # nightly is skipped by its if:
+    # Both parts pulled the one state `records` named: here, no branch yet.
+    assert "commit=none" in log
+    assert len(re.findall(r"did not exist when this run began", log)) == 2
     landed = branch_files(store)
     assert "benchmarks.json" in landed and "gpu-h100/machine.json" in landed
     assert [f for f in landed if f.startswith(f"gpu-h100/{head[:8]}-")]

@@ -345,6 +345,48 @@ def test_history_sh_hands_the_token_to_git_and_a_persisted_one_would_not_reach_i
 
 
 
+def test_the_parts_of_a_run_pull_one_state_of_the_results_branch(tmp_path):
+    """push and nightly run in parts dealt by the durations the results branch records; a
+    part that pulls after the previous run's results-push landed would deal another way. The
+    hosted `records` job names the branch's commit (history.sh head) and every part pulls
+    that commit, whatever landed since."""
+    jobs = load("gpu-bench.yml")["jobs"]
+    records = jobs["records"]
+    assert records["runs-on"] == "ubuntu-24.04" and not _runs_benchmark_code(records)
+    assert records["permissions"] == {"contents": "read"}
+    for name, trigger in (("push", event("push")), ("nightly", event("schedule"))):
+        assert jobs[name]["needs"] == "records" and runs(records, trigger)
+        pull = next(s for s in jobs[name]["steps"] if "history.sh pull" in s.get("run", ""))
+        assert pull["env"]["KW_RESULTS_AT"] == "${{ needs.records.outputs.commit }}"
+    assert not runs(records, event("pull_request"))
+
+    store = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(store)], check=True)
+    runner = _checkout_with_history_script(tmp_path / "runner")
+    script = str(runner / "scripts" / "ci" / "history.sh")
+    env = {"PATH": f"{BIN}:{os.environ['PATH']}", "KW_REMOTE": str(store)}
+    assert sh([script, "head"], runner, env, check=True).stdout.strip() == "commit=none"
+    empty = sh([script, "pull"], runner, dict(env, KW_RESULTS_AT="none"), check=True)
+    assert "did not exist when this run began" in empty.stdout
+
+    write_asv_results(runner, "gpu-h100", ["a" * 40], "rope")
+    sh([script, "push"], runner, env, check=True)
+    head = sh([script, "head"], runner, env, check=True).stdout.strip()
+    assert head == f"commit={git('rev-parse', 'kernelwatch-results', cwd=store)}"
+    write_asv_results(runner, "gpu-h100", ["b" * 40], "rope")  # results-push of a run before
+    sh([script, "push"], runner, env, check=True)
+
+    pinned = _checkout_with_history_script(tmp_path / "part-2")
+    pulled = sh([script.replace(str(runner), str(pinned)), "pull"], pinned,
+                dict(env, KW_RESULTS_AT=head.partition("=")[2]), check=True)
+    assert f"at {head.partition('=')[2][:12]}" in pulled.stdout
+    got = {p.name for p in (pinned / "results" / "gpu-h100").glob("*-*.json")}
+    assert got == {"aaaaaaaa-env.json"}  # not bbbbbbbb: it landed after the run began
+    wrong = sh([str(BIN / "kernelwatch"), "history", "pull", "--remote", str(store), "--at",
+                "c" * 40], pinned)
+    assert wrong.returncode != 0 and "pull without --at takes its newest state" in wrong.stderr
+
+
 @pytest.mark.slow
 def test_push_nightly_and_pr_paths_run_end_to_end(clone, cpu_image, isolated_home, tmp_path):
     """scripts/ci/bench.sh as the workflows call it, on this CPU: push (in the reused image),

@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="the results branch (default kernelwatch-results)")
     common_args.add_target(hist, "the library's results (results-DIST/), on the branch "
                            "BRANCH-DIST", needs_repo=False)
+    hist.add_argument("--at", metavar="COMMIT",
+                      help="with pull: the branch as it stood at this commit of it (40 hex "
+                      "digits, as `git ls-remote REMOTE BRANCH` prints), so that jobs pulling "
+                      "at different times read one state; the parts of a sharded run deal "
+                      "their work from what they pulled")
     hist.add_argument("--repair", action="store_true",
                       help="with check: remove the files that are not asv results from the "
                       "branch (one commit, pushed)")
@@ -40,17 +45,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     return sync(find_repo_root(), args.history_command, remote=args.remote, branch=args.branch,
-                target=args.target, repair=args.repair)
+                target=args.target, repair=args.repair, at=args.at)
 
 
 def sync(repo: Path, direction: str, *, remote: str = "origin",
          branch: str = history.DEFAULT_BRANCH, target: str | None = None,
-         repair: bool = False) -> int:
+         repair: bool = False, at: str | None = None) -> int:
     """Pull the branch's result files into results/, push results/' new files to it, or
     check it. A --target library's results (results-DIST/) go to a branch of their own,
     never mixed. 0 unless `check` found files that are not results and left them."""
     if repair and direction != "check":
         raise KernelwatchError("--repair goes with `kernelwatch history check`")
+    if at and direction != "pull":
+        raise KernelwatchError("--at goes with `kernelwatch history pull`")
     results = repo / "results"
     repair_command = shlex.join(["kernelwatch", "history", "check", "--repair", "--remote",
                                  remote, "--branch", branch]
@@ -62,9 +69,10 @@ def sync(repo: Path, direction: str, *, remote: str = "origin",
     if direction == "check":
         return _check(url, remote, branch, repair, repair_command)
     if direction == "pull":
-        report = history.pull(results, url, branch)
+        report = history.pull(results, url, branch, at)
         print(f"kernelwatch history: {len(report.added)} result files added from "
-              f"{remote} {branch}, {len(report.kept)} already here"
+              f"{remote} {branch}" + (f" at {at[:12]}" if at else "")
+              + f", {len(report.kept)} already here"
               + (f", {', '.join(report.merged)} merged" if report.merged else ""))
     else:
         machines = sorted({p.parent.name for p in results.glob("*/*.json")})

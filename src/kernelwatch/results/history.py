@@ -198,8 +198,23 @@ def _shard_merge(a: Path, b: Path) -> str | None:
     return None if merged is None or merged == theirs else json.dumps(merged, indent=None)
 
 
-def _fetch(work: Path, remote: str, branch: str) -> bool:
-    """Check out the branch's newest state in `work`; False when it does not exist yet."""
+def _fetch(work: Path, remote: str, branch: str, at: str | None = None) -> bool:
+    """Check out the branch's newest state in `work`, or its commit `at`; False when the
+    branch does not exist yet."""
+    if at is not None:
+        if not re.fullmatch(r"[0-9a-f]{40}", at):
+            raise KernelwatchError(f"--at takes the 40-hex commit of {branch} to pull (as "
+                                   f"`git ls-remote REMOTE {branch}` prints it), not {at!r}")
+        r = _git("fetch", "-q", "--depth", "1", remote, at, cwd=work, check=False)
+        if r.returncode != 0:
+            git_says = " ".join(r.stderr.split())[-300:]
+            raise KernelwatchError(
+                f"cannot fetch commit {at[:12]} of {branch} from {remote!r}: it is not in "
+                f"the repository, or the branch was rewritten since (pull without --at takes "
+                f"its newest state); git says: {git_says}")
+        _git("checkout", "-q", "-f", "-B", "work", "FETCH_HEAD", cwd=work)
+        _git("clean", "-q", "-fdx", cwd=work)
+        return True
     r = _git("fetch", "-q", "--depth", "1", remote, f"+refs/heads/{branch}:refs/remotes/store/"
              f"{branch}", cwd=work, check=False)
     if r.returncode == 0:
@@ -225,14 +240,17 @@ def remote_url(repo: Path, remote: str) -> str:
     return url
 
 
-def pull(results: Path, remote: str, branch: str = DEFAULT_BRANCH) -> Merge:
+def pull(results: Path, remote: str, branch: str = DEFAULT_BRANCH,
+         at: str | None = None) -> Merge:
     """Add the branch's result files to `results` (a local result is never replaced; a local
     copy that fails the checks is moved aside for the branch's). A file on the branch that
-    fails the checks is skipped (Merge.bad_on_branch); the rest are pulled."""
+    fails the checks is skipped (Merge.bad_on_branch); the rest are pulled. `at`: the
+    branch as it stood at that commit of it, so that runners that pull at different times
+    read one state (the parts of a sharded run deal their work from it)."""
     with tempfile.TemporaryDirectory(prefix="kernelwatch-history-") as d:
         work = Path(d)
         _git("init", "-q", cwd=work)
-        if not _fetch(work, remote, branch):
+        if not _fetch(work, remote, branch, at):
             return Merge()
         good, refused = result_files.partition(work)
         results.mkdir(parents=True, exist_ok=True)
