@@ -46,3 +46,18 @@ def test_the_markdown_report_is_the_same_tables_for_docs():
     compile_text = next(line for line in text.splitlines() if " compile " in line)
     cells = [c.strip() for c in compile_md.strip("|").split("|")]
     assert " ".join(cells).split() == compile_text.split()
+
+
+def test_compare_says_a_reason_once_when_base_and_head_were_skipped_alike():
+    from kernelwatch.report import compare
+
+    why = "te-fused needs transformer_engine, which does not import here"
+    rows = [Row(machine=m, commit="a" * 40, date=1, env_name="env", env={},
+                benchmark="rope.RopeTime.track_time", params={"variant": "te-fused"},
+                unit="seconds", skipped=True, reason=reason)
+            for m, reason in (("spawn", why), ("forkserver", why))]
+    (c,) = compare.compare(rows, ("spawn", "a" * 40), ("forkserver", "a" * 40))
+    assert c.conditions == f"base and head: {why}"
+    rows[1].reason = "another reason"
+    (c,) = compare.compare(rows, ("spawn", "a" * 40), ("forkserver", "a" * 40))
+    assert c.conditions == f"base: {why}; head: another reason"

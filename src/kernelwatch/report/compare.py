@@ -113,6 +113,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         conditions = f"device check, {'; '.join(notes)}" if notes else ""
         why = [f"{side}: {r.reason}" for side, r in (("base", b), ("head", a))
                if (r.failed or r.skipped) and r.reason]
+        if len(why) == 2 and b.reason == a.reason:
+            why = [f"base and head: {a.reason}"]  # one long reason, said once
         if why:
             conditions = "; ".join(filter(None, [conditions, *why]))
         if env_key and b.env_name != a.env_name:
