@@ -62,7 +62,7 @@ gpu-wheels:
 	  --platform manylinux2014_x86_64 -d .whl \
 	  llmcompressor==0.14.0.1 compressed-tensors==0.19.0 loguru==0.7.3 datasets==5.2.0 \
 	  dill==0.4.1 multiprocess==0.70.19 pydantic==2.14.3 pydantic-core==2.50.4 \
-	  annotated-types==0.8.0 typing-inspection==0.4.5
+	  annotated-types==0.8.0 typing-inspection==0.4.5 auto-round==0.15.1 py-cpuinfo==9.0.0
 	# torchao (GPT-2's and the VAE's quantized variants) and Liger Kernel (RoPE's `liger`);
 	# the device has transformers, onnxruntime, psutil and triton.
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
