@@ -147,6 +147,13 @@ def test_recorded_durations_give_the_estimate_and_the_time_left(tmp_path):
     est = planner.estimate(planned, durations)
     assert (est.processes, est.seconds, est.unknown) == (3, 8.0, 1)
     assert "about 0 min 08 s for the 2 with a recorded duration; 1 have none" in est.describe()
+    assert est.unrecorded_line() == ("no duration on record on this machine for "
+                                     "rope.RopeTime.track_time (1) (a first run records each)")
+    assert planner.estimate(planned, {}).unrecorded_line() is None  # describe() says it
+    many = Counter({f"w.C.track_{i}('x')": 1 + i for i in range(8)})
+    line = planner.estimate(many + planned, durations).unrecorded_line()
+    assert line.startswith("no duration on record on this machine for w.C.track_7 (8), ")
+    assert line.endswith(" and 3 more benchmarks (a first run records each)")
 
     eta = Eta(planned, durations)
     assert eta.seconds_left(3) is None  # nothing has ended yet

@@ -387,6 +387,8 @@ class Estimate:
     processes: int
     seconds: float
     unknown: int
+    # The benchmarks (parameters left out) of the `unknown` processes, with their counts.
+    unrecorded: Counter[str] = field(default_factory=Counter)
 
     def describe(self) -> str:
         if not self.processes:
@@ -403,8 +405,25 @@ class Estimate:
                 f"{self.unknown} have none on this machine (not counted)")
 
 
+    def unrecorded_line(self, limit: int = 6) -> str | None:
+        """Which benchmarks the estimate leaves out, most processes first; None when it
+        counts them all (or none has a record: describe() says so)."""
+        if not self.unrecorded or self.unknown == self.processes:
+            return None
+        named = [f"{name} ({n})" for name, n in self.unrecorded.most_common(limit)]
+        more = len(self.unrecorded) - len(named)
+        return (f"no duration on record on this machine for {', '.join(named)}"
+                + (f" and {more} more benchmark{'s' * (more != 1)}" if more else "")
+                + " (a first run records each)")
+
+
 def estimate(planned: Counter[str], durations: dict[str, float]) -> Estimate:
     known = {n: c for n, c in planned.items() if n in durations}
+    unrecorded: Counter[str] = Counter()
+    for name, count in planned.items():
+        if name not in durations:
+            unrecorded[name.partition("(")[0]] += count
     return Estimate(processes=sum(planned.values()),
                     seconds=sum(durations[n] * c for n, c in known.items()),
-                    unknown=sum(planned.values()) - sum(known.values()))
+                    unknown=sum(planned.values()) - sum(known.values()),
+                    unrecorded=unrecorded)
