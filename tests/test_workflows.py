@@ -354,11 +354,20 @@ def test_the_parts_of_a_run_pull_one_state_of_the_results_branch(tmp_path):
     records = jobs["records"]
     assert records["runs-on"] == "ubuntu-24.04" and not _runs_benchmark_code(records)
     assert records["permissions"] == {"contents": "read"}
-    for name, trigger in (("push", event("push")), ("nightly", event("schedule"))):
-        assert jobs[name]["needs"] == "records" and runs(records, trigger)
+    dispatch = {"github": {"event_name": "workflow_dispatch", "repository": "kw/kernelwatch",
+                           "event": {}}, "inputs": {"target": "", "range": ""}}
+    triggers = [{**event(name), "inputs": {}} for name in ("push", "schedule", "pull_request")]
+    triggers += [dispatch, {**dispatch, "inputs": {"target": "x=https://example.org/x",
+                                                   "range": ""}}]
+    for trigger in triggers:  # wherever a sharded job runs, records runs before it
+        assert runs(records, trigger) == any(runs(jobs[n], trigger) for n in ("push", "nightly"))
+    for name in ("push", "nightly"):
+        assert jobs[name]["needs"] == "records"
         pull = next(s for s in jobs[name]["steps"] if "history.sh pull" in s.get("run", ""))
-        assert pull["env"]["KW_RESULTS_AT"] == "${{ needs.records.outputs.commit }}"
-    assert not runs(records, event("pull_request"))
+        # an empty output (records failed to say) is refused, not read as "the newest"
+        assert pull["env"]["KW_RESULTS_AT"] == "${{ needs.records.outputs.commit || 'missing' }}"
+    head_step = next(s for s in records["steps"] if s.get("id") == "head")
+    assert head_step["shell"] == "bash"  # GitHub adds pipefail only where bash is named
 
     store = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(store)], check=True)
@@ -382,9 +391,14 @@ def test_the_parts_of_a_run_pull_one_state_of_the_results_branch(tmp_path):
     assert f"at {head.partition('=')[2][:12]}" in pulled.stdout
     got = {p.name for p in (pinned / "results" / "gpu-h100").glob("*-*.json")}
     assert got == {"aaaaaaaa-env.json"}  # not bbbbbbbb: it landed after the run began
-    wrong = sh([str(BIN / "kernelwatch"), "history", "pull", "--remote", str(store), "--at",
-                "c" * 40], pinned)
-    assert wrong.returncode != 0 and "pull without --at takes its newest state" in wrong.stderr
+    kw = [str(BIN / "kernelwatch"), "history", "pull", "--remote", str(store), "--at"]
+    wrong = sh([*kw, "c" * 40], pinned)
+    assert wrong.returncode != 0 and "re-run the whole run" in wrong.stderr
+    git("push", "-q", str(store), "HEAD:refs/heads/main", cwd=runner)  # the code's branch
+    other = sh([*kw, git("rev-parse", "HEAD", cwd=runner)], pinned)
+    assert other.returncode != 0 and "is not on kernelwatch-results" in other.stderr
+    missing = sh([script, "pull"], runner, dict(env, KW_RESULTS_AT="missing"))
+    assert missing.returncode == 1 and "re-run the whole workflow run" in missing.stderr
 
 
 @pytest.mark.slow

@@ -15,16 +15,21 @@
 #                  fetches anonymously)
 #   KW_REMOTE, KW_RESULTS_BRANCH  where the history lives (origin, kernelwatch-results)
 #   KW_RESULTS_AT  pull: the branch's commit to pull (what `head` printed); `none`: the
-#                  branch did not exist when the run began, so nothing is pulled
+#                  branch did not exist when the run began, so nothing is pulled; `missing`:
+#                  the workflow's `records` job named none, refused
 # Installs kernelwatch[publish] (asv, no torch: the history and the workloads' declarations
 # need none) into .venv where no kernelwatch is on PATH (a hosted runner).
 set -euo pipefail
-direction=${1:?usage: scripts/ci/history.sh pull|push [DIST]}
+direction=${1:?usage: scripts/ci/history.sh pull|push|head [DIST]}
 dist=${2:-}
 cd "$(dirname "$0")/../.."
 case "$direction" in pull|push|head) ;; *) echo "history: pull, push or head, not $direction" >&2; exit 2 ;; esac
 if [ "$direction" = head ] && [ -n "$dist" ]; then
   echo "history: head names the results branch's commit for a sharded run; a target's runs are not sharded" >&2; exit 2
+fi
+if [ "$direction" = pull ] && [ "${KW_RESULTS_AT:-}" = missing ]; then
+  echo "history: KW_RESULTS_AT=missing: the records job named no commit of the results branch; re-run the whole workflow run (its parts must pull one state)" >&2
+  exit 1
 fi
 if [ "$direction" = pull ] && [ "${KW_RESULTS_AT:-}" = none ]; then
   echo "history: the results branch did not exist when this run began (KW_RESULTS_AT=none): nothing to pull"

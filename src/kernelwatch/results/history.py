@@ -206,13 +206,22 @@ def _fetch(work: Path, remote: str, branch: str, at: str | None = None) -> bool:
             raise KernelwatchError(f"--at takes the 40-hex commit of {branch} to pull (as "
                                    f"`git ls-remote REMOTE {branch}` prints it), not {at!r}")
         r = _git("fetch", "-q", "--depth", "1", remote, at, cwd=work, check=False)
+        if r.returncode == 0:
+            # The branch's commits without their files: is `at` one of them?
+            r = _git("fetch", "-q", "--filter=tree:0", remote,
+                     f"+refs/heads/{branch}:refs/remotes/store/{branch}", cwd=work, check=False)
         if r.returncode != 0:
             git_says = " ".join(r.stderr.split())[-300:]
             raise KernelwatchError(
-                f"cannot fetch commit {at[:12]} of {branch} from {remote!r}: it is not in "
-                f"the repository, or the branch was rewritten since (pull without --at takes "
-                f"its newest state); git says: {git_says}")
-        _git("checkout", "-q", "-f", "-B", "work", "FETCH_HEAD", cwd=work)
+                f"cannot fetch commit {at[:12]} of {branch} from {remote!r} (in a workflow, "
+                "re-run the whole run, so that its `records` job names the branch's commit "
+                f"anew; by hand, pull without --at for the newest state); git says: {git_says}")
+        if _git("merge-base", "--is-ancestor", at, f"refs/remotes/store/{branch}", cwd=work,
+                check=False).returncode != 0:
+            raise KernelwatchError(
+                f"commit {at[:12]} is not on {branch} of {remote!r}: --at takes a commit of "
+                f"the results branch (`git ls-remote REMOTE {branch}` names its newest)")
+        _git("checkout", "-q", "-f", "-B", "work", at, cwd=work)
         _git("clean", "-q", "-fdx", cwd=work)
         return True
     r = _git("fetch", "-q", "--depth", "1", remote, f"+refs/heads/{branch}:refs/remotes/store/"
