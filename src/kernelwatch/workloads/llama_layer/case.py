@@ -25,6 +25,7 @@ safetensors file of this layer's tensors named in $KERNELWATCH_LLAMA_LAYER_CHECK
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,14 +75,24 @@ def weight_names(shape: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in TorchProjections(SHAPES[shape]).state_dict().items()}
 
 
-def _random_weights(shape: LayerShape) -> dict[str, torch.Tensor]:
-    proj = TorchProjections(shape)
+def _weight_shapes(shape: LayerShape) -> dict[str, torch.Size]:
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        return {name: t.shape for name, t in TorchProjections(shape).state_dict().items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _random_weights_of(shape_name: str) -> dict[str, torch.Tensor]:
+    # Kept for the process: an accuracy benchmark builds its variant, eager and float64
+    # layers from one set (the 8B's 218M normals took ~5 s each time on the CPU).
     g = torch.Generator().manual_seed(SEED)
-    out = {}
-    for name, t in proj.state_dict().items():
-        out[name] = (torch.ones_like(t) if name.endswith("norm.weight")
-                     else torch.randn(t.shape, generator=g) * INIT_STD)
-    return out
+    return {name: (torch.ones(size) if name.endswith("norm.weight")
+                   else torch.randn(size, generator=g) * INIT_STD)
+            for name, size in _weight_shapes(SHAPES[shape_name]).items()}
+
+
+def _random_weights(shape_name: str) -> dict[str, torch.Tensor]:
+    """The seeded random weights (callers copy them into their modules, never write them)."""
+    return dict(_random_weights_of(shape_name))
 
 
 def load_weights(shape: str) -> dict[str, torch.Tensor]:
@@ -89,7 +100,7 @@ def load_weights(shape: str) -> dict[str, torch.Tensor]:
     seeded random ones."""
     path = os.environ.get(CHECKPOINT_ENV)
     if not path:
-        return _random_weights(SHAPES[shape])
+        return _random_weights(shape)
     if not Path(path).is_file():
         raise KernelwatchError(f"{CHECKPOINT_ENV}={path}: no such file; name a safetensors "
                                "file of one layer's tensors, or unset it for random weights")
@@ -107,7 +118,9 @@ def load_weights(shape: str) -> dict[str, torch.Tensor]:
 
 def torch_layer(shape: str, weights: dict[str, torch.Tensor], dtype: torch.dtype,
                 device: torch.device) -> LlamaLayer:
-    proj = TorchProjections(SHAPES[shape])
+    with torch.device("meta"):  # every parameter is loaded below: skip nn.Linear's init
+        proj = TorchProjections(SHAPES[shape])
+    proj = proj.to_empty(device="cpu")
     proj.load_state_dict(weights)
     return LlamaLayer(SHAPES[shape], proj).to(device=device, dtype=dtype)
 
@@ -296,4 +309,4 @@ def compiled_code(case: LayerCase) -> object:
 
 
 def parameter_count(shape: str) -> int:
-    return sum(t.numel() for t in _random_weights(SHAPES[shape]).values())
+    return sum(size.numel() for size in _weight_shapes(SHAPES[shape]).values())
