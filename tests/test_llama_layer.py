@@ -111,6 +111,19 @@ def test_profiler_share_of_the_surgical_region():
                              llama_layer.SURGICAL_LABEL, case.device, calls=1, warmup=0)
 
 
+def test_the_random_weights_are_the_ones_the_history_was_measured_with():
+    """Recorded accuracy values hold for these weights: the seed, the order of the draws
+    and the scale are part of what a result means (the sums as drawn before the weights
+    were kept per process)."""
+    w = llama_layer.load_weights("tiny")
+    assert float(w["qkv.weight"].double().sum()) == pytest.approx(-1.3469198326242804, rel=1e-12)
+    assert float(w["o_proj.weight"].double().abs().sum()) == pytest.approx(65.75311077015795,
+                                                                           rel=1e-12)
+    assert torch.equal(w["input_norm.weight"], torch.ones(64))
+    w["qkv.weight"] = None  # a caller's dict is its own; the kept weights are not touched
+    assert llama_layer.load_weights("tiny")["qkv.weight"] is not None
+
+
 def test_shapes_flops_and_parameter_counts():
     # Llama-3.2-1B: 16 layers of about 60.8M (embeddings aside); 3.1-8B: 32 of about 218M.
     assert 60e6 < llama_layer.parameter_count("llama-3.2-1b") < 61e6
