@@ -26,6 +26,7 @@ safetensors file of this layer's tensors named in $KERNELWATCH_LLAMA_LAYER_CHECK
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,12 +73,10 @@ from kernelwatch.workloads.rope.case import RopeShape, cos_sin, rope_rotate_half
 
 
 def weight_names(shape: str) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in TorchProjections(SHAPES[shape]).state_dict().items()}
-
-
-def _weight_shapes(shape: LayerShape) -> dict[str, torch.Size]:
+    """The layer's tensors and their shapes, in the order the random weights are drawn."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation
-        return {name: t.shape for name, t in TorchProjections(shape).state_dict().items()}
+        proj = TorchProjections(SHAPES[shape])
+    return {k: tuple(v.shape) for k, v in proj.state_dict().items()}
 
 
 @functools.lru_cache(maxsize=1)
@@ -87,7 +86,7 @@ def _random_weights_of(shape_name: str) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(SEED)
     return {name: (torch.ones(size) if name.endswith("norm.weight")
                    else torch.randn(size, generator=g) * INIT_STD)
-            for name, size in _weight_shapes(SHAPES[shape_name]).items()}
+            for name, size in weight_names(shape_name).items()}
 
 
 def _random_weights(shape_name: str) -> dict[str, torch.Tensor]:
@@ -309,4 +308,4 @@ def compiled_code(case: LayerCase) -> object:
 
 
 def parameter_count(shape: str) -> int:
-    return sum(size.numel() for size in _weight_shapes(SHAPES[shape]).values())
+    return sum(math.prod(size) for size in weight_names(shape).values())
