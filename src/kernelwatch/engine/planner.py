@@ -386,9 +386,12 @@ class Estimate:
 
     processes: int
     seconds: float
-    unknown: int
-    # The benchmarks (parameters left out) of the `unknown` processes, with their counts.
+    # The benchmarks (parameters left out) of the processes with no record, with their counts.
     unrecorded: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def unknown(self) -> int:
+        return sum(self.unrecorded.values())
 
     def describe(self) -> str:
         if not self.processes:
@@ -418,12 +421,10 @@ class Estimate:
 
 
 def estimate(planned: Counter[str], durations: dict[str, float]) -> Estimate:
-    known = {n: c for n, c in planned.items() if n in durations}
-    unrecorded: Counter[str] = Counter()
+    seconds, unrecorded = 0.0, Counter[str]()
     for name, count in planned.items():
-        if name not in durations:
+        if name in durations:
+            seconds += durations[name] * count
+        else:
             unrecorded[name.partition("(")[0]] += count
-    return Estimate(processes=sum(planned.values()),
-                    seconds=sum(durations[n] * c for n, c in known.items()),
-                    unknown=sum(planned.values()) - sum(known.values()),
-                    unrecorded=unrecorded)
+    return Estimate(processes=sum(planned.values()), seconds=seconds, unrecorded=unrecorded)
