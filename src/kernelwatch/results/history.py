@@ -202,39 +202,45 @@ def _fetch(work: Path, remote: str, branch: str, at: str | None = None) -> bool:
     """Check out the branch's newest state in `work`, or its commit `at`; False when the
     branch does not exist yet."""
     if at is not None:
-        if not re.fullmatch(r"[0-9a-f]{40}", at):
-            raise KernelwatchError(f"--at takes the 40-hex commit of {branch} to pull (as "
-                                   f"`git ls-remote REMOTE {branch}` prints it), not {at!r}")
-        r = _git("fetch", "-q", "--depth", "1", remote, at, cwd=work, check=False)
-        if r.returncode == 0:
-            # The branch's commits without their files: is `at` one of them?
-            r = _git("fetch", "-q", "--filter=tree:0", remote,
-                     f"+refs/heads/{branch}:refs/remotes/store/{branch}", cwd=work, check=False)
+        _fetch_commit_of(work, remote, branch, at)
+        ref = at
+    else:
+        r = _git("fetch", "-q", "--depth", "1", remote,
+                 f"+refs/heads/{branch}:refs/remotes/store/{branch}", cwd=work, check=False)
         if r.returncode != 0:
-            git_says = " ".join(r.stderr.split())[-300:]
-            raise KernelwatchError(
-                f"cannot fetch commit {at[:12]} of {branch} from {remote!r} (in a workflow, "
-                "re-run the whole run, so that its `records` job names the branch's commit "
-                f"anew; by hand, pull without --at for the newest state); git says: {git_says}")
-        if _git("merge-base", "--is-ancestor", at, f"refs/remotes/store/{branch}", cwd=work,
-                check=False).returncode != 0:
-            raise KernelwatchError(
-                f"commit {at[:12]} is not on {branch} of {remote!r}: --at takes a commit of "
-                f"the results branch (`git ls-remote REMOTE {branch}` names its newest)")
-        _git("checkout", "-q", "-f", "-B", "work", at, cwd=work)
-        _git("clean", "-q", "-fdx", cwd=work)
-        return True
-    r = _git("fetch", "-q", "--depth", "1", remote, f"+refs/heads/{branch}:refs/remotes/store/"
-             f"{branch}", cwd=work, check=False)
+            if "couldn't find remote ref" in r.stderr or "not our ref" in r.stderr:
+                return False
+            git_says = " ".join(r.stderr.split())[-400:]
+            raise KernelwatchError(f"cannot fetch {branch} from {remote!r} (--remote takes a "
+                                   "git remote name or URL this machine can reach); git says: "
+                                   f"{git_says}")
+        ref = f"refs/remotes/store/{branch}"
+    _git("checkout", "-q", "-f", "-B", "work", ref, cwd=work)
+    _git("clean", "-q", "-fdx", cwd=work)
+    return True
+
+
+def _fetch_commit_of(work: Path, remote: str, branch: str, at: str) -> None:
+    """Fetch commit `at` with its files, refused unless it is one of the branch's commits."""
+    if not re.fullmatch(r"[0-9a-f]{40}", at):
+        raise KernelwatchError(f"--at takes the 40-hex commit of {branch} to pull (as "
+                               f"`git ls-remote REMOTE {branch}` prints it), not {at!r}")
+    r = _git("fetch", "-q", "--depth", "1", remote, at, cwd=work, check=False)
     if r.returncode == 0:
-        _git("checkout", "-q", "-f", "-B", "work", f"refs/remotes/store/{branch}", cwd=work)
-        _git("clean", "-q", "-fdx", cwd=work)
-        return True
-    if "couldn't find remote ref" in r.stderr or "not our ref" in r.stderr:
-        return False
-    git_says = " ".join(r.stderr.split())[-400:]
-    raise KernelwatchError(f"cannot fetch {branch} from {remote!r} (--remote takes a git remote "
-                           f"name or URL this machine can reach); git says: {git_says}")
+        # The branch's commits without their files: is `at` one of them?
+        r = _git("fetch", "-q", "--filter=tree:0", remote,
+                 f"+refs/heads/{branch}:refs/remotes/store/{branch}", cwd=work, check=False)
+    if r.returncode != 0:
+        git_says = " ".join(r.stderr.split())[-300:]
+        raise KernelwatchError(
+            f"cannot fetch commit {at[:12]} of {branch} from {remote!r} (in a workflow, "
+            "re-run the whole run, so that its `records` job names the branch's commit "
+            f"anew; by hand, pull without --at for the newest state); git says: {git_says}")
+    if _git("merge-base", "--is-ancestor", at, f"refs/remotes/store/{branch}", cwd=work,
+            check=False).returncode != 0:
+        raise KernelwatchError(
+            f"commit {at[:12]} is not on {branch} of {remote!r}: --at takes a commit of "
+            f"the results branch (`git ls-remote REMOTE {branch}` names its newest)")
 
 
 def remote_url(repo: Path, remote: str) -> str:
