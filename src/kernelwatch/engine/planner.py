@@ -407,7 +407,6 @@ class Estimate:
         return (f"{count}, about {clock} for the {known} with a recorded duration; "
                 f"{self.unknown} have none on this machine (not counted)")
 
-
     def unrecorded_line(self, limit: int = 6) -> str | None:
         """Which benchmarks the estimate leaves out, most processes first; None when it
         counts them all (or none has a record: describe() says so)."""
