@@ -10,8 +10,10 @@
 # $OUT/summary.txt. It runs when the script exits, also on SIGTERM (a call's time limit);
 # device-history.sh packs after each stage too.
 out=/tmp/kw-device-out; rm -rf "$out"; mkdir -p "$out"
+kept=/tmp/kw-results-kept
 pack_out() {
   local to=${OUT:-$PWD/gpu-out}; mkdir -p "$to"
+  [ -d results ] && { rm -rf "$kept"; cp -a results "$kept"; }
   tar -czf "$to/device-out.tgz" -C "$(dirname "$out")" "$(basename "$out")" \
     -C "$PWD" results .kernelwatch/logs .kernelwatch/discovery 2>/dev/null
   for f in "$out"/*.txt "$out"/*.md; do [ -f "$f" ] && { echo "== $(basename "$f")"; tail -n 60 "$f"; }; done \
@@ -20,6 +22,13 @@ pack_out() {
 }
 trap pack_out EXIT
 trap 'exit 143' TERM
+# A warm machine keeps results/ between calls, but a call that carries results/ replaces them
+# with the carried copy: this machine's own copy from its last pack wins where both hold a
+# file (it holds all it measured since), so carrying the files of an earlier lease loses nothing.
+if [ -d "$kept" ]; then
+  mkdir -p results && cp -a "$kept"/. results/ \
+    && echo "note: results/ of an earlier call on this machine restored over any carried copy"
+fi
 rm -rf /tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
 # asv imports the importlib_metadata backport; the standard library's module serves on 3.12.
 python3 -c "import importlib_metadata" 2>/dev/null || echo "from importlib.metadata import *  # noqa" > /tmp/site/importlib_metadata.py
