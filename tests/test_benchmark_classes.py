@@ -2,8 +2,6 @@
 this process: the shared mixins of benchmarks/common.py measure every workload's case, and
 what cannot run on a CPU is skipped with its reason."""
 
-import sys
-
 import pytest
 
 from kernelwatch import workloads
@@ -77,12 +75,3 @@ def test_compile_health_counts_a_recompile_through_the_class():
     torch._dynamo.reset()
     assert tracked("rope", "RopeCompile", "track_recompiles", variant="compile") == 1
 
-
-def test_device_check_returns_the_flags_and_the_readings_the_class_writes_to_stderr():
-    class Check:  # the shape of benchmarks/common._DeviceCheck's track method
-        def track_device_check(self, *params):
-            print(f"kernelwatch: SM clock 1980 MHz; {params}", file=sys.stderr)
-            return 4
-
-    assert benchmark_classes.device_check(Check(), ("tiny", "eager")) == (
-        4, "SM clock 1980 MHz; ('tiny', 'eager')")

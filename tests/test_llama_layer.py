@@ -208,6 +208,30 @@ def test_table_rows_speedups_gate_and_writeup_figures():
     assert layer_report.rows_for("llama-3.2-3b", fp8)[1]["gate"]  # torch linears: 0.02
 
 
+def test_gpu_table_script_renders_a_recorded_device_run_on_the_cpu(tmp_path):
+    # The H200's compiled-share records (docs/findings/records/h200-records.tar.xz:
+    # llama-h200/share-llama-3.2-1b/, one JSON a case): one table per backend, the figures
+    # llama-layer-h200.md cites, each row as wide as its header.
+    import subprocess
+    import sys
+    import tarfile
+
+    with tarfile.open(REPO / "docs/findings/records/h200-records.tar.xz") as archive:
+        records = [m for m in archive.getmembers()
+                   if m.name.startswith("llama-h200/share-llama-3.2-1b/case-")]
+        archive.extractall(tmp_path, members=records, filter="data")
+    out = subprocess.run([sys.executable, "scripts/llama_gpu_table.py", "--table-only", "H200",
+                          "--shape", "llama-3.2-1b", "--out",
+                          str(tmp_path / "llama-h200/share-llama-3.2-1b")], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("Llama layer llama-3.2-1b, sequence 2048, on H200")
+    assert "te linears, forward" in out and "torch linears, forward" in out
+    assert "| surgical | 1.26 | 2.583 | 1.22x | 0.80x |" in out
+    assert "| eager | 2.62 | 2.822 | 1.00x | 1.00x |  | 12.0% |" in out
+    rows = [line.replace("\\|", "") for line in out.splitlines() if line.startswith("|")]
+    assert len(rows) == 8 and len({row.count("|") for row in rows}) == 1
+
+
 @requires_cuda
 @pytest.mark.gpu
 @pytest.mark.parametrize("pass_", llama_layer_spec.PASSES)

@@ -12,7 +12,7 @@ from kernelwatch.report import vae as vae_report
 from kernelwatch.workloads.vae import case as vae
 from kernelwatch.workloads.vae import spec as vae_spec
 
-from .conftest import requires_cuda
+from .conftest import REPO, requires_cuda
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -102,6 +102,39 @@ def test_break_even_is_cost_over_time_saved_per_image():
     assert "0.9500 (below 0.99)" in table.rows[1]
 
 
+def test_gpu_table_script_renders_a_recorded_device_run_on_the_cpu(tmp_path):
+    # Lease 2's records (docs/findings/records/h200-records.tar.xz:vae-h200-12-01/, a folder a
+    # variant): the encoder's table at batch 8, the figures vae-h200.md cites.
+    import subprocess
+    import sys
+    import tarfile
+
+    with tarfile.open(REPO / "docs/findings/records/h200-records.tar.xz") as archive:
+        records = [m for m in archive.getmembers()
+                   if m.name.startswith("vae-h200-12-01/encoder-")]
+        archive.extractall(tmp_path, members=records, filter="data")
+    script = [sys.executable, "scripts/vae_gpu_table.py"]
+    out = subprocess.run([*script, "--table-only", "H200", "--part", "encoder", "--out",
+                          str(tmp_path / "vae-h200-12-01")], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("ViT VAE 350M-f16x64 encoder on H200")
+    assert "| fp8-compile | 0.0942 | 0.234 | 4265 | 1.50x | 2.36x |" in out
+    assert out.count("| eager |") == 1 and out.count("| int8-weight-only") == 2
+
+
+def test_gpu_table_script_sends_a_measuring_request_to_the_suite():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "scripts/vae_gpu_table.py", "--config", "5B",
+                        "--batches", "8", "--variants", "fp8-compile"], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stdout == ""
+    assert "measures nothing (--batches, --variants: a measurement's options)" in r.stderr
+    assert "`kernelwatch run --existing --suite gpu-commit`" in r.stderr
+    assert "`kernelwatch report --workload vae --machine M --markdown`" in r.stderr
+
+
 def test_gpu_only_variants_and_unknown_names_say_why():
     if torch.cuda.is_available():
         pytest.skip("on a GPU these variants run; the GPU tests cover them")
@@ -146,7 +179,7 @@ def test_gpu_every_variant_reconstructs_like_eager_and_fp8_skips_with_its_reason
     dev = torch.device("cuda")
     fp8_ok = torch.cuda.get_device_capability() >= vae.FP8_MIN_CAPABILITY
     # Not max-autotune: its kernel search alone takes minutes of a lease, and its compile
-    # path is RoPE's (tests/test_rope.py); scripts/vae_gpu_table.py measures it.
+    # path is RoPE's (tests/test_rope.py); the gpu-nightly suite measures it.
     for part in vae_spec.PARTS:
         for variant in vae.VARIANTS[1:]:
             if variant == "compile-max-autotune":

@@ -323,9 +323,9 @@ def load_transformer_engine_first() -> None:
     """Import TransformerEngine now, where it is installed and a GPU is there, before torch
     loads its own cuDNN. TE loads cuDNN by its file name; once torch has loaded its own (any
     attention call), TE's import fails with "libcudnn_cnn.so.9: undefined symbol" (seen on
-    the H200), so a TE case after a torch case in one process fails. Processes that run
-    several cases (the test session, the GPU table scripts) call this at their start; asv's
-    benchmark processes build one case each and import TE first anyway."""
+    the H200), so a TE case after a torch case in one process fails. The test session, which
+    runs several cases in one process, calls this at its start; asv's benchmark processes
+    build one case each and import TE first anyway."""
     import torch
 
     if torch.cuda.is_available():

@@ -1,18 +1,16 @@
 """The checkout's asv benchmark classes, for the tools that call one outside asv.
 
-`kernelwatch fidelity` and the GPU table scripts measure a case through the very class asv
-runs, so that their figures are asv's (same setup, same sample counts); `on_case` lets a
-script share one built case between the classes of its metrics. The classes live in
-the checkout's `benchmarks/` (asv.conf.json's benchmark_dir), not in the installed package:
-they are loaded from a checkout named explicitly, as asv imports them (a package named after
-the directory, so their relative imports of `.common` work).
+`kernelwatch fidelity` measures a case through the very class asv runs, so that its figures
+are asv's (same setup, same sample counts); `kernelwatch bisect` reads a class's track methods
+and sample counts. The classes live in the checkout's `benchmarks/` (asv.conf.json's
+benchmark_dir), not in the installed package: they are loaded from a checkout named
+explicitly, as asv imports them (a package named after the directory, so their relative
+imports of `.common` work).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import sys
 from pathlib import Path
 
@@ -45,22 +43,3 @@ def load(repo: Path | str, workload: str, class_name: str) -> type:
     except AttributeError:
         raise KernelwatchError(f"{path} has no class {class_name}") from None
 
-
-def on_case(cls: type, case: object, device: object) -> object:
-    """An instance of the benchmark class `cls` measuring `case`, already built on `device`,
-    without running its setup: for a tool that takes several metrics of one case in one
-    process (one compile instead of one per metric), each by the track method asv runs,
-    with that class's sample counts. The classes keep their case as `case` and its device
-    as `dev` (benchmarks/common.py)."""
-    bench = cls()
-    bench.case, bench.dev = case, device
-    return bench
-
-
-def device_check(bench: object, params: tuple) -> tuple[int, str]:
-    """A DeviceCheck class's `track_device_check(*params)` on an `on_case` instance: its flag
-    bits and its readings in words (which the class writes to stderr, for asv's log)."""
-    readings = io.StringIO()
-    with contextlib.redirect_stderr(readings):
-        flags = bench.track_device_check(*params)
-    return flags, readings.getvalue().strip().removeprefix("kernelwatch: ")

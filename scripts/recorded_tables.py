@@ -1,0 +1,58 @@
+"""What the GPU table scripts share: the arguments of a view over a run recorded on a lent GPU
+(`--table-only MACHINE --out DIR`), the answer to a request to measure, and the markdown.
+
+The scripts measure nothing: every figure is measured in asv's benchmark processes through
+kernelwatch's one measuring core (docs/architecture.md), so a new table is a suite's results
+printed by `kernelwatch report`. The scripts render the JSON records the H200's leases wrote
+(docs/findings/records/), so that those tables stay readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kernelwatch.report import Table
+from kernelwatch.report.format import markdown_table
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The view's parser: `--table-only MACHINE` and `--out DIR`; a script adds the options
+    that pick a table among a folder's records."""
+    p = argparse.ArgumentParser(description=doc, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table-only", metavar="MACHINE",
+                   help="the machine the records were measured on, heading the tables")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="the folder of a recorded run (extracted from the archive)")
+    return p
+
+
+def parse(p: argparse.ArgumentParser, workload: str, selection: str) -> argparse.Namespace:
+    """The view's arguments. Any other option (the measuring ones: shapes, variants, batches,
+    deadlines) or a call without `--table-only` exits with where a run is measured instead:
+    the per-commit suite, or `selection` (the workload's `--param`s) for other cases."""
+    args, rest = p.parse_known_args()
+    if rest or args.table_only is None:
+        given = [a.split("=")[0] for a in rest if a.startswith("-")]
+        raise SystemExit(
+            f"{Path(sys.argv[0]).name} prints the tables of a recorded run (--table-only "
+            "MACHINE --out DIR) and measures nothing"
+            + (f" ({', '.join(given)}: a measurement's options)" if given else "")
+            + ". A run is measured through asv: on the GPU machine, `kernelwatch run "
+            f"--existing --suite gpu-commit` (other cases: `kernelwatch run --existing "
+            f"--workload {workload} {selection}`), then `kernelwatch report --workload "
+            f"{workload} --machine M --markdown`.")
+    if args.out is None or not args.out.is_dir():
+        p.error(f"--out {args.out or 'DIR'}: name the folder of a recorded run (the H200's "
+                "are in docs/findings/records/h200-records.tar.xz: extract it first)")
+    return args
+
+
+def markdown(heading: str, tables: list[Table]) -> list[str]:
+    """`heading`, then each table's title and its markdown table."""
+    lines = [heading]
+    for table in tables:
+        lines += ["", table.title, *markdown_table([table.headers, *table.rows])]
+    return lines
