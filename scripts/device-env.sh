@@ -13,7 +13,8 @@ out=/tmp/kw-device-out; rm -rf "$out"; mkdir -p "$out"
 kept=/tmp/kw-results-kept
 pack_out() {
   local to=${OUT:-$PWD/gpu-out}; mkdir -p "$to"
-  [ -d results ] && { rm -rf "$kept"; cp -a results "$kept"; }
+  [ -d results ] && rm -rf "$kept.new" && cp -a results "$kept.new" && rm -rf "$kept" \
+    && mv "$kept.new" "$kept"
   tar -czf "$to/device-out.tgz" -C "$(dirname "$out")" "$(basename "$out")" \
     -C "$PWD" results .kernelwatch/logs .kernelwatch/discovery 2>/dev/null
   for f in "$out"/*.txt "$out"/*.md; do [ -f "$f" ] && { echo "== $(basename "$f")"; tail -n 60 "$f"; }; done \
@@ -23,12 +24,10 @@ pack_out() {
 trap pack_out EXIT
 trap 'exit 143' TERM
 # A warm machine keeps results/ between calls, but a call that carries results/ replaces them
-# with the carried copy: this machine's own copy from its last pack wins where both hold a
-# file (it holds all it measured since), so carrying the files of an earlier lease loses nothing.
-if [ -d "$kept" ]; then
-  mkdir -p results && cp -a "$kept"/. results/ \
-    && echo "note: results/ of an earlier call on this machine restored over any carried copy"
-fi
+# with the carried copy. The machine's own copy (from its last pack) goes back where it holds
+# all of a file's recorded work and more; a file it does not cover (a call that was killed
+# before it packed, a carried file measured elsewhere) stays as it is, and says so.
+if [ -d "$kept" ]; then python3 "$(dirname "${BASH_SOURCE[0]}")/device-restore-results.py" "$kept" results; fi
 rm -rf /tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
 # asv imports the importlib_metadata backport; the standard library's module serves on 3.12.
 python3 -c "import importlib_metadata" 2>/dev/null || echo "from importlib.metadata import *  # noqa" > /tmp/site/importlib_metadata.py
