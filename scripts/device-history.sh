@@ -16,8 +16,22 @@
 #            KW_AA_SECONDS (default 75); then `compare` of run 2 against run 1, and a run
 #            with a 5% slowdown injected (gpu-aa-slow) compared against run 1 at --factor 1.03
 #   KW_LAUNCHES (default "spawn forkserver") names the launches the launch stage times
+#   KW_CALL_SECONDS (default 560): the call's limit. Every stage's own limit is cut to end 15 s
+#            before it (time to pack), and a step with under 20 s left is skipped: an outer
+#            `timeout` would not reach a step under its own `timeout` (which runs in a
+#            process group of its own), so the stages keep to the call's limit themselves.
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
+# seconds a step may take: its own limit, or what is left of the call, whichever is less
+limit() {
+  local left=$(( ${KW_CALL_SECONDS:-560} - 15 - SECONDS ))
+  echo $(( left < $1 ? left : $1 ))
+}
+enough() {  # enough WHAT SECONDS: is there time for WHAT? (says so when not)
+  (( $2 >= 20 )) && return 0
+  echo "$1: skipped, ${2}s left of KW_CALL_SECONDS=${KW_CALL_SECONDS:-560}" | tee -a "$out/skipped.txt"
+  return 1
+}
 kw env > "$out/env.txt" 2>&1
 rope8b=(--workload rope --param shape=llama-3.1-8b --param dtype=bfloat16
         --param form=rotate-half --metric time --track time)
@@ -59,7 +73,8 @@ EOF
 for stage in "$@"; do
   case "$stage" in
     tests)
-      timeout 300 python3 -m pytest -q -rs tests/test_forkserver.py tests/test_inventory.py tests/unit/test_benchloop.py 2>&1 | tail -5 | tee "$out/tests.txt"
+      t=$(limit 300); enough tests "$t" || continue
+      timeout "$t" python3 -m pytest -q -rs tests/test_forkserver.py tests/test_inventory.py tests/unit/test_benchloop.py 2>&1 | tail -5 | tee "$out/tests.txt"
       ;;
     launch)
       for launch in ${KW_LAUNCHES:-spawn forkserver}; do
@@ -75,8 +90,9 @@ for stage in "$@"; do
       ;;
     suite)
       kw run --existing --suite gpu-commit ${KW_SUITE_ARGS:-} --dry-run 2>&1 | grep "would run" | tee -a "$out/suite.txt"
+      t=$(limit "${KW_SUITE_SECONDS:-420}"); enough suite "$t" || continue
       start=$(date +%s.%N)
-      timeout -s TERM "${KW_SUITE_SECONDS:-420}" python3 -m kernelwatch.cli run --existing \
+      timeout -s TERM "$t" python3 -m kernelwatch.cli run --existing \
         --suite gpu-commit ${KW_SUITE_ARGS:-} > "$out/suite-$(date +%H%M%S).log" 2>&1
       echo "suite: exit $?, wall $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s" | tee -a "$out/suite.txt"
       table "$KERNELWATCH_MACHINE" > "$out/suite-table.txt"
@@ -88,15 +104,17 @@ for stage in "$@"; do
       ;;
     aa)
       for i in $(seq 1 "${KW_AA_RUNS:-5}"); do
+        t=$(limit "${KW_AA_SECONDS:-75}"); enough "aa run $i" "$t" || continue 2
         fresh_caches
-        timeout -s TERM "${KW_AA_SECONDS:-75}" python3 -m kernelwatch.cli run --existing \
+        timeout -s TERM "$t" python3 -m kernelwatch.cli run --existing \
           --machine "gpu-aa-$i" --suite gpu-commit --metric time --metric kernels --track time \
           --track kernel_count \
           --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-$i.log" 2>&1
         echo "aa run $i: exit $?" | tee -a "$out/aa.txt"
       done
+      t=$(limit "${KW_AA_SECONDS:-75}"); enough "aa run with 5% injected" "$t" || continue
       fresh_caches
-      KERNELWATCH_INJECT_SLOWDOWN=0.05 timeout -s TERM "${KW_AA_SECONDS:-75}" python3 -m \
+      KERNELWATCH_INJECT_SLOWDOWN=0.05 timeout -s TERM "$t" python3 -m \
         kernelwatch.cli run --existing --machine gpu-aa-slow --suite gpu-commit --metric time \
         --metric kernels --track time --track kernel_count --skip-machine-facts ${KW_AA_ARGS:-} > "$out/aa-slow.log" 2>&1
       echo "aa run with 5% injected: exit $?" | tee -a "$out/aa.txt"
