@@ -22,7 +22,7 @@ from kernelwatch.results.rows import Row
 
 def main() -> None:
     p = recorded_tables.parser(__doc__)
-    args = recorded_tables.parse(p, "rope", "--param variant=liger")
+    args = recorded_tables.parse(p, "rope", "--param form=interleaved")
     saved = args.out / "rope.json"
     if not saved.exists():
         p.error(f"no {saved}: --out names the folder a device run wrote rope.json into")

@@ -82,9 +82,9 @@ SUITES = {
                          "variant": ["eager", "compile"]}, ("time",), ("time",))],
     # Per commit: the 350M decoder at batch 8, eager against compile and dynamic INT8
     # compiled (the INT8 that pays on a GPU), with SSIM; one cold compile. Weight-only INT8
-    # runs at 0.01x on CUDA (ATen's plain int8 matmul): its seconds a batch would be an
-    # eighth of the suite's time and it is in the nightly. Nightly: both parts, three
-    # batches, every variant.
+    # runs at 0.01x on CUDA (ATen's plain int8 matmul), about 150 s of a ~17 min suite on an
+    # H100, so it is measured nightly only. Nightly: both parts, three batches, every
+    # variant.
     "gpu-commit": [
         SuitePart({"config": ["350M-f16x64"], "part": ["decoder"], "batch": ["8"],
                    "variant": ["eager", "compile", "int8-dynamic-compile"]},
