@@ -204,3 +204,30 @@ def test_a_stopped_case_s_rounds_leave_the_progress_total(tmp_path):
         assert bar.eta.seconds_left(bar.combinations()) == 0
         bar.close()
     assert "2 of 2 combinations" in out.getvalue()
+
+
+def test_a_log_shows_a_long_run_moving_between_its_tenths(tmp_path):
+    """Not on a terminal: a line per tenth, and a line for a combination that ends a
+    heartbeat or more after the last line, naming it (at heartbeat 0: each one)."""
+    import io
+
+    from kernelwatch.engine.benchloop import COMBINATION_FORMAT, LOOP_FORMAT
+    from kernelwatch.engine.progress import AsvProgress
+
+    names = [f"vae.VaeTime.track_time('350M', 'decoder', '8', 'v{i}')" for i in range(5)]
+    shown = {}
+    for heartbeat in (60.0, 0.0):
+        out = io.StringIO()
+        with open(tmp_path / "asv.log", "w") as log:
+            bar = AsvProgress(log, "asv", out=out, planned=Counter({n: 1 for n in names}
+                                                                    | {"x.X.track_y": 95}),
+                              heartbeat=heartbeat)
+            bar.feed(f"[  0.00%] ·· {LOOP_FORMAT.format(count=100, env='existing')}\n")
+            for i, name in enumerate(names, 1):
+                bar.feed("[  1.00%] ·· " + COMBINATION_FORMAT.format(
+                    done=i, total=100, seconds=64.7, status="ok", name=name) + "\n")
+        shown[heartbeat] = out.getvalue().splitlines()
+    assert shown[60.0] == []
+    assert len(shown[0.0]) == 5
+    assert shown[0.0][-1].startswith("asv: 5% (5 of 100 combinations")
+    assert shown[0.0][-1].endswith(f"; {names[-1]} took 64.7s)")

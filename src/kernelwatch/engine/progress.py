@@ -56,12 +56,16 @@ WHOLE_COMMIT = "*"
 
 
 class AsvProgress:
-    """Consumes asv's output lines: writes each to `log`, and shows a bar on a terminal
-    (a line per tenth of the way elsewhere, so CI logs stay short)."""
+    """Consumes asv's output lines: writes each to `log`, and shows a bar on a terminal.
+    Elsewhere (a CI log) a line per tenth of the way, and where a tenth takes long (a GPU
+    suite's compiled or quantized processes take a minute each) a line when a combination
+    ends `heartbeat` seconds or more after the last line, naming it: short logs that
+    still show a long run moving."""
 
     def __init__(self, log: TextIO, label: str, out: TextIO | None = None,
                  planned: Counter[str] | None = None,
-                 estimates: dict[str, float] | None = None) -> None:
+                 estimates: dict[str, float] | None = None,
+                 heartbeat: float = 60.0) -> None:
         """`planned`: the combinations this asv call should run, by name (unknown ones are
         counted as the loop announces them); `estimates`: seconds per combination name
         from earlier runs, for the time left."""
@@ -77,6 +81,8 @@ class AsvProgress:
         self.percent = 0.0
         self.shown = 0
         self.next_tenth = 10
+        self.heartbeat = heartbeat
+        self.last_said = self.started
         self.parameters = ""  # asv's latest `For parameters: ...`, named before a failure
         self.planned = sum((planned or Counter()).values())
         self.announced = 0  # combinations the loops have announced so far
@@ -138,10 +144,17 @@ class AsvProgress:
                       f"{text}\n(more in {self.log.name})")
         self.bar.n = self.percent
         self.bar.refresh()
-        if not self.tty and self.percent >= self.next_tenth:
+        if self.tty:
+            return
+        tenth = self.percent >= self.next_tenth
+        beat = combination and time.monotonic() - self.last_said >= self.heartbeat
+        if tenth or beat:
             self.next_tenth = (int(self.percent) // 10 + 1) * 10
+            self.last_said = time.monotonic()
+            ended = (f"; {combination.group(5)[:80]} took {combination.group(3)}s"
+                     if beat and not tenth else "")
             print(f"{self.label}: {self.percent:.0f}% ({self.counts()}, "
-                  f"{self._elapsed()})", file=self.out, flush=True)
+                  f"{self._elapsed()}{ended})", file=self.out, flush=True)
 
     def combinations(self) -> int:
         return max(max(self.planned, self.announced) - self.dropped, self.eta.count)
