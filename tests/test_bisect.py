@@ -103,8 +103,13 @@ def test_the_closing_comparison_claims_no_threshold_it_did_not_use(tmp_path, iso
     from .conftest import REPO, write_case_results
 
     clone = tmp_path / "kernelwatch"
-    subprocess.run(["git", "clone", "-q", "--depth", "3", f"file://{REPO}", str(clone)],
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(clone)],
                    check=True)
+    # Three commits in a line, whatever the checkout's own history (a merge among its last
+    # three would put a side branch's commits in the range).
+    for n in (1, 2):
+        git("-c", "user.name=kw", "-c", "user.email=kw@localhost", "commit", "-q",
+            "--allow-empty", "-m", f"point {n}", cwd=clone)
     commits = git("rev-list", "HEAD", cwd=clone).split()[::-1]
     env = asvrun.environment_names(asvrun.derived_config(clone, torch_versions=["2.13.0"]),
                                    None)[0]
