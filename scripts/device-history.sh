@@ -142,10 +142,13 @@ for f in sorted(glob.glob("results/gpu-aa-[0-9]*/*.json")):
         for combo, v in zip(itertools.product(*row["params"]), row["result"] or []):
             if isinstance(v, float) and v == v:
                 series[(bench, combo)].append(v)
-print(f"{'series':<70} {'runs':>4} {'min us':>9} {'max/min':>8}")
+# the least of each series: microseconds for a time, the value itself for a count
+print(f"{'series':<76} {'runs':>4} {'least':>9} {'max/min':>8}")
 for (bench, combo), vals in sorted(series.items()):
-    name = bench.split(".")[0] + " " + ", ".join(c.strip("'") for c in combo)
-    print(f"{name[:70]:<70} {len(vals):>4} {min(vals)*1e6:9.1f} {max(vals)/min(vals):8.3f}")
+    name = bench.split(".", 1)[1] + " " + ", ".join(c.strip("'") for c in combo)
+    least = f"{min(vals) * 1e6:.1f}us" if bench.endswith("track_time") else f"{min(vals):g}"
+    ratio = f"{max(vals) / min(vals):8.3f}" if min(vals) > 0 else "       -"
+    print(f"{name[:76]:<76} {len(vals):>4} {least:>9} {ratio}")
 EOF
       ;;
     *) echo "unknown stage $stage (tests, launch, suite, aa)"; exit 2 ;;
