@@ -23,11 +23,6 @@ pack_out() {
 }
 trap pack_out EXIT
 trap 'exit 143' TERM
-# A warm machine keeps results/ between calls, but a call that carries results/ replaces them
-# with the carried copy. The machine's own copy (from its last pack) goes back where it holds
-# all of a file's recorded work and more; a file it does not cover (a call that was killed
-# before it packed, a carried file measured elsewhere) stays as it is, and says so.
-if [ -d "$kept" ]; then python3 "$(dirname "${BASH_SOURCE[0]}")/device-restore-results.py" "$kept" results; fi
 rm -rf /tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
 # asv imports the importlib_metadata backport; the standard library's module serves on 3.12.
 python3 -c "import importlib_metadata" 2>/dev/null || echo "from importlib.metadata import *  # noqa" > /tmp/site/importlib_metadata.py
@@ -37,6 +32,11 @@ te=; [ -d /tmp/te-site ] && te=:/tmp/te-site
 export PYTHONPATH=/tmp/site:$PWD/src$te ASV_PYTHONPATH=/tmp/site:$PWD/src$te PATH=/tmp/site/bin:$PATH
 export KERNELWATCH_MACHINE=${KERNELWATCH_MACHINE:-gpu-$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-')}
 export PYTHONUNBUFFERED=1
+# A warm machine keeps results/ between calls, but a call that carries results/ replaces them
+# with the carried copy. The machine's own copy (from its last pack) goes back where it holds
+# all of a file's recorded work and more; a file it does not cover (a call that was killed
+# before it packed, a carried file measured elsewhere) stays as it is, and says so.
+if [ -d "$kept" ]; then python3 "$(dirname "${BASH_SOURCE[0]}")/device-restore-results.py" "$kept" results; fi
 if ! git rev-parse HEAD >/dev/null 2>&1; then
   git init -q && git add -A && git -c user.name=kw -c user.email=kw@localhost commit -qm "device copy" \
     && echo "note: made a local commit $(git rev-parse --short HEAD) of the working tree"

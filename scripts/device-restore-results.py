@@ -17,7 +17,9 @@ import shutil
 import sys
 from pathlib import Path
 
-POOLED = "<kernelwatch-processes "  # benchloop.PROCESSES_KEY's prefix: a process count
+from kernelwatch.engine.benchloop import PROCESSES_KEY
+
+POOLED = PROCESSES_KEY.partition("{name}")[0]  # a pooled series' process count
 
 
 def recorded(path: Path) -> dict | None:

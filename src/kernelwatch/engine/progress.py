@@ -146,11 +146,12 @@ class AsvProgress:
         self.bar.refresh()
         if self.tty:
             return
+        now = time.monotonic()
         tenth = self.percent >= self.next_tenth
-        beat = combination and time.monotonic() - self.last_said >= self.heartbeat
+        beat = combination and now - self.last_said >= self.heartbeat
         if tenth or beat:
             self.next_tenth = (int(self.percent) // 10 + 1) * 10
-            self.last_said = time.monotonic()
+            self.last_said = now
             ended = (f"; {combination.group(5)[:80]} took {combination.group(3)}s"
                      if beat and not tenth else "")
             print(f"{self.label}: {self.percent:.0f}% ({self.counts()}, "
