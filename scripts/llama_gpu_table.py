@@ -1,12 +1,13 @@
 """The Llama layer tables of a run recorded on a GPU: report/llama_layer.py's tables of DIR's
 records.
 
-Usage: python3 scripts/llama_gpu_table.py --table-only MACHINE --shape SHAPE [--seq-len 2048]
+Usage: python3 scripts/llama_gpu_table.py --table-only MACHINE [--shape SHAPE] [--seq-len 2048]
     --out DIR
 DIR holds a record per case, case-BACKEND~PASS~VARIANT.json: device time by the case's method
 and caller time, the device-time check, peak CUDA memory, the compiled share, the cold compile
 and the errors against eager and float64, or why the case was skipped or failed. A record does
-not name its shape, so --shape (and --seq-len) say which the folder holds. The tables are
+not name its shape: the run's own table beside them (table-SHAPE.md) does, else --shape (and
+--seq-len) say which the folder holds; an option the table contradicts exits. The tables are
 headed with MACHINE. The H200's records are in docs/findings/records/h200-records.tar.xz
 (llama-h200/: a folder per shape and backend): extract it first and point --out at a folder in
 it. A new run is measured through asv: `kernelwatch run --existing --suite gpu-commit` on the
@@ -28,15 +29,18 @@ from kernelwatch.workloads.llama_layer import spec as llama_layer
 
 def main() -> None:
     p = recorded_tables.parser(__doc__)
-    p.add_argument("--shape", choices=list(llama_layer.SHAPES), help="the shape the records hold")
-    p.add_argument("--seq-len", default="2048", choices=list(llama_layer.SEQ_LENS),
-                   help="the sequence length the records hold (default: 2048)")
+    p.add_argument("--shape", choices=list(llama_layer.SHAPES),
+                   help="the shape the records hold (default: the one the run's table-SHAPE.md "
+                        "beside them names)")
+    p.add_argument("--seq-len", choices=list(llama_layer.SEQ_LENS),
+                   help="the sequence length the records hold (default: the one the run's "
+                        "table names, else 2048)")
     args = recorded_tables.parse(p, "llama_layer", "--param backend=te")
-    if args.shape is None:
-        p.error("--shape: the records do not name their shape; say which the folder holds")
-    if not any(args.out.glob("case-*.json")):
-        p.error(f"no case-*.json under {args.out}: --out names the folder a device run wrote "
-                "its cases into")
+    recorded_tables.require_records(p, args.out, "case-*.json", "its cases")
+    args.shape = recorded_tables.choose(p, "--shape", args.shape, args.out, "table-*.md",
+                                        llama_layer.SHAPES)
+    args.seq_len = recorded_tables.choose(p, "--seq-len", args.seq_len, args.out, "table-*.md",
+                                          llama_layer.SEQ_LENS, default="2048")
     print(table_text(args.out, args.shape, args.seq_len, args.table_only))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from kernelwatch.report import Table
@@ -48,6 +49,38 @@ def parse(p: argparse.ArgumentParser, workload: str, selection: str) -> argparse
         p.error(f"--out {args.out or 'DIR'}: name the folder of a recorded run (the H200's "
                 "are in docs/findings/records/h200-records.tar.xz: extract it first)")
     return args
+
+
+def require_records(p: argparse.ArgumentParser, out: Path, pattern: str, what: str) -> None:
+    """Exit naming the fix when `out` holds no file matching `pattern` (`what`: the records'
+    name in the message)."""
+    if not any(out.glob(pattern)):
+        p.error(f"no {pattern} under {out}: --out names the folder a device run wrote {what} "
+                "into")
+
+
+def choose(p: argparse.ArgumentParser, option: str, given: str | None, out: Path,
+           tables: str, choices: Iterable[str], default: str | None = None) -> str:
+    """The value of `option` (a shape, a config) for the records under `out`, which do not
+    name it: the tables the run wrote beside them (`tables`, a glob) do, in their first line.
+    A `given` value those tables contradict exits; without one, the one they name, else
+    `default`, else exit asking for it."""
+    named = set()
+    for table in out.glob(tables):
+        heading = table.read_text().split("\n", 1)[0].replace(",", " ").split()
+        named |= set(choices) & set(heading)
+    if given is not None and named and given not in named:
+        p.error(f"{option} {given}: the tables the run wrote beside the records under {out} "
+                f"({tables}) name {' and '.join(sorted(named))}; leave {option} out or name that")
+    if given is not None:
+        return given
+    if len(named) == 1:
+        return named.pop()
+    if default is None:
+        p.error(f"{option}: the records under {out} do not name it"
+                + (f" ({' and '.join(sorted(named))} by their tables)" if named else "")
+                + "; say which the folder holds")
+    return default
 
 
 def markdown(heading: str, tables: list[Table]) -> list[str]:

@@ -23,10 +23,8 @@ from kernelwatch.results.rows import Row
 def main() -> None:
     p = recorded_tables.parser(__doc__)
     args = recorded_tables.parse(p, "rope", "--param form=interleaved")
-    saved = args.out / "rope.json"
-    if not saved.exists():
-        p.error(f"no {saved}: --out names the folder a device run wrote rope.json into")
-    print(table_text(json.loads(saved.read_text()), args.table_only))
+    recorded_tables.require_records(p, args.out, "rope.json", "rope.json")
+    print(table_text(json.loads((args.out / "rope.json").read_text()), args.table_only))
 
 
 def table_text(records: list[dict], machine: str) -> str:

@@ -5,11 +5,13 @@ Usage: python3 scripts/vae_gpu_table.py --table-only MACHINE [--config 350M-f16x
 DIR holds a folder per variant, PART-VARIANT[-run2]/part.json: per batch, device and caller
 time, the device-time check, peak CUDA memory, SSIM/PSNR against eager, the first run and the
 longest kernels, or why the case was skipped or failed (-run2: host-bound cases measured a
-second time, printed as their spread). The tables are headed with MACHINE. The H200's records
-are in docs/findings/records/h200-records.tar.xz: extract it first and point --out at a folder
-in it. A new run is measured through asv: `kernelwatch run --existing --suite gpu-commit` on
-the GPU machine (other cases: `--workload vae --param config=5B --param variant=fp8-compile`),
-then `kernelwatch report --workload vae --machine M --markdown`.
+second time, printed as their spread). The records do not name their config: the run's own table
+beside them (table-PART.md) does, else --config; an option it contradicts exits. The tables are
+headed with MACHINE. The H200's records are in docs/findings/records/h200-records.tar.xz:
+extract it first and point --out at a folder in it. A new run is measured through asv:
+`kernelwatch run --existing --suite gpu-commit` on the GPU machine (other cases: `--workload vae
+--param config=5B --param variant=fp8-compile`), then `kernelwatch report --workload vae
+--machine M --markdown`.
 """
 
 from __future__ import annotations
@@ -27,14 +29,16 @@ from kernelwatch.workloads.vae import spec as vae
 
 def main() -> None:
     p = recorded_tables.parser(__doc__)
-    p.add_argument("--config", default="350M-f16x64", choices=list(vae.CONFIGS),
-                   help="the config the records hold (default: 350M-f16x64)")
+    p.add_argument("--config", choices=list(vae.CONFIGS),
+                   help="the config the records hold (default: the one the run's table-PART.md "
+                        "beside them names, else 350M-f16x64)")
     p.add_argument("--part", default="decoder", choices=vae.PARTS,
                    help="the part whose PART-VARIANT folders to print (default: decoder)")
     args = recorded_tables.parse(p, "vae", "--param config=5B --param variant=fp8-compile")
-    if not any(args.out.glob(f"{args.part}-*/part.json")):
-        p.error(f"no {args.part}-VARIANT/part.json under {args.out}: --out names the folder "
-                "a device run wrote its variants' folders into")
+    recorded_tables.require_records(p, args.out, f"{args.part}-*/part.json",
+                                    "its variants' folders")
+    args.config = recorded_tables.choose(p, "--config", args.config, args.out, "table-*.md",
+                                         vae.CONFIGS, default="350M-f16x64")
     print(table_text(args.out, args.config, args.part, args.table_only))
 
 

@@ -230,6 +230,19 @@ def test_gpu_table_script_renders_a_recorded_device_run_on_the_cpu(tmp_path):
     assert "| eager | 2.62 | 2.822 | 1.00x | 1.00x |  | 12.0% |" in out
     rows = [line.replace("\\|", "") for line in out.splitlines() if line.startswith("|")]
     assert len(rows) == 8 and len({row.count("|") for row in rows}) == 1
+    # The records do not name their shape; the table the run wrote beside them does.
+    folder = tmp_path / "llama-h200/share-llama-3.2-1b"
+    (folder / "table-llama-3.2-1b.md").write_text(
+        "Llama layer llama-3.2-1b, sequence 2048, on NVIDIA H200 (torch 2.11.0+cu130)\n")
+    script = [sys.executable, "scripts/llama_gpu_table.py", "--table-only", "H200", "--out",
+              str(folder)]
+    assert subprocess.run(script, cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout == out
+    wrong = subprocess.run([*script, "--shape", "llama-3.1-8b"], cwd=REPO, capture_output=True,
+                           text=True)
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    assert "--shape llama-3.1-8b: the tables the run wrote" in wrong.stderr
+    assert "name llama-3.2-1b; leave --shape out" in wrong.stderr
 
 
 @requires_cuda
