@@ -6,6 +6,8 @@ import re
 import shlex
 import subprocess
 
+import pytest
+
 from .conftest import REPO, kernelwatch_exe
 
 
@@ -381,3 +383,47 @@ def test_an_empty_shard_is_a_clear_no_op():
         "combinations, dealt to shards 1-1 of 2; nothing to run here, the other shards "
         "measure it all (give at most 1 shards to use every runner)")
     assert "asv" not in r.stdout and r.stderr == ""
+
+
+BAD_INPUT = {
+    "compare-factor": (("compare", "HEAD~1", "HEAD", "--factor", "0.5"),
+                       "'0.5' is not a ratio above 1: 1.05 counts a 5% change"),
+    "bisect-factor": (("bisect", "HEAD~1", "HEAD", "--workload", "rope", "--factor", "nan"),
+                      "'nan' is not a ratio above 1"),
+    "run-track": (("run", "--track", "tiem", "--dry-run"),
+                  "unknown track 'tiem'; valid tracks: caller_time, "),
+    "bisect-variant": (("bisect", "HEAD~2", "HEAD", "--workload", "rope", "--param",
+                        "variant=bogus", "--torch", "2.13.0"),
+                       "unknown variant 'bogus' for rope; valid variants: eager"),
+    "base-machine": (("compare", "HEAD~1", "HEAD", "--base-machine", ""),
+                     "--base-machine '' is not a plain name"),
+    "slowdowns": (("fidelity", "--slowdowns", "0.05,-1"),
+                  "--slowdowns 0.05,-1: each is a fraction above 0"),
+    "timeout": (("fidelity", "--timeout", "0"), "--timeout 0: seconds one process may take"),
+    "remote": (("history", "pull", "--remote", "nosuchremote"),
+               "--remote 'nosuchremote' is neither a git remote of"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_message_before_any_work(case, isolated_home):
+    args, message = BAD_INPUT[case]
+    r = kw(*args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "measuring" not in r.stdout
+
+
+def test_a_gpu_suite_on_a_machine_without_a_gpu_says_where_it_runs(isolated_home):
+    from kernelwatch import environment
+
+    if environment.gpu_visible():
+        pytest.skip("this machine shows a GPU: the suite runs here")
+    r = kw("run", "--suite", "gpu-commit", "--skip-machine-facts")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "--suite gpu-commit times real model shapes on an NVIDIA GPU" in r.stderr
+    assert "run it on a GPU runner" in r.stderr and "or --quick here" in r.stderr
+    assert not (isolated_home / ".asv-machine.json").exists()  # refused before anything
+    dry = kw("run", "--suite", "gpu-commit", "--existing", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "this machine shows none" in dry.stdout
+    assert re.search(r"would run \d+ benchmark processes", dry.stdout)

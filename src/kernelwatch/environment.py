@@ -7,11 +7,13 @@ benchmarks. Every value is a string so it can go into asv's machine file unchang
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import platform
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -56,6 +58,13 @@ def nvidia_smi() -> dict[str, str]:
         "gpu_max_sm_clock_mhz": sm_clock,
         "gpu_max_mem_clock_mhz": mem_clock,
     }
+
+
+def gpu_visible() -> bool:
+    """Whether this machine shows an NVIDIA GPU: its driver's files or nvidia-smi (a container
+    started with GPUs gets both). Asked without torch, which a CPU build would deny."""
+    return (Path("/proc/driver/nvidia/version").exists() or bool(glob.glob("/dev/nvidia[0-9]*"))
+            or shutil.which("nvidia-smi") is not None)
 
 
 def host() -> dict[str, str]:

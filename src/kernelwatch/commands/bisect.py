@@ -45,11 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bis.add_argument("--versions", metavar="DIST=V1,V2,...",
                      help="bisect these versions, oldest first (as run --versions)")
     bis.add_argument("--torch", action="append", metavar="VERSION",
-                     help="the torch version of the matrix (one environment)")
+                     help="the torch version of the matrix to bisect in: a bisect follows one "
+                     "environment, so name one where asv.conf.json's matrix has several")
     common_args.add_machine(bis)
     bis.add_argument("--processes", type=int, default=3, metavar="K",
                      help="fresh processes per point, samples pooled (default 3)")
-    bis.add_argument("--factor", type=float,
+    bis.add_argument("--factor", type=common_args.ratio, metavar="RATIO",
                      help="smallest ratio that counts as worse (default: the series' "
                      "threshold from `kernelwatch fidelity` on this machine, else 1.10)")
     bis.add_argument("--failed-is-bad", action="store_true",

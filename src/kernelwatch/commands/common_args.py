@@ -4,13 +4,26 @@ machine results are filed under, a library's results, one workload parameter's v
 from __future__ import annotations
 
 import argparse
+import math
 
 MACHINE_DEFAULT = "default: $KERNELWATCH_MACHINE or this host's name"
 
 
-def add_machine(parser: argparse.ArgumentParser, what: str = "asv machine name") -> None:
-    parser.add_argument("--machine", help=f"{what} ({MACHINE_DEFAULT}): a plain name, "
-                        "never a path")
+def add_machine(parser: argparse.ArgumentParser, what: str = "asv machine name",
+                default: str = MACHINE_DEFAULT) -> None:
+    parser.add_argument("--machine", help=f"{what} ({default}): a plain name, never a path")
+
+
+def ratio(text: str) -> float:
+    """A --factor: the ratio of medians that counts as a change, a finite number above 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 1):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a ratio above 1: 1.05 counts a 5% change, 1.10 a 10% one")
+    return value
 
 
 def add_target(parser: argparse.ArgumentParser, what: str, *, needs_repo: bool = True) -> None:

@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "memory series got worse, or a benchmark newly fails.")
     cmp.add_argument("base", help="the commit before (e.g. main, HEAD~1)")
     cmp.add_argument("head", help="the commit after (e.g. HEAD)")
-    cmp.add_argument("--factor", type=float,
+    cmp.add_argument("--factor", type=common_args.ratio, metavar="RATIO",
                      help="smallest ratio of medians that counts, for every series (default: "
                      "each series' threshold from `kernelwatch fidelity` on this machine, "
                      "else 1.10)")
@@ -41,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     head_machine = machine_name(args.machine)
-    base_machine = (machine_name(args.base_machine, "--base-machine") if args.base_machine
-                    else head_machine)
+    base_machine = (machine_name(args.base_machine, "--base-machine")
+                    if args.base_machine is not None else head_machine)
     return compare_commits(find_repo_root(), args.base, args.head, machine=head_machine,
                            base_machine=base_machine, factor=args.factor, target=args.target)
 

@@ -11,7 +11,10 @@ from kernelwatch.engine import planner
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    e = sub.add_parser("env", help="print what will be recorded about this machine and torch")
+    e = sub.add_parser("env", help="print what will be recorded about this machine and torch",
+                       description="The facts results are filed with: torch and its build, CUDA, "
+                       "the driver, the GPU, the CPU, its cores and threads, the libraries' "
+                       "versions. `kernelwatch run` records them in asv's machine file.")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.set_defaults(handler=lambda args: show_environment(as_json=args.json))
     ls = sub.add_parser("list", help="list workloads: their parameters, metrics, quick case; "

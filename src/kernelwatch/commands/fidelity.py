@@ -93,9 +93,14 @@ def measure(repo: Path, machine: str, *, workload_names: Sequence[str] | None,
     """Measure every selected series in `runs` fresh processes, as it is and with each
     slowdown injected; save the samples and print the table."""
     _check_pool(pool, runs)
-    if runs < 2 or any(not 0 < x < 10 for x in slowdowns):
-        raise KernelwatchError("--runs needs at least 2 (21 gives 20 pairs), and each "
-                               "slowdown is a fraction above 0 (0.05 = 5%)")
+    if runs < 2:
+        raise KernelwatchError(f"--runs {runs}: needs at least 2 (21 gives 20 pairs)")
+    if not slowdowns or any(not 0 < x < 10 for x in slowdowns):
+        given = ",".join(f"{x:g}" for x in slowdowns) or "(none)"
+        raise KernelwatchError(f"--slowdowns {given}: each is a fraction above 0 (0.05 = 5%)")
+    if not timeout > 0:
+        raise KernelwatchError(f"--timeout {timeout:g}: seconds one process may take, above 0 "
+                               "(default 600)")
     import torch
 
     on_gpu = torch.cuda.is_available()

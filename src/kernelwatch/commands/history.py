@@ -25,7 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "not an asv result (a link, a file cut short). `check` lists such files on the "
         "branch (exit 1 when there are some); `check --repair` removes them from the branch "
         "in one commit (git's history keeps them).")
-    hist.add_argument("history_command", choices=["pull", "push", "check"])
+    hist.add_argument("history_command", choices=["pull", "push", "check"],
+                      metavar="{pull,push,check}",
+                      help="pull: the branch's result files into results/; push: results/' "
+                      "new files onto the branch; check: list the branch's files that are not "
+                      "asv results")
     hist.add_argument("--remote", default="origin",
                       help="git remote name or URL (default origin)")
     hist.add_argument("--branch", default="kernelwatch-results",

@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     common_args.add_target(rep, "the library's results (results-DIST/)", needs_repo=False)
     rep.add_argument("--workload", action="append", metavar="NAME",
                      help="only this workload's cases (repeat for more)")
-    common_args.add_machine(rep, "only the results filed under this machine name")
+    common_args.add_machine(rep, "only the results filed under this machine name",
+                            default="default: every machine's")
     rep.add_argument("--markdown", action="store_true",
                      help="markdown tables (for docs/) instead of aligned text")
     rep.set_defaults(handler=lambda args: print_report(

@@ -45,7 +45,7 @@ def run_checked(cmd: list[str], cwd: Path) -> None:
 def machine_name(arg: str | None, flag: str = "--machine") -> str:
     """The asv machine results are filed under: the flag, else $KERNELWATCH_MACHINE, else
     the host name. A plain name, never a path: it becomes a directory under results/."""
-    if arg:
+    if arg is not None:
         where = flag
     elif os.environ.get("KERNELWATCH_MACHINE"):
         arg, where = os.environ["KERNELWATCH_MACHINE"], "KERNELWATCH_MACHINE"
@@ -54,7 +54,8 @@ def machine_name(arg: str | None, flag: str = "--machine") -> str:
     try:
         return result_files.check_machine_name(arg, where)
     except result_files.Refused as exc:
-        raise KernelwatchError(f"{exc}; name another with --machine") from None
+        raise KernelwatchError(f"{exc}; name another with "
+                               f"{flag if where == flag else '--machine'}") from None
 
 
 # asv's machine file; "~" is expanded when it is used (tests move HOME).

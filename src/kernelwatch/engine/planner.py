@@ -58,6 +58,20 @@ def check_metrics(workload: str, metrics: Sequence[str] | None) -> None:
             raise unknown_name("metric", m, families, where=workload)
 
 
+# A track method as benchmarks/ define them: every one is a plain `def` in a class body.
+TRACK_DEF = re.compile(r"^\s+def track_(\w+)\(", re.MULTILINE)
+
+
+def check_tracks(benchmark_dir: Path, tracks: Sequence[str] | None) -> None:
+    """One message for a --track name no benchmark defines (a typo would select nothing and
+    the run would measure only the machine's facts), listing the names they define."""
+    known = sorted({name for f in benchmark_dir.glob("*.py")
+                    for name in TRACK_DEF.findall(f.read_text())})
+    for track in tracks or ():
+        if track not in known:
+            raise unknown_name("track", track, known)
+
+
 def selection_regex(workload: str, chosen: dict[str, list[str] | None],
                     metrics: list[str] | None, tracks: Sequence[str] | None = None) -> str:
     """An asv `-b` regex: asv matches it against `name(param0, param1, ...)`, the params in

@@ -134,6 +134,7 @@ def resolve(repo: Path, request: RunRequest) -> Plan:
             raise KernelwatchError("--steps takes a count of 1 or more (10 measures ten "
                                    "commits of the range, spread evenly)")
         commits = spread(commits, request.steps)
+    planner.check_tracks(repo / "benchmarks", request.tracks)
     if target or versions:
         selections, settings_env = _target_selections(
             request, target.dist if target else versions[0])
@@ -293,6 +294,14 @@ def _run(repo: Path, request: RunRequest) -> int:
         raise KernelwatchError(f"--launch {request.launch_method!r}: asv launches a benchmark "
                                f"process by {' or '.join(LAUNCH_METHODS)}")
     plan = resolve(repo, request)
+    suite = _suite(request)
+    if suite in workloads.GPU_SUITES and not environment.gpu_visible():
+        where = (f"--suite {suite} times real model shapes on an NVIDIA GPU, and this machine "
+                 "shows none (no driver in /proc/driver/nvidia, no nvidia-smi)")
+        if not request.dry_run:
+            raise KernelwatchError(f"{where}: run it on a GPU runner (scripts/ci/bench.sh, "
+                                   "docs/runners.md), or --quick here")
+        print(f"kernelwatch: {where}; the count below is a GPU runner's", flush=True)
     name = asvrun.machine_name(request.machine)
     snap = (None if request.dry_run else
             Snapshot.take(plan.results, name, asvrun.MACHINE_FILE.expanduser()))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernelwatch import workloads
-from kernelwatch.errors import KernelwatchError
+from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.regression import benchmark_classes, detect
 
 
@@ -187,6 +187,7 @@ def resolve_series(repo: Path, workload: str, chosen: dict[str, list[str]],
     """The one series a bisect follows; bad input naming the fix when the choices match
     none or several."""
     spec = workloads.get(workload)
+    check_choices(spec.params, chosen, where=workload)  # before any point is measured
     params = {}
     for name, valid in spec.params.items():
         values = chosen.get(name) or valid

@@ -251,7 +251,16 @@ def remote_url(repo: Path, remote: str) -> str:
     url = r.stdout.strip() if r.returncode == 0 else remote
     if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):  # a local path
         path = Path(url).expanduser()
-        url = str(path if path.is_absolute() else (repo / path).resolve())
+        path = path if path.is_absolute() else (repo / path).resolve()
+        named = "/" not in remote and not remote.startswith((".", "~"))  # not a path
+        if r.returncode != 0 and named and not path.exists():
+            names = _git("remote", cwd=repo, check=False).stdout.split()
+            raise KernelwatchError(
+                f"--remote {remote!r} is neither a git remote of {repo} ("
+                + (f"it has {', '.join(names)}" if names else "it has none")
+                + ") nor a path: name one, a path or a URL, or add it with `git remote add "
+                f"{remote} URL`")
+        url = str(path)
     return url
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kernelwatch.errors import unknown_name
 from kernelwatch.workloads.declaration import (  # noqa: F401  (the names a spec uses)
+    GPU_SUITES,
     QUICK_SUITE,
     SUITE_NAMES,
     Library,

@@ -29,6 +29,8 @@ SUITE_NAMES = {
                    "matrix",
 }
 QUICK_SUITE = "quick"
+# Suites of real model shapes: on a CPU they would run for hours, or skip every GPU variant.
+GPU_SUITES = frozenset({"gpu-commit", "gpu-nightly"})
 DEVICE_TYPES = ("cpu", "cuda")
 CUDA = ("cuda",)
 CPU = ("cpu",)
