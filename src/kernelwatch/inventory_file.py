@@ -188,9 +188,12 @@ def _say(line: str) -> None:
 
 def load_all(results: Path, machine: str) -> dict[tuple[str, str, str], dict]:
     """{(full commit, env name, case): inventory} of a machine, matched to asv's result files
-    (which hold the full commit and the environment's name)."""
+    (which hold the full commit and the environment's name). An inventory that is not what
+    the engine writes is named on stderr and skipped: it only names the kernels behind a
+    change, so its commit's results are read without it."""
     out = {}
-    machine_dir = Path(results) / machine
+    results = Path(results)
+    machine_dir = results / machine
     for result in sorted(machine_dir.glob("*.json")) if machine_dir.is_dir() else ():
         if result.name == "machine.json":
             continue
@@ -199,8 +202,16 @@ def load_all(results: Path, machine: str) -> dict[tuple[str, str, str], dict]:
             continue
         try:
             facts = json.loads(result.read_text())
-            entries = json.loads(side.read_text())
         except ValueError:
+            continue  # rows.load names an unreadable result file
+        try:
+            entries = result_files.check_file(results, side.relative_to(results).as_posix())
+        except result_files.Refused as exc:
+            _say(f"skipping unreadable kernel inventory {results}/{exc}; its commit is read "
+                 f"without kernel names. Move it out of {results.name}/ (keep it if you want "
+                 "to repair it) to stop this message")
+            continue
+        if not isinstance(facts, dict):
             continue
         for case, entry in entries.items():
             out[(facts.get("commit_hash", ""), facts.get("env_name", ""), case)] = entry
