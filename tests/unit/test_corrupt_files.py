@@ -7,6 +7,8 @@ import json
 import pytest
 
 from kernelwatch import inventory_file
+from kernelwatch.errors import KernelwatchError
+from kernelwatch.regression import fidelity
 
 from ..conftest import write_asv_results
 
@@ -33,3 +35,50 @@ def test_a_damaged_kernel_inventory_is_named_and_skipped(tmp_path, capsys, conte
     assert line.startswith(f"kernelwatch: skipping unreadable kernel inventory {bad}: {why}")
     assert "Move it out of results/" in line
     assert bad.read_text() == content
+
+
+def fidelity_file(repo, name, machine, runs):
+    """A saved `kernelwatch fidelity` run of one series, as fidelity.save writes it."""
+    target = {"workload": "rope", "cls": "RopeTime", "track": "track_time",
+              "params": ["tiny"], "runs": runs, "skipped": "", "seconds": 1.0}
+    path = fidelity.fidelity_dir(repo) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": machine, "date": 1.0, "environment": {},
+                                "targets": [target]}))
+    return path
+
+
+def steady_runs(count=4):
+    return [{"0.0": [1e-3 * (1 + i / 1000) for i in range(5)],
+             "0.05": [1.05e-3 * (1 + i / 1000) for i in range(5)]} for _ in range(count)]
+
+
+@pytest.mark.parametrize("runs,why", [
+    ([{"0.05": [1e-3]}, {"0.05": [1e-3]}], 'run 1 has no samples as it is ("0.0")'),
+    ([{"0.0": []}, {"0.0": []}], "run 1 at slowdown 0.0 is not a list of positive times"),
+    ([{"0.0": [1e-3]}, {"0.0": [1e-3], "0.05": [1e-3]}], "run 2 has other slowdowns"),
+    ([{"0.0": [1e-3]}], "1 runs, where a series needs 2 or more"),
+])
+def test_a_fidelity_file_analyse_cannot_use_is_named_and_skipped(tmp_path, capsys, runs, why):
+    """Another machine's damaged file stops nothing (it crashed compare, fidelity --show,
+    publish and bisect with KeyError or StatisticsError); this machine's good one counts."""
+    from kernelwatch.commands import fidelity as fidelity_command
+    from kernelwatch.commands import publish
+
+    bad = fidelity_file(tmp_path, "other-20250101-000000.json", "other", runs)
+    fidelity_file(tmp_path, "box-20250101-000000.json", "box", steady_runs())
+    before = bad.read_text()
+
+    assert set(fidelity.thresholds(tmp_path)) == {"box"}
+    assert set(publish.fidelity_for_site(tmp_path)["fidelity"]) == {"box"}
+    assert fidelity_command.show(tmp_path, "box") == 0
+    with pytest.raises(KernelwatchError, match="no fidelity runs for machine 'other'"):
+        fidelity_command.show(tmp_path, "other")
+
+    # The same line each time the file is read, and nothing else.
+    [line] = {ln for ln in capsys.readouterr().err.splitlines()}
+    assert line.startswith(f"kernelwatch: skipping unreadable fidelity file {bad}: "
+                           f"rope.RopeTime.track_time(tiny): {why}")
+    assert line.endswith(f"move it out of {fidelity.fidelity_dir(tmp_path)} (keep it if you "
+                         "want to repair it) to stop this message")
+    assert bad.read_text() == before

@@ -292,21 +292,81 @@ def save(path: Path, machine: str, measured: Sequence[Measured], env: dict) -> N
 
 def load_latest(repo: Path) -> dict[str, dict[str, tuple[Measured, dict]]]:
     """machine -> target key -> (the newest measurement of it, that file's environment).
-    A file that does not parse is named and skipped: fidelity files only inform."""
+    A file that does not parse, or holds samples `analyse` cannot use, is named and skipped
+    whole: fidelity files only inform."""
     latest: dict[str, dict[str, tuple[float, Measured, dict]]] = {}
     for path in sorted(fidelity_dir(repo).glob("*.json")):
         try:
             data = json.loads(path.read_text())
-            for t in data["targets"]:
-                target = Target(t["workload"], t["cls"], t["track"], tuple(t["params"]))
-                m = Measured(target, t["runs"], t["skipped"], t["seconds"])
-                seen = latest.setdefault(data["machine"], {})
-                if target.key not in seen or seen[target.key][0] <= data["date"]:
-                    seen[target.key] = (data["date"], m, data.get("environment", {}))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            print(f"kernelwatch: skipping unreadable fidelity file {path}: {e}", file=sys.stderr)
+            machine, date, env, measured = _checked(data)
+        except (OSError, ValueError) as e:
+            print(f"kernelwatch: skipping unreadable fidelity file {path}: {e}; move it out "
+                  f"of {fidelity_dir(repo)} (keep it if you want to repair it) to stop this "
+                  "message", file=sys.stderr)
+            continue
+        seen = latest.setdefault(machine, {})
+        for m in measured:
+            if m.target.key not in seen or seen[m.target.key][0] <= date:
+                seen[m.target.key] = (date, m, env)
     return {machine: {k: (m, env) for k, (_, m, env) in by_key.items()}
             for machine, by_key in latest.items()}
+
+
+def _checked(data: object) -> tuple[str, float, dict, list[Measured]]:
+    """(machine, date, environment, measurements) of a saved run, or ValueError saying the
+    first thing in it that `save` never writes or `analyse` cannot use."""
+    _require(isinstance(data, dict), "not an object")
+    _require(isinstance(data.get("machine"), str) and data["machine"] != "",
+             "machine is not a name")
+    _require(_finite_number(data.get("date")), "date is not a time")
+    env = data.get("environment", {})
+    _require(isinstance(env, dict), "environment is not an object")
+    _require(isinstance(data.get("targets"), list), "targets is not a list")
+    measured = []
+    for i, t in enumerate(data["targets"], 1):
+        _require(isinstance(t, dict) and all(isinstance(t.get(k), str) for k in
+                                             ("workload", "cls", "track", "skipped"))
+                 and isinstance(t.get("params"), list)
+                 and all(isinstance(v, str) for v in t["params"])
+                 and _finite_number(t.get("seconds")) and isinstance(t.get("runs"), list),
+                 f"target {i} is not a series (workload, cls, track, params, runs, skipped, "
+                 "seconds)")
+        m = Measured(Target(t["workload"], t["cls"], t["track"], tuple(t["params"])),
+                     t["runs"], t["skipped"], t["seconds"])
+        if not m.skipped:
+            _check_runs(m)
+        measured.append(m)
+    return data["machine"], data["date"], env, measured
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(what)
+
+
+def _finite_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_runs(m: Measured) -> None:
+    """What `analyse` reads of a series: two runs or more, each with samples as it is
+    ("0.0") and at each slowdown of the first, every sample a positive time."""
+    key = m.target.key
+    _require(len(m.runs) >= 2, f"{key}: {len(m.runs)} runs, where a series needs 2 or more")
+    for n, run in enumerate(m.runs, 1):
+        _require(isinstance(run, dict) and "0.0" in run,
+                 f'{key}: run {n} has no samples as it is ("0.0")')
+        _require(run.keys() == m.runs[0].keys(),
+                 f"{key}: run {n} has other slowdowns than run 1")
+        for x, samples in run.items():
+            try:
+                float(x)
+            except ValueError:
+                raise ValueError(f"{key}: run {n} has a slowdown {x!r} that is not a "
+                                 "fraction") from None
+            _require(isinstance(samples, list) and len(samples) > 0
+                     and all(_finite_number(v) and v > 0 for v in samples),
+                     f"{key}: run {n} at slowdown {x} is not a list of positive times")
 
 
 def latest_analyses(repo: Path) -> dict[str, tuple[dict, list[Analysis], list[Measured]]]:
