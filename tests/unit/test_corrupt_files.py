@@ -7,8 +7,10 @@ import json
 import pytest
 
 from kernelwatch import inventory_file
+from kernelwatch.commands import report
 from kernelwatch.errors import KernelwatchError
 from kernelwatch.regression import fidelity
+from kernelwatch.results import rows as result_rows
 
 from ..conftest import write_asv_results
 
@@ -82,3 +84,29 @@ def test_a_fidelity_file_analyse_cannot_use_is_named_and_skipped(tmp_path, capsy
     assert line.endswith(f"move it out of {fidelity.fidelity_dir(tmp_path)} (keep it if you "
                          "want to repair it) to stop this message")
     assert bad.read_text() == before
+
+
+def test_a_damaged_machine_file_is_named_with_its_fix_not_taken_for_no_results(tmp_path,
+                                                                              capsys):
+    """asv passes over a machine whose machine.json it cannot read: report left the machine
+    out (exit 0), `report --machine` and compare said it had no results. Refused as
+    publish refuses it, naming the file, the folder it hides and the fix."""
+    write_asv_results(tmp_path, "box", COMMITS, "rope")
+    write_asv_results(tmp_path, "other", COMMITS[:1], "rope")
+    machine_file = tmp_path / "results" / "box" / "machine.json"
+    machine_file.write_text("{oops")
+
+    for machine in (None, "box", "other"):
+        with pytest.raises(KernelwatchError) as refused:
+            report.print_report(tmp_path, machine=machine)
+        message = str(refused.value)
+        assert message.startswith(f"these result files cannot be read: {machine_file} (not "
+                                  "valid JSON (")
+        assert ("asv reads no result of box/ without it, so repair it or move all of box/ "
+                "out)") in message
+        assert "the other results are untouched" in message
+    assert "Skipping results" not in "".join(capsys.readouterr())
+    assert machine_file.read_text() == "{oops"
+
+    machine_file.write_text(json.dumps({"machine": "box", "version": 1}))
+    assert {r.machine for r in result_rows.load(tmp_path / "results")} == {"box", "other"}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from asv import util as asv_util
-from asv.results import Results, iter_results_paths
+from asv.results import Results
 
 from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError
@@ -106,8 +106,7 @@ def load(results_dir: Path) -> list[Row]:
     rows: list[Row] = []
     bad: list[str] = []
     ended = outcomes.load_all(results_dir)
-    for root, filename, machine in iter_results_paths(str(results_dir)):
-        path = Path(root) / filename
+    for path, machine in _result_paths(results_dir, bad):
         try:
             result_files.check_file(results_dir, path.relative_to(results_dir).as_posix())
             res = Results.load(str(path), machine_name=machine)
@@ -122,6 +121,27 @@ def load(results_dir: Path) -> list[Row]:
     if bad:
         raise unreadable(bad, results_dir)
     return rows
+
+
+def _result_paths(results_dir: Path, bad: list[str]) -> Iterator[tuple[Path, str]]:
+    """Each result file (RESULTS/<machine>/<commit>-<environment>.json) and its machine, as
+    asv finds them; "path (why)" in `bad` for each machine.json the checks refuse. asv
+    passes over such a machine's results with a log line, so that a report would leave the
+    machine out and a compare call its commits unmeasured."""
+    machine_dirs = results_dir.iterdir() if results_dir.is_dir() else ()
+    for machine_dir in sorted(p for p in machine_dirs if p.is_dir()):
+        machine_file = machine_dir / "machine.json"
+        found = sorted(p for p in machine_dir.glob("*.json") if p != machine_file)
+        if not found or not (machine_file.exists() or machine_file.is_symlink()):
+            continue  # asv too reads no results where there is no machine.json
+        try:
+            result_files.check_file(results_dir, f"{machine_dir.name}/machine.json")
+        except result_files.Refused as exc:
+            why = str(exc).removeprefix(f"{machine_dir.name}/machine.json: ")
+            bad.append(f"{machine_file} ({why}: asv reads no result of {machine_dir.name}/ "
+                       f"without it, so repair it or move all of {machine_dir.name}/ out)")
+            continue
+        yield from ((path, machine_dir.name) for path in found)
 
 
 # What asv's Results.load raises for a file it cannot read (truncated, not JSON, wrong shape).
