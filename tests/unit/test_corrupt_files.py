@@ -110,3 +110,27 @@ def test_a_damaged_machine_file_is_named_with_its_fix_not_taken_for_no_results(t
 
     machine_file.write_text(json.dumps({"machine": "box", "version": 1}))
     assert {r.machine for r in result_rows.load(tmp_path / "results")} == {"box", "other"}
+
+
+@pytest.mark.parametrize("content,why", [
+    ('{"x": 1', "not valid JSON"),
+    ("[1]", "not an object"),
+    ('{"rope.Case.track_time": {"status": "gone"}}',
+     "rope.Case.track_time: not a status (skipped or failed) and a reason"),
+])
+def test_a_damaged_outcomes_file_is_refused_by_report_and_compare_as_by_publish(
+        tmp_path, content, why):
+    """The outcomes give the rows their skip and failure reasons: read as empty, a skipped
+    combination would show as never run. So the rows refuse it, as publish does."""
+    write_asv_results(tmp_path, "box", COMMITS, "rope")
+    bad = tmp_path / "results" / "box" / "abababab-env.outcomes"
+    bad.write_text(content)
+
+    with pytest.raises(KernelwatchError) as refused:
+        report.print_report(tmp_path)
+    assert str(refused.value).startswith(f"these result files cannot be read: {bad} ({why}")
+    assert "Move them out of results/ (keep them if you want to repair them)" in str(
+        refused.value)
+    with pytest.raises(KernelwatchError, match="these result files cannot be read"):
+        result_rows.load(tmp_path / "results")  # what compare and bisect read
+    assert bad.read_text() == content

@@ -55,18 +55,20 @@ def record(results: Path, machine: str, commit: str, env: str,
     return path
 
 
-def load_all(results: Path) -> dict[tuple[str, str, str], dict[str, dict[str, str]]]:
-    """{(machine, commit[:8], environment): entries} of every outcomes file under
-    `results`; a file the layout refuses is passed over."""
-    out = {}
+def load_all(results: Path) -> tuple[dict[tuple[str, str, str], dict[str, dict[str, str]]],
+                                      list[str]]:
+    """{(machine, commit[:8], environment): entries} of every outcomes file under `results`,
+    and "path (why)" for each file the layout or its shape refuses (as publish refuses it)."""
+    out, refused = {}, []
     if not results.is_dir():
-        return out
-    for path in results.glob(f"*/*{SUFFIX}"):
+        return out, refused
+    for path in sorted(results.glob(f"*/*{SUFFIX}")):
         rel = path.relative_to(results).as_posix()
         try:
             data = result_files.check_file(results, rel)
-        except result_files.Refused:
+        except result_files.Refused as exc:
+            refused.append(f"{path} ({str(exc).removeprefix(f'{rel}: ')})")
             continue
         commit, _, env = path.name[:-len(SUFFIX)].partition("-")
         out[(path.parent.name, commit, env)] = data
-    return out
+    return out, refused

@@ -104,8 +104,9 @@ def load(results_dir: Path) -> list[Row]:
             f"{meta_path} cannot be read ({exc}); delete it, asv rewrites it on the next run"
         ) from None
     rows: list[Row] = []
-    bad: list[str] = []
-    ended = outcomes.load_all(results_dir)
+    # The outcomes give the rows their reasons, so a damaged one is refused as publish
+    # refuses it, not read as "no reason recorded".
+    ended, bad = outcomes.load_all(results_dir)
     for path, machine in _result_paths(results_dir, bad):
         try:
             result_files.check_file(results_dir, path.relative_to(results_dir).as_posix())
