@@ -144,16 +144,21 @@ def read(path: Path) -> dict | None:
 
 
 def read_or_move_aside(path: Path) -> dict:
-    """`path`'s inventories; a damaged file is moved aside (move_aside), said so on stderr,
-    and counts as empty."""
-    data = read(path)
-    if data is None:
-        aside = move_aside(path)
-        _say(f"{path} was damaged (not a JSON object: a write cut short); moved aside to "
-             f"{aside} and written again from the inventories measured now (the cases only "
-             "it held are in that copy)")
+    """The content of RESULTS/<machine>/`path` that a run is about to merge into and write
+    again (kernel inventories, outcomes), {} where there is none. A file of another shape
+    than the engine writes is moved aside whole (move_aside), never rewritten, said so on
+    stderr, and counts as empty."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
         return {}
-    return data
+    try:
+        return result_files.check_file(path.parent.parent, f"{path.parent.name}/{path.name}")
+    except result_files.Refused as exc:
+        why = str(exc).removeprefix(f"{path.parent.name}/{path.name}: ")
+        aside = move_aside(path)
+        _say(f"{path} was damaged ({why}); moved aside to {aside} and written again from what "
+             "was measured now (what only it held is in that copy)")
+        return {}
 
 
 def aside_dir(results: Path) -> Path:

@@ -134,3 +134,25 @@ def test_a_damaged_outcomes_file_is_refused_by_report_and_compare_as_by_publish(
     with pytest.raises(KernelwatchError, match="these result files cannot be read"):
         result_rows.load(tmp_path / "results")  # what compare and bisect read
     assert bad.read_text() == content
+
+
+def test_a_run_moves_a_damaged_outcomes_file_aside_before_it_records(tmp_path, capsys):
+    """A run that ends at that commit and environment writes the file again: the damaged
+    one is moved out of results/ first, whole, and named."""
+    from kernelwatch.results import outcomes
+
+    results = tmp_path / "results"
+    bad = outcomes.path_of(results, "box", COMMITS[0], "env")
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{oops")
+
+    outcomes.record(results, "box", COMMITS[0], "env", {"rope.A.track_time(x)": ("skipped",
+                                                                                  "no GPU")})
+
+    assert json.loads(bad.read_text()) == {
+        "rope.A.track_time(x)": {"status": "skipped", "reason": "no GPU"}}
+    [moved] = (tmp_path / ".kernelwatch" / "damaged" / "results" / "box").iterdir()
+    assert moved.name.startswith(bad.name) and moved.read_text() == "{oops"
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"kernelwatch: {bad} was damaged (not valid JSON")
+    assert f"moved aside to {moved}" in line

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kernelwatch import inventory_file
 from kernelwatch.results import files as result_files
 
 SUFFIX = ".outcomes"
@@ -40,7 +41,7 @@ def record(results: Path, machine: str, commit: str, env: str,
     """Merge what the combinations of one (commit, environment) ended as (name -> (status,
     reason)) into its outcomes file; the file goes when nothing in it is left."""
     path = path_of(results, machine, commit, env)
-    kept = read(path)
+    kept = inventory_file.read_or_move_aside(path)  # a damaged file is kept apart
     for name, (status, reason) in ended.items():
         if status == "ok":
             kept.pop(name, None)
