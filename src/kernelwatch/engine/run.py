@@ -368,7 +368,8 @@ LAUNCH_METHODS = ("forkserver", "spawn")
 
 def _run_planned(repo: Path, request: RunRequest, plan: Plan, name: str,
                  snap: Snapshot | None) -> int:
-    asvrun.write_machine_info(name, request.existing)
+    if not request.dry_run:  # a dry run starts no asv: it leaves asv's machine file alone
+        asvrun.write_machine_info(name, request.existing)
     groups = _groups(repo, request, plan)
     say_refused(plan, subjects=_subjects(plan))
     # Where the benchmark processes leave the kernel inventories, filed after each call.
