@@ -64,22 +64,25 @@ def choose(p: argparse.ArgumentParser, option: str, given: str | None, out: Path
     """The value of `option` (a shape, a config) for the records under `out`, which do not
     name it: the tables the run wrote beside them (`tables`, a glob) do, in their first line.
     A `given` value those tables contradict exits; without one, the one they name, else
-    `default`, else exit asking for it."""
+    `default`, else exit asking for it; tables naming several values exit too."""
     named = set()
     for table in out.glob(tables):
-        heading = table.read_text().split("\n", 1)[0].replace(",", " ").split()
+        heading = table.read_text(errors="replace").split("\n", 1)[0].replace(",", " ").split()
         named |= set(choices) & set(heading)
+    if len(named) > 1:
+        p.error(f"{option}: the tables the run wrote beside the records under {out} ({tables}) "
+                f"name {' and '.join(sorted(named))}: one folder holds one run's records; "
+                "point --out at a folder of one")
     if given is not None and named and given not in named:
         p.error(f"{option} {given}: the tables the run wrote beside the records under {out} "
                 f"({tables}) name {' and '.join(sorted(named))}; leave {option} out or name that")
     if given is not None:
         return given
-    if len(named) == 1:
+    if named:
         return named.pop()
     if default is None:
-        p.error(f"{option}: the records under {out} do not name it"
-                + (f" ({' and '.join(sorted(named))} by their tables)" if named else "")
-                + "; say which the folder holds")
+        p.error(f"{option}: the records under {out} do not name it; say which the folder "
+                "holds")
     return default
 
 

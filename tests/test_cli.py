@@ -398,7 +398,7 @@ BAD_INPUT = {
     "base-machine": (("compare", "HEAD~1", "HEAD", "--base-machine", ""),
                      "--base-machine '' is not a plain name"),
     "slowdowns": (("fidelity", "--slowdowns", "0.05,-1"),
-                  "--slowdowns 0.05,-1: each is a fraction above 0"),
+                  "--slowdowns 0.05,-1: each is a fraction between 0 and 10"),
     "timeout": (("fidelity", "--timeout", "0"), "--timeout 0: seconds one process may take"),
     "remote": (("history", "pull", "--remote", "nosuchremote"),
                "--remote 'nosuchremote' is neither a git remote of"),
@@ -416,7 +416,7 @@ def test_bad_input_is_one_message_before_any_work(case, isolated_home):
 def test_a_gpu_suite_on_a_machine_without_a_gpu_says_where_it_runs(isolated_home):
     from kernelwatch import environment
 
-    if environment.gpu_visible():
+    if environment.why_no_gpu() is None:
         pytest.skip("this machine shows a GPU: the suite runs here")
     r = kw("run", "--suite", "gpu-commit", "--skip-machine-facts")
     assert r.returncode == 2 and r.stdout == ""

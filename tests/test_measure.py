@@ -2,6 +2,8 @@
 
 import functools
 import math
+import os
+from pathlib import Path
 
 import torch
 
@@ -100,24 +102,26 @@ measure.cold_compile_seconds(lambda: os.kill(os.getpid(), signal.SIGKILL), torch
 """
 
 
-def test_a_cold_compile_removes_the_cache_folder_a_killed_process_left():
+def test_a_cold_compile_removes_the_cache_folder_a_killed_process_left(tmp_path, monkeypatch):
     """asv kills a benchmark that outlives its timeout, and a stopped run kills its
     benchmark processes: a process killed inside cold_compile_seconds cannot remove its
     fresh cache folder, so the next cold compile does."""
     import subprocess
     import sys
     import tempfile
-    from pathlib import Path
+
+    # A temporary folder of its own: another test worker's cold compile removes the folders
+    # of dead processes in the shared one, this test's killed child's among them.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
     def folders() -> set[Path]:
-        return set(Path(tempfile.gettempdir()).glob("kernelwatch-cold-*"))
+        return set(tmp_path.glob("kernelwatch-cold-*"))
 
-    # Other test workers compile cold beside this one: follow only the killed process's folder.
-    p = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_COMPILING], stderr=subprocess.PIPE)
-    _, err = p.communicate()
-    assert p.returncode == -9, err[-2000:]
-    left = {f for f in folders() if f.name.startswith(f"kernelwatch-cold-{p.pid}-")}
-    assert len(left) == 1, folders()
+    r = subprocess.run([sys.executable, "-c", KILLED_WHILE_COMPILING], capture_output=True,
+                       env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert r.returncode == -9, r.stderr[-2000:]
+    left = folders()
+    assert len(left) == 1, left
     seen = []
     measure.cold_compile_seconds(lambda: seen.append(folders()), torch.device("cpu"))
     assert not left & seen[0], "the killed process's folder is still there"

@@ -60,11 +60,24 @@ def nvidia_smi() -> dict[str, str]:
     }
 
 
-def gpu_visible() -> bool:
-    """Whether this machine shows an NVIDIA GPU: its driver's files or nvidia-smi (a container
-    started with GPUs gets both). Asked without torch, which a CPU build would deny."""
-    return (Path("/proc/driver/nvidia/version").exists() or bool(glob.glob("/dev/nvidia[0-9]*"))
-            or shutil.which("nvidia-smi") is not None)
+def why_no_gpu() -> str | None:
+    """None where this machine shows an NVIDIA GPU to CUDA (its driver's files, WSL's
+    device or nvidia-smi, which a container started with GPUs gets; else torch, for a driver
+    in a place not looked at), else why not. torch is imported only to confirm there is
+    none."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and hidden.strip() in ("", "-1"):
+        return f"CUDA_VISIBLE_DEVICES={hidden.strip()!r} hides every device"
+    if (Path("/proc/driver/nvidia/version").exists() or glob.glob("/dev/nvidia[0-9]*")
+            or Path("/dev/dxg").exists() or shutil.which("nvidia-smi")
+            or Path("/usr/lib/wsl/lib/nvidia-smi").exists()):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return ("no driver in /proc/driver/nvidia, no /dev/nvidia0 or /dev/dxg, no nvidia-smi, "
+            "and torch sees no CUDA device")
 
 
 def host() -> dict[str, str]:

@@ -79,6 +79,12 @@ def collect(spool: Path, machine_dir: Path, env_by_prefix: dict[str, str]) -> li
             _say(f"{note_path}: an inventory note that cannot be read ({exc}); removed")
             note_path.unlink(missing_ok=True)
             continue
+        try:
+            result_files.check_entries("kernels", {case: entry})
+        except result_files.Refused as exc:
+            _say(f"{note_path}: an inventory note its readers would refuse ({exc}); removed")
+            note_path.unlink(missing_ok=True)
+            continue
         env = env_by_prefix.get(prefix) or (
             next(iter(env_by_prefix.values())) if len(env_by_prefix) == 1 else None)
         if env and note.get("commit"):

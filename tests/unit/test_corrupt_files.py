@@ -89,8 +89,8 @@ def test_a_fidelity_file_analyse_cannot_use_is_named_and_skipped(tmp_path, capsy
 def test_a_damaged_machine_file_is_named_with_its_fix_not_taken_for_no_results(tmp_path,
                                                                               capsys):
     """asv passes over a machine whose machine.json it cannot read: report left the machine
-    out (exit 0), `report --machine` and compare said it had no results. Refused as
-    publish refuses it, naming the file, the folder it hides and the fix."""
+    out (exit 0), `report --machine` and compare said it had no results. Refused, naming
+    the file and how it comes back."""
     write_asv_results(tmp_path, "box", COMMITS, "rope")
     write_asv_results(tmp_path, "other", COMMITS[:1], "rope")
     machine_file = tmp_path / "results" / "box" / "machine.json"
@@ -100,11 +100,10 @@ def test_a_damaged_machine_file_is_named_with_its_fix_not_taken_for_no_results(t
         with pytest.raises(KernelwatchError) as refused:
             report.print_report(tmp_path, machine=machine)
         message = str(refused.value)
-        assert message.startswith(f"these result files cannot be read: {machine_file} (not "
-                                  "valid JSON (")
-        assert ("asv reads no result of box/ without it, so repair it or move all of box/ "
-                "out)") in message
-        assert "the other results are untouched" in message
+        assert message.startswith(f"{machine_file} cannot be read (not valid JSON (")
+        assert "asv reads none of a machine's results without its machine.json" in message
+        assert "delete it, and `kernelwatch history pull` brings back" in message
+        assert "`kernelwatch run --machine NAME` writes it again" in message
     assert "Skipping results" not in "".join(capsys.readouterr())
     assert machine_file.read_text() == "{oops"
 
@@ -156,3 +155,16 @@ def test_a_run_moves_a_damaged_outcomes_file_aside_before_it_records(tmp_path, c
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"kernelwatch: {bad} was damaged (not valid JSON")
     assert f"moved aside to {moved}" in line
+
+
+def test_a_reason_with_a_terminal_s_colour_codes_is_recorded_as_plain_text(tmp_path):
+    from kernelwatch.results import files as result_files
+    from kernelwatch.results import outcomes
+
+    results = tmp_path / "results"
+    path = outcomes.record(results, "box", COMMITS[0], "env", {
+        "rope.A.track_time(x)": ("failed", "\x1b[31mRuntimeError: boom\x1b[0m\n" + "x" * 3000)})
+
+    reason = json.loads(path.read_text())["rope.A.track_time(x)"]["reason"]
+    assert reason.startswith("[31mRuntimeError: boom[0m") and len(reason) == 2000
+    result_files.check_file(results, path.relative_to(results).as_posix())  # readers take it

@@ -111,3 +111,20 @@ def test_a_full_disk_while_filing_keeps_the_inventory_and_names_the_disk(tmp_pat
         assert sorted(p.name for p in machine_dir.iterdir()) == [path.name]
     finally:
         subprocess.run(["umount", str(results)], check=False)
+
+
+def test_a_note_its_readers_would_refuse_is_named_and_not_filed(tmp_path, monkeypatch,
+                                                                capsys):
+    """What is filed passes the check report and compare read it with: a kernel name with a
+    control character in it (a terminal's colour code) is not filed; the other notes are."""
+    machine_dir = tmp_path / "results" / "box"
+    spool = tmp_path / "spool"
+    bad = leave_note(spool, monkeypatch, "rope(a)", ["\x1b[31mtriton_poi_fused_0"])
+    leave_note(spool, monkeypatch, "rope(b)", ["triton_poi_fused_1"])
+
+    [path] = inventory_file.collect(spool, machine_dir, {PREFIX: ENV})
+
+    assert json.loads(path.read_text())["rope(b)"]["kernels"] == ["triton_poi_fused_1"]
+    assert "rope(a)" not in json.loads(path.read_text())
+    assert f"{bad}: an inventory note its readers would refuse" in capsys.readouterr().err
+    assert inventory_file.load_all(tmp_path / "results", "box") == {}  # no result file

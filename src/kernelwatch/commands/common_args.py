@@ -10,8 +10,9 @@ MACHINE_DEFAULT = "default: $KERNELWATCH_MACHINE or this host's name"
 
 
 def add_machine(parser: argparse.ArgumentParser, what: str = "asv machine name",
-                default: str = MACHINE_DEFAULT) -> None:
-    parser.add_argument("--machine", help=f"{what} ({default}): a plain name, never a path")
+                default_help: str = MACHINE_DEFAULT) -> None:
+    parser.add_argument("--machine", help=f"{what} ({default_help}): a plain name, never a "
+                        "path")
 
 
 def ratio(text: str) -> float:

@@ -97,7 +97,8 @@ def measure(repo: Path, machine: str, *, workload_names: Sequence[str] | None,
         raise KernelwatchError(f"--runs {runs}: needs at least 2 (21 gives 20 pairs)")
     if not slowdowns or any(not 0 < x < 10 for x in slowdowns):
         given = ",".join(f"{x:g}" for x in slowdowns) or "(none)"
-        raise KernelwatchError(f"--slowdowns {given}: each is a fraction above 0 (0.05 = 5%)")
+        raise KernelwatchError(f"--slowdowns {given}: each is a fraction between 0 and 10 "
+                               "(0.05 = 5%)")
     if not timeout > 0:
         raise KernelwatchError(f"--timeout {timeout:g}: seconds one process may take, above 0 "
                                "(default 600)")

@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--workload", action="append", metavar="NAME",
                      help="only this workload's cases (repeat for more)")
     common_args.add_machine(rep, "only the results filed under this machine name",
-                            default="default: every machine's")
+                            default_help="default: every machine's")
     rep.add_argument("--markdown", action="store_true",
                      help="markdown tables (for docs/) instead of aligned text")
     rep.set_defaults(handler=lambda args: print_report(

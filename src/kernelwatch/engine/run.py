@@ -134,7 +134,6 @@ def resolve(repo: Path, request: RunRequest) -> Plan:
             raise KernelwatchError("--steps takes a count of 1 or more (10 measures ten "
                                    "commits of the range, spread evenly)")
         commits = spread(commits, request.steps)
-    planner.check_tracks(repo / "benchmarks", request.tracks)
     if target or versions:
         selections, settings_env = _target_selections(
             request, target.dist if target else versions[0])
@@ -282,10 +281,26 @@ def _suite(request: RunRequest) -> str | None:
 def run_suite(repo: Path, request: RunRequest) -> int:
     """Measure what `request` selects; 0 when every benchmark ran, 1 when some failed or
     timed out (recorded as failed; the rest saved). Bad input raises KernelwatchError."""
+    _check_first(repo, request)
     if request.dry_run:  # runs nothing, writes no result: no need to wait for another run
         return _run(repo, request)
     with asvrun.results_lock(repo):
         return _run(repo, request)
+
+
+def _check_first(repo: Path, request: RunRequest) -> None:
+    """What is refused before the run takes the checkout's lock or reaches a library's
+    repository: a --track no benchmark defines, a GPU suite where no GPU shows."""
+    planner.check_tracks(repo / "benchmarks", request.tracks)
+    suite = _suite(request)
+    why = environment.why_no_gpu() if suite in workloads.GPU_SUITES else None
+    if why:
+        where = (f"--suite {suite} times real model shapes on an NVIDIA GPU, and this machine "
+                 f"shows none ({why})")
+        if not request.dry_run:
+            raise KernelwatchError(f"{where}: run it on a GPU runner (scripts/ci/bench.sh, "
+                                   "docs/runners.md), or --quick here")
+        print(f"kernelwatch: {where}; the count below is a GPU runner's", flush=True)
 
 
 def _run(repo: Path, request: RunRequest) -> int:
@@ -294,14 +309,6 @@ def _run(repo: Path, request: RunRequest) -> int:
         raise KernelwatchError(f"--launch {request.launch_method!r}: asv launches a benchmark "
                                f"process by {' or '.join(LAUNCH_METHODS)}")
     plan = resolve(repo, request)
-    suite = _suite(request)
-    if suite in workloads.GPU_SUITES and not environment.gpu_visible():
-        where = (f"--suite {suite} times real model shapes on an NVIDIA GPU, and this machine "
-                 "shows none (no driver in /proc/driver/nvidia, no nvidia-smi)")
-        if not request.dry_run:
-            raise KernelwatchError(f"{where}: run it on a GPU runner (scripts/ci/bench.sh, "
-                                   "docs/runners.md), or --quick here")
-        print(f"kernelwatch: {where}; the count below is a GPU runner's", flush=True)
     name = asvrun.machine_name(request.machine)
     snap = (None if request.dry_run else
             Snapshot.take(plan.results, name, asvrun.MACHINE_FILE.expanduser()))

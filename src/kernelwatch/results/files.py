@@ -271,6 +271,12 @@ def _check_result_row(name: str, row: object) -> None:
              f"{name}: profile is not text")
 
 
+def check_entries(kind: str, data: object) -> None:
+    """Refused naming the first problem where `data` is not what a "kernels" or "outcomes"
+    file may hold: what the engine writes passes the check its readers make."""
+    {"kernels": _check_kernels, "outcomes": _check_outcomes}[kind](data)
+
+
 def _check_kernels(data: object) -> None:
     _require(isinstance(data, dict), "not an object")
     for case, entry in data.items():

@@ -252,7 +252,8 @@ def remote_url(repo: Path, remote: str) -> str:
     if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):  # a local path
         path = Path(url).expanduser()
         path = path if path.is_absolute() else (repo / path).resolve()
-        named = "/" not in remote and not remote.startswith((".", "~"))  # not a path
+        # not a path, nor git's scp-like host:path
+        named = not any(c in remote for c in "/:") and not remote.startswith((".", "~"))
         if r.returncode != 0 and named and not path.exists():
             names = _git("remote", cwd=repo, check=False).stdout.split()
             raise KernelwatchError(

@@ -13,12 +13,16 @@ rows, which the report, compare, the site and bisect show.
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 from kernelwatch import inventory_file
 from kernelwatch.results import files as result_files
 
 SUFFIX = ".outcomes"
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+REASON_CHARS = 2000  # what result_files' check admits
 WHOLE_COMMIT = "*"
 
 
@@ -46,8 +50,16 @@ def record(results: Path, machine: str, commit: str, env: str,
         if status == "ok":
             kept.pop(name, None)
             kept.pop(WHOLE_COMMIT, None)  # it built this time
-        else:
-            kept[name] = {"status": status, "reason": reason or "no reason printed"}
+            continue
+        # A library's message may carry a terminal's colour codes: the file holds plain text.
+        reason = CONTROL.sub("", reason or "")[:REASON_CHARS] or "no reason printed"
+        entry = {name: {"status": status, "reason": reason}}
+        try:
+            result_files.check_entries("outcomes", entry)
+        except result_files.Refused as exc:
+            print(f"kernelwatch: not recorded in {path.name}: {exc}", file=sys.stderr)
+            continue
+        kept.update(entry)
     if not kept:
         path.unlink(missing_ok=True)
         return None

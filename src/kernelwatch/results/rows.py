@@ -107,7 +107,8 @@ def load(results_dir: Path) -> list[Row]:
     # The outcomes give the rows their reasons, so a damaged one is refused as publish
     # refuses it, not read as "no reason recorded".
     ended, bad = outcomes.load_all(results_dir)
-    for path, machine in _result_paths(results_dir, bad):
+    machine_files: list[str] = []
+    for path, machine in _result_paths(results_dir, machine_files):
         try:
             result_files.check_file(results_dir, path.relative_to(results_dir).as_posix())
             res = Results.load(str(path), machine_name=machine)
@@ -119,6 +120,12 @@ def load(results_dir: Path) -> list[Row]:
             continue
         rows.extend(_rows_of(res, machine, meta,
                              ended.get((machine, res.commit_hash[:8], res.env_name), {})))
+    if machine_files:
+        raise KernelwatchError(
+            "; ".join(machine_files) + ". asv reads none of a machine's results without its "
+            "machine.json, which only describes the machine: delete it, and `kernelwatch "
+            "history pull` brings back the results branch's copy, or the next `kernelwatch run "
+            "--machine NAME` writes it again; the results themselves are untouched")
     if bad:
         raise unreadable(bad, results_dir)
     return rows
@@ -126,9 +133,9 @@ def load(results_dir: Path) -> list[Row]:
 
 def _result_paths(results_dir: Path, bad: list[str]) -> Iterator[tuple[Path, str]]:
     """Each result file (RESULTS/<machine>/<commit>-<environment>.json) and its machine, as
-    asv finds them; "path (why)" in `bad` for each machine.json the checks refuse. asv
-    passes over such a machine's results with a log line, so that a report would leave the
-    machine out and a compare call its commits unmeasured."""
+    asv finds them; "path cannot be read (why)" in `bad` for each machine.json the checks
+    refuse. asv passes over such a machine's results with a log line, so that a report
+    would leave the machine out and a compare call its commits unmeasured."""
     machine_dirs = results_dir.iterdir() if results_dir.is_dir() else ()
     for machine_dir in sorted(p for p in machine_dirs if p.is_dir()):
         machine_file = machine_dir / "machine.json"
@@ -139,8 +146,7 @@ def _result_paths(results_dir: Path, bad: list[str]) -> Iterator[tuple[Path, str
             result_files.check_file(results_dir, f"{machine_dir.name}/machine.json")
         except result_files.Refused as exc:
             why = str(exc).removeprefix(f"{machine_dir.name}/machine.json: ")
-            bad.append(f"{machine_file} ({why}: asv reads no result of {machine_dir.name}/ "
-                       f"without it, so repair it or move all of {machine_dir.name}/ out)")
+            bad.append(f"{machine_file} cannot be read ({why})")
             continue
         yield from ((path, machine_dir.name) for path in found)
 
