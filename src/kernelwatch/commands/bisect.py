@@ -40,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     common_args.add_param(bis, "one value of each parameter that has several (repeatable)")
     bis.add_argument("--metric", action="append", metavar="FAMILY",
                      help="the benchmark class, where the track is in several")
-    bis.add_argument("--track", help="the track, e.g. time (default), caller_time")
+    bis.add_argument("--track", type=common_args.track_name,
+                     help="the track, e.g. time (default), caller_time")
     common_args.add_target(bis, "bisect the library's commits (as run --target)")
     bis.add_argument("--versions", metavar="DIST=V1,V2,...",
                      help="bisect these versions, oldest first (as run --versions)")

@@ -36,3 +36,8 @@ def add_target(parser: argparse.ArgumentParser, what: str, *, needs_repo: bool =
 
 def add_param(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--param", action="append", metavar="NAME=VALUE", help=what)
+
+
+def track_name(text: str) -> str:
+    """A --track: a track_ method's name, with or without its `track_` prefix."""
+    return text.removeprefix("track_")

@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--metric", action="append", metavar="FAMILY",
                    help="only this metric family, e.g. time, accuracy (repeatable; default "
                    "all; `kernelwatch list` shows each workload's)")
-    r.add_argument("--track", action="append", metavar="NAME",
+    r.add_argument("--track", action="append", metavar="NAME", type=common_args.track_name,
                    help="only the track_ methods of this name, e.g. decode_time (repeatable)")
     r.add_argument("--torch", action="append", metavar="VERSION",
                    help="only this torch version of asv.conf.json's matrix (repeatable; an "
