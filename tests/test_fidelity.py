@@ -92,7 +92,7 @@ def test_fidelity_measures_in_fresh_processes_saves_the_samples_and_publishes(cl
 
     for bad, message in ((["--workload", "nope"], "unknown workload 'nope'"),
                          (["--workload", "rope", "--track", "nope"], "unknown timed track"),
-                         (["--runs", "1"], "--runs needs at least 2"),
+                         (["--runs", "1"], "--runs 1: needs at least 2"),
                          (["--pool", "3", "--runs", "4"], "--pool 3 needs at least 6 runs"),
                          (["--pool", "0"], "--pool takes a count of 1 or more"),
                          (["--show", "--pool", "2"], "--pool 2 needs at least 4 runs")):
