@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from kernelwatch.errors import KernelwatchError
@@ -65,9 +64,9 @@ def collect(spool: Path, machine_dir: Path, env_by_prefix: dict[str, str]) -> li
 
     The engine calls this after each asv call. Each file is written whole (write_atomic):
     a full disk or a kill leaves it as it was, and the notes it would have taken stay in
-    the spool for the next run. A file that is already damaged is moved aside (move_aside)
-    and said so on stderr; it never stops the run. A full disk raises InventoryDiskFull,
-    naming the disk."""
+    the spool for the next run. A file that is already damaged is moved aside
+    (result_files.read_or_move_aside) and said so on stderr; it never stops the run. A full
+    disk raises InventoryDiskFull, naming the disk."""
     machine_dir = Path(machine_dir)
     result_files.remove_temporaries(machine_dir)
     pending: dict[Path, list[tuple[Path, dict]]] = {}
@@ -96,7 +95,7 @@ def collect(spool: Path, machine_dir: Path, env_by_prefix: dict[str, str]) -> li
     for path, notes in sorted(pending.items()):
         data = {}
         try:
-            data = read_or_move_aside(path)
+            data = result_files.read_or_move_aside(path)
             for _, entry in notes:
                 data.update(entry)
             write_atomic(path, data)
@@ -147,50 +146,6 @@ def read(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def read_or_move_aside(path: Path) -> dict:
-    """The content of RESULTS/<machine>/`path` that a run is about to merge into and write
-    again (kernel inventories, outcomes), {} where there is none. A file of another shape
-    than the engine writes is moved aside whole (move_aside), never rewritten, said so on
-    stderr, and counts as empty."""
-    path = Path(path)
-    if not (path.exists() or path.is_symlink()):
-        return {}
-    try:
-        return result_files.check_file(path.parent.parent, f"{path.parent.name}/{path.name}")
-    except result_files.Refused as exc:
-        why = str(exc).removeprefix(f"{path.parent.name}/{path.name}: ")
-        aside = move_aside(path)
-        _say(f"{path} was damaged ({why}); moved aside to {aside} and written again from what "
-             "was measured now (what only it held is in that copy)")
-        return {}
-
-
-def aside_dir(results: Path) -> Path:
-    """Where damaged files of a results directory are moved: outside it (results/ holds
-    asv's layout only), under the checkout's .kernelwatch/damaged/<results dir name>/."""
-    results = Path(results)
-    return results.parent / ".kernelwatch" / "damaged" / results.name
-
-
-def move_aside(path: Path, aside: Path | None = None) -> Path:
-    """Move `path` (RESULTS/<machine>/<name>, or RESULTS/benchmarks.json) under `aside`
-    (default: RESULTS' aside_dir), stamped with the time so that an earlier copy is never
-    overwritten; returns where it went."""
-    path = Path(path)
-    in_machine = path.name != "benchmarks.json"
-    results = path.parent.parent if in_machine else path.parent
-    where = Path(aside or aside_dir(results)) / (path.parent.name if in_machine else "")
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    dest = where / f"{path.name}.{stamp}"
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = dest.with_name(f"{path.name}.{stamp}.{n}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), dest)
-    return dest
 
 
 def _say(line: str) -> None:

@@ -23,6 +23,9 @@ import json
 import math
 import os
 import re
+import shutil
+import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -34,7 +37,10 @@ COMMIT_FILE = re.compile(r"[0-9a-f]{8}-[A-Za-z0-9._+=,@~%-]{1,160}\.(json|kernel
 COMMIT_FILE_KIND = {"json": "result", "kernels": "kernels", "outcomes": "outcomes"}
 # Kernel names come from compilers and the profiler (C++ templates): any text but control
 # characters; only kernelwatch's pages show them, escaped.
-KERNEL_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,2000}")
+# Control characters: no text a result file holds has them (a terminal's colour codes).
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+TEXT_LIMIT = 2000  # characters of a kernel name or a reason
+KERNEL_NAME = re.compile(rf"[^\x00-\x1f\x7f]{{1,{TEXT_LIMIT}}}")
 # An inductor Triton kernel's name (its second graph's "@N"), and its launch configuration
 # ("XBLOCK=1024 num_warps=4 num_stages=1").
 LAUNCH_KERNEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,200}(@\d{1,4})?")
@@ -162,6 +168,51 @@ def remove_temporaries(directory: Path) -> None:
     if Path(directory).is_dir():
         for tmp in Path(directory).glob(".*.*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+def read_or_move_aside(path: Path) -> dict:
+    """The content of RESULTS/<machine>/`path` that a run is about to merge into and write
+    again (kernel inventories, outcomes), {} where there is none. A file of another shape
+    than the engine writes is moved aside whole (move_aside), never rewritten, said so on
+    stderr, and counts as empty."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return {}
+    try:
+        return check_file(path.parent.parent, f"{path.parent.name}/{path.name}")
+    except Refused as exc:
+        why = str(exc).removeprefix(f"{path.parent.name}/{path.name}: ")
+        aside = move_aside(path)
+        print(f"kernelwatch: {path} was damaged ({why}); moved aside to {aside} and written "
+              "again from what was measured now (what only it held is in that copy)",
+              file=sys.stderr, flush=True)
+        return {}
+
+
+def aside_dir(results: Path) -> Path:
+    """Where damaged files of a results directory are moved: outside it (results/ holds
+    asv's layout only), under the checkout's .kernelwatch/damaged/<results dir name>/."""
+    results = Path(results)
+    return results.parent / ".kernelwatch" / "damaged" / results.name
+
+
+def move_aside(path: Path, aside: Path | None = None) -> Path:
+    """Move `path` (RESULTS/<machine>/<name>, or RESULTS/benchmarks.json) under `aside`
+    (default: RESULTS' aside_dir), stamped with the time so that an earlier copy is never
+    overwritten; returns where it went."""
+    path = Path(path)
+    in_machine = path.name != "benchmarks.json"
+    results = path.parent.parent if in_machine else path.parent
+    where = Path(aside or aside_dir(results)) / (path.parent.name if in_machine else "")
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    dest = where / f"{path.name}.{stamp}"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = dest.with_name(f"{path.name}.{stamp}.{n}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), dest)
+    return dest
 
 
 # ----------------------------------------------------------------------------- shapes

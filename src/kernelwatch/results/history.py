@@ -87,7 +87,7 @@ def merge_into(src: Path, dest: Path, files: list[str], *, aside: Path | None = 
         elif filecmp.cmp(a, b, shallow=False):
             report.kept.append(rel)
         elif not _passes(dest, rel):
-            moved = inventory_file.move_aside(b, aside) if aside else None
+            moved = result_files.move_aside(b, aside) if aside else None
             result_files.write_whole(b, a.read_text())
             report.repaired.append(rel + (f" (the damaged copy is in {moved})" if moved
                                           else ""))
@@ -279,7 +279,7 @@ def pull(results: Path, remote: str, branch: str = DEFAULT_BRANCH,
             return Merge()
         good, refused = result_files.partition(work)
         results.mkdir(parents=True, exist_ok=True)
-        report = merge_into(work, results, good, aside=inventory_file.aside_dir(results))
+        report = merge_into(work, results, good, aside=result_files.aside_dir(results))
         report.bad_on_branch = list(refused.values())
         return report
 

@@ -13,16 +13,12 @@ rows, which the report, compare, the site and bisect show.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
-from kernelwatch import inventory_file
 from kernelwatch.results import files as result_files
 
 SUFFIX = ".outcomes"
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-REASON_CHARS = 2000  # what result_files' check admits
 WHOLE_COMMIT = "*"
 
 
@@ -45,14 +41,15 @@ def record(results: Path, machine: str, commit: str, env: str,
     """Merge what the combinations of one (commit, environment) ended as (name -> (status,
     reason)) into its outcomes file; the file goes when nothing in it is left."""
     path = path_of(results, machine, commit, env)
-    kept = inventory_file.read_or_move_aside(path)  # a damaged file is kept apart
+    kept = result_files.read_or_move_aside(path)  # a damaged file is kept apart
     for name, (status, reason) in ended.items():
         if status == "ok":
             kept.pop(name, None)
             kept.pop(WHOLE_COMMIT, None)  # it built this time
             continue
         # A library's message may carry a terminal's colour codes: the file holds plain text.
-        reason = CONTROL.sub("", reason or "")[:REASON_CHARS] or "no reason printed"
+        reason = (result_files.CONTROL.sub("", reason or "")[:result_files.TEXT_LIMIT]
+                  or "no reason printed")
         entry = {name: {"status": status, "reason": reason}}
         try:
             result_files.check_entries("outcomes", entry)
