@@ -428,3 +428,10 @@ def test_a_gpu_suite_on_a_machine_without_a_gpu_says_where_it_runs(isolated_home
     assert "this machine shows none" in dry.stdout
     assert "kernelwatch: would run " in dry.stdout  # a count where benchmarks.json is
     assert not (isolated_home / ".asv-machine.json").exists()  # a dry run starts no asv
+
+
+def test_a_track_is_named_with_or_without_its_prefix(isolated_home):
+    plain, prefixed = (kw("run", "--quick", "--track", t, "--dry-run") for t in
+                       ("time", "track_time"))
+    assert plain.returncode == prefixed.returncode == 0, prefixed.stderr
+    assert "track_(time)" in prefixed.stdout and prefixed.stdout == plain.stdout

@@ -243,6 +243,9 @@ def test_gpu_table_script_renders_a_recorded_device_run_on_the_cpu(tmp_path):
     assert wrong.returncode == 2 and wrong.stdout == ""
     assert "--shape llama-3.1-8b: the tables the run wrote" in wrong.stderr
     assert "name llama-3.2-1b; leave --shape out" in wrong.stderr
+    (folder / "table-llama-3.1-8b.md").write_text("Llama layer llama-3.1-8b, sequence 2048\n")
+    two = subprocess.run(script, cwd=REPO, capture_output=True, text=True)
+    assert two.returncode == 2 and "name llama-3.1-8b and llama-3.2-1b: one folder" in two.stderr
 
 
 @requires_cuda
