@@ -42,6 +42,7 @@ from pathlib import Path
 from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError, unknown_name
 from kernelwatch.regression import benchmark_classes, detect
+from kernelwatch.results.files import require
 
 # Candidate factors, smallest first: the threshold is the first with no A/A alarm.
 FACTORS = (1.01, 1.02, 1.03, 1.05, 1.10, 1.20, 1.50)
@@ -315,16 +316,16 @@ def load_latest(repo: Path) -> dict[str, dict[str, tuple[Measured, dict]]]:
 def _checked(data: object) -> tuple[str, float, dict, list[Measured]]:
     """(machine, date, environment, measurements) of a saved run, or ValueError saying the
     first thing in it that `save` never writes or `analyse` cannot use."""
-    _require(isinstance(data, dict), "not an object")
-    _require(isinstance(data.get("machine"), str) and data["machine"] != "",
+    require(isinstance(data, dict), "not an object")
+    require(isinstance(data.get("machine"), str) and data["machine"] != "",
              "machine is not a name")
-    _require(_finite_number(data.get("date")), "date is not a time")
+    require(_finite_number(data.get("date")), "date is not a time")
     env = data.get("environment", {})
-    _require(isinstance(env, dict), "environment is not an object")
-    _require(isinstance(data.get("targets"), list), "targets is not a list")
+    require(isinstance(env, dict), "environment is not an object")
+    require(isinstance(data.get("targets"), list), "targets is not a list")
     measured = []
     for i, t in enumerate(data["targets"], 1):
-        _require(isinstance(t, dict) and all(isinstance(t.get(k), str) for k in
+        require(isinstance(t, dict) and all(isinstance(t.get(k), str) for k in
                                              ("workload", "cls", "track", "skipped"))
                  and isinstance(t.get("params"), list)
                  and all(isinstance(v, str) for v in t["params"])
@@ -339,11 +340,6 @@ def _checked(data: object) -> tuple[str, float, dict, list[Measured]]:
     return data["machine"], data["date"], env, measured
 
 
-def _require(ok: bool, what: str) -> None:
-    if not ok:
-        raise ValueError(what)
-
-
 def _finite_number(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -352,11 +348,11 @@ def _check_runs(m: Measured) -> None:
     """What `analyse` reads of a series: two runs or more, each with samples as it is
     ("0.0") and at each slowdown of the first, every sample a positive time."""
     key = m.target.key
-    _require(len(m.runs) >= 2, f"{key}: {len(m.runs)} runs, where a series needs 2 or more")
+    require(len(m.runs) >= 2, f"{key}: {len(m.runs)} runs, where a series needs 2 or more")
     for n, run in enumerate(m.runs, 1):
-        _require(isinstance(run, dict) and "0.0" in run,
+        require(isinstance(run, dict) and "0.0" in run,
                  f'{key}: run {n} has no samples as it is ("0.0")')
-        _require(run.keys() == m.runs[0].keys(),
+        require(run.keys() == m.runs[0].keys(),
                  f"{key}: run {n} has other slowdowns than run 1")
         for x, samples in run.items():
             try:
@@ -364,7 +360,7 @@ def _check_runs(m: Measured) -> None:
             except ValueError:
                 raise ValueError(f"{key}: run {n} has a slowdown {x!r} that is not a "
                                  "fraction") from None
-            _require(isinstance(samples, list) and len(samples) > 0
+            require(isinstance(samples, list) and len(samples) > 0
                      and all(_finite_number(v) and v > 0 for v in samples),
                      f"{key}: run {n} at slowdown {x} is not a list of positive times")
 

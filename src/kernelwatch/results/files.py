@@ -218,13 +218,14 @@ def move_aside(path: Path, aside: Path | None = None) -> Path:
 # ----------------------------------------------------------------------------- shapes
 
 
-def _require(ok: bool, what: str) -> None:
+def require(ok: bool, what: str) -> None:
+    """Refused(what) unless `ok`: the one check every reader of a kept file raises."""
     if not ok:
         raise Refused(what)
 
 
 def _plain(value: object, what: str, pattern: re.Pattern = PLAIN_TEXT) -> None:
-    _require(isinstance(value, str) and bool(pattern.fullmatch(value)),
+    require(isinstance(value, str) and bool(pattern.fullmatch(value)),
              f"{what} {value!r} is not plain text")
 
 
@@ -234,28 +235,28 @@ def _number_or_none(value: object) -> bool:
 
 
 def _check_str_map(data: object, what: str) -> None:
-    _require(isinstance(data, dict), f"{what} is not an object")
+    require(isinstance(data, dict), f"{what} is not an object")
     for k, v in data.items():
         _plain(k, f"{what} key")
         if v is not None:
             _plain(v if isinstance(v, str) else str(v), f"{what}[{k}]")
-            _require(isinstance(v, str | int | float), f"{what}[{k}] is not a string")
+            require(isinstance(v, str | int | float), f"{what}[{k}] is not a string")
 
 
 def _check_machine(data: object, machine: str) -> None:
-    _require(isinstance(data, dict), "not an object")
-    _require(data.get("version") == 1, "version is not 1")
-    _require(data.get("machine") == machine,
+    require(isinstance(data, dict), "not an object")
+    require(data.get("version") == 1, "version is not 1")
+    require(data.get("machine") == machine,
              f"machine {data.get('machine')!r} is not its directory's name {machine!r}")
     _check_str_map({k: v for k, v in data.items() if k != "version"}, "machine info")
 
 
 def _check_param_lists(params: object, what: str) -> int:
     """The number of combinations of a benchmark's parameter lists."""
-    _require(isinstance(params, list), f"{what} is not a list")
+    require(isinstance(params, list), f"{what} is not a list")
     count = 1
     for values in params:
-        _require(isinstance(values, list), f"{what} has a parameter that is not a list")
+        require(isinstance(values, list), f"{what} has a parameter that is not a list")
         for v in values:
             _plain(v, f"{what} value", PARAM_VALUE)
         count *= len(values)
@@ -263,62 +264,62 @@ def _check_param_lists(params: object, what: str) -> int:
 
 
 def _check_result(data: object, machine: str) -> None:
-    _require(isinstance(data, dict), "not an object")
-    _require(data.get("version") == 2, "version is not 2 (asv 0.6's results)")
+    require(isinstance(data, dict), "not an object")
+    require(data.get("version") == 2, "version is not 2 (asv 0.6's results)")
     commit = data.get("commit_hash")
-    _require(isinstance(commit, str) and bool(COMMIT.fullmatch(commit)),
+    require(isinstance(commit, str) and bool(COMMIT.fullmatch(commit)),
              f"commit_hash {commit!r} is not a git hash")
     _plain(data.get("env_name"), "env_name")
-    _require(isinstance(data.get("date"), int) and not isinstance(data.get("date"), bool)
+    require(isinstance(data.get("date"), int) and not isinstance(data.get("date"), bool)
              and data["date"] >= 0, f"date {data.get('date')!r} is not a time in ms")
     _plain(data.get("python"), "python")
     _check_str_map(data.get("params"), "params")
-    _require(data["params"].get("machine") == machine,
+    require(data["params"].get("machine") == machine,
              f"params.machine {data['params'].get('machine')!r} is not {machine!r}")
     _check_str_map(data.get("requirements"), "requirements")
     _check_str_map(data.get("env_vars", {}), "env_vars")
     columns = data.get("result_columns")
-    _require(isinstance(columns, list) and tuple(columns) == RESULT_COLUMNS,
+    require(isinstance(columns, list) and tuple(columns) == RESULT_COLUMNS,
              "result_columns is not asv's list")
     durations = data.get("durations", {})
-    _require(isinstance(durations, dict)
+    require(isinstance(durations, dict)
              and all(isinstance(k, str) and _number_or_none(v) for k, v in durations.items()),
              "durations is not a map of seconds")
     results = data.get("results")
-    _require(isinstance(results, dict), "results is not an object")
+    require(isinstance(results, dict), "results is not an object")
     for name, row in results.items():
         _plain(name, "benchmark name", DOTTED_NAME)
         _check_result_row(name, row)
 
 
 def _check_result_row(name: str, row: object) -> None:
-    _require(isinstance(row, list) and len(row) <= len(RESULT_COLUMNS),
+    require(isinstance(row, list) and len(row) <= len(RESULT_COLUMNS),
              f"{name}: not a list of asv's columns")
     cols = dict(zip(RESULT_COLUMNS, row, strict=False))
     combos = _check_param_lists(cols.get("params") or [], f"{name} params")
     result = cols.get("result")
     if result is not None:
-        _require(isinstance(result, list) and len(result) == combos
+        require(isinstance(result, list) and len(result) == combos
                  and all(_number_or_none(v) for v in result),
                  f"{name}: result is not one number (or null) per parameter combination")
     version = cols.get("version")
     if version is not None:
         _plain(version, f"{name} version")
     for key in ("started_at", "duration"):
-        _require(_number_or_none(cols.get(key)), f"{name}: {key} is not a number")
+        require(_number_or_none(cols.get(key)), f"{name}: {key} is not a number")
     for key in RESULT_COLUMNS:
         if key.startswith("stats_") and cols.get(key) is not None:
-            _require(isinstance(cols[key], list) and len(cols[key]) == combos
+            require(isinstance(cols[key], list) and len(cols[key]) == combos
                      and all(_number_or_none(v) for v in cols[key]),
                      f"{name}: {key} is not one number per parameter combination")
     samples = cols.get("samples")
     if samples is not None:
-        _require(isinstance(samples, list) and len(samples) == combos
+        require(isinstance(samples, list) and len(samples) == combos
                  and all(s is None or (isinstance(s, list) and all(_number_or_none(x)
                                                                   for x in s))
                          for s in samples),
                  f"{name}: samples is not a list of numbers per parameter combination")
-    _require(cols.get("profile") is None or isinstance(cols.get("profile"), str),
+    require(cols.get("profile") is None or isinstance(cols.get("profile"), str),
              f"{name}: profile is not text")
 
 
@@ -329,20 +330,20 @@ def check_entries(kind: str, data: object) -> None:
 
 
 def _check_kernels(data: object) -> None:
-    _require(isinstance(data, dict), "not an object")
+    require(isinstance(data, dict), "not an object")
     for case, entry in data.items():
         _plain(case, "case", PARAM_VALUE)
-        _require(isinstance(entry, dict) and isinstance(entry.get("kernels"), list)
+        require(isinstance(entry, dict) and isinstance(entry.get("kernels"), list)
                  and all(isinstance(k, str) and KERNEL_NAME.fullmatch(k)
                          for k in entry["kernels"]), f"{case}: kernels is not a list of names")
         _plain(entry.get("code_hash", ""), f"{case} code_hash")
         _plain(entry.get("code_digest", ""), f"{case} code_digest")
         _plain(entry.get("source", ""), f"{case} source")
         guards = entry.get("guards")
-        _require(guards is None or (isinstance(guards, int) and not isinstance(guards, bool)),
+        require(guards is None or (isinstance(guards, int) and not isinstance(guards, bool)),
                  f"{case}: guards is not a count")
         launch = entry.get("launch", {})
-        _require(isinstance(launch, dict), f"{case}: launch is not an object")
+        require(isinstance(launch, dict), f"{case}: launch is not an object")
         for kernel, config in launch.items():
             _plain(kernel, f"{case} launch kernel", LAUNCH_KERNEL)
             _plain(config, f"{case} launch of {kernel}", LAUNCH_CONFIG)
@@ -351,12 +352,12 @@ def _check_kernels(data: object) -> None:
 def _check_outcomes(data: object) -> None:
     # Reasons are a library's own messages (a pin like "<=2.14.0", quotes): any text but
     # control characters; only kernelwatch's pages show them, escaped.
-    _require(isinstance(data, dict), "not an object")
+    require(isinstance(data, dict), "not an object")
     for name, entry in data.items():
-        _require(name == "*" or DOTTED_NAME.fullmatch(name.split("(", 1)[0]) is not None,
+        require(name == "*" or DOTTED_NAME.fullmatch(name.split("(", 1)[0]) is not None,
                  f"{name!r}: not a benchmark name")
         _plain(name, "name", KERNEL_NAME)
-        _require(isinstance(entry, dict) and entry.get("status") in ("skipped", "failed")
+        require(isinstance(entry, dict) and entry.get("status") in ("skipped", "failed")
                  and isinstance(entry.get("reason"), str)
                  and KERNEL_NAME.fullmatch(entry["reason"]) is not None,
                  f"{name}: not a status (skipped or failed) and a reason")
@@ -366,8 +367,8 @@ BENCHMARK_TEXT_FIELDS = ("name", "pretty_name", "unit", "type", "version", "pret
 
 
 def _check_benchmarks(data: object) -> None:
-    _require(isinstance(data, dict), "not an object")
-    _require(data.get("version") == 2, "version is not 2 (asv 0.6's benchmarks.json)")
+    require(isinstance(data, dict), "not an object")
+    require(data.get("version") == 2, "version is not 2 (asv 0.6's benchmarks.json)")
     for key, bench in data.items():
         if key != "version":
             _check_benchmark_entry(key, bench)
@@ -375,8 +376,8 @@ def _check_benchmarks(data: object) -> None:
 
 def _check_benchmark_entry(key: str, bench: object) -> None:
     _plain(key, "benchmark name", DOTTED_NAME)
-    _require(isinstance(bench, dict), f"{key}: not an object")
-    _require(bench.get("name", key) == key, f"{key}: its name is {bench.get('name')!r}")
+    require(isinstance(bench, dict), f"{key}: not an object")
+    require(bench.get("name", key) == key, f"{key}: its name is {bench.get('name')!r}")
     for field in ("name", "pretty_name", "unit", "type", "version"):
         if bench.get(field) is not None:
             _plain(bench[field], f"{key} {field}")
