@@ -13,9 +13,10 @@
 #   aa       KW_AA_RUNS (default 5) runs of the suite's time series and kernel inventories
 #            (the launch autotuning picked) on one commit (KW_AA_ARGS narrows them), each its
 #            own machine name (gpu-aa-N), fresh compile caches per run, each cut at
-#            KW_AA_SECONDS (default 75), in this order: runs 1 and 2, a run with a 5% slowdown
-#            injected (gpu-aa-slow), `compare` of run 2 and of the slower run against run 1
-#            (the latter at --factor 1.03), then runs 3..N and the table of each series' spread
+#            KW_AA_SECONDS (default 75), in this order: runs 1 and 2 and `compare` of run 2
+#            against run 1 (default thresholds and --factor 1.03), a run with a 5% slowdown
+#            injected (gpu-aa-slow) and its compare at --factor 1.03, then runs 3..N, and the
+#            table of each series' spread (max/min over the runs on record)
 #   KW_LAUNCHES (default "spawn forkserver") names the launches the launch stage times
 #   KW_CALL_SECONDS (default 560): the call's limit. Every stage's own limit is cut to end 15 s
 #            before it (time to pack), and a step with under 20 s left is skipped: an outer
@@ -52,16 +53,16 @@ aa_run() {  # aa_run NAME [SLOWDOWN]: one A/A run as machine gpu-aa-NAME, fresh 
   echo "aa run $1${2:+ (${2} slowdown injected)}: exit $?" | tee -a "$out/aa.txt"
 }
 
-aa_compare() {  # run 2 and the slower run, each against run 1
-  kw compare HEAD HEAD --base-machine gpu-aa-1 --machine gpu-aa-2 > "$out/aa-compare.md" 2>&1
-  echo "compare run 2 against run 1 (default thresholds): exit $?" | tee -a "$out/aa.txt"
-  kw compare HEAD HEAD --base-machine gpu-aa-1 --machine gpu-aa-2 --factor 1.03 \
-    > "$out/aa-compare-103.md" 2>&1
-  echo "compare run 2 against run 1 at --factor 1.03: exit $?" | tee -a "$out/aa.txt"
-  kw compare HEAD HEAD --base-machine gpu-aa-1 --machine gpu-aa-slow --factor 1.03 \
-    > "$out/aa-compare-slow.md" 2>&1
-  echo "compare the 5% slower run against run 1 at --factor 1.03: exit $?" | tee -a "$out/aa.txt"
-  grep -h "worse, .* better" "$out"/aa-compare*.md | tee -a "$out/aa.txt"
+aa_compare() {  # aa_compare MACHINE: its run against run 1 (gpu-aa-1), as `compare` reads it
+  local name=${1#gpu-aa-}
+  if [ "$name" != slow ]; then
+    kw compare HEAD HEAD --base-machine gpu-aa-1 --machine "$1" > "$out/aa-compare-$name.md" 2>&1
+    echo "compare run $name against run 1 (default thresholds): exit $?" | tee -a "$out/aa.txt"
+  fi
+  kw compare HEAD HEAD --base-machine gpu-aa-1 --machine "$1" --factor 1.03 \
+    > "$out/aa-compare-$name-103.md" 2>&1
+  echo "compare run $name against run 1 at --factor 1.03: exit $?" | tee -a "$out/aa.txt"
+  grep -h "worse, .* better" "$out"/aa-compare-"$name"*.md | tee -a "$out/aa.txt"
 }
 
 table() {  # table MACHINE...: per combination, its process's seconds and its value
@@ -129,7 +130,7 @@ for stage in "$@"; do
       # runs 1 and 2, the 5%-slower run and the compares first: a lease cut after them still
       # answers whether the suite tells a 5% slowdown from run-to-run noise; runs 3..N then
       # widen the spread of each series (max/min in the table)
-      aa_run 1 && aa_run 2 && aa_run slow 0.05 && aa_compare
+      aa_run 1 && aa_run 2 && aa_compare gpu-aa-2 && aa_run slow 0.05 && aa_compare gpu-aa-slow
       for i in $(seq 3 "${KW_AA_RUNS:-5}"); do aa_run "$i" || break; done
       python3 - <<'EOF' | tee "$out/aa-table.txt"
 import glob, json, statistics
