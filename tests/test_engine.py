@@ -152,6 +152,44 @@ def test_a_cut_run_keeps_every_combination_that_finished(clone, isolated_home):
     assert "1 benchmark process;" in again.stdout  # the time, not measured before
 
 
+def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated_home):
+    """A benchmark process leaves its kernel inventory in a spool that kernelwatch files
+    beside the results after each asv call. A call cut short (SIGTERM) files the spool too:
+    every combination whose count was saved has its inventory in the machine's .kernels
+    file, not left for a later run."""
+    import signal
+
+    from kernelwatch import inventory_file
+
+    machine = "cut-inventory"
+    cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--shape", "tiny",
+           "--dtype", "float32", "--variant", "eager", "--variant", "compile",
+           "--metric", "kernels", "--skip-machine-facts", "--machine", machine, "-v"]
+    proc = subprocess.Popen(cmd, cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "kernelwatch 1/4 " in line:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    seen += proc.stdout.readlines()
+    proc.wait(timeout=60)
+    out = "".join(seen)
+    print(out[-3000:])
+    assert proc.returncode != 0 and "terminated (SIGTERM)" in out
+    counted = {", ".join(r.params[k] for k in ("shape", "form", "dtype", "variant"))
+               for r in result_rows.load(clone / "results") if r.machine == machine
+               and r.benchmark == "rope.RopeKernels.track_kernel_count" and r.value}
+    assert 1 <= len(counted) < 4, counted
+    files = list((clone / "results" / machine).glob(f"*{inventory_file.SUFFIX}"))
+    assert len(files) == 1, files
+    filed = {case.removeprefix("rope(").removesuffix(")")
+             for case in inventory_file.read(files[0])}
+    assert filed >= counted, (filed, counted)
+    assert not list((clone / ".kernelwatch" / "inventory-spool").glob("*.json"))
+
+
 def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     """`--processes 2`: the benchmark loop measures the benchmark again in a second process
     of the same asv call and appends its samples (docs/measurement.md: the noise between

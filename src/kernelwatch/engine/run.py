@@ -27,7 +27,7 @@ from kernelwatch.engine.gitrepo import commits_in, git_output
 from kernelwatch.engine.planner import Call, Selection
 from kernelwatch.engine.progress import AsvProgress, Outcomes, log_path
 from kernelwatch.engine.snapshot import Snapshot, free_bytes
-from kernelwatch.errors import KernelwatchError, check_choices
+from kernelwatch.errors import Interrupted, KernelwatchError, check_choices
 from kernelwatch.libraries import releases, requirements, targets
 from kernelwatch.results import outcomes
 
@@ -465,12 +465,15 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
              if not request.rerun else [Call(group.commits, envs, c) for c in chunks])
     prefixes = asvrun.environment_prefixes(config or repo / "asv.conf.json", python)
 
-    def saved() -> None:
+    def file_inventories() -> None:
         inventory_file.collect(spool, plan.results / name, prefixes)
+
+    def saved() -> None:
+        file_inventories()
         if snap is not None:
             snap.refresh()
 
-    runner = _Calls(repo, request, plan, base, envs, saved=saved,
+    runner = _Calls(repo, request, plan, base, envs, saved=saved, cut=file_inventories,
                     benchmarks=planner.read_benchmarks(plan.results),
                     durations=planner.combination_durations(plan.results, name),
                     rev=plan.rev if group.commits == plan.commits else None, ended=ended,
@@ -681,6 +684,9 @@ class _Calls:
     base: list[str]
     envs: list[str]
     saved: Callable[[], None] | None = None  # after each asv call that finished and saved
+    # After a call cut short (Ctrl-C, SIGTERM): the kernel inventories of the combinations
+    # that ended, which the benchmark loop's result file already holds.
+    cut: Callable[[], None] | None = None
     benchmarks: dict = field(default_factory=dict)  # asv's benchmarks.json, {} if none yet
     durations: dict[str, float] = field(default_factory=dict)  # seconds per combination
     log: TextIO | None = None
@@ -754,6 +760,13 @@ class _Calls:
         try:
             rc = asvrun.stream(full, self.repo, seen, self.plan.settings_env, progress,
                                outcomes)
+        except Interrupted:
+            if self.cut is not None:
+                try:
+                    self.cut()
+                except (OSError, KernelwatchError) as exc:  # the interruption is the news
+                    print(f"kernelwatch: {exc}", file=sys.stderr, flush=True)
+            raise
         finally:
             if self.ended is not None:
                 self.ended.add(outcomes)
