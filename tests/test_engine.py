@@ -5,6 +5,7 @@ pooled into one result. Slow (minutes): the first run builds two torch environme
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -114,31 +115,38 @@ def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):
     assert rows[("rope.RopeCompile.track_cold_compile", "compile")].value is None
 
 
+def run_until_terminated(cmd: list[str], cwd, line_part: str, **env: str) -> tuple[int, str]:
+    """Run `cmd` and SIGTERM its process group (as a runner's time limit does) once a line
+    of its output holds `line_part`; its exit status and whole output."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line_part in line:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    seen += proc.stdout.readlines()
+    proc.wait(timeout=60)
+    out = "".join(seen)
+    print(out[-3000:])
+    return proc.returncode, out
+
+
 def test_a_cut_run_keeps_every_combination_that_finished(clone, isolated_home):
     """asv keeps a (commit, environment)'s results in memory until all its benchmarks have
     run; kernelwatch's benchmark loop saves each parameter combination as it ends. Stop the
     run (SIGTERM, as a runner's time limit does) once two combinations have ended: both are
     in the result file, readable, with the machine's file beside them; the run again
     measures only the rest."""
-    import signal
 
     cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "gptq", "--shape", "tiny/proj",
            "--scheme", "w4-sym-g128", "--blocksize", "16", "--variant", "eager",
            "--metric", "time", "--metric", "accuracy", "--track", "time",
            "--track", "output_error", "--track", "identical_codes", "--skip-machine-facts"]
-    proc = subprocess.Popen([*cmd, "-v"], cwd=clone,
-                            env={**os.environ, "KERNELWATCH_MACHINE": MACHINE},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "kernelwatch 2/3 " in line:
-            os.killpg(proc.pid, signal.SIGTERM)
-            break
-    proc.wait(timeout=60)
-    print("".join(seen[-20:]))
-    assert any("kernelwatch 3 combinations in existing" in line for line in seen)
+    _, out = run_until_terminated([*cmd, "-v"], clone, "kernelwatch 2/3 ",
+                                  KERNELWATCH_MACHINE=MACHINE)
+    assert "kernelwatch 3 combinations in existing" in out
     rows = [r for r in result_rows.load(clone / "results") if r.machine == MACHINE
             and r.env_name.startswith("existing") and r.params.get("shape") == "tiny/proj"
             and r.params.get("variant") == "eager" and r.params.get("blocksize") == "16"
@@ -157,7 +165,6 @@ def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated
     beside the results after each asv call. A call cut short (SIGTERM) files the spool too:
     every combination whose count was saved has its inventory in the machine's .kernels
     file, not left for a later run."""
-    import signal
 
     from kernelwatch import inventory_file
 
@@ -165,19 +172,8 @@ def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated
     cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--shape", "tiny",
            "--dtype", "float32", "--variant", "eager", "--variant", "compile",
            "--metric", "kernels", "--skip-machine-facts", "--machine", machine, "-v"]
-    proc = subprocess.Popen(cmd, cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "kernelwatch 1/4 " in line:
-            os.killpg(proc.pid, signal.SIGTERM)
-            break
-    seen += proc.stdout.readlines()
-    proc.wait(timeout=60)
-    out = "".join(seen)
-    print(out[-3000:])
-    assert proc.returncode != 0 and "terminated (SIGTERM)" in out
+    returncode, out = run_until_terminated(cmd, clone, "kernelwatch 1/4 ")
+    assert returncode != 0 and "terminated (SIGTERM)" in out
     counted = {", ".join(r.params[k] for k in ("shape", "form", "dtype", "variant"))
                for r in result_rows.load(clone / "results") if r.machine == machine
                and r.benchmark == "rope.RopeKernels.track_kernel_count" and r.value}
