@@ -318,7 +318,7 @@ def _checked(data: object) -> tuple[str, float, dict, list[Measured]]:
     first thing in it that `save` never writes or `analyse` cannot use."""
     require(isinstance(data, dict), "not an object")
     require(isinstance(data.get("machine"), str) and data["machine"] != "",
-             "machine is not a name")
+            "machine is not a name")
     require(_finite_number(data.get("date")), "date is not a time")
     env = data.get("environment", {})
     require(isinstance(env, dict), "environment is not an object")
@@ -326,12 +326,12 @@ def _checked(data: object) -> tuple[str, float, dict, list[Measured]]:
     measured = []
     for i, t in enumerate(data["targets"], 1):
         require(isinstance(t, dict) and all(isinstance(t.get(k), str) for k in
-                                             ("workload", "cls", "track", "skipped"))
-                 and isinstance(t.get("params"), list)
-                 and all(isinstance(v, str) for v in t["params"])
-                 and _finite_number(t.get("seconds")) and isinstance(t.get("runs"), list),
-                 f"target {i} is not a series (workload, cls, track, params, runs, skipped, "
-                 "seconds)")
+                                            ("workload", "cls", "track", "skipped"))
+                and isinstance(t.get("params"), list)
+                and all(isinstance(v, str) for v in t["params"])
+                and _finite_number(t.get("seconds")) and isinstance(t.get("runs"), list),
+                f"target {i} is not a series (workload, cls, track, params, runs, skipped, "
+                "seconds)")
         m = Measured(Target(t["workload"], t["cls"], t["track"], tuple(t["params"])),
                      t["runs"], t["skipped"], t["seconds"])
         if not m.skipped:
@@ -351,9 +351,9 @@ def _check_runs(m: Measured) -> None:
     require(len(m.runs) >= 2, f"{key}: {len(m.runs)} runs, where a series needs 2 or more")
     for n, run in enumerate(m.runs, 1):
         require(isinstance(run, dict) and "0.0" in run,
-                 f'{key}: run {n} has no samples as it is ("0.0")')
+                f'{key}: run {n} has no samples as it is ("0.0")')
         require(run.keys() == m.runs[0].keys(),
-                 f"{key}: run {n} has other slowdowns than run 1")
+                f"{key}: run {n} has other slowdowns than run 1")
         for x, samples in run.items():
             try:
                 float(x)
@@ -361,8 +361,8 @@ def _check_runs(m: Measured) -> None:
                 raise ValueError(f"{key}: run {n} has a slowdown {x!r} that is not a "
                                  "fraction") from None
             require(isinstance(samples, list) and len(samples) > 0
-                     and all(_finite_number(v) and v > 0 for v in samples),
-                     f"{key}: run {n} at slowdown {x} is not a list of positive times")
+                    and all(_finite_number(v) and v > 0 for v in samples),
+                    f"{key}: run {n} at slowdown {x} is not a list of positive times")
 
 
 def latest_analyses(repo: Path) -> dict[str, tuple[dict, list[Analysis], list[Measured]]]:

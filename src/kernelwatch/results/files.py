@@ -226,7 +226,7 @@ def require(ok: bool, what: str) -> None:
 
 def _plain(value: object, what: str, pattern: re.Pattern = PLAIN_TEXT) -> None:
     require(isinstance(value, str) and bool(pattern.fullmatch(value)),
-             f"{what} {value!r} is not plain text")
+            f"{what} {value!r} is not plain text")
 
 
 def _number_or_none(value: object) -> bool:
@@ -247,7 +247,7 @@ def _check_machine(data: object, machine: str) -> None:
     require(isinstance(data, dict), "not an object")
     require(data.get("version") == 1, "version is not 1")
     require(data.get("machine") == machine,
-             f"machine {data.get('machine')!r} is not its directory's name {machine!r}")
+            f"machine {data.get('machine')!r} is not its directory's name {machine!r}")
     _check_str_map({k: v for k, v in data.items() if k != "version"}, "machine info")
 
 
@@ -268,23 +268,23 @@ def _check_result(data: object, machine: str) -> None:
     require(data.get("version") == 2, "version is not 2 (asv 0.6's results)")
     commit = data.get("commit_hash")
     require(isinstance(commit, str) and bool(COMMIT.fullmatch(commit)),
-             f"commit_hash {commit!r} is not a git hash")
+            f"commit_hash {commit!r} is not a git hash")
     _plain(data.get("env_name"), "env_name")
     require(isinstance(data.get("date"), int) and not isinstance(data.get("date"), bool)
-             and data["date"] >= 0, f"date {data.get('date')!r} is not a time in ms")
+            and data["date"] >= 0, f"date {data.get('date')!r} is not a time in ms")
     _plain(data.get("python"), "python")
     _check_str_map(data.get("params"), "params")
     require(data["params"].get("machine") == machine,
-             f"params.machine {data['params'].get('machine')!r} is not {machine!r}")
+            f"params.machine {data['params'].get('machine')!r} is not {machine!r}")
     _check_str_map(data.get("requirements"), "requirements")
     _check_str_map(data.get("env_vars", {}), "env_vars")
     columns = data.get("result_columns")
     require(isinstance(columns, list) and tuple(columns) == RESULT_COLUMNS,
-             "result_columns is not asv's list")
+            "result_columns is not asv's list")
     durations = data.get("durations", {})
     require(isinstance(durations, dict)
-             and all(isinstance(k, str) and _number_or_none(v) for k, v in durations.items()),
-             "durations is not a map of seconds")
+            and all(isinstance(k, str) and _number_or_none(v) for k, v in durations.items()),
+            "durations is not a map of seconds")
     results = data.get("results")
     require(isinstance(results, dict), "results is not an object")
     for name, row in results.items():
@@ -294,14 +294,14 @@ def _check_result(data: object, machine: str) -> None:
 
 def _check_result_row(name: str, row: object) -> None:
     require(isinstance(row, list) and len(row) <= len(RESULT_COLUMNS),
-             f"{name}: not a list of asv's columns")
+            f"{name}: not a list of asv's columns")
     cols = dict(zip(RESULT_COLUMNS, row, strict=False))
     combos = _check_param_lists(cols.get("params") or [], f"{name} params")
     result = cols.get("result")
     if result is not None:
         require(isinstance(result, list) and len(result) == combos
-                 and all(_number_or_none(v) for v in result),
-                 f"{name}: result is not one number (or null) per parameter combination")
+                and all(_number_or_none(v) for v in result),
+                f"{name}: result is not one number (or null) per parameter combination")
     version = cols.get("version")
     if version is not None:
         _plain(version, f"{name} version")
@@ -310,17 +310,17 @@ def _check_result_row(name: str, row: object) -> None:
     for key in RESULT_COLUMNS:
         if key.startswith("stats_") and cols.get(key) is not None:
             require(isinstance(cols[key], list) and len(cols[key]) == combos
-                     and all(_number_or_none(v) for v in cols[key]),
-                     f"{name}: {key} is not one number per parameter combination")
+                    and all(_number_or_none(v) for v in cols[key]),
+                    f"{name}: {key} is not one number per parameter combination")
     samples = cols.get("samples")
     if samples is not None:
         require(isinstance(samples, list) and len(samples) == combos
-                 and all(s is None or (isinstance(s, list) and all(_number_or_none(x)
-                                                                  for x in s))
-                         for s in samples),
-                 f"{name}: samples is not a list of numbers per parameter combination")
+                and all(s is None or (isinstance(s, list) and all(_number_or_none(x)
+                                                                 for x in s))
+                        for s in samples),
+                f"{name}: samples is not a list of numbers per parameter combination")
     require(cols.get("profile") is None or isinstance(cols.get("profile"), str),
-             f"{name}: profile is not text")
+            f"{name}: profile is not text")
 
 
 def check_entries(kind: str, data: object) -> None:
@@ -334,14 +334,14 @@ def _check_kernels(data: object) -> None:
     for case, entry in data.items():
         _plain(case, "case", PARAM_VALUE)
         require(isinstance(entry, dict) and isinstance(entry.get("kernels"), list)
-                 and all(isinstance(k, str) and KERNEL_NAME.fullmatch(k)
-                         for k in entry["kernels"]), f"{case}: kernels is not a list of names")
+                and all(isinstance(k, str) and KERNEL_NAME.fullmatch(k)
+                        for k in entry["kernels"]), f"{case}: kernels is not a list of names")
         _plain(entry.get("code_hash", ""), f"{case} code_hash")
         _plain(entry.get("code_digest", ""), f"{case} code_digest")
         _plain(entry.get("source", ""), f"{case} source")
         guards = entry.get("guards")
         require(guards is None or (isinstance(guards, int) and not isinstance(guards, bool)),
-                 f"{case}: guards is not a count")
+                f"{case}: guards is not a count")
         launch = entry.get("launch", {})
         require(isinstance(launch, dict), f"{case}: launch is not an object")
         for kernel, config in launch.items():
@@ -355,12 +355,12 @@ def _check_outcomes(data: object) -> None:
     require(isinstance(data, dict), "not an object")
     for name, entry in data.items():
         require(name == "*" or DOTTED_NAME.fullmatch(name.split("(", 1)[0]) is not None,
-                 f"{name!r}: not a benchmark name")
+                f"{name!r}: not a benchmark name")
         _plain(name, "name", KERNEL_NAME)
         require(isinstance(entry, dict) and entry.get("status") in ("skipped", "failed")
-                 and isinstance(entry.get("reason"), str)
-                 and KERNEL_NAME.fullmatch(entry["reason"]) is not None,
-                 f"{name}: not a status (skipped or failed) and a reason")
+                and isinstance(entry.get("reason"), str)
+                and KERNEL_NAME.fullmatch(entry["reason"]) is not None,
+                f"{name}: not a status (skipped or failed) and a reason")
 
 
 BENCHMARK_TEXT_FIELDS = ("name", "pretty_name", "unit", "type", "version", "pretty_source")
