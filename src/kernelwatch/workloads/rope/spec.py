@@ -89,8 +89,8 @@ SUITES = {
     # of one commit on an H200 (issue 34) read eager within 1.02x of each other, compile up
     # to 1.54x and Liger 1.09x; three runs on an H100 read the reference kernel 1.07x apart at
     # 8B, one kernel and one launch in each (docs/findings/gpu-history-h200.md). Those three
-    # are timed in three processes, samples pooled, so one process's outlier does not move
-    # the median.
+    # are timed in three processes, samples pooled, so the median is the level most of the
+    # processes read, not one process's.
     "gpu-commit": [
         SuitePart({**_REAL, "form": ["rotate-half"], "dtype": ["bfloat16"],
                    "variant": ["eager"]},
