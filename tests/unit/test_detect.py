@@ -55,3 +55,62 @@ def test_one_rule_judges_every_kind_of_series():
     change = detect.judge("environment.Environment.track_copy_seconds_per_gib", "seconds",
                           fast, slow)
     assert change.flag == "" and change.significant
+
+
+def pooled(rng: random.Random, levels: list[float], n: int = 50) -> list[float]:
+    """Samples of one process per level, in order, each process steady at its own level."""
+    return [x for level in levels for x in noisy(rng, level, 0.005, n)]
+
+
+def test_a_pooled_series_is_flagged_only_beyond_its_processes():
+    """Three processes a side, each at a level of its own for its whole life (an H100's RoPE
+    8B compile: 16.9 or 18.1 us a process, with one kernel and one launch throughout). The
+    pooled samples alone call run 2 against run 1 significant and beyond 1.03; some process
+    of each side reads like one of the other's, so it is not flagged. A 5% step on every
+    process is."""
+    rng = random.Random(5)
+    run1, run2 = pooled(rng, [16.9e-6, 18.1e-6, 18.2e-6]), pooled(rng, [17.6e-6, 17.0e-6, 16.9e-6])
+    assert detect.compare(run1, run2, factor=1.03).flag == "better"
+    within = detect.compare(run1, run2, factor=1.03, processes=(3, 3))
+    assert within.significant and within.flag == "" and within.within_processes
+    assert [round(m * 1e6, 1) for m in detect.process_medians(run1, 3)] == [16.9, 18.1, 18.2]
+
+    levels = [17.0e-6, 17.1e-6, 16.9e-6]
+    base, slower = pooled(rng, levels), pooled(rng, [x * 1.05 for x in levels])
+    caught = detect.compare(base, slower, factor=1.03, processes=(3, 3))
+    assert caught.flag == "worse" and not caught.within_processes
+    # one process on a side, or a count that does not split the samples: the pooled test alone
+    for processes in ((1, 3), (3, 7), (0, 0)):
+        assert detect.compare(run1, run2, factor=1.03, processes=processes).flag == "better"
+    assert detect.judge("rope.RopeTime.track_time", "seconds", run1, run2, factor=1.03,
+                        processes=(3, 3)).within_processes
+
+
+def test_compare_reads_each_sides_processes_and_says_why_a_move_is_not_counted(tmp_path):
+    """The process count kernelwatch's benchmark loop keeps beside a result reaches the
+    check through the rows (results.files.PROCESSES_KEY), and compare's table names each
+    side's process medians where the move stays within them."""
+    import json
+
+    from kernelwatch.report import compare
+    from kernelwatch.results import rows as result_rows
+    from kernelwatch.results.files import PROCESSES_KEY
+
+    from ..conftest import write_case_results
+
+    rng = random.Random(6)
+    bench, case = "rope.RopeTime.track_time", {"shape": "llama-3.1-8b", "variant": "compile"}
+    name = f"{bench}('llama-3.1-8b', 'compile')"
+    sides = {"run-1": [16.9e-6, 18.1e-6, 18.2e-6], "run-2": [17.6e-6, 17.0e-6, 16.9e-6]}
+    for machine, levels in sides.items():
+        path = write_case_results(tmp_path, machine, "a" * 40, "env", case,
+                                  {bench: pooled(rng, levels)})
+        data = json.loads(path.read_text())
+        data["durations"] = {PROCESSES_KEY.format(name=name): 3}
+        path.write_text(json.dumps(data))
+    rows = result_rows.load(tmp_path)
+    assert {r.processes for r in rows} == {3}
+    (c,) = compare.compare(rows, ("run-1", "a" * 40), ("run-2", "a" * 40), factor=1.03)
+    assert c.mark == " " and c.change.significant
+    assert c.conditions == ("not counted: within its processes (medians of base's 3: "
+                            "16.9 us, 18.1 us, 18.2 us; head's 3: 16.9 us, 17 us, 17.6 us)")

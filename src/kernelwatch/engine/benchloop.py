@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kernelwatch.results.files import PROCESSES_KEY, pooled_processes
+
 if TYPE_CHECKING:
     from asv.results import Results
 
@@ -50,9 +52,6 @@ REASON_LIMIT = 600
 # brackets there): what `kernelwatch run --dry-run` estimates a run from, and what
 # `--shard` balances by.
 DURATION_KEY = "<kernelwatch {name}>"
-# How many benchmark processes a combination's samples pool, kept beside its duration: a run
-# cut among a series' extra processes keeps fewer, and a later run measures only the rest.
-PROCESSES_KEY = "<kernelwatch-processes {name}>"
 
 ASV_VERSION = "0.6.6"  # the asv whose loop this one stands in for (its call signature)
 
@@ -191,13 +190,6 @@ def recorded_processes(results: Results, benchmark: dict, idx: int | None) -> in
         return 0
     return pooled_processes(results._duration,
                             combination_name(benchmark["name"], benchmark["params"], idx))
-
-
-def pooled_processes(durations: dict, combo: str) -> int:
-    """The processes a combination's samples pool, as its result file's `durations` keep
-    it (PROCESSES_KEY); 0 where no count is kept (or one not a positive number)."""
-    count = durations.get(PROCESSES_KEY.format(name=combo))
-    return int(count) if isinstance(count, int | float) and count > 0 else 0
 
 
 def _plan(benchmarks, env, extra_params: dict, run_rounds,

@@ -31,9 +31,9 @@ from typing import NamedTuple
 from asv import results as asv_results
 
 from kernelwatch import workloads
-from kernelwatch.engine.benchloop import pooled_processes
 from kernelwatch.errors import KernelwatchError, check_choices, unknown_name
 from kernelwatch.results import outcomes
+from kernelwatch.results.files import pooled_processes
 from kernelwatch.results.rows import UNREADABLE, unreadable
 
 
@@ -242,7 +242,7 @@ def recorded_names(results_dir: Path, machine: str, commit: str, env_name: str,
     again), and those that ran and were skipped (their outcome says so: the code under test
     cannot run there, and running it again says the same; --rerun tries). `pooled`, where
     given, gets {name: processes} of each measured combination whose file counts the
-    processes its samples pool (kernelwatch.engine.benchloop.PROCESSES_KEY), less those
+    processes its samples pool (kernelwatch.results.files.PROCESSES_KEY), less those
     whose last process failed (it kept its samples; started again it would say the same)."""
     path = results_dir / asv_results.get_filename(machine, commit, env_name)
     if not path.is_file():

@@ -8,6 +8,12 @@ A change is flagged when it is both statistically significant and large enough t
 - large: the ratio of medians beyond `factor` (default 1.10, asv.conf.json's
   regressions_threshold), because runs on a shared machine move by a few percent between
   processes, which within-run samples cannot see.
+- beyond its processes: where both sides pool several benchmark processes (a suite's
+  `processes=K`), every process's median on one side lies beyond every one on the other.
+  A process can sit at its own level for its whole life (the same kernels and launch of RoPE
+  8B read 16.9-18.2 us per process on an H100: docs/findings/gpu-history-h200.md), and
+  asv's test on the pooled samples counts that as significant; the process is the unit
+  that varies, as pyperf treats it.
 A value recorded once (first run, cold compile) has no samples to test: it is shown, never
 flagged. How often this flags pure noise, and the smallest change it catches, are measured by
 the measurement-truth work; its figures belong beside these defaults.
@@ -65,6 +71,9 @@ class Change:
     after: float
     significant: bool
     flag: str  # "worse", "better" or ""
+    # Significant and beyond the factor, but some process of one side reads like one of
+    # the other's: not flagged (`compare`'s rule beyond its processes).
+    within_processes: bool = False
 
     @property
     def ratio(self) -> float:
@@ -73,9 +82,20 @@ class Change:
         return self.after / self.before
 
 
+def process_medians(samples: Sequence[float], processes: int) -> list[float] | None:
+    """The median of each process's samples, where `samples` pool `processes` benchmark
+    processes in order, the same number each (the measuring core's fixed count); None where
+    they do not split so: one process, or no count kept."""
+    if processes < 2 or not samples or len(samples) % processes:
+        return None
+    n = len(samples) // processes
+    return [statistics.median(samples[i * n:(i + 1) * n]) for i in range(processes)]
+
+
 def compare(before: list[float], after: list[float], *, factor: float = DEFAULT_FACTOR,
-            p_threshold: float = P_THRESHOLD) -> Change:
-    """Compare two sample sets (one value each is allowed: never significant)."""
+            p_threshold: float = P_THRESHOLD, processes: tuple[int, int] = (0, 0)) -> Change:
+    """Compare two sample sets (one value each is allowed: never significant). `processes`:
+    how many benchmark processes each pools (0 where not known)."""
     from asv import _stats
     from asv_runner.statistics import compute_stats
 
@@ -92,6 +112,13 @@ def compare(before: list[float], after: list[float], *, factor: float = DEFAULT_
             flag = "worse"
         elif a < b / factor:
             flag = "better"
+    levels_b = process_medians(before, processes[0])
+    levels_a = process_medians(after, processes[1])
+    if flag and levels_b and levels_a:
+        beyond = (min(levels_a) > max(levels_b) if flag == "worse"
+                  else max(levels_a) < min(levels_b))
+        if not beyond:
+            return Change(b, a, significant, "", within_processes=True)
     return Change(b, a, significant, flag)
 
 
@@ -102,11 +129,12 @@ def same_hardware(before: dict, after: dict) -> bool:
 
 def judge(benchmark: str, unit: str, before: Sequence[float], after: Sequence[float], *,
           factor: float = DEFAULT_FACTOR, versions: tuple[str | None, str | None] = (None, None),
-          launch_moved: bool = False) -> Change:
+          launch_moved: bool = False, processes: tuple[int, int] = (0, 0)) -> Change:
     """The one rule for whether a series changed between two measurements, wherever a
     change is shown (compare, the site's change table, the versions page): measured by
     different benchmark code (`versions` differ) is NOT_COMPARABLE; a kernel count is
-    worse or better whenever it moves; times and bytes are `compare`d at `factor`; any other
+    worse or better whenever it moves; times and bytes are `compare`d at `factor` (and
+    beyond their processes, `processes` the count each side pools); any other
     series, and the machine's own facts, are compared and never flagged. A device time that
     would be worse or better, by at most LAUNCH_BOUND, while only the launch of the same
     kernels moved in one environment (`launch_moved`: kernelwatch.inventory.only_launch_moved
@@ -116,7 +144,7 @@ def judge(benchmark: str, unit: str, before: Sequence[float], after: Sequence[fl
         return Change(b, a, False, NOT_COMPARABLE)
     if benchmark.endswith(KERNEL_COUNT):
         return Change(b, a, a != b, "worse" if a > b else "better" if a < b else "")
-    change = compare(list(before), list(after), factor=factor)
+    change = compare(list(before), list(after), factor=factor, processes=processes)
     if unit not in FLAGGED_UNITS or benchmark.startswith(MACHINE_FACTS):
         return Change(change.before, change.after, change.significant, "")
     if launch_moved and change.flag and benchmark.endswith(DEVICE_TIME) and \

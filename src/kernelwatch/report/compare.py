@@ -12,7 +12,9 @@ detect.LAUNCH_BOUND) while its kernels are the same code at both, in one environ
 launched with another configuration autotuning picked, is marked `launch` and not counted
 (the pick varies between runs with fresh compile caches; the picks are named below the
 table). A faster variant whose output fails its workload's quality gate at HEAD is not counted
-as better.
+as better. A series pooled from several benchmark processes at both that moved beyond the
+factor while some process of one side reads like one of the other's is not counted, and
+says so beside it with each side's process medians (detect.compare).
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             change = detect.judge(bench, a.unit, b.samples or [b.median],
                                   a.samples or [a.median],
                                   factor=(thresholds or {}).get(key_of_series, factor),
-                                  launch_moved=launch_moved)
+                                  launch_moved=launch_moved,
+                                  processes=(b.processes, a.processes))
             mark = MARKS[change.flag]
         notes = [f"{side}: {note}" for side, (machine, commit) in (("base", base), ("head", head))
                  if (note := clocks.note_for(checks, machine, env, commit, bench, params))]
@@ -120,6 +123,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         if env_key and b.env_name != a.env_name:
             conditions = "; ".join(filter(None, [conditions,
                                                  _env_change(b.env_name, a.env_name)]))
+        if change and change.within_processes:
+            conditions = "; ".join(filter(None, [conditions, _within_processes(b, a)]))
         reason = failing.get((env, bench.split(".")[0], params))
         if mark == "-" and reason:
             mark = " "  # a speedup counts only when the output passes its quality gate
@@ -133,6 +138,16 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
     out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(detect.MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
     return out
+
+
+def _within_processes(before: Row, after: Row) -> str:
+    """What a change inside its processes' spread says: each side's process medians."""
+    def levels(r: Row) -> str:
+        medians = detect.process_medians(r.samples or [], r.processes) or []
+        return ", ".join(fmt_value(m, r.unit) for m in sorted(medians))
+
+    return (f"not counted: within its processes (medians of base's {before.processes}: "
+            f"{levels(before)}; head's {after.processes}: {levels(after)})")
 
 
 def _env_change(before: str, after: str) -> str:

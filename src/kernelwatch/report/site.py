@@ -157,7 +157,8 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
                             new.samples or [new.median], factor=factor,
                             versions=(old.version, new.version),
                             launch_moved=detect.same_hardware(old.env, new.env)
-                            and inventory.only_launch_moved(before_inv, after_inv)).flag
+                            and inventory.only_launch_moved(before_inv, after_inv),
+                            processes=(old.processes, new.processes)).flag
         # what the kernels say of the change: fewer fusions, other code, or (same code)
         # another launch picked by autotuning
         note = (inventory.difference(before_inv, after_inv) if before_inv and after_inv

@@ -72,7 +72,8 @@ def side_by_side(rows: list[Row], library: str = "torch"
             # The regression check itself (significance on the samples, beyond 1.10).
             change = detect.judge(bench, last.unit, first.samples or [first.median],
                                   last.samples or [last.median],
-                                  versions=(first.version, last.version))
+                                  versions=(first.version, last.version),
+                                  processes=(first.processes, last.processes))
             table.append({"benchmark": bench, "params": ", ".join(params),
                           "medians": {v: r.median for v, r in by_version.items()},
                           "ratio": change.ratio, "flag": change.flag})

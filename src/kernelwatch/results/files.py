@@ -63,6 +63,20 @@ class Refused(ValueError):
     """A file the results directory must not hold; the message says which and why."""
 
 
+# How many benchmark processes a combination's samples pool, kept by kernelwatch's benchmark
+# loop beside its duration in the result file's `durations`: a run cut among a series'
+# extra processes keeps fewer, and a later run measures only the rest; the regression
+# check compares the processes' own medians (regression.detect).
+PROCESSES_KEY = "<kernelwatch-processes {name}>"
+
+
+def pooled_processes(durations: dict, combo: str) -> int:
+    """The processes a combination's samples pool, as its result file's `durations` keep
+    it (PROCESSES_KEY); 0 where no count is kept (or one not a positive number)."""
+    count = durations.get(PROCESSES_KEY.format(name=combo))
+    return int(count) if isinstance(count, int | float) and count > 0 else 0
+
+
 def check_machine_name(name: str, where: str = "machine name") -> str:
     """`name` if it is a plain name (letters, digits, '-', '_', '.'), else a Refused whose
     message says what a machine name may be."""

@@ -31,6 +31,9 @@ class Row:
     params: dict = field(default_factory=dict)  # {"shape": "tiny", ...}, values unquoted
     value: float | None = None  # None: failed, or not run
     samples: list[float] | None = None
+    # How many benchmark processes the samples pool, in order (0: not kept, as in a file
+    # plain asv wrote): the regression check compares the processes' own medians.
+    processes: int = 0
     unit: str = ""
     failed: bool = False  # asv recorded a failure (error, timeout): its value is None
     version: str | None = None  # the benchmark's `version` (hash) when this was measured
@@ -198,6 +201,7 @@ def _rows_of(res: Results, machine: str, meta: dict,
                     key, {n: _unquote(v) for n, v in zip(names, combo, strict=False)}),
                 value=value,
                 samples=samp if samp else None, unit=info.get("unit", ""), failed=failed,
+                processes=result_files.pooled_processes(res._duration, name) if samp else 0,
                 version=res.benchmark_version.get(key),
                 skipped=not failed and outcome.get("status") == "skipped",
                 reason=outcome.get("reason", "") if (failed or outcome) else "",
