@@ -48,3 +48,29 @@ def test_no_regression_and_a_good_that_cannot_run():
     points, measure, _ = table(8, 3, frozenset({0}))
     with pytest.raises(KernelwatchError, match="GOOD"):
         search(points, measure, factor=1.1)
+
+
+def test_a_point_pooled_from_processes_is_judged_beyond_them():
+    """A point's recorded row keeps how many processes its samples pool; cut to the first
+    `limit` samples it keeps the processes those are. A point with a process that reads
+    like GOOD's (two of its processes 30% slower for their whole lives, as a busy machine
+    gives) is not bad; a point slower in every process is."""
+    from kernelwatch.regression.bisect import measured_of
+    from kernelwatch.results.rows import Row
+
+    def row(levels: list[float]) -> Row:
+        samples = [level * (1 + i / 1000) for level in levels for i in range(10)]
+        return Row("m", "c", 0, "env", {}, "w.C.track_time", samples=samples,
+                   processes=len(levels), value=1.0, unit="seconds")
+
+    assert measured_of("p", row([1.0, 1.0, 1.0, 1.0]), False, limit=30).processes == 3
+    assert measured_of("p", row([1.0, 1.0]), False, limit=15).processes == 0  # not whole
+    good, overlapping, slower = row([1.0] * 3), row([1.3, 1.3, 1.0]), row([1.6] * 3)
+    rows = {"0": good, "1": good, "2": overlapping, "3": slower}
+    outcome = search(list(rows), lambda p: measured_of(p, rows[p], False), factor=1.1)
+    assert outcome.culprit == "3" and outcome.parent == "2"
+    # the same samples without their process counts: the pooled test names the overlap
+    for r in rows.values():
+        r.processes = 0
+    outcome = search(list(rows), lambda p: measured_of(p, rows[p], False), factor=1.1)
+    assert outcome.culprit == "2"

@@ -15,7 +15,8 @@ where that is higher (BAD 10x slower: a point must be 3.2x slower). Seen on a bu
 machine: a documentation-only commit measured 1.27x GOOD in three processes, significant and
 beyond 1.10, while BAD was 10.5x; judged at 1.10 alone it was named the culprit. A regression
 many times the threshold is what the bisect is after, and between-process noise beyond an
-uncalibrated threshold must not outvote it.
+uncalibrated threshold must not outvote it. Points pooled from several processes are judged
+beyond their processes too, as `compare` judges them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Measured:
     reused: bool = False  # recorded before this bisect: not measured again
     reason: str = ""
     skipped: bool = False  # the code under test could not run there (never a slowdown)
+    processes: int = 0  # benchmark processes the samples pool, in order (0: not known)
 
     @property
     def median(self) -> float | None:
@@ -104,7 +106,8 @@ def search(points: Sequence[str], measure: Callable[[str], Measured], *, factor:
         if m.failed or not m.samples:
             verdict = Verdict(m, True if failed_is_bad and not m.skipped else None)
         else:
-            change = detect.compare(list(good.samples), list(m.samples), factor=outcome.bar)
+            change = detect.compare(list(good.samples), list(m.samples), factor=outcome.bar,
+                                    processes=(good.processes, m.processes))
             verdict = Verdict(m, change.flag == "worse", change)
         outcome.verdicts.append(verdict)
         return verdict.bad
@@ -231,14 +234,20 @@ def find(rows: Sequence, machine: str, commit: str, series: Series,
 def measured_of(point: str, row: object | None, reused: bool, limit: int | None = None,
                 why_missing: str = "nothing was recorded for the series there") -> Measured:
     """The point's result from its recorded row; at most `limit` samples (the first ones:
-    the first processes), so that points measured in more processes weigh the same."""
+    the first processes), so that points measured in more processes weigh the same, and how
+    many processes those samples are (for detect.compare's rule beyond the processes)."""
     if row is None:
         return Measured(point, failed=True, reused=reused, reason=why_missing)
     samples = tuple(row.samples or ([row.value] if row.value is not None else []))
+    processes = getattr(row, "processes", 0)
+    per_process = len(samples) // processes if processes and not len(samples) % processes else 0
     if limit:
         samples = samples[:limit]
+    processes = len(samples) // per_process if per_process and not len(samples) % per_process \
+        else 0
     return Measured(point, samples, failed=row.failed or not samples, reused=reused,
-                    reason=getattr(row, "reason", ""), skipped=getattr(row, "skipped", False))
+                    reason=getattr(row, "reason", ""), skipped=getattr(row, "skipped", False),
+                    processes=processes)
 
 
 # ----------------------------------------------------------------------------- the points
