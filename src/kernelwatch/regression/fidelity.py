@@ -233,10 +233,12 @@ def analyse(measured: Measured, factors: Sequence[float] = FACTORS, pool: int = 
     medians = [statistics.median(s) for s in a]
     slowdowns = [x for x in runs[0] if x != "0.0"]
     n_pairs = len(a) - step
-    aa = {f"{f:.2f}": sum(detect.compare(a[i], a[i + step], factor=f).flag != ""
+    sides = (pool, pool)  # judged beyond their processes, as compare judges a pooled series
+    aa = {f"{f:.2f}": sum(detect.compare(a[i], a[i + step], factor=f,
+                                         processes=sides).flag != ""
                           for i in range(n_pairs)) for f in factors}
-    caught = {x: {f"{f:.2f}": sum(detect.compare(a[i], runs[i + step][x],
-                                                 factor=f).flag == "worse"
+    caught = {x: {f"{f:.2f}": sum(detect.compare(a[i], runs[i + step][x], factor=f,
+                                                 processes=sides).flag == "worse"
                                   for i in range(n_pairs))
                   for f in factors}
               for x in slowdowns}
