@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kernelwatch.engine.benchloop import PROCESSES_KEY
+from kernelwatch.results.files import PROCESSES_KEY
 
 POOLED = PROCESSES_KEY.partition("{name}")[0]  # a pooled series' process count
 

@@ -69,6 +69,9 @@ def test_a_point_pooled_from_processes_is_judged_beyond_them():
     rows = {"0": good, "1": good, "2": overlapping, "3": slower}
     outcome = search(list(rows), lambda p: measured_of(p, rows[p], False), factor=1.1)
     assert outcome.culprit == "3" and outcome.parent == "2"
+    from kernelwatch.report.bisect import summary
+
+    assert "| good (within its processes) |" in "\n".join(summary(outcome, "commit", {}))
     # the same samples without their process counts: the pooled test names the overlap
     for r in rows.values():
         r.processes = 0

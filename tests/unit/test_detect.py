@@ -114,3 +114,5 @@ def test_compare_reads_each_sides_processes_and_says_why_a_move_is_not_counted(t
     assert c.mark == " " and c.change.significant
     assert c.conditions == ("not counted: within its processes (medians of base's 3: "
                             "16.9 us, 18.1 us, 18.2 us; head's 3: 16.9 us, 17 us, 17.6 us)")
+    text = compare.markdown([c], ("run-1", "a" * 40), ("run-2", "a" * 40), 1.03)
+    assert "0 better" in text and "1 series pooled from several processes at both" in text

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kernelwatch.engine.benchloop import DURATION_KEY, PROCESSES_KEY
+from kernelwatch.engine.benchloop import DURATION_KEY
+from kernelwatch.results.files import PROCESSES_KEY
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "device-restore-results.py"
 FILE = "gpu-x/6b789d70-existing-py.json"

@@ -130,6 +130,7 @@ def test_a_series_recorded_in_fewer_processes_than_asked_is_measured_in_the_rest
     import json
 
     from kernelwatch.engine import benchloop
+    from kernelwatch.results.files import PROCESSES_KEY
 
     a = "a" * 40
     variants = ["eager", "compile", "liger"]
@@ -139,8 +140,8 @@ def test_a_series_recorded_in_fewer_processes_than_asked_is_measured_in_the_rest
     entry = data["results"][TIME]
     entry[0], entry[1][3] = [1e-3, 2e-3, 3e-3], [repr(v) for v in variants]
     entry[-1] = [[1e-3, 1.1e-3]] * 3
-    data["durations"] = {benchloop.PROCESSES_KEY.format(name=name(TIME)): 1,
-                         benchloop.PROCESSES_KEY.format(name=name(TIME, variant="compile")): 3}
+    data["durations"] = {PROCESSES_KEY.format(name=name(TIME)): 1,
+                         PROCESSES_KEY.format(name=name(TIME, variant="compile")): 3}
     path.write_text(json.dumps(data))
     listed = json.loads((tmp_path / "benchmarks.json").read_text())
     listed[TIME]["params"][3] = [repr(v) for v in variants]

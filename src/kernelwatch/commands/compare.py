@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Compare every series recorded at BASE and at HEAD (same machine by "
         "default) and print a markdown table for a pull request or a CI summary, significant "
         "changes first. A change counts when asv's test on the recorded samples finds it "
-        "significant and the medians differ by more than --factor; a benchmark whose "
+        "significant and the medians differ by more than --factor (and, for a series "
+        "pooled from several benchmark processes at both, every process of one side lies "
+        "beyond every one of the other); a benchmark whose "
         "`version` changed in between is shown as not comparable. Exits 1 when a time or "
         "memory series got worse, or a benchmark newly fails.")
     cmp.add_argument("base", help="the commit before (e.g. main, HEAD~1)")

@@ -41,8 +41,10 @@ def summary(outcome: Outcome, kind: str, labels: dict[str, str],
     else:
         bad = outcome.verdicts[-1]
         ratio = f"{bad.change.ratio:.2f}" if bad.change else "n/a"
+        beyond = ("beyond its processes: one of them reads like one of GOOD's"
+                  if bad.change and bad.change.within_processes else "beyond the threshold")
         lines.append(f"no regression: {outcome.points[-1][:12]} is not worse than "
-                     f"{outcome.points[0][:12]} beyond the threshold (ratio {ratio})")
+                     f"{outcome.points[0][:12]} {beyond} (ratio {ratio})")
     now = sum(not v.measured.reused for v in outcome.verdicts)
     lines += ["", f"{len(outcome.verdicts)} points tested of {len(outcome.points)} "
               f"(at most {outcome.bound}); {now} measured now, "
@@ -56,7 +58,9 @@ def summary(outcome: Outcome, kind: str, labels: dict[str, str],
         ratio = f"{v.change.ratio:.2f}" if v.change else ("1.00" if v is outcome.good else "")
         verdict = ("GOOD" if v is outcome.good else "bad" if v.bad else
                    f"skipped ({'skipped' if m.skipped else 'failed'}: "
-                   f"{m.reason or 'no reason recorded'})" if v.bad is None else "good")
+                   f"{m.reason or 'no reason recorded'})" if v.bad is None else
+                   "good (within its processes)" if v.change and v.change.within_processes
+                   else "good")
         if m.failed and v.bad:
             verdict = f"bad (failed: {m.reason or 'no reason recorded'})"
         lines.append(f"| {m.point[:12]} | {labels.get(m.point, '')} | {_fmt(m.median)} | "

@@ -202,6 +202,7 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
     failing = sum(c.mark == FAILING for c in comparisons)
     skipped = sum(c.mark == SKIPPED for c in comparisons)
     launch = sum(c.mark == LAUNCH for c in comparisons)
+    within = sum(bool(c.change and c.change.within_processes) for c in comparisons)
     lines = [f"### kernelwatch: {head[1][:8]} ({md_code(head[0])}) against {base[1][:8]} "
              f"({md_code(base[0])})",
              "",
@@ -221,6 +222,9 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
                 "autotuning picked otherwise: the pick moves between runs with fresh compile "
                 "caches, so a change up to "
                 f"{detect.LAUNCH_BOUND:.2f}x is shown, not counted" if launch else "")
+             + (f"; {within} series pooled from several processes at both moved beyond "
+                "the factor but not beyond every process of the other side: listed, not "
+                "counted" if within else "")
              + ").",
              "",
              "| | before | after | ratio | threshold | benchmark (parameters) | environment |",
