@@ -209,6 +209,7 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
     assert len(rows) == 1 and len(rows[0].samples) == 60  # 30 samples from each process
+    assert rows[0].processes == 2  # kept beside them, for compare's rule (detect.compare)
 
     # Asked for 3 now, as after a run cut among its processes: the third only is measured,
     # its samples appended; the skipped case stays as it ran.
@@ -221,7 +222,7 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     assert "benchmark processes 1 ok, 0 skipped, 0 failed" in more.stdout, more.stdout[-3000:]
     rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
-    assert len(rows) == 1 and len(rows[0].samples) == 90
+    assert len(rows) == 1 and len(rows[0].samples) == 90 and rows[0].processes == 3
 
     # A fourth process that times out adds nothing and takes nothing: the 90 samples stay.
     cut = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
@@ -233,6 +234,7 @@ def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     rows = [x for x in result_rows.load(clone / "results") if x.machine == "two-procs"
             and x.benchmark == "rope.RopeTime.track_time" and x.params == case]
     assert len(rows) == 1 and len(rows[0].samples) == 90 and not rows[0].failed
+    assert rows[0].processes == 3
     # So does one appended by asv's --append-samples (bisect's top-up: --rerun with it).
     appended = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
                     "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",

@@ -94,7 +94,7 @@ def test_compare_reads_each_sides_processes_and_says_why_a_move_is_not_counted(t
 
     from kernelwatch.report import compare
     from kernelwatch.results import rows as result_rows
-    from kernelwatch.results.files import PROCESSES_KEY
+    from kernelwatch.results.files import PROCESSES_KEY, SAMPLES_KEY
 
     from ..conftest import write_case_results
 
@@ -106,7 +106,8 @@ def test_compare_reads_each_sides_processes_and_says_why_a_move_is_not_counted(t
         path = write_case_results(tmp_path, machine, "a" * 40, "env", case,
                                   {bench: pooled(rng, levels)})
         data = json.loads(path.read_text())
-        data["durations"] = {PROCESSES_KEY.format(name=name): 3}
+        data["durations"] = {PROCESSES_KEY.format(name=name): 3,
+                             SAMPLES_KEY.format(name=name): 150}
         path.write_text(json.dumps(data))
     rows = result_rows.load(tmp_path)
     assert {r.processes for r in rows} == {3}
@@ -116,3 +117,13 @@ def test_compare_reads_each_sides_processes_and_says_why_a_move_is_not_counted(t
                             "16.9 us, 18.1 us, 18.2 us; head's 3: 16.9 us, 17 us, 17.6 us)")
     text = compare.markdown([c], ("run-1", "a" * 40), ("run-2", "a" * 40), 1.03)
     assert "0 better" in text and "1 series pooled from several processes at both" in text
+
+    # samples appended by other means since the count was kept (plain asv's
+    # --append-samples): the total kept with the count differs, so the count is not used
+    data = json.loads(path.read_text())  # run-2's, the last written
+    data["durations"][SAMPLES_KEY.format(name=name)] = 100
+    path.write_text(json.dumps(data))
+    rows = result_rows.load(tmp_path)
+    assert sorted(r.processes for r in rows) == [0, 3]
+    (c,) = compare.compare(rows, ("run-1", "a" * 40), ("run-2", "a" * 40), factor=1.03)
+    assert c.mark == "-" and not c.conditions

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kernelwatch.results.files import PROCESSES_KEY, pooled_processes
+from kernelwatch.results.files import PROCESSES_KEY, SAMPLES_KEY, pooled_processes
 
 if TYPE_CHECKING:
     from asv.results import Results
@@ -278,10 +278,17 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
         results.add_result(benchmark, res, selected_idx=selected, started_at=started,
                            duration=record.seconds[name], record_samples=record_samples,
                            append_samples=appending)
+        total = SAMPLES_KEY.format(name=combo)
+        samples = (results.get_result_samples(name, benchmark["params"]) or [None])[idx or 0]
         if status != "ok" or (adds_to and not pooled):
             results._duration.pop(key, None)
+            results._duration.pop(total, None)
         else:
             results._duration[key] = pooled + 1 if adds_to else 1
+            if samples:
+                results._duration[total] = len(samples)
+            else:
+                results._duration.pop(total, None)
     record.add(results, name, combo, res, seconds)
     _saver.save(results)
     return status, combo, seconds, res

@@ -68,12 +68,20 @@ class Refused(ValueError):
 # extra processes keeps fewer, and a later run measures only the rest; the regression
 # check compares the processes' own medians (regression.detect).
 PROCESSES_KEY = "<kernelwatch-processes {name}>"
+# How many samples those processes left, kept with the count: samples appended by other
+# means since (plain `asv run --append-samples`) leave the count behind, and a count that no
+# longer matches the samples would split them at the wrong places.
+SAMPLES_KEY = "<kernelwatch-samples {name}>"
 
 
-def pooled_processes(durations: dict, combo: str) -> int:
+def pooled_processes(durations: dict, combo: str, samples: int | None = None) -> int:
     """The processes a combination's samples pool, as its result file's `durations` keep
-    it (PROCESSES_KEY); 0 where no count is kept (or one not a positive number)."""
+    it (PROCESSES_KEY); 0 where no count is kept (or one not a positive number), and, given
+    how many `samples` the combination holds, where the total kept with the count differs."""
     count = durations.get(PROCESSES_KEY.format(name=combo))
+    kept = durations.get(SAMPLES_KEY.format(name=combo))
+    if samples is not None and isinstance(kept, int | float) and kept != samples:
+        return 0
     return int(count) if isinstance(count, int | float) and count > 0 else 0
 
 
