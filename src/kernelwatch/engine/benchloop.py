@@ -279,16 +279,14 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
                            duration=record.seconds[name], record_samples=record_samples,
                            append_samples=appending)
         total = SAMPLES_KEY.format(name=combo)
-        samples = (results.get_result_samples(name, benchmark["params"]) or [None])[idx or 0]
+        results._duration.pop(total, None)
         if status != "ok" or (adds_to and not pooled):
             results._duration.pop(key, None)
-            results._duration.pop(total, None)
         else:
             results._duration[key] = pooled + 1 if adds_to else 1
+            samples = results.get_result_samples(name, benchmark["params"])[idx or 0]
             if samples:
                 results._duration[total] = len(samples)
-            else:
-                results._duration.pop(total, None)
     record.add(results, name, combo, res, seconds)
     _saver.save(results)
     return status, combo, seconds, res
