@@ -6,9 +6,21 @@ upstream saw hours at block 128), so an overrun fails that parameter only.
 """
 
 from kernelwatch import measure
+from kernelwatch.errors import Unavailable
 from kernelwatch.workloads.gptq import case as gptq
 
-from .common import _CallTime, _FirstRun, _PeakCuda, _PeakMemory, _WarmCompile, _Workload
+from .common import (
+    _CallTime,
+    _FirstRun,
+    _PeakCuda,
+    _PeakMemory,
+    _WarmCase,
+    _WarmCompile,
+    _Workload,
+    device,
+    for_asv,
+    gpu_monitor,
+)
 
 
 class _Gptq(_Workload, workload=gptq):
@@ -24,6 +36,29 @@ class GptqTime(_CallTime, _Gptq):
 
     version = "2"  # 2: CPU kernels on one pinned thread (common.pin_cpu_threads)
     timed_counts = {"samples": 10, "warmup": 1}
+
+
+class GptqKernelTime(_WarmCase, _Gptq):
+    """The GPU's own work in quantizing the layer once: the busy time of the kernels, copies
+    and sets the call ran, from torch.profiler (CUPTI), the GPU's waits for the host left
+    out. GptqTime's track_time is the latency of a column loop the host drives, which moves
+    with the host between processes; this is what the device did meanwhile. GPU only: on a
+    CPU the work is GptqTime's."""
+
+    version = "1"
+    unit = "seconds"
+    timed_counts = {"samples": 10, "warmup": 1}
+
+    def setup(self, *params):
+        if device().type != "cuda":
+            raise Unavailable("the GPU's kernel time needs a CUDA GPU (on a CPU, "
+                              "GptqTime.track_time is the work)")
+        super().setup(*params)
+
+    def track_time(self, *params):
+        return for_asv(measure.time_device(
+            self.case.call, self.case.input_sets, self.dev, method=measure.PROFILER_KERNELS,
+            monitor=gpu_monitor(self.dev), **self.timed_counts))
 
 
 class GptqFirstRun(_FirstRun, _Gptq):

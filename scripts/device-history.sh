@@ -4,14 +4,15 @@
 # table; results, logs and tables come back packed (device-env.sh's pack_out).
 #
 # Usage: scripts/device-history.sh STAGE [STAGE...]
-#   tests    the forkserver's CUDA checks and the loop's tests (test_forkserver.py, unit/)
+#   tests    the forkserver's CUDA checks, the loop's tests (test_forkserver.py, unit/) and
+#            GPTQ's kernel time against its latency (test_benchmark_classes.py)
 #   launch   RoPE 8B bf16 rotate-half, seven variants, track_time, fresh compile caches, under
 #            spawn and then under forkserver (machines gpu-spawn, gpu-forkserver): wall, and
 #            per-process seconds of the trivial environment facts (the cost of a process)
 #   suite    `--suite gpu-commit` (dry run first: its estimate), cut at KW_SUITE_SECONDS
 #            (default 420); run it again to go on: only what is missing is measured
-#   aa       KW_AA_RUNS (default 5) runs of the suite's time series and kernel inventories
-#            (the launch autotuning picked) on one commit (KW_AA_ARGS narrows them), each its
+#   aa       KW_AA_RUNS (default 5) runs of the suite's time series (GPTQ's kernel time too)
+#            and kernel inventories (the launch autotuning picked) on one commit (KW_AA_ARGS narrows them), each its
 #            own machine name (gpu-aa-N), fresh compile caches per run, each cut at
 #            KW_AA_SECONDS (default 75), in this order: runs 1 and 2 and `compare` of run 2
 #            against run 1 (default thresholds and --factor 1.03), a run with a 5% slowdown
@@ -47,8 +48,8 @@ aa_run() {  # aa_run NAME [SLOWDOWN]: one A/A run as machine gpu-aa-NAME, fresh 
   local t; t=$(limit "${KW_AA_SECONDS:-75}"); enough "aa run $1" "$t" || return 1
   fresh_caches
   KERNELWATCH_INJECT_SLOWDOWN=${2:-} timeout -s TERM "$t" python3 -m kernelwatch.cli run \
-    --existing --machine "gpu-aa-$1" --suite gpu-commit --metric time --metric kernels \
-    --track time --track kernel_count --skip-machine-facts ${KW_AA_ARGS:-} \
+    --existing --machine "gpu-aa-$1" --suite gpu-commit --metric time --metric kernel-time \
+    --metric kernels --track time --track kernel_count --skip-machine-facts ${KW_AA_ARGS:-} \
     > "$out/aa-$1.log" 2>&1
   echo "aa run $1${2:+ (${2} slowdown injected)}: exit $?" | tee -a "$out/aa.txt"
 }
@@ -98,7 +99,9 @@ for stage in "$@"; do
   case "$stage" in
     tests)
       t=$(limit 300); enough tests "$t" || continue
-      timeout "$t" python3 -m pytest -q -rs tests/test_forkserver.py tests/test_inventory.py tests/unit/test_benchloop.py 2>&1 | tail -5 | tee "$out/tests.txt"
+      timeout "$t" python3 -m pytest -q -rs tests/test_forkserver.py tests/test_inventory.py tests/unit/test_benchloop.py \
+        "tests/test_benchmark_classes.py::test_gptq_kernel_time_is_the_gpus_own_work_inside_the_latency" \
+        2>&1 | tail -5 | tee "$out/tests.txt"
       ;;
     launch)
       for launch in ${KW_LAUNCHES:-spawn forkserver}; do

@@ -3,6 +3,7 @@ this process: the shared mixins of benchmarks/common.py measure every workload's
 what cannot run on a CPU is skipped with its reason."""
 
 import pytest
+import torch
 
 from kernelwatch import workloads
 from kernelwatch.errors import Unavailable
@@ -64,14 +65,29 @@ def test_what_a_cpu_cannot_measure_is_skipped_with_its_reason(workload):
     if "device-check" in classes:
         with pytest.raises(Unavailable, match="needs a CUDA GPU"):
             tracked(workload, classes["device-check"], "track_device_check")
+    if "kernel-time" in classes:
+        with pytest.raises(Unavailable, match="needs a CUDA GPU"):
+            tracked(workload, classes["kernel-time"], "track_time")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU (device machine)")
+def test_gptq_kernel_time_is_the_gpus_own_work_inside_the_latency():
+    """GPTQ's column loop runs from the host: its latency (GptqTime, CUDA events) holds the
+    GPU's waits for the host, its kernel time (GptqKernelTime, the profiler's busy time)
+    only the GPU's work, so the second is positive and below the first."""
+    import statistics
+
+    busy = tracked("gptq", "GptqKernelTime", "track_time")
+    latency = tracked("gptq", "GptqTime", "track_time")
+    assert busy["samples"] and all(s > 0 for s in busy["samples"])
+    assert statistics.median(busy["samples"]) < statistics.median(latency["samples"])
 
 
 def test_compile_health_counts_a_recompile_through_the_class():
     """RoPE's static compile recompiles once for the call at half the sequence length.
     Dynamo's caches are reset first, as asv's fresh process has them: the tests before
     compiled the same function in this one."""
-    import torch
-
     torch._dynamo.reset()
     assert tracked("rope", "RopeCompile", "track_recompiles", variant="compile") == 1
 

@@ -61,3 +61,30 @@ def test_compare_says_a_reason_once_when_base_and_head_were_skipped_alike():
     rows[1].reason = "another reason"
     (c,) = compare.compare(rows, ("spawn", "a" * 40), ("forkserver", "a" * 40))
     assert c.conditions == f"base: {why}; head: another reason"
+
+
+def gptq(benchmark: str, variant: str, seconds: float, gpu: str = "none") -> Row:
+    return Row(machine="ci", commit="a" * 40, date=1, env_name=ENV.format(torch="2.13.0"),
+               env={"torch": "2.13.0", "gpu": gpu, "num_cpu": "2"},
+               benchmark=f"gptq.{benchmark}.track_time",
+               params={"shape": "tinyllama-1.1b/q_proj", "scheme": "w4-sym-g128",
+                       "blocksize": "128", "variant": variant},
+               unit="seconds", value=seconds, samples=[seconds] * 10)
+
+
+def test_gptq_shows_the_gpus_busy_time_beside_the_latency_only_where_it_was_measured():
+    """On a GPU a GPTQ call's time is a latency the host paces; its kernel time is the
+    GPU's own work. A CPU never measures the latter, so its table has no such column."""
+    from kernelwatch.report import gptq as report
+
+    [cpu] = report.tables([gptq("GptqTime", v, s) for v, s in (("eager", 0.4), ("triton", 0.01))])
+    assert "GPU busy" not in cpu.headers and all(len(r) == len(cpu.headers) for r in cpu.rows)
+    h100 = "NVIDIA H100 80GB HBM3"
+    [gpu] = report.tables([gptq("GptqTime", "eager", 0.367, h100),
+                           gptq("GptqKernelTime", "eager", 0.052, h100),
+                           gptq("GptqTime", "triton", 0.0094, h100)])
+    busy = gpu.headers.index("GPU busy")
+    assert gpu.headers[busy - 1] == "caller" and all(len(r) == len(gpu.headers) for r in gpu.rows)
+    eager, triton = (next(r for r in gpu.rows if r[1] == v) for v in ("eager", "triton"))
+    assert "52" in eager[busy] and "367" in eager[gpu.headers.index("warm avg")]
+    assert triton[busy] == "n/a"

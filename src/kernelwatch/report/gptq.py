@@ -1,8 +1,8 @@
 """The GPTQ summary, in the shape of the GPTQ torch.compile write-up's table:
 first run, warm average, stddev and CV, the caller's time per call (host clock, beside the
-warm average's CUDA events), compile overhead, speedup, peak memory, graph breaks,
-per layer type, plus the decoder layer (the sum over its linears), and the quality columns
-that keep a fast-but-wrong variant visible.
+warm average's CUDA events), on a GPU the GPU's busy time in the call, compile overhead,
+speedup, peak memory, graph breaks, per layer type, plus the decoder layer (the sum over its
+linears), and the quality columns that keep a fast-but-wrong variant visible.
 """
 
 from __future__ import annotations
@@ -21,13 +21,17 @@ TITLE = "GPTQ"
 # What the table's columns mean, for the write-up page.
 NOTE = ("first run is the first quantization in a fresh process with fresh compile caches; "
         "warm avg and stddev are over the steady samples, caller is the same call on the host "
-        "clock; compile OH is first run minus warm avg; speedup is against eager at the same "
-        "block size (else at 128); a variant whose output error exceeds eager's by more than "
-        "the stated tolerance is marked WORSE.")
+        "clock; on a GPU warm avg is the call's latency there (CUDA events: the column loop "
+        "runs from the host, and the GPU's waits for it count) and GPU busy the GPU's own work "
+        "in the call (its kernels' busy time, from the profiler); compile OH is first run "
+        "minus warm avg; speedup is against eager at the same block size (else at 128); a "
+        "variant whose output error exceeds eager's by more than the stated tolerance is "
+        "marked WORSE.")
 # The quality gate a speedup must pass (workloads.gptq.quality_gate), in words.
 GATE = "output error worse than eager's"
 TIME = "gptq.GptqTime.track_time"
 CALLER = "gptq.GptqTime.track_caller_time"
+GPU_BUSY = "gptq.GptqKernelTime.track_time"
 FIRST_RUN = "gptq.GptqFirstRun.track_first_run"
 PEAK_CUDA = "gptq.GptqCudaMemory.track_peak_cuda_allocated"
 PEAK_RSS = "gptq.GptqMemory.track_peak_rss"
@@ -40,7 +44,7 @@ BASELINE_BLOCKSIZE = "128"  # upstream's default block: eager there is the refer
 DECODER_LAYER = "decoder layer (sum)"
 
 HEADERS = ["layer", "variant", "block", "first run", "warm avg", "std (CV)", "caller",
-           "compile OH",
+           "GPU busy", "compile OH",
            "speedup", "peak mem", "graph breaks", "recompiles", "codes = eager",
            "out error", "worse than eager"]
 
@@ -97,6 +101,7 @@ def summary(env_rows: list[Row]) -> dict[tuple[str, str], list[dict]]:
         tables[(model, scheme)].append({
             "layer": layer, "variant": variant, "block": block, "first run": first,
             "warm avg": mean, "stddev": std, "caller": value(m, CALLER),
+            "GPU busy": value(m, GPU_BUSY),
             # A one-time cost of compiling: none for a variant that does not compile.
             "compile OH": (first - mean if _num(first) and _num(mean)
                            and _compiled(variant) else None),
@@ -142,6 +147,7 @@ def _decoder_layer_rows(rows: list[dict]) -> list[dict]:
             "layer": DECODER_LAYER, "variant": variant, "block": block, "first run": first,
             "warm avg": total,
             "caller": _sum_or_none(r["caller"] for r in rs),
+            "GPU busy": _sum_or_none(r["GPU busy"] for r in rs),
             # Layers are quantized one after another: variances add.
             "stddev": math.sqrt(sum(s * s for s in stds)) if None not in stds else None,
             "compile OH": (first - total if first is not None
@@ -172,7 +178,8 @@ def cells(row: dict) -> list[str]:
     return [
         row["layer"], row["variant"], row["block"], na(row["first run"], fmt_seconds),
         na(row["warm avg"], fmt_seconds), na(std, fmt_seconds) + cv,
-        na(row["caller"], fmt_seconds), na(row["compile OH"], fmt_seconds),
+        na(row["caller"], fmt_seconds), na(row["GPU busy"], fmt_seconds),
+        na(row["compile OH"], fmt_seconds),
         na(row["speedup"], lambda v: f"{v:.2f}x"),
         na(row["peak mem"], lambda v: f"{v / 2**30:.2f} GiB"), na(row["graph breaks"], str),
         na(row["recompiles"], str), na(row["codes = eager"], lambda v: f"{v:.4f}"),
@@ -182,8 +189,14 @@ def cells(row: dict) -> list[str]:
 
 
 def tables(env_rows: list[Row]) -> list[Table]:
-    """The summary of each (model, scheme) measured in this environment's newest commit."""
-    return [Table(f"GPTQ {model}, {scheme}: per layer type and per decoder layer", HEADERS,
-                  [cells(r) for r in rows],
-                  ["worse" if r["worse than eager"] else "" for r in rows])
-            for (model, scheme), rows in sorted(summary(env_rows).items())]
+    """The summary of each (model, scheme) measured in this environment's newest commit; the
+    GPU busy column only where a row has it (a GPU's figure: on a CPU it is never measured)."""
+    out = []
+    for (model, scheme), rows in sorted(summary(env_rows).items()):
+        keep = [i for i, h in enumerate(HEADERS)
+                if h != "GPU busy" or any(r["GPU busy"] is not None for r in rows)]
+        out.append(Table(f"GPTQ {model}, {scheme}: per layer type and per decoder layer",
+                         [HEADERS[i] for i in keep],
+                         [[c[i] for i in keep] for c in map(cells, rows)],
+                         ["worse" if r["worse than eager"] else "" for r in rows]))
+    return out
