@@ -153,6 +153,27 @@ class _CallTime(_WarmCase):
             **self.timed_counts))
 
 
+class _KernelTime(_WarmCase):
+    """GPU only: the GPU's own work per call, the busy time of the kernels, copies and sets
+    the calls ran (torch.profiler, CUPTI), the GPU's waits for the host left out. For a case
+    whose device time is a latency the host paces (a loop driven from Python): that latency
+    moves with the host between processes, this does not. `timed_counts` as _CallTime's."""
+
+    unit = "seconds"
+    timed_counts = {"samples": 20, "warmup": 3}
+
+    def setup(self, *params):
+        if device().type != "cuda":
+            raise Unavailable("kernel time is the GPU's busy time and needs a CUDA GPU (on a "
+                              "CPU the time family's track_time is the work)")
+        super().setup(*params)
+
+    def track_kernel_time(self, *params):
+        return for_asv(measure.time_device(
+            self.case.call, self.case.input_sets, self.dev, method=measure.PROFILER_KERNELS,
+            monitor=gpu_monitor(self.dev), **self.timed_counts))
+
+
 class _DeviceCheck:
     """track_device_check: device time (by the case's method) and caller time of the case
     taken in turns in one process, with the GPU's SM clock, clock-event reasons and other

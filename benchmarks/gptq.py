@@ -1,4 +1,5 @@
-"""GPTQ of one linear layer: time, compile cost and health, CUDA memory, quality.
+"""GPTQ of one linear layer: time (on a GPU also its kernel time), compile cost and health,
+CUDA memory, quality.
 
 Each (metric x shape x scheme x blocksize x variant) runs in its own asv process; the class
 `timeout` is the compile budget (compiling a whole block unrolls its column loop, and
@@ -6,20 +7,16 @@ upstream saw hours at block 128), so an overrun fails that parameter only.
 """
 
 from kernelwatch import measure
-from kernelwatch.errors import Unavailable
 from kernelwatch.workloads.gptq import case as gptq
 
 from .common import (
     _CallTime,
     _FirstRun,
+    _KernelTime,
     _PeakCuda,
     _PeakMemory,
-    _WarmCase,
     _WarmCompile,
     _Workload,
-    device,
-    for_asv,
-    gpu_monitor,
 )
 
 
@@ -38,27 +35,13 @@ class GptqTime(_CallTime, _Gptq):
     timed_counts = {"samples": 10, "warmup": 1}
 
 
-class GptqKernelTime(_WarmCase, _Gptq):
-    """The GPU's own work in quantizing the layer once: the busy time of the kernels, copies
-    and sets the call ran, from torch.profiler (CUPTI), the GPU's waits for the host left
-    out. GptqTime's track_time is the latency of a column loop the host drives, which moves
-    with the host between processes; this is what the device did meanwhile. GPU only: on a
-    CPU the work is GptqTime's."""
+class GptqKernelTime(_KernelTime, _Gptq):
+    """The GPU's own work in quantizing the layer once (common._KernelTime): GptqTime's
+    track_time on a GPU is the latency of a column loop the host drives, which moves with
+    the host between processes; this is what the device did meanwhile. GPU only."""
 
     version = "1"
-    unit = "seconds"
     timed_counts = {"samples": 10, "warmup": 1}
-
-    def setup(self, *params):
-        if device().type != "cuda":
-            raise Unavailable("the GPU's kernel time needs a CUDA GPU (on a CPU, "
-                              "GptqTime.track_time is the work)")
-        super().setup(*params)
-
-    def track_time(self, *params):
-        return for_asv(measure.time_device(
-            self.case.call, self.case.input_sets, self.dev, method=measure.PROFILER_KERNELS,
-            monitor=gpu_monitor(self.dev), **self.timed_counts))
 
 
 class GptqFirstRun(_FirstRun, _Gptq):

@@ -1,9 +1,11 @@
 """Does where RoPE's inputs land in device memory move its device time? In one process,
 the suite's RoPE case (llama-3.1-8b, bf16, rotate-half, inputs four times the L2 size) is
-timed as RopeTime times it, then its input sets are rebuilt N times, each behind a spacer
-allocation of a different size so they land at other addresses, and timed again. Two
-levels inside one process would point at placement; one level with the process-to-process
-levels of the A/A would point elsewhere (clocks: each row prints the SM clocks seen).
+timed as RopeTime times it (measure.time_device on case.call), then its input sets are
+rebuilt N times, each behind one more spacer allocation (the spacers stay, so the sets move
+further up), and timed again. Each row prints the first input's address, the spacers'
+total and the SM clocks seen; each variant first prints the launch autotuning picked for
+its compiled kernels (inventory.of_first_call). Two levels inside one process would point
+at placement; one level with the process-to-process levels of the A/A would point elsewhere.
 
 Usage: python3 scripts/rope-placement.py [VARIANT...] (default: compile triton), on a GPU.
 """
@@ -14,7 +16,7 @@ import sys
 
 import torch
 
-from kernelwatch import environment, measure
+from kernelwatch import environment, inventory, measure
 from kernelwatch.workloads.rope import case as rope
 
 PLACEMENTS = 8
@@ -23,31 +25,31 @@ PLACEMENTS = 8
 def main(variants: list[str]) -> None:
     device = torch.device("cuda")
     rotate = 4 * measure.l2_cache_bytes(device)
-    print(f"{'variant':<10} {'placement':>9} {'spacer MiB':>10} {'median us':>10} "
-          f"{'cv %':>6} {'SM MHz':>11}")
+    print(f"{'variant':<10} {'placement':>9} {'first input':>14} {'spacers MiB':>11} "
+          f"{'median us':>10} {'cv %':>6} {'SM MHz':>11}")
     for variant in variants:
         case = rope.build_case("llama-3.1-8b", "rotate-half", "bfloat16", variant, device,
                                rotate_bytes=rotate)
-        spacers = []
+        found = inventory.of_first_call(case.run, device)
+        print(f"{variant}: launch {found.launch or 'not autotuned'}", flush=True)
+        spacers, spacer_mib = [], 0
         for placement in range(PLACEMENTS):
             if placement:
-                # a spacer of 1..PLACEMENTS x 37 MiB ahead of the new sets moves them by
-                # amounts that are no multiple of the allocator's 2 MiB pages' common strides
-                spacer_mib = 37 * placement
-                spacers.append(torch.empty(spacer_mib << 20, dtype=torch.uint8, device=device))
+                # 37 MiB more each time: no multiple of the allocator's 2 MiB pages, so the
+                # new sets start at other offsets as well as other addresses
+                spacers.append(torch.empty(37 << 20, dtype=torch.uint8, device=device))
+                spacer_mib += 37
                 case.input_sets = [case.fresh_inputs(seed=placement * 100 + i)
                                    for i in range(len(case.input_sets))]
-            else:
-                spacer_mib = 0
-            monitor = environment.GpuMonitor()
-            samples = measure.time_device(case.fn, case.input_sets, device,
-                                          method=case.device_method, monitor=monitor)
+            samples = measure.time_device(case.call, case.input_sets, device,
+                                          method=case.device_method,
+                                          monitor=environment.GpuMonitor())
             c = samples.conditions
             clocks = (f"{c.min_sm_clock_mhz}-{c.max_sm_clock_mhz}" if c and c.readings
                       else "-")
-            print(f"{variant:<10} {placement:>9} {spacer_mib:>10} "
-                  f"{samples.median * 1e6:>10.2f} {samples.cv * 100:>6.2f} {clocks:>11}",
-                  flush=True)
+            print(f"{variant:<10} {placement:>9} {case.input_sets[0][0].data_ptr():>#14x} "
+                  f"{spacer_mib:>11} {samples.median * 1e6:>10.2f} {samples.cv * 100:>6.2f} "
+                  f"{clocks:>11}", flush=True)
         del spacers
 
 

@@ -63,10 +63,10 @@ def test_compare_says_a_reason_once_when_base_and_head_were_skipped_alike():
     assert c.conditions == f"base: {why}; head: another reason"
 
 
-def gptq(benchmark: str, variant: str, seconds: float, gpu: str = "none") -> Row:
+def gptq_row(benchmark: str, variant: str, seconds: float, gpu: str = "none") -> Row:
     return Row(machine="ci", commit="a" * 40, date=1, env_name=ENV.format(torch="2.13.0"),
                env={"torch": "2.13.0", "gpu": gpu, "num_cpu": "2"},
-               benchmark=f"gptq.{benchmark}.track_time",
+               benchmark=f"gptq.{benchmark}",
                params={"shape": "tinyllama-1.1b/q_proj", "scheme": "w4-sym-g128",
                        "blocksize": "128", "variant": variant},
                unit="seconds", value=seconds, samples=[seconds] * 10)
@@ -77,12 +77,13 @@ def test_gptq_shows_the_gpus_busy_time_beside_the_latency_only_where_it_was_meas
     GPU's own work. A CPU never measures the latter, so its table has no such column."""
     from kernelwatch.report import gptq as report
 
-    [cpu] = report.tables([gptq("GptqTime", v, s) for v, s in (("eager", 0.4), ("triton", 0.01))])
+    [cpu] = report.tables([gptq_row("GptqTime.track_time", v, s)
+                           for v, s in (("eager", 0.4), ("triton", 0.01))])
     assert "GPU busy" not in cpu.headers and all(len(r) == len(cpu.headers) for r in cpu.rows)
     h100 = "NVIDIA H100 80GB HBM3"
-    [gpu] = report.tables([gptq("GptqTime", "eager", 0.367, h100),
-                           gptq("GptqKernelTime", "eager", 0.052, h100),
-                           gptq("GptqTime", "triton", 0.0094, h100)])
+    [gpu] = report.tables([gptq_row("GptqTime.track_time", "eager", 0.367, h100),
+                           gptq_row("GptqKernelTime.track_kernel_time", "eager", 0.052, h100),
+                           gptq_row("GptqTime.track_time", "triton", 0.0094, h100)])
     busy = gpu.headers.index("GPU busy")
     assert gpu.headers[busy - 1] == "caller" and all(len(r) == len(gpu.headers) for r in gpu.rows)
     eager, triton = (next(r for r in gpu.rows if r[1] == v) for v in ("eager", "triton"))

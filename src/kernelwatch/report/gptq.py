@@ -31,7 +31,7 @@ NOTE = ("first run is the first quantization in a fresh process with fresh compi
 GATE = "output error worse than eager's"
 TIME = "gptq.GptqTime.track_time"
 CALLER = "gptq.GptqTime.track_caller_time"
-GPU_BUSY = "gptq.GptqKernelTime.track_time"
+GPU_BUSY = "gptq.GptqKernelTime.track_kernel_time"
 FIRST_RUN = "gptq.GptqFirstRun.track_first_run"
 PEAK_CUDA = "gptq.GptqCudaMemory.track_peak_cuda_allocated"
 PEAK_RSS = "gptq.GptqMemory.track_peak_rss"
@@ -190,7 +190,8 @@ def cells(row: dict) -> list[str]:
 
 def tables(env_rows: list[Row]) -> list[Table]:
     """The summary of each (model, scheme) measured in this environment's newest commit; the
-    GPU busy column only where a row has it (a GPU's figure: on a CPU it is never measured)."""
+    GPU busy column only where a row has it (a GPU's figure, and not every GPU run takes
+    the kernel-time family)."""
     out = []
     for (model, scheme), rows in sorted(summary(env_rows).items()):
         keep = [i for i, h in enumerate(HEADERS)

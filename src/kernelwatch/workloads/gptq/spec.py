@@ -88,7 +88,8 @@ BLOCKSIZES = ("16", "32", "64", "128")
 COMPILE_MODE = "compile-dynamic"
 # The column loop runs from the host, so a quantization's time on a GPU is its latency there:
 # CUDA events around plain calls, the GPU's waits for the host included. The GPU's own work in
-# that call is the kernel-time family (GptqKernelTime: the profiler's busy time).
+# that call is the kernel-time family (GptqKernelTime.track_kernel_time: the profiler's
+# busy time).
 DEVICE_METHOD = CUDA_EVENTS
 
 
@@ -128,7 +129,7 @@ SUITES = {
         SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
                    "blocksize": ["128"],
                    "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
-                  ("kernel-time",), ("time",)),
+                  ("kernel-time",)),
         SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
                    "blocksize": ["128"],
                    "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
