@@ -38,6 +38,9 @@ def split_asv_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _on_sigterm(signum, frame) -> None:
+    # Once: a second SIGTERM while asv's processes are being stopped and the finished
+    # combinations' inventories filed would cut that short (SIGKILL still ends it).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated
 
 

@@ -106,6 +106,10 @@ def main(argv: list[str]) -> int:
         return 143
 
     def stop(signum, frame):
+        # Ignored from here on: kernelwatch's own SIGTERM often follows a group's, and a
+        # second _Stop raised while ending the descendants would leave them running.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         raise _Stop
 
     signal.signal(signal.SIGTERM, stop)
