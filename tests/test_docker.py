@@ -91,16 +91,32 @@ def test_interrupted_container_keeps_written_results(cpu_image, clone):
             break
         time.sleep(1)
     assert proc.poll() is None, "the run ended before it could be interrupted"
-    proc.send_signal(signal.SIGTERM)  # kernelwatch removes (kills) the container on the way out
+    # kernelwatch removes (kills) the container on the way out. A burst, as a runner's time
+    # limit sends to a group: a SIGTERM landing in the clean-up must not cut it short.
+    for _ in range(5):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
     proc.wait(timeout=120)
     reader.join(timeout=30)
     out = "".join(lines)
     print(out[-3000:])
     assert "interrupted" in out
+    assert not _containers_mounting(clone), "the interrupted run's container still runs"
     after = {f.name for f in machine_dir.glob("*-*.json")}
     assert set(before) <= after
     for name in after:
         json.loads((machine_dir / name).read_text())  # whole, readable files
+
+
+def _containers_mounting(path: Path) -> list[str]:
+    """The running containers that mount `path`."""
+    ids = sh(["docker", "ps", "-q"], check=True).stdout.split()
+    if not ids:
+        return []
+    r = sh(["docker", "inspect", "--format", "{{.Id}} {{range .Mounts}}{{.Source}} {{end}}",
+            *ids], check=True)
+    return [line.split()[0] for line in r.stdout.splitlines() if str(path) in line.split()[1:]]
 
 
 # A library whose build (setup.py, run by pip inside asv) tries what a later job on the runner

@@ -15,6 +15,7 @@ back through them is plain files (docs/security.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 from kernelwatch.errors import KernelwatchError, unknown_name
@@ -264,15 +266,16 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
               f"under {where} are kept", flush=True)
         status = 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        container.remove(force=True)
-    if read_only_repo:
-        strays = remove_non_files([repo / name for name in results])
-        if strays:
-            print("kernelwatch: removed what the run left in its results folders that is not "
-                  "a plain file or folder (a link there would make a later upload or copy read "
-                  "the host's files): " + ", ".join(strays), file=sys.stderr, flush=True)
-            return status or 1
+        # Whole, whatever signal comes next: a second SIGTERM or Ctrl-C here would leave the
+        # container running, and a link the run planted in the results folders in place.
+        with _signals_held(restore_sigterm=previous):
+            container.remove(force=True)
+            strays = remove_non_files([repo / name for name in results]) if read_only_repo else []
+    if strays:
+        print("kernelwatch: removed what the run left in its results folders that is not "
+              "a plain file or folder (a link there would make a later upload or copy read "
+              "the host's files): " + ", ".join(strays), file=sys.stderr, flush=True)
+        return status or 1
     return status
 
 
@@ -292,7 +295,21 @@ def remove_non_files(roots: list[Path]) -> list[str]:
 
 
 def _interrupt(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once; the clean-up follows
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_held(restore_sigterm) -> Iterator[None]:
+    """SIGINT and SIGTERM ignored inside; then SIGINT as it was and SIGTERM's handler
+    `restore_sigterm`."""
+    sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+        signal.signal(signal.SIGTERM, restore_sigterm)
 
 
 def _prepare_volume(c, volume: str, tag: str) -> None:
