@@ -115,7 +115,7 @@ def _containers_mounting(path: Path) -> list[str]:
     if not ids:
         return []
     r = sh(["docker", "inspect", "--format", "{{.Id}} {{range .Mounts}}{{.Source}} {{end}}",
-            *ids], check=True)
+            *ids])  # one that ended since `ps` is left out of the output
     return [line.split()[0] for line in r.stdout.splitlines() if str(path) in line.split()[1:]]
 
 
