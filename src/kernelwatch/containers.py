@@ -254,10 +254,11 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
     where = ", ".join(results) if read_only_repo else f"results/{machine}/"
     print(f"docker run {tag} kernelwatch {' '.join(args)}  (results: {where}"
           + ("; the repository read-only" if read_only_repo else "") + ")", flush=True)
-    container = c.containers.run(tag, command=command, detach=True, **kwargs)
     # A CI job that is cancelled gets SIGTERM, not Ctrl-C: stop the container on both.
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    container = None
     try:
+        container = c.containers.run(tag, command=command, detach=True, **kwargs)
         for line in container.logs(stream=True, follow=True):
             print(line.decode(errors="replace"), end="", flush=True)
         status = container.wait()["StatusCode"]
@@ -269,8 +270,12 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
         # Whole, whatever signal comes next: a second SIGTERM or Ctrl-C here would leave the
         # container running, and a link the run planted in the results folders in place.
         with _signals_held(restore_sigterm=previous):
-            container.remove(force=True)
-            strays = remove_non_files([repo / name for name in results]) if read_only_repo else []
+            try:
+                if container is not None:
+                    container.remove(force=True)
+            finally:
+                strays = (remove_non_files([repo / name for name in results])
+                          if read_only_repo else [])
     if strays:
         print("kernelwatch: removed what the run left in its results folders that is not "
               "a plain file or folder (a link there would make a later upload or copy read "
