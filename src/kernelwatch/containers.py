@@ -24,6 +24,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -256,9 +257,10 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
           + ("; the repository read-only" if read_only_repo else "") + ")", flush=True)
     # A CI job that is cancelled gets SIGTERM, not Ctrl-C: stop the container on both.
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    container = None
+    # Named, so that a signal while it is being created still finds it to remove.
+    name, container = f"kernelwatch-{uuid.uuid4().hex[:12]}", None
     try:
-        container = c.containers.run(tag, command=command, detach=True, **kwargs)
+        container = c.containers.run(tag, command=command, detach=True, name=name, **kwargs)
         for line in container.logs(stream=True, follow=True):
             print(line.decode(errors="replace"), end="", flush=True)
         status = container.wait()["StatusCode"]
@@ -271,8 +273,7 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
         # container running, and a link the run planted in the results folders in place.
         with _signals_held(restore_sigterm=previous):
             try:
-                if container is not None:
-                    container.remove(force=True)
+                _remove_container(c, container, name)
             finally:
                 strays = (remove_non_files([repo / name for name in results])
                           if read_only_repo else [])
@@ -297,6 +298,18 @@ def remove_non_files(roots: list[Path]) -> list[str]:
                     path.unlink()
                     removed.append(str(path))
     return removed
+
+
+def _remove_container(c, container, name: str) -> None:
+    """Remove the run's container (killing it), also one whose creation a signal cut."""
+    import docker
+
+    if container is None:
+        try:
+            container = c.containers.get(name)
+        except docker.errors.NotFound:
+            return
+    container.remove(force=True)
 
 
 def _interrupt(signum, frame):
