@@ -103,6 +103,9 @@ def quality_gate(track: str, params: dict, value: float) -> str | None:
 PARAMS = {"shape": list(SHAPES), "scheme": list(SCHEMES), "blocksize": list(BLOCKSIZES),
           "variant": list(VARIANTS)}
 _TINY = {"shape": ["tiny/proj"], "scheme": ["w4-sym-g128"], "blocksize": ["16"]}
+# The GPU suites' case: one real projection at upstream's block, and the variants they time.
+_COMMIT = {"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"], "blocksize": ["128"]}
+_GPU_VARIANTS = ("eager", "compile-column", "triton", "llmcompressor")
 SUITES = {
     # The quick run: eager against upstream's proposal (the whole block compiled), at a
     # block small enough to compile in seconds on a CPU; a few tracks, so it adds about a
@@ -122,25 +125,18 @@ SUITES = {
     # runs of that still read 1.08-1.18x, the host's pace. The GPU's own work in the same
     # call (kernel-time: its kernels' busy time) does not wait on the host: one process.
     "gpu-commit": [
-        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
-                   "blocksize": ["128"],
-                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
+        SuitePart({**_COMMIT, "variant": list(_GPU_VARIANTS)},
                   ("time",), ("time",), processes=3),
-        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
-                   "blocksize": ["128"],
-                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
+        SuitePart({**_COMMIT, "variant": list(_GPU_VARIANTS)},
                   ("kernel-time",)),
-        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
-                   "blocksize": ["128"],
-                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
+        SuitePart({**_COMMIT, "variant": list(_GPU_VARIANTS)},
                   ("accuracy",), ("output_error", "identical_codes")),
-        SuitePart({"shape": ["tinyllama-1.1b/q_proj"], "scheme": ["w4-sym-g128"],
-                   "blocksize": ["128"], "variant": ["compile-column"]}, ("first-run",)),
+        SuitePart({**_COMMIT, "variant": ["compile-column"]}, ("first-run",)),
     ],
     "gpu-nightly": [
         SuitePart({"shape": [s for s in SHAPES if s.startswith("qwen2.5-3b/")],
                    "scheme": ["w4-sym-g128", "w8-sym-g128"], "blocksize": ["128"],
-                   "variant": ["eager", "compile-column", "triton", "llmcompressor"]},
+                   "variant": list(_GPU_VARIANTS)},
                   ("time", "kernel-time", "accuracy", "first-run")),
     ],
 }
