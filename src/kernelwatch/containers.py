@@ -258,9 +258,10 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
     # A CI job that is cancelled gets SIGTERM, not Ctrl-C: stop the container on both.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     # Named, so that a signal while it is being created still finds it to remove.
-    name, container = f"kernelwatch-{uuid.uuid4().hex[:12]}", None
+    container_name, container = f"kernelwatch-{uuid.uuid4().hex[:12]}", None
     try:
-        container = c.containers.run(tag, command=command, detach=True, name=name, **kwargs)
+        container = c.containers.run(tag, command=command, detach=True, name=container_name,
+                                     **kwargs)
         for line in container.logs(stream=True, follow=True):
             print(line.decode(errors="replace"), end="", flush=True)
         status = container.wait()["StatusCode"]
@@ -273,7 +274,7 @@ def run(repo: Path, *, tag: str, gpus: bool, network: str | None, args: list[str
         # container running, and a link the run planted in the results folders in place.
         with _signals_held(restore_sigterm=previous):
             try:
-                _remove_container(c, container, name)
+                _remove_container(c, container, container_name)
             finally:
                 strays = (remove_non_files([repo / name for name in results])
                           if read_only_repo else [])
