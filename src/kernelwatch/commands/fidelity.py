@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,10 +13,11 @@ from kernelwatch import environment, workloads
 from kernelwatch.commands import common_args
 from kernelwatch.engine import planner
 from kernelwatch.engine.asvrun import machine_name
-from kernelwatch.engine.gitrepo import find_repo_root
+from kernelwatch.engine.gitrepo import find_repo_root, resolve_commit
 from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.regression import fidelity
 from kernelwatch.report import fidelity as fidelity_view
+from kernelwatch.results import rows as result_rows
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +48,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     common_args.add_machine(fid, "machine name the figures are filed under")
     fid.add_argument("--show", action="store_true",
                      help="print the table from the newest saved runs; measure nothing")
+    fid.add_argument("--from-runs", metavar="MACHINE,MACHINE,...",
+                     help="measure nothing: take the thresholds from an A/A already recorded, "
+                     "one commit (--commit) run several times with `kernelwatch run "
+                     "--machine NAME`, a name per run; each benchmark process is one run of "
+                     "the check, and the figures are filed under --machine, whose `compare` "
+                     "then uses them. Nothing was injected, so no catch rate")
+    fid.add_argument("--commit", metavar="REV", default="HEAD",
+                     help="with --from-runs: the commit the A/A measured (default HEAD)")
     fid.add_argument("--pool", type=int, default=1, metavar="K",
                      help="judge pairs of K-process sets, samples pooled: what `kernelwatch "
                      "run --processes K` records (default 1; thresholds for compare and the "
@@ -58,6 +68,9 @@ def handle(args: argparse.Namespace) -> int:
     machine = machine_name(args.machine)
     if args.show:
         return show(repo, machine, pool=args.pool)
+    if args.from_runs:
+        runs = [r.strip() for r in args.from_runs.split(",") if r.strip()]
+        return from_runs(repo, machine, runs, args.commit, pool=args.pool)
     try:
         slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
     except ValueError:
@@ -66,6 +79,11 @@ def handle(args: argparse.Namespace) -> int:
     return measure(repo, machine, workload_names=args.workload, params=args.param or (),
                    tracks=args.track, runs=args.runs, slowdowns=slowdowns,
                    timeout=args.timeout, pool=args.pool)
+
+
+# Below this many neighbouring pairs, "no A/A alarm" says little (0 of 3 allows a rate of
+# over 50%); the figures are still printed and filed, with a warning.
+FEW_PAIRS = 10
 
 
 def _check_pool(pool: int, runs: int | None = None) -> None:
@@ -85,6 +103,50 @@ def show(repo: Path, machine: str, pool: int = 1) -> int:
         raise KernelwatchError(f"no fidelity runs for machine {machine!r} in "
                                f"{fidelity.fidelity_dir(repo)}; run `kernelwatch fidelity`")
     return _print([m for m, _ in latest.values()], pool)
+
+
+def from_runs(repo: Path, machine: str, runs: Sequence[str], rev: str, pool: int = 1
+              ) -> int:
+    """Thresholds from an A/A on record: the timed series `runs` (machine names, one run
+    each) recorded at `rev`, each benchmark process one run of the check; saved as a
+    fidelity run of `machine` and printed. Measures nothing."""
+    _check_pool(pool)
+    for run in runs:
+        machine_name(run, "--from-runs")
+    if len(set(runs)) < len(runs):
+        raise KernelwatchError(f"--from-runs names a run twice ({', '.join(runs)}): each run "
+                               "is one machine name")
+    commit = resolve_commit(repo, rev)
+    rows = [r for r in result_rows.load(repo / "results") if r.commit == commit]
+    recorded = sorted({r.machine for r in rows})
+    missing = [run for run in runs if run not in recorded]
+    if missing:
+        raise KernelwatchError(
+            f"no results for commit {commit[:8]} on machine {', '.join(map(repr, missing))}"
+            + (f" (it has results on: {', '.join(recorded)})" if recorded else
+               f"; measure it first, once per run: kernelwatch run --machine NAME "
+               f"{commit[:8]}^!"))
+    measured = fidelity.from_rows(rows, runs)
+    if not measured:
+        raise KernelwatchError(
+            f"the runs {', '.join(runs)} hold no timed series of two benchmark processes or "
+            f"more at {commit[:8]}; an A/A is the same selection run at least twice, each "
+            "under its own --machine name")
+    env = next(r.env for r in rows if r.machine == runs[0])
+    path = fidelity.new_path(repo, machine)
+    fidelity.save(path, machine, measured, env)
+    print(f"kernelwatch fidelity: {len(measured)} series from {len(runs)} runs of "
+          f"{commit[:8]} ({', '.join(runs)}), each benchmark process a run; nothing "
+          f"injected, so nothing is caught; machine {machine}")
+    print(f"saved to {path}")
+    status = _print(measured, pool)
+    few = [m for m in measured if len(m.runs) - pool < FEW_PAIRS]
+    if few:
+        print(f"kernelwatch: {len(few)} of {len(measured)} series rest on fewer than "
+              f"{FEW_PAIRS} pairs of processes: a threshold with no alarm in so few pairs can "
+              "still alarm often; more A/A runs (or `kernelwatch fidelity`'s own 21 "
+              "processes) make it honest", file=sys.stderr)
+    return status
 
 
 def measure(repo: Path, machine: str, *, workload_names: Sequence[str] | None,

@@ -176,6 +176,30 @@ def measure_case(repo: Path, case: Sequence[Target], runs: int, slowdowns: Seque
     return results
 
 
+def from_rows(rows: Sequence, runs: Sequence[str]) -> list[Measured]:
+    """The timed series an A/A recorded (one commit measured in separate runs, each filed
+    under its own machine name in `runs`) as fidelity measurements: each benchmark process's
+    samples are one run as it is, in the order of `runs` and of the processes inside each.
+    No slowdown was injected, so they give a threshold and no catch rate. `rows` are
+    results.rows' rows of that commit; a series of another unit (a kernel count), the
+    environment's facts and a series recorded in one process in all are left out."""
+    by_series: dict[Target, list[dict[str, list[float]]]] = {}
+    for run in runs:
+        for r in rows:
+            if r.machine != run or r.unit != "seconds" or not r.samples:
+                continue
+            workload, cls, track = r.benchmark.split(".")
+            if workload not in workloads.WORKLOADS:
+                continue  # the environment's facts: not a kernel's time
+            target = Target(workload, cls, track, tuple(r.params.values()))
+            n = r.processes if r.processes > 1 and len(r.samples) % r.processes == 0 else 1
+            size = len(r.samples) // n
+            by_series.setdefault(target, []).extend(
+                {"0.0": list(r.samples[i * size:(i + 1) * size])} for i in range(n))
+    return [Measured(t, processes) for t, processes in by_series.items()
+            if len(processes) >= 2]
+
+
 def cases(targets: Sequence[Target]) -> list[list[Target]]:
     """Targets grouped by class and parameters: one process measures a case's tracks."""
     grouped: dict[tuple, list[Target]] = {}

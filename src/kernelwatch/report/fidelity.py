@@ -24,6 +24,10 @@ NOTE = ("Each pair compares two disjoint sets of fresh processes (processes: how
         "one process.")
 
 
+# An A/A on record (`--from-runs`) injected nothing: its catch rate is unknown, not zero.
+NOT_INJECTED = "not injected"
+
+
 def table(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()
           ) -> tuple[list[str], list[list[str]]]:
     """Headers and rows: noise; alarms and catches at the threshold; asv's 1.10 beside."""
@@ -41,8 +45,9 @@ def table(analyses: Sequence[Analysis], skipped: Sequence[Measured] = ()
             f"{a.aa_alarms[t or worst]}/{a.pairs}",
             *[f"{a.caught[x][t]}/{a.pairs}" if t and x in a.caught else "-"
               for x in slowdowns],
-            _pct(a.smallest_caught), f"{a.asv_aa_alarms}/{a.pairs}",
-            _pct(a.asv_smallest_caught),
+            _pct(a.smallest_caught) if a.caught else NOT_INJECTED,
+            f"{a.asv_aa_alarms}/{a.pairs}",
+            _pct(a.asv_smallest_caught) if a.caught else NOT_INJECTED,
             ", ".join(f"{_pct(float(x))}->{100 * v:.1f}%" for x, v in a.achieved.items())])
     rows += [[m.target.key, f"skipped: {m.skipped}", *[""] * (len(head) - 2)] for m in skipped]
     return head, rows

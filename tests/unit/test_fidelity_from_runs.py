@@ -1,0 +1,131 @@
+"""`kernelwatch fidelity --from-runs`: per-series thresholds from an A/A already recorded
+(one commit run under several machine names), each benchmark process one run of the check,
+read from result files as asv writes them. The series' samples are made up with a known
+spread between processes: the logic is under test, not a machine's noise."""
+
+import json
+import random
+import shutil
+import statistics
+
+from kernelwatch.regression import fidelity
+from kernelwatch.results import rows as result_rows
+from kernelwatch.results.files import PROCESSES_KEY, SAMPLES_KEY
+
+from ..conftest import REPO, git, kernelwatch_exe, run
+
+BENCH = "gptq.GptqTime.track_time"
+QUIET = {"shape": "tinyllama-1.1b/q_proj", "scheme": "w4-sym-g128", "blocksize": "128",
+         "variant": "triton"}
+LOOSE = {**QUIET, "variant": "compile-column"}
+RUNS = ["aa-1", "aa-2", "aa-3"]
+PROCESSES = 3
+
+
+def _key(params: dict[str, str]) -> str:
+    return f"{BENCH}({', '.join(params.values())})"
+
+
+def _process_samples(level: float, rng: random.Random) -> list[float]:
+    return [level * (1 + rng.uniform(-0.002, 0.002)) for _ in range(10)]
+
+
+def _record(results, commit: str, machine: str, levels: dict[str, list[float]],
+            rng: random.Random) -> None:
+    """One run's result file as asv writes it: GPTQ's time at two variants (`levels`:
+    variant -> one level per benchmark process), each pooled from its processes, with the
+    count kept beside it as `kernelwatch run --processes K` keeps it."""
+    from asv.results import get_filename
+
+    variants = list(levels)
+    fixed = [QUIET[n] for n in ("shape", "scheme", "blocksize")]
+    params = [*[[repr(v)] for v in fixed], [repr(v) for v in variants]]
+    samples = [[s for level in levels[v] for s in _process_samples(level, rng)]
+               for v in variants]
+    durations = {}
+    for v, s in zip(variants, samples, strict=True):
+        combo = f"{BENCH}({', '.join(repr(x) for x in (*fixed, v))})"
+        durations[PROCESSES_KEY.format(name=combo)] = len(levels[v])
+        durations[SAMPLES_KEY.format(name=combo)] = len(s)
+    path = results / get_filename(machine, commit, "existing-py")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
+    path.write_text(json.dumps({
+        "commit_hash": commit, "env_name": "existing-py", "date": 1_700_000_000_000,
+        "params": {"machine": machine, "python": "3.12"}, "python": "3.12",
+        "requirements": {}, "env_vars": {}, "version": 2, "durations": durations,
+        "result_columns": ["result", "params", "version", "started_at", "duration",
+                           "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
+                           "stats_number", "stats_repeat", "samples", "profile"],
+        "results": {BENCH: [[statistics.median(s) for s in samples], params, "1", 0, 1.0,
+                            None, None, None, None, None, None, samples]}}))
+    (results / "benchmarks.json").write_text(json.dumps({"version": 2, BENCH: {
+        "name": BENCH, "param_names": ["shape", "scheme", "blocksize", "variant"],
+        "params": params, "type": "track", "version": "1", "unit": "seconds"}}))
+
+
+def _repo(tmp_path):
+    """A git checkout whose HEAD has three A/A runs on record: a quiet series (processes
+    within 0.5%) and a loose one (a process of each run 20% slow, as GPTQ's host-paced
+    column loop reads on a GPU)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(REPO / "asv.conf.json", repo)  # what marks a kernelwatch checkout
+    git("init", "-q", cwd=repo)
+    git("add", "asv.conf.json", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c", cwd=repo)
+    commit = git("rev-parse", "HEAD", cwd=repo).strip()
+    rng = random.Random(0)
+    for i, machine in enumerate(RUNS):
+        _record(repo / "results", commit, machine, {
+            "triton": [9.0e-3 * (1 + 0.002 * ((i + p) % 3)) for p in range(PROCESSES)],
+            "compile-column": [250e-3 * (1.2 if p == i else 1.0) for p in range(PROCESSES)]},
+            rng)
+    return repo, commit
+
+
+def test_each_process_of_each_run_is_one_run_of_the_check(tmp_path):
+    repo, commit = _repo(tmp_path)
+    rows = [r for r in result_rows.load(repo / "results") if r.commit == commit]
+    measured = {m.target.key: m for m in fidelity.from_rows(rows, RUNS)}
+    assert set(measured) == {_key(QUIET), _key(LOOSE)}
+    loose = measured[_key(LOOSE)]
+    assert len(loose.runs) == len(RUNS) * PROCESSES
+    # in the runs' order, then the processes': run i's slow process is its i-th
+    medians = [sorted(r["0.0"])[5] for r in loose.runs]
+    assert [round(m / 250e-3, 1) for m in medians] == [1.2, 1.0, 1.0, 1.0, 1.2, 1.0,
+                                                       1.0, 1.0, 1.2]
+    quiet, loose = fidelity.analyse(measured[_key(QUIET)]), fidelity.analyse(loose)
+    assert quiet.pairs == loose.pairs == len(RUNS) * PROCESSES - 1
+    assert quiet.threshold is not None and quiet.threshold <= 1.03
+    assert loose.threshold is None or loose.threshold > 1.20
+    assert quiet.caught == {} and quiet.smallest_caught is None
+
+
+def test_from_runs_files_thresholds_that_compare_uses(tmp_path):
+    repo, commit = _repo(tmp_path)
+    out = run([kernelwatch_exe(), "fidelity", "--from-runs", ",".join(RUNS), "--machine",
+               "aa-3"], repo)
+    assert out.returncode == 0, out.stderr
+    assert "2 series from 3 runs" in out.stdout and "not injected" in out.stdout
+    assert "fewer than 10 pairs" in out.stderr
+    own = fidelity.thresholds(repo)["aa-3"]
+    assert own[_key(QUIET)] <= 1.03
+    cmp = run([kernelwatch_exe(), "compare", "HEAD", "HEAD", "--base-machine", "aa-1",
+               "--machine", "aa-3"], repo)
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    line = next(ln for ln in cmp.stdout.splitlines() if "triton" in ln and BENCH in ln)
+    assert f"| {own[_key(QUIET)]:.2f} |" in line
+
+
+def test_from_runs_names_what_is_missing(tmp_path):
+    repo, commit = _repo(tmp_path)
+    missing = run([kernelwatch_exe(), "fidelity", "--from-runs", "aa-1,aa-9"], repo)
+    assert missing.returncode == 2
+    assert f"no results for commit {commit[:8]} on machine 'aa-9'" in missing.stderr
+    assert "it has results on: aa-1, aa-2, aa-3" in missing.stderr
+    twice = run([kernelwatch_exe(), "fidelity", "--from-runs", "aa-1,aa-1"], repo)
+    assert twice.returncode == 2 and "names a run twice" in twice.stderr
+    path = run([kernelwatch_exe(), "fidelity", "--from-runs", "aa-1,../x"], repo)
+    assert path.returncode == 2 and "is not a plain name" in path.stderr
+    assert not (repo / ".kernelwatch" / "fidelity").exists()  # nothing filed
