@@ -18,8 +18,10 @@
 #            its inventories and its times read one autotuning pick), each cut at
 #            KW_AA_SECONDS (default 75), in this order: runs 1 and 2 and `compare` of run 2
 #            against run 1 (default thresholds and --factor 1.03), a run with a 5% slowdown
-#            injected (gpu-aa-slow) and its compare at --factor 1.03, then runs 3..N, and the
-#            table of each series' spread (max/min over the runs on record)
+#            injected (gpu-aa-slow) and its compare at --factor 1.03, then runs 3..N, the
+#            table of each series' spread (max/min over the runs on record), and, with three
+#            runs or more, each series' threshold from them (`fidelity --from-runs`) and the
+#            slower run's compare at those thresholds
 #   KW_LAUNCHES (default "spawn forkserver") names the launches the launch stage times
 #   KW_CALL_SECONDS (default 560): the call's limit. Every stage's own limit is cut to end 15 s
 #            before it (time to pack), and a step with under 20 s left is skipped: an outer
@@ -168,6 +170,19 @@ for (bench, combo), vals in sorted(series.items()):
     ratio = f"{max(vals) / min(vals):8.3f}" if min(vals) > 0 else "       -"
     print(f"{name[:92]:<92} {len(vals):>4} {least:>9} {ratio}")
 EOF
+      # each series' threshold from this commit's runs on record (each process a run of the
+      # check), and the slower run judged at them: flagged where the threshold is <= 1.05
+      runs=$(ls results/gpu-aa-[0-9]*/"$(git rev-parse --short=8 HEAD)"-*.json 2>/dev/null \
+             | cut -d/ -f2 | sort -u | paste -sd,)
+      if (( $(tr ',' '\n' <<< "$runs" | grep -c .) >= 3 )) \
+         && ls results/gpu-aa-slow/*.json >/dev/null 2>&1; then
+        kw fidelity --from-runs "$runs" --machine gpu-aa-slow > "$out/aa-thresholds.md" 2>&1
+        kw compare HEAD HEAD --base-machine gpu-aa-1 --machine gpu-aa-slow \
+          > "$out/aa-compare-slow-own.md" 2>&1
+        echo "compare run slow against run 1 at the thresholds of runs $runs: exit $?" \
+          | tee -a "$out/aa.txt"
+        grep -h "worse, .* better" "$out/aa-compare-slow-own.md" | tee -a "$out/aa.txt"
+      fi
       ;;
     *) echo "unknown stage $stage (tests, launch, suite, aa)"; exit 2 ;;
   esac
