@@ -31,7 +31,7 @@ def _process_samples(level: float, rng: random.Random) -> list[float]:
 
 
 def _record(results, commit: str, machine: str, levels: dict[str, list[float]],
-            rng: random.Random) -> None:
+            rng: random.Random, env: str = "existing-py", uneven: bool = False) -> None:
     """One run's result file as asv writes it: GPTQ's time at two variants (`levels`:
     variant -> one level per benchmark process), each pooled from its processes, with the
     count kept beside it as `kernelwatch run --processes K` keeps it."""
@@ -47,11 +47,14 @@ def _record(results, commit: str, machine: str, levels: dict[str, list[float]],
         combo = f"{BENCH}({', '.join(repr(x) for x in (*fixed, v))})"
         durations[PROCESSES_KEY.format(name=combo)] = len(levels[v])
         durations[SAMPLES_KEY.format(name=combo)] = len(s)
-    path = results / get_filename(machine, commit, "existing-py")
+        if uneven:
+            s.pop()  # a total that no longer splits into its processes
+            durations[SAMPLES_KEY.format(name=combo)] = len(s)
+    path = results / get_filename(machine, commit, env)
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.parent / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
     path.write_text(json.dumps({
-        "commit_hash": commit, "env_name": "existing-py", "date": 1_700_000_000_000,
+        "commit_hash": commit, "env_name": env, "date": 1_700_000_000_000,
         "params": {"machine": machine, "python": "3.12"}, "python": "3.12",
         "requirements": {}, "env_vars": {}, "version": 2, "durations": durations,
         "result_columns": ["result", "params", "version", "started_at", "duration",
@@ -66,8 +69,8 @@ def _record(results, commit: str, machine: str, levels: dict[str, list[float]],
 
 def _repo(tmp_path):
     """A git checkout whose HEAD has three A/A runs on record: a quiet series (processes
-    within 0.5%) and a loose one (a process of each run 20% slow, as GPTQ's host-paced
-    column loop reads on a GPU)."""
+    within 0.5%) and a loose one (the first process of each run 20% slow, as GPTQ's
+    host-paced column loop reads on a GPU)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(REPO / "asv.conf.json", repo)  # what marks a kernelwatch checkout
@@ -79,27 +82,42 @@ def _repo(tmp_path):
     for i, machine in enumerate(RUNS):
         _record(repo / "results", commit, machine, {
             "triton": [9.0e-3 * (1 + 0.002 * ((i + p) % 3)) for p in range(PROCESSES)],
-            "compile-column": [250e-3 * (1.2 if p == i else 1.0) for p in range(PROCESSES)]},
+            "compile-column": [250e-3 * (1.2 if p == 0 else 1.0) for p in range(PROCESSES)]},
             rng)
     return repo, commit
 
 
-def test_each_process_of_each_run_is_one_run_of_the_check(tmp_path):
+def test_each_process_of_each_run_is_one_run_of_the_check_interleaved(tmp_path):
     repo, commit = _repo(tmp_path)
     rows = [r for r in result_rows.load(repo / "results") if r.commit == commit]
-    measured = {m.target.key: m for m in fidelity.from_rows(rows, RUNS)}
-    assert set(measured) == {_key(QUIET), _key(LOOSE)}
+    found, left_out = fidelity.from_rows(rows, RUNS)
+    measured = {m.target.key: m for m in found}
+    assert set(measured) == {_key(QUIET), _key(LOOSE)} and left_out == []
     loose = measured[_key(LOOSE)]
     assert len(loose.runs) == len(RUNS) * PROCESSES
-    # in the runs' order, then the processes': run i's slow process is its i-th
+    # each run's first process, then each run's second...: neighbours are of two runs
     medians = [sorted(r["0.0"])[5] for r in loose.runs]
-    assert [round(m / 250e-3, 1) for m in medians] == [1.2, 1.0, 1.0, 1.0, 1.2, 1.0,
-                                                       1.0, 1.0, 1.2]
+    assert [round(m / 250e-3, 1) for m in medians] == [1.2] * 3 + [1.0] * 6
     quiet, loose = fidelity.analyse(measured[_key(QUIET)]), fidelity.analyse(loose)
     assert quiet.pairs == loose.pairs == len(RUNS) * PROCESSES - 1
     assert quiet.threshold is not None and quiet.threshold <= 1.03
     assert loose.threshold is None or loose.threshold > 1.20
     assert quiet.caught == {} and quiet.smallest_caught is None
+
+
+def test_a_series_in_one_run_or_split_unevenly_is_left_out_and_said(tmp_path):
+    repo, commit = _repo(tmp_path)
+    rng = random.Random(1)
+    _record(repo / "results", commit, "aa-4", {"triton": [9e-3] * 3}, rng, uneven=True)
+    _record(repo / "results", commit, "aa-5", {"eager": [0.3] * 3}, rng)
+    rows = [r for r in result_rows.load(repo / "results") if r.commit == commit]
+    found, left_out = fidelity.from_rows(rows, [*RUNS, "aa-4", "aa-5"])
+    assert {m.target.key for m in found} == {_key(QUIET), _key(LOOSE)}
+    assert len(next(m for m in found if m.target.key == _key(QUIET)).runs) == 9
+    eager = _key({**QUIET, "variant": "eager"})
+    assert any(why.startswith(f"{_key(QUIET)} in aa-4: its 29 samples do not split")
+               for why in left_out), left_out
+    assert f"{eager}: recorded in aa-5 alone" in "\n".join(left_out)
 
 
 def test_from_runs_files_thresholds_that_compare_uses(tmp_path):
@@ -118,14 +136,43 @@ def test_from_runs_files_thresholds_that_compare_uses(tmp_path):
     assert f"| {own[_key(QUIET)]:.2f} |" in line
 
 
-def test_from_runs_names_what_is_missing(tmp_path):
+def test_from_runs_names_what_is_missing_and_what_does_not_apply(tmp_path):
     repo, commit = _repo(tmp_path)
-    missing = run([kernelwatch_exe(), "fidelity", "--from-runs", "aa-1,aa-9"], repo)
+
+    def fid(*args):
+        return run([kernelwatch_exe(), "fidelity", *args], repo)
+
+    missing = fid("--from-runs", "aa-1,aa-9")
     assert missing.returncode == 2
     assert f"no results for commit {commit[:8]} on machine 'aa-9'" in missing.stderr
-    assert "it has results on: aa-1, aa-2, aa-3" in missing.stderr
-    twice = run([kernelwatch_exe(), "fidelity", "--from-runs", "aa-1,aa-1"], repo)
-    assert twice.returncode == 2 and "names a run twice" in twice.stderr
-    path = run([kernelwatch_exe(), "fidelity", "--from-runs", "aa-1,../x"], repo)
-    assert path.returncode == 2 and "is not a plain name" in path.stderr
-    assert not (repo / ".kernelwatch" / "fidelity").exists()  # nothing filed
+    assert "check the names (results at" in missing.stderr and "aa-1, aa-2, aa-3" in missing.stderr
+    moved = git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
+                "-m", "d", cwd=repo)
+    del moved
+    later = fid("--from-runs", "aa-1,aa-2")  # HEAD moved on since the A/A
+    assert later.returncode == 2 and f"results at {commit[:8]}: --commit names" in later.stderr
+    assert fid("--from-runs", "aa-1,aa-2", "--commit", commit[:8]).returncode == 0
+    for args, says in ((("--from-runs", "aa-1,aa-1"), "names a run twice"),
+                       (("--from-runs", "aa-1,../x"), "is not a plain name"),
+                       (("--from-runs", "aa-1"), "two machine names or more"),
+                       (("--from-runs", ""), "two machine names or more"),
+                       (("--from-runs", "aa-1,aa-2", "--pool", "3"), "--pool do not apply"),
+                       (("--from-runs", "aa-1,aa-2", "--show"), "--show do not apply"),
+                       (("--commit", "HEAD~1", "--show"), "--commit goes with --from-runs")):
+        out = fid(*args)
+        assert out.returncode == 2 and says in out.stderr, (args, out.stderr)
+
+
+def test_runs_with_two_environments_need_env(tmp_path):
+    repo, commit = _repo(tmp_path)
+    rng = random.Random(2)
+    for machine in RUNS:
+        _record(repo / "results", commit, machine, {"triton": [8e-3] * 3}, rng,
+                env="virtualenv-py3.12-torch2.14.1")
+    both = run([kernelwatch_exe(), "fidelity", "--from-runs", ",".join(RUNS)], repo)
+    assert both.returncode == 2
+    assert "the runs hold 2 environments" in both.stderr and "--env NAME picks" in both.stderr
+    one = run([kernelwatch_exe(), "fidelity", "--from-runs", ",".join(RUNS), "--env",
+               "virtualenv-py3.12-torch2.14.1", "--machine", "runner"], repo)
+    assert one.returncode == 0, one.stderr
+    assert "1 series from 3 runs" in one.stdout and "8 ms" in one.stdout

@@ -39,11 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           "the quick case)")
     fid.add_argument("--track", action="append", metavar="NAME",
                      help="this timed track, e.g. time, caller_time (default: the quick ones)")
-    fid.add_argument("--runs", type=int, default=21,
+    fid.add_argument("--runs", type=int, default=RUNS,
                      help="fresh processes per series (default 21: 20 neighbouring pairs)")
-    fid.add_argument("--slowdowns", default="0.02,0.05,0.10",
+    fid.add_argument("--slowdowns", default=SLOWDOWNS,
                      help="injected slowdowns, fractions (default 0.02,0.05,0.10)")
-    fid.add_argument("--timeout", type=float, default=600,
+    fid.add_argument("--timeout", type=float, default=TIMEOUT,
                      help="seconds one process may take (default 600)")
     common_args.add_machine(fid, "machine name the figures are filed under")
     fid.add_argument("--show", action="store_true",
@@ -54,8 +54,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      "--machine NAME`, a name per run; each benchmark process is one run of "
                      "the check, and the figures are filed under --machine, whose `compare` "
                      "then uses them. Nothing was injected, so no catch rate")
-    fid.add_argument("--commit", metavar="REV", default="HEAD",
+    fid.add_argument("--commit", metavar="REV",
                      help="with --from-runs: the commit the A/A measured (default HEAD)")
+    fid.add_argument("--env", metavar="NAME",
+                     help="with --from-runs: the asv environment to read where the runs hold "
+                     "several at that commit (e.g. one per torch version)")
     fid.add_argument("--pool", type=int, default=1, metavar="K",
                      help="judge pairs of K-process sets, samples pooled: what `kernelwatch "
                      "run --processes K` records (default 1; thresholds for compare and the "
@@ -66,11 +69,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     repo = find_repo_root(needs_git=False)
     machine = machine_name(args.machine)
+    if args.from_runs is not None:
+        measuring = [flag for flag, given in (
+            ("--show", args.show), ("--pool", args.pool != 1), ("--runs", args.runs != RUNS),
+            ("--slowdowns", args.slowdowns != SLOWDOWNS), ("--timeout", args.timeout != TIMEOUT),
+            ("--workload", args.workload), ("--param", args.param), ("--track", args.track))
+            if given]
+        if measuring:
+            raise KernelwatchError(
+                f"--from-runs measures nothing and files thresholds for one process a side, so "
+                f"{', '.join(measuring)} do not apply; drop them (the series are those the "
+                "runs recorded)")
+        runs = [r.strip() for r in args.from_runs.split(",") if r.strip()]
+        return from_runs(repo, machine, runs, args.commit or "HEAD", env=args.env)
+    if args.commit or args.env:
+        raise KernelwatchError(f"{'--commit' if args.commit else '--env'} goes with "
+                               "--from-runs (an A/A on record); a measuring run times the "
+                               "checkout as it is")
     if args.show:
         return show(repo, machine, pool=args.pool)
-    if args.from_runs:
-        runs = [r.strip() for r in args.from_runs.split(",") if r.strip()]
-        return from_runs(repo, machine, runs, args.commit, pool=args.pool)
     try:
         slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
     except ValueError:
@@ -81,6 +98,7 @@ def handle(args: argparse.Namespace) -> int:
                    timeout=args.timeout, pool=args.pool)
 
 
+RUNS, SLOWDOWNS, TIMEOUT = 21, "0.02,0.05,0.10", 600.0  # a measuring run's defaults
 # Below this many neighbouring pairs, "no A/A alarm" says little (0 of 3 allows a rate of
 # over 50%); the figures are still printed and filed, with a warning.
 FEW_PAIRS = 10
@@ -105,47 +123,73 @@ def show(repo: Path, machine: str, pool: int = 1) -> int:
     return _print([m for m, _ in latest.values()], pool)
 
 
-def from_runs(repo: Path, machine: str, runs: Sequence[str], rev: str, pool: int = 1
-              ) -> int:
+def from_runs(repo: Path, machine: str, runs: Sequence[str], rev: str,
+              env: str | None = None) -> int:
     """Thresholds from an A/A on record: the timed series `runs` (machine names, one run
-    each) recorded at `rev`, each benchmark process one run of the check; saved as a
-    fidelity run of `machine` and printed. Measures nothing."""
-    _check_pool(pool)
+    each) recorded at `rev` in one environment, each benchmark process one run of the check
+    (the runs' processes interleaved); saved as a fidelity run of `machine`, whose `compare`
+    uses them, and printed. Measures nothing."""
+    if len(runs) < 2:
+        raise KernelwatchError("--from-runs takes two machine names or more, comma-separated "
+                               "(an A/A is one commit run at least twice, each run under its "
+                               "own --machine name)")
     for run in runs:
         machine_name(run, "--from-runs")
     if len(set(runs)) < len(runs):
         raise KernelwatchError(f"--from-runs names a run twice ({', '.join(runs)}): each run "
                                "is one machine name")
     commit = resolve_commit(repo, rev)
-    rows = [r for r in result_rows.load(repo / "results") if r.commit == commit]
+    every = result_rows.load(repo / "results")
+    rows = [r for r in every if r.commit == commit]
     recorded = sorted({r.machine for r in rows})
     missing = [run for run in runs if run not in recorded]
     if missing:
-        raise KernelwatchError(
-            f"no results for commit {commit[:8]} on machine {', '.join(map(repr, missing))}"
-            + (f" (it has results on: {', '.join(recorded)})" if recorded else
+        elsewhere = sorted({r.commit[:8] for r in every if r.machine in missing})
+        fix = (f"; {'they have' if len(missing) > 1 else 'it has'} results at "
+               f"{', '.join(elsewhere)}: --commit names the commit the A/A measured"
+               if elsewhere else
+               f"; check the names (results at {commit[:8]}: {', '.join(recorded)})"
+               if recorded else
                f"; measure it first, once per run: kernelwatch run --machine NAME "
-               f"{commit[:8]}^!"))
-    measured = fidelity.from_rows(rows, runs)
+               f"{commit[:8]}^!")
+        raise KernelwatchError(f"no results for commit {commit[:8]} on "
+                               f"{'machines' if len(missing) > 1 else 'machine'} "
+                               f"{', '.join(map(repr, missing))}{fix}")
+    envs = sorted({r.env_name for r in rows if r.machine in runs})
+    if env is None and len(envs) > 1:
+        raise KernelwatchError(f"the runs hold {len(envs)} environments at {commit[:8]} "
+                               f"({', '.join(envs)}); --env NAME picks the one to read")
+    if env is not None:
+        lacking = [run for run in runs
+                   if not any(r.machine == run and r.env_name == env for r in rows)]
+        if lacking:
+            raise KernelwatchError(f"--env {env}: not recorded by {', '.join(lacking)} at "
+                                   f"{commit[:8]} (environments there: {', '.join(envs)})")
+    chosen = env or envs[0]
+    rows = [r for r in rows if r.env_name == chosen]
+    measured, left_out = fidelity.from_rows(rows, runs)
+    for why in left_out:
+        print(f"kernelwatch: left out: {why}", file=sys.stderr)
     if not measured:
         raise KernelwatchError(
-            f"the runs {', '.join(runs)} hold no timed series of two benchmark processes or "
-            f"more at {commit[:8]}; an A/A is the same selection run at least twice, each "
-            "under its own --machine name")
-    env = next(r.env for r in rows if r.machine == runs[0])
+            f"the runs {', '.join(runs)} share no timed series at {commit[:8]} that a "
+            "threshold can be read from (above: why each was left out); an A/A is the same "
+            "selection run at least twice, each run under its own --machine name")
+    facts = next(r.env for r in rows if r.machine == runs[0])
     path = fidelity.new_path(repo, machine)
-    fidelity.save(path, machine, measured, env)
+    fidelity.save(path, machine, measured, facts)
     print(f"kernelwatch fidelity: {len(measured)} series from {len(runs)} runs of "
-          f"{commit[:8]} ({', '.join(runs)}), each benchmark process a run; nothing "
-          f"injected, so nothing is caught; machine {machine}")
+          f"{commit[:8]} ({', '.join(runs)}; {chosen}), each benchmark process a run; "
+          f"nothing injected, so nothing is caught; machine {machine}")
     print(f"saved to {path}")
-    status = _print(measured, pool)
-    few = [m for m in measured if len(m.runs) - pool < FEW_PAIRS]
+    status = _print(measured, 1)
+    # the thresholds compare uses are judged one process a side: len(runs) - 1 pairs
+    few = [m.target.key for m in measured if len(m.runs) - 1 < FEW_PAIRS]
     if few:
         print(f"kernelwatch: {len(few)} of {len(measured)} series rest on fewer than "
               f"{FEW_PAIRS} pairs of processes: a threshold with no alarm in so few pairs can "
               "still alarm often; more A/A runs (or `kernelwatch fidelity`'s own 21 "
-              "processes) make it honest", file=sys.stderr)
+              "processes) make it honest:\n  " + "\n  ".join(few), file=sys.stderr)
     return status
 
 

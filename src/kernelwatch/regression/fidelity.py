@@ -40,11 +40,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kernelwatch import workloads
 from kernelwatch.errors import KernelwatchError, unknown_name
 from kernelwatch.regression import benchmark_classes, detect
 from kernelwatch.results.files import require
+
+if TYPE_CHECKING:
+    from kernelwatch.results.rows import Row
 
 # Candidate factors, smallest first: the threshold is the first with no A/A alarm.
 FACTORS = (1.01, 1.02, 1.03, 1.05, 1.10, 1.20, 1.50)
@@ -176,14 +180,17 @@ def measure_case(repo: Path, case: Sequence[Target], runs: int, slowdowns: Seque
     return results
 
 
-def from_rows(rows: Sequence, runs: Sequence[str]) -> list[Measured]:
+def from_rows(rows: Sequence[Row], runs: Sequence[str]
+              ) -> tuple[list[Measured], list[str]]:
     """The timed series an A/A recorded (one commit measured in separate runs, each filed
-    under its own machine name in `runs`) as fidelity measurements: each benchmark process's
-    samples are one run as it is, in the order of `runs` and of the processes inside each.
-    No slowdown was injected, so they give a threshold and no catch rate. `rows` are
-    results.rows' rows of that commit; a series of another unit (a kernel count), the
-    environment's facts and a series recorded in one process in all are left out."""
-    by_series: dict[Target, list[dict[str, list[float]]]] = {}
+    under its own machine name in `runs`) as fidelity measurements, and what was left out
+    and why. Each benchmark process's samples are one run as it is; no slowdown was
+    injected, so they give a threshold and no catch rate. `rows` are results.rows' rows of
+    that commit in one environment. Left out: a series of another unit (a kernel count), the
+    environment's facts, a run's series whose samples do not split into its processes, and
+    a series recorded in fewer than two of the runs (its pairs would all be inside one)."""
+    per_run: dict[Target, dict[str, list[list[float]]]] = {}
+    left_out = []
     for run in runs:
         for r in rows:
             if r.machine != run or r.unit != "seconds" or not r.samples:
@@ -192,12 +199,35 @@ def from_rows(rows: Sequence, runs: Sequence[str]) -> list[Measured]:
             if workload not in workloads.WORKLOADS:
                 continue  # the environment's facts: not a kernel's time
             target = Target(workload, cls, track, tuple(r.params.values()))
-            n = r.processes if r.processes > 1 and len(r.samples) % r.processes == 0 else 1
-            size = len(r.samples) // n
-            by_series.setdefault(target, []).extend(
-                {"0.0": list(r.samples[i * size:(i + 1) * size])} for i in range(n))
-    return [Measured(t, processes) for t, processes in by_series.items()
-            if len(processes) >= 2]
+            processes = max(r.processes, 1)
+            if len(r.samples) % processes:
+                # the count kept is of processes, not of each one's samples: an uneven
+                # total cannot be told apart, so guessing would pair halves of processes
+                left_out.append(f"{target.key} in {run}: its {len(r.samples)} samples do not "
+                                f"split into its {processes} processes")
+                continue
+            each = len(r.samples) // processes
+            per_run.setdefault(target, {})[run] = [list(r.samples[i * each:(i + 1) * each])
+                                                   for i in range(processes)]
+    measured = []
+    for target, by_run in per_run.items():
+        if len(by_run) < 2:
+            left_out.append(f"{target.key}: recorded in {', '.join(by_run)} alone; a "
+                            "threshold needs the series in two runs or more")
+            continue
+        # Interleaved (run 1's first process, run 2's first, ..., run 1's second, ...), so
+        # that neighbouring processes come from different runs: `compare` judges one run
+        # against another, and processes of one run share its compile caches.
+        ordered = [p for group in itertools.zip_longest(*by_run.values()) for p in group
+                   if p is not None]
+        m = Measured(target, [{"0.0": samples} for samples in ordered])
+        try:
+            _check_runs(m)
+        except ValueError as e:
+            left_out.append(str(e))
+            continue
+        measured.append(m)
+    return measured, left_out
 
 
 def cases(targets: Sequence[Target]) -> list[list[Target]]:

@@ -21,7 +21,8 @@ NOTE = ("Each pair compares two disjoint sets of fresh processes (processes: how
         "and at least 3 x sqrt(2) x run CV above 1; caught: A/B pairs flagged worse at that "
         f"threshold; smallest caught: the smallest slowdown caught in at least "
         f"{CAUGHT_RATE:.0%} of pairs. injected -> achieved: the slowdown as measured inside "
-        "one process.")
+        "one process. From an A/A on record (`--from-runs`) the processes are the runs', "
+        "interleaved so that each pair spans two runs, and nothing was injected.")
 
 
 # An A/A on record (`--from-runs`) injected nothing: its catch rate is unknown, not zero.
