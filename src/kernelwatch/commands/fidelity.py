@@ -19,6 +19,11 @@ from kernelwatch.regression import fidelity
 from kernelwatch.report import fidelity as fidelity_view
 from kernelwatch.results import rows as result_rows
 
+RUNS, SLOWDOWNS, TIMEOUT = 21, "0.02,0.05,0.10", 600.0  # a measuring run's defaults
+# Below this many neighbouring pairs, "no A/A alarm" says little (0 of 3 allows a rate of
+# over 50%); the figures are still printed and filed, with a warning.
+FEW_PAIRS = 10
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     fid = sub.add_parser(
@@ -96,12 +101,6 @@ def handle(args: argparse.Namespace) -> int:
     return measure(repo, machine, workload_names=args.workload, params=args.param or (),
                    tracks=args.track, runs=args.runs, slowdowns=slowdowns,
                    timeout=args.timeout, pool=args.pool)
-
-
-RUNS, SLOWDOWNS, TIMEOUT = 21, "0.02,0.05,0.10", 600.0  # a measuring run's defaults
-# Below this many neighbouring pairs, "no A/A alarm" says little (0 of 3 allows a rate of
-# over 50%); the figures are still printed and filed, with a warning.
-FEW_PAIRS = 10
 
 
 def _check_pool(pool: int, runs: int | None = None) -> None:
