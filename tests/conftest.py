@@ -187,6 +187,29 @@ def write_asv_results(root: Path, machine: str, commits: list[str], bench: str,
     return names
 
 
+def write_result_file(results: Path, machine: str, commit: str, env: str, rows: dict,
+                      durations: dict | None = None) -> Path:
+    """One asv result file, named as asv names it, with its machine file beside it: `rows`
+    are its `results` (benchmark -> a row of asv's result columns), `durations` what it
+    keeps beside them (kernelwatch's process counts among them)."""
+    import json
+
+    from asv.results import get_filename
+
+    path = results / get_filename(machine, commit, env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
+    path.write_text(json.dumps({
+        "commit_hash": commit, "env_name": env, "date": 1_700_000_000_000,
+        "params": {"machine": machine, "python": "3.11"}, "python": "3.11",
+        "requirements": {}, "env_vars": {}, "version": 2, "durations": durations or {},
+        "result_columns": ["result", "params", "version", "started_at", "duration",
+                           "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
+                           "stats_number", "stats_repeat", "samples", "profile"],
+        "results": rows}))
+    return path
+
+
 def write_case_results(results: Path, machine: str, commit: str, env: str,
                        params: dict[str, str], values: dict[str, list[float]]) -> Path:
     """One asv result file (named as asv names it) holding, for one parameter combination
@@ -194,22 +217,11 @@ def write_case_results(results: Path, machine: str, commit: str, env: str,
     benchmark list beside it: for commands that read what is recorded, as asv writes it."""
     import json
 
-    from asv.results import get_filename
 
     quoted = [[f"'{v}'"] for v in params.values()]
     rows = {bench: [[sorted(samples)[len(samples) // 2]], quoted, "1", 0, 1.0, None, None,
                      None, None, None, None, [samples]] for bench, samples in values.items()}
-    path = results / get_filename(machine, commit, env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (path.parent / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
-    path.write_text(json.dumps({
-        "commit_hash": commit, "env_name": env, "date": 1_700_000_000_000,
-        "params": {"machine": machine, "python": "3.11"}, "python": "3.11",
-        "requirements": {}, "env_vars": {}, "version": 2, "durations": {},
-        "result_columns": ["result", "params", "version", "started_at", "duration",
-                           "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
-                           "stats_number", "stats_repeat", "samples", "profile"],
-        "results": rows}))
+    path = write_result_file(results, machine, commit, env, rows)
     listed_path = results / "benchmarks.json"
     listed = json.loads(listed_path.read_text()) if listed_path.exists() else {"version": 2}
     for bench in values:

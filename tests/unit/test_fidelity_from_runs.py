@@ -12,7 +12,7 @@ from kernelwatch.regression import fidelity
 from kernelwatch.results import rows as result_rows
 from kernelwatch.results.files import PROCESSES_KEY, SAMPLES_KEY
 
-from ..conftest import REPO, git, kernelwatch_exe, run
+from ..conftest import REPO, git, kernelwatch_exe, run, write_result_file
 
 BENCH = "gptq.GptqTime.track_time"
 QUIET = {"shape": "tinyllama-1.1b/q_proj", "scheme": "w4-sym-g128", "blocksize": "128",
@@ -35,8 +35,6 @@ def _record(results, commit: str, machine: str, levels: dict[str, list[float]],
     """One run's result file as asv writes it: GPTQ's time at two variants (`levels`:
     variant -> one level per benchmark process), each pooled from its processes, with the
     count kept beside it as `kernelwatch run --processes K` keeps it."""
-    from asv.results import get_filename
-
     variants = list(levels)
     fixed = [QUIET[n] for n in ("shape", "scheme", "blocksize")]
     params = [*[[repr(v)] for v in fixed], [repr(v) for v in variants]]
@@ -50,18 +48,9 @@ def _record(results, commit: str, machine: str, levels: dict[str, list[float]],
         if uneven:
             s.pop()  # a total that no longer splits into its processes
             durations[SAMPLES_KEY.format(name=combo)] = len(s)
-    path = results / get_filename(machine, commit, env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (path.parent / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
-    path.write_text(json.dumps({
-        "commit_hash": commit, "env_name": env, "date": 1_700_000_000_000,
-        "params": {"machine": machine, "python": "3.12"}, "python": "3.12",
-        "requirements": {}, "env_vars": {}, "version": 2, "durations": durations,
-        "result_columns": ["result", "params", "version", "started_at", "duration",
-                           "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
-                           "stats_number", "stats_repeat", "samples", "profile"],
-        "results": {BENCH: [[statistics.median(s) for s in samples], params, "1", 0, 1.0,
-                            None, None, None, None, None, None, samples]}}))
+    rows = {BENCH: [[statistics.median(s) for s in samples], params, "1", 0, 1.0, None, None,
+                    None, None, None, None, samples]}
+    write_result_file(results, machine, commit, env, rows, durations)
     (results / "benchmarks.json").write_text(json.dumps({"version": 2, BENCH: {
         "name": BENCH, "param_names": ["shape", "scheme", "blocksize", "variant"],
         "params": params, "type": "track", "version": "1", "unit": "seconds"}}))
