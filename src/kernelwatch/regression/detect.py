@@ -82,14 +82,21 @@ class Change:
         return self.after / self.before
 
 
-def process_medians(samples: Sequence[float], processes: int) -> list[float] | None:
-    """The median of each process's samples, where `samples` pool `processes` benchmark
-    processes in order, the same number each (the measuring core's fixed count); None where
-    they do not split so: one process, or no count kept."""
-    if processes < 2 or not samples or len(samples) % processes:
+def split_processes(samples: Sequence[float], processes: int) -> list[list[float]] | None:
+    """Each process's samples, where `samples` pool `processes` benchmark processes in
+    order, the same number each (the measuring core's fixed count); None where they do not
+    split so (no samples, no count kept, or a total the count does not divide)."""
+    if processes < 1 or not samples or len(samples) % processes:
         return None
     n = len(samples) // processes
-    return [statistics.median(samples[i * n:(i + 1) * n]) for i in range(processes)]
+    return [list(samples[i * n:(i + 1) * n]) for i in range(processes)]
+
+
+def process_medians(samples: Sequence[float], processes: int) -> list[float] | None:
+    """The median of each process's samples (split_processes); None for one process or
+    samples that do not split."""
+    each = split_processes(samples, processes) if processes >= 2 else None
+    return [statistics.median(s) for s in each] if each else None
 
 
 def compare(before: list[float], after: list[float], *, factor: float = DEFAULT_FACTOR,

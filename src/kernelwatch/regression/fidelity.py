@@ -191,24 +191,22 @@ def from_rows(rows: Sequence[Row], runs: Sequence[str]
     a series recorded in fewer than two of the runs (its pairs would all be inside one)."""
     per_run: dict[Target, dict[str, list[list[float]]]] = {}
     left_out = []
-    for run in runs:
-        for r in rows:
-            if r.machine != run or r.unit != "seconds" or not r.samples:
-                continue
-            workload, cls, track = r.benchmark.split(".")
-            if workload not in workloads.WORKLOADS:
-                continue  # the environment's facts: not a kernel's time
-            target = Target(workload, cls, track, tuple(r.params.values()))
-            processes = max(r.processes, 1)
-            if len(r.samples) % processes:
-                # the count kept is of processes, not of each one's samples: an uneven
-                # total cannot be told apart, so guessing would pair halves of processes
-                left_out.append(f"{target.key} in {run}: its {len(r.samples)} samples do not "
-                                f"split into its {processes} processes")
-                continue
-            each = len(r.samples) // processes
-            per_run.setdefault(target, {})[run] = [list(r.samples[i * each:(i + 1) * each])
-                                                   for i in range(processes)]
+    for r in rows:
+        if r.machine not in runs or r.unit != "seconds" or not r.samples:
+            continue
+        workload, cls, track = r.benchmark.split(".")
+        if workload not in workloads.WORKLOADS:
+            continue  # the environment's facts: not a kernel's time
+        target = Target(workload, cls, track, tuple(r.params.values()))
+        processes = max(r.processes, 1)
+        each = detect.split_processes(r.samples, processes)
+        if each is None:
+            # the count kept is of processes, not of each one's samples: an uneven total
+            # cannot be told apart, so guessing would pair halves of processes
+            left_out.append(f"{target.key} in {r.machine}: its {len(r.samples)} samples do "
+                            f"not split into its {processes} processes")
+            continue
+        per_run.setdefault(target, {})[r.machine] = each
     measured = []
     for target, by_run in per_run.items():
         if len(by_run) < 2:
@@ -218,7 +216,8 @@ def from_rows(rows: Sequence[Row], runs: Sequence[str]
         # Interleaved (run 1's first process, run 2's first, ..., run 1's second, ...), so
         # that neighbouring processes come from different runs: `compare` judges one run
         # against another, and processes of one run share its compile caches.
-        ordered = [p for group in itertools.zip_longest(*by_run.values()) for p in group
+        in_order = [by_run[run] for run in runs if run in by_run]
+        ordered = [p for group in itertools.zip_longest(*in_order) for p in group
                    if p is not None]
         m = Measured(target, [{"0.0": samples} for samples in ordered])
         try:
