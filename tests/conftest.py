@@ -217,7 +217,6 @@ def write_case_results(results: Path, machine: str, commit: str, env: str,
     benchmark list beside it: for commands that read what is recorded, as asv writes it."""
     import json
 
-
     quoted = [[f"'{v}'"] for v in params.values()]
     rows = {bench: [[sorted(samples)[len(samples) // 2]], quoted, "1", 0, 1.0, None, None,
                      None, None, None, None, [samples]] for bench, samples in values.items()}

@@ -135,9 +135,8 @@ def test_from_runs_names_what_is_missing_and_what_does_not_apply(tmp_path):
     assert missing.returncode == 2
     assert f"no results for commit {commit[:8]} on machine 'aa-9'" in missing.stderr
     assert "check the names (results at" in missing.stderr and "aa-1, aa-2, aa-3" in missing.stderr
-    moved = git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
-                "-m", "d", cwd=repo)
-    del moved
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "d",
+        cwd=repo)
     later = fid("--from-runs", "aa-1,aa-2")  # HEAD moved on since the A/A
     assert later.returncode == 2 and f"results at {commit[:8]}: --commit names" in later.stderr
     assert fid("--from-runs", "aa-1,aa-2", "--commit", commit[:8]).returncode == 0
