@@ -185,6 +185,20 @@ def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated
     assert filed >= counted, (filed, counted)
     assert not list((clone / ".kernelwatch" / "inventory-spool").glob("*.json"))
 
+    # The combination running when the run stopped is on record as stopped, its seconds
+    # then the least it takes: the next estimate counts it and names it.
+    [result] = [f for f in (clone / "results" / machine).glob("*.json")
+                if f.name != "machine.json"]
+    durations = json.loads(result.read_text())["durations"]
+    stopped = [k[len("<kernelwatch-cut "):-1] for k in durations
+               if k.startswith("<kernelwatch-cut ")]
+    assert len(stopped) == 1, durations
+    assert f"<kernelwatch {stopped[0]}>" not in durations
+    dry = run([*cmd, "--dry-run"], clone)
+    assert dry.returncode == 0, dry.stderr
+    assert "at least" in dry.stdout
+    assert f"counted at the seconds they had run: {stopped[0]} (" in dry.stdout
+
 
 def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
     """`--processes 2`: the benchmark loop measures the benchmark again in a second process

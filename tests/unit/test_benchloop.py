@@ -163,6 +163,46 @@ def test_recorded_durations_give_the_estimate_and_the_time_left(tmp_path):
     assert eta.seconds_left(3) == pytest.approx(8.0 + 8.0)
 
 
+def test_a_stopped_process_counts_as_the_least_its_combination_takes(tmp_path):
+    """A process stopped before it ended (benchloop.CUT_KEY) stands in for a combination
+    with no whole duration, and for an older commit's shorter one; the estimate says "at
+    least" and names it; a whole duration of its own commit or a newer one takes its place;
+    the time left does not scale by it."""
+    machine = tmp_path / "box"
+    machine.mkdir()
+    slow, fast, newer = ("w.C.track_t('slow')", "w.C.track_t('fast')",
+                         "w.C.track_t('newer')")
+
+    def write(name: str, date: int, durations: dict) -> None:
+        (machine / f"0123abc{name}-env.json").write_text(json.dumps(
+            {"date": date, "durations": durations}))
+
+    write("a", 1, {f"<kernelwatch {slow}>": 60.0, f"<kernelwatch {fast}>": 2.0,
+                   f"<kernelwatch {newer}>": 9.0})
+    write("b", 2, {f"<kernelwatch-cut {slow}>": 171.0, f"<kernelwatch-cut {fast}>": 1.0,
+                   "<kernelwatch-cut w.C.track_t('new')>": 30.0})
+    write("c", 3, {f"<kernelwatch {newer}>": 5.0})
+    write("d", 2, {f"<kernelwatch-cut {newer}>": 50.0})
+    durations = planner.combination_durations(tmp_path, "box")
+    assert durations == {slow: 171.0, fast: 2.0, newer: 5.0, "w.C.track_t('new')": 30.0}
+    assert durations.cut == {slow, "w.C.track_t('new')"}
+
+    est = planner.estimate(Counter({slow: 1, fast: 2, "w.C.track_t('other')": 1}), durations)
+    assert est.describe() == ("4 benchmark processes, at least 2 min 55 s for the 3 with a "
+                              "recorded duration, 1 of them at the seconds a stopped process "
+                              "had run; 1 have none on this machine (not counted)")
+    assert est.stopped_line() == (
+        "stopped before they ended on this machine, counted at the seconds they had run: "
+        "w.C.track_t('slow') (171 s) (the run that measures them to the end records their "
+        "whole duration)")
+    assert planner.estimate(Counter({fast: 1}), durations).stopped_line() is None
+
+    eta = Eta(Counter({slow: 1, fast: 2}), durations)
+    eta.done(slow, 400.0)  # far over its floor: not a sign that this run is slow
+    eta.done(fast, 2.0)
+    assert eta.seconds_left(3) == pytest.approx(2.0)
+
+
 def test_shards_are_dealt_by_recorded_seconds():
     """Longest first, each to the least loaded shard: one unit of 100 s against nine of
     10 s splits 100 / 90, where round-robin by count would put 100 + 40 against 50."""

@@ -25,6 +25,7 @@ import itertools
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -52,6 +53,11 @@ REASON_LIMIT = 600
 # brackets there): what `kernelwatch run --dry-run` estimates a run from, and what
 # `--shard` balances by.
 DURATION_KEY = "<kernelwatch {name}>"
+# The seconds a process of a combination had run when the run was stopped (SIGTERM, Ctrl-C)
+# before it ended: the least it takes, counted by the next estimate where the combination
+# has no whole duration on record (planner.combination_durations). A whole duration, once
+# the combination ends in a later run, takes its place.
+CUT_KEY = "<kernelwatch-cut {name}>"
 
 ASV_VERSION = "0.6.6"  # the asv whose loop this one stands in for (its call signature)
 
@@ -241,6 +247,34 @@ class _Record:
         results._stderr[name] = "\n\n".join(self.stderr.get(name, []))
         results._errcode[name] = self.errcode.get(name, 0)
         results._duration[DURATION_KEY.format(name=combo)] = round(seconds, 3)
+        results._duration.pop(CUT_KEY.format(name=combo), None)
+
+
+class _Stopped(BaseException):
+    """SIGTERM arrived while a benchmark process was running (see _in_flight)."""
+
+
+# Set only while a benchmark process runs: SIGTERM then stops the loop with _Stopped, so
+# the combination's time so far is filed (_file_cut). Elsewhere (saving a file included)
+# SIGTERM ends the loop as its default action does, leaving the last file saved whole.
+_in_flight = False
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _in_flight:
+        raise _Stopped
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _file_cut(results, combo: str, seconds: float) -> None:
+    """Keep the seconds a stopped process of `combo` had run (the most any stopped process
+    of it ran) where it has no whole duration in this file, and save the file."""
+    if DURATION_KEY.format(name=combo) in results._duration:
+        return
+    key = CUT_KEY.format(name=combo)
+    results._duration[key] = round(max(seconds, results._duration.get(key, 0.0)), 3)
+    _saver.save(results)
 
 
 def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record: _Record,
@@ -262,12 +296,26 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
         if prev and "number" in prev:
             params = {**extra_params, "number": prev["number"]}
     started = datetime.datetime.now(datetime.UTC)
+    combo = combination_name(name, benchmark["params"], idx)
+    global _in_flight
     t0 = time.monotonic()
-    res = runner.run_benchmark(benchmark, spawner, profile=profile, selected_idx=selected,
-                               extra_params=params)
+    try:
+        _in_flight = True
+        res = runner.run_benchmark(benchmark, spawner, profile=profile,
+                                   selected_idx=selected, extra_params=params)
+        _in_flight = False
+    except (_Stopped, KeyboardInterrupt) as stop:
+        _in_flight = False
+        # A second SIGTERM (a runner's and the reaper's both come) must not cut the save.
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            _file_cut(results, combo, time.monotonic() - t0)
+        finally:
+            if isinstance(stop, KeyboardInterrupt):
+                signal.signal(signal.SIGTERM, previous)
+        raise
     seconds = time.monotonic() - t0
     status = _status(res, idx)
-    combo = combination_name(name, benchmark["params"], idx)
     record.seconds[name] = record.seconds.get(name, 0.0) + seconds
     if status == "ok" or not onto_recorded:
         key = PROCESSES_KEY.format(name=combo)
@@ -429,7 +477,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if rest[:1] == ["--"]:
         rest = rest[1:]
     sys.argv = ["asv", *rest]
-    asv_main.main()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        asv_main.main()
+    except _Stopped:
+        # Ended as SIGTERM ends a process, now that the stopped combination's time is filed.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -341,8 +341,19 @@ def plan(results_dir: Path, machine: str, commits: Sequence[str], envs: Sequence
 # ----------------------------------------------------------------------------- durations
 
 # kernelwatch.engine.benchloop keeps each combination's seconds in its result file's `durations`
-# under this key (asv keeps keys in angle brackets there).
+# under this key (asv keeps keys in angle brackets there), and the seconds a process had run
+# when a run was stopped under the second (benchloop.CUT_KEY).
 DURATION_PREFIX, DURATION_SUFFIX = "<kernelwatch ", ">"
+CUT_PREFIX = "<kernelwatch-cut "
+
+
+class Durations(dict):
+    """Seconds per combination name; those in `cut` are the least it takes (a process
+    stopped before it ended), not a whole run's."""
+
+    def __init__(self, *args, cut: set[str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.cut: set[str] = set(cut or ())
 
 
 def read_benchmarks(results_dir: Path) -> dict:
@@ -369,13 +380,16 @@ def combinations(benchmarks: dict, call: Call,
     return +counts
 
 
-def combination_durations(results_dir: Path, machine: str) -> dict[str, float]:
+def combination_durations(results_dir: Path, machine: str) -> Durations:
     """Seconds each combination took, as the newest result file of `machine` that measured
-    it records (any commit or environment); unreadable files are passed over."""
-    found: dict[str, tuple[int, float]] = {}
+    it records (any commit or environment); unreadable files are passed over. Where a
+    process of it was stopped before it ended, in a newer commit's file than any whole
+    duration, the seconds it had run stand in when they are more, named in `cut`."""
+    whole: dict[str, tuple[int, float]] = {}  # name -> (date, seconds), newest
+    stopped: dict[str, tuple[int, float]] = {}
     folder = results_dir / machine
     if not folder.is_dir():
-        return {}
+        return Durations()
     for path in folder.glob("*.json"):
         if path.name == "machine.json":
             continue
@@ -385,23 +399,37 @@ def combination_durations(results_dir: Path, machine: str) -> dict[str, float]:
         except (ValueError, OSError, TypeError, AttributeError):
             continue
         for key, seconds in durations.items():
-            if (isinstance(key, str) and key.startswith(DURATION_PREFIX)
+            if not (isinstance(key, str) and key.endswith(DURATION_SUFFIX)
                     and isinstance(seconds, int | float)):
-                name = key[len(DURATION_PREFIX):-len(DURATION_SUFFIX)]
-                if name not in found or found[name][0] <= date:
-                    found[name] = (date, float(seconds))
-    return {name: seconds for name, (_, seconds) in found.items()}
+                continue
+            if key.startswith(CUT_PREFIX):
+                found, name = stopped, key[len(CUT_PREFIX):-len(DURATION_SUFFIX)]
+            elif key.startswith(DURATION_PREFIX):
+                found, name = whole, key[len(DURATION_PREFIX):-len(DURATION_SUFFIX)]
+            else:
+                continue
+            if name not in found or found[name][0] <= date:
+                found[name] = (date, float(seconds))
+    out = Durations({name: seconds for name, (_, seconds) in whole.items()})
+    for name, (date, seconds) in stopped.items():
+        if name not in whole or (whole[name][0] < date and whole[name][1] < seconds):
+            out[name] = seconds
+            out.cut.add(name)
+    return out
 
 
 @dataclass
 class Estimate:
     """What a set of asv calls will cost: benchmark processes, and seconds from the
-    durations recorded on the machine (`unknown` processes have no record)."""
+    durations recorded on the machine (`unknown` processes have no record; `stopped`
+    processes count the seconds a stopped process of theirs had run, the least they take)."""
 
     processes: int
     seconds: float
     # The benchmarks (parameters left out) of the processes with no record, with their counts.
     unrecorded: Counter[str] = field(default_factory=Counter)
+    # Combinations counted at a stopped process's seconds: name -> (processes, seconds).
+    stopped: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def unknown(self) -> int:
@@ -416,10 +444,27 @@ class Estimate:
             return (f"{count}; no duration recorded for them on this machine yet (a first run "
                     "records each)")
         clock = f"{int(self.seconds) // 60} min {int(self.seconds) % 60:02d} s"
+        about = "at least" if self.stopped else "about"
+        stopped = sum(n for n, _ in self.stopped.values())
+        cut = (f", {stopped} of them at the seconds a stopped process had run"
+               if stopped else "")
         if not self.unknown:
-            return f"{count}, about {clock} from recorded durations"
-        return (f"{count}, about {clock} for the {known} with a recorded duration; "
+            return f"{count}, {about} {clock} from recorded durations{cut}"
+        return (f"{count}, {about} {clock} for the {known} with a recorded duration{cut}; "
                 f"{self.unknown} have none on this machine (not counted)")
+
+    def stopped_line(self, limit: int = 4) -> str | None:
+        """The combinations counted at a stopped process's seconds, longest first; None
+        when there are none."""
+        if not self.stopped:
+            return None
+        longest = sorted(self.stopped.items(), key=lambda item: -item[1][1])
+        named = [f"{name} ({seconds:.0f} s)" for name, (_, seconds) in longest[:limit]]
+        more = len(longest) - len(named)
+        return ("stopped before they ended on this machine, counted at the seconds they had "
+                f"run: {', '.join(named)}"
+                + (f" and {more} more" if more else "")
+                + " (the run that measures them to the end records their whole duration)")
 
     def unrecorded_line(self, limit: int = 6) -> str | None:
         """Which benchmarks the estimate leaves out, most processes first; None when it
@@ -434,10 +479,14 @@ class Estimate:
 
 
 def estimate(planned: Counter[str], durations: dict[str, float]) -> Estimate:
-    seconds, unrecorded = 0.0, Counter[str]()
+    seconds, unrecorded, stopped = 0.0, Counter[str](), {}
+    cut = getattr(durations, "cut", set())
     for name, count in planned.items():
         if name in durations:
             seconds += durations[name] * count
+            if name in cut:
+                stopped[name] = (count, durations[name])
         else:
             unrecorded[name.partition("(")[0]] += count
-    return Estimate(processes=sum(planned.values()), seconds=seconds, unrecorded=unrecorded)
+    return Estimate(processes=sum(planned.values()), seconds=seconds, unrecorded=unrecorded,
+                    stopped=stopped)

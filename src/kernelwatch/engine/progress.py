@@ -260,7 +260,9 @@ class Eta:
         self.seconds += seconds
         if self.left[name] > 0:
             self.left[name] -= 1
-        if name in self.estimates:
+        # A stopped process's seconds (planner.Durations.cut) are a floor, not a record to
+        # scale this run by.
+        if name in self.estimates and name not in getattr(self.estimates, "cut", ()):
             self.recorded += self.estimates[name]
             self.actual += seconds
 

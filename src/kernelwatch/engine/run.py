@@ -490,8 +490,9 @@ def _run_group(runner: _Calls, request: RunRequest) -> None:
         where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
                  "(asv writes it at its first discovery), so combinations are not counted")
         print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
-        if (unrecorded := total.unrecorded_line()) is not None:
-            print(f"kernelwatch: {unrecorded}", flush=True)
+        for line in (total.stopped_line(), total.unrecorded_line()):
+            if line is not None:
+                print(f"kernelwatch: {line}", flush=True)
     runner.run(runner.calls)
 
 
