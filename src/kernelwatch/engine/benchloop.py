@@ -427,6 +427,9 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
                         total -= later
                         log.info(DROPPED_FORMAT.format(count=later, name=combo,
                                                        status=status))
+                # asv ends a line when the next one starts: without this, the engine would
+                # count a combination only once the next had ended (a GPU process: minutes).
+                log.flush()
             if last_item[name] == i:
                 # asv's log of the benchmark (its output, a failure's traceback) once its
                 # last round has passed, whether or not that round ran.
