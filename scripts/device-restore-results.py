@@ -17,9 +17,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from kernelwatch.engine.benchloop import STOPPED_KEY
 from kernelwatch.results.files import PROCESSES_KEY
 
 POOLED = PROCESSES_KEY.partition("{name}")[0]  # a pooled series' process count
+# A stopped process's seconds: gone from a file once its combination ends, not a result.
+STOPPED = STOPPED_KEY.partition("{name}")[0]
 
 
 def recorded(path: Path) -> dict | None:
@@ -34,7 +37,7 @@ def recorded(path: Path) -> dict | None:
 
 def covers(kept: dict, other: dict) -> bool:
     return all(k in kept and (not k.startswith(POOLED) or kept[k] >= v)
-               for k, v in other.items())
+               for k, v in other.items() if not k.startswith(STOPPED))
 
 
 def restore(kept: Path, results: Path) -> tuple[list[str], list[str]]:

@@ -173,7 +173,8 @@ def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated
     cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--shape", "tiny",
            "--dtype", "float32", "--variant", "eager", "--variant", "compile",
            "--metric", "kernels", "--skip-machine-facts", "--machine", machine]
-    # The progress line as the first combination ends (a CI log's: a line per tenth)
+    # Stopped as the first combination's progress line shows (a CI log's: a line per
+    # tenth), while the second (a compile: seconds) runs.
     returncode, out = run_until_terminated(cmd, clone, "(1 of 4 combinations")
     assert returncode != 0 and "terminated (SIGTERM)" in out
     counted = {", ".join(r.params[k] for k in ("shape", "form", "dtype", "variant"))
@@ -192,8 +193,8 @@ def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated
     [result] = [f for f in (clone / "results" / machine).glob("*.json")
                 if f.name != "machine.json"]
     durations = json.loads(result.read_text())["durations"]
-    stopped = [k[len("<kernelwatch-cut "):-1] for k in durations
-               if k.startswith("<kernelwatch-cut ")]
+    stopped = [k[len("<kernelwatch-stopped "):-1] for k in durations
+               if k.startswith("<kernelwatch-stopped ")]
     assert len(stopped) == 1, durations
     # The engine's count is every combination saved: a line is read as the combination ends
     m = re.search(r"stopped, (\d+) of 4 combinations", out)
@@ -201,8 +202,8 @@ def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated
     assert f"<kernelwatch {stopped[0]}>" not in durations
     dry = run([*cmd, "--dry-run"], clone)
     assert dry.returncode == 0, dry.stderr
-    assert "at least" in dry.stdout
-    assert f"counted at the seconds they had run: {stopped[0]} (" in dry.stdout
+    assert " or more for the " in dry.stdout
+    assert f"when a run was stopped before it ended: {stopped[0]} (" in dry.stdout
 
 
 def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):

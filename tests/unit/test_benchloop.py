@@ -164,9 +164,9 @@ def test_recorded_durations_give_the_estimate_and_the_time_left(tmp_path):
 
 
 def test_a_stopped_process_counts_as_the_least_its_combination_takes(tmp_path):
-    """A process stopped before it ended (benchloop.CUT_KEY) stands in for a combination
-    with no whole duration, and for an older commit's shorter one; the estimate says "at
-    least" and names it; a whole duration of its own commit or a newer one takes its place;
+    """A process stopped before it ended (benchloop.STOPPED_KEY) stands in for a combination
+    with no whole duration, and for an older commit's shorter one; the estimate says "or
+    more" and names it; a whole duration of its own commit or a newer one takes its place;
     the time left does not scale by it."""
     machine = tmp_path / "box"
     machine.mkdir()
@@ -179,28 +179,76 @@ def test_a_stopped_process_counts_as_the_least_its_combination_takes(tmp_path):
 
     write("a", 1, {f"<kernelwatch {slow}>": 60.0, f"<kernelwatch {fast}>": 2.0,
                    f"<kernelwatch {newer}>": 9.0})
-    write("b", 2, {f"<kernelwatch-cut {slow}>": 171.0, f"<kernelwatch-cut {fast}>": 1.0,
-                   "<kernelwatch-cut w.C.track_t('new')>": 30.0})
+    write("b", 2, {f"<kernelwatch-stopped {slow}>": 171.0, f"<kernelwatch-stopped {fast}>": 1.0,
+                   "<kernelwatch-stopped w.C.track_t('new')>": 30.0})
     write("c", 3, {f"<kernelwatch {newer}>": 5.0})
-    write("d", 2, {f"<kernelwatch-cut {newer}>": 50.0})
+    write("d", 2, {f"<kernelwatch-stopped {newer}>": 50.0})
     durations = planner.combination_durations(tmp_path, "box")
     assert durations == {slow: 171.0, fast: 2.0, newer: 5.0, "w.C.track_t('new')": 30.0}
-    assert durations.cut == {slow, "w.C.track_t('new')"}
+    assert durations.stopped == {slow, "w.C.track_t('new')"}
 
     est = planner.estimate(Counter({slow: 1, fast: 2, "w.C.track_t('other')": 1}), durations)
-    assert est.describe() == ("4 benchmark processes, at least 2 min 55 s for the 3 with a "
-                              "recorded duration, 1 of them at the seconds a stopped process "
-                              "had run; 1 have none on this machine (not counted)")
+    assert est.describe() == ("4 benchmark processes, about 2 min 55 s or more for the 3 "
+                              "with a recorded duration (1 counted at the seconds a stopped "
+                              "process had run); 1 have none on this machine (not counted)")
     assert est.stopped_line() == (
-        "stopped before they ended on this machine, counted at the seconds they had run: "
-        "w.C.track_t('slow') (171 s) (the run that measures them to the end records their "
-        "whole duration)")
+        "counted at the seconds a process had run when a run was stopped before it ended: "
+        "w.C.track_t('slow') (171 s); a run that measures one to the end records its whole "
+        "duration")
     assert planner.estimate(Counter({fast: 1}), durations).stopped_line() is None
 
     eta = Eta(Counter({slow: 1, fast: 2}), durations)
     eta.done(slow, 400.0)  # far over its floor: not a sign that this run is slow
     eta.done(fast, 2.0)
     assert eta.seconds_left(3) == pytest.approx(2.0)
+
+
+def test_a_process_stopped_by_sigterm_or_ctrl_c_files_its_seconds_so_far():
+    """SIGTERM during a benchmark process (_Terminated) and Ctrl-C (which asv turns into
+    UserError("Interrupted."), marking the spawner interrupted) file the seconds it had run;
+    a process that failed is not a stop; a combination with a whole duration in the file
+    keeps it."""
+    from asv import util
+    from asv.results import Results
+
+    class Spawner:  # asv's spawner, as far as one benchmark process goes
+        interrupted = False
+
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def interrupt(self) -> None:
+            self.interrupted = True
+
+        def run(self, *args, **kwargs):
+            raise self.exc
+
+    name = "w.C.track_t"
+    benchmark = {"name": name, "params": [], "param_names": [], "timeout": 60,
+                 "type": "track", "version": "1", "setup_cache_key": None}
+
+    def measure(exc: BaseException, results: Results) -> BaseException:
+        with pytest.raises(BaseException) as raised:
+            benchloop._measure_one(benchmark, name, None, Spawner(exc), results,
+                                   benchloop._Record(), False, {}, record_samples=False,
+                                   appending=False)
+        assert not benchloop._in_flight
+        return raised.value
+
+    stopped = benchloop.STOPPED_KEY.format(name=name)
+    for exc in (benchloop._Terminated(), KeyboardInterrupt()):
+        results = Results.unnamed()
+        raised = measure(exc, results)
+        assert isinstance(raised, type(exc) if isinstance(exc, benchloop._Terminated)
+                          else util.UserError)
+        assert set(results._duration) == {stopped}
+    results = Results.unnamed()
+    measure(util.UserError("Process exited with code -9"), results)
+    assert stopped not in results._duration
+    results = Results.unnamed()
+    results._duration[benchloop.DURATION_KEY.format(name=name)] = 5.0
+    measure(benchloop._Terminated(), results)
+    assert stopped not in results._duration
 
 
 def test_shards_are_dealt_by_recorded_seconds():

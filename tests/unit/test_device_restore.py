@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kernelwatch.engine.benchloop import DURATION_KEY
+from kernelwatch.engine.benchloop import DURATION_KEY, STOPPED_KEY
 from kernelwatch.results.files import PROCESSES_KEY
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "device-restore-results.py"
@@ -52,3 +52,12 @@ def test_a_carried_copy_with_less_work_gives_way_and_one_with_more_is_kept(tmp_p
     # Measured elsewhere: another combination the machine's copy lacks.
     result_file(results / FILE, {"rope.RopeTime.track_time('1b', 'eager')": 0})
     assert "left as they are" in restore(kept, results)
+
+    # A carried copy whose process of CALLER was stopped, where the machine's own file has
+    # CALLER measured to the end since: the stopped seconds are not work it lacks.
+    result_file(results / FILE, {TIME: 1})
+    carried = json.loads((results / FILE).read_text())
+    carried["durations"][STOPPED_KEY.format(name=CALLER)] = 171.0
+    (results / FILE).write_text(json.dumps(carried))
+    restore(kept, results)
+    assert json.loads((results / FILE).read_text()) == json.loads((kept / FILE).read_text())

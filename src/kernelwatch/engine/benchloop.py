@@ -56,8 +56,8 @@ DURATION_KEY = "<kernelwatch {name}>"
 # The seconds a process of a combination had run when the run was stopped (SIGTERM, Ctrl-C)
 # before it ended: the least it takes, counted by the next estimate where the combination
 # has no whole duration on record (planner.combination_durations). A whole duration, once
-# the combination ends in a later run, takes its place.
-CUT_KEY = "<kernelwatch-cut {name}>"
+# the combination ends in a later run, takes its place in the file.
+STOPPED_KEY = "<kernelwatch-stopped {name}>"
 
 ASV_VERSION = "0.6.6"  # the asv whose loop this one stands in for (its call signature)
 
@@ -247,32 +247,36 @@ class _Record:
         results._stderr[name] = "\n\n".join(self.stderr.get(name, []))
         results._errcode[name] = self.errcode.get(name, 0)
         results._duration[DURATION_KEY.format(name=combo)] = round(seconds, 3)
-        results._duration.pop(CUT_KEY.format(name=combo), None)
+        results._duration.pop(STOPPED_KEY.format(name=combo), None)
 
 
-class _Stopped(BaseException):
+class _Terminated(BaseException):
     """SIGTERM arrived while a benchmark process was running (see _in_flight)."""
 
 
-# Set only while a benchmark process runs: SIGTERM then stops the loop with _Stopped, so
-# the combination's time so far is filed (_file_cut). Elsewhere (saving a file included)
-# SIGTERM ends the loop as its default action does, leaving the last file saved whole.
+# Set only while a benchmark process runs: SIGTERM then ends the loop through _Terminated,
+# so the combination's time so far is filed (_file_stopped). Elsewhere (saving a file
+# included) SIGTERM ends the loop as its default action does, leaving the last file saved
+# whole.
 _in_flight = False
 
 
 def _on_sigterm(signum, frame) -> None:
     if _in_flight:
-        raise _Stopped
+        # The next SIGTERM (a runner's and the reaper's both come) must not cut asv's
+        # unwinding or the filing short: ignored from here on, as the reaper does.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
 
-def _file_cut(results, combo: str, seconds: float) -> None:
+def _file_stopped(results, combo: str, seconds: float) -> None:
     """Keep the seconds a stopped process of `combo` had run (the most any stopped process
     of it ran) where it has no whole duration in this file, and save the file."""
     if DURATION_KEY.format(name=combo) in results._duration:
         return
-    key = CUT_KEY.format(name=combo)
+    key = STOPPED_KEY.format(name=combo)
     results._duration[key] = round(max(seconds, results._duration.get(key, 0.0)), 3)
     _saver.save(results)
 
@@ -285,7 +289,7 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
     status (ok, skipped, failed), its name, its seconds and asv's result. A process adding
     to samples recorded before this run (`onto_recorded`) that does not end ok leaves them
     as they were: recorded results are never lost; its failure is logged and counted."""
-    from asv import runner
+    from asv import runner, util
 
     selected = None if idx is None else {idx}
     params = extra_params
@@ -303,17 +307,23 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
         _in_flight = True
         res = runner.run_benchmark(benchmark, spawner, profile=profile,
                                    selected_idx=selected, extra_params=params)
+    except _Terminated:
         _in_flight = False
-    except (_Stopped, KeyboardInterrupt) as stop:
+        _file_stopped(results, combo, time.monotonic() - t0)
+        raise
+    except util.UserError:
+        # asv turns a Ctrl-C during a process into UserError("Interrupted."), marking the
+        # spawner interrupted first; its other UserErrors are failures, not stops.
         _in_flight = False
-        # A second SIGTERM (a runner's and the reaper's both come) must not cut the save.
-        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            _file_cut(results, combo, time.monotonic() - t0)
-        finally:
-            if isinstance(stop, KeyboardInterrupt):
+        if getattr(spawner, "interrupted", False):
+            previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            try:
+                _file_stopped(results, combo, time.monotonic() - t0)
+            finally:
                 signal.signal(signal.SIGTERM, previous)
         raise
+    finally:
+        _in_flight = False
     seconds = time.monotonic() - t0
     status = _status(res, idx)
     record.seconds[name] = record.seconds.get(name, 0.0) + seconds
@@ -435,6 +445,7 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
                 # last round has passed, whether or not that round ran.
                 log.info(name, reserve_space=True)
                 runner.log_benchmark_result(results, benchmark, show_stderr=show_stderr)
+                log.flush()  # its status line and output read now, not after the next process
     finally:
         spawner.close()
     return results
@@ -483,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         asv_main.main()
-    except _Stopped:
+    except _Terminated:
         # Ended as SIGTERM ends a process, now that the stopped combination's time is filed.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)

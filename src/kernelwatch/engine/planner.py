@@ -342,18 +342,18 @@ def plan(results_dir: Path, machine: str, commits: Sequence[str], envs: Sequence
 
 # kernelwatch.engine.benchloop keeps each combination's seconds in its result file's `durations`
 # under this key (asv keeps keys in angle brackets there), and the seconds a process had run
-# when a run was stopped under the second (benchloop.CUT_KEY).
+# when a run was stopped under the second (benchloop.STOPPED_KEY).
 DURATION_PREFIX, DURATION_SUFFIX = "<kernelwatch ", ">"
-CUT_PREFIX = "<kernelwatch-cut "
+STOPPED_PREFIX = "<kernelwatch-stopped "
 
 
 class Durations(dict):
-    """Seconds per combination name; those in `cut` are the least it takes (a process
+    """Seconds per combination name; those in `stopped` are the least it takes (a process
     stopped before it ended), not a whole run's."""
 
-    def __init__(self, *args, cut: set[str] | None = None, **kwargs) -> None:
+    def __init__(self, *args, stopped: set[str] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.cut: set[str] = set(cut or ())
+        self.stopped: set[str] = set(stopped or ())
 
 
 def read_benchmarks(results_dir: Path) -> dict:
@@ -384,7 +384,7 @@ def combination_durations(results_dir: Path, machine: str) -> Durations:
     """Seconds each combination took, as the newest result file of `machine` that measured
     it records (any commit or environment); unreadable files are passed over. Where a
     process of it was stopped before it ended, in a newer commit's file than any whole
-    duration, the seconds it had run stand in when they are more, named in `cut`."""
+    duration, the seconds it had run stand in when they are more, named in `stopped`."""
     whole: dict[str, tuple[int, float]] = {}  # name -> (date, seconds), newest
     stopped: dict[str, tuple[int, float]] = {}
     folder = results_dir / machine
@@ -402,8 +402,8 @@ def combination_durations(results_dir: Path, machine: str) -> Durations:
             if not (isinstance(key, str) and key.endswith(DURATION_SUFFIX)
                     and isinstance(seconds, int | float)):
                 continue
-            if key.startswith(CUT_PREFIX):
-                found, name = stopped, key[len(CUT_PREFIX):-len(DURATION_SUFFIX)]
+            if key.startswith(STOPPED_PREFIX):
+                found, name = stopped, key[len(STOPPED_PREFIX):-len(DURATION_SUFFIX)]
             elif key.startswith(DURATION_PREFIX):
                 found, name = whole, key[len(DURATION_PREFIX):-len(DURATION_SUFFIX)]
             else:
@@ -414,7 +414,7 @@ def combination_durations(results_dir: Path, machine: str) -> Durations:
     for name, (date, seconds) in stopped.items():
         if name not in whole or (whole[name][0] < date and whole[name][1] < seconds):
             out[name] = seconds
-            out.cut.add(name)
+            out.stopped.add(name)
     return out
 
 
@@ -444,13 +444,14 @@ class Estimate:
             return (f"{count}; no duration recorded for them on this machine yet (a first run "
                     "records each)")
         clock = f"{int(self.seconds) // 60} min {int(self.seconds) % 60:02d} s"
-        about = "at least" if self.stopped else "about"
         stopped = sum(n for n, _ in self.stopped.values())
-        cut = (f", {stopped} of them at the seconds a stopped process had run"
-               if stopped else "")
+        # A stopped process's seconds are a floor: the total may be more.
+        about = f"about {clock}{' or more' * bool(stopped)}"
+        floors = (f" ({stopped} counted at the seconds a stopped process had run)"
+                  if stopped else "")
         if not self.unknown:
-            return f"{count}, {about} {clock} from recorded durations{cut}"
-        return (f"{count}, {about} {clock} for the {known} with a recorded duration{cut}; "
+            return f"{count}, {about} from recorded durations{floors}"
+        return (f"{count}, {about} for the {known} with a recorded duration{floors}; "
                 f"{self.unknown} have none on this machine (not counted)")
 
     def stopped_line(self, limit: int = 4) -> str | None:
@@ -461,10 +462,9 @@ class Estimate:
         longest = sorted(self.stopped.items(), key=lambda item: -item[1][1])
         named = [f"{name} ({seconds:.0f} s)" for name, (_, seconds) in longest[:limit]]
         more = len(longest) - len(named)
-        return ("stopped before they ended on this machine, counted at the seconds they had "
-                f"run: {', '.join(named)}"
-                + (f" and {more} more" if more else "")
-                + " (the run that measures them to the end records their whole duration)")
+        return ("counted at the seconds a process had run when a run was stopped before it "
+                f"ended: {', '.join(named)}" + (f" and {more} more" if more else "")
+                + "; a run that measures one to the end records its whole duration")
 
     def unrecorded_line(self, limit: int = 6) -> str | None:
         """Which benchmarks the estimate leaves out, most processes first; None when it
@@ -480,11 +480,11 @@ class Estimate:
 
 def estimate(planned: Counter[str], durations: dict[str, float]) -> Estimate:
     seconds, unrecorded, stopped = 0.0, Counter[str](), {}
-    cut = getattr(durations, "cut", set())
+    floors = getattr(durations, "stopped", set())
     for name, count in planned.items():
         if name in durations:
             seconds += durations[name] * count
-            if name in cut:
+            if name in floors:
                 stopped[name] = (count, durations[name])
         else:
             unrecorded[name.partition("(")[0]] += count

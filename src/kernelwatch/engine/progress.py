@@ -260,9 +260,9 @@ class Eta:
         self.seconds += seconds
         if self.left[name] > 0:
             self.left[name] -= 1
-        # A stopped process's seconds (planner.Durations.cut) are a floor, not a record to
-        # scale this run by.
-        if name in self.estimates and name not in getattr(self.estimates, "cut", ()):
+        # A stopped process's seconds (planner.Durations.stopped) are a floor, not a record
+        # to scale this run by.
+        if name in self.estimates and name not in getattr(self.estimates, "stopped", ()):
             self.recorded += self.estimates[name]
             self.actual += seconds
 
