@@ -386,7 +386,7 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
     existing = results.get_result_keys(benchmarks) if append_samples else set()
     measured: set[tuple[str, int | None]] = set()  # in an earlier round of this run
     # Not measured again in a later round: a skip or a failure would only say the same.
-    stopped: set[tuple[str, int | None]] = set()
+    not_again: set[tuple[str, int | None]] = set()
     record = _Record()
     done, total = 0, len(items)
     last_of = {(name, idx): i for i, (_, name, idx) in enumerate(items)}
@@ -415,8 +415,8 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
             benchmark = benchmarks[name]
             key = (name, idx)
             log.step()
-            if key not in stopped:
-                # An earlier round of this run ended ok (a failed one is stopped): its
+            if key not in not_again:
+                # An earlier round of this run ended ok (a failed one is not run again): its
                 # samples are recorded results too.
                 onto_recorded = key in measured or (key in had_value and (
                     recorded_counts.get(key, 0) > 0 or name in existing))
@@ -430,7 +430,7 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
                 log.info(COMBINATION_FORMAT.format(done=done, total=total, seconds=seconds,
                                                    status=status, name=combo))
                 if status != "ok":
-                    stopped.add(key)
+                    not_again.add(key)
                     log.info(REASON_FORMAT.format(name=combo, reason=reason_of(res, status)))
                     later = sum((n, x) == key for _, n, x in items[i + 1:])
                     if later:
