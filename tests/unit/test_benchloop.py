@@ -150,6 +150,11 @@ def test_recorded_durations_give_the_estimate_and_the_time_left(tmp_path):
     assert est.unrecorded_line() == ("no duration on record on this machine for "
                                      "rope.RopeTime.track_time (1) (a first run records each)")
     assert planner.estimate(planned, {}).unrecorded_line() is None  # describe() says it
+    assert est.workloads_line() is None  # one workload
+    two = planner.estimate(Counter({"a.X.t()": 2, "b.Y.t()": 1, "b.Y.u()": 1}),
+                           {"a.X.t()": 30.0, "b.Y.t()": 100.0})
+    assert two.workloads_line() == ("by workload (seconds, processes): b 1 min 40 s (2), "
+                                    "a 1 min 00 s (2)")
     many = Counter({f"w.C.track_{i}('x')": 1 + i for i in range(8)})
     line = planner.estimate(many + planned, durations).unrecorded_line()
     assert line.startswith("no duration on record on this machine for w.C.track_7 (8), ")

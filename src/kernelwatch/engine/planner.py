@@ -430,6 +430,8 @@ class Estimate:
     unrecorded: Counter[str] = field(default_factory=Counter)
     # Combinations counted at a stopped process's seconds: name -> (processes, seconds).
     stopped: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # Per workload (a name's first part): processes, and seconds of those with a record.
+    workloads: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def unknown(self) -> int:
@@ -443,7 +445,7 @@ class Estimate:
         if not known:
             return (f"{count}; no duration recorded for them on this machine yet (a first run "
                     "records each)")
-        clock = f"{int(self.seconds) // 60} min {int(self.seconds) % 60:02d} s"
+        clock = _minutes(self.seconds)
         stopped = sum(n for n, _ in self.stopped.values())
         # A stopped process's seconds are a floor: the total may be more.
         about = f"about {clock}{' or more' * bool(stopped)}"
@@ -453,6 +455,15 @@ class Estimate:
             return f"{count}, {about} from recorded durations{floors}"
         return (f"{count}, {about} for the {known} with a recorded duration{floors}; "
                 f"{self.unknown} have none on this machine (not counted)")
+
+    def workloads_line(self) -> str | None:
+        """Where the estimate's seconds go, the costliest workload first (what to narrow
+        when a suite is over its budget); None for fewer than two workloads or no record."""
+        if len(self.workloads) < 2 or self.unknown == self.processes:
+            return None
+        parts = [f"{name} {_minutes(seconds)} ({n})" for name, (n, seconds) in
+                 sorted(self.workloads.items(), key=lambda item: -item[1][1])]
+        return f"by workload (seconds, processes): {', '.join(parts)}"
 
     def stopped_line(self, limit: int = 4) -> str | None:
         """The combinations counted at a stopped process's seconds, longest first; None
@@ -478,15 +489,23 @@ class Estimate:
                 + " (a first run records each)")
 
 
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds) // 60} min {int(seconds) % 60:02d} s"
+
+
 def estimate(planned: Counter[str], durations: dict[str, float]) -> Estimate:
     seconds, unrecorded, stopped = 0.0, Counter[str](), {}
+    workloads: dict[str, tuple[int, float]] = {}
     floors = getattr(durations, "stopped", set())
     for name, count in planned.items():
-        if name in durations:
-            seconds += durations[name] * count
-            if name in floors:
-                stopped[name] = (count, durations[name])
-        else:
+        cost = durations[name] * count if name in durations else 0.0
+        seconds += cost
+        if name not in durations:
             unrecorded[name.partition("(")[0]] += count
+        elif name in floors:
+            stopped[name] = (count, durations[name])
+        workload = name.partition(".")[0]
+        n, spent = workloads.get(workload, (0, 0.0))
+        workloads[workload] = (n + count, spent + cost)
     return Estimate(processes=sum(planned.values()), seconds=seconds, unrecorded=unrecorded,
-                    stopped=stopped)
+                    stopped=stopped, workloads=workloads)

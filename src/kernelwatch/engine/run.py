@@ -490,7 +490,7 @@ def _run_group(runner: _Calls, request: RunRequest) -> None:
         where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
                  "(asv writes it at its first discovery), so combinations are not counted")
         print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
-        for line in (total.stopped_line(), total.unrecorded_line()):
+        for line in (total.workloads_line(), total.stopped_line(), total.unrecorded_line()):
             if line is not None:
                 print(f"kernelwatch: {line}", flush=True)
     runner.run(runner.calls)
