@@ -307,14 +307,12 @@ def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record
         _in_flight = True
         res = runner.run_benchmark(benchmark, spawner, profile=profile,
                                    selected_idx=selected, extra_params=params)
-    except _Terminated:
-        _in_flight = False
+    except _Terminated:  # SIGTERM is ignored from here on (_on_sigterm)
         _file_stopped(results, combo, time.monotonic() - t0)
         raise
     except util.UserError:
         # asv turns a Ctrl-C during a process into UserError("Interrupted."), marking the
         # spawner interrupted first; its other UserErrors are failures, not stops.
-        _in_flight = False
         if getattr(spawner, "interrupted", False):
             previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
             try:
