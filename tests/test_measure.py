@@ -169,13 +169,14 @@ def test_sample_process_sees_rss_grow_and_a_busy_core():
 def test_caller_time_equals_device_time_for_a_cpu_kernel():
     """On the CPU there is no device clock apart from the caller's: both read the host
     clock, and two measurements of the same RoPE agree within this shared machine's noise
-    (it moves a process's median by up to 50%; a per-call or unit slip would be 20x or
-    1000x)."""
+    (a process's median moves by up to 50%, and a tiny kernel's calls can sit at two levels
+    3x apart for a whole measurement while another test runs beside it; a per-call or unit
+    slip would be 10x to 1000x)."""
     case = rope.build_case("tiny", "rotate-half", "float32", "eager", torch.device("cpu"))
     device = measure.time_callable(case.fn, case.input_sets, torch.device("cpu"), samples=15)
     caller = measure.time_caller(case.fn, case.input_sets, torch.device("cpu"), samples=15)
     assert device.method == caller.method == measure.HOST_CLOCK
-    assert 0.5 < caller.median / device.median < 2.0, (caller.median, device.median)
+    assert 0.2 < caller.median / device.median < 5.0, (caller.median, device.median)
 
 
 def test_every_timed_benchmark_reports_the_callers_time_beside_the_device_time():
