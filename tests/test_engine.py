@@ -196,9 +196,11 @@ def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated
     stopped = [k[len("<kernelwatch-stopped "):-1] for k in durations
                if k.startswith("<kernelwatch-stopped ")]
     assert len(stopped) == 1, durations
-    # The engine's count is every combination saved: a line is read as the combination ends
-    m = re.search(r"stopped, (\d+) of 4 combinations", out)
+    # The engine's count is every combination saved (a line is read as the combination
+    # ends), and its last line names the process the stop cut short.
+    m = re.search(r"stopped, (\d+) of 4 combinations in [\d:]+; (\S.*) had run ", out)
     assert m and int(m.group(1)) == len(counted), out
+    assert m.group(2) == stopped[0]
     assert f"<kernelwatch {stopped[0]}>" not in durations
     dry = run([*cmd, "--dry-run"], clone)
     assert dry.returncode == 0, dry.stderr

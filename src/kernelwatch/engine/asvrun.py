@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -299,6 +300,9 @@ def environment_failure(seen: dict[str, str], repo: Path, log: TextIO | None) ->
             f"Adding torch versions).{where}")
 
 
+REST_SECONDS = 5.0  # how long a stopped run's last output is waited for
+
+
 def stream(cmd: list[str], cwd: Path, seen: dict[str, str],
            extra_env: dict[str, str] | None = None,
            progress: AsvProgress | None = None, outcomes: Outcomes | None = None) -> int:
@@ -315,26 +319,48 @@ def stream(cmd: list[str], cwd: Path, seen: dict[str, str],
                             env=env)
     assert proc.stdout is not None
     rc = None
+
+    def take(line: str) -> None:
+        if progress is None:
+            print(line, end="", flush=True)
+        else:
+            progress.feed(line)
+        if outcomes is not None:
+            outcomes.feed(line)
+        for key, pattern in ASV_OUTPUT_PATTERNS.items():
+            if key not in seen and pattern.search(line):
+                seen[key] = line
+
+    def take_the_rest() -> None:
+        # What asv printed as it ended (the process it stopped, for one), once the reaper
+        # has ended every process that could still write to the pipe; a few seconds at most,
+        # should one outlive it and keep the pipe open.
+        rest: list[str] = []
+
+        def read() -> None:
+            with contextlib.suppress(OSError, ValueError):
+                rest.extend(proc.stdout.read().splitlines(keepends=True))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(REST_SECONDS)
+        for line in list(rest):
+            take(line)
+
     try:
         for line in proc.stdout:
-            if progress is None:
-                print(line, end="", flush=True)
-            else:
-                progress.feed(line)
-            if outcomes is not None:
-                outcomes.feed(line)
-            for key, pattern in ASV_OUTPUT_PATTERNS.items():
-                if key not in seen and pattern.search(line):
-                    seen[key] = line
+            take(line)
         rc = proc.wait()
         return rc
     except KeyboardInterrupt:
         proc.wait()  # asv got the same Ctrl-C; it keeps what it saved
+        take_the_rest()
         raise Interrupted("interrupted; result files already written under results/ "
                           "are kept") from None
     except Terminated:
         proc.terminate()  # the reaper ends asv and every benchmark process
         proc.wait()
+        take_the_rest()
         raise Interrupted("terminated (SIGTERM): asv and its benchmark processes were "
                           "stopped; result files already written under results/ are "
                           "kept") from None

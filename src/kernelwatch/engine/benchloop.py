@@ -48,6 +48,9 @@ LOOP_FORMAT = "kernelwatch {count} combinations in {env}"
 REASON_FORMAT = "kernelwatch reason {name}: {reason}"
 # The rounds a combination that skipped or failed no longer takes, out of the run's count.
 DROPPED_FORMAT = "kernelwatch {count} more processes of {name} not started: it {status}"
+# The process a SIGTERM or Ctrl-C stopped, and the seconds it had run (STOPPED_KEY): the
+# engine reads it after the run has ended and names it in its last line.
+STOPPED_FORMAT = "kernelwatch stopped {name} after {seconds:.1f}s"
 REASON_LIMIT = 600
 # A combination's duration, kept in its result file's `durations` (asv keeps keys in angle
 # brackets there): what `kernelwatch run --dry-run` estimates a run from, and what
@@ -273,12 +276,16 @@ def _on_sigterm(signum, frame) -> None:
 
 def _file_stopped(results, combo: str, seconds: float) -> None:
     """Keep the seconds a stopped process of `combo` had run (the most any stopped process
-    of it ran) where it has no whole duration in this file, and save the file."""
+    of it ran) where it has no whole duration in this file, save the file, and say so."""
+    from asv.console import log
+
     if DURATION_KEY.format(name=combo) in results._duration:
         return
     key = STOPPED_KEY.format(name=combo)
     results._duration[key] = round(max(seconds, results._duration.get(key, 0.0)), 3)
     _saver.save(results)
+    log.info(STOPPED_FORMAT.format(name=combo, seconds=seconds))
+    log.flush()
 
 
 def _measure_one(benchmark, name: str, idx: int | None, spawner, results, record: _Record,

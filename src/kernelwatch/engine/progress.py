@@ -48,6 +48,8 @@ COMMIT_LINE = re.compile(ASV_LINE + r"For \S+ commit ([0-9a-f]{7,40})\b")
 REASON_LINE = re.compile(ASV_LINE + r"kernelwatch reason (\S+?(?:\(.*?\))?): (.*)$")
 # The loop's DROPPED_FORMAT: rounds of a combination that skipped or failed, not started.
 DROPPED_LINE = re.compile(ASV_LINE + r"kernelwatch (\d+) more processes of (\S.*) not started: ")
+# The loop's STOPPED_FORMAT: the process a SIGTERM or Ctrl-C stopped, and its seconds.
+STOPPED_LINE = re.compile(ASV_LINE + r"kernelwatch stopped (\S.*) after ([\d.]+)s$")
 NOT_MEASURABLE = re.compile(r"kernelwatch: not measurable: (.*)$")
 BUILD_ERROR = re.compile(r"Error running (.*?) \(exit status (-?\d+)\)")
 SKIPPING_ENV = re.compile(ASV_LINE + r"Skipping (\S+)")
@@ -89,6 +91,7 @@ class AsvProgress:
         self.dropped = 0  # of those, rounds of a skipped or failed case not started
         self.eta = Eta(planned or Counter(), estimates or {})
         self.statuses: Counter[str] = Counter()  # ok / skipped / failed, per combination
+        self.stopped: tuple[str, float] | None = None  # the process a stop cut short
         self.bar = tqdm(total=100, desc=label, file=self.out, disable=not self.tty,
                         bar_format="{desc} |{bar:20}| {n:.0f}% {elapsed} {postfix}",
                         leave=True, dynamic_ncols=True)
@@ -115,6 +118,8 @@ class AsvProgress:
             self.dropped += int(dropped.group(1))
             self.eta.drop(dropped.group(2), int(dropped.group(1)))
             self.percent = 100.0 * self.eta.count / max(self.combinations(), 1)
+        if stopped := STOPPED_LINE.match(text):
+            self.stopped = (stopped.group(1), float(stopped.group(2)))
         combination = COMBINATION_LINE.match(text)
         if combination:
             self.statuses[combination.group(4)] += 1
@@ -184,8 +189,10 @@ class AsvProgress:
                "finished, nothing measured" if nothing else "done")
         counts = self.counts().split(", about")[0]
         ended = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()) if s != "ok")
+        cut = (f"; {self.stopped[0]} had run {_clock(self.stopped[1])} (its seconds are kept "
+               "as the least it takes, for the next estimate)" if self.stopped else "")
         print(f"{self.label}: {how}, {counts}" + (f" ({ended})" if ended else "")
-              + f" in {self._elapsed()}", file=self.out, flush=True)
+              + f" in {self._elapsed()}{cut}", file=self.out, flush=True)
 
 
 class Outcomes:
