@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -116,15 +117,18 @@ def test_compile_over_budget_fails_that_parameter_only(clone, isolated_home):
     assert rows[("rope.RopeCompile.track_cold_compile", "compile")].value is None
 
 
-def run_until_terminated(cmd: list[str], cwd, line_part: str, **env: str) -> tuple[int, str]:
-    """Run `cmd` and SIGTERM its process group (as a runner's time limit does) once a line
-    of its output holds `line_part`; its exit status and whole output."""
+def run_until_terminated(cmd: list[str], cwd, line_part: str, after: float = 0.0,
+                         **env: str) -> tuple[int, str]:
+    """Run `cmd` and SIGTERM its process group (as a runner's time limit does) `after`
+    seconds once a line of its output holds `line_part`; its exit status and whole
+    output."""
     proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen = []
     for line in proc.stdout:
         seen.append(line)
         if line_part in line:
+            time.sleep(after)
             os.killpg(proc.pid, signal.SIGTERM)
             break
     seen += proc.stdout.readlines()
@@ -173,9 +177,9 @@ def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated
     cmd = [kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--shape", "tiny",
            "--dtype", "float32", "--variant", "eager", "--variant", "compile",
            "--metric", "kernels", "--skip-machine-facts", "--machine", machine]
-    # Stopped as the first combination's progress line shows (a CI log's: a line per
-    # tenth), while the second (a compile: seconds) runs.
-    returncode, out = run_until_terminated(cmd, clone, "(1 of 4 combinations")
+    # Stopped half a second after the first combination's progress line shows (a CI log's:
+    # a line per tenth): the second (a compile: seconds) has started on a loaded machine too.
+    returncode, out = run_until_terminated(cmd, clone, "(1 of 4 combinations", after=0.5)
     assert returncode != 0 and "terminated (SIGTERM)" in out
     counted = {", ".join(r.params[k] for k in ("shape", "form", "dtype", "variant"))
                for r in result_rows.load(clone / "results") if r.machine == machine
