@@ -62,21 +62,22 @@ def test_the_table_names_each_series_threshold_and_its_catches():
 def test_fidelity_measures_in_fresh_processes_saves_the_samples_and_publishes(clone):
     fid = [kernelwatch_exe(), "fidelity", "--machine", "fid-test"]
     r = sh([*fid, "--workload", "rope", "--param", "variant=eager", "--runs", "3",
-             "--slowdowns", "0.3"], clone)
+             "--slowdowns", "2.0"], clone)
     assert r.returncode == 0, r.stderr
     key = "rope.RopeTime.track_time(tiny, rotate-half, float32, eager)"
     assert f"[1/1] {key} (time)" in r.stdout and "3/3 runs" in r.stdout
-    assert f"| {key} |" in r.stdout and "30% caught" in r.stdout
+    assert f"| {key} |" in r.stdout and "200% caught" in r.stdout
     saved = list((clone / ".kernelwatch" / "fidelity").glob("fid-test-*.json"))
     assert len(saved) == 1
     data = json.loads(saved[0].read_text())
     assert data["environment"]["torch"] and len(data["targets"][0]["runs"]) == 3
-    assert set(data["targets"][0]["runs"][0]) == {"0.0", "0.3"}
+    assert set(data["targets"][0]["runs"][0]) == {"0.0", "2.0"}
     a = fidelity.analyse(fidelity.load_latest(clone)["fid-test"][key][0])
-    # The injected 30%, measured in-process: present and of its order. The band is wide
-    # because this shared machine moves one process's median by up to 50% (CI read 49%):
-    # what it checks is the injection (not lost, not taken as a percentage), not the weather.
-    assert 0.1 < a.achieved["0.3"] < 1.5, a.achieved
+    # The injected 200% (3x), measured in-process: present and of its order. Lost it would
+    # read 0, taken as a percentage 199. The band is wide and the injection large because a
+    # tiny kernel on this shared machine can move between levels 3x apart within a process
+    # (CI read 6% of an injected 30%): what it checks is the injection, not the weather.
+    assert 0.3 < a.achieved["2.0"] < 20, a.achieved
 
     shown = sh([*fid, "--show"], clone)
     assert shown.returncode == 0 and f"| {key} |" in shown.stdout
