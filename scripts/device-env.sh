@@ -41,4 +41,10 @@ if ! git rev-parse HEAD >/dev/null 2>&1; then
   git init -q && git add -A && git -c user.name=kw -c user.email=kw@localhost commit -qm "device copy" \
     && echo "note: made a local commit $(git rev-parse --short HEAD) of the working tree"
 fi
+# The lent machine's copy of git can be older than the files sent with it (the checkout as
+# the session began): asv files results under that HEAD, so say where the files differ.
+if ! git diff --quiet HEAD -- 2>/dev/null; then
+  { echo "note: this copy's files differ from its git HEAD $(git rev-parse --short HEAD), under which results are filed:"
+    git diff --stat HEAD --; } | tee "$out/tree.txt"
+fi
 kw() { python3 -m kernelwatch.cli "$@"; }
