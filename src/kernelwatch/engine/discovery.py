@@ -111,3 +111,38 @@ def _keep(folder: Path, path: Path, found: list) -> None:
         if partial is not None:
             with contextlib.suppress(OSError):
                 os.remove(partial)
+
+
+def write_benchmarks(config: Path, python: str, commit: str, folder: Path) -> None:
+    """Discover the suite in the `existing` environment `python` (or take a kept discovery
+    from `folder`) and write the results folder's benchmarks.json, as asv's first run
+    would. Run in the repository with the run's environment variables (main below)."""
+    from asv import environment
+    from asv.benchmarks import Benchmarks
+    from asv.config import Config
+    from asv.repo import get_repo
+
+    conf = Config.load(str(config))
+    envs = list(environment.get_environments(conf, [f"existing:{python}"]))
+    discover = kept(Benchmarks._disc_benchmarks, folder).__func__
+    Benchmarks(conf, discover(Benchmarks, conf, get_repo(conf), envs, [commit], False)).save()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m kernelwatch.engine.discovery",
+        description="Write results/benchmarks.json from asv's discovery in an `existing` "
+                    "environment (what `kernelwatch run --existing --dry-run` counts from).")
+    parser.add_argument("--config", required=True, type=Path, help="asv's config file")
+    parser.add_argument("--python", required=True, help="the environment's interpreter")
+    parser.add_argument("--commit", required=True, help="the commit the run files under")
+    parser.add_argument("--cache", required=True, type=Path, help="the kept discoveries")
+    args = parser.parse_args(argv)
+    write_benchmarks(args.config, args.python, args.commit, args.cache)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

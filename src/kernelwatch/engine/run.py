@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import shlex
+import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -459,6 +460,8 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
     if request.existing:
         # asv saves results of an `existing` environment only with a commit to file them under.
         base += ["-E", f"existing:{python}", "--set-commit-hash", plan.commits[0]]
+    if request.dry_run and request.existing and not planner.read_benchmarks(plan.results):
+        _discover_suite(repo, config or repo / "asv.conf.json", python, plan)
     envs = asvrun.environment_names(config or repo / "asv.conf.json", python)
     calls = (planner.plan(plan.results, name, group.commits, envs, chunks,
                           by_regex if topping_up else None)
@@ -483,12 +486,31 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
     return runner
 
 
+def _discover_suite(repo: Path, config: Path, python: str, plan: Plan) -> None:
+    """Write results/benchmarks.json from asv's discovery in the `existing` environment, for
+    a dry run on a machine where asv has not run yet: without it there is nothing to count
+    the combinations from. Seconds (the environment imports the suite), none where the
+    discovery is kept; what it writes is what the run's first asv call writes."""
+    print("kernelwatch: no results/benchmarks.json here yet: discovering the suite to count "
+          "its combinations", flush=True)
+    cmd = [sys.executable, "-m", "kernelwatch.engine.discovery", "--config", str(config),
+           "--python", python, "--commit", plan.commits[0],
+           "--cache", str(repo / ".kernelwatch" / "discovery")]
+    done = subprocess.run(cmd, cwd=repo, env={**os.environ, **plan.settings_env},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"kernelwatch: the suite's discovery failed ({last[:300]}); the run itself "
+              "(without --dry-run) shows asv's whole message", flush=True)
+
+
 def _run_group(runner: _Calls, request: RunRequest) -> None:
     if request.dry_run:
         planned = sum((runner.planned(c) for c in runner.calls), Counter())
         total = planner.estimate(planned, runner.durations)
         where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
-                 "(asv writes it at its first discovery), so combinations are not counted")
+                 "(asv writes it at its first discovery, which for its own environments "
+                 "builds one), so combinations are not counted")
         print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
         for line in (total.workloads_line(), total.stopped_line(), total.unrecorded_line()):
             if line is not None:
