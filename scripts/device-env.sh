@@ -43,8 +43,8 @@ if ! git rev-parse HEAD >/dev/null 2>&1; then
 fi
 # The lent machine's copy of git can be older than the files sent with it (the checkout as
 # the session began): asv files results under that HEAD, so say where the files differ.
-if ! git diff --quiet HEAD -- 2>/dev/null; then
+if [ -n "$(git status --porcelain 2>/dev/null)" ]; then
   { echo "note: this copy's files differ from its git HEAD $(git rev-parse --short HEAD), under which results are filed:"
-    git diff --stat HEAD --; } | tee "$out/tree.txt"
+    git status --porcelain; } | tee "$out/files-vs-head.txt"
 fi
 kw() { python3 -m kernelwatch.cli "$@"; }

@@ -426,15 +426,14 @@ def test_a_gpu_suite_on_a_machine_without_a_gpu_says_where_it_runs(isolated_home
     dry = kw("run", "--suite", "gpu-commit", "--existing", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "this machine shows none" in dry.stdout
-    assert "kernelwatch: would run " in dry.stdout  # a count where benchmarks.json is
-    assert not (isolated_home / ".asv-machine.json").exists()  # a dry run starts no asv
-
+    assert "kernelwatch: would run " in dry.stdout
+    assert not (isolated_home / ".asv-machine.json").exists()  # a dry run writes no machine
 
 
 def test_a_first_dry_run_discovers_the_suite_to_count_it(tmp_path, isolated_home):
-    """A runner's first `--dry-run` has no results/benchmarks.json (asv writes it at its first
-    discovery) and counted nothing: it now discovers the suite as that first run would, and
-    counts. It writes benchmarks.json and no result, machine file or machine folder."""
+    """A runner's first `--dry-run` has no results/benchmarks.json to count from (asv writes
+    it at its first discovery): it discovers the suite as that first run would, and counts.
+    It writes benchmarks.json and no result, machine file or machine folder."""
     dest = tmp_path / "kernelwatch"
     subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
     r = kw("run", "--existing", "--suite", "quick", "--dry-run", cwd=dest)
@@ -447,6 +446,7 @@ def test_a_first_dry_run_discovers_the_suite_to_count_it(tmp_path, isolated_home
     again = kw("run", "--existing", "--suite", "quick", "--dry-run", cwd=dest)
     assert "discovering" not in again.stdout
     assert f"would run {count.group(1)} benchmark processes" in again.stdout
+
 
 def test_a_track_is_named_with_or_without_its_prefix(isolated_home):
     plain, prefixed = (kw("run", "--quick", "--track", t, "--dry-run") for t in

@@ -92,8 +92,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "interpreter for each)")
     r.add_argument("--dry-run", action="store_true",
                    help="print the asv commands, the number of benchmark processes and an "
-                   "estimate of the time from the durations recorded on this machine; run "
-                   "nothing")
+                   "estimate of the time from the durations recorded on this machine; "
+                   "measure nothing (with --existing where asv has not run yet, it first "
+                   "discovers the suite to count it, writing results/benchmarks.json)")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="stream asv's whole output (default: a progress bar and the failures; "
                    "the whole output goes to a log file under .kernelwatch/logs, whose path "

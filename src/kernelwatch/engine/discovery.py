@@ -11,6 +11,9 @@ package the environment imports, the installed distributions, the interpreter an
 KERNELWATCH_ variables (the benchmark timeout is read at import), less those only a
 measurement reads. Their hash names a kept discovery; any change to one of them discovers
 again. The newest KEEP are kept.
+
+`python -m kernelwatch.engine.discovery` writes results/benchmarks.json from that discovery
+without running asv's `run`: what a first `kernelwatch run --existing --dry-run` counts from.
 """
 
 from __future__ import annotations
@@ -113,10 +116,11 @@ def _keep(folder: Path, path: Path, found: list) -> None:
                 os.remove(partial)
 
 
-def write_benchmarks(config: Path, python: str, commit: str, folder: Path) -> None:
+def write_benchmarks(config: Path, python: str, commit: str, cache: Path) -> None:
     """Discover the suite in the `existing` environment `python` (or take a kept discovery
-    from `folder`) and write the results folder's benchmarks.json, as asv's first run
-    would. Run in the repository with the run's environment variables (main below)."""
+    from `cache`) and write the results folder's benchmarks.json, as asv's first run would,
+    whole or not at all (a run beside it reads the file). Run in the repository with the
+    run's environment variables (main below)."""
     from asv import environment
     from asv.benchmarks import Benchmarks
     from asv.config import Config
@@ -124,8 +128,14 @@ def write_benchmarks(config: Path, python: str, commit: str, folder: Path) -> No
 
     conf = Config.load(str(config))
     envs = list(environment.get_environments(conf, [f"existing:{python}"]))
-    discover = kept(Benchmarks._disc_benchmarks, folder).__func__
-    Benchmarks(conf, discover(Benchmarks, conf, get_repo(conf), envs, [commit], False)).save()
+    discover = kept(Benchmarks._disc_benchmarks, cache).__func__
+    found = Benchmarks(conf, discover(Benchmarks, conf, get_repo(conf), envs, [commit], False))
+    results = Path(conf.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=results, prefix=".benchmarks-") as partial:
+        conf.results_dir = partial
+        found.save()
+        os.replace(Path(partial) / "benchmarks.json", results / "benchmarks.json")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -283,7 +283,7 @@ def run_suite(repo: Path, request: RunRequest) -> int:
     """Measure what `request` selects; 0 when every benchmark ran, 1 when some failed or
     timed out (recorded as failed; the rest saved). Bad input raises KernelwatchError."""
     _check_first(repo, request)
-    if request.dry_run:  # runs nothing, writes no result: no need to wait for another run
+    if request.dry_run:  # measures nothing, writes no result: no need to wait for a run
         return _run(repo, request)
     with asvrun.results_lock(repo):
         return _run(repo, request)
@@ -500,17 +500,19 @@ def _discover_suite(repo: Path, config: Path, python: str, plan: Plan) -> None:
                           capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"kernelwatch: the suite's discovery failed ({last[:300]}); the run itself "
-              "(without --dry-run) shows asv's whole message", flush=True)
+        print(f"kernelwatch: the suite's discovery failed ({last[:300]}); asv's whole message: "
+              f"{shlex.join(cmd)}", flush=True)
 
 
 def _run_group(runner: _Calls, request: RunRequest) -> None:
     if request.dry_run:
         planned = sum((runner.planned(c) for c in runner.calls), Counter())
         total = planner.estimate(planned, runner.durations)
-        where = ("" if runner.benchmarks else "; results/benchmarks.json is not there yet "
-                 "(asv writes it at its first discovery, which for its own environments "
-                 "builds one), so combinations are not counted")
+        where = ("" if runner.benchmarks else
+                 "; results/benchmarks.json, which the count is read from, is not there"
+                 + (" (the discovery above failed)" if request.existing else
+                    " until asv's first run here (it builds an environment to discover the "
+                    "suite; with --existing a dry run discovers it)"))
         print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
         for line in (total.workloads_line(), total.stopped_line(), total.unrecorded_line()):
             if line is not None:

@@ -82,9 +82,10 @@ SUITES = {
                          "variant": ["eager", "compile"]}, ("time",), ("time",))],
     # Per commit: the 350M decoder at batch 8, eager against compile, with SSIM; one cold
     # compile. The INT8 variants are nightly's: dynamic INT8 compiled (the INT8 that pays on
-    # a GPU) takes about 60 s a process on an H200 and its SSIM process ran past 171 s on an
-    # H100, about 5 min of a commit; weight-only INT8 runs at 0.01x on CUDA (ATen's plain
-    # int8 matmul). Nightly: both parts, three batches, every variant.
+    # a GPU) takes about 60 s a process (its three: 3-5 min of a commit, its SSIM once past
+    # 171 s after the other workloads on an H100, 64.8 s alone); weight-only INT8 runs at
+    # 0.01x on CUDA (ATen's plain int8 matmul). Nightly: both parts, three batches, every
+    # variant.
     "gpu-commit": [
         SuitePart({"config": ["350M-f16x64"], "part": ["decoder"], "batch": ["8"],
                    "variant": ["eager", "compile"]},
