@@ -480,7 +480,7 @@ def _group_runner(repo: Path, request: RunRequest, plan: Plan, name: str, group:
                     benchmarks=planner.read_benchmarks(plan.results),
                     durations=planner.combination_durations(plan.results, name),
                     rev=plan.rev if group.commits == plan.commits else None, ended=ended,
-                    processes=by_regex)
+                    processes=by_regex, machine=name)
     runner.log = log
     runner.calls = calls
     return runner
@@ -514,7 +514,10 @@ def _run_group(runner: _Calls, request: RunRequest) -> None:
                     " until asv's first run here (it builds an environment to discover the "
                     "suite; with --existing a dry run discovers it)"))
         print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
-        for line in (total.workloads_line(), total.stopped_line(), total.unrecorded_line()):
+        elsewhere = (planner.elsewhere_line(runner.plan.results, runner.machine, planned)
+                     if total.unknown else None)
+        for line in (total.workloads_line(), total.stopped_line(), total.unrecorded_line(),
+                     elsewhere):
             if line is not None:
                 print(f"kernelwatch: {line}", flush=True)
     runner.run(runner.calls)
@@ -721,6 +724,7 @@ class _Calls:
     ended: RunOutcomes | None = None
     calls: list[Call] = field(default_factory=list)
     processes: dict[str, int] = field(default_factory=dict)  # {regex body: processes}
+    machine: str = ""  # the asv machine name the results are filed under
 
     def planned(self, call: Call) -> Counter[str]:
         """The benchmark processes `call` starts, per combination name."""
