@@ -9,10 +9,17 @@ own (a module-level `params` or `timeout` would leak into every benchmark of the
 """
 
 import functools
+import importlib
 import os
 import sys
 
-import torch
+# torch.cuda.is_available() through NVML, which leaves the CUDA driver uninitialised: asked
+# in asv's forkserver (here, or by a library the server imports), the driver's own query
+# would leave every benchmark process it forks unable to use CUDA. `kernelwatch run` sets
+# it too; this covers plain `asv run`.
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+import torch  # noqa: E402  (after the variable above, which torch reads at each query)
 
 # The compiler, imported once: under asv's forkserver (asv.conf.json) every benchmark process
 # is a fork of the process that imported this suite, so a compiled variant's process does not
@@ -51,6 +58,24 @@ FORKED_AFTER_CUDA = (
     "CUDA was initialised in asv's forkserver before it forked this benchmark process (a "
     "CUDA call at import time in benchmarks/ or a module they import): move the call into a "
     "setup method, or run with `kernelwatch run --launch spawn`")
+
+
+def in_asv_forkserver() -> bool:
+    """Whether this process is asv's forkserver (`python <asv's benchmark script> run_server
+    DIR SOCKET`), which forks the benchmark processes; asv's discovery (`discover`) and a
+    spawned benchmark process (`run`) import the suite too, but fork nothing."""
+    return sys.argv[1:2] == ["run_server"]
+
+
+@functools.cache
+def _import_in_server(module: str) -> None:
+    """Import a variant's `server_import` in the process that imports the suite (asv's
+    forkserver), so that the processes it forks find it imported. A module that does not
+    import is left to the variant's own process, which says why and how to install it."""
+    try:
+        importlib.import_module(module)
+    except Exception:  # reported by the variant's own process, with the fix
+        pass
 
 
 def pin_cpu_threads(dev: torch.device) -> None:
@@ -92,6 +117,11 @@ class _Workload:
             cls.workload = workload
             cls.params = list(workload.SPEC.params.values())
             cls.param_names = list(workload.SPEC.params)
+            if in_asv_forkserver():
+                here = device().type
+                for variant in workload.SPEC.variants.values():
+                    if variant.server_import and here in variant.devices:
+                        _import_in_server(variant.server_import)
 
     def _build_options(self) -> dict:
         """Keyword arguments of the workload's build_case for this class (none by default)."""

@@ -91,3 +91,38 @@ def test_compile_health_counts_a_recompile_through_the_class():
     torch._dynamo.reset()
     assert tracked("rope", "RopeCompile", "track_recompiles", variant="compile") == 1
 
+
+
+def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypatch):
+    """asv's forkserver imports the suite once and forks each benchmark process from it: a
+    module a variant declares (`server_import`, as Liger's RoPE does) is imported with the
+    workload's classes in the server, on a device the variant runs on, so its processes
+    find it imported; not in asv's discovery or a spawned process, which fork nothing; a
+    GPU-only variant's is not imported on a CPU, and one that does not import is left to
+    the variant's own process to report."""
+    import sys
+    import types
+
+    from kernelwatch.workloads.declaration import CUDA, Variant, Workload, variant_table
+
+    benchmark_classes.load(REPO, "rope", "RopeTime")
+    common = sys.modules["benchmarks.common"]
+    for name in ("kw_probe_anywhere", "kw_probe_cuda"):
+        (tmp_path / f"{name}.py").write_text("")
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    variants = variant_table(Variant("anywhere", server_import="kw_probe_anywhere"),
+                             Variant("cuda-only", CUDA, server_import="kw_probe_cuda"),
+                             Variant("absent", server_import="kw_probe_not_installed"))
+    spec = Workload("probe", {"variant": list(variants)}, {}, variants, {})
+
+    workload = types.SimpleNamespace(SPEC=spec)
+
+    type("_Probe", (common._Workload,), {}, workload=workload)
+    assert "kw_probe_anywhere" not in sys.modules  # discovery, spawn: nothing is forked
+
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "run_server", "benchmarks", "socket"])
+    type("_Probe", (common._Workload,), {}, workload=workload)
+    assert "kw_probe_anywhere" in sys.modules
+    assert "kw_probe_not_installed" not in sys.modules
+    assert ("kw_probe_cuda" in sys.modules) == torch.cuda.is_available()

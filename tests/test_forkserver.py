@@ -22,6 +22,7 @@ def test_the_suite_leaves_cuda_alone_so_forks_can_use_it():
         import os, sys
         sys.path.insert(0, os.getcwd())
         os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+        sys.argv = ["benchmark.py", "run_server", "benchmarks", "socket"]  # as asv starts it
         import importlib, pkgutil, torch
         import benchmarks
         for m in pkgutil.iter_modules(benchmarks.__path__):
@@ -29,6 +30,15 @@ def test_the_suite_leaves_cuda_alone_so_forks_can_use_it():
         from benchmarks.common import device
         assert device().type == "cuda"   # asks, as discovery and the server may
         assert not torch.cuda.is_initialized(), "the suite's import initialised CUDA"
+        # The variants' server imports (Liger's RoPE), imported with the suite where installed.
+        from importlib.util import find_spec
+        from kernelwatch import workloads
+        for name in workloads.WORKLOADS:
+            for v in workloads.get(name).variants.values():
+                top = (v.server_import or "").split(".")[0]
+                if top and find_spec(top) is not None:
+                    assert v.server_import in sys.modules, v.server_import
+                    print("server import", v.server_import)
         pid = os.fork()
         if pid == 0:
             x = torch.ones(4, device=device())

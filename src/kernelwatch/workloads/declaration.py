@@ -40,12 +40,15 @@ CPU = ("cpu",)
 class Variant:
     """One value of a workload's `variant` parameter. `devices`: where it runs (`why`: the
     reason it does not run elsewhere); `library`: the distribution whose code it runs
-    (`kernelwatch run --target`, `--versions`), None for torch's own."""
+    (`kernelwatch run --target`, `--versions`), None for torch's own; `server_import`: a
+    module its benchmark processes import, which asv's forkserver imports once before it
+    forks them, on a device the variant runs on (it must leave CUDA uninitialised)."""
 
     name: str
     devices: tuple[str, ...] = DEVICE_TYPES
     why: str = ""
     library: str | None = None
+    server_import: str | None = None
 
     @property
     def compiled(self) -> bool:
