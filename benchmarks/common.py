@@ -14,9 +14,10 @@ import os
 import sys
 
 # torch.cuda.is_available() through NVML, which leaves the CUDA driver uninitialised: asked
-# in asv's forkserver (here, or by a library the server imports), the driver's own query
-# would leave every benchmark process it forks unable to use CUDA. `kernelwatch run` sets
-# it too; this covers plain `asv run`.
+# in asv's forkserver (by a library the server imports), the driver's own query would leave
+# every benchmark process it forks unable to use CUDA. `kernelwatch run` sets it too; this
+# covers plain `asv run`. Where NVML cannot answer, torch asks the driver all the same:
+# the server imports such a library only where NVML sees a GPU (nvml_sees_a_gpu).
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 import torch  # noqa: E402  (after the variable above, which torch reads at each query)
@@ -63,11 +64,20 @@ FORKED_AFTER_CUDA = (
 def in_asv_forkserver() -> bool:
     """Whether this process is asv's forkserver (`python <asv's benchmark script> run_server
     DIR SOCKET`), which forks the benchmark processes; asv's discovery (`discover`) and a
-    spawned benchmark process (`run`) import the suite too, but fork nothing."""
+    spawned benchmark process (`run`) import the suite too, but fork nothing. (A
+    multiprocessing "spawn" child of a fork copies this argv; the new interpreters of
+    measure.first_call_seconds_new_process import the workloads' cases, not this suite.)"""
     return sys.argv[1:2] == ["run_server"]
 
 
-@functools.cache
+def nvml_sees_a_gpu() -> bool:
+    """Whether NVML sees a CUDA GPU for this process, asked without the CUDA runtime. Where
+    NVML cannot answer (no driver for a CUDA build of torch, MIG devices), even an NVML-based
+    torch.cuda.is_available() falls back to the runtime's device count, which leaves every
+    fork of this process unable to use CUDA: the forkserver asks this instead."""
+    return torch.cuda._is_compiled() and torch.cuda._device_count_nvml() > 0
+
+
 def _import_in_server(module: str) -> None:
     """Import a variant's `server_import` in the process that imports the suite (asv's
     forkserver), so that the processes it forks find it imported. A module that does not
@@ -117,10 +127,11 @@ class _Workload:
             cls.workload = workload
             cls.params = list(workload.SPEC.params.values())
             cls.param_names = list(workload.SPEC.params)
-            if in_asv_forkserver():
-                here = device().type
-                for variant in workload.SPEC.variants.values():
-                    if variant.server_import and here in variant.devices:
+            imports = [v for v in workload.SPEC.variants.values() if v.server_import]
+            if imports and in_asv_forkserver():
+                here = "cuda" if nvml_sees_a_gpu() else "cpu"
+                for variant in imports:
+                    if here in variant.devices:
                         _import_in_server(variant.server_import)
 
     def _build_options(self) -> dict:

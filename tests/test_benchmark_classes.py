@@ -95,11 +95,11 @@ def test_compile_health_counts_a_recompile_through_the_class():
 
 def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypatch):
     """asv's forkserver imports the suite once and forks each benchmark process from it: a
-    module a variant declares (`server_import`, as Liger's RoPE does) is imported with the
-    workload's classes in the server, on a device the variant runs on, so its processes
-    find it imported; not in asv's discovery or a spawned process, which fork nothing; a
-    GPU-only variant's is not imported on a CPU, and one that does not import is left to
-    the variant's own process to report."""
+    module a variant declares (`server_import`) is imported with the workload's classes in
+    the server, on a device the variant runs on, so its processes find it imported; not in
+    asv's discovery or a spawned process, which fork nothing; a GPU-only variant's is not
+    imported where NVML sees no GPU, and one that does not import is left to the variant's
+    own process to report."""
     import sys
     import types
 
@@ -114,9 +114,8 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
     variants = variant_table(Variant("anywhere", server_import="kw_probe_anywhere"),
                              Variant("cuda-only", CUDA, server_import="kw_probe_cuda"),
                              Variant("absent", server_import="kw_probe_not_installed"))
-    spec = Workload("probe", {"variant": list(variants)}, {}, variants, {})
-
-    workload = types.SimpleNamespace(SPEC=spec)
+    workload = types.SimpleNamespace(
+        SPEC=Workload("probe", {"variant": list(variants)}, {}, variants, {}))
 
     type("_Probe", (common._Workload,), {}, workload=workload)
     assert "kw_probe_anywhere" not in sys.modules  # discovery, spawn: nothing is forked
@@ -125,4 +124,35 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
     type("_Probe", (common._Workload,), {}, workload=workload)
     assert "kw_probe_anywhere" in sys.modules
     assert "kw_probe_not_installed" not in sys.modules
-    assert ("kw_probe_cuda" in sys.modules) == torch.cuda.is_available()
+    assert ("kw_probe_cuda" in sys.modules) == common.nvml_sees_a_gpu()
+
+
+def test_the_server_never_asks_the_cuda_runtime_where_nvml_cannot_answer(monkeypatch):
+    """A CUDA build of torch where NVML cannot answer (no driver, as torch 2.14.1 in the
+    matrix on this machine; MIG devices): torch.cuda.is_available() would fall back to the
+    runtime's device count, after which no fork of the server can use CUDA. The server
+    asks NVML alone, and takes its silence for no GPU."""
+    import sys
+
+    benchmark_classes.load(REPO, "rope", "RopeTime")
+    common = sys.modules["benchmarks.common"]
+    from kernelwatch.workloads.rope import case as rope
+
+    def runtime_asked():
+        raise AssertionError("the forkserver asked the CUDA runtime for its devices")
+
+    monkeypatch.setattr(torch.cuda, "_is_compiled", lambda: True)
+    monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: -1)
+    monkeypatch.setattr(torch._C, "_cuda_getDeviceCount", runtime_asked, raising=False)
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "run_server", "benchmarks", "socket"])
+    assert not common.nvml_sees_a_gpu()
+    type("_Probe", (common._Workload,), {}, workload=rope)  # RoPE declares Liger's import
+
+
+def test_ropes_liger_variant_declares_the_module_its_case_imports():
+    from kernelwatch.workloads.rope import spec
+
+    module = spec.VARIANTS["liger"].server_import
+    assert module == "liger_kernel.ops.rope"
+    case = (REPO / "src/kernelwatch/workloads/rope/case.py").read_text()
+    assert f"from {module} import LigerRopeFunction" in case
