@@ -14,30 +14,39 @@ gpu = pytest.mark.skipif("not __import__('torch').cuda.is_available()",
                          reason="the forkserver's CUDA check needs a CUDA GPU")
 
 
-@gpu
-def test_the_suite_leaves_cuda_alone_so_forks_can_use_it():
-    """What asv's forkserver does: import every benchmark module, then fork a benchmark
-    process that uses CUDA. The import must not initialise CUDA (else every fork fails)."""
+def serve_and_fork(before: str, checks: str) -> subprocess.CompletedProcess:
+    """What asv's forkserver does, in a new interpreter: `before` (the server's environment),
+    import every benchmark module, `checks` (on the server), then fork a benchmark process
+    that uses CUDA; it prints "child 0" where the fork could."""
     code = textwrap.dedent("""
         import os, sys
         sys.path.insert(0, os.getcwd())
-        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+        {before}
         import importlib, pkgutil, torch
         import benchmarks
         for m in pkgutil.iter_modules(benchmarks.__path__):
-            importlib.import_module(f"benchmarks.{m.name}")
+            importlib.import_module(f"benchmarks.{{m.name}}")
         from benchmarks.common import device
-        assert device().type == "cuda"   # asks, as discovery and the server may
-        assert not torch.cuda.is_initialized(), "the suite's import initialised CUDA"
+        {checks}
         pid = os.fork()
         if pid == 0:
             x = torch.ones(4, device=device())
             os._exit(0 if float(x.sum()) == 4.0 else 3)
         _, status = os.waitpid(pid, 0)
         print("child", os.waitstatus_to_exitcode(status))
-    """)
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
+    """).format(before=before, checks=checks)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+@gpu
+def test_the_suite_leaves_cuda_alone_so_forks_can_use_it():
+    """What asv's forkserver does: import every benchmark module, then fork a benchmark
+    process that uses CUDA. The import must not initialise CUDA (else every fork fails)."""
+    r = serve_and_fork(
+        'os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"',
+        'assert device().type == "cuda"   # asks, as discovery and the server may\n'
+        'assert not torch.cuda.is_initialized(), "the suite\'s import initialised CUDA"')
     assert r.returncode == 0 and "child 0" in r.stdout, r.stderr[-2000:]
 
 
@@ -74,25 +83,9 @@ def test_the_servers_import_of_liger_leaves_cuda_alone_under_plain_asv():
     is available, and a fork must still use CUDA."""
     pytest.importorskip("liger_kernel", reason="Liger Kernel is not installed (pip install "
                         "liger-kernel; scripts/device-env.sh installs it from .whl)")
-    code = textwrap.dedent("""
-        import os, sys
-        sys.path.insert(0, os.getcwd())
-        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
-        sys.argv = ["benchmark.py", "run_server", "benchmarks", "socket"]  # as asv starts it
-        import importlib, pkgutil, torch
-        import benchmarks
-        for m in pkgutil.iter_modules(benchmarks.__path__):
-            importlib.import_module(f"benchmarks.{m.name}")
-        assert "liger_kernel.ops.rope" in sys.modules, "the server did not import Liger"
-        assert not torch.cuda.is_initialized(), "importing Liger initialised CUDA"
-        pid = os.fork()
-        if pid == 0:
-            from benchmarks.common import device
-            x = torch.ones(4, device=device())
-            os._exit(0 if float(x.sum()) == 4.0 else 3)
-        _, status = os.waitpid(pid, 0)
-        print("child", os.waitstatus_to_exitcode(status))
-    """)
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
+    r = serve_and_fork(
+        'os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)\n'
+        'sys.argv = ["benchmark.py", "run_server", "benchmarks", "socket"]  # as asv starts it',
+        'assert "liger_kernel.ops.rope" in sys.modules, "the server did not import Liger"\n'
+        'assert not torch.cuda.is_initialized(), "importing Liger initialised CUDA"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
