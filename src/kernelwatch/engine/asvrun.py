@@ -331,40 +331,51 @@ def stream(cmd: list[str], cwd: Path, seen: dict[str, str],
             if key not in seen and pattern.search(line):
                 seen[key] = line
 
-    def take_the_rest() -> None:
-        # What asv printed as it ended (the process it stopped, for one), once the reaper
-        # has ended every process that could still write to the pipe; a few seconds at most,
-        # should one outlive it and keep the pipe open.
-        rest: list[str] = []
+    # asv's output is read and taken by a thread of its own: SIGTERM and Ctrl-C raise in
+    # this thread only, so none can fall between reading a line and taking it (a run stopped
+    # at once with its benchmark loop would lose the line naming the process it stopped).
+    # After the run's end is said, a line still coming is not taken.
+    lock = threading.Lock()
+    said = threading.Event()
+    failed: list[BaseException] = []
 
-        def read() -> None:
-            with contextlib.suppress(OSError, ValueError):
-                rest.extend(proc.stdout.read().splitlines(keepends=True))
+    def read() -> None:
+        try:
+            for line in proc.stdout:
+                with lock:
+                    if said.is_set():
+                        return
+                    take(line)
+        except (OSError, ValueError):
+            pass
+        except BaseException as exc:  # raised again in this thread, once the run has ended
+            failed.append(exc)
 
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(REST_SECONDS)
-        for line in list(rest):
-            take(line)
-
+    reader = threading.Thread(target=read, name="asv-output", daemon=True)
+    reader.start()
     try:
-        for line in proc.stdout:
-            take(line)
         rc = proc.wait()
+        reader.join()  # the pipe closes once the reaper has ended every process
+        if failed:
+            raise failed[0]
         return rc
     except KeyboardInterrupt:
         proc.wait()  # asv got the same Ctrl-C; it keeps what it saved
-        take_the_rest()
+        # What asv printed as it ended (the process it stopped, for one): a few seconds at
+        # most, should a process outlive the reaper and keep the pipe open.
+        reader.join(REST_SECONDS)
         raise Interrupted("interrupted; result files already written under results/ "
                           "are kept") from None
     except Terminated:
         proc.terminate()  # the reaper ends asv and every benchmark process
         proc.wait()
-        take_the_rest()
+        reader.join(REST_SECONDS)
         raise Interrupted("terminated (SIGTERM): asv and its benchmark processes were "
                           "stopped; result files already written under results/ are "
                           "kept") from None
     finally:
+        with lock:
+            said.set()
         if progress is not None:
             # 2: asv ran everything, some benchmarks failed; "none-selected": nothing to run.
             progress.close(finished=rc in (0, 2) or "none-selected" in seen)
