@@ -75,7 +75,10 @@ def nvml_sees_a_gpu() -> bool:
     NVML cannot answer (no driver for a CUDA build of torch, MIG devices), even an NVML-based
     torch.cuda.is_available() falls back to the runtime's device count, which leaves every
     fork of this process unable to use CUDA: the forkserver asks this instead."""
-    return torch.cuda._is_compiled() and torch.cuda._device_count_nvml() > 0
+    # torch's own NVML count, the one its NVML-based is_available() reads; a torch without
+    # it leaves the imports to the benchmark processes, as a spawned run does.
+    count = getattr(torch.cuda, "_device_count_nvml", None)
+    return torch.cuda._is_compiled() and count is not None and count() > 0
 
 
 def _import_in_server(module: str) -> None:
