@@ -162,16 +162,16 @@ def test_recorded_durations_give_the_estimate_and_the_time_left(tmp_path):
 
     # Another machine's records, named as such, where this one has none of some.
     (tmp_path / "box" / "machine.json").write_text("{}")
-    assert planner.elsewhere_line(tmp_path, "box", planned) is None  # none elsewhere
+    assert planner.elsewhere_line(tmp_path, "box", planned, est.unknown) is None  # none elsewhere
     other = tmp_path / "gpu-big"
     other.mkdir()
     (other / "machine.json").write_text("{}")
     (other / "0123abca-env.json").write_text(json.dumps({"date": 1, "durations": {
         key: 1.5, "<kernelwatch rope.RopeTime.track_time('tiny', 'compile')>": 20.0}}))
-    assert planner.elsewhere_line(tmp_path, "box", planned) == (
+    assert planner.elsewhere_line(tmp_path, "box", planned, est.unknown) == (
         "recorded on gpu-big, another machine (its speed, not this one's): about 0 min 23 s "
         "for the 3 of the 3 it has a duration for")
-    assert planner.elsewhere_line(tmp_path, "gpu-big", planned) is None  # it covers more
+    assert planner.elsewhere_line(tmp_path, "gpu-big", planned, 0) is None  # it covers more
 
     eta = Eta(planned, durations)
     assert eta.seconds_left(3) is None  # nothing has ended yet

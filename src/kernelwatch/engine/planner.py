@@ -493,18 +493,19 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds) // 60} min {int(seconds) % 60:02d} s"
 
 
-def elsewhere_line(results_dir: Path, machine: str, planned: Counter[str]) -> str | None:
-    """Where `machine` has no record of some planned combinations, what another machine's
-    records say, the one that covers the most of them: the scale of a first run on a new
-    runner, at that machine's speed. None where no other machine covers more."""
-    mine = estimate(planned, combination_durations(results_dir, machine)).unknown
+def elsewhere_line(results_dir: Path, machine: str, planned: Counter[str],
+                   unknown: int) -> str | None:
+    """Where `machine` has no record of `unknown` of the planned processes (its estimate's),
+    what another machine's records say, the one that covers the most of them: the scale of
+    a first run on a new runner, at that machine's speed. None where no other machine covers
+    more."""
     best: tuple[str, Estimate] | None = None
     folders = sorted(results_dir.iterdir()) if results_dir.is_dir() else []
     for folder in folders:
         if folder.name == machine or not (folder / "machine.json").is_file():
             continue
         other = estimate(planned, combination_durations(results_dir, folder.name))
-        if other.unknown < (best[1].unknown if best else mine):
+        if other.unknown < (best[1].unknown if best else unknown):
             best = (folder.name, other)
     if best is None:
         return None

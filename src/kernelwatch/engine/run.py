@@ -514,8 +514,8 @@ def _run_group(runner: _Calls, request: RunRequest) -> None:
                     " until asv's first run here (it builds an environment to discover the "
                     "suite; with --existing a dry run discovers it)"))
         print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
-        elsewhere = (planner.elsewhere_line(runner.plan.results, runner.machine, planned)
-                     if total.unknown else None)
+        elsewhere = (planner.elsewhere_line(runner.plan.results, runner.machine, planned,
+                                            total.unknown) if total.unknown else None)
         for line in (total.workloads_line(), total.stopped_line(), total.unrecorded_line(),
                      elsewhere):
             if line is not None:
