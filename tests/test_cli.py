@@ -448,6 +448,24 @@ def test_a_first_dry_run_discovers_the_suite_to_count_it(tmp_path, isolated_home
     assert f"would run {count.group(1)} benchmark processes" in again.stdout
 
 
+def test_a_first_dry_run_whose_discovery_fails_says_so_and_writes_nothing(tmp_path,
+                                                                        isolated_home):
+    """A benchmark file that does not import: the dry run's discovery fails with asv's last
+    line and the command that shows its whole message, counts nothing, and leaves no
+    results/ behind (no partial benchmarks.json for a later run to count from)."""
+    dest = tmp_path / "kernelwatch"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
+    with (dest / "benchmarks" / "rope.py").open("a") as f:
+        f.write("raise RuntimeError('a broken benchmark file')\n")
+    r = kw("run", "--existing", "--suite", "quick", "--dry-run", cwd=dest)
+    assert r.returncode == 0, r.stderr
+    assert "the suite's discovery failed (" in r.stdout
+    assert "to see asv's whole message, run: " in r.stdout
+    assert "-m kernelwatch.engine.discovery --config " in r.stdout
+    assert "is not there (the discovery above failed)" in r.stdout
+    assert not (dest / "results").exists()
+
+
 def test_a_track_is_named_with_or_without_its_prefix(isolated_home):
     plain, prefixed = (kw("run", "--quick", "--track", t, "--dry-run") for t in
                        ("time", "track_time"))

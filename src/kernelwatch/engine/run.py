@@ -500,8 +500,8 @@ def _discover_suite(repo: Path, config: Path, python: str, plan: Plan) -> None:
                           capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"kernelwatch: the suite's discovery failed ({last[:300]}); asv's whole message: "
-              f"{shlex.join(cmd)}", flush=True)
+        print(f"kernelwatch: the suite's discovery failed ({last[:300]}); to see asv's whole "
+              f"message, run: {shlex.join(cmd)}", flush=True)
 
 
 def _run_group(runner: _Calls, request: RunRequest) -> None:
