@@ -113,7 +113,8 @@ for stage in "$@"; do
       timeout "$t" python3 -m pytest -q -rs tests/test_forkserver.py tests/test_inventory.py \
         tests/unit/test_benchloop.py \
         "tests/test_benchmark_classes.py::test_gptq_kernel_time_is_below_its_latency_on_a_gpu" \
-        2>&1 | tail -5 | tee "$out/tests.txt"
+        > "$out/tests-full.log" 2>&1
+      grep -E "^(FAILED|ERROR|SKIPPED)|passed|failed" "$out/tests-full.log" | tail -20 | tee "$out/tests.txt"
       ;;
     launch)
       for launch in ${KW_LAUNCHES:-spawn forkserver}; do
