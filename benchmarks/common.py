@@ -81,14 +81,41 @@ def nvml_sees_a_gpu() -> bool:
     return torch.cuda._is_compiled() and count is not None and count() > 0
 
 
-def _import_in_server(module: str) -> None:
+def _import_in_server(module: str, here: str) -> None:
     """Import a variant's `server_import` in the process that imports the suite (asv's
     forkserver), so that the processes it forks find it imported. A module that does not
-    import is left to the variant's own process, which says why and how to install it."""
+    import is left to the variant's own process, which says why and how to install it; on a
+    GPU, so is one after whose import a fork cannot use CUDA (forks_use_cuda_after)."""
+    if here == "cuda" and not forks_use_cuda_after(module):
+        return
     try:
         importlib.import_module(module)
     except Exception:  # reported by the variant's own process, with the fix
         pass
+
+
+def forks_use_cuda_after(module: str) -> bool:
+    """Whether a fork of a process that imported `module` can use CUDA, tried in a fork of
+    this process, which is left as it was: a library that asks the device anything at import
+    time (not only torch's lazy init; a driver call of its own) would leave every benchmark
+    process the server forks unable to use CUDA. The trial imports the module, forks as the
+    server does and puts a tensor on the GPU there; it costs the import once more and a CUDA
+    context, once per server."""
+    trial = os.fork()
+    if trial == 0:  # never returns: a fork of the server must not go on as a server
+        code = 1
+        try:
+            importlib.import_module(module)
+            fork = os.fork()
+            if fork == 0:
+                try:
+                    code = 0 if float(torch.ones(1, device="cuda").sum()) == 1.0 else 1
+                finally:
+                    os._exit(code)
+            code = os.waitstatus_to_exitcode(os.waitpid(fork, 0)[1])
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(trial, 0)[1]) == 0
 
 
 def pin_cpu_threads(dev: torch.device) -> None:
@@ -135,7 +162,7 @@ class _Workload:
                 here = "cuda" if nvml_sees_a_gpu() else "cpu"
                 for variant in imports:
                     if here in variant.devices:
-                        _import_in_server(variant.server_import)
+                        _import_in_server(variant.server_import, here)
 
     def _build_options(self) -> dict:
         """Keyword arguments of the workload's build_case for this class (none by default)."""

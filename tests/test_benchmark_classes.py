@@ -127,6 +127,34 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
     assert ("kw_probe_cuda" in sys.modules) == common.nvml_sees_a_gpu()
 
 
+def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then_lack_cuda(
+        tmp_path, monkeypatch):
+    """On a GPU the server imports a variant's module only where a trial (in a fork of the
+    server) shows that a fork of a process which imported it can still use CUDA. Here NVML
+    is told to see a GPU that no fork can use (CPU torch): the trial says no, the module is
+    not imported, and the server itself never touched CUDA."""
+    import sys
+    import types
+
+    from kernelwatch.workloads.declaration import CUDA, Variant, Workload, variant_table
+
+    benchmark_classes.load(REPO, "rope", "RopeTime")
+    common = sys.modules["benchmarks.common"]
+    (tmp_path / "kw_probe_trial.py").write_text("")
+    monkeypatch.delitem(sys.modules, "kw_probe_trial", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    variants = variant_table(Variant("cuda-only", CUDA, server_import="kw_probe_trial"))
+    workload = types.SimpleNamespace(
+        SPEC=Workload("probe", {"variant": list(variants)}, {}, variants, {}))
+    monkeypatch.setattr(common, "nvml_sees_a_gpu", lambda: True)
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "run_server", "benchmarks", "socket"])
+
+    assert not common.forks_use_cuda_after("kw_probe_trial")
+    type("_Probe", (common._Workload,), {}, workload=workload)
+    assert "kw_probe_trial" not in sys.modules
+    assert not torch.cuda.is_initialized()
+
+
 def test_the_server_never_asks_the_cuda_runtime_where_nvml_cannot_answer(monkeypatch):
     """A CUDA build of torch where NVML cannot answer (no driver, as torch 2.14.1 in the
     matrix on this machine; MIG devices): torch.cuda.is_available() would fall back to the

@@ -89,3 +89,15 @@ def test_the_servers_import_of_liger_leaves_cuda_alone_under_plain_asv():
         'assert "liger_kernel.ops.rope" in sys.modules, "the server did not import Liger"\n'
         'assert not torch.cuda.is_initialized(), "importing Liger initialised CUDA"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
+
+
+@gpu
+def test_the_servers_trial_lets_a_module_that_leaves_cuda_alone_be_imported():
+    """The trial of benchmarks.common.forks_use_cuda_after says yes for a module whose import
+    leaves CUDA alone, and leaves CUDA alone in the process that asks."""
+    r = serve_and_fork(
+        'os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"',
+        'from benchmarks.common import forks_use_cuda_after\n'
+        'assert forks_use_cuda_after("json"), "the trial found no CUDA in a fork"\n'
+        'assert not torch.cuda.is_initialized(), "the trial initialised CUDA in the server"')
+    assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
