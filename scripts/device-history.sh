@@ -4,6 +4,9 @@
 # table; results, logs and tables come back packed (device-env.sh's pack_out).
 #
 # Usage: scripts/device-history.sh STAGE [STAGE...]
+#   probe    asv's forkserver start step by step (scripts/forkserver-cuda-probe.py): after
+#            each, whether a fork can use CUDA, and which call into torch's CUDA bindings
+#            was made where; the trial of a variant's server import, timed
 #   tests    the forkserver's CUDA checks, the loop's tests (test_forkserver.py, unit/) and
 #            GPTQ's kernel time against its latency (test_benchmark_classes.py)
 #   launch   RoPE 8B bf16 rotate-half, seven variants, track_time, fresh compile caches, under
@@ -108,6 +111,11 @@ EOF
 
 for stage in "$@"; do
   case "$stage" in
+    probe)
+      t=$(limit 120); enough probe "$t" || continue
+      timeout "$t" python3 scripts/forkserver-cuda-probe.py > "$out/probe-full.log" 2>&1
+      grep -v -i warn "$out/probe-full.log" | grep -v "^---\|^  " | cut -c1-240 | tee "$out/probe.txt"
+      ;;
     tests)
       t=$(limit 300); enough tests "$t" || continue
       timeout "$t" python3 -m pytest -q -rs tests/test_forkserver.py tests/test_inventory.py \
@@ -190,7 +198,7 @@ EOF
         fi
       fi
       ;;
-    *) echo "unknown stage $stage (tests, launch, suite, aa)"; exit 2 ;;
+    *) echo "unknown stage $stage (probe, tests, launch, suite, aa)"; exit 2 ;;
   esac
   pack_out
 done
