@@ -160,3 +160,7 @@ def test_gptq_compile_over_budget_is_a_recorded_failure_with_the_budget(clone, i
     report = run([kernelwatch_exe(), "report"], clone).stdout
     assert any(line.split()[:4] == ["proj", "compile-block", "128", "failed"]
                for line in report.splitlines()), "the summary shows the failed first run"
+    # The next run's estimate takes the timed-out process's seconds as the least it takes.
+    r = run(cmd + ["--dry-run"], clone)
+    assert "1 counted at the seconds a stopped or timed-out process had run" in (
+        r.stdout + r.stderr), r.stdout + r.stderr

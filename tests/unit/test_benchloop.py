@@ -203,22 +203,54 @@ def test_a_stopped_process_counts_as_the_least_its_combination_takes(tmp_path):
     write("d", 2, {f"<kernelwatch-stopped {newer}>": 50.0})
     durations = planner.combination_durations(tmp_path, "box")
     assert durations == {slow: 171.0, fast: 2.0, newer: 5.0, "w.C.track_t('new')": 30.0}
-    assert durations.stopped == {slow, "w.C.track_t('new')"}
+    assert durations.floors == {slow, "w.C.track_t('new')"}
 
     est = planner.estimate(Counter({slow: 1, fast: 2, "w.C.track_t('other')": 1}), durations)
     assert est.describe() == ("4 benchmark processes, about 2 min 55 s or more for the 3 "
                               "with a recorded duration (1 counted at the seconds a stopped "
-                              "process had run); 1 have none on this machine (not counted)")
-    assert est.stopped_line() == (
-        "counted at the seconds a process had run when a run was stopped before it ended: "
+                              "or timed-out process had run); 1 have none on this machine "
+                              "(not counted)")
+    assert est.floors_line() == (
+        "counted at the seconds a process had run when a run was stopped before it ended or "
+        "timed out: "
         "w.C.track_t('slow') (171 s); a run that measures one to the end records its whole "
         "duration")
-    assert planner.estimate(Counter({fast: 1}), durations).stopped_line() is None
+    assert planner.estimate(Counter({fast: 1}), durations).floors_line() is None
 
     eta = Eta(Counter({slow: 1, fast: 2}), durations)
     eta.done(slow, 400.0)  # far over its floor: not a sign that this run is slow
     eta.done(fast, 2.0)
     assert eta.seconds_left(3) == pytest.approx(2.0)
+
+
+def test_a_failed_process_says_nothing_of_its_length_unless_it_timed_out(tmp_path):
+    """A process that failed (its outcome in the file's outcomes) records seconds that say
+    nothing of a whole run (a server that had initialised CUDA failed every process of the
+    suite in 0.0 s on an H100): the combination keeps an older whole duration, or has none.
+    One that asv stopped at the benchmark's timeout took at least that long: a floor."""
+    machine = tmp_path / "box"
+    machine.mkdir()
+    measured, never, slow = ("w.C.track_t('measured')", "w.C.track_t('never')",
+                             "w.C.track_t('slow')")
+    (machine / "0123abca-env.json").write_text(json.dumps(
+        {"date": 1, "durations": {f"<kernelwatch {measured}>": 40.0}}))
+    (machine / "4567defb-env.json").write_text(json.dumps(
+        {"date": 2, "durations": {f"<kernelwatch {measured}>": 0.0,
+                                  f"<kernelwatch {never}>": 0.2,
+                                  f"<kernelwatch {slow}>": 600.3}}))
+    cuda = {"status": "failed", "reason": "RuntimeError: CUDA was initialised in asv's "
+                                          "forkserver before it forked this process"}
+    (machine / "4567defb-env.outcomes").write_text(json.dumps(
+        {measured: cuda, never: cuda,
+         slow: {"status": "failed", "reason": "asv: benchmark timed out (timeout 600.0s)"}}))
+    durations = planner.combination_durations(tmp_path, "box")
+    assert durations == {measured: 40.0, slow: 600.3}
+    assert durations.floors == {slow}
+    est = planner.estimate(Counter({measured: 1, never: 1, slow: 1}), durations)
+    assert est.describe() == ("3 benchmark processes, about 10 min 40 s or more for the 2 "
+                              "with a recorded duration (1 counted at the seconds a stopped "
+                              "or timed-out process had run); 1 have none on this machine "
+                              "(not counted)")
 
 
 def test_a_process_stopped_by_sigterm_or_ctrl_c_files_its_seconds_so_far():

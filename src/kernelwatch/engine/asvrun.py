@@ -25,6 +25,7 @@ from kernelwatch.engine.progress import AsvProgress, Outcomes
 from kernelwatch.errors import Interrupted, KernelwatchError, Terminated
 from kernelwatch.libraries.releases import index_versions
 from kernelwatch.results import files as result_files
+from kernelwatch.results.outcomes import TIMED_OUT
 
 
 def asv_executable() -> str:
@@ -244,7 +245,7 @@ def waiting_lock(path: Path, busy: str, interrupted: str) -> Iterator[None]:
 # What asv's output reports: benchmark failures (each with its fix in FAILURE_FIXES), and a
 # call whose regexes selected nothing (see cmd_run).
 ASV_OUTPUT_PATTERNS = {
-    "timeout": re.compile(r"timed out \(timeout ([\d.]+)s\)"),
+    "timeout": TIMED_OUT,
     "oom": re.compile(r"OutOfMemoryError|CUDA out of memory|can't allocate memory|\bMemoryError\b"),
     "none-selected": re.compile(r"No benchmarks selected"),
     # A commit that does not build or install (a --target library's broken commit).

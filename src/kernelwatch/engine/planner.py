@@ -342,18 +342,20 @@ def plan(results_dir: Path, machine: str, commits: Sequence[str], envs: Sequence
 
 # kernelwatch.engine.benchloop keeps each combination's seconds in its result file's `durations`
 # under this key (asv keeps keys in angle brackets there), and the seconds a process had run
-# when a run was stopped under the second (benchloop.STOPPED_KEY).
+# when a run was stopped under the second (benchloop.STOPPED_KEY). A process that failed has
+# its seconds under the first, and its outcome in the file's outcomes (results.outcomes).
 DURATION_PREFIX, DURATION_SUFFIX = "<kernelwatch ", ">"
 STOPPED_PREFIX = "<kernelwatch-stopped "
 
 
 class Durations(dict):
-    """Seconds per combination name; those in `stopped` are the least it takes (a process
-    stopped before it ended), not a whole run's."""
+    """Seconds per combination name; those in `floors` are the least it takes (a process
+    stopped before it ended, or one asv stopped at the benchmark's timeout), not a whole
+    run's."""
 
-    def __init__(self, *args, stopped: set[str] | None = None, **kwargs) -> None:
+    def __init__(self, *args, floors: set[str] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.stopped: set[str] = set(stopped or ())
+        self.floors: set[str] = set(floors or ())
 
 
 def read_benchmarks(results_dir: Path) -> dict:
@@ -382,11 +384,13 @@ def combinations(benchmarks: dict, call: Call,
 
 def combination_durations(results_dir: Path, machine: str) -> Durations:
     """Seconds each combination took, as the newest result file of `machine` that measured
-    it records (any commit or environment); unreadable files are passed over. Where a
-    process of it was stopped before it ended, in a newer commit's file than any whole
-    duration, the seconds it had run stand in when they are more, named in `stopped`."""
+    it to the end records (any commit or environment); unreadable files are passed over.
+    Where a process of it was stopped before it ended or timed out, in a newer commit's file
+    than any whole duration, the seconds it had run stand in when they are more, named in
+    `floors`. A process that failed otherwise says nothing of a run's length (a server that
+    initialised CUDA fails every process at once): its seconds are not counted."""
     whole: dict[str, tuple[int, float]] = {}  # name -> (date, seconds), newest
-    stopped: dict[str, tuple[int, float]] = {}
+    floors: dict[str, tuple[int, float]] = {}
     folder = results_dir / machine
     if not folder.is_dir():
         return Durations()
@@ -398,38 +402,46 @@ def combination_durations(results_dir: Path, machine: str) -> Durations:
             durations, date = data.get("durations") or {}, int(data.get("date") or 0)
         except (ValueError, OSError, TypeError, AttributeError):
             continue
+        failed = {name: str(entry.get("reason", "")) for name, entry
+                  in outcomes.read(path.with_suffix(outcomes.SUFFIX)).items()
+                  if isinstance(entry, dict) and entry.get("status") == "failed"}
         for key, seconds in durations.items():
             if not (isinstance(key, str) and key.endswith(DURATION_SUFFIX)
                     and isinstance(seconds, int | float)):
                 continue
             if key.startswith(STOPPED_PREFIX):
-                found, name = stopped, key[len(STOPPED_PREFIX):-len(DURATION_SUFFIX)]
+                found, name = floors, key[len(STOPPED_PREFIX):-len(DURATION_SUFFIX)]
             elif key.startswith(DURATION_PREFIX):
-                found, name = whole, key[len(DURATION_PREFIX):-len(DURATION_SUFFIX)]
+                name = key[len(DURATION_PREFIX):-len(DURATION_SUFFIX)]
+                if name in failed and not outcomes.TIMED_OUT.search(failed[name]):
+                    continue
+                found = floors if name in failed else whole
             else:
                 continue
             if name not in found or found[name][0] <= date:
                 found[name] = (date, float(seconds))
     out = Durations({name: seconds for name, (_, seconds) in whole.items()})
-    for name, (date, seconds) in stopped.items():
+    for name, (date, seconds) in floors.items():
         if name not in whole or (whole[name][0] < date and whole[name][1] < seconds):
             out[name] = seconds
-            out.stopped.add(name)
+            out.floors.add(name)
     return out
 
 
 @dataclass
 class Estimate:
     """What a set of asv calls will cost: benchmark processes, and seconds from the
-    durations recorded on the machine (`unknown` processes have no record; `stopped`
-    processes count the seconds a stopped process of theirs had run, the least they take)."""
+    durations recorded on the machine (`unknown` processes have no record; `floors`
+    processes count the seconds a stopped or timed-out process of theirs had run, the least
+    they take)."""
 
     processes: int
     seconds: float
     # The benchmarks (parameters left out) of the processes with no record, with their counts.
     unrecorded: Counter[str] = field(default_factory=Counter)
-    # Combinations counted at a stopped process's seconds: name -> (processes, seconds).
-    stopped: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # Combinations counted at a stopped or timed-out process's seconds: name -> (processes,
+    # seconds).
+    floors: dict[str, tuple[int, float]] = field(default_factory=dict)
     # Per workload (a name's first part): processes, and seconds of those with a record.
     workloads: dict[str, tuple[int, float]] = field(default_factory=dict)
 
@@ -446,11 +458,11 @@ class Estimate:
             return (f"{count}; no duration recorded for them on this machine yet (a first run "
                     "records each)")
         clock = _minutes(self.seconds)
-        stopped = sum(n for n, _ in self.stopped.values())
-        # A stopped process's seconds are a floor: the total may be more.
-        about = f"about {clock}{' or more' * bool(stopped)}"
-        floors = (f" ({stopped} counted at the seconds a stopped process had run)"
-                  if stopped else "")
+        at_floor = sum(n for n, _ in self.floors.values())
+        # A stopped or timed-out process's seconds are a floor: the total may be more.
+        about = f"about {clock}{' or more' * bool(at_floor)}"
+        floors = (f" ({at_floor} counted at the seconds a stopped or timed-out process had run)"
+                  if at_floor else "")
         if not self.unknown:
             return f"{count}, {about} from recorded durations{floors}"
         return (f"{count}, {about} for the {known} with a recorded duration{floors}; "
@@ -465,16 +477,17 @@ class Estimate:
                  sorted(self.workloads.items(), key=lambda item: -item[1][1])]
         return f"by workload (seconds, processes): {', '.join(parts)}"
 
-    def stopped_line(self, limit: int = 4) -> str | None:
-        """The combinations counted at a stopped process's seconds, longest first; None
-        when there are none."""
-        if not self.stopped:
+    def floors_line(self, limit: int = 4) -> str | None:
+        """The combinations counted at a stopped or timed-out process's seconds, longest
+        first; None when there are none."""
+        if not self.floors:
             return None
-        longest = sorted(self.stopped.items(), key=lambda item: -item[1][1])
+        longest = sorted(self.floors.items(), key=lambda item: -item[1][1])
         named = [f"{name} ({seconds:.0f} s)" for name, (_, seconds) in longest[:limit]]
         more = len(longest) - len(named)
         return ("counted at the seconds a process had run when a run was stopped before it "
-                f"ended: {', '.join(named)}" + (f" and {more} more" if more else "")
+                f"ended or timed out: {', '.join(named)}"
+                + (f" and {more} more" if more else "")
                 + "; a run that measures one to the end records its whole duration")
 
     def unrecorded_line(self, limit: int = 6) -> str | None:
@@ -517,18 +530,18 @@ def elsewhere_line(results_dir: Path, machine: str, planned: Counter[str],
 
 
 def estimate(planned: Counter[str], durations: dict[str, float]) -> Estimate:
-    seconds, unrecorded, stopped = 0.0, Counter[str](), {}
+    seconds, unrecorded, at_floor = 0.0, Counter[str](), {}
     workloads: dict[str, tuple[int, float]] = {}
-    floors = getattr(durations, "stopped", set())
+    floors = getattr(durations, "floors", set())
     for name, count in planned.items():
         cost = durations[name] * count if name in durations else 0.0
         seconds += cost
         if name not in durations:
             unrecorded[name.partition("(")[0]] += count
         elif name in floors:
-            stopped[name] = (count, durations[name])
+            at_floor[name] = (count, durations[name])
         workload = name.partition(".")[0]
         n, spent = workloads.get(workload, (0, 0.0))
         workloads[workload] = (n + count, spent + cost)
     return Estimate(processes=sum(planned.values()), seconds=seconds, unrecorded=unrecorded,
-                    stopped=stopped, workloads=workloads)
+                    floors=at_floor, workloads=workloads)

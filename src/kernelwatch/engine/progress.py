@@ -267,9 +267,9 @@ class Eta:
         self.seconds += seconds
         if self.left[name] > 0:
             self.left[name] -= 1
-        # A stopped process's seconds (planner.Durations.stopped) are a floor, not a record
-        # to scale this run by.
-        if name in self.estimates and name not in getattr(self.estimates, "stopped", ()):
+        # A stopped or timed-out process's seconds (planner.Durations.floors) are a floor, not
+        # a record to scale this run by.
+        if name in self.estimates and name not in getattr(self.estimates, "floors", ()):
             self.recorded += self.estimates[name]
             self.actual += seconds
 

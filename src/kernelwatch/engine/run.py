@@ -516,7 +516,7 @@ def _run_group(runner: _Calls, request: RunRequest) -> None:
         print(f"kernelwatch: would run {total.describe()}{where}", flush=True)
         elsewhere = (planner.elsewhere_line(runner.plan.results, runner.machine, planned,
                                             total.unknown) if total.unknown else None)
-        for line in (total.workloads_line(), total.stopped_line(), total.unrecorded_line(),
+        for line in (total.workloads_line(), total.floors_line(), total.unrecorded_line(),
                      elsewhere):
             if line is not None:
                 print(f"kernelwatch: {line}", flush=True)

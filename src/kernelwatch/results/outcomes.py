@@ -13,6 +13,7 @@ rows, which the report, compare, the site and bisect show.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from kernelwatch.results import files as result_files
 
 SUFFIX = ".outcomes"
 WHOLE_COMMIT = "*"
+# asv's last line for a process it stopped at the benchmark's timeout: a failed
+# combination's reason when it timed out.
+TIMED_OUT = re.compile(r"timed out \(timeout ([\d.]+)s\)")
 
 
 def path_of(results: Path, machine: str, commit: str, env: str) -> Path:
