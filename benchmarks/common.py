@@ -81,6 +81,7 @@ def nvml_sees_a_gpu() -> bool:
     return torch.cuda._is_compiled() and count is not None and count() > 0
 
 
+@functools.cache  # once per server: every class of a workload declares its variants
 def _import_in_server(module: str, here: str) -> None:
     """Import a variant's `server_import` in the process that imports the suite (asv's
     forkserver), so that the processes it forks find it imported. A module that does not

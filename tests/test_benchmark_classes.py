@@ -132,7 +132,8 @@ def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then
     """On a GPU the server imports a variant's module only where a trial (in a fork of the
     server) shows that a fork of a process which imported it can still use CUDA. Here NVML
     is told to see a GPU that no fork can use (CPU torch): the trial says no, the module is
-    not imported, and the server itself never touched CUDA."""
+    not imported, and the server itself never touched CUDA. The trial runs once for every
+    class of the workload."""
     import sys
     import types
 
@@ -149,8 +150,18 @@ def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then
     monkeypatch.setattr(common, "nvml_sees_a_gpu", lambda: True)
     monkeypatch.setattr(sys, "argv", ["benchmark.py", "run_server", "benchmarks", "socket"])
 
-    assert not common.forks_use_cuda_after("kw_probe_trial")
+    trials = []
+
+    def counted_trial(module):
+        trials.append(module)
+        return forks_use_cuda_after(module)
+
+    forks_use_cuda_after = common.forks_use_cuda_after
+    assert not forks_use_cuda_after("kw_probe_trial")
+    monkeypatch.setattr(common, "forks_use_cuda_after", counted_trial)
     type("_Probe", (common._Workload,), {}, workload=workload)
+    type("_ProbeToo", (common._Workload,), {}, workload=workload)  # a workload's next class
+    assert trials == ["kw_probe_trial"], "the trial runs once per server and module"
     assert "kw_probe_trial" not in sys.modules
     assert not torch.cuda.is_initialized()
 
