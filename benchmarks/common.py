@@ -8,10 +8,13 @@ underscores keep asv from collecting these classes themselves; what a class inhe
 own (a module-level `params` or `timeout` would leak into every benchmark of the module).
 """
 
+import contextlib
 import functools
 import importlib
 import os
+import signal
 import sys
+import time
 
 # torch.cuda.is_available() through NVML, which leaves the CUDA driver uninitialised: asked
 # in asv's forkserver (by a library the server imports), the driver's own query would leave
@@ -95,17 +98,24 @@ def _import_in_server(module: str, here: str) -> None:
         pass
 
 
+# Seconds the trial of a server import may take (the import, and a CUDA context in a fork):
+# past them it is stopped and the module left to the variant's processes, so a library that
+# hangs at import cannot hang asv's forkserver, which waits on the server with no limit.
+TRIAL_SECONDS = 120.0
+
+
 def forks_use_cuda_after(module: str) -> bool:
     """Whether a fork of a process that imported `module` can use CUDA, tried in a fork of
     this process, which is left as it was: a library that asks the device anything at import
     time (not only torch's lazy init; a driver call of its own) would leave every benchmark
     process the server forks unable to use CUDA. The trial imports the module, forks as the
     server does and puts a tensor on the GPU there; it costs the import once more and a CUDA
-    context, once per server."""
+    context (_import_in_server asks once per module)."""
     trial = os.fork()
     if trial == 0:  # never returns: a fork of the server must not go on as a server
         code = 1
         try:
+            os.setpgid(0, 0)  # its own group, which a trial past its time is stopped with
             importlib.import_module(module)
             fork = os.fork()
             if fork == 0:
@@ -116,7 +126,15 @@ def forks_use_cuda_after(module: str) -> bool:
             code = os.waitstatus_to_exitcode(os.waitpid(fork, 0)[1])
         finally:
             os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(trial, 0)[1]) == 0
+    deadline = time.monotonic() + TRIAL_SECONDS
+    while (ended := os.waitpid(trial, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(trial, signal.SIGKILL)
+            os.waitpid(trial, 0)
+            return False
+        time.sleep(0.01)
+    return os.waitstatus_to_exitcode(ended[1]) == 0
 
 
 def pin_cpu_threads(dev: torch.device) -> None:

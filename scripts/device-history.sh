@@ -118,7 +118,7 @@ for stage in "$@"; do
       ;;
     tests)
       t=$(limit 300); enough tests "$t" || continue
-      timeout "$t" python3 -m pytest -q -rs tests/test_forkserver.py tests/test_inventory.py \
+      timeout "$t" python3 -m pytest -q -rfEs tests/test_forkserver.py tests/test_inventory.py \
         tests/unit/test_benchloop.py \
         "tests/test_benchmark_classes.py::test_gptq_kernel_time_is_below_its_latency_on_a_gpu" \
         > "$out/tests-full.log" 2>&1

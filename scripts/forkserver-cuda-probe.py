@@ -7,6 +7,8 @@ after each forks a child that reports torch's bad-fork flag and puts a tensor on
 it also records every call into torch's CUDA bindings (`torch._C._cuda_*`) with the stack
 that made it, and times the trial of benchmarks.common.forks_use_cuda_after for Liger's
 RoPE. Run from the repository root on a GPU machine (scripts/device-history.sh probe).
+The bindings are recorded from after `import torch`: a call torch makes while it imports
+is not among them (the first step's fork says whether one poisoned it).
 """
 
 import importlib
@@ -51,7 +53,8 @@ def fork_reports() -> str:
             os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
-    return os.read(read, 1000).decode()
+    with os.fdopen(read, "rb") as reader:
+        return reader.read().decode()
 
 
 def step(name: str) -> None:

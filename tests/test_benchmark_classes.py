@@ -93,7 +93,21 @@ def test_compile_health_counts_a_recompile_through_the_class():
 
 
 
-def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypatch):
+@pytest.fixture
+def server_common():
+    """benchmarks.common as asv's forkserver imports it, its record of the server imports
+    done (once per module and device) empty before and after the test."""
+    import sys
+
+    benchmark_classes.load(REPO, "rope", "RopeTime")
+    common = sys.modules["benchmarks.common"]
+    common._import_in_server.cache_clear()
+    yield common
+    common._import_in_server.cache_clear()
+
+
+def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypatch,
+                                                         server_common):
     """asv's forkserver imports the suite once and forks each benchmark process from it: a
     module a variant declares (`server_import`) is imported with the workload's classes in
     the server, on a device the variant runs on, so its processes find it imported; not in
@@ -105,8 +119,9 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
 
     from kernelwatch.workloads.declaration import CUDA, Variant, Workload, variant_table
 
-    benchmark_classes.load(REPO, "rope", "RopeTime")
-    common = sys.modules["benchmarks.common"]
+    common = server_common
+    # The trial's own answers are tests/test_forkserver.py's (a GPU's, in a new server).
+    monkeypatch.setattr(common, "forks_use_cuda_after", lambda module: True)
     for name in ("kw_probe_anywhere", "kw_probe_cuda"):
         (tmp_path / f"{name}.py").write_text("")
         monkeypatch.delitem(sys.modules, name, raising=False)
@@ -127,20 +142,22 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
     assert ("kw_probe_cuda" in sys.modules) == common.nvml_sees_a_gpu()
 
 
+@pytest.mark.skipif("__import__('torch').cuda.is_available()",
+                    reason="needs a machine where no fork can use CUDA; on a GPU "
+                           "tests/test_forkserver.py checks the trial both ways")
 def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then_lack_cuda(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, server_common):
     """On a GPU the server imports a variant's module only where a trial (in a fork of the
     server) shows that a fork of a process which imported it can still use CUDA. Here NVML
     is told to see a GPU that no fork can use (CPU torch): the trial says no, the module is
-    not imported, and the server itself never touched CUDA. The trial runs once for every
-    class of the workload."""
+    not imported, and the server itself never touched CUDA. One trial serves all the
+    workload's classes."""
     import sys
     import types
 
     from kernelwatch.workloads.declaration import CUDA, Variant, Workload, variant_table
 
-    benchmark_classes.load(REPO, "rope", "RopeTime")
-    common = sys.modules["benchmarks.common"]
+    common = server_common
     (tmp_path / "kw_probe_trial.py").write_text("")
     monkeypatch.delitem(sys.modules, "kw_probe_trial", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))

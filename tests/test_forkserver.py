@@ -79,15 +79,20 @@ def test_a_fork_of_a_process_that_initialised_cuda_fails_loudly():
 @gpu
 def test_the_servers_import_of_liger_leaves_cuda_alone_under_plain_asv():
     """asv's forkserver (plain `asv run`: nothing sets the NVML check but the suite) imports
-    Liger's RoPE with the suite (its variant's `server_import`); the import asks whether CUDA
-    is available, and a fork must still use CUDA."""
+    Liger's RoPE with the suite (its variant's `server_import`) where the trial says a fork
+    can still use CUDA after it; either way a fork uses CUDA. Whether it did is printed
+    (scripts/forkserver-cuda-probe.py says why)."""
     pytest.importorskip("liger_kernel", reason="Liger Kernel is not installed (pip install "
                         "liger-kernel; scripts/device-env.sh installs it from .whl)")
     r = serve_and_fork(
         'os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)\n'
         'sys.argv = ["benchmark.py", "run_server", "benchmarks", "socket"]  # as asv starts it',
-        'assert "liger_kernel.ops.rope" in sys.modules, "the server did not import Liger"\n'
-        'assert not torch.cuda.is_initialized(), "importing Liger initialised CUDA"')
+        'from benchmarks.common import forks_use_cuda_after\n'
+        'imported = "liger_kernel.ops.rope" in sys.modules\n'
+        'print("the server imported Liger:", imported)\n'
+        'trial = forks_use_cuda_after("liger_kernel.ops.rope")\n'
+        'assert imported == trial, f"the server imported: {imported}, the trial said {trial}"\n'
+        'assert not torch.cuda.is_initialized(), "the server initialised CUDA"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
 
 
@@ -99,5 +104,19 @@ def test_the_servers_trial_lets_a_module_that_leaves_cuda_alone_be_imported():
         'os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"',
         'from benchmarks.common import forks_use_cuda_after\n'
         'assert forks_use_cuda_after("json"), "the trial found no CUDA in a fork"\n'
+        'assert not torch.cuda.is_initialized(), "the trial initialised CUDA in the server"')
+    assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
+
+
+@gpu
+def test_the_servers_trial_keeps_out_a_module_whose_import_initialises_cuda(tmp_path):
+    """A module that initialises CUDA at import (as TransformerEngine's did): the trial says
+    no, the server does not import it, and its forks still use CUDA."""
+    (tmp_path / "kw_initialises_cuda.py").write_text("import torch\ntorch.cuda.init()\n")
+    r = serve_and_fork(
+        f'os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"\nsys.path.insert(0, "{tmp_path}")',
+        'from benchmarks.common import forks_use_cuda_after\n'
+        'assert not forks_use_cuda_after("kw_initialises_cuda"), "the trial let it in"\n'
+        'assert "kw_initialises_cuda" not in sys.modules\n'
         'assert not torch.cuda.is_initialized(), "the trial initialised CUDA in the server"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]

@@ -23,7 +23,7 @@ SUFFIX = ".outcomes"
 WHOLE_COMMIT = "*"
 # asv's last line for a process it stopped at the benchmark's timeout: a failed
 # combination's reason when it timed out.
-TIMED_OUT = re.compile(r"timed out \(timeout ([\d.]+)s\)")
+TIMED_OUT = re.compile(r"asv: benchmark timed out \(timeout ([\d.]+)s\)")
 
 
 def path_of(results: Path, machine: str, commit: str, env: str) -> Path:
