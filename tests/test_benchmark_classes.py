@@ -183,6 +183,18 @@ def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then
     assert not torch.cuda.is_initialized()
 
 
+def test_a_server_imports_trial_that_hangs_is_stopped(tmp_path, monkeypatch, server_common):
+    """A library that hangs at import cannot hang asv's forkserver: its trial is stopped at
+    TRIAL_SECONDS (with what it forked) and the module left to the variant's processes."""
+    import sys
+
+    (tmp_path / "kw_probe_hangs.py").write_text("import time\ntime.sleep(600)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(server_common, "TRIAL_SECONDS", 1.0)
+    assert not server_common.forks_use_cuda_after("kw_probe_hangs")
+    assert "kw_probe_hangs" not in sys.modules
+
+
 def test_the_server_never_asks_the_cuda_runtime_where_nvml_cannot_answer(monkeypatch):
     """A CUDA build of torch where NVML cannot answer (no driver, as torch 2.14.1 in the
     matrix on this machine; MIG devices): torch.cuda.is_available() would fall back to the
