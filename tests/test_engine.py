@@ -209,7 +209,7 @@ def test_a_cut_run_files_the_kernel_inventories_of_what_finished(clone, isolated
     dry = run([*cmd, "--dry-run"], clone)
     assert dry.returncode == 0, dry.stderr
     assert " or more for the " in dry.stdout
-    assert f"when a run was stopped before it ended: {stopped[0]} (" in dry.stdout
+    assert f"when a run was stopped before it ended or timed out: {stopped[0]} (" in dry.stdout
 
 
 def test_processes_pools_fresh_processes_into_one_result(clone, isolated_home):
