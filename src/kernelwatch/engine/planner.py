@@ -413,9 +413,12 @@ def combination_durations(results_dir: Path, machine: str) -> Durations:
                 found, name = floors, key[len(STOPPED_PREFIX):-len(DURATION_SUFFIX)]
             elif key.startswith(DURATION_PREFIX):
                 name = key[len(DURATION_PREFIX):-len(DURATION_SUFFIX)]
-                if name in failed and not outcomes.TIMED_OUT.search(failed[name]):
+                if name not in failed:
+                    found = whole
+                elif outcomes.TIMED_OUT.search(failed[name]):
+                    found = floors
+                else:
                     continue
-                found = floors if name in failed else whole
             else:
                 continue
             if name not in found or found[name][0] <= date:
