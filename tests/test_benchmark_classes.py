@@ -187,11 +187,20 @@ def test_a_server_imports_trial_that_hangs_is_stopped(tmp_path, monkeypatch, ser
     """A library that hangs at import cannot hang asv's forkserver: its trial is stopped at
     TRIAL_SECONDS (with what it forked) and the module left to the variant's processes."""
     import sys
+    import threading
 
-    (tmp_path / "kw_probe_hangs.py").write_text("import time\ntime.sleep(600)\n")
+    (tmp_path / "kw_probe_hangs.py").write_text("import time\ntime.sleep(3600)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(server_common, "TRIAL_SECONDS", 1.0)
-    assert not server_common.forks_use_cuda_after("kw_probe_hangs")
+    verdict = []
+    # In a thread, so that a trial that is not stopped fails this test (after 60 s, far past
+    # the 1 s it is given) instead of hanging the suite for the import's hour.
+    trial = threading.Thread(target=lambda: verdict.append(
+        server_common.forks_use_cuda_after("kw_probe_hangs")), daemon=True)
+    trial.start()
+    trial.join(60)
+    assert not trial.is_alive(), "the trial of a hanging import was not stopped"
+    assert verdict == [False]
     assert "kw_probe_hangs" not in sys.modules
 
 
