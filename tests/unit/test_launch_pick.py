@@ -184,6 +184,34 @@ def test_a_device_time_that_moved_with_only_the_pick_is_marked_launch_and_not_co
     assert c.mark == "+"
 
 
+def test_a_device_time_that_held_still_across_two_picks_says_so_beside_it():
+    """The H100's A/A of 2026-12-07: runs 1-5 of RoPE 8B `compile` picked 512 / 8 for one
+    kernel (17.8-17.9 us); the run with 5% injected picked 1024 / 4 (16.9 us in the suite's
+    run) and read 17.9 us: unchanged, the slowdown hidden behind the faster pick."""
+    from kernelwatch.report import compare
+
+    rows = _time_rows({A: 17.82e-6, B: 17.90e-6})
+    moved = {("m", A, "env", "rope(compile)"): picked(SLOW),
+             ("m", B, "env", "rope(compile)"): picked(FAST)}
+    (c,) = compare.compare(rows, ("m", A), ("m", B), factor=1.03, inventories=moved)
+    assert c.mark == " " and c.launch_moved
+    assert c.conditions.startswith(f"autotuning picked another launch: triton_poi_fused_1 {FAST}")
+    assert "a change of the code can hide behind the new pick" in c.conditions
+    text = compare.markdown([c], ("m", A), ("m", B), 1.03)
+    assert "1 unchanged (1 across another launch pick: said beside it) of 1 series" in text
+    # the explanation below the table names the picks for it too
+    assert compare.timed_changes([c]) == {("env", "rope", (("variant", "compile"),))}
+
+    # the same pick at both, or what a caller pays: nothing to say
+    same = {k: picked(FAST) for k in moved}
+    (c,) = compare.compare(rows, ("m", A), ("m", B), factor=1.03, inventories=same)
+    assert not c.launch_moved and c.conditions == "" and compare.timed_changes([c]) == set()
+    caller = _time_rows({A: 17.82e-6, B: 17.90e-6}, "track_caller_time")
+    (c,) = compare.compare(caller, ("m", A), ("m", B), factor=1.03, inventories=moved)
+    assert not c.launch_moved and c.conditions == ""
+    assert "across another launch pick" not in compare.markdown([c], ("m", A), ("m", B), 1.03)
+
+
 def test_a_launch_move_within_the_threshold_stays_unchanged_and_other_series_are_counted():
     from kernelwatch.regression import detect
 

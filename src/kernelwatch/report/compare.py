@@ -11,10 +11,14 @@ one call launches are a change whenever their count differs, however little the 
 detect.LAUNCH_BOUND) while its kernels are the same code at both, in one environment,
 launched with another configuration autotuning picked, is marked `launch` and not counted
 (the pick varies between runs with fresh compile caches; the picks are named below the
-table). A faster variant whose output fails its workload's quality gate at HEAD is not counted
-as better. A series pooled from several benchmark processes at both that moved beyond the
-factor while some process of one side reads like one of the other's is not counted, and
-says so beside it with each side's process medians (detect.compare).
+table). A device time that held still while the pick moved is unchanged but says so beside
+it, with the picks: one pick is faster than another by up to detect.LAUNCH_BOUND, so the
+same time across two picks can hide a change of the code (a 5% slowdown injected into a
+run whose pick was 5% faster read 1.00 on an H100). A faster variant whose output fails
+its workload's quality gate at HEAD is not counted as better. A series pooled from several
+benchmark processes at both that moved beyond the factor while some process of one side
+reads like one of the other's is not counted, and says so beside it with each side's
+process medians (detect.compare).
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ class Comparison:
     conditions: str = ""
     param_names: tuple[str, ...] = ()
     skipped: tuple[bool, bool] = (False, False)  # (base, head) ran and were skipped
+    # The device time's kernels are the same code at both, launched as autotuning picked
+    # otherwise (whatever the mark: `launch` when it moved, blank when it held still).
+    launch_moved: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -87,7 +94,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         b, a = before[key], after[key]
         env, bench, params = key
         key_of_series = detect.series_key(bench, [v for _, v in params])
-        change = None
+        change, launch_moved = None, False
         if a.version and b.version and a.version != b.version:
             mark = MARKS[detect.NOT_COMPARABLE]
         elif a.failed and b.failed:
@@ -102,9 +109,10 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             mark = " "
         else:
             case = f"{bench.split('.')[0]}({', '.join(v for _, v in params)})"
+            inv_b, inv_a = inv.get((*base, b.env_name, case)), inv.get((*head, a.env_name, case))
             launch_moved = (b.env_name == a.env_name and detect.same_hardware(b.env, a.env)
-                            and inventory.only_launch_moved(inv.get((*base, b.env_name, case)),
-                                                            inv.get((*head, a.env_name, case))))
+                            and bench.endswith(detect.DEVICE_TIME)
+                            and inventory.only_launch_moved(inv_b, inv_a))
             change = detect.judge(bench, a.unit, b.samples or [b.median],
                                   a.samples or [a.median],
                                   factor=(thresholds or {}).get(key_of_series, factor),
@@ -123,6 +131,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         if env_key and b.env_name != a.env_name:
             conditions = "; ".join(filter(None, [conditions,
                                                  _env_change(b.env_name, a.env_name)]))
+        if launch_moved and change and not change.flag:
+            conditions = "; ".join(filter(None, [conditions, _held_across_picks(inv_b, inv_a)]))
         if change and change.within_processes:
             conditions = "; ".join(filter(None, [conditions, _within_processes(b, a)]))
         reason = failing.get((env, bench.split(".")[0], params))
@@ -133,11 +143,23 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark, key_of_series,
                               conditions, tuple(k for k, _ in params),
-                              (b.skipped, a.skipped)))
+                              (b.skipped, a.skipped), launch_moved))
     order = {"+": 0, "!": 1, FAILING: 2, SKIPPED: 3, "-": 4, "*": 5, LAUNCH: 6, "x": 7, " ": 8}
-    out.sort(key=lambda c: (order[c.mark], c.benchmark.startswith(detect.MACHINE_FACTS),
+    # an unchanged time across two picks comes right after the moved ones: it is as much
+    # the pick's as theirs
+    out.sort(key=lambda c: (order[LAUNCH] if c.launch_moved else order[c.mark], c.mark != LAUNCH,
+                            c.benchmark.startswith(detect.MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
     return out
+
+
+def _held_across_picks(before: dict, after: dict) -> str:
+    """Beside a device time that held still while autotuning's pick moved: the picks, and
+    why the unchanged time is not the last word."""
+    from kernelwatch import inventory
+
+    return (f"{inventory.launch_difference(before, after)}; unchanged across two picks, "
+            "which differ by themselves: a change of the code can hide behind the new pick")
 
 
 def _within_processes(before: Row, after: Row) -> str:
@@ -175,7 +197,7 @@ def timed_changes(comparisons: list[Comparison]) -> set[tuple]:
     """(env, workload, params items) of the cases whose time or kernel count changed."""
     return {(c.env, c.benchmark.split(".")[0], tuple(zip(c.param_names, c.params.split(", "),
                                                           strict=False)))
-            for c in comparisons if c.mark in ("+", "-", LAUNCH)
+            for c in comparisons if (c.mark in ("+", "-", LAUNCH) or c.launch_moved)
             and (c.unit == "seconds" or c.benchmark.endswith(detect.KERNEL_COUNT))}
 
 
@@ -202,6 +224,7 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
     failing = sum(c.mark == FAILING for c in comparisons)
     skipped = sum(c.mark == SKIPPED for c in comparisons)
     launch = sum(c.mark == LAUNCH for c in comparisons)
+    held = sum(c.launch_moved and c.mark == " " for c in comparisons)
     within = sum(bool(c.change and c.change.within_processes) for c in comparisons)
     lines = [f"### kernelwatch: {head[1][:8]} ({md_code(head[0])}) against {base[1][:8]} "
              f"({md_code(base[0])})",
@@ -210,7 +233,9 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
              f"{incomparable} not comparable, "
              + (f"{launch} moved with autotuning's launch pick, " if launch else "")
              + f"{len(comparisons) - worse - better - incomparable - failing - skipped - launch} "
-             f"unchanged of {len(comparisons)} series (a change counts when asv's test on "
+             "unchanged"
+             + (f" ({held} across another launch pick: said beside it)" if held else "")
+             + f" of {len(comparisons)} series (a change counts when asv's test on "
              "the samples "
              f"finds it significant and the medians differ by more than {factor:.2f}x"
              + (f", or by the series' own threshold from `kernelwatch fidelity` where "
