@@ -32,7 +32,9 @@ def record_cuda_bindings() -> None:
         function = getattr(torch._C, name)
         if name.startswith("_cuda_") and name != "_cuda_isInBadFork" and callable(function):
             def noted(*args, _name=name, _function=function, **kwargs):
-                calls.append((_name, "".join(traceback.format_stack(limit=16)[:-1])))
+                # the whole chain, importlib's own frames left out: which import led here
+                stack = [f for f in traceback.format_stack()[:-1] if "<frozen importlib" not in f]
+                calls.append((_name, "".join(stack)))
                 return _function(*args, **kwargs)
             setattr(torch._C, name, noted)
 
