@@ -18,7 +18,8 @@
 #            and kernel inventories (the launch autotuning picked) on one commit (KW_AA_ARGS
 #            narrows them), each its own machine name (gpu-aa-N), fresh compile caches per
 #            run (kept for the run when a later call on the warm machine goes on with it, so
-#            its inventories and its times read one autotuning pick), each cut at
+#            its inventories and its times read one autotuning pick; the slower run reuses
+#            run 1's, so it differs from run 1 by the injected slowdown alone), each cut at
 #            KW_AA_SECONDS (default 75), in this order: runs 1 and 2 and `compare` of run 2
 #            against run 1 (default thresholds and --factor 1.03), a run with a 5% slowdown
 #            injected (gpu-aa-slow) and its compare at --factor 1.03, then runs 3..N, the
@@ -59,7 +60,10 @@ run_caches() {  # run_caches NAME: one A/A run's compile caches (this commit's),
 
 aa_run() {  # aa_run NAME [SLOWDOWN]: one A/A run as machine gpu-aa-NAME, its own caches
   local t; t=$(limit "${KW_AA_SECONDS:-75}"); enough "aa run $1" "$t" || return 1
-  run_caches "$1"
+  # The slower run tests the detector, so it reuses run 1's caches: its autotuning picks
+  # are run 1's and the injected slowdown is the one thing that differs. A pick of its own
+  # can hide the slowdown (RoPE 8B compile on an H100: a 5% faster pick read 1.00).
+  if [ -n "${2:-}" ]; then run_caches 1; else run_caches "$1"; fi
   KERNELWATCH_INJECT_SLOWDOWN=${2:-} timeout -s TERM "$t" python3 -m kernelwatch.cli run \
     --existing --machine "gpu-aa-$1" --suite gpu-commit --metric time --metric kernel-time \
     --metric kernels --track time --track kernel_time --track kernel_count \
