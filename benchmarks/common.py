@@ -90,13 +90,25 @@ def _import_in_server(module: str, here: str) -> None:
     forkserver), so that the processes it forks find it imported. A module that does not
     import is left to the variant's own process, which says why and how to install it; on a
     GPU, so is one after whose import a fork cannot use CUDA (forks_use_cuda_after)."""
-    if here == "cuda" and not forks_use_cuda_after(module):
-        return
+    if here == "cuda":
+        start = time.monotonic()
+        if not forks_use_cuda_after(module):
+            seconds = time.monotonic() - start
+            why = (f"its trial outlasted {TRIAL_SECONDS:.0f} s" if seconds >= TRIAL_SECONDS
+                   else "a process forked after importing it could not use CUDA")
+            # in asv's log of the run, and on kernelwatch's console (engine.progress)
+            print(f"{SERVER_IMPORT_LEFT} {module} to its benchmark processes ({why}; "
+                  f"trial {seconds:.1f} s)", file=sys.stderr)
+            return
     try:
         importlib.import_module(module)
     except Exception:  # reported by the variant's own process, with the fix
         pass
 
+
+# How the server says it left a variant's module to its processes (asv keeps what the
+# suite's import printed in the server; kernelwatch shows the line).
+SERVER_IMPORT_LEFT = "kernelwatch server import: left"
 
 # Seconds the trial of a server import may take (the import, and a CUDA context in a fork):
 # past them it is stopped and the module left to the variant's processes, so a library that

@@ -146,11 +146,12 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
                     reason="needs a machine where no fork can use CUDA; on a GPU "
                            "tests/test_forkserver.py checks the trial both ways")
 def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then_lack_cuda(
-        tmp_path, monkeypatch, server_common):
+        tmp_path, monkeypatch, capfd, server_common):
     """On a GPU the server imports a variant's module only where a trial (in a fork of the
     server) shows that a fork of a process which imported it can still use CUDA. Here NVML
     is told to see a GPU that no fork can use (CPU torch): the trial says no, the module is
-    not imported, and the server itself never touched CUDA. One trial serves all the
+    not imported, the server says so (asv keeps what the suite's import printed; kernelwatch
+    shows the line), and the server itself never touched CUDA. One trial serves all the
     workload's classes."""
     import sys
     import types
@@ -181,27 +182,37 @@ def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then
     assert trials == ["kw_probe_trial"], "the trial runs once per server and module"
     assert "kw_probe_trial" not in sys.modules
     assert not torch.cuda.is_initialized()
+    said = [line for line in capfd.readouterr().err.splitlines()
+            if line.startswith(common.SERVER_IMPORT_LEFT)]
+    assert len(said) == 1 and said[0].startswith(
+        "kernelwatch server import: left kw_probe_trial to its benchmark processes (a process "
+        "forked after importing it could not use CUDA; trial ")
+    from kernelwatch.engine import progress
+    assert progress.SHOWN.search("·· " + said[0]), "kernelwatch's console shows it"
+    assert progress.SERVER_IMPORT_LEFT == common.SERVER_IMPORT_LEFT
 
 
-def test_a_server_imports_trial_that_hangs_is_stopped(tmp_path, monkeypatch, server_common):
+def test_a_server_imports_trial_that_hangs_is_stopped(tmp_path, monkeypatch, capfd,
+                                                      server_common):
     """A library that hangs at import cannot hang asv's forkserver: its trial is stopped at
-    TRIAL_SECONDS (with what it forked) and the module left to the variant's processes."""
+    TRIAL_SECONDS (with what it forked), the module left to the variant's processes, and the
+    server says why."""
     import sys
     import threading
 
     (tmp_path / "kw_probe_hangs.py").write_text("import time\ntime.sleep(3600)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(server_common, "TRIAL_SECONDS", 1.0)
-    verdict = []
     # In a thread, so that a trial that is not stopped fails this test (after 60 s, far past
     # the 1 s it is given) instead of hanging the suite for the import's hour.
-    trial = threading.Thread(target=lambda: verdict.append(
-        server_common.forks_use_cuda_after("kw_probe_hangs")), daemon=True)
+    trial = threading.Thread(target=server_common._import_in_server,
+                             args=("kw_probe_hangs", "cuda"), daemon=True)
     trial.start()
     trial.join(60)
     assert not trial.is_alive(), "the trial of a hanging import was not stopped"
-    assert verdict == [False]
     assert "kw_probe_hangs" not in sys.modules
+    assert ("kernelwatch server import: left kw_probe_hangs to its benchmark processes (its "
+            "trial outlasted 1 s; trial 1.") in capfd.readouterr().err
 
 
 def test_the_server_never_asks_the_cuda_runtime_where_nvml_cannot_answer(monkeypatch):

@@ -351,3 +351,28 @@ def test_an_existing_environment_discovers_again_only_when_what_it_imports_chang
     fifth = run(cmd, clone)
     assert fifth.returncode == 0 and kept not in fifth.stdout
     assert kept in run(cmd, clone).stdout  # written anew
+
+
+def test_what_the_forkserver_says_of_a_module_it_left_out_reaches_the_console(
+        clone, isolated_home):
+    """The server's word that it left a variant's module to its benchmark processes (printed
+    while asv's forkserver imports the suite, on a GPU where the module's trial says no) is
+    shown without -v, in kernelwatch's words, and kept in asv's log."""
+    word = ("kernelwatch server import: left kw_demo to its benchmark processes (a process "
+            "forked after importing it could not use CUDA; trial 0.1 s)")
+    extra = clone / "benchmarks" / "zz_server_word.py"
+    extra.write_text("import sys\n"
+                     "from benchmarks.common import in_asv_forkserver\n"
+                     f"if in_asv_forkserver():\n    print({word!r}, file=sys.stderr)\n")
+    try:
+        done = run([kernelwatch_exe(), "run", "--existing", "--workload", "rope", "--param",
+                    "shape=tiny", "--param", "dtype=float32", "--param", "form=rotate-half",
+                    "--param", "variant=eager", "--metric", "time", "--track", "time",
+                    "--skip-machine-facts", "--rerun", "--machine", "server-word"], clone)
+    finally:
+        extra.unlink()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert word in done.stdout.splitlines(), done.stdout[-3000:]
+    log = sorted((clone / ".kernelwatch" / "logs").glob("run-*.log"))[-1]
+    assert word in log.read_text()
+

@@ -406,6 +406,10 @@ def run_benchmarks(benchmarks, env, results=None, show_stderr=False, quick=False
     spawner = runner.get_spawner(env, benchmarks.benchmark_dir, launch_method=launch_method)
     try:
         ok, out = spawner.preimport()
+        if ok and show_stderr and out:  # what the suite's import printed, as asv keeps it
+            log.info("Importing benchmark suite produced output:")
+            with log.indent():
+                log.error(out.rstrip())
         if not ok:
             log.warning("Importing benchmark suite failed (skipping all benchmarks).")
             if show_stderr and out:

@@ -28,11 +28,13 @@ TOTAL = re.compile(r"^· Running (\d+) total benchmarks")
 STEP_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·{1,2} ((Creating|Installing|Building|"
                        r"Benchmarking|Discovering|Running|For|Uninstalling) .*)")
 # What is passed through even without -v: asv's failed results (`··· name   failed`,
-# `1/2 failed`), its timeout and out-of-memory messages.
+# `1/2 failed`), its timeout and out-of-memory messages, and the forkserver's word that it
+# left a variant's module to its processes (benchmarks/common.py SERVER_IMPORT_LEFT).
 # A benchmark's own stderr (full of warnings) and asv's tracebacks stay in the log;
 # kernelwatch names the log in its own message when asv fails.
+SERVER_IMPORT_LEFT = "kernelwatch server import: left"
 SHOWN = re.compile(r"^\[\s*[\d.]+%\] ··· \S+\s.*\bfailed\b|timed out \(timeout|"
-                   r"OutOfMemoryError|out of memory")
+                   r"OutOfMemoryError|out of memory|" + re.escape(SERVER_IMPORT_LEFT))
 PARAMETERS_LINE = re.compile(r"^\[\s*[\d.]+%\] ···· For parameters: ")
 # A line of asv's log at any depth: its percentage where it has one, then its dots.
 ASV_LINE = r"^(?:\[\s*[\d.]+%\] )?·+ "
@@ -145,6 +147,8 @@ class AsvProgress:
             if self.parameters and not result:
                 self._say(self.parameters)
                 self.parameters = ""
+            if SERVER_IMPORT_LEFT in text:  # kernelwatch's own words, without asv's dots
+                text = text[text.index(SERVER_IMPORT_LEFT):]
             self._say(text if self.shown < MAX_SHOWN else
                       f"{text}\n(more in {self.log.name})")
         self.bar.n = self.percent
