@@ -84,21 +84,29 @@ def nvml_sees_a_gpu() -> bool:
     return torch.cuda._is_compiled() and count is not None and count() > 0
 
 
+# How the server says it left a variant's module to its processes (asv keeps what the
+# suite's import printed in the server; kernelwatch shows the line).
+SERVER_IMPORT_LEFT = "kernelwatch server import: left"
+
+
 @functools.cache  # once per server: every class of a workload declares its variants
 def _import_in_server(module: str, here: str) -> None:
     """Import a variant's `server_import` in the process that imports the suite (asv's
     forkserver), so that the processes it forks find it imported. A module that does not
     import is left to the variant's own process, which says why and how to install it; on a
-    GPU, so is one after whose import a fork cannot use CUDA (forks_use_cuda_after)."""
+    GPU, so is one whose trial (server_import_trial) finds a fork cannot use CUDA after it,
+    or outlasts TRIAL_SECONDS, and the server says so."""
     if here == "cuda":
         start = time.monotonic()
-        if not forks_use_cuda_after(module):
-            seconds = time.monotonic() - start
-            why = (f"its trial outlasted {TRIAL_SECONDS:.0f} s" if seconds >= TRIAL_SECONDS
+        verdict = server_import_trial(module)
+        if verdict == TRIAL_IMPORT_FAILED:
+            return
+        if verdict != TRIAL_OK:
+            why = (f"its trial outlasted {TRIAL_SECONDS:.0f} s" if verdict == TRIAL_TIMED_OUT
                    else "a process forked after importing it could not use CUDA")
             # in asv's log of the run, and on kernelwatch's console (engine.progress)
             print(f"{SERVER_IMPORT_LEFT} {module} to its benchmark processes ({why}; "
-                  f"trial {seconds:.1f} s)", file=sys.stderr)
+                  f"trial {time.monotonic() - start:.1f} s)", file=sys.stderr)
             return
     try:
         importlib.import_module(module)
@@ -106,36 +114,39 @@ def _import_in_server(module: str, here: str) -> None:
         pass
 
 
-# How the server says it left a variant's module to its processes (asv keeps what the
-# suite's import printed in the server; kernelwatch shows the line).
-SERVER_IMPORT_LEFT = "kernelwatch server import: left"
-
 # Seconds the trial of a server import may take (the import, and a CUDA context in a fork):
 # past them it is stopped and the module left to the variant's processes, so a library that
 # hangs at import cannot hang asv's forkserver, which waits on the server with no limit.
 TRIAL_SECONDS = 120.0
+# What a trial found (server_import_trial).
+TRIAL_OK = "ok"
+TRIAL_NO_CUDA = "a fork after the import could not use CUDA"
+TRIAL_IMPORT_FAILED = "the import failed"
+TRIAL_TIMED_OUT = "the trial outlasted TRIAL_SECONDS"
+_IMPORT_FAILED_EXIT = 2
 
 
-def forks_use_cuda_after(module: str) -> bool:
-    """Whether a fork of a process that imported `module` can use CUDA, tried in a fork of
-    this process, which is left as it was: a library that asks the device anything at import
-    time (not only torch's lazy init; a driver call of its own) would leave every benchmark
-    process the server forks unable to use CUDA. The trial imports the module, forks as the
-    server does and puts a tensor on the GPU there; it costs the import once more and a CUDA
-    context (_import_in_server asks once per module)."""
+def server_import_trial(module: str) -> str:
+    """Whether a fork of a process that imported `module` can use CUDA (TRIAL_OK) or why
+    not, tried in a fork of this process, which is left as it was: a library that asks the
+    device anything at import time (not only torch's lazy init; a driver call of its own)
+    would leave every benchmark process the server forks unable to use CUDA. The trial
+    imports the module, forks as the server does and puts a tensor on the GPU there; it costs
+    the import once more and a CUDA context (_import_in_server asks once per module)."""
     trial = os.fork()
     if trial == 0:  # never returns: a fork of the server must not go on as a server
-        code = 1
+        code = _IMPORT_FAILED_EXIT
         try:
             os.setpgid(0, 0)  # its own group, which a trial past its time is stopped with
             importlib.import_module(module)
+            code = 1
             fork = os.fork()
             if fork == 0:
                 try:
                     code = 0 if float(torch.ones(1, device="cuda").sum()) == 1.0 else 1
                 finally:
                     os._exit(code)
-            code = os.waitstatus_to_exitcode(os.waitpid(fork, 0)[1])
+            code = 0 if os.waitstatus_to_exitcode(os.waitpid(fork, 0)[1]) == 0 else 1
         finally:
             os._exit(code)
     deadline = time.monotonic() + TRIAL_SECONDS
@@ -144,9 +155,16 @@ def forks_use_cuda_after(module: str) -> bool:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(trial, signal.SIGKILL)
             os.waitpid(trial, 0)
-            return False
+            return TRIAL_TIMED_OUT
         time.sleep(0.01)
-    return os.waitstatus_to_exitcode(ended[1]) == 0
+    code = os.waitstatus_to_exitcode(ended[1])
+    return {0: TRIAL_OK, _IMPORT_FAILED_EXIT: TRIAL_IMPORT_FAILED}.get(code, TRIAL_NO_CUDA)
+
+
+def forks_use_cuda_after(module: str) -> bool:
+    """Whether a fork of a process that imported `module` can use CUDA (server_import_trial
+    says yes)."""
+    return server_import_trial(module) == TRIAL_OK
 
 
 def pin_cpu_threads(dev: torch.device) -> None:

@@ -63,7 +63,13 @@ aa_run() {  # aa_run NAME [SLOWDOWN]: one A/A run as machine gpu-aa-NAME, its ow
   # The slower run tests the detector, so it reuses run 1's caches: its autotuning picks
   # are run 1's and the injected slowdown is the one thing that differs. A pick of its own
   # can hide the slowdown (RoPE 8B compile on an H100: a 5% faster pick read 1.00).
-  if [ -n "${2:-}" ]; then run_caches 1; else run_caches "$1"; fi
+  if [ -n "${2:-}" ]; then
+    run_caches 1
+    [ -n "$(find "$TORCHINDUCTOR_CACHE_DIR" -type f -print -quit)" ] || echo "aa run $1:" \
+      "run 1's compile caches are not on this machine, so its picks are its own" | tee -a "$out/aa.txt"
+  else
+    run_caches "$1"
+  fi
   KERNELWATCH_INJECT_SLOWDOWN=${2:-} timeout -s TERM "$t" python3 -m kernelwatch.cli run \
     --existing --machine "gpu-aa-$1" --suite gpu-commit --metric time --metric kernel-time \
     --metric kernels --track time --track kernel_time --track kernel_count \

@@ -121,7 +121,7 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
 
     common = server_common
     # The trial's own answers are tests/test_forkserver.py's (a GPU's, in a new server).
-    monkeypatch.setattr(common, "forks_use_cuda_after", lambda module: True)
+    monkeypatch.setattr(common, "server_import_trial", lambda module: common.TRIAL_OK)
     for name in ("kw_probe_anywhere", "kw_probe_cuda"):
         (tmp_path / f"{name}.py").write_text("")
         monkeypatch.delitem(sys.modules, name, raising=False)
@@ -162,7 +162,8 @@ def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then
     (tmp_path / "kw_probe_trial.py").write_text("")
     monkeypatch.delitem(sys.modules, "kw_probe_trial", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
-    variants = variant_table(Variant("cuda-only", CUDA, server_import="kw_probe_trial"))
+    variants = variant_table(Variant("cuda-only", CUDA, server_import="kw_probe_trial"),
+                             Variant("absent", CUDA, server_import="kw_probe_not_installed"))
     workload = types.SimpleNamespace(
         SPEC=Workload("probe", {"variant": list(variants)}, {}, variants, {}))
     monkeypatch.setattr(common, "nvml_sees_a_gpu", lambda: True)
@@ -172,18 +173,24 @@ def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then
 
     def counted_trial(module):
         trials.append(module)
-        return forks_use_cuda_after(module)
+        return server_import_trial(module)
 
-    forks_use_cuda_after = common.forks_use_cuda_after
-    assert not forks_use_cuda_after("kw_probe_trial")
-    monkeypatch.setattr(common, "forks_use_cuda_after", counted_trial)
+    server_import_trial = common.server_import_trial
+    assert server_import_trial("kw_probe_trial") == common.TRIAL_NO_CUDA
+    assert not common.forks_use_cuda_after("kw_probe_trial")
+    assert server_import_trial("kw_probe_not_installed") == common.TRIAL_IMPORT_FAILED
+    monkeypatch.setattr(common, "server_import_trial", counted_trial)
+    capfd.readouterr()
     type("_Probe", (common._Workload,), {}, workload=workload)
     type("_ProbeToo", (common._Workload,), {}, workload=workload)  # a workload's next class
-    assert trials == ["kw_probe_trial"], "the trial runs once per server and module"
+    assert trials == ["kw_probe_trial", "kw_probe_not_installed"], (
+        "the trial runs once per server and module")
     assert "kw_probe_trial" not in sys.modules
     assert not torch.cuda.is_initialized()
     said = [line for line in capfd.readouterr().err.splitlines()
             if line.startswith(common.SERVER_IMPORT_LEFT)]
+    # one line, for the module a fork could not use CUDA after; a module that does not
+    # import is its variant's process's to report, with the fix
     assert len(said) == 1 and said[0].startswith(
         "kernelwatch server import: left kw_probe_trial to its benchmark processes (a process "
         "forked after importing it could not use CUDA; trial ")

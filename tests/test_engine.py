@@ -375,4 +375,3 @@ def test_what_the_forkserver_says_of_a_module_it_left_out_reaches_the_console(
     assert word in done.stdout.splitlines(), done.stdout[-3000:]
     log = sorted((clone / ".kernelwatch" / "logs").glob("run-*.log"))[-1]
     assert word in log.read_text()
-

@@ -194,7 +194,7 @@ def test_a_device_time_that_held_still_across_two_picks_says_so_beside_it():
     moved = {("m", A, "env", "rope(compile)"): picked(SLOW),
              ("m", B, "env", "rope(compile)"): picked(FAST)}
     (c,) = compare.compare(rows, ("m", A), ("m", B), factor=1.03, inventories=moved)
-    assert c.mark == " " and c.launch_moved
+    assert c.mark == " " and c.held_across_picks
     assert c.conditions.startswith(f"autotuning picked another launch: triton_poi_fused_1 {FAST}")
     assert "a change of the code can hide behind the new pick" in c.conditions
     text = compare.markdown([c], ("m", A), ("m", B), 1.03)
@@ -205,11 +205,40 @@ def test_a_device_time_that_held_still_across_two_picks_says_so_beside_it():
     # the same pick at both, or what a caller pays: nothing to say
     same = {k: picked(FAST) for k in moved}
     (c,) = compare.compare(rows, ("m", A), ("m", B), factor=1.03, inventories=same)
-    assert not c.launch_moved and c.conditions == "" and compare.timed_changes([c]) == set()
+    assert not c.held_across_picks and c.conditions == ""
+    assert compare.timed_changes([c]) == set()
     caller = _time_rows({A: 17.82e-6, B: 17.90e-6}, "track_caller_time")
     (c,) = compare.compare(caller, ("m", A), ("m", B), factor=1.03, inventories=moved)
-    assert not c.launch_moved and c.conditions == ""
+    assert not c.held_across_picks and c.conditions == ""
     assert "across another launch pick" not in compare.markdown([c], ("m", A), ("m", B), 1.03)
+
+    # moved beyond the factor but within its processes: not unchanged, so not this note
+    def pooled(levels: list[float]) -> list[float]:
+        return [v * (1 + i / 4000) for v in levels for i in range(20)]
+
+    spread = [dataclasses.replace(r, processes=2, samples=pooled(
+        [17.0e-6, 18.7e-6] if r.commit == A else [18.6e-6, 18.9e-6])) for r in rows]
+    (c,) = compare.compare(spread, ("m", A), ("m", B), factor=1.03, inventories=moved)
+    assert c.change.within_processes and c.mark == " " and not c.held_across_picks
+    assert "unchanged across two picks" not in c.conditions
+
+
+def test_a_slowdown_beyond_what_a_pick_explains_stays_at_the_top_of_the_table():
+    """A device time 2.19x slower with another pick is counted worse, and listed before a
+    faster series and before an unchanged one across picks, whatever its pick."""
+    from kernelwatch.report import compare
+
+    moved = {("m", A, "env", f"rope({v})"): picked(SLOW) for v in ("compile", "other")}
+    moved |= {("m", B, "env", f"rope({v})"): picked(FAST) for v in ("compile", "other")}
+    far = _time_rows({A: 13.7e-6, B: 30.0e-6})
+    held = [dataclasses.replace(r, params={"variant": "other"})
+            for r in _time_rows({A: 17.82e-6, B: 17.90e-6})]
+    faster = [dataclasses.replace(r, benchmark="rope.RopeTime.track_caller_time",
+                                  params={"variant": "fast"})
+              for r in _time_rows({A: 30.0e-6, B: 10.0e-6})]
+    marks = [(c.mark, c.held_across_picks) for c in compare.compare(
+        far + held + faster, ("m", A), ("m", B), factor=1.03, inventories=moved)]
+    assert marks == [("+", False), ("-", False), (" ", True)]
 
 
 def test_a_launch_move_within_the_threshold_stays_unchanged_and_other_series_are_counted():

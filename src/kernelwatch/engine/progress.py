@@ -34,7 +34,8 @@ STEP_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·{1,2} ((Creating|Installing|Buil
 # kernelwatch names the log in its own message when asv fails.
 SERVER_IMPORT_LEFT = "kernelwatch server import: left"
 SHOWN = re.compile(r"^\[\s*[\d.]+%\] ··· \S+\s.*\bfailed\b|timed out \(timeout|"
-                   r"OutOfMemoryError|out of memory|" + re.escape(SERVER_IMPORT_LEFT))
+                   r"OutOfMemoryError|out of memory|"
+                   r"^(?:\[\s*[\d.]+%\] )?(?:·+ )?" + re.escape(SERVER_IMPORT_LEFT))
 PARAMETERS_LINE = re.compile(r"^\[\s*[\d.]+%\] ···· For parameters: ")
 # A line of asv's log at any depth: its percentage where it has one, then its dots.
 ASV_LINE = r"^(?:\[\s*[\d.]+%\] )?·+ "

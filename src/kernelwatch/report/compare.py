@@ -25,11 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kernelwatch.regression import detect
 from kernelwatch.report import clocks
 from kernelwatch.report.format import fmt_value, md_code, md_text
 from kernelwatch.results.rows import Row
+
+if TYPE_CHECKING:
+    from kernelwatch.inventory import Inventory
 
 # asv compare's marks for detect.judge's flags: x for a benchmark whose code changed.
 FAILING, SKIPPED, LAUNCH = "failing", "skipped", detect.LAUNCH
@@ -54,9 +58,9 @@ class Comparison:
     conditions: str = ""
     param_names: tuple[str, ...] = ()
     skipped: tuple[bool, bool] = (False, False)  # (base, head) ran and were skipped
-    # The device time's kernels are the same code at both, launched as autotuning picked
-    # otherwise (whatever the mark: `launch` when it moved, blank when it held still).
-    launch_moved: bool = False
+    # An unchanged device time whose kernels are the same code at both, launched as
+    # autotuning picked otherwise: said beside it, since a pick moves the time by itself.
+    held_across_picks: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -82,7 +86,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
     the head's machine) is judged at it; the others at `factor`. `env_key` names the
     environment a series is matched by (a library's commits: without its requirement set).
     `inventories`: (machine, commit, env, case key) -> the case's kernel inventory, where a
-    device time whose kernels only changed launch, in one environment, is marked LAUNCH."""
+    device time whose kernels only changed launch, in one environment, is marked LAUNCH
+    when it moved, and `held_across_picks` (said beside it) when it did not."""
     from kernelwatch import inventory
 
     before, after = _series(rows, *base, env_key), _series(rows, *head, env_key)
@@ -94,7 +99,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         b, a = before[key], after[key]
         env, bench, params = key
         key_of_series = detect.series_key(bench, [v for _, v in params])
-        change, launch_moved = None, False
+        change, held_across_picks, inv_b, inv_a = None, False, None, None
         if a.version and b.version and a.version != b.version:
             mark = MARKS[detect.NOT_COMPARABLE]
         elif a.failed and b.failed:
@@ -119,6 +124,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
                                   launch_moved=launch_moved,
                                   processes=(b.processes, a.processes))
             mark = MARKS[change.flag]
+            # moved beyond the factor within its processes is not "unchanged": not this note
+            held_across_picks = launch_moved and not change.flag and not change.within_processes
         notes = [f"{side}: {note}" for side, (machine, commit) in (("base", base), ("head", head))
                  if (note := clocks.note_for(checks, machine, env, commit, bench, params))]
         conditions = f"device check, {'; '.join(notes)}" if notes else ""
@@ -131,7 +138,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         if env_key and b.env_name != a.env_name:
             conditions = "; ".join(filter(None, [conditions,
                                                  _env_change(b.env_name, a.env_name)]))
-        if launch_moved and change and not change.flag:
+        if held_across_picks:
             conditions = "; ".join(filter(None, [conditions, _held_across_picks(inv_b, inv_a)]))
         if change and change.within_processes:
             conditions = "; ".join(filter(None, [conditions, _within_processes(b, a)]))
@@ -143,17 +150,18 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark, key_of_series,
                               conditions, tuple(k for k, _ in params),
-                              (b.skipped, a.skipped), launch_moved))
+                              (b.skipped, a.skipped), held_across_picks))
     order = {"+": 0, "!": 1, FAILING: 2, SKIPPED: 3, "-": 4, "*": 5, LAUNCH: 6, "x": 7, " ": 8}
     # an unchanged time across two picks comes right after the moved ones: it is as much
     # the pick's as theirs
-    out.sort(key=lambda c: (order[LAUNCH] if c.launch_moved else order[c.mark], c.mark != LAUNCH,
+    out.sort(key=lambda c: (order[LAUNCH] if c.held_across_picks else order[c.mark],
+                            c.mark != LAUNCH,
                             c.benchmark.startswith(detect.MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
     return out
 
 
-def _held_across_picks(before: dict, after: dict) -> str:
+def _held_across_picks(before: Inventory | dict, after: Inventory | dict) -> str:
     """Beside a device time that held still while autotuning's pick moved: the picks, and
     why the unchanged time is not the last word."""
     from kernelwatch import inventory
@@ -194,10 +202,11 @@ def _failing_gates(rows, gate) -> dict[tuple, str]:
 
 
 def timed_changes(comparisons: list[Comparison]) -> set[tuple]:
-    """(env, workload, params items) of the cases whose time or kernel count changed."""
+    """(env, workload, params items) of the cases whose time or kernel count changed, or
+    whose device time held still across another autotuning pick (its picks are named)."""
     return {(c.env, c.benchmark.split(".")[0], tuple(zip(c.param_names, c.params.split(", "),
                                                           strict=False)))
-            for c in comparisons if (c.mark in ("+", "-", LAUNCH) or c.launch_moved)
+            for c in comparisons if (c.mark in ("+", "-", LAUNCH) or c.held_across_picks)
             and (c.unit == "seconds" or c.benchmark.endswith(detect.KERNEL_COUNT))}
 
 
@@ -224,7 +233,7 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
     failing = sum(c.mark == FAILING for c in comparisons)
     skipped = sum(c.mark == SKIPPED for c in comparisons)
     launch = sum(c.mark == LAUNCH for c in comparisons)
-    held = sum(c.launch_moved and c.mark == " " for c in comparisons)
+    held = sum(c.held_across_picks for c in comparisons)
     within = sum(bool(c.change and c.change.within_processes) for c in comparisons)
     lines = [f"### kernelwatch: {head[1][:8]} ({md_code(head[0])}) against {base[1][:8]} "
              f"({md_code(base[0])})",

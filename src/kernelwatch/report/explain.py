@@ -72,7 +72,8 @@ def _delta_seconds(name: str, before: float, after: float, whole: float) -> str:
 def explain(rows: list[Row], base: tuple[str, str], head: tuple[str, str],
             changed: set[tuple], inventories: dict | None = None) -> list[Explanation]:
     """One explanation per changed case. `changed` holds (env, workload, params items) of
-    the cases whose time changed; `inventories` maps (machine, commit, env, case key) ->
+    the cases whose time changed or held still across another autotuning pick
+    (compare.timed_changes); `inventories` maps (machine, commit, env, case key) ->
     the recorded kernel inventory (kernelwatch.inventory's dict) where one was kept: each
     side's own machine, so two machines of one commit compare their own kernels."""
     from kernelwatch import inventory
