@@ -5,7 +5,7 @@ there leaves every fork unable to use CUDA (benchmarks/common.py device()). This
 server's steps one by one in this process, as asv starts it (`run_server` in argv), and
 after each forks a child that reports torch's bad-fork flag and puts a tensor on the GPU;
 it also records every call into torch's CUDA bindings (`torch._C._cuda_*`) with the stack
-that made it, and times the trial of benchmarks.common.forks_use_cuda_after for Liger's
+that made it, and times the trial of benchmarks.common.server_import_trial for Liger's
 RoPE. Run from the repository root on a GPU machine (scripts/device-history.sh probe).
 The bindings are recorded from after `import torch`: a call torch makes while it imports
 is not among them (the first step's fork says whether one poisoned it).
@@ -78,8 +78,8 @@ print("NVML count", torch.cuda._device_count_nvml(), "nvml_sees_a_gpu", common.n
 step("nvml_sees_a_gpu")
 for module in ("json", "liger_kernel.ops.rope"):
     start = time.perf_counter()
-    verdict = common.forks_use_cuda_after(module)
-    print(f"forks_use_cuda_after({module}) = {verdict} in {time.perf_counter() - start:.2f} s")
+    verdict = common.server_import_trial(module)
+    print(f"server_import_trial({module}) = {verdict!r} in {time.perf_counter() - start:.2f} s")
 step("the trials")
 for info in pkgutil.iter_modules(benchmarks.__path__):
     importlib.import_module(f"benchmarks.{info.name}")
