@@ -169,6 +169,9 @@ def test_a_device_time_that_moved_with_only_the_pick_is_marked_launch_and_not_co
     # what a caller pays has a host part the pick does not explain
     caller = _time_rows({A: 13.7e-6, B: 15.7e-6}, "track_caller_time")
     assert compare.compare(caller, ("m", A), ("m", B), inventories=moved)[0].mark == "+"
+    # the GPU's busy time under the profiler (the kernel-time family) follows the pick too
+    busy = _time_rows({A: 13.7e-6, B: 15.7e-6}, "track_kernel_time")
+    assert compare.compare(busy, ("m", A), ("m", B), inventories=moved)[0].mark == compare.LAUNCH
     # the H100's A/A (2026-12-06): one code, the picks 1.30x apart
     h100 = _time_rows({A: 21.89e-6, B: 16.88e-6})
     assert compare.compare(h100, ("m", A), ("m", B), inventories=moved)[0].mark == compare.LAUNCH

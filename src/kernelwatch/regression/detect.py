@@ -51,9 +51,10 @@ LAUNCH_BOUND = 2.0
 # agree at both measurements (two machine names of an A/A, or one name whose GPU or driver
 # changed between commits).
 HARDWARE_FACTS = ("gpu", "driver", "cpu", "arch")
-# The series a launch moves: the device's own time of a call. What a caller pays has a
-# host part the launch does not explain.
-DEVICE_TIME = ".track_time"
+# The series a launch moves: the device's own time of a call, as the time family reads it
+# (graph replay, events) and as the kernel-time family does (the profiler's busy time).
+# What a caller pays has a host part the launch does not explain.
+DEVICE_TIME = (".track_time", ".track_kernel_time")
 
 
 def series_key(benchmark: str, values: Sequence[str]) -> str:
