@@ -33,6 +33,7 @@ import torch  # noqa: E402  (after the variable above, which torch reads at each
 import torch._inductor.compile_fx  # noqa: F401  (imported for its side effect)
 
 from kernelwatch import environment, measure
+from kernelwatch.engine.progress import SERVER_IMPORT_LEFT
 from kernelwatch.errors import Unavailable
 
 # CPU kernels run on this many threads (KERNELWATCH_CPU_THREADS, default 1). Measured by
@@ -84,11 +85,6 @@ def nvml_sees_a_gpu() -> bool:
     return torch.cuda._is_compiled() and count is not None and count() > 0
 
 
-# How the server says it left a variant's module to its processes (asv keeps what the
-# suite's import printed in the server; kernelwatch shows the line).
-SERVER_IMPORT_LEFT = "kernelwatch server import: left"
-
-
 @functools.cache  # once per server: every class of a workload declares its variants
 def _import_in_server(module: str, here: str) -> None:
     """Import a variant's `server_import` in the process that imports the suite (asv's
@@ -104,7 +100,8 @@ def _import_in_server(module: str, here: str) -> None:
         if verdict != TRIAL_OK:
             why = (f"its trial outlasted {TRIAL_SECONDS:.0f} s" if verdict == TRIAL_TIMED_OUT
                    else "a process forked after importing it could not use CUDA")
-            # in asv's log of the run, and on kernelwatch's console (engine.progress)
+            # asv keeps what the suite's import printed in the server: in its log of the
+            # run, and on kernelwatch's console (engine.progress shows this line)
             print(f"{SERVER_IMPORT_LEFT} {module} to its benchmark processes ({why}; "
                   f"trial {time.monotonic() - start:.1f} s)", file=sys.stderr)
             return

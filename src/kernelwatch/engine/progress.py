@@ -29,7 +29,7 @@ STEP_LINE = re.compile(r"^(?:\[\s*[\d.]+%\] )?·{1,2} ((Creating|Installing|Buil
                        r"Benchmarking|Discovering|Running|For|Uninstalling) .*)")
 # What is passed through even without -v: asv's failed results (`··· name   failed`,
 # `1/2 failed`), its timeout and out-of-memory messages, and the forkserver's word that it
-# left a variant's module to its processes (benchmarks/common.py SERVER_IMPORT_LEFT).
+# left a variant's module to its processes (benchmarks/common.py prints it).
 # A benchmark's own stderr (full of warnings) and asv's tracebacks stay in the log;
 # kernelwatch names the log in its own message when asv fails.
 SERVER_IMPORT_LEFT = "kernelwatch server import: left"
