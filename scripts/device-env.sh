@@ -9,7 +9,11 @@
 # it spares asv's discovery of the suite) into $OUT/device-out.tgz, the tables into
 # $OUT/summary.txt. It runs when the script exits, also on SIGTERM (a call's time limit);
 # device-history.sh packs after each stage too.
-out=/tmp/kw-device-out; rm -rf "$out"; mkdir -p "$out"
+# A call's $OUT starts empty: a device-out.tgz in it is an earlier step of this call, whose
+# logs this one adds to (a second `source` must not wipe the first stage's logs).
+out=/tmp/kw-device-out
+{ [ -n "${OUT:-}" ] && [ -e "$OUT/device-out.tgz" ]; } || rm -rf "$out"
+mkdir -p "$out"
 kept=/tmp/kw-results-kept
 pack_out() {
   local to=${OUT:-$PWD/gpu-out}; mkdir -p "$to"
