@@ -85,16 +85,33 @@ def nvml_sees_a_gpu() -> bool:
     return torch.cuda._is_compiled() and count is not None and count() > 0
 
 
+@contextlib.contextmanager
+def _absent(modules: tuple[str, ...]):
+    """Within it an import of any of `modules` (or of a submodule) raises ImportError, as if
+    they were not installed; afterwards they import as before. One already imported is left
+    as it is."""
+    hidden = [name for name in modules if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # the import system's mark for "not importable"
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 @functools.cache  # once per server: every class of a workload declares its variants
-def _import_in_server(module: str, here: str) -> None:
+def _import_in_server(module: str, here: str, without: tuple[str, ...] = ()) -> None:
     """Import a variant's `server_import` in the process that imports the suite (asv's
-    forkserver), so that the processes it forks find it imported. A module that does not
-    import is left to the variant's own process, which says why and how to install it; on a
-    GPU, so is one whose trial (server_import_trial) finds a fork cannot use CUDA after it,
-    or outlasts TRIAL_SECONDS, and the server says so."""
+    forkserver), so that the processes it forks find it imported; `without`: modules that
+    import sees as not installed (the variant's `server_import_without`). A module that
+    does not import is left to the variant's own process, which says why and how to
+    install it; on a GPU, so is one whose trial (server_import_trial) finds a fork cannot
+    use CUDA after it, or outlasts TRIAL_SECONDS, and the server says so."""
     if here == "cuda":
         start = time.monotonic()
-        verdict = server_import_trial(module)
+        verdict = server_import_trial(module, without)
         if verdict == TRIAL_IMPORT_FAILED:
             return
         if verdict != TRIAL_OK:
@@ -106,7 +123,8 @@ def _import_in_server(module: str, here: str) -> None:
                   f"trial {time.monotonic() - start:.1f} s)", file=sys.stderr)
             return
     try:
-        importlib.import_module(module)
+        with _absent(without):
+            importlib.import_module(module)
     except Exception:  # reported by the variant's own process, with the fix
         pass
 
@@ -123,19 +141,21 @@ TRIAL_TIMED_OUT = "the trial outlasted TRIAL_SECONDS"
 _IMPORT_FAILED_EXIT = 2
 
 
-def server_import_trial(module: str) -> str:
-    """Whether a fork of a process that imported `module` can use CUDA (TRIAL_OK) or why
-    not, tried in a fork of this process, which is left as it was: a library that asks the
-    device anything at import time (not only torch's lazy init; a driver call of its own)
-    would leave every benchmark process the server forks unable to use CUDA. The trial
-    imports the module, forks as the server does and puts a tensor on the GPU there; it costs
-    the import once more and a CUDA context (_import_in_server asks once per module)."""
+def server_import_trial(module: str, without: tuple[str, ...] = ()) -> str:
+    """Whether a fork of a process that imported `module` (with `without` not importable,
+    as _import_in_server imports it) can use CUDA (TRIAL_OK) or why not, tried in a fork of
+    this process, which is left as it was: a library that asks the device anything at import
+    time (not only torch's lazy init; a driver call of its own) would leave every benchmark
+    process the server forks unable to use CUDA. The trial imports the module, forks as the
+    server does and puts a tensor on the GPU there; it costs the import once more and a CUDA
+    context (_import_in_server asks once per module)."""
     trial = os.fork()
     if trial == 0:  # never returns: a fork of the server must not go on as a server
         code = _IMPORT_FAILED_EXIT
         try:
             os.setpgid(0, 0)  # its own group, which a trial past its time is stopped with
-            importlib.import_module(module)
+            with _absent(without):
+                importlib.import_module(module)
             code = 1
             fork = os.fork()
             if fork == 0:
@@ -158,10 +178,10 @@ def server_import_trial(module: str) -> str:
     return {0: TRIAL_OK, _IMPORT_FAILED_EXIT: TRIAL_IMPORT_FAILED}.get(code, TRIAL_NO_CUDA)
 
 
-def forks_use_cuda_after(module: str) -> bool:
-    """Whether a fork of a process that imported `module` can use CUDA (server_import_trial
-    says yes)."""
-    return server_import_trial(module) == TRIAL_OK
+def forks_use_cuda_after(module: str, without: tuple[str, ...] = ()) -> bool:
+    """Whether a fork of a process that imported `module` (without `without`) can use CUDA
+    (server_import_trial says yes)."""
+    return server_import_trial(module, without) == TRIAL_OK
 
 
 def pin_cpu_threads(dev: torch.device) -> None:
@@ -208,7 +228,8 @@ class _Workload:
                 here = "cuda" if nvml_sees_a_gpu() else "cpu"
                 for variant in imports:
                     if here in variant.devices:
-                        _import_in_server(variant.server_import, here)
+                        _import_in_server(variant.server_import, here,
+                                          variant.server_import_without)
 
     def _build_options(self) -> dict:
         """Keyword arguments of the workload's build_case for this class (none by default)."""

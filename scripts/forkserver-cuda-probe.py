@@ -6,7 +6,10 @@ server's steps one by one in this process, as asv starts it (`run_server` in arg
 after each forks a child that reports torch's bad-fork flag and puts a tensor on the GPU;
 it also records every call into torch's CUDA bindings (`torch._C._cuda_*`) with the stack
 that made it, and times the trial of benchmarks.common.server_import_trial for Liger's
-RoPE. Run from the repository root on a GPU machine (scripts/device-history.sh probe).
+RoPE, as the server imports it (without the modules its variant declares in
+`server_import_without`) and bare; then imports it bare here, so the stacks name what in
+its import touches CUDA. Run from the repository root on a GPU machine
+(scripts/device-history.sh probe).
 The bindings are recorded from after `import torch`: a call torch makes while it imports
 is not among them (the first step's fork says whether one poisoned it).
 """
@@ -76,15 +79,25 @@ import benchmarks.common as common  # noqa: E402
 step("import benchmarks.common")
 print("NVML count", torch.cuda._device_count_nvml(), "nvml_sees_a_gpu", common.nvml_sees_a_gpu())
 step("nvml_sees_a_gpu")
-for module in ("json", "liger_kernel.ops.rope"):
+from kernelwatch.workloads.rope import spec as rope_spec  # noqa: E402
+
+liger_without = rope_spec.VARIANTS["liger"].server_import_without
+for module, without in (("json", ()), ("liger_kernel.ops.rope", liger_without),
+                        ("liger_kernel.ops.rope", ())):
     start = time.perf_counter()
-    verdict = common.server_import_trial(module)
-    print(f"server_import_trial({module}) = {verdict!r} in {time.perf_counter() - start:.2f} s")
+    verdict = common.server_import_trial(module, without)
+    print(f"server_import_trial({module}, without={without}) = {verdict!r} "
+          f"in {time.perf_counter() - start:.2f} s")
 step("the trials")
 for info in pkgutil.iter_modules(benchmarks.__path__):
     importlib.import_module(f"benchmarks.{info.name}")
     step(f"import benchmarks.{info.name}")
-print("the server imported Liger's RoPE:", "liger_kernel.ops.rope" in sys.modules)
+print(f"the server imported Liger's RoPE: {'liger_kernel.ops.rope' in sys.modules} "
+      f"(peft: {'peft' in sys.modules})")
+step("the server's imports")
+# import Liger again, bare (peft too, where installed): the stacks of its CUDA calls
+for name in [m for m in sys.modules if m.split(".")[0] == "liger_kernel"]:
+    del sys.modules[name]
 start = time.perf_counter()
 try:
     importlib.import_module("liger_kernel.ops.rope")

@@ -121,7 +121,8 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
 
     common = server_common
     # The trial's own answers are tests/test_forkserver.py's (a GPU's, in a new server).
-    monkeypatch.setattr(common, "server_import_trial", lambda module: common.TRIAL_OK)
+    monkeypatch.setattr(common, "server_import_trial",
+                        lambda module, without=(): common.TRIAL_OK)
     for name in ("kw_probe_anywhere", "kw_probe_cuda"):
         (tmp_path / f"{name}.py").write_text("")
         monkeypatch.delitem(sys.modules, name, raising=False)
@@ -140,6 +141,39 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
     assert "kw_probe_anywhere" in sys.modules
     assert "kw_probe_not_installed" not in sys.modules
     assert ("kw_probe_cuda" in sys.modules) == common.nvml_sees_a_gpu()
+
+
+def test_a_server_import_sees_the_modules_it_is_declared_without_as_not_installed(
+        tmp_path, monkeypatch, server_common):
+    """A variant's `server_import_without`: the server imports its module as if those were
+    not installed (Liger without peft, whose import initialises CUDA on the GPU machines),
+    the library takes its own path for a missing optional dependency, and afterwards the
+    hidden module imports as before (a benchmark process that needs it gets it)."""
+    import sys
+    import types
+
+    from kernelwatch.workloads.declaration import Variant, Workload, variant_table
+
+    common = server_common
+    (tmp_path / "kw_probe_optional_dep.py").write_text("")
+    (tmp_path / "kw_probe_library.py").write_text(
+        "try:\n    import kw_probe_optional_dep  # noqa: F401\n    HAS_DEP = True\n"
+        "except ImportError:\n    HAS_DEP = False\n")
+    for name in ("kw_probe_library", "kw_probe_optional_dep"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(common, "server_import_trial",
+                        lambda module, without=(): common.TRIAL_OK)
+    variants = variant_table(Variant("anywhere", server_import="kw_probe_library",
+                                     server_import_without=("kw_probe_optional_dep",)))
+    workload = types.SimpleNamespace(
+        SPEC=Workload("probe", {"variant": list(variants)}, {}, variants, {}))
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "run_server", "benchmarks", "socket"])
+
+    type("_Probe", (common._Workload,), {}, workload=workload)
+    assert sys.modules["kw_probe_library"].HAS_DEP is False
+    assert "kw_probe_optional_dep" not in sys.modules
+    import kw_probe_optional_dep  # noqa: F401  (importable again)
 
 
 @pytest.mark.skipif("__import__('torch').cuda.is_available()",
@@ -171,9 +205,9 @@ def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then
 
     trials = []
 
-    def counted_trial(module):
+    def counted_trial(module, without=()):
         trials.append(module)
-        return server_import_trial(module)
+        return server_import_trial(module, without)
 
     server_import_trial = common.server_import_trial
     assert server_import_trial("kw_probe_trial") == common.TRIAL_NO_CUDA
@@ -197,6 +231,25 @@ def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then
     from kernelwatch.engine import progress
     assert progress.SHOWN.search("·· " + said[0]), "kernelwatch's console shows it"
     assert progress.SERVER_IMPORT_LEFT == common.SERVER_IMPORT_LEFT
+
+
+@pytest.mark.skipif("__import__('torch').cuda.is_available()",
+                    reason="needs a machine where no fork can use CUDA: there an import "
+                           "that ends reads TRIAL_NO_CUDA")
+def test_the_trial_imports_the_module_as_the_server_does_without_what_it_is_declared_without(
+        tmp_path, monkeypatch, server_common):
+    """The trial (in a fork) imports the module as the server would: with the variant's
+    `server_import_without` not importable. A module that cannot do without one fails its
+    trial's import; the server process is left as it was."""
+    import sys
+
+    (tmp_path / "kw_probe_dep.py").write_text("")
+    (tmp_path / "kw_probe_needs_dep.py").write_text("import kw_probe_dep  # noqa: F401\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    trial = server_common.server_import_trial
+    assert trial("kw_probe_needs_dep") == server_common.TRIAL_NO_CUDA  # it imported
+    assert trial("kw_probe_needs_dep", ("kw_probe_dep",)) == server_common.TRIAL_IMPORT_FAILED
+    assert "kw_probe_dep" not in sys.modules and "kw_probe_needs_dep" not in sys.modules
 
 
 def test_a_server_imports_trial_that_hangs_is_stopped(tmp_path, monkeypatch, capfd,

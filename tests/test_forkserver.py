@@ -88,12 +88,36 @@ def test_the_servers_import_of_liger_leaves_cuda_alone_under_plain_asv():
         'os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)\n'
         'sys.argv = ["benchmark.py", "run_server", "benchmarks", "socket"]  # as asv starts it',
         'from benchmarks.common import forks_use_cuda_after\n'
+        'from kernelwatch.workloads.rope import spec\n'
         'imported = "liger_kernel.ops.rope" in sys.modules\n'
         'print("the server imported Liger:", imported)\n'
-        'trial = forks_use_cuda_after("liger_kernel.ops.rope")\n'
+        'trial = forks_use_cuda_after("liger_kernel.ops.rope",\n'
+        '                             spec.VARIANTS["liger"].server_import_without)\n'
         'assert imported == trial, f"the server imported: {imported}, the trial said {trial}"\n'
         'assert not torch.cuda.is_initialized(), "the server initialised CUDA"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
+
+
+@gpu
+def test_liger_imported_without_peft_leaves_forks_able_to_use_cuda():
+    """Where peft is installed (the GPU machines' image), Liger's import reaches torchao
+    through peft and transformers, and torchao's import initialises CUDA (bare, the trial
+    said no on an H100: printed here beside the other); without peft, as the server
+    imports it, a fork still uses CUDA."""
+    pytest.importorskip("liger_kernel", reason="Liger Kernel is not installed (pip install "
+                        "liger-kernel; scripts/device-env.sh installs it from .whl)")
+    pytest.importorskip("peft", reason="peft is not installed: Liger's import does not "
+                        "reach torchao here, with or without it")
+    r = serve_and_fork(
+        'os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"',
+        'from benchmarks.common import server_import_trial, TRIAL_OK\n'
+        'bare = server_import_trial("liger_kernel.ops.rope")\n'
+        'without = server_import_trial("liger_kernel.ops.rope", ("peft",))\n'
+        'print("bare:", bare, "| without peft:", without)\n'
+        'assert without == TRIAL_OK, f"without peft: {without}"\n'
+        'assert not torch.cuda.is_initialized(), "the trial initialised CUDA in the server"')
+    assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
+    print(r.stdout)
 
 
 @gpu

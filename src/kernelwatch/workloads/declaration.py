@@ -42,13 +42,17 @@ class Variant:
     reason it does not run elsewhere); `library`: the distribution whose code it runs
     (`kernelwatch run --target`, `--versions`), None for torch's own; `server_import`: a
     module its benchmark processes import, which asv's forkserver imports once before it
-    forks them, on a device the variant runs on (it must leave CUDA uninitialised)."""
+    forks them, on a device the variant runs on (it must leave CUDA uninitialised);
+    `server_import_without`: modules that import sees as not installed, optional
+    dependencies of the library that the variant does not use and whose own import would
+    initialise CUDA (they stay importable afterwards)."""
 
     name: str
     devices: tuple[str, ...] = DEVICE_TYPES
     why: str = ""
     library: str | None = None
     server_import: str | None = None
+    server_import_without: tuple[str, ...] = ()
 
     @property
     def compiled(self) -> bool:

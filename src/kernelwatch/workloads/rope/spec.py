@@ -58,10 +58,14 @@ VARIANTS = variant_table(
             library="transformer-engine"),
     # Importing Liger's RoPE imports its whole package, every op and transformers: 0.75 s
     # on a 2-core CPU after the suite's own imports, where the lent GPUs' Liger processes
-    # took about 4 s more than the reference kernel's. The import only asks
-    # torch.cuda.is_available() (by NVML under the suite, benchmarks/common.py).
+    # took about 4 s more than the reference kernel's. Where peft is installed (the GPU
+    # machines' image), liger_kernel.utils imports it, peft imports transformers' models,
+    # their quantizers import torchao, and torchao's mx_formats asks has_triton() at import,
+    # which initialises CUDA (docs/measurement.md). The server imports Liger without peft,
+    # which Liger already treats as optional: only its transformers patches for peft models
+    # use it, never its ops.
     Variant("liger", CUDA, "Liger Kernel's RoPE is a Triton kernel", library="liger-kernel",
-            server_import="liger_kernel.ops.rope"),
+            server_import="liger_kernel.ops.rope", server_import_without=("peft",)),
     # The project's reference kernel (kernels.py): one Triton launch for q and k together,
     # each program reading the cos/sin rows of its positions once, fp32 with one rounding
     # per output; the yardstick for how close compile gets to the floor.
