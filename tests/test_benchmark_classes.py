@@ -145,14 +145,15 @@ def test_a_variants_server_import_is_imported_with_the_suite(tmp_path, monkeypat
 
 def test_a_server_import_sees_the_modules_it_is_declared_without_as_not_installed(
         tmp_path, monkeypatch, server_common):
-    """A variant's `server_import_without`: the server imports its module as if those were
-    not installed (Liger without peft, whose import initialises CUDA on the GPU machines),
-    the library takes its own path for a missing optional dependency, and afterwards the
-    hidden module imports as before (a benchmark process that needs it gets it)."""
+    """A variant's `server_import_without`: on a GPU the server's trial and its import both
+    take the module as if those were not installed (Liger without peft, whose import chain
+    initialises CUDA on the GPU machines), the library takes its own path for a missing
+    optional dependency, and afterwards the hidden module imports as before (a benchmark
+    process that needs it gets it)."""
     import sys
     import types
 
-    from kernelwatch.workloads.declaration import Variant, Workload, variant_table
+    from kernelwatch.workloads.declaration import CUDA, Variant, Workload, variant_table
 
     common = server_common
     (tmp_path / "kw_probe_optional_dep.py").write_text("")
@@ -162,15 +163,22 @@ def test_a_server_import_sees_the_modules_it_is_declared_without_as_not_installe
     for name in ("kw_probe_library", "kw_probe_optional_dep"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(common, "server_import_trial",
-                        lambda module, without=(): common.TRIAL_OK)
-    variants = variant_table(Variant("anywhere", server_import="kw_probe_library",
+    trials = []
+
+    def trial(module, without=()):  # the trial's own answers are test_forkserver.py's
+        trials.append((module, without))
+        return common.TRIAL_OK
+
+    monkeypatch.setattr(common, "server_import_trial", trial)
+    monkeypatch.setattr(common, "nvml_sees_a_gpu", lambda: True)
+    variants = variant_table(Variant("cuda-only", CUDA, server_import="kw_probe_library",
                                      server_import_without=("kw_probe_optional_dep",)))
     workload = types.SimpleNamespace(
         SPEC=Workload("probe", {"variant": list(variants)}, {}, variants, {}))
     monkeypatch.setattr(sys, "argv", ["benchmark.py", "run_server", "benchmarks", "socket"])
 
     type("_Probe", (common._Workload,), {}, workload=workload)
+    assert trials == [("kw_probe_library", ("kw_probe_optional_dep",))]
     assert sys.modules["kw_probe_library"].HAS_DEP is False
     assert "kw_probe_optional_dep" not in sys.modules
     import kw_probe_optional_dep  # noqa: F401  (importable again)

@@ -101,9 +101,8 @@ def test_the_servers_import_of_liger_leaves_cuda_alone_under_plain_asv():
 @gpu
 def test_liger_imported_without_peft_leaves_forks_able_to_use_cuda():
     """Where peft is installed (the GPU machines' image), Liger's import reaches torchao
-    through peft and transformers, and torchao's import initialises CUDA (bare, the trial
-    said no on an H100: printed here beside the other); without peft, as the server
-    imports it, a fork still uses CUDA."""
+    through peft and transformers, and torchao's import initialises CUDA; without peft, as
+    the server imports it, a fork still uses CUDA."""
     pytest.importorskip("liger_kernel", reason="Liger Kernel is not installed (pip install "
                         "liger-kernel; scripts/device-env.sh installs it from .whl)")
     pytest.importorskip("peft", reason="peft is not installed: Liger's import does not "
@@ -111,13 +110,12 @@ def test_liger_imported_without_peft_leaves_forks_able_to_use_cuda():
     r = serve_and_fork(
         'os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"',
         'from benchmarks.common import server_import_trial, TRIAL_OK\n'
-        'bare = server_import_trial("liger_kernel.ops.rope")\n'
-        'without = server_import_trial("liger_kernel.ops.rope", ("peft",))\n'
-        'print("bare:", bare, "| without peft:", without)\n'
-        'assert without == TRIAL_OK, f"without peft: {without}"\n'
+        'from kernelwatch.workloads.rope import spec\n'
+        'without = spec.VARIANTS["liger"].server_import_without\n'
+        'verdict = server_import_trial("liger_kernel.ops.rope", without)\n'
+        'assert verdict == TRIAL_OK, f"without {without}: {verdict}"\n'
         'assert not torch.cuda.is_initialized(), "the trial initialised CUDA in the server"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
-    print(r.stdout)
 
 
 @gpu

@@ -122,12 +122,19 @@ def torch_facts() -> dict[str, str]:
 LIBRARIES = ("transformers", "onnxruntime", "onnx", "torchao", "triton", "llmcompressor")
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of LIBRARIES ("none" where absent), read without importing them."""
+# Installed beside them without running a variant, but changing what a variant's import
+# does: Liger's import reaches torchao, and so CUDA, through peft where it is installed
+# (benchmarks/common.py imports Liger without it). `kernelwatch env` and fidelity's records
+# name them; asv's machine file does not, so machines recorded before keep their facts.
+IMPORT_NEIGHBOURS = ("peft",)
+
+
+def library_versions(dists: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
+    """Installed versions of `dists` ("none" where absent), read without importing them."""
     from importlib import metadata
 
     out = {}
-    for dist in LIBRARIES:
+    for dist in dists:
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -142,6 +149,7 @@ def capture() -> dict[str, str]:
         info.update(torch_facts())
     except ImportError:
         info["torch"] = "not installed"
+    info.update(library_versions(IMPORT_NEIGHBOURS))
     return info
 
 

@@ -45,7 +45,8 @@ class Variant:
     forks them, on a device the variant runs on (it must leave CUDA uninitialised);
     `server_import_without`: modules that import sees as not installed, optional
     dependencies of the library that the variant does not use and whose own import would
-    initialise CUDA (they stay importable afterwards)."""
+    initialise CUDA (they stay importable afterwards; what the library set at import for
+    their absence stays so in every benchmark process)."""
 
     name: str
     devices: tuple[str, ...] = DEVICE_TYPES
@@ -53,6 +54,17 @@ class Variant:
     library: str | None = None
     server_import: str | None = None
     server_import_without: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # ("peft") is the string "peft", whose letters would be hidden one by one, and a
+        # list cannot key the server's once-per-module import
+        without = self.server_import_without
+        if not (isinstance(without, tuple) and all(isinstance(m, str) and m for m in without)):
+            raise ValueError(f"variant {self.name}: server_import_without must be a tuple of "
+                             f"module names, as ('peft',); got {without!r}")
+        if without and not self.server_import:
+            raise ValueError(f"variant {self.name}: server_import_without names what "
+                             "server_import is imported without; set server_import too")
 
     @property
     def compiled(self) -> bool:
