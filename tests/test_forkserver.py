@@ -1,7 +1,10 @@
 """asv's forkserver on a GPU: the suite's imports leave CUDA alone, so the benchmark
 processes it forks can use it; and a server that did initialise it fails every benchmark
-loudly with the fix (benchmarks/common.py device())."""
+loudly with the fix (benchmarks/common.py device()). On the CPU: what links Liger's import
+to CUDA, with the real libraries."""
 
+import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -142,3 +145,57 @@ def test_the_servers_trial_keeps_out_a_module_whose_import_initialises_cuda(tmp_
         'assert "kw_initialises_cuda" not in sys.modules\n'
         'assert not torch.cuda.is_initialized(), "the trial initialised CUDA in the server"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
+
+
+# Liger Kernel and peft as the GPU machines' image holds them beside torchao and transformers
+# (the versions scripts/device-env.sh installs and the lent machines showed).
+LIGER_AND_PEFT = ("liger-kernel==0.8.5", "peft==0.22.0")
+
+
+@pytest.fixture(scope="module")
+def liger_and_peft(tmp_path_factory):
+    """Where Liger Kernel and peft are not installed (they are on the GPU machines), a folder
+    holding them, installed without their dependencies (this environment has torch, triton,
+    transformers and torchao); None where they are."""
+    if all(importlib.util.find_spec(m) for m in ("liger_kernel", "peft")):
+        return None
+    target = tmp_path_factory.mktemp("liger-peft")
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "--retries", "1", "--timeout", "30", "--target", str(target),
+                        *LIGER_AND_PEFT], capture_output=True, text=True, timeout=600)
+    if r.returncode:
+        pytest.skip(f"pip could not install {' '.join(LIGER_AND_PEFT)}: {r.stderr[-300:]}")
+    return target
+
+
+def test_liger_reaches_torchao_through_peft_and_the_server_imports_it_without(
+        liger_and_peft):
+    """What links Liger's import to CUDA on a GPU machine, on this CPU with the real
+    libraries: where peft is installed, importing Liger's RoPE imports torchao (whose
+    mx_formats asks the device at import, on a GPU); imported as the server imports it
+    (without the modules its variant declares), neither peft nor torchao is imported, and
+    peft imports as before afterwards."""
+    code = textwrap.dedent("""
+        import os, sys
+        sys.path.insert(0, os.getcwd())
+        import torch
+        from benchmarks import common
+        from kernelwatch.workloads.rope import spec
+        without = spec.VARIANTS["liger"].server_import_without if sys.argv[1:] else ()
+        with common._absent(without):
+            import liger_kernel.ops.rope
+        print("torchao:", "torchao" in sys.modules, "peft:", "peft" in sys.modules)
+        import peft  # noqa: F401
+    """)
+    env = dict(os.environ)
+    if liger_and_peft is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(liger_and_peft),
+                                                          env.get("PYTHONPATH")]))
+    seen = {}
+    for how, args in (("bare", []), ("as the server", ["server"])):
+        r = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        seen[how] = r.stdout.strip().splitlines()[-1]
+    assert seen == {"bare": "torchao: True peft: True",
+                    "as the server": "torchao: False peft: False"}
