@@ -178,12 +178,6 @@ def server_import_trial(module: str, without: tuple[str, ...] = ()) -> str:
     return {0: TRIAL_OK, _IMPORT_FAILED_EXIT: TRIAL_IMPORT_FAILED}.get(code, TRIAL_NO_CUDA)
 
 
-def forks_use_cuda_after(module: str, without: tuple[str, ...] = ()) -> bool:
-    """Whether a fork of a process that imported `module` (without `without`) can use CUDA
-    (server_import_trial says yes)."""
-    return server_import_trial(module, without) == TRIAL_OK
-
-
 def pin_cpu_threads(dev: torch.device) -> None:
     """On the CPU, use the pinned thread count (see CPU_THREADS_ENV); on a GPU, leave torch
     as it is. The count is recorded: environment.Environment.track_torch_threads."""

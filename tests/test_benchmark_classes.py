@@ -219,7 +219,6 @@ def test_the_server_leaves_a_gpu_variants_import_to_its_process_where_forks_then
 
     server_import_trial = common.server_import_trial
     assert server_import_trial("kw_probe_trial") == common.TRIAL_NO_CUDA
-    assert not common.forks_use_cuda_after("kw_probe_trial")
     assert server_import_trial("kw_probe_not_installed") == common.TRIAL_IMPORT_FAILED
     monkeypatch.setattr(common, "server_import_trial", counted_trial)
     capfd.readouterr()

@@ -90,12 +90,12 @@ def test_the_servers_import_of_liger_leaves_cuda_alone_under_plain_asv():
     r = serve_and_fork(
         'os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)\n'
         'sys.argv = ["benchmark.py", "run_server", "benchmarks", "socket"]  # as asv starts it',
-        'from benchmarks.common import forks_use_cuda_after\n'
+        'from benchmarks.common import server_import_trial, TRIAL_OK\n'
         'from kernelwatch.workloads.rope import spec\n'
         'imported = "liger_kernel.ops.rope" in sys.modules\n'
         'print("the server imported Liger:", imported)\n'
-        'trial = forks_use_cuda_after("liger_kernel.ops.rope",\n'
-        '                             spec.VARIANTS["liger"].server_import_without)\n'
+        'trial = server_import_trial("liger_kernel.ops.rope",\n'
+        '                            spec.VARIANTS["liger"].server_import_without) == TRIAL_OK\n'
         'assert imported == trial, f"the server imported: {imported}, the trial said {trial}"\n'
         'assert not torch.cuda.is_initialized(), "the server initialised CUDA"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
@@ -123,12 +123,12 @@ def test_liger_imported_without_peft_leaves_forks_able_to_use_cuda():
 
 @gpu
 def test_the_servers_trial_lets_a_module_that_leaves_cuda_alone_be_imported():
-    """The trial of benchmarks.common.forks_use_cuda_after says yes for a module whose import
+    """The trial of benchmarks.common.server_import_trial says yes for a module whose import
     leaves CUDA alone, and leaves CUDA alone in the process that asks."""
     r = serve_and_fork(
         'os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"',
-        'from benchmarks.common import forks_use_cuda_after\n'
-        'assert forks_use_cuda_after("json"), "the trial found no CUDA in a fork"\n'
+        'from benchmarks.common import server_import_trial, TRIAL_OK\n'
+        'assert server_import_trial("json") == TRIAL_OK, "the trial found no CUDA in a fork"\n'
         'assert not torch.cuda.is_initialized(), "the trial initialised CUDA in the server"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
 
@@ -140,8 +140,8 @@ def test_the_servers_trial_keeps_out_a_module_whose_import_initialises_cuda(tmp_
     (tmp_path / "kw_initialises_cuda.py").write_text("import torch\ntorch.cuda.init()\n")
     r = serve_and_fork(
         f'os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"\nsys.path.insert(0, "{tmp_path}")',
-        'from benchmarks.common import forks_use_cuda_after\n'
-        'assert not forks_use_cuda_after("kw_initialises_cuda"), "the trial let it in"\n'
+        'from benchmarks.common import server_import_trial, TRIAL_OK\n'
+        'assert server_import_trial("kw_initialises_cuda") != TRIAL_OK, "the trial let it in"\n'
         'assert "kw_initialises_cuda" not in sys.modules\n'
         'assert not torch.cuda.is_initialized(), "the trial initialised CUDA in the server"')
     assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout + r.stderr)[-2000:]
