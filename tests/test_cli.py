@@ -73,6 +73,9 @@ def test_env_records_torch_cuda_driver_gpu_cpu_and_threads():
     info = json.loads(kw("env", "--json").stdout)
     for key in ("torch", "cuda", "driver", "gpu", "cpu", "threads", "num_cpu"):
         assert info[key], key
+    # what a variant's server import is made without (Liger's: peft) is named too,
+    # "none" where it is not installed
+    assert info["peft"], "peft"
 
 
 def test_corrupt_results_file_is_named_and_kept(tmp_path):

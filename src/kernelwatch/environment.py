@@ -122,13 +122,6 @@ def torch_facts() -> dict[str, str]:
 LIBRARIES = ("transformers", "onnxruntime", "onnx", "torchao", "triton", "llmcompressor")
 
 
-# Installed beside them without running a variant, but changing what a variant's import
-# does: Liger's import reaches torchao, and so CUDA, through peft where it is installed
-# (benchmarks/common.py imports Liger without it). `kernelwatch env` and fidelity's records
-# name them; asv's machine file does not, so machines recorded before keep their facts.
-IMPORT_NEIGHBOURS = ("peft",)
-
-
 def library_versions(dists: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
     """Installed versions of `dists` ("none" where absent), read without importing them."""
     from importlib import metadata
@@ -149,7 +142,14 @@ def capture() -> dict[str, str]:
         info.update(torch_facts())
     except ImportError:
         info["torch"] = "not installed"
-    info.update(library_versions(IMPORT_NEIGHBOURS))
+    # The modules a variant's server import is made without (peft: Liger's import reaches
+    # torchao, and so CUDA, through it): installed or not, they change what the forkserver
+    # imports (read as distributions of the same names, as peft's is). Named here and in
+    # fidelity's records; asv's machine file does not take them, so machines recorded
+    # before keep their facts.
+    from kernelwatch import workloads
+
+    info.update(library_versions(workloads.server_imports_made_without()))
     return info
 
 

@@ -49,6 +49,13 @@ def get(name: str) -> Workload:
     return importlib.import_module(f"{WORKLOADS[name]}.spec").SPEC
 
 
+def server_imports_made_without() -> tuple[str, ...]:
+    """Every module a variant's server import is made without (its
+    `server_import_without`), sorted: installed, each changes what that import does."""
+    return tuple(sorted({module for name in WORKLOADS for variant in get(name).variants.values()
+                         for module in variant.server_import_without}))
+
+
 def of_benchmark(benchmark: str) -> Workload | None:
     """The declaration of the workload an asv benchmark name ("rope.RopeTime.track_time")
     belongs to, or None (environment.*, a workload this checkout lacks)."""
