@@ -89,7 +89,7 @@ def nvml_sees_a_gpu() -> bool:
 def _absent(modules: tuple[str, ...]):
     """Within it an import of any of `modules` (or of a submodule) raises ImportError, as if
     they were not installed; afterwards they import as before. One already imported is left
-    as it is."""
+    as it is. (mock.patch.dict(sys.modules) would also drop what was imported within it.)"""
     hidden = [name for name in modules if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # the import system's mark for "not importable"
