@@ -1,9 +1,11 @@
 """Facts of each asv environment that machine info cannot hold, tracked as series so that
-a change (another CUDA build, fewer threads, slower memory) shows up in the history."""
+a change (another CUDA build, fewer threads, slower memory, a slower host) shows up in the
+history."""
 
 import torch
 
 from kernelwatch import measure
+from kernelwatch.errors import Unavailable
 
 from .common import device, pin_cpu_threads
 
@@ -58,3 +60,18 @@ class Environment:
         return t.median / (2 * n ** 3 / 1e12)
 
     track_matmul_seconds_per_tflop.unit = "seconds"
+
+    def track_dispatch_seconds(self):
+        """Seconds a Python caller pays for one tiny op on the benchmark device (an in-place
+        add to a one-element tensor): the host's own cost per call. Caller times, latencies
+        and compiles carry it and device times do not, so `kernelwatch compare` says where
+        such a series moved with it (a slower or busier host, not the code)."""
+        dispatch = getattr(measure, "dispatch_seconds", None)
+        if dispatch is None:  # asv runs this checkout's benchmarks/ against each commit's own
+            # installed kernelwatch (docs/architecture.md); older ones lack the fact
+            raise Unavailable("the host's dispatch is measured by kernelwatch's own "
+                              "measure.dispatch_seconds, which this commit's kernelwatch "
+                              "predates")
+        return dispatch(device()).for_asv()
+
+    track_dispatch_seconds.unit = "seconds"

@@ -168,3 +168,15 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, samples: int = 2
     dst = torch.empty_like(src)
     t = time_callable(lambda: dst.copy_(src), [()], device, samples=samples)
     return 2 * nbytes / t.median
+
+
+def dispatch_seconds(device: torch.device, samples: int = 30) -> Samples:
+    """Seconds a Python caller pays for one tiny op on `device`: an in-place add to a
+    one-element tensor, back to back as `time_caller` takes calls. The device's work is a
+    single element, so this is the host's own cost per call (Python, torch's dispatcher,
+    the launch): what a caller time, a latency or a compile carries beside the device's
+    work. A slower or busier host moves it; the code under test cannot. The test-only
+    slowdown does not reach it (`inject.suspended`): series are read against it."""
+    x = torch.zeros(1, device=device)
+    with inject.suspended():
+        return time_caller(lambda: x.add_(1), [()], device, samples=samples)

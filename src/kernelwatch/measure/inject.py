@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -30,6 +31,18 @@ def injected_slowdown() -> float:
     """The slowdown fraction now in force (0 for real measurements). Read at every
     measurement, so one process can measure with and without it."""
     return float(os.environ.get(INJECT_SLOWDOWN_ENV) or 0)
+
+
+@contextmanager
+def suspended() -> Iterator[None]:
+    """No slowdown inside: for a fact other series are read against (the host's dispatch),
+    which must stay the machine's when a test injects a slowdown into what it measures."""
+    saved = os.environ.pop(INJECT_SLOWDOWN_ENV, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[INJECT_SLOWDOWN_ENV] = saved
 
 
 def _busy_until(deadline: float) -> None:
