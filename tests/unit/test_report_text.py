@@ -35,10 +35,14 @@ def test_the_markdown_report_is_the_same_tables_for_docs():
     """`kernelwatch report --markdown`: each environment a heading, each table a markdown
     table with the same cells as the text (docs/ tables regenerated from results)."""
     rows = [rope("2.13.0", v, s) for v, s in (("eager", 50e-6), ("compile", 40e-6))]
-    text = site.text_table(rows, workloads.bytes_for_benchmark)
-    md = site.text_table(rows, workloads.bytes_for_benchmark, markdown=True)
+    # the host's dispatch per tiny op beside the heading: what a caller time carries
+    host = rope("2.13.0", "eager", 2.6e-6)
+    host.benchmark, host.params = "environment.Environment.track_dispatch_seconds", {}
+    text = site.text_table(rows + [host], workloads.bytes_for_benchmark)
+    md = site.text_table(rows + [host], workloads.bytes_for_benchmark, markdown=True)
     print(md)
     assert md.splitlines()[0].startswith("### ci · torch 2.13.0")
+    assert md.splitlines()[0].endswith("  dispatch 2.61 us")
     header = next(line for line in md.splitlines() if line.startswith("| shape"))
     assert [c.strip() for c in header.strip("|").split("|")][-3:] == ["time", "vs eager", "GB/s"]
     compile_md = next(line for line in md.splitlines() if line.startswith("| tiny")

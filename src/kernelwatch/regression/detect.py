@@ -55,6 +55,11 @@ HARDWARE_FACTS = ("gpu", "driver", "cpu", "arch")
 # (graph replay, events) and as the kernel-time family does (the profiler's busy time).
 # What a caller pays has a host part the launch does not explain.
 DEVICE_TIME = (".track_time", ".track_kernel_time")
+# The host's own cost per call, one of the machine's facts (measure.dispatch_seconds): a
+# series the host paces moves with it. On a lent H100 a slower host moved caller times,
+# GPT-2's decode steps and GPTQ's latencies by up to 2.65x while the device times held
+# within 1.04 (docs/findings/gpu-history-h200.md, sixth lease of 2026-12-07).
+HOST_FACT = MACHINE_FACTS + "Environment.track_dispatch_seconds"
 
 
 def series_key(benchmark: str, values: Sequence[str]) -> str:
@@ -128,6 +133,28 @@ def compare(before: list[float], after: list[float], *, factor: float = DEFAULT_
         if not beyond:
             return Change(b, a, significant, "", within_processes=True)
     return Change(b, a, significant, flag)
+
+
+def host_paced(benchmark: str, device_type: str, method: str | None) -> bool:
+    """Whether a series' seconds carry the host's own work: every time on a CPU; on a GPU
+    every time but the device's own (a device time read by graph replay or the profiler,
+    `method`, and the kernel-time family). The machine's facts are none."""
+    from kernelwatch.time_methods import DEVICE_METHODS
+
+    if benchmark.startswith(MACHINE_FACTS):
+        return False
+    if device_type == "cpu":
+        return True
+    return not (benchmark.endswith(".track_kernel_time")
+                or (benchmark.endswith(".track_time") and method in DEVICE_METHODS))
+
+
+def host_moved(before: Sequence[float], after: Sequence[float],
+               factor: float = DEFAULT_FACTOR) -> float | None:
+    """How far the host's dispatch (HOST_FACT's samples at two measurements) moved, where
+    it moved as a time would be flagged (significant, beyond `factor`); None where not."""
+    change = compare(list(before), list(after), factor=factor)
+    return change.ratio if change.flag else None
 
 
 def same_hardware(before: dict, after: dict) -> bool:

@@ -43,6 +43,17 @@ def copy_bandwidth(env_rows: list) -> float | None:
     return None
 
 
+def host_dispatch(env_rows: list) -> float | None:
+    """Seconds the host took per tiny op (regression.detect.HOST_FACT), where recorded: what
+    a caller time carries beside the device's work, so a heading shows it beside them."""
+    from kernelwatch.regression import detect
+
+    for r in env_rows:
+        if r.benchmark == detect.HOST_FACT and r.median:
+            return r.median
+    return None
+
+
 def case_metrics(env_rows: list, prefix: str, tracks: dict[str, str],
                  case_params: tuple[str, ...]) -> dict[tuple, dict[str, dict]]:
     """{(values of case_params): {variant: {short name: median, or "failed"}}} of one

@@ -18,7 +18,9 @@ run whose pick was 5% faster read 1.00 on an H100). A faster variant whose outpu
 its workload's quality gate at HEAD is not counted as better. A series pooled from several
 benchmark processes at both that moved beyond the factor while some process of one side
 reads like one of the other's is not counted, and says so beside it with each side's
-process medians (detect.compare).
+process medians (detect.compare). Where the host's dispatch (detect.HOST_FACT) moved between
+the two, a time the host paces that moved the same way says so beside it, still counted,
+and a paragraph above the table names the host's move.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class Comparison:
     # An unchanged device time whose kernels are the same code at both, launched as
     # autotuning picked otherwise: said beside it, since a pick moves the time by itself.
     held_across_picks: bool = False
+    # How far the host's dispatch (detect.HOST_FACT) moved between the two in this
+    # environment, on the fact's own row and on each time the host paces that moved the
+    # same way: said beside it, still counted (the code may have moved too).
+    host_moved: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -94,6 +100,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
     inv = inventories or {}
     checks = clocks.flagged_checks(rows)
     failing = _failing_gates(after.values(), gate)
+    hosts = _host_moves(before, after, factor)
     out = []
     for key in sorted(before.keys() & after.keys()):
         b, a = before[key], after[key]
@@ -142,6 +149,10 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             conditions = "; ".join(filter(None, [conditions, _held_across_picks(inv_b, inv_a)]))
         if change and change.within_processes:
             conditions = "; ".join(filter(None, [conditions, _within_processes(b, a)]))
+        host = hosts.get(env) if (bench == detect.HOST_FACT
+                                  or _moved_with_host(a, change, hosts.get(env))) else None
+        if host and bench != detect.HOST_FACT:
+            conditions = "; ".join(filter(None, [conditions, _with_host(host, change)]))
         reason = failing.get((env, bench.split(".")[0], params))
         if mark == "-" and reason:
             mark = " "  # a speedup counts only when the output passes its quality gate
@@ -150,7 +161,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark, key_of_series,
                               conditions, tuple(k for k, _ in params),
-                              (b.skipped, a.skipped), held_across_picks))
+                              (b.skipped, a.skipped), held_across_picks, host))
     order = {"+": 0, "!": 1, FAILING: 2, SKIPPED: 3, "-": 4, "*": 5, LAUNCH: 6, "x": 7, " ": 8}
     # an unchanged time across two picks comes right after the moved ones: it is as much
     # the pick's as theirs
@@ -159,6 +170,41 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
                             c.benchmark.startswith(detect.MACHINE_FACTS),
                             -abs((c.ratio or 1) - 1)))
     return out
+
+
+def _host_moves(before: dict[tuple, Row], after: dict[tuple, Row],
+                factor: float) -> dict[str, float]:
+    """{environment: how far the host's dispatch moved} where it moved beyond `factor`."""
+    out = {}
+    for key in before.keys() & after.keys():
+        b, a = before[key], after[key]
+        if key[1] == detect.HOST_FACT and b.median and a.median:
+            moved = detect.host_moved(b.samples or [b.median], a.samples or [a.median], factor)
+            if moved:
+                out[key[0]] = moved
+    return out
+
+
+def _moved_with_host(row: Row, change: detect.Change | None, host: float | None) -> bool:
+    """Whether a time the host paces was flagged moving the way the host's dispatch moved."""
+    from kernelwatch import workloads
+
+    if not (host and change and change.flag in ("worse", "better") and row.unit == "seconds"):
+        return False
+    method = clocks.method(row, lambda p: workloads.device_method_for_benchmark(
+        row.benchmark, p) or "")
+    return (change.flag == "worse") == (host > 1) and detect.host_paced(
+        row.benchmark, row.device_type, method)
+
+
+def _with_host(host: float, change: detect.Change | None) -> str:
+    """Beside a host-paced time that moved with the host: how far the host moved, and
+    whether the time moved further than a host that much slower (or faster) explains."""
+    ratio = change.ratio if change else 1.0
+    beyond = ratio > host if host > 1 else ratio < host
+    return (f"the host moved with it: one tiny op's dispatch {host:.2f}x "
+            f"({detect.HOST_FACT}); this time carries the host's work"
+            + (", and moved further than the host" if beyond else ""))
 
 
 def _held_across_picks(before: Inventory | dict, after: Inventory | dict) -> str:
@@ -208,6 +254,25 @@ def timed_changes(comparisons: list[Comparison]) -> set[tuple]:
                                                           strict=False)))
             for c in comparisons if (c.mark in ("+", "-", LAUNCH) or c.held_across_picks)
             and (c.unit == "seconds" or c.benchmark.endswith(detect.KERNEL_COUNT))}
+
+
+def _host_lines(comparisons: list[Comparison]) -> list[str]:
+    """A paragraph per environment whose host's dispatch moved: the host, not only the code,
+    changed between the two."""
+    lines = []
+    for c in comparisons:
+        if c.benchmark == detect.HOST_FACT and c.host_moved:
+            paced = sum(d.host_moved is not None and d.env == c.env and d is not c
+                        for d in comparisons)
+            lines += ["", f"The host moved between the two in {md_code(c.env)}: one tiny "
+                      f"op's dispatch took {c.host_moved:.2f}x as long at HEAD "
+                      f"({md_code(c.benchmark)}, {_value(c.before, c.unit)} -> "
+                      f"{_value(c.after, c.unit)}). {paced} flagged time"
+                      f"{'s' if paced != 1 else ''} the host paces (caller time, latency, "
+                      "compile, decode steps) moved the same way and say so beside them; "
+                      "a device time does not carry the host. Measure both commits on one "
+                      "quiet host before blaming the code."]
+    return lines
 
 
 def _value(v: float | None, unit: str, skipped: bool = False) -> str:
@@ -260,6 +325,7 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
                 "the factor but not beyond every process of the other side: listed, not "
                 "counted" if within else "")
              + ").",
+             *_host_lines(comparisons),
              "",
              "| | before | after | ratio | threshold | benchmark (parameters) | environment |",
              "|---|---|---|---|---|---|---|"]

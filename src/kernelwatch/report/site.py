@@ -19,6 +19,7 @@ from kernelwatch.regression import detect
 from kernelwatch.report import (
     break_even,
     copy_bandwidth,
+    host_dispatch,
     overview,
     regressions,
     roofline,
@@ -32,6 +33,7 @@ from kernelwatch.report.format import (
     aligned,
     cell,
     env_label,
+    fmt_seconds,
     html_table,
     markdown_table,
     page,
@@ -200,9 +202,10 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None, *,
     groups = latest_commit_rows(rows)
     names = short_env_names(groups)
     for key, env_rows in sorted(groups.items()):
-        peak = copy_bandwidth(env_rows)
+        peak, dispatch = copy_bandwidth(env_rows), host_dispatch(env_rows)
         heading = (f"{names[key]}  {_commits(env_rows)}"
-                   + (f"  copy {peak / 1e9:.1f} GB/s" if peak else ""))
+                   + (f"  copy {peak / 1e9:.1f} GB/s" if peak else "")
+                   + (f"  dispatch {fmt_seconds(dispatch)}" if dispatch else ""))
         lines.extend([f"### {heading}", ""] if markdown else [f"== {heading}"])
         # On a CPU the caller's time is the time itself: its columns would repeat it.
         columns = [(h, c) for h, c in zip(SPEEDUP_HEADERS, SPEEDUP_COLUMNS, strict=True)
