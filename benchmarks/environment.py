@@ -66,9 +66,10 @@ class Environment:
         add to a one-element tensor): the host's own cost per call. Caller times, latencies
         and compiles carry it and device times do not, so `kernelwatch compare` says where
         such a series moved with it (a slower or busier host, not the code)."""
+        # asv runs this checkout's benchmarks/ against each commit's own installed kernelwatch
+        # (docs/architecture.md): an older one lacks the fact
         dispatch = getattr(measure, "dispatch_seconds", None)
-        if dispatch is None:  # asv runs this checkout's benchmarks/ against each commit's own
-            # installed kernelwatch (docs/architecture.md); older ones lack the fact
+        if dispatch is None:
             raise Unavailable("the host's dispatch is measured by kernelwatch's own "
                               "measure.dispatch_seconds, which this commit's kernelwatch "
                               "predates")

@@ -311,3 +311,16 @@ def test_ropes_liger_variant_declares_the_module_its_case_imports():
     assert module == "liger_kernel.ops.rope"
     case = (REPO / "src/kernelwatch/workloads/rope/case.py").read_text()
     assert f"from {module} import LigerRopeFunction" in case
+
+
+def test_the_host_s_dispatch_is_skipped_saying_why_where_the_commit_s_kernelwatch_lacks_it(
+        monkeypatch):
+    """asv runs the checkout's benchmarks/ against each measured commit's own kernelwatch:
+    at a commit older than measure.dispatch_seconds the fact is skipped, not failed."""
+    from kernelwatch import measure
+
+    env = benchmark_classes.load(REPO, "environment", "Environment")()
+    assert env.track_dispatch_seconds()["samples"]
+    monkeypatch.delattr(measure, "dispatch_seconds")
+    with pytest.raises(Unavailable, match="predates"):
+        env.track_dispatch_seconds()

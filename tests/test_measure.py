@@ -266,3 +266,16 @@ def test_injected_slowdown_adds_its_fraction_of_the_calls_time(monkeypatch):
         torch.set_num_threads(threads)
     # Doubled: well above what this shared machine does to one process's median (+50%).
     assert 1.6 < min(slowed) / min(base) < 2.6, (base, slowed)
+
+
+def test_the_host_s_dispatch_is_out_of_the_injected_slowdown_s_reach(monkeypatch):
+    """A test's injected slowdown must not read as a slower host (kernelwatch compare reads
+    host-paced times against the fact): with 300% in force the dispatch stays below the
+    slowed timer's, and the setting is in force again after it."""
+    cpu = torch.device("cpu")
+    x = torch.zeros(1)
+    monkeypatch.setenv(measure.INJECT_SLOWDOWN_ENV, "3.0")
+    slowed = measure.time_caller(lambda: x.add_(1), [()], cpu, samples=10).median
+    fact = measure.dispatch_seconds(cpu, samples=10).median
+    assert fact < slowed / 2  # 4x the call's own time when slowed; a 2x margin for noise
+    assert measure.injected_slowdown() == 3.0

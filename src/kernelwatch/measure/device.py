@@ -175,8 +175,9 @@ def dispatch_seconds(device: torch.device, samples: int = 30) -> Samples:
     one-element tensor, back to back as `time_caller` takes calls. The device's work is a
     single element, so this is the host's own cost per call (Python, torch's dispatcher,
     the launch): what a caller time, a latency or a compile carries beside the device's
-    work. A slower or busier host moves it; the code under test cannot. The test-only
-    slowdown does not reach it (`inject.suspended`): series are read against it."""
+    work. A slower or busier host moves it, and so can what the measuring process holds
+    (a forkserver's imports), never a workload's kernels. The test-only slowdown does not
+    reach it (`inject.suspended`): series are read against it."""
     x = torch.zeros(1, device=device)
     with inject.suspended():
         return time_caller(lambda: x.add_(1), [()], device, samples=samples)

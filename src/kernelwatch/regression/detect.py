@@ -56,9 +56,10 @@ HARDWARE_FACTS = ("gpu", "driver", "cpu", "arch")
 # What a caller pays has a host part the launch does not explain.
 DEVICE_TIME = (".track_time", ".track_kernel_time")
 # The host's own cost per call, one of the machine's facts (measure.dispatch_seconds): a
-# series the host paces moves with it. On a lent H100 a slower host moved caller times,
-# GPT-2's decode steps and GPTQ's latencies by up to 2.65x while the device times held
-# within 1.04 (docs/findings/gpu-history-h200.md, sixth lease of 2026-12-07).
+# series the host paces moves with it. On a lent H100 whose host was slower than on an
+# earlier lease, caller times, GPT-2's decode steps and GPTQ's latencies moved by up to
+# 2.65x, while the device times held within 1.04 but for one that moves with autotuning's
+# pick (docs/findings/gpu-history-h200.md, sixth lease of 2026-12-07).
 HOST_FACT = MACHINE_FACTS + "Environment.track_dispatch_seconds"
 
 
@@ -149,7 +150,7 @@ def host_paced(benchmark: str, device_type: str, method: str | None) -> bool:
                 or (benchmark.endswith(".track_time") and method in DEVICE_METHODS))
 
 
-def host_moved(before: Sequence[float], after: Sequence[float],
+def host_ratio(before: Sequence[float], after: Sequence[float],
                factor: float = DEFAULT_FACTOR) -> float | None:
     """How far the host's dispatch (HOST_FACT's samples at two measurements) moved, where
     it moved as a time would be flagged (significant, beyond `factor`); None where not."""

@@ -64,9 +64,9 @@ class Comparison:
     # autotuning picked otherwise: said beside it, since a pick moves the time by itself.
     held_across_picks: bool = False
     # How far the host's dispatch (detect.HOST_FACT) moved between the two in this
-    # environment, on the fact's own row and on each time the host paces that moved the
-    # same way: said beside it, still counted (the code may have moved too).
-    host_moved: float | None = None
+    # environment (after / before), on the fact's own row and on each time the host paces
+    # that moved the same way: said beside it, still counted (the code may have moved too).
+    host_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -152,7 +152,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         host = hosts.get(env) if (bench == detect.HOST_FACT
                                   or _moved_with_host(a, change, hosts.get(env))) else None
         if host and bench != detect.HOST_FACT:
-            conditions = "; ".join(filter(None, [conditions, _with_host(host, change)]))
+            conditions = "; ".join(filter(None, [conditions, _with_host(
+                host, change, (thresholds or {}).get(key_of_series, factor))]))
         reason = failing.get((env, bench.split(".")[0], params))
         if mark == "-" and reason:
             mark = " "  # a speedup counts only when the output passes its quality gate
@@ -179,7 +180,7 @@ def _host_moves(before: dict[tuple, Row], after: dict[tuple, Row],
     for key in before.keys() & after.keys():
         b, a = before[key], after[key]
         if key[1] == detect.HOST_FACT and b.median and a.median:
-            moved = detect.host_moved(b.samples or [b.median], a.samples or [a.median], factor)
+            moved = detect.host_ratio(b.samples or [b.median], a.samples or [a.median], factor)
             if moved:
                 out[key[0]] = moved
     return out
@@ -197,11 +198,13 @@ def _moved_with_host(row: Row, change: detect.Change | None, host: float | None)
         row.benchmark, row.device_type, method)
 
 
-def _with_host(host: float, change: detect.Change | None) -> str:
+def _with_host(host: float, change: detect.Change | None, factor: float) -> str:
     """Beside a host-paced time that moved with the host: how far the host moved, and
-    whether the time moved further than a host that much slower (or faster) explains."""
+    whether the time moved further than a host that much slower (or faster) explains, by
+    more than the series' own threshold (`factor`): a time all host work moves as far as
+    the host, within its noise."""
     ratio = change.ratio if change else 1.0
-    beyond = ratio > host if host > 1 else ratio < host
+    beyond = ratio > host * factor if host > 1 else ratio < host / factor
     return (f"the host moved with it: one tiny op's dispatch {host:.2f}x "
             f"({detect.HOST_FACT}); this time carries the host's work"
             + (", and moved further than the host" if beyond else ""))
@@ -261,17 +264,19 @@ def _host_lines(comparisons: list[Comparison]) -> list[str]:
     changed between the two."""
     lines = []
     for c in comparisons:
-        if c.benchmark == detect.HOST_FACT and c.host_moved:
-            paced = sum(d.host_moved is not None and d.env == c.env and d is not c
+        if c.benchmark == detect.HOST_FACT and c.host_ratio:
+            paced = sum(d.host_ratio is not None and d.env == c.env and d is not c
                         for d in comparisons)
+            slower = c.host_ratio > 1
+            verdict = "blaming" if slower else "crediting"
             lines += ["", f"The host moved between the two in {md_code(c.env)}: one tiny "
-                      f"op's dispatch took {c.host_moved:.2f}x as long at HEAD "
+                      f"op's dispatch took {c.host_ratio:.2f}x as long at HEAD "
                       f"({md_code(c.benchmark)}, {_value(c.before, c.unit)} -> "
                       f"{_value(c.after, c.unit)}). {paced} flagged time"
                       f"{'s' if paced != 1 else ''} the host paces (caller time, latency, "
-                      "compile, decode steps) moved the same way and say so beside them; "
-                      "a device time does not carry the host. Measure both commits on one "
-                      "quiet host before blaming the code."]
+                      f"compile, decode steps) got {'slower' if slower else 'faster'} with it "
+                      "and say so beside them; a device time does not carry the host. Measure "
+                      f"both commits on one quiet host before {verdict} the code."]
     return lines
 
 
