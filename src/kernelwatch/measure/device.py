@@ -170,6 +170,13 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, samples: int = 2
     return 2 * nbytes / t.median
 
 
+# A dispatch sample lasts longer than a scheduler's time slice (a few ms), so that a host
+# shared with other work reads slower in every sample, as a long series' samples do: with
+# four busy processes on this 2-core CPU, 2 ms samples of the add read 1.4x and 20 ms
+# samples 3.2x, while a small rotate-half read 2.6x either way.
+DISPATCH_SAMPLE_SECONDS = 20e-3
+
+
 def dispatch_seconds(device: torch.device, samples: int = 30) -> Samples:
     """Seconds a Python caller pays for one tiny op on `device`: an in-place add to a
     one-element tensor, back to back as `time_caller` takes calls. The device's work is a
@@ -180,4 +187,5 @@ def dispatch_seconds(device: torch.device, samples: int = 30) -> Samples:
     reach it (`inject.suspended`): series are read against it."""
     x = torch.zeros(1, device=device)
     with inject.suspended():
-        return time_caller(lambda: x.add_(1), [()], device, samples=samples)
+        return time_caller(lambda: x.add_(1), [()], device, samples=samples,
+                           min_sample_seconds=DISPATCH_SAMPLE_SECONDS)
