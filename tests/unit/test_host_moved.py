@@ -105,3 +105,16 @@ def test_what_the_host_paces():
     # one value a side is never significant: no claim the host moved
     assert detect.host_ratio([5e-6], [10e-6]) is None
 
+
+
+def test_the_site_s_change_table_says_it_in_the_note():
+    from kernelwatch.report import site
+
+    series = rows(CALLER, {A: 32.1e-6, B: 63.5e-6}) + rows(DEVICE, {A: 14.4e-6, B: 17e-6}) \
+        + dispatch(5.0e-6, 10.0e-6)
+    found = {c["benchmark"]: c for c in site.changes(series, commit_order={A: 0, B: 1})}
+    assert found[CALLER]["flag"] == "worse"
+    assert found[CALLER]["note"].startswith("the host moved with it: one tiny op's dispatch 2.00x")
+    assert found[DEVICE]["flag"] == "worse" and found[DEVICE]["note"] == ""
+    held = rows(CALLER, {A: 32.1e-6, B: 63.5e-6}) + dispatch(5.0e-6, 5.1e-6)
+    assert {c["note"] for c in site.changes(held, commit_order={A: 0, B: 1})} == {""}

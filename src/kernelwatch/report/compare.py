@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kernelwatch.regression import detect
-from kernelwatch.report import clocks
+from kernelwatch.report import clocks, host
 from kernelwatch.report.format import fmt_value, md_code, md_text
 from kernelwatch.results.rows import Row
 
@@ -149,11 +149,12 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             conditions = "; ".join(filter(None, [conditions, _held_across_picks(inv_b, inv_a)]))
         if change and change.within_processes:
             conditions = "; ".join(filter(None, [conditions, _within_processes(b, a)]))
-        host = hosts.get(env) if (bench == detect.HOST_FACT
-                                  or _moved_with_host(a, change, hosts.get(env))) else None
-        if host and bench != detect.HOST_FACT:
-            conditions = "; ".join(filter(None, [conditions, _with_host(
-                host, change, (thresholds or {}).get(key_of_series, factor))]))
+        moved = hosts.get(env)
+        host_ratio = moved if (bench == detect.HOST_FACT or host.moved_with(
+            a, change.flag if change else "", moved)) else None
+        if host_ratio and change and bench != detect.HOST_FACT:
+            conditions = "; ".join(filter(None, [conditions, host.note(
+                host_ratio, change.ratio, (thresholds or {}).get(key_of_series, factor))]))
         reason = failing.get((env, bench.split(".")[0], params))
         if mark == "-" and reason:
             mark = " "  # a speedup counts only when the output passes its quality gate
@@ -162,7 +163,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark, key_of_series,
                               conditions, tuple(k for k, _ in params),
-                              (b.skipped, a.skipped), held_across_picks, host))
+                              (b.skipped, a.skipped), held_across_picks, host_ratio))
     order = {"+": 0, "!": 1, FAILING: 2, SKIPPED: 3, "-": 4, "*": 5, LAUNCH: 6, "x": 7, " ": 8}
     # an unchanged time across two picks comes right after the moved ones: it is as much
     # the pick's as theirs
@@ -176,38 +177,9 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
 def _host_moves(before: dict[tuple, Row], after: dict[tuple, Row],
                 factor: float) -> dict[str, float]:
     """{environment: how far the host's dispatch moved} where it moved beyond `factor`."""
-    out = {}
-    for key in before.keys() & after.keys():
-        b, a = before[key], after[key]
-        if key[1] == detect.HOST_FACT and b.median and a.median:
-            moved = detect.host_ratio(b.samples or [b.median], a.samples or [a.median], factor)
-            if moved:
-                out[key[0]] = moved
-    return out
-
-
-def _moved_with_host(row: Row, change: detect.Change | None, host: float | None) -> bool:
-    """Whether a time the host paces was flagged moving the way the host's dispatch moved."""
-    from kernelwatch import workloads
-
-    if not (host and change and change.flag in ("worse", "better") and row.unit == "seconds"):
-        return False
-    method = clocks.method(row, lambda p: workloads.device_method_for_benchmark(
-        row.benchmark, p) or "")
-    return (change.flag == "worse") == (host > 1) and detect.host_paced(
-        row.benchmark, row.device_type, method)
-
-
-def _with_host(host: float, change: detect.Change | None, factor: float) -> str:
-    """Beside a host-paced time that moved with the host: how far the host moved, and
-    whether the time moved further than a host that much slower (or faster) explains, by
-    more than the series' own threshold (`factor`): a time all host work moves as far as
-    the host, within its noise."""
-    ratio = change.ratio if change else 1.0
-    beyond = ratio > host * factor if host > 1 else ratio < host / factor
-    return (f"the host moved with it: one tiny op's dispatch {host:.2f}x "
-            f"({detect.HOST_FACT}); this time carries the host's work"
-            + (", and moved further than the host" if beyond else ""))
+    moves = {key[0]: host.fact_ratio(before[key], after[key], factor)
+             for key in before.keys() & after.keys() if key[1] == detect.HOST_FACT}
+    return {env: ratio for env, ratio in moves.items() if ratio}
 
 
 def _held_across_picks(before: Inventory | dict, after: Inventory | dict) -> str:
