@@ -64,12 +64,14 @@ class Environment:
     def track_dispatch_seconds(self):
         """Seconds a Python caller pays for one tiny op on the benchmark device (an in-place
         add to a one-element tensor): the host's own cost per call. Caller times, latencies
-        and compiles carry it and device times do not, so `kernelwatch compare` says where
-        such a series moved with it (a slower or busier host, not the code)."""
+        and compiles carry it and device times do not, so `kernelwatch compare` and the
+        published change table say where such a series moved with it (a slower or busier
+        host)."""
         # asv runs this checkout's benchmarks/ against each commit's own installed kernelwatch
-        # (docs/architecture.md): an older one lacks the fact
+        # (docs/architecture.md): an older one lacks the fact, or took it in samples too
+        # short to see a shared host (before DISPATCH_SAMPLE_SECONDS)
         dispatch = getattr(measure, "dispatch_seconds", None)
-        if dispatch is None:
+        if dispatch is None or not hasattr(measure, "DISPATCH_SAMPLE_SECONDS"):
             raise Unavailable("the host's dispatch is measured by kernelwatch's own "
                               "measure.dispatch_seconds, which this commit's kernelwatch "
                               "predates")

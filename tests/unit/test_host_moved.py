@@ -106,7 +106,6 @@ def test_what_the_host_paces():
     assert detect.host_ratio([5e-6], [10e-6]) is None
 
 
-
 def test_the_site_s_change_table_says_it_in_the_note():
     from kernelwatch.report import site
 
@@ -118,3 +117,30 @@ def test_the_site_s_change_table_says_it_in_the_note():
     assert found[DEVICE]["flag"] == "worse" and found[DEVICE]["note"] == ""
     held = rows(CALLER, {A: 32.1e-6, B: 63.5e-6}) + dispatch(5.0e-6, 5.1e-6)
     assert {c["note"] for c in site.changes(held, commit_order={A: 0, B: 1})} == {""}
+
+
+def test_no_word_of_the_host_where_the_fact_was_not_measured_alike_at_both():
+    from kernelwatch.report import site
+
+    missing = rows(CALLER, {A: 32.1e-6, B: 63.5e-6}) + dispatch(5.0e-6, 10.0e-6)[1:]
+    assert by_name(missing)[CALLER].host_ratio is None
+    other_code = rows(CALLER, {A: 32.1e-6, B: 63.5e-6}) + dispatch(5.0e-6, 10.0e-6)
+    other_code[-2].version, other_code[-1].version = "1", "2"
+    assert by_name(other_code)[CALLER].host_ratio is None
+    assert {c["note"] for c in site.changes(other_code, commit_order={A: 0, B: 1})} == {""}
+
+
+def test_the_change_table_reads_the_newest_measurement_of_the_host_at_a_commit():
+    """Two result files of one commit (a busy run, then a quiet rerun): the series and the
+    fact are both read from the newest, whichever file was loaded last."""
+    from kernelwatch.report import site
+
+    busy, quiet = dispatch(5.0e-6, 10.0e-6)[1], dispatch(5.0e-6, 5.0e-6)[1]
+    busy.date, quiet.date = 1, 2
+    caller = rows(CALLER, {A: 32.1e-6, B: 63.5e-6})
+    caller[1].date = 2
+    base = dispatch(5.0e-6, 5.0e-6)[0]
+    for order in ([busy, quiet], [quiet, busy]):
+        (c,) = [c for c in site.changes(caller + [base] + order, commit_order={A: 0, B: 1})
+                if c["benchmark"] == CALLER]
+        assert c["flag"] == "worse" and c["note"] == ""

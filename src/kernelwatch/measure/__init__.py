@@ -47,6 +47,7 @@ from kernelwatch.measure.compiling import (
 )
 from kernelwatch.measure.device import (
     DEVICE_OVER_CALLER_MARGIN,
+    DISPATCH_SAMPLE_SECONDS,
     DeviceCheck,
     check_device_time,
     copy_bandwidth,
@@ -87,6 +88,7 @@ from kernelwatch.time_methods import (
 
 __all__ = [
     "CUDA_EVENTS", "CUDA_GRAPH", "DECLARED_METHODS", "DEVICE_METHODS", "DEVICE_OVER_CALLER_MARGIN",
+    "DISPATCH_SAMPLE_SECONDS",
     "HOST_CLOCK", "INJECT_SLOWDOWN_ENV", "PROFILER_KERNELS", "UNSTABLE_CV", "Accuracy",
     "CompileHealth", "DeviceCheck", "KernelTime", "MemoryPeak", "ProcessUsage", "Samples",
     "TokenClock", "TokenTimes", "accuracy", "check_device_time", "cold_compile_seconds",

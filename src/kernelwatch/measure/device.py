@@ -171,9 +171,9 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, samples: int = 2
 
 
 # A dispatch sample lasts longer than a scheduler's time slice (a few ms), so that a host
-# shared with other work reads slower in every sample, as a long series' samples do: with
-# four busy processes on this 2-core CPU, 2 ms samples of the add read 1.4x and 20 ms
-# samples 3.2x, while a small rotate-half read 2.6x either way.
+# shared with other work reads slower in every sample, as a long series' samples do (2 ms
+# samples beside busy processes read the host barely slower: docs/findings/
+# gpu-history-h200.md, sixth lease of 2026-12-07).
 DISPATCH_SAMPLE_SECONDS = 20e-3
 
 

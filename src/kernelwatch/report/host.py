@@ -13,10 +13,11 @@ from kernelwatch.results.rows import Row
 def fact_ratio(before: Row | None, after: Row | None,
                factor: float = detect.DEFAULT_FACTOR) -> float | None:
     """How far the host's dispatch moved from `before` to `after` (its rows at two
-    measurements), where it moved beyond `factor`; None where it did not or was not
-    measured at both."""
-    if not (before and after and before.median and after.median):
-        return None
+    measurements), where it moved beyond `factor`; None where it did not, or was not
+    measured at both by one version of its benchmark."""
+    if not (before and after and before.median and after.median) or (
+            before.version and after.version and before.version != after.version):
+        return None  # not measured at both, or measured by different benchmark code
     return detect.host_ratio(before.samples or [before.median],
                              after.samples or [after.median], factor)
 

@@ -134,17 +134,22 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
     note (`inventories`: (machine, commit, env, case) -> inventory); a device time that moved
     with only its kernels' launch is flagged `launch`, not worse or better (detect.judge).
     A time the host paces that moved the way the machine's host moved between the two
-    commits says so in its note (report.host)."""
+    commits says so in its note (report.host; the host's move judged at the default
+    threshold, as the fact has none of its own)."""
     from kernelwatch import inventory
 
     in_branch = branch_order(commit_order)
     series: dict[tuple, list[Row]] = defaultdict(list)
-    facts: dict[tuple, Row] = {}  # (machine, env, commit) -> the host's dispatch there
+    # (machine, env, commit) -> the host's dispatch there, the newest measurement of it as
+    # each series takes its newest at a commit
+    facts: dict[tuple, Row] = {}
     for r in rows:
         if r.median is not None:
             series[r.series].append(r)
-            if r.benchmark == detect.HOST_FACT:
-                facts[(r.machine, r.env_name, r.commit)] = r
+            key = (r.machine, r.env_name, r.commit)
+            if r.benchmark == detect.HOST_FACT and (
+                    key not in facts or in_branch(r) >= in_branch(facts[key])):
+                facts[key] = r
     out = []
     for (machine, env_name, bench, _params), rs in series.items():
         rs.sort(key=in_branch)
@@ -171,10 +176,11 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         # another launch picked by autotuning
         note = (inventory.difference(before_inv, after_inv) if before_inv and after_inv
                 else "")
-        moved = host.fact_ratio(facts.get((machine, env_name, old.commit)),
-                                facts.get((machine, env_name, new.commit)))
-        if host.moved_with(new, flag, moved):
-            note = "; ".join(filter(None, [note, host.note(moved, ratio, factor)]))
+        if flag in ("worse", "better"):
+            moved = host.fact_ratio(facts.get((machine, env_name, old.commit)),
+                                    facts.get((machine, env_name, new.commit)))
+            if host.moved_with(new, flag, moved):
+                note = "; ".join(filter(None, [note, host.note(moved, ratio, factor)]))
         out.append({"machine": machine, "env": env_name, "benchmark": bench, "note": note,
                     "params": ", ".join(new.params.values()), "old": old.median,
                     "new": new.median, "ratio": ratio, "unit": new.unit,
