@@ -34,24 +34,17 @@ class Table:
 COPY_KEY = "environment.Environment.track_copy_seconds_per_gib"
 
 
+def machine_fact(env_rows: list, benchmark: str) -> float | None:
+    """The median of one of the environment's facts (`benchmark`, environment.Environment's),
+    where its rows recorded one."""
+    return next((r.median for r in env_rows if r.benchmark == benchmark and r.median), None)
+
+
 def copy_bandwidth(env_rows: list) -> float | None:
     """Bytes/s of the environment's measured copy, where its rows recorded one: the ceiling
     "% of copy bandwidth" and the roofline refer to."""
-    for r in env_rows:
-        if r.benchmark == COPY_KEY and r.median:
-            return (2 << 30) / r.median
-    return None
-
-
-def host_dispatch(env_rows: list) -> float | None:
-    """Seconds the host took per tiny op (regression.detect.HOST_FACT), where recorded: what
-    a caller time carries beside the device's work, so a heading shows it beside them."""
-    from kernelwatch.regression import detect
-
-    for r in env_rows:
-        if r.benchmark == detect.HOST_FACT and r.median:
-            return r.median
-    return None
+    seconds = machine_fact(env_rows, COPY_KEY)
+    return (2 << 30) / seconds if seconds else None
 
 
 def case_metrics(env_rows: list, prefix: str, tracks: dict[str, str],

@@ -18,7 +18,7 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch.report import copy_bandwidth
+from kernelwatch.report import copy_bandwidth, machine_fact
 from kernelwatch.report.format import NAV, fmt_seconds, html_table, page, short_env_names
 from kernelwatch.results.rows import Row
 
@@ -33,7 +33,7 @@ ReferenceLookup = Callable[[str], str | None]
 
 def ceilings(env_rows: list[Row]) -> tuple[float | None, float | None]:
     """(copy bytes/s, matmul FLOP/s) measured in this environment, where recorded."""
-    mm = next((r.median for r in env_rows if r.benchmark == MATMUL_KEY and r.median), None)
+    mm = machine_fact(env_rows, MATMUL_KEY)
     return copy_bandwidth(env_rows), (1e12 / mm if mm else None)
 
 

@@ -20,7 +20,7 @@ from kernelwatch.report import (
     break_even,
     copy_bandwidth,
     host,
-    host_dispatch,
+    machine_fact,
     overview,
     regressions,
     roofline,
@@ -218,7 +218,7 @@ def text_table(rows: list[Row], bytes_moved: BytesLookup | None = None, *,
     groups = latest_commit_rows(rows)
     names = short_env_names(groups)
     for key, env_rows in sorted(groups.items()):
-        peak, dispatch = copy_bandwidth(env_rows), host_dispatch(env_rows)
+        peak, dispatch = copy_bandwidth(env_rows), machine_fact(env_rows, detect.HOST_FACT)
         heading = (f"{names[key]}  {_commits(env_rows)}"
                    + (f"  copy {peak / 1e9:.1f} GB/s" if peak else "")
                    + (f"  dispatch {fmt_seconds(dispatch)}" if dispatch else ""))
