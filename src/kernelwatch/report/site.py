@@ -143,6 +143,7 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
     # (machine, env, commit) -> the host's dispatch there, the newest measurement of it as
     # each series takes its newest at a commit
     facts: dict[tuple, Row] = {}
+    hosts: dict[tuple, float | None] = {}  # (machine, env, old, new commit) -> fact_ratio
     for r in rows:
         if r.median is not None:
             series[r.series].append(r)
@@ -177,8 +178,11 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         note = (inventory.difference(before_inv, after_inv) if before_inv and after_inv
                 else "")
         if flag in ("worse", "better"):
-            moved = host.fact_ratio(facts.get((machine, env_name, old.commit)),
-                                    facts.get((machine, env_name, new.commit)))
+            pair = (machine, env_name, old.commit, new.commit)
+            if pair not in hosts:  # one test of the host's samples per pair of commits
+                hosts[pair] = host.fact_ratio(facts.get((machine, env_name, old.commit)),
+                                              facts.get((machine, env_name, new.commit)))
+            moved = hosts[pair]
             if host.moved_with(new, flag, moved):
                 note = "; ".join(filter(None, [note, host.note(moved, ratio, factor)]))
         out.append({"machine": machine, "env": env_name, "benchmark": bench, "note": note,
