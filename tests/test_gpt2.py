@@ -90,6 +90,16 @@ def test_timed_generations_measure_every_token(fp32_case):
         assert 0 < r.ttft < r.total
 
 
+def test_a_timed_generation_after_the_warm_up_compiles_nothing():
+    """The static KV cache of `compile` is sized by the generation's N new tokens: a
+    warm-up of fewer left a recompile to the first timed step (26-36 s on an H100)."""
+    case = gpt2.build_case(*SMALL, "compile")
+    case.warm_up()
+    with torch.compiler.set_stance("fail_on_recompile"):
+        runs = case.timed_generations()
+    assert len(runs) >= 2 and all(len(r.arrivals) == 16 for r in runs)
+
+
 def test_a_checkpoint_directory_loads_and_a_wrong_one_is_one_clear_error(tmp_path, monkeypatch,
                                                                        fp32_case):
     saved = tmp_path / "small"
