@@ -14,7 +14,8 @@
 #            per-process seconds of the trivial environment facts (the cost of a process)
 #   suite    `--suite gpu-commit` (dry run first: its estimate), cut at KW_SUITE_SECONDS
 #            (default 420); run it again to go on: only what is missing is measured
-#   aa       KW_AA_RUNS (default 5) runs of the suite's time series (GPTQ's kernel time too)
+#   aa       KW_AA_RUNS (default 5) runs of the suite's time series (GPTQ's kernel time too,
+#            the machine's facts each run)
 #            and kernel inventories (the launch autotuning picked) on one commit (KW_AA_ARGS
 #            narrows them), each its own machine name (gpu-aa-N), fresh compile caches per
 #            run (kept for the run when a later call on the warm machine goes on with it, so
