@@ -269,12 +269,13 @@ class Gpt2Case(Case):
 
     def warm_up(self) -> None:
         """One generation as the timed ones generate it, all N tokens: it compiles a
-        compiled variant and pays the one-time costs (ONNX Runtime's first run, the CUDA
-        allocator's first blocks of each cache length) before anything is timed. A shorter
-        one leaves them to the first timed generation: the static KV cache is sized by N,
-        so `compile` recompiled at its first timed step (26-36 s on an H100), and eager
-        bf16's steps past the warm-up's lengths took 53 ms against 18 ms once the
-        allocator held their blocks (docs/findings/gpu-history-h200.md)."""
+        compiled variant and pays the one-time costs (ONNX Runtime's first run, the first
+        step at each cache length: the CUDA allocator's new blocks, per-shape kernel
+        choices) before anything is timed. A shorter one leaves them to the first timed
+        generation: the static KV cache is sized by N, so `compile` recompiled at its first
+        timed step (26-36 s on an H100), and eager bf16's steps past the warm-up's lengths
+        took 53 ms against 18 ms at the same lengths in later generations
+        (docs/findings/gpu-history-h200.md)."""
         self.generator.generate(self.prompt, self.new_tokens)
         measure.synchronize(self.device)
 
