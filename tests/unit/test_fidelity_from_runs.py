@@ -7,8 +7,9 @@ import json
 import random
 import shutil
 import statistics
+from collections.abc import Sequence
 
-from kernelwatch.regression import fidelity
+from kernelwatch.regression import detect, fidelity
 from kernelwatch.results import rows as result_rows
 from kernelwatch.results.files import PROCESSES_KEY, SAMPLES_KEY
 
@@ -31,10 +32,12 @@ def _process_samples(level: float, rng: random.Random) -> list[float]:
 
 
 def _record(results, commit: str, machine: str, levels: dict[str, list[float]],
-            rng: random.Random, env: str = "existing-py", uneven: bool = False) -> None:
+            rng: random.Random, env: str = "existing-py", uneven: bool = False,
+            dispatch: float | None = None) -> None:
     """One run's result file as asv writes it: GPTQ's time at two variants (`levels`:
     variant -> one level per benchmark process), each pooled from its processes, with the
-    count kept beside it as `kernelwatch run --processes K` keeps it."""
+    count kept beside it as `kernelwatch run --processes K` keeps it; and the host's
+    dispatch fact at `dispatch` seconds, where given."""
     variants = list(levels)
     fixed = [QUIET[n] for n in ("shape", "scheme", "blocksize")]
     params = [*[[repr(v)] for v in fixed], [repr(v) for v in variants]]
@@ -50,13 +53,18 @@ def _record(results, commit: str, machine: str, levels: dict[str, list[float]],
             durations[SAMPLES_KEY.format(name=combo)] = len(s)
     rows = {BENCH: [[statistics.median(s) for s in samples], params, "1", 0, 1.0, None, None,
                     None, None, None, None, samples]}
+    if dispatch:
+        rows[detect.HOST_FACT] = [[dispatch], [], "1", 0, 1.0, None, None, None, None, None,
+                                  None, [_process_samples(dispatch, rng)]]
     write_result_file(results, machine, commit, env, rows, durations)
     (results / "benchmarks.json").write_text(json.dumps({"version": 2, BENCH: {
         "name": BENCH, "param_names": ["shape", "scheme", "blocksize", "variant"],
-        "params": params, "type": "track", "version": "1", "unit": "seconds"}}))
+        "params": params, "type": "track", "version": "1", "unit": "seconds"},
+        detect.HOST_FACT: {"name": detect.HOST_FACT, "param_names": [], "params": [],
+                           "type": "track", "version": "1", "unit": "seconds"}}))
 
 
-def _repo(tmp_path):
+def _repo(tmp_path, dispatch: Sequence[float | None] = (None,) * len(RUNS)):
     """A git checkout whose HEAD has three A/A runs on record: a quiet series (processes
     within 0.5%) and a loose one (the first process of each run 20% slow, as GPTQ's
     host-paced column loop reads on a GPU)."""
@@ -72,7 +80,7 @@ def _repo(tmp_path):
         _record(repo / "results", commit, machine, {
             "triton": [9.0e-3 * (1 + 0.002 * ((i + p) % 3)) for p in range(PROCESSES)],
             "compile-column": [250e-3 * (1.2 if p == 0 else 1.0) for p in range(PROCESSES)]},
-            rng)
+            rng, dispatch=dispatch[i])
     return repo, commit
 
 
@@ -164,3 +172,30 @@ def test_runs_with_two_environments_need_env(tmp_path):
                "virtualenv-py3.12-torch2.14.1", "--machine", "runner"], repo)
     assert one.returncode == 0, one.stderr
     assert "1 series from 3 runs" in one.stdout and "8 ms" in one.stdout
+
+
+def test_from_runs_says_which_run_s_host_moved_and_which_runs_held(tmp_path):
+    """The H100 lease's GPT-2 A/A: three runs' dispatch at 6.4-6.6 us, one at 8.8 us (a
+    process 1.38x the others, 2026-12-07). The thresholds are still read from every run;
+    stderr names the run whose host moved and the runs to read them from instead."""
+    repo, _ = _repo(tmp_path, dispatch=(6.4e-6, 8.8e-6, 6.6e-6))
+    rng = random.Random(2)
+    _record(repo / "results", git("rev-parse", "HEAD", cwd=repo).strip(), "aa-4",
+            {"triton": [9e-3] * 3, "compile-column": [250e-3] * 3}, rng, dispatch=6.5e-6)
+    out = run([kernelwatch_exe(), "fidelity", "--from-runs", "aa-1,aa-2,aa-3,aa-4",
+               "--machine", "aa-4"], repo)
+    assert out.returncode == 0, out.stderr
+    assert ("kernelwatch: the host's dispatch moved in aa-2 (1.34x the runs' median, "
+            "6.55 us)") in out.stderr
+    assert "--from-runs aa-1,aa-3,aa-4 reads them from the runs whose host held" in out.stderr
+    assert "is not recorded" not in out.stderr
+
+
+def test_from_runs_says_where_the_host_s_dispatch_was_not_recorded(tmp_path):
+    repo, _ = _repo(tmp_path, dispatch=(6.4e-6, None, 6.6e-6))
+    out = run([kernelwatch_exe(), "fidelity", "--from-runs", ",".join(RUNS), "--machine",
+               "aa-3"], repo)
+    assert out.returncode == 0, out.stderr
+    assert (f"kernelwatch: the host's dispatch ({detect.HOST_FACT}) is not recorded in aa-2, "
+            "so whether the host moved between the runs is not known") in out.stderr
+    assert "moved in" not in out.stderr  # two runs cannot say which of them moved

@@ -17,6 +17,7 @@ from kernelwatch.engine.gitrepo import find_repo_root, resolve_commit
 from kernelwatch.errors import KernelwatchError, check_choices
 from kernelwatch.regression import fidelity
 from kernelwatch.report import fidelity as fidelity_view
+from kernelwatch.report import host
 from kernelwatch.results import rows as result_rows
 
 RUNS, SLOWDOWNS, TIMEOUT = 21, "0.02,0.05,0.10", 600.0  # a measuring run's defaults
@@ -182,6 +183,8 @@ def from_runs(repo: Path, machine: str, runs: Sequence[str], rev: str,
           f"nothing injected, so nothing is caught; machine {machine}")
     print(f"saved to {path}")
     status = _print(measured, 1)
+    for line in host.between_runs(rows, runs):
+        print(f"kernelwatch: {line}", file=sys.stderr)
     # the thresholds compare uses are judged one process a side: len(runs) - 1 pairs
     few = [m.target.key for m in measured if len(m.runs) - 1 < FEW_PAIRS]
     if few:

@@ -1,12 +1,17 @@
 """Whether the host moved under a time: the machine's dispatch fact (regression.detect's
 HOST_FACT) at two measurements, and what is said beside a time the host paces that moved
 the same way, in `kernelwatch compare` and in the site's change table. Still counted: the
-code may have moved too."""
+code may have moved too. And between an A/A's runs (`kernelwatch fidelity --from-runs`):
+the runs whose host moved, which widen the thresholds read from them."""
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
+
 from kernelwatch.regression import detect
 from kernelwatch.report import clocks
+from kernelwatch.report.format import fmt_value
 from kernelwatch.results.rows import Row
 
 
@@ -20,6 +25,53 @@ def fact_ratio(before: Row | None, after: Row | None,
         return None  # not measured at both, or measured by different benchmark code
     return detect.host_ratio(before.samples or [before.median],
                              after.samples or [after.median], factor)
+
+
+def moved_runs(facts: dict[str, Row], factor: float = detect.DEFAULT_FACTOR
+               ) -> tuple[float, dict[str, float]] | None:
+    """Of an A/A's runs (run -> its dispatch fact's row, one commit), the runs whose host's
+    dispatch sat beyond `factor` from the runs' middle: (the median of the runs' medians,
+    {run: its median / that}). Only the middle of three runs or more can say which run
+    moved (of two, either); None for fewer, or where runs of different benchmark code
+    measured it."""
+    medians = {run: r.median for run, r in facts.items() if r.median}
+    if len(medians) < 3 or len({r.version for r in facts.values() if r.version}) > 1:
+        return None
+    middle = statistics.median(medians.values())
+    ratios = {run: m / middle for run, m in medians.items()}
+    return middle, {run: x for run, x in ratios.items() if max(x, 1 / x) > factor}
+
+
+def between_runs(rows: Sequence[Row], runs: Sequence[str]) -> list[str]:
+    """What an A/A's thresholds (`kernelwatch fidelity --from-runs`) should be read with:
+    the runs that did not record the host's dispatch, and those whose host dispatched
+    slower or faster than the others' (moved_runs). Such a run widens the spread of every
+    series the host paces, and so their thresholds: on a lent H100, GPT-2's decode steps
+    held within 1.05 in three of five runs and moved 1.19-1.47x in the two others.
+    `rows`: one commit's rows in one environment."""
+    facts = {r.machine: r for r in rows
+             if r.benchmark == detect.HOST_FACT and r.machine in runs and r.median}
+    lines = []
+    lacking = [run for run in runs if run not in facts]
+    if lacking:
+        lines.append(f"the host's dispatch ({detect.HOST_FACT}) is not recorded in "
+                     f"{', '.join(lacking)}, so whether the host moved between the runs is "
+                     "not known (runs made with --skip-machine-facts, or before kernelwatch "
+                     "measured it)")
+    found = moved_runs(facts)
+    if found and found[1]:
+        middle, moved = found
+        held = [run for run in runs if run in facts and run not in moved]
+        lines.append(
+            "the host's dispatch moved in "
+            + ", ".join(f"{run} ({x:.2f}x the runs' median, {fmt_value(middle, 'seconds')})"
+                        for run, x in moved.items())
+            + ": the spread of the series the host paces (caller times, latencies, decode "
+            "steps) is partly the host's, and their thresholds wider than the code needs on "
+            "a quiet host"
+            + (f"; --from-runs {','.join(held)} reads them from the runs whose host held"
+               if len(held) >= 2 else ""))
+    return lines
 
 
 def moved_with(row: Row, flag: str, host: float | None) -> bool:
