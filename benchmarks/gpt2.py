@@ -25,7 +25,7 @@ class Gpt2Generate(_Gpt2):
     (every token after the first, over all repeats). Tokens/s is derived in the report."""
 
     # 2: the warm-up generates all N tokens (Gpt2Case.warm_up), so the first timed
-    # generation no longer pays a recompile or the allocator's first blocks
+    # generation no longer pays a recompile or the first step at each cache length
     version = "2"
     unit = "seconds"
 

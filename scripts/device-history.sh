@@ -73,7 +73,7 @@ aa_run() {  # aa_run NAME [SLOWDOWN]: one A/A run as machine gpu-aa-NAME, its ow
   fi
   # The machine's facts are measured in each run (a few seconds): its host's dispatch lets
   # `compare` say where the host, not the code, moved between two runs (GPT-2's decode
-  # steps read 1.19-1.47x in two of five runs on one H100 host, 2026-12-07).
+  # steps and time to first token read 1.18-1.47x in one of five runs on an H100, 2026-12-07).
   KERNELWATCH_INJECT_SLOWDOWN=${2:-} timeout -s TERM "$t" python3 -m kernelwatch.cli run \
     --existing --machine "gpu-aa-$1" --suite gpu-commit --metric time --metric kernel-time \
     --metric kernels --track time --track kernel_time --track kernel_count ${KW_AA_ARGS:-} \

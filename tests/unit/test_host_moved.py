@@ -10,7 +10,7 @@ can show that a moved device time gets no word of the host."""
 import pytest
 
 from kernelwatch.regression import detect
-from kernelwatch.report import compare
+from kernelwatch.report import compare, host
 from kernelwatch.results.rows import Row
 
 A, B = "a" * 40, "b" * 40
@@ -144,3 +144,26 @@ def test_the_change_table_reads_the_newest_measurement_of_the_host_at_a_commit()
         (c,) = [c for c in site.changes(caller + [base] + order, commit_order={A: 0, B: 1})
                 if c["benchmark"] == CALLER]
         assert c["flag"] == "worse" and c["note"] == ""
+
+
+def fact_rows(medians: dict[str, float], version: dict[str, str] | None = None) -> dict:
+    """Each A/A run's dispatch fact at one commit (run -> seconds)."""
+    return {run: Row(machine=run, commit=A, date=0, env_name="env", env=GPU,
+                     benchmark=detect.HOST_FACT, params={}, unit="seconds", value=v,
+                     samples=[v] * 5, version=(version or {}).get(run, "1"))
+            for run, v in medians.items()}
+
+
+def test_the_runs_whose_host_moved_are_read_against_a_run_s_own_median():
+    # two slow runs of four: the middle is a quiet run's, so the quiet two are not named
+    middle, moved = host.moved_runs(fact_rows({"aa-1": 6.4e-6, "aa-2": 6.5e-6,
+                                               "aa-3": 8.8e-6, "aa-4": 9.0e-6}))
+    assert middle == 6.5e-6 and set(moved) == {"aa-3", "aa-4"}
+    assert moved["aa-3"] == pytest.approx(8.8 / 6.5)
+    # a faster host is a move too
+    _, moved = host.moved_runs(fact_rows({"aa-1": 6.4e-6, "aa-2": 6.5e-6, "aa-3": 5.0e-6}))
+    assert moved == {"aa-3": pytest.approx(5.0 / 6.4)}
+    # two runs cannot say which one moved; two versions of the fact are not compared
+    assert host.moved_runs(fact_rows({"aa-1": 6.4e-6, "aa-2": 8.8e-6})) is None
+    assert host.moved_runs(fact_rows({"aa-1": 6.4e-6, "aa-2": 6.5e-6, "aa-3": 8.8e-6},
+                                     version={"aa-3": "2"})) is None

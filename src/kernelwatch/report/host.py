@@ -30,16 +30,22 @@ def fact_ratio(before: Row | None, after: Row | None,
 def moved_runs(facts: dict[str, Row], factor: float = detect.DEFAULT_FACTOR
                ) -> tuple[float, dict[str, float]] | None:
     """Of an A/A's runs (run -> its dispatch fact's row, one commit), the runs whose host's
-    dispatch sat beyond `factor` from the runs' middle: (the median of the runs' medians,
-    {run: its median / that}). Only the middle of three runs or more can say which run
-    moved (of two, either); None for fewer, or where runs of different benchmark code
-    measured it."""
+    dispatch sat beyond `factor` from the runs' middle: (the middle run's median, {run: its
+    median / that}). The middle is a run's own (the lower of two middle ones), so that two
+    slow runs of four leave the two others as they were. Only the middle of three runs or
+    more can say which run moved (of two, either); None for fewer, or where runs of
+    different benchmark code measured it."""
     medians = {run: r.median for run, r in facts.items() if r.median}
-    if len(medians) < 3 or len({r.version for r in facts.values() if r.version}) > 1:
+    if len(medians) < 3 or len(versions(facts.values())) > 1:
         return None
-    middle = statistics.median(medians.values())
+    middle = statistics.median_low(medians.values())
     ratios = {run: m / middle for run, m in medians.items()}
     return middle, {run: x for run, x in ratios.items() if max(x, 1 / x) > factor}
+
+
+def versions(rows) -> set[str]:
+    """The benchmark versions that measured `rows` (those that say)."""
+    return {r.version for r in rows if r.version}
 
 
 def between_runs(rows: Sequence[Row], runs: Sequence[str]) -> list[str]:
@@ -47,7 +53,7 @@ def between_runs(rows: Sequence[Row], runs: Sequence[str]) -> list[str]:
     the runs that did not record the host's dispatch, and those whose host dispatched
     slower or faster than the others' (moved_runs). Such a run widens the spread of every
     series the host paces, and so their thresholds: on a lent H100, GPT-2's decode steps
-    held within 1.05 in three of five runs and moved 1.19-1.47x in the two others.
+    held within 1.05 in three of five runs and moved 1.18-1.47x, all together, in one.
     `rows`: one commit's rows in one environment."""
     facts = {r.machine: r for r in rows
              if r.benchmark == detect.HOST_FACT and r.machine in runs and r.median}
@@ -58,16 +64,20 @@ def between_runs(rows: Sequence[Row], runs: Sequence[str]) -> list[str]:
                      f"{', '.join(lacking)}, so whether the host moved between the runs is "
                      "not known (runs made with --skip-machine-facts, or before kernelwatch "
                      "measured it)")
+    if len(versions(facts.values())) > 1:
+        lines.append(f"the host's dispatch was measured by different versions of its benchmark "
+                     f"in these runs ({', '.join(sorted(versions(facts.values())))}), so its "
+                     "readings are not compared")
     found = moved_runs(facts)
     if found and found[1]:
         middle, moved = found
         held = [run for run in runs if run in facts and run not in moved]
         lines.append(
             "the host's dispatch moved in "
-            + ", ".join(f"{run} ({x:.2f}x the runs' median, {fmt_value(middle, 'seconds')})"
-                        for run, x in moved.items())
-            + ": the spread of the series the host paces (caller times, latencies, decode "
-            "steps) is partly the host's, and their thresholds wider than the code needs on "
+            + ", ".join(f"{run} ({x:.2f}x)" for run, x in moved.items())
+            + f" against the runs' median of {fmt_value(middle, 'seconds')}: the spread of "
+            "the series the host paces (caller times, latencies, decode steps) is partly the "
+            "host's, and their thresholds wider than the code needs on "
             "a quiet host"
             + (f"; --from-runs {','.join(held)} reads them from the runs whose host held"
                if len(held) >= 2 else ""))
