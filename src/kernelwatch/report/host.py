@@ -7,7 +7,7 @@ the runs whose host moved, which widen the thresholds read from them."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from kernelwatch.regression import detect
 from kernelwatch.report import clocks
@@ -20,8 +20,8 @@ def fact_ratio(before: Row | None, after: Row | None,
     """How far the host's dispatch moved from `before` to `after` (its rows at two
     measurements), where it moved beyond `factor`; None where it did not, or was not
     measured at both by one version of its benchmark."""
-    if not (before and after and before.median and after.median) or (
-            before.version and after.version and before.version != after.version):
+    if not (before and after and before.median and after.median) or len(
+            versions([before, after])) > 1:
         return None  # not measured at both, or measured by different benchmark code
     return detect.host_ratio(before.samples or [before.median],
                              after.samples or [after.median], factor)
@@ -43,7 +43,7 @@ def moved_runs(facts: dict[str, Row], factor: float = detect.DEFAULT_FACTOR
     return middle, {run: x for run, x in ratios.items() if max(x, 1 / x) > factor}
 
 
-def versions(rows) -> set[str]:
+def versions(rows: Iterable[Row]) -> set[str]:
     """The benchmark versions that measured `rows` (those that say)."""
     return {r.version for r in rows if r.version}
 
@@ -64,10 +64,11 @@ def between_runs(rows: Sequence[Row], runs: Sequence[str]) -> list[str]:
                      f"{', '.join(lacking)}, so whether the host moved between the runs is "
                      "not known (runs made with --skip-machine-facts, or before kernelwatch "
                      "measured it)")
-    if len(versions(facts.values())) > 1:
+    measured_by = versions(facts.values())
+    if len(measured_by) > 1:
         lines.append(f"the host's dispatch was measured by different versions of its benchmark "
-                     f"in these runs ({', '.join(sorted(versions(facts.values())))}), so its "
-                     "readings are not compared")
+                     f"in these runs ({', '.join(sorted(measured_by))}), so its readings are "
+                     "not compared")
     found = moved_runs(facts)
     if found and found[1]:
         middle, moved = found
@@ -77,8 +78,7 @@ def between_runs(rows: Sequence[Row], runs: Sequence[str]) -> list[str]:
             + ", ".join(f"{run} ({x:.2f}x)" for run, x in moved.items())
             + f" against the runs' median of {fmt_value(middle, 'seconds')}: the spread of "
             "the series the host paces (caller times, latencies, decode steps) is partly the "
-            "host's, and their thresholds wider than the code needs on "
-            "a quiet host"
+            "host's, and their thresholds wider than the code needs on a quiet host"
             + (f"; --from-runs {','.join(held)} reads them from the runs whose host held"
                if len(held) >= 2 else ""))
     return lines
