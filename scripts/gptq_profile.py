@@ -3,9 +3,16 @@ the top operators by GPU time, and GPU-busy time against the call's wall time (a
 for docs/findings/gptq-gpu.md, not a benchmark: the figures users compare come from asv).
 
     python scripts/gptq_profile.py --shape qwen2.5-3b/q_proj --variant triton
+    python scripts/gptq_profile.py --factorization 2048 11008
+
+--factorization N... times the upper Cholesky factor of a damped N x N Hessian's inverse two
+ways: the workload's (Cholesky, cholesky_inverse, Cholesky again; 8n^3/3 on CUDA, where
+cholesky_inverse is a solve against the identity) and one Cholesky of the reversed Hessian and
+a triangular inverse (4n^3/3), and how far the two factors differ.
 """
 
 import argparse
+import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -19,7 +26,47 @@ p.add_argument("--blocksize", default="128")
 p.add_argument("--variant", default="triton")
 p.add_argument("--rows", type=int, default=12, help="operators to list")
 p.add_argument("--device", default="cuda", help="cuda (default); cpu to try the script")
+p.add_argument("--factorization", type=int, nargs="+", metavar="N",
+               help="time the inverse Hessian's factor two ways at these sizes, then stop")
 a = p.parse_args()
+
+
+def reversed_factor(h: torch.Tensor) -> torch.Tensor:
+    """U upper with U^T U = H^-1: with P the reversal, L L^T = P H P gives U = P L^-1 P."""
+    lower = torch.linalg.cholesky(h.flip(0, 1))
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+    return torch.linalg.solve_triangular(lower, eye, upper=False).flip(0, 1)
+
+
+def best_ms(fn, h: torch.Tensor) -> tuple[float, torch.Tensor]:
+    fn(h)
+    seconds = []
+    for _ in range(5):
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn(h)
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return min(seconds) * 1e3, out
+
+
+if a.factorization:
+    torch.manual_seed(0)
+    print(f"{'n':>6} {'workload ms':>12} {'reversed ms':>12} {'ratio':>6} {'max rel diff':>13}")
+    for n in a.factorization:
+        x = torch.randn(4 * n, n, device=a.device)
+        h = x.T @ x / (4 * n)
+        ms_workload, u_workload = best_ms(
+            lambda h: gptq.inverse_hessian_factor(h, 0.01)[0], h)
+        ms_reversed, u_reversed = best_ms(
+            lambda h: reversed_factor(h + torch.diag(torch.full_like(h.diag(),
+                                                                     0.01 * h.diag().mean()))), h)
+        diff = ((u_workload - u_reversed).abs().max() / u_workload.abs().max()).item()
+        print(f"{n:>6} {ms_workload:>12.1f} {ms_reversed:>12.1f} "
+              f"{ms_workload / ms_reversed:>6.2f} {diff:>13.2e}")
+    raise SystemExit(0)
 
 for shape in a.shape:
     case = gptq.build_case(shape, a.scheme, a.blocksize, a.variant, torch.device(a.device))
