@@ -42,20 +42,19 @@ def test_compare_stays_quiet_on_two_runs_of_a_commit_and_fails_on_a_slowdown(clo
     from kernelwatch.regression import fidelity
 
     key = "gptq.GptqTime.track_time(tiny/proj, w4-sym-g128, 16, eager)"
-    # None where three runs spread too far for any factor up to 1.50 to be safe (the
-    # fidelity page says so): the series then keeps the default 1.10.
-    threshold = fidelity.thresholds(clone).get("aa-slow", {}).get(key)
+    # 1.50, the widest factor tried, where three runs spread too far for any factor up to
+    # it to be safe (the fidelity page says "> 1.50")
+    threshold = fidelity.thresholds(clone)["aa-slow"][key]
     print("fidelity threshold of the series:", threshold)
     own = run([kernelwatch_exe(), "compare", "HEAD", "HEAD", "--base-machine", "aa-base",
                "--machine", "aa-slow"], clone)
     line = next(ln for ln in own.stdout.splitlines()
                 if "`gptq.GptqTime.track_time` (`tiny/proj, w4-sym-g128, 16, eager`)" in ln)
     cells = [c.strip() for c in line.split("|")]
-    assert cells[5] == (f"{threshold:.2f}" if threshold else "1.10")
+    assert cells[5] == f"{threshold:.2f}"
     assert line.startswith("| + |") and float(cells[4]) > 1.50  # 10x: past any threshold
     assert own.returncode == 1
-    if threshold:
-        assert "own threshold from `kernelwatch fidelity` where measured (1 series" in own.stdout
+    assert "own threshold from `kernelwatch fidelity` where measured (1 series" in own.stdout
     missing = run([kernelwatch_exe(), "compare", "HEAD~1", "HEAD", "--machine", "aa-base"],
                   clone)
     assert missing.returncode == 2 and "no results for commit" in missing.stderr

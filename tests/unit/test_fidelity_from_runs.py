@@ -3,6 +3,7 @@
 read from result files as asv writes them. The series' samples are made up with a known
 spread between processes: the logic is under test, not a machine's noise."""
 
+import dataclasses
 import json
 import random
 import shutil
@@ -131,6 +132,23 @@ def test_from_runs_files_thresholds_that_compare_uses(tmp_path):
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
     line = next(ln for ln in cmp.stdout.splitlines() if "triton" in ln and BENCH in ln)
     assert f"| {own[_key(QUIET)]:.2f} |" in line
+    # one slow process in each run: judged at the widest factor, and the header says how
+    # to judge it closer
+    assert own[_key(LOOSE)] == fidelity.FACTORS[-1]
+    line = next(ln for ln in cmp.stdout.splitlines() if "compile-column" in ln)
+    assert "| 1.50 |" in line
+    assert "(2 series, column `threshold`; 1 of them at 1.50, the widest" in cmp.stdout
+    assert "`kernelwatch run --processes K`" in cmp.stdout
+
+
+def test_a_series_no_factor_held_in_its_aa_is_judged_at_the_widest_not_the_default(tmp_path):
+    repo, commit = _repo(tmp_path)
+    rows = [r for r in result_rows.load(repo / "results") if r.commit == commit]
+    found, _ = fidelity.from_rows(rows, RUNS)
+    quiet, loose = sorted((fidelity.analyse(m) for m in found), key=lambda a: a.run_cv)
+    alarmed_everywhere = dataclasses.replace(loose, threshold=None)
+    assert fidelity.series_thresholds([quiet, alarmed_everywhere]) == {
+        quiet.key: quiet.threshold, loose.key: fidelity.FACTORS[-1]}
 
 
 def test_from_runs_names_what_is_missing_and_what_does_not_apply(tmp_path):

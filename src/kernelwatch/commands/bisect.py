@@ -257,7 +257,8 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     own = fidelity.thresholds(repo).get(machine, {})
     # The closing comparison is `kernelwatch compare PARENT CULPRIT` as it would judge:
     # --factor for every series where given, else each series' own threshold where
-    # `kernelwatch fidelity` measured one, 1.10 for the rest; its text says which it used.
+    # `kernelwatch fidelity` measured the series (series_thresholds), 1.10 for the rest; its
+    # text says which it used.
     closing = None if factor else own or None
     closing_factor = factor or detect.DEFAULT_FACTOR
     factor = factor or own.get(series.key) or detect.DEFAULT_FACTOR

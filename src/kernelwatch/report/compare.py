@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kernelwatch.regression import detect
+from kernelwatch.regression import detect, fidelity
 from kernelwatch.report import clocks, host
 from kernelwatch.report.format import fmt_value, md_code, md_text
 from kernelwatch.results.rows import Row
@@ -270,6 +270,7 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
     `thresholds` (series key -> factor) are the series' own from `kernelwatch fidelity`."""
     worse = sum(c.mark in WORSE_MARKS for c in comparisons)
     own = sum(c.series in (thresholds or {}) for c in comparisons)
+    wide = sum((thresholds or {}).get(c.series) == fidelity.FACTORS[-1] for c in comparisons)
     better = sum(c.mark in ("-", "*") for c in comparisons)
     incomparable = sum(c.mark == "x" for c in comparisons)
     failing = sum(c.mark == FAILING for c in comparisons)
@@ -290,7 +291,12 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
              "the samples "
              f"finds it significant and the medians differ by more than {factor:.2f}x"
              + (f", or by the series' own threshold from `kernelwatch fidelity` where "
-                f"measured ({own} series, column `threshold`)" if own else "") + "; `+` "
+                f"measured ({own} series, column `threshold`"
+                + (f"; {wide} of them at {fidelity.FACTORS[-1]:.2f}, the widest it tries: "
+                   "processes of one commit moved them about that far or further on their "
+                   "own, so pool processes (`kernelwatch run --processes K`, thresholds from "
+                   "`kernelwatch fidelity --processes K`) to judge them closer" if wide else "")
+                + ")" if own else "") + "; `+` "
              "worse, `-` better, `!` newly failing, `*` fixed, `failing` failed at both, "
              "`skipped` skipped at HEAD (the reason beside), `x` not comparable: the "
              "benchmark's version changed"
