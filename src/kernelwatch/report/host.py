@@ -76,9 +76,11 @@ def between_runs(rows: Sequence[Row], runs: Sequence[str]) -> list[str]:
         lines.append(
             "the host's dispatch moved in "
             + ", ".join(f"{run} ({x:.2f}x)" for run, x in moved.items())
-            + f" against the runs' median of {fmt_value(middle, 'seconds')}: the spread of "
-            "the series the host paces (caller times, latencies, decode steps) is partly the "
-            "host's, and their thresholds wider than the code needs on a quiet host"
+            + f" against the runs' median of {fmt_value(middle, 'seconds')}: where those "
+            "runs' series the host paces (caller times, latencies, decode steps) moved with "
+            "it, their spread is partly the host's and their thresholds wider than the code "
+            "needs on a quiet host (the fact is read in a process of its own, so look at "
+            "the series before leaving a run out)"
             + (f"; --from-runs {','.join(held)} reads them from the runs whose host held"
                if len(held) >= 2 else ""))
     return lines
