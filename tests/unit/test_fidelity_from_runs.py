@@ -132,23 +132,44 @@ def test_from_runs_files_thresholds_that_compare_uses(tmp_path):
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
     line = next(ln for ln in cmp.stdout.splitlines() if "triton" in ln and BENCH in ln)
     assert f"| {own[_key(QUIET)]:.2f} |" in line
-    # one slow process in each run: judged at the widest factor, and the header says how
-    # to judge it closer
-    assert own[_key(LOOSE)] == fidelity.FACTORS[-1]
+    # one slow process in each run: a threshold of 1.50, measured, used as measured
+    assert own[_key(LOOSE)] == 1.50 and "of them at 1.50" not in cmp.stdout
     line = next(ln for ln in cmp.stdout.splitlines() if "compile-column" in ln)
     assert "| 1.50 |" in line
-    assert "(2 series, column `threshold`; 1 of them at 1.50, the widest" in cmp.stdout
-    assert "`kernelwatch run --processes K`" in cmp.stdout
 
 
-def test_a_series_no_factor_held_in_its_aa_is_judged_at_the_widest_not_the_default(tmp_path):
+def test_a_series_no_factor_held_in_is_judged_at_the_widest_one_process_a_side(tmp_path):
+    """A series whose A/A alarmed at every factor is judged at 1.50, not the default 1.10
+    its own processes cross, where both sides are one process as the A/A's were; sides that
+    pool processes keep 1.10 and the rule that a change clear every process."""
+    from kernelwatch.report import compare
+    from kernelwatch.results.rows import Row
+
     repo, commit = _repo(tmp_path)
     rows = [r for r in result_rows.load(repo / "results") if r.commit == commit]
     found, _ = fidelity.from_rows(rows, RUNS)
     quiet, loose = sorted((fidelity.analyse(m) for m in found), key=lambda a: a.run_cv)
-    alarmed_everywhere = dataclasses.replace(loose, threshold=None)
-    assert fidelity.series_thresholds([quiet, alarmed_everywhere]) == {
-        quiet.key: quiet.threshold, loose.key: fidelity.FACTORS[-1]}
+    own = fidelity.series_thresholds([quiet, dataclasses.replace(loose, threshold=None)])
+    assert own == {quiet.key: quiet.threshold, loose.key: fidelity.UNHELD}
+    assert fidelity.factor(own, loose.key, (1, 1), 1.10) == fidelity.FACTORS[-1]
+    assert fidelity.factor(own, loose.key, (0, 1), 1.10) == fidelity.FACTORS[-1]  # no count
+    assert fidelity.factor(own, loose.key, (3, 3), 1.10) == 1.10
+    assert fidelity.factor(own, quiet.key, (3, 3), 1.10) == quiet.threshold
+    assert fidelity.factor(own, "w.T.track_time(other)", (1, 1), 1.03) == 1.03
+
+    bench, a, b = "w.T.track_time", "a" * 40, "b" * 40
+    unheld = {detect.series_key(bench, ["eager"]): fidelity.UNHELD}
+    before = [1e-3 * (1 + 0.001 * (i % 3)) for i in range(30)]
+    for processes, judged_at, mark in ((1, 1.50, ""), (3, 1.10, "+")):
+        rows = [Row(machine="m", commit=c, date=0, env_name="env", env={}, benchmark=bench,
+                    params={"variant": "eager"}, unit="seconds", value=s[0], samples=s,
+                    processes=processes)
+                for c, s in ((a, before), (b, [x * 1.3 for x in before]))]
+        (found,) = compare.compare(rows, ("m", a), ("m", b), thresholds=unheld)
+        assert (found.factor, found.mark.strip()) == (judged_at, mark)
+        text = compare.markdown([found], ("m", a), ("m", b), 1.10, unheld)
+        assert ("1 of them at 1.50, the widest it tries" in text) == (processes == 1)
+        assert f"| {judged_at:.2f} |" in text
 
 
 def test_from_runs_names_what_is_missing_and_what_does_not_apply(tmp_path):
@@ -206,7 +227,8 @@ def test_from_runs_says_which_run_s_host_moved_and_which_runs_held(tmp_path):
     assert out.returncode == 0, out.stderr
     assert ("kernelwatch: the host's dispatch moved in aa-2 (1.35x) against the runs' "
             "median of 6.5 us") in out.stderr
-    assert "--from-runs aa-1,aa-3,aa-4 reads them from the runs whose host held" in out.stderr
+    assert "--from-runs aa-1,aa-3,aa-4 reads the thresholds from the runs whose host held" \
+        in out.stderr
     assert "is not recorded" not in out.stderr
 
 

@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--processes fresh processes (`kernelwatch run`; what is recorded is reused, and "
         "what is measured stays in the history) and judged against GOOD with compare's test "
         "at the series' threshold (its `kernelwatch fidelity` threshold on this machine, "
-        "else 1.10). At most ceil(log2 n) + 2 points for n commits. Prints `<sha> is the "
+        "1.50 where none held and --processes is 1, else 1.10). At most ceil(log2 n) + 2 "
+        "points for n commits. Prints `<sha> is the "
         "first bad commit`, the ratio with its 99% interval, the points tested and the "
         "compare markdown of the culprit against its parent. Exit 0: found; 1: no "
         "regression between GOOD and BAD; 2: bad input.")
@@ -53,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="fresh processes per point, samples pooled (default 3)")
     bis.add_argument("--factor", type=common_args.ratio, metavar="RATIO",
                      help="smallest ratio that counts as worse (default: the series' "
-                     "threshold from `kernelwatch fidelity` on this machine, else 1.10)")
+                     "threshold from `kernelwatch fidelity` on this machine, 1.50 where none "
+                     "held and --processes is 1, else 1.10)")
     bis.add_argument("--failed-is-bad", action="store_true",
                      help="a point that fails (build error, timeout) counts as a slowdown "
                      "(default: it is skipped, as git bisect skip)")
@@ -261,7 +263,8 @@ def bisect_series(repo: Path, good: str, bad: str, *, workload: str, params=(),
     # text says which it used.
     closing = None if factor else own or None
     closing_factor = factor or detect.DEFAULT_FACTOR
-    factor = factor or own.get(series.key) or detect.DEFAULT_FACTOR
+    factor = factor or fidelity.factor(own, series.key, (processes, processes),
+                                       detect.DEFAULT_FACTOR)
     print(f"kernelwatch bisect: {series.key} over {len(points) - 1} "
           f"{'versions' if listed else 'commits'} after GOOD, threshold {factor:.2f}, at "
           f"most {bisect.max_points(len(points) - 1)} points", flush=True)

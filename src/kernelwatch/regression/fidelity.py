@@ -440,12 +440,31 @@ def latest_analyses(repo: Path) -> dict[str, tuple[dict, list[Analysis], list[Me
     return out
 
 
+# What series_thresholds files for a series whose A/A alarmed at every factor tried.
+UNHELD = math.inf
+
+
 def series_thresholds(analyses: Sequence[Analysis]) -> dict[str, float]:
-    """series key -> the factor its regression check uses: its threshold, or the widest
-    factor tried (FACTORS[-1]) for a series its A/A alarmed at every factor.
-    The default 1.10 would be narrower than what the A/A showed this machine's processes
-    move by on their own (GPT-2 XL's time to first token, five runs on a lent H100: 1.63)."""
-    return {a.key: a.threshold or FACTORS[-1] for a in analyses}
+    """series key -> its threshold, or UNHELD where no factor tried held (`factor` says
+    what such a series is judged at)."""
+    return {a.key: a.threshold or UNHELD for a in analyses}
+
+
+def factor(thresholds: dict[str, float] | None, key: str, processes: tuple[int, int],
+           default: float) -> float:
+    """The factor series `key` is judged at, two sides pooling `processes` each: its own
+    threshold from `thresholds` (series_thresholds); `default` where fidelity did not
+    measure it. A series no factor held in is judged at the widest tried, FACTORS[-1],
+    where both sides are one process as its A/A's were: the default would be narrower than
+    what its processes move by on their own (GPT-2 XL's time to first token over five runs
+    on a lent H100: 1.63). Pooled sides keep `default`: their spread is not the A/A's, and
+    the check asks a pooled change to clear every process of the other side."""
+    own = (thresholds or {}).get(key)
+    if own is None:
+        return default
+    if own == UNHELD:
+        return FACTORS[-1] if max(processes) <= 1 else default
+    return own
 
 
 def thresholds(repo: Path) -> dict[str, dict[str, float]]:

@@ -67,6 +67,8 @@ class Comparison:
     # environment (after / before), on the fact's own row and on each time the host paces
     # that moved the same way: said beside it, still counted (the code may have moved too).
     host_ratio: float | None = None
+    # The factor it was judged at (fidelity.factor): its own threshold, or the default.
+    factor: float = detect.DEFAULT_FACTOR
 
     @property
     def ratio(self) -> float | None:
@@ -88,8 +90,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             gate=None, env_key: Callable[[str], str] | None = None,
             inventories: dict | None = None) -> list[Comparison]:
     """Series recorded at `base` and `head`, each a (machine, full commit hash). A series
-    with a threshold in `thresholds` (series key -> factor, from `kernelwatch fidelity` on
-    the head's machine) is judged at it; the others at `factor`. `env_key` names the
+    with a threshold in `thresholds` (fidelity.series_thresholds of the head's machine) is
+    judged as fidelity.factor says; the others at `factor`. `env_key` names the
     environment a series is matched by (a library's commits: without its requirement set).
     `inventories`: (machine, commit, env, case key) -> the case's kernel inventory, where a
     device time whose kernels only changed launch, in one environment, is marked LAUNCH
@@ -106,6 +108,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         b, a = before[key], after[key]
         env, bench, params = key
         key_of_series = detect.series_key(bench, [v for _, v in params])
+        series_factor = fidelity.factor(thresholds, key_of_series, (b.processes, a.processes),
+                                        factor)
         change, held_across_picks, inv_b, inv_a = None, False, None, None
         if a.version and b.version and a.version != b.version:
             mark = MARKS[detect.NOT_COMPARABLE]
@@ -127,7 +131,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
                             and inventory.only_launch_moved(inv_b, inv_a))
             change = detect.judge(bench, a.unit, b.samples or [b.median],
                                   a.samples or [a.median],
-                                  factor=(thresholds or {}).get(key_of_series, factor),
+                                  factor=series_factor,
                                   launch_moved=launch_moved,
                                   processes=(b.processes, a.processes))
             mark = MARKS[change.flag]
@@ -154,7 +158,7 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             a, change.flag if change else "", moved)) else None
         if host_ratio and change and bench != detect.HOST_FACT:
             conditions = "; ".join(filter(None, [conditions, host.note(
-                host_ratio, change.ratio, (thresholds or {}).get(key_of_series, factor))]))
+                host_ratio, change.ratio, series_factor)]))
         reason = failing.get((env, bench.split(".")[0], params))
         if mark == "-" and reason:
             mark = " "  # a speedup counts only when the output passes its quality gate
@@ -163,7 +167,8 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark, key_of_series,
                               conditions, tuple(k for k, _ in params),
-                              (b.skipped, a.skipped), held_across_picks, host_ratio))
+                              (b.skipped, a.skipped), held_across_picks, host_ratio,
+                              series_factor))
     order = {"+": 0, "!": 1, FAILING: 2, SKIPPED: 3, "-": 4, "*": 5, LAUNCH: 6, "x": 7, " ": 8}
     # an unchanged time across two picks comes right after the moved ones: it is as much
     # the pick's as theirs
@@ -269,8 +274,11 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
     series (the first `row_limit`, flagged ones first), every name a code span.
     `thresholds` (series key -> factor) are the series' own from `kernelwatch fidelity`."""
     worse = sum(c.mark in WORSE_MARKS for c in comparisons)
-    own = sum(c.series in (thresholds or {}) for c in comparisons)
-    wide = sum((thresholds or {}).get(c.series) == fidelity.FACTORS[-1] for c in comparisons)
+    own_of = thresholds or {}
+    # judged at the widest factor because no factor held in their A/A (fidelity.factor)
+    wide = sum(own_of.get(c.series) == fidelity.UNHELD and c.factor == fidelity.FACTORS[-1]
+               for c in comparisons)
+    own = wide + sum(own_of.get(c.series) not in (None, fidelity.UNHELD) for c in comparisons)
     better = sum(c.mark in ("-", "*") for c in comparisons)
     incomparable = sum(c.mark == "x" for c in comparisons)
     failing = sum(c.mark == FAILING for c in comparisons)
@@ -292,10 +300,10 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
              f"finds it significant and the medians differ by more than {factor:.2f}x"
              + (f", or by the series' own threshold from `kernelwatch fidelity` where "
                 f"measured ({own} series, column `threshold`"
-                + (f"; {wide} of them at {fidelity.FACTORS[-1]:.2f}, the widest it tries: "
-                   "processes of one commit moved them about that far or further on their "
-                   "own, so pool processes (`kernelwatch run --processes K`, thresholds from "
-                   "`kernelwatch fidelity --processes K`) to judge them closer" if wide else "")
+                + (f"; {wide} of them at {fidelity.FACTORS[-1]:.2f}, the widest it tries, "
+                   "since no factor held in their A/A: runs of `kernelwatch run --processes "
+                   f"K` judge them at {factor:.2f} and beyond every process of the other side, "
+                   "and `kernelwatch fidelity --pool K` says how far that holds" if wide else "")
                 + ")" if own else "") + "; `+` "
              "worse, `-` better, `!` newly failing, `*` fixed, `failing` failed at both, "
              "`skipped` skipped at HEAD (the reason beside), `x` not comparable: the "
@@ -314,7 +322,7 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
              "|---|---|---|---|---|---|---|"]
     for c in comparisons[:row_limit]:
         ratio = f"{c.ratio:.2f}" if c.ratio is not None and c.mark != "x" else "n/a"
-        threshold = (thresholds or {}).get(c.series, factor)
+        threshold = c.factor
         lines.append(f"| {c.mark.strip()} | {_value(c.before, c.unit, c.skipped[0])} | "
                      f"{_value(c.after, c.unit, c.skipped[1])} | {ratio} | {threshold:.2f} | "
                      f"{md_code(c.benchmark, table=True)} "

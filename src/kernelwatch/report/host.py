@@ -51,8 +51,8 @@ def versions(rows: Iterable[Row]) -> set[str]:
 def between_runs(rows: Sequence[Row], runs: Sequence[str]) -> list[str]:
     """What an A/A's thresholds (`kernelwatch fidelity --from-runs`) should be read with:
     the runs that did not record the host's dispatch, and those whose host dispatched
-    slower or faster than the others' (moved_runs). Such a run widens the spread of every
-    series the host paces, and so their thresholds: on a lent H100, GPT-2's decode steps
+    slower or faster than the others' (moved_runs). Such a run can widen the spread of
+    every series the host paces, and so their thresholds: on a lent H100, GPT-2's decode steps
     held within 1.05 in three of five runs and moved 1.18-1.47x, all together, in one.
     `rows`: one commit's rows in one environment."""
     facts = {r.machine: r for r in rows
@@ -76,13 +76,12 @@ def between_runs(rows: Sequence[Row], runs: Sequence[str]) -> list[str]:
         lines.append(
             "the host's dispatch moved in "
             + ", ".join(f"{run} ({x:.2f}x)" for run, x in moved.items())
-            + f" against the runs' median of {fmt_value(middle, 'seconds')}: where those "
-            "runs' series the host paces (caller times, latencies, decode steps) moved with "
-            "it, their spread is partly the host's and their thresholds wider than the code "
-            "needs on a quiet host (the fact is read in a process of its own, so look at "
-            "the series before leaving a run out)"
-            + (f"; --from-runs {','.join(held)} reads them from the runs whose host held"
-               if len(held) >= 2 else ""))
+            + f" against the runs' median of {fmt_value(middle, 'seconds')}; it is timed in "
+            "a process of its own, so check whether those runs' series the host paces "
+            "(caller times, latencies, decode steps) moved too: if so, their thresholds are "
+            "wider than a quiet host needs"
+            + (f", and --from-runs {','.join(held)} reads the thresholds from the runs whose "
+               "host held" if len(held) >= 2 else ""))
     return lines
 
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from kernelwatch.regression import detect
+from kernelwatch.regression import detect, fidelity
 from kernelwatch.report import (
     break_even,
     copy_bandwidth,
@@ -162,7 +162,8 @@ def changes(rows: list[Row], thresholds: dict[str, dict[str, float]] | None = No
         if not old.median:
             continue
         ratio = new.median / old.median
-        factor = (thresholds or {}).get(machine, {}).get(new.series_key, detect.DEFAULT_FACTOR)
+        factor = fidelity.factor((thresholds or {}).get(machine), new.series_key,
+                                 (old.processes, new.processes), detect.DEFAULT_FACTOR)
         case = f"{bench.split('.')[0]}({', '.join(new.params.values())})"
         inv = inventories or {}
         before_inv = inv.get((machine, old.commit, env_name, case))
