@@ -49,7 +49,8 @@ def test_quick_run_publish_and_compare(clone, isolated_home):
         assert value("environment.Environment.track_torch_threads").value >= 1
         assert value("environment.Environment.track_cuda_runtime").value is not None
         assert value("environment.Environment.track_copy_seconds_per_gib").median > 0
-        assert value("environment.Environment.track_matmul_seconds_per_tflop").median > 0
+        matmul = value("environment.Environment.track_matmul_seconds_per_tflop")
+        assert matmul.median > 0 and len(matmul.samples) == 10  # for compare's GPU note
         if commit == head:  # the parent's kernelwatch may predate the fact
             host = value("environment.Environment.track_dispatch_seconds")
             assert 0 < host.median < 1e-3 and len(host.samples) == 30  # one op: the host's

@@ -167,3 +167,22 @@ def test_the_runs_whose_host_moved_are_read_against_a_run_s_own_median():
     assert host.moved_runs(fact_rows({"aa-1": 6.4e-6, "aa-2": 8.8e-6})) is None
     assert host.moved_runs(fact_rows({"aa-1": 6.4e-6, "aa-2": 6.5e-6, "aa-3": 8.8e-6},
                                      version={"aa-3": "2"})) is None
+
+
+def test_a_gpu_whose_own_matmul_moved_is_said_once_and_a_cpu_s_is_not():
+    """The slower run of GPT-2's A/A on a lent H100 (2026-12-08): its GPU's matmul fact read
+    1.095x run 1's, and its series 1.33-1.88x. Said at a factor it passes, as a time would
+    be flagged; not at 1.10; never for a CPU, whose matmul is the host's."""
+    series = rows(detect.GPU_FACT, {A: 1.255e-3, B: 1.374e-3}, params={})
+    found = compare.compare(series, ("m", A), ("m", B), factor=1.03)
+    assert [c.gpu_ratio for c in found] == [pytest.approx(1.095, rel=1e-3)]
+    assert found[0].mark == " "  # a fact: shown, never counted
+    text = compare.markdown(found, ("m", A), ("m", B), 1.03)
+    assert "The GPU moved between the two in `env`: a bf16 matmul took 1.09x as long at " \
+           "HEAD" in text and "before blaming the code" in text
+    at_default = compare.compare(series, ("m", A), ("m", B))
+    assert at_default[0].gpu_ratio is None
+    assert "GPU moved" not in compare.markdown(at_default, ("m", A), ("m", B), 1.10)
+    cpu = compare.compare(rows(detect.GPU_FACT, {A: 1.255e-3, B: 1.374e-3}, params={},
+                               env=CPU), ("m", A), ("m", B), factor=1.03)
+    assert cpu[0].gpu_ratio is None

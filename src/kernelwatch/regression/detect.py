@@ -61,6 +61,12 @@ DEVICE_TIME = (".track_time", ".track_kernel_time")
 # 2.65x, while the device times held within 1.04 but for one that moves with autotuning's
 # pick (docs/findings/gpu-history-h200.md, sixth lease of 2026-12-07).
 HOST_FACT = MACHINE_FACTS + "Environment.track_dispatch_seconds"
+# The GPU's own pace, one of the machine's facts: a large bf16 matmul's device time per
+# TFLOP. Where it moves between two measurements the GPU did (its clocks, a neighbour): on
+# a lent H100 one process read it 1.095x slower than four others that held within 1.011,
+# and GPT-2's series in it moved 1.33-1.88x (docs/findings/gpu-history-h200.md,
+# 2026-12-08). Said, like the host, not counted.
+GPU_FACT = MACHINE_FACTS + "Environment.track_matmul_seconds_per_tflop"
 
 
 def series_key(benchmark: str, values: Sequence[str]) -> str:

@@ -69,6 +69,9 @@ class Comparison:
     host_ratio: float | None = None
     # The factor it was judged at (fidelity.factor): its own threshold, or the default.
     factor: float = detect.DEFAULT_FACTOR
+    # On the GPU fact's own row (detect.GPU_FACT): how far it moved (after / before), where
+    # it moved as a time would be flagged at the compare's factor.
+    gpu_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -164,11 +167,13 @@ def compare(rows: list[Row], base: tuple[str, str], head: tuple[str, str], *,
             mark = " "  # a speedup counts only when the output passes its quality gate
             conditions = "; ".join(filter(None, [conditions, "faster, not counted: fails its "
                                                  f"quality gate ({reason})"]))
+        gpu_ratio = (host.fact_ratio(b, a, factor)
+                     if bench == detect.GPU_FACT and a.device_type == "cuda" else None)
         out.append(Comparison(env, bench, ", ".join(v for _, v in params), a.unit,
                               b.median, a.median, change, mark, key_of_series,
                               conditions, tuple(k for k, _ in params),
                               (b.skipped, a.skipped), held_across_picks, host_ratio,
-                              series_factor))
+                              series_factor, gpu_ratio))
     order = {"+": 0, "!": 1, FAILING: 2, SKIPPED: 3, "-": 4, "*": 5, LAUNCH: 6, "x": 7, " ": 8}
     # an unchanged time across two picks comes right after the moved ones: it is as much
     # the pick's as theirs
@@ -257,6 +262,22 @@ def _host_lines(comparisons: list[Comparison]) -> list[str]:
     return lines
 
 
+def _gpu_lines(comparisons: list[Comparison]) -> list[str]:
+    """A paragraph per environment whose GPU fact moved: the GPU, not only the code,
+    changed between the two."""
+    lines = []
+    for c in comparisons:
+        if c.gpu_ratio:
+            verdict = "blaming" if c.gpu_ratio > 1 else "crediting"
+            lines += ["", f"The GPU moved between the two in {md_code(c.env)}: a bf16 matmul "
+                      f"took {c.gpu_ratio:.2f}x as long at HEAD ({md_code(c.benchmark)}, "
+                      f"{_value(c.before, c.unit)} -> {_value(c.after, c.unit)} a TFLOP). "
+                      "Every time the GPU paces (device times, and the GPU's part of caller "
+                      "times, latencies and decode steps) can move with it. Measure both "
+                      f"commits on one quiet GPU before {verdict} the code."]
+    return lines
+
+
 def _value(v: float | None, unit: str, skipped: bool = False) -> str:
     if v is None:
         return "skipped" if skipped else "failed"
@@ -317,6 +338,7 @@ def markdown(comparisons: list[Comparison], base: tuple[str, str], head: tuple[s
                 "counted" if within else "")
              + ").",
              *_host_lines(comparisons),
+             *_gpu_lines(comparisons),
              "",
              "| | before | after | ratio | threshold | benchmark (parameters) | environment |",
              "|---|---|---|---|---|---|---|"]

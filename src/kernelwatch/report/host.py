@@ -17,9 +17,9 @@ from kernelwatch.results.rows import Row
 
 def fact_ratio(before: Row | None, after: Row | None,
                factor: float = detect.DEFAULT_FACTOR) -> float | None:
-    """How far the host's dispatch moved from `before` to `after` (its rows at two
-    measurements), where it moved beyond `factor`; None where it did not, or was not
-    measured at both by one version of its benchmark."""
+    """How far one of the machine's facts (the host's dispatch, or a GPU fact) moved from
+    `before` to `after` (its rows at two measurements), where it moved beyond `factor`;
+    None where it did not, or was not measured at both by one version of its benchmark."""
     if not (before and after and before.median and after.median) or len(
             versions([before, after])) > 1:
         return None  # not measured at both, or measured by different benchmark code
