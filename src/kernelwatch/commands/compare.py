@@ -63,8 +63,9 @@ def compare_commits(repo, base_rev: str, head_rev: str, *, machine: str, base_ma
                     factor: float | None = None, target: str | None = None) -> int:
     """Print the comparison of BASE and HEAD; 1 when something got worse beyond its
     threshold. An explicit `factor` is used for every series; without it, each series
-    measured by `kernelwatch fidelity` on this machine uses its own threshold (1.50, the
-    widest factor fidelity tries, where its A/A alarmed at every factor), the rest 1.10."""
+    measured by `kernelwatch fidelity` on this machine is judged as fidelity.factor says
+    (its own threshold; 1.50 where its A/A alarmed at every factor and both sides are one
+    process), the rest at 1.10."""
     if target:  # the library's commits, its results
         library = targets.resolve(target, repo)
         base = (base_machine, targets.commit(library, base_rev))
